@@ -1,0 +1,33 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "arapack",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "arapack", targets: ["arapack"]),
+        .library(name: "ArapackFormats", targets: ["ArapackFormats"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "ArapackTensor"),
+        .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL"]),
+        .executableTarget(
+            name: "arapack",
+            dependencies: [
+                "ArapackFormats", "ArapackTensor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "ArapackTensorTests", dependencies: ["ArapackTensor"]),
+        .testTarget(
+            name: "ArapackFormatsTests", dependencies: ["ArapackFormats"],
+            resources: []),
+        .testTarget(name: "ArapackCLITests", dependencies: ["ArapackFormats"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,129 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ArapackTensor
+
+/// Writes a file so that it appears at its destination only complete: the bytes go to a temporary
+/// sibling (`.<name>.arapack-tmp-<pid>-<n>`), which `commit()` fsyncs and renames into place.
+/// A writer released without `commit()` removes its temporary file.
+public final class AtomicFileWriter {
+    /// The final path.
+    public let destination: String
+    /// The temporary path being written.
+    public let temporaryPath: String
+    private var fd: Int32
+    private var buffer: UnsafeMutableRawBufferPointer
+    private var buffered = 0
+    private var committed = false
+    /// Bytes written so far.
+    public private(set) var bytesWritten = 0
+
+    nonisolated(unsafe) private static var counter = 0
+    private static let lock = NSLockLike()
+
+    /// Creates the temporary file next to `destination`. With `overwrite` false an existing
+    /// destination makes `commit()` fail; the check happens again at commit time.
+    public init(destination: String, bufferSize: Int = 8 << 20) throws {
+        self.destination = destination
+        let (dir, base) = splitPath(destination)
+        let n = AtomicFileWriter.lock.withLock { () -> Int in
+            AtomicFileWriter.counter += 1
+            return AtomicFileWriter.counter
+        }
+        temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(base).arapack-tmp-\(getpid())-\(n)"
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileError(path: temporaryPath, operation: "create", code: errno) }
+        buffer = .allocate(byteCount: bufferSize, alignment: 64)
+    }
+
+    deinit {
+        buffer.deallocate()
+        if fd >= 0 { close(fd) }
+        if !committed { unlink(temporaryPath) }
+    }
+
+    /// Appends `bytes`.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        if bytes.count >= buffer.count {
+            try flush()
+            try writeAll(bytes)
+        } else {
+            if buffered + bytes.count > buffer.count { try flush() }
+            UnsafeMutableRawBufferPointer(rebasing: buffer[buffered..<(buffered + bytes.count)]).copyMemory(from: bytes)
+            buffered += bytes.count
+        }
+        bytesWritten += bytes.count
+    }
+
+    /// Appends the bytes of `array`.
+    public func write(_ array: [UInt8]) throws {
+        try array.withUnsafeBytes { try write($0) }
+    }
+
+    /// Appends the UTF-8 of `text`.
+    public func write(_ text: String) throws {
+        try write(Array(text.utf8))
+    }
+
+    /// Flushes, fsyncs and renames the temporary file onto the destination, then fsyncs the folder.
+    public func commit() throws {
+        try flush()
+        guard fsync(fd) == 0 else { throw FileError(path: temporaryPath, operation: "fsync", code: errno) }
+        close(fd)
+        fd = -1
+        guard rename(temporaryPath, destination) == 0 else {
+            throw FileError(path: destination, operation: "rename", code: errno)
+        }
+        committed = true
+        syncDirectory(of: destination)
+    }
+
+    private func flush() throws {
+        guard buffered > 0 else { return }
+        try writeAll(UnsafeRawBufferPointer(rebasing: buffer[0..<buffered]))
+        buffered = 0
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileError(path: temporaryPath, operation: "write", code: errno)
+            }
+            done += n
+        }
+    }
+}
+
+/// Fsyncs the folder holding `path` so a rename into it is durable.
+public func syncDirectory(of path: String) {
+    let (dir, _) = splitPath(path)
+    let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if fd >= 0 {
+        fsync(fd)
+        close(fd)
+    }
+}
+
+/// Splits a path into folder and last component (`("", name)` for a bare name).
+public func splitPath(_ path: String) -> (String, String) {
+    guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+    let dir = String(path[..<slash])
+    return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))
+}
+
+/// A minimal mutex over pthread, for the few counters shared across threads.
+final class NSLockLike: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body()
+    }
+}

@@ -1,0 +1,65 @@
+/// The bytes behind a tensor: a range of a memory-mapped file, or an owned buffer.
+///
+/// Mapped storage is zero-copy; owned storage is 64-byte aligned and freed on release.
+public final class TensorStorage: @unchecked Sendable {
+    private enum Backing {
+        case mapped(MappedFile, Range<Int>)
+        case owned(UnsafeMutableRawBufferPointer)
+    }
+
+    private let backing: Backing
+
+    /// Storage that views `range` of `file`. `range` must lie within the file (programmer error otherwise).
+    public init(file: MappedFile, range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= file.count, "range outside mapped file")
+        backing = .mapped(file, range)
+    }
+
+    /// Owned, zero-initialised storage of `byteCount` bytes.
+    public init(byteCount: Int) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        backing = .owned(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<byteCount]))
+    }
+
+    /// Owned storage holding a copy of `bytes`.
+    public convenience init<C: Collection>(copying bytes: C) where C.Element == UInt8 {
+        self.init(byteCount: bytes.count)
+        withUnsafeMutableBytes { dst in dst.copyBytes(from: bytes) }
+    }
+
+    deinit {
+        if case let .owned(buffer) = backing, let base = buffer.baseAddress { base.deallocate() }
+    }
+
+    /// Number of bytes.
+    public var count: Int {
+        switch backing {
+        case let .mapped(_, range): return range.count
+        case let .owned(buffer): return buffer.count
+        }
+    }
+
+    /// Whether the bytes come from a memory map (read-only).
+    public var isMapped: Bool {
+        if case .mapped = backing { return true }
+        return false
+    }
+
+    /// Calls `body` with the bytes. Do not escape the pointer from the closure.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch backing {
+        case let .mapped(file, range):
+            return try file.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        case let .owned(buffer):
+            return try withExtendedLifetime(self) { try body(UnsafeRawBufferPointer(buffer)) }
+        }
+    }
+
+    /// Calls `body` with writable bytes of owned storage. Mapped storage is read-only: calling this on it
+    /// is a programmer error.
+    public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        guard case let .owned(buffer) = backing else { preconditionFailure("mapped storage is read-only") }
+        return try withExtendedLifetime(self) { try body(buffer) }
+    }
+}
