@@ -4,6 +4,10 @@ import ArapackTensor
 public protocol TensorSource: AnyObject {
     /// A short name of the format, e.g. `safetensors`.
     var formatName: String { get }
+    /// Paths of the files the source reads, in a stable order.
+    var filePaths: [String] { get }
+    /// The file holding `name`, for sources spread over several files.
+    func filePath(of name: String) -> String?
     /// Tensor names in a stable order.
     var tensorNames: [String] { get }
     /// The dtype and shape of `name` without reading its data.

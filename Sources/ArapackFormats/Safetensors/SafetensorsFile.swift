@@ -27,6 +27,10 @@ public final class SafetensorsFile: TensorSource {
     /// `__metadata__`, empty when absent.
     public var metadata: [String: String] { header.metadata ?? [:] }
 
+    public var filePaths: [String] { [path] }
+
+    public func filePath(of name: String) -> String? { entryIndex[name] == nil ? nil : path }
+
     /// Tensor names in data order.
     public var tensorNames: [String] { header.entries.map(\.name) }
 

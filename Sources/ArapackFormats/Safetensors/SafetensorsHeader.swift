@@ -104,10 +104,13 @@ public struct SafetensorsHeader: Equatable, Sendable {
         }
         var shape: [Int] = []
         for d in dims {
-            guard case .number = d else {
-                throw SafetensorsError.invalidEntry(file: file, tensor: name, detail: "shape holds a \(d.kindName), expected integers")
+            guard case let .number(text) = d, !text.contains(where: { ".eE".contains($0) }) else {
+                throw SafetensorsError.invalidEntry(file: file, tensor: name, detail: "shape holds \(d.serialized()), expected non-negative integers")
             }
-            guard let v = d.intValue, v >= 0 else {
+            guard !text.hasPrefix("-") else {
+                throw SafetensorsError.invalidEntry(file: file, tensor: name, detail: "shape dimension \(text) is negative")
+            }
+            guard let v = d.intValue else {
                 throw SafetensorsError.shapeOverflow(file: file, tensor: name, shape: "[" + dims.map { $0.serialized() }.joined(separator: ", ") + "]")
             }
             shape.append(v)

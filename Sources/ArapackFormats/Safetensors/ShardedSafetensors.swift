@@ -76,6 +76,10 @@ public final class ShardedSafetensors: TensorSource {
         tensorNames = map.map(\.key).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 
+    public var filePaths: [String] { [indexPath] + shards.map(\.file.path) }
+
+    public func filePath(of name: String) -> String? { weightMap[name].map { shards[$0].file.path } }
+
     /// The shard holding `name`.
     public func shard(of name: String) throws -> SafetensorsFile {
         guard let i = weightMap[name] else { throw SafetensorsError.tensorNotFound(file: indexPath, tensor: name) }

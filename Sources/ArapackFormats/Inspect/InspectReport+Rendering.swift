@@ -1,0 +1,93 @@
+import ArapackTensor
+
+/// The report as JSON (described by Schemas/inspect.schema.json) and as a text table.
+extension InspectReport {
+    /// The JSON document `arapack inspect --json` prints.
+    public var json: JSONValue {
+        var root: [JSONValue.Member] = [
+            .init("arapack_inspect_version", .int(1)),
+            .init("path", .string(path)),
+            .init("format", .string(format)),
+            .init("files", .array(files.map { f in
+                var m: [JSONValue.Member] = [.init("path", .string(f.path)), .init("bytes", .int(f.bytes))]
+                if let d = f.sha256 { m.append(.init("sha256", .string(d))) }
+                return .object(m)
+            })),
+            .init("metadata", .object(metadata.keys.sorted().map { .init($0, .string(metadata[$0]!)) })),
+            .init("tensor_count", .int(tensors.count)),
+            .init("parameter_count", .int(parameterCount)),
+            .init("tensor_bytes", .int(tensorBytes)),
+            .init("dtypes", .array(dtypeTotals.map { t in
+                .object([.init("dtype", .string(t.dtype.name)), .init("tensors", .int(t.tensors)),
+                         .init("parameters", .int(t.parameters)), .init("bytes", .int(t.bytes))])
+            })),
+        ]
+        root.append(.init("tensors", .array(tensors.map { r in
+            var m: [JSONValue.Member] = [
+                .init("name", .string(r.name)), .init("dtype", .string(r.dtype.name)),
+                .init("shape", .array(r.shape.map { .int($0) })), .init("bytes", .int(r.bytes)),
+            ]
+            if let f = r.file { m.append(.init("file", .string(f))) }
+            if let n = r.nonFinite { m.append(.init("non_finite", .int(n))) }
+            return .object(m)
+        })))
+        return .object(root)
+    }
+
+    /// The human-readable report.
+    public var text: String {
+        var lines: [String] = []
+        lines.append("path        \(path)")
+        lines.append("format      \(format)")
+        for f in files {
+            lines.append("file        \(splitPath(f.path).1)  \(grouped(f.bytes)) bytes" + (f.sha256.map { "  sha256 \($0)" } ?? ""))
+        }
+        if !metadata.isEmpty {
+            lines.append("metadata    " + metadata.keys.sorted().map { "\($0)=\(metadata[$0]!)" }.joined(separator: ", "))
+        }
+        lines.append("tensors     \(tensors.count)   parameters \(grouped(parameterCount))   bytes \(grouped(tensorBytes))")
+        lines.append("")
+        var table: [[String]] = [["name", "dtype", "shape", "bytes"] + (tensors.contains { $0.file != nil } ? ["file"] : [])
+            + (tensors.contains { $0.nonFinite != nil } ? ["nan/inf"] : [])]
+        for r in tensors {
+            var row = [r.name, r.dtype.name, "[" + r.shape.map(String.init).joined(separator: ", ") + "]", grouped(r.bytes)]
+            if let f = r.file { row.append(f) }
+            if let n = r.nonFinite { row.append(String(n)) }
+            table.append(row)
+        }
+        lines += alignColumns(table, rightAligned: [3])
+        lines.append("")
+        var totals: [[String]] = [["dtype", "tensors", "parameters", "bytes"]]
+        for t in dtypeTotals { totals.append([t.dtype.name, String(t.tensors), grouped(t.parameters), grouped(t.bytes)]) }
+        lines += alignColumns(totals, rightAligned: [1, 2, 3])
+        if tensors.contains(where: { $0.nonFinite != nil }) {
+            let bad = tensors.filter { ($0.nonFinite ?? 0) > 0 }
+            lines.append("")
+            lines.append(bad.isEmpty ? "data check  all files hashed; no NaN or Inf in any floating tensor"
+                                     : "data check  NaN/Inf found in \(bad.count) tensor(s): " + bad.map(\.name).joined(separator: ", "))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// `1234567` → `1,234,567`.
+public func grouped(_ n: Int) -> String {
+    let digits = String(n.magnitude)
+    var out = ""
+    for (i, c) in digits.enumerated() {
+        if i > 0, (digits.count - i) % 3 == 0 { out.append(",") }
+        out.append(c)
+    }
+    return (n < 0 ? "-" : "") + out
+}
+
+/// Pads the cells of `rows` so columns line up; columns in `rightAligned` are right-justified.
+public func alignColumns(_ rows: [[String]], rightAligned: Set<Int> = []) -> [String] {
+    let widths = (0..<(rows.map(\.count).max() ?? 0)).map { c in rows.map { c < $0.count ? $0[c].count : 0 }.max() ?? 0 }
+    return rows.map { row in
+        row.enumerated().map { c, cell in
+            let pad = String(repeating: " ", count: widths[c] - cell.count)
+            return rightAligned.contains(c) ? pad + cell : (c == row.count - 1 ? cell : cell + pad)
+        }.joined(separator: "  ")
+    }
+}

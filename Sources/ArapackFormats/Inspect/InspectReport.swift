@@ -1,0 +1,101 @@
+import ArapackTensor
+import Dispatch
+
+/// What `arapack inspect` reports about a source: its files, metadata, tensor table and totals,
+/// and with a data check, SHA-256 of every file and NaN/Inf counts of every floating tensor.
+public struct InspectReport: Sendable {
+    /// One file read.
+    public struct File: Sendable {
+        public var path: String
+        public var bytes: Int
+        public var sha256: String?
+    }
+
+    /// One tensor.
+    public struct Row: Sendable {
+        public var name: String
+        public var dtype: DType
+        public var shape: [Int]
+        public var bytes: Int
+        public var file: String?
+        public var nonFinite: Int?
+    }
+
+    /// Totals for one dtype.
+    public struct DTypeTotal: Sendable {
+        public var dtype: DType
+        public var tensors = 0
+        public var parameters = 0
+        public var bytes = 0
+    }
+
+    public var path: String
+    public var format: String
+    public var files: [File]
+    public var metadata: [String: String]
+    public var tensors: [Row]
+
+    /// Totals per dtype, highest writer rank first.
+    public var dtypeTotals: [DTypeTotal] {
+        var totals: [DType: DTypeTotal] = [:]
+        for r in tensors {
+            var t = totals[r.dtype] ?? DTypeTotal(dtype: r.dtype)
+            t.tensors += 1
+            t.parameters += Shape.elementCount(r.shape) ?? 0
+            t.bytes += r.bytes
+            totals[r.dtype] = t
+        }
+        return totals.values.sorted { $0.dtype.writeRank > $1.dtype.writeRank }
+    }
+
+    /// Elements over all tensors.
+    public var parameterCount: Int { tensors.reduce(0) { $0 + (Shape.elementCount($1.shape) ?? 0) } }
+
+    /// Tensor bytes over all tensors.
+    public var tensorBytes: Int { tensors.reduce(0) { $0 + $1.bytes } }
+
+    /// Builds the report for `source` found at `path`. With `checkData`, every file is hashed and
+    /// every floating tensor scanned (the two run concurrently).
+    public static func build(source: TensorSource, path: String, checkData: Bool) throws -> InspectReport {
+        var rows: [Row] = []
+        for name in source.tensorNames {
+            let d = try source.descriptor(named: name)
+            let file = source.filePaths.count > 1 ? source.filePath(of: name).map { splitPath($0).1 } : nil
+            rows.append(Row(name: name, dtype: d.dtype, shape: d.shape, bytes: d.byteCount, file: file))
+        }
+        var files: [File] = []
+        for p in source.filePaths { files.append(File(path: p, bytes: try MappedFile(path: p).count)) }
+        var metadata: [String: String] = [:]
+        if let s = source as? SafetensorsFile { metadata = s.metadata }
+        if let s = source as? ShardedSafetensors { metadata = s.shards.first?.file.metadata ?? [:] }
+        var report = InspectReport(path: path, format: source.formatName, files: files, metadata: metadata, tensors: rows)
+        if checkData { try report.checkData(source) }
+        return report
+    }
+
+    private mutating func checkData(_ source: TensorSource) throws {
+        final class Results: @unchecked Sendable {
+            var digests: [String] = []
+            var counts: [Int] = []
+            var error: Error?
+        }
+        let results = Results()
+        let paths = files.map(\.path)
+        let names = tensors.map(\.name)
+        nonisolated(unsafe) let unsafeSource = source
+        DispatchQueue.concurrentPerform(iterations: 2) { part in
+            do {
+                if part == 0 {
+                    results.digests = try paths.map { try SHA256.hex(ofFile: $0) }
+                } else {
+                    results.counts = try names.map { try unsafeSource.tensor(named: $0).nonFiniteCount() }
+                }
+            } catch {
+                results.error = error
+            }
+        }
+        if let error = results.error { throw error }
+        for i in files.indices { files[i].sha256 = results.digests[i] }
+        for i in tensors.indices { tensors[i].nonFinite = results.counts[i] }
+    }
+}

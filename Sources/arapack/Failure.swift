@@ -1,0 +1,29 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Exit statuses of the command line contract (BUNDLE.md).
+enum ExitStatus {
+    static let verificationFailed = ExitCode(1)
+    static let unreadableInput = ExitCode(2)
+}
+
+/// Runs `body`, turning any library error into one line on standard error and exit status 2
+/// (or the status an `ExitCode` carries).
+func runReportingErrors(_ stage: String, _ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let code as ExitCode {
+        throw code
+    } catch {
+        printError("arapack \(stage): error: \(error)")
+        throw ExitStatus.unreadableInput
+    }
+}
+
+/// Writes `line` to standard error.
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}

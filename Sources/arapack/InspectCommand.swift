@@ -1,0 +1,32 @@
+import ArgumentParser
+import ArapackFormats
+
+/// `arapack inspect SRC [--json] [--check-data]`.
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Describe a checkpoint, safetensors file or sharded index without changing it.",
+        discussion: """
+            SRC is detected from its content: a .safetensors file, a model.safetensors.index.json, or a \
+            folder holding either. The header is validated completely before anything is shown. \
+            --check-data also reads every byte: SHA-256 of each file and NaN/Inf counts per tensor.
+            """
+    )
+
+    @Argument(help: "The file or folder to inspect.")
+    var source: String
+
+    @Flag(name: .long, help: "Print a JSON document (described by Schemas/inspect.schema.json).")
+    var json = false
+
+    @Flag(name: .long, help: "Hash every file (SHA-256) and count NaN/Inf values in every floating tensor.")
+    var checkData = false
+
+    func run() throws {
+        try runReportingErrors("inspect") {
+            let opened = try SourceDetection.open(source)
+            let report = try InspectReport.build(source: opened, path: source, checkData: checkData)
+            print(json ? report.json.serialized(pretty: true) : report.text)
+        }
+    }
+}
