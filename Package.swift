@@ -23,11 +23,10 @@ let package = Package(
                 "ArapackFormats", "ArapackTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .target(name: "ArapackTestSupport", dependencies: ["ArapackFormats"], path: "Tests/ArapackTestSupport"),
         .testTarget(name: "ArapackTensorTests", dependencies: ["ArapackTensor"]),
-        .testTarget(
-            name: "ArapackFormatsTests", dependencies: ["ArapackFormats"],
-            resources: []),
-        .testTarget(name: "ArapackCLITests", dependencies: ["ArapackFormats"]),
+        .testTarget(name: "ArapackFormatsTests", dependencies: ["ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
+        .testTarget(name: "ArapackCLITests", dependencies: ["arapack", "ArapackFormats", "ArapackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

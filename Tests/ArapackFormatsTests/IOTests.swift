@@ -1,0 +1,47 @@
+@testable import ArapackFormats
+import ArapackTensor
+import ArapackTestSupport
+import Foundation
+import XCTest
+
+final class IOTests: XCTestCase {
+    func testSHA256KnownVectors() throws {
+        XCTAssertEqual(Array("abc".utf8).withUnsafeBytes { SHA256.hex(of: $0) },
+                       "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual([UInt8]().withUnsafeBytes { SHA256.hex(of: $0) },
+                       "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        let streaming = SHA256()
+        for _ in 0..<1000 { streaming.update(Array(repeating: UInt8(ascii: "a"), count: 1000)) }
+        XCTAssertEqual(streaming.hexDigest(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        let dir = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data("abc".utf8).write(to: URL(fileURLWithPath: dir + "/f"))
+        XCTAssertEqual(try SHA256.hex(ofFile: dir + "/f"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        try Data().write(to: URL(fileURLWithPath: dir + "/empty"))
+        XCTAssertEqual(try SHA256.hex(ofFile: dir + "/empty"), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    }
+
+    func testAtomicWriterLeavesNothingUntilCommit() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let target = dir + "/out.bin"
+        do {
+            let w = try AtomicFileWriter(destination: target, bufferSize: 16)
+            try w.write(Array(repeating: 7, count: 100))
+            XCTAssertFalse(FileManager.default.fileExists(atPath: target))
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).count, 1)
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "an abandoned writer removes its temporary file")
+        let w = try AtomicFileWriter(destination: target, bufferSize: 16)
+        try w.write("hello ")
+        try w.write(Array(repeating: UInt8(ascii: "x"), count: 40))
+        try w.commit()
+        XCTAssertEqual(try String(contentsOfFile: target, encoding: .utf8), "hello " + String(repeating: "x", count: 40))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["out.bin"])
+    }
+
+    func testMappedFileErrors() {
+        XCTAssertThrowsError(try MappedFile(path: "/nonexistent/file")) { XCTAssertTrue("\($0)".contains("No such file")) }
+        XCTAssertThrowsError(try MappedFile(path: "/tmp")) { XCTAssertTrue("\($0)".contains("not a regular file")) }
+    }
+}

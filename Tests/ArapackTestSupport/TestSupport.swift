@@ -1,0 +1,82 @@
+import ArapackFormats
+import Foundation
+
+/// Paths and helpers shared by the test targets.
+public enum TestSupport {
+    /// The repository root (found from this file's location).
+    public static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// `Fixtures/<relative>`.
+    public static func fixture(_ relative: String) -> String {
+        repositoryRoot.appendingPathComponent("Fixtures").appendingPathComponent(relative).path
+    }
+
+    /// `Schemas/<name>`.
+    public static func schema(_ name: String) -> String {
+        repositoryRoot.appendingPathComponent("Schemas").appendingPathComponent(name).path
+    }
+
+    /// Parses a JSON file with arapack's parser.
+    public static func loadJSON(_ path: String) throws -> JSONValue {
+        try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+    }
+
+    /// A fresh empty temporary folder.
+    public static func temporaryDirectory(_ label: String = "arapack-test") throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url.path
+    }
+
+    /// The built `arapack` executable next to the test bundle.
+    public static var arapackBinary: String {
+        Bundle.main.bundleURL.appendingPathComponent("arapack").path
+    }
+
+    /// The Python with `safetensors` (and optionally torch) for interop tests: `ARAPACK_PYTHON`, or nil.
+    public static var interopPython: String? {
+        ProcessInfo.processInfo.environment["ARAPACK_PYTHON"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The result of running a process.
+    public struct ProcessResult {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// Runs `executable` with `arguments` and waits; standard input is empty.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> ProcessResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let outData = LockedData()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            outData.value = out.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return ProcessResult(status: process.terminationStatus,
+                             stdout: String(decoding: outData.value, as: UTF8.self),
+                             stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Runs the built `arapack` with `arguments`.
+    public static func arapack(_ arguments: String...) throws -> ProcessResult {
+        try run(arapackBinary, arguments)
+    }
+
+    private final class LockedData: @unchecked Sendable { var value = Data() }
+}
