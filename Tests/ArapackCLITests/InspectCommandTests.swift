@@ -1,0 +1,111 @@
+import ArapackFormats
+import ArapackTestSupport
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the built binary and checks its output and exit status, as a user's script would.
+final class InspectCommandTests: XCTestCase {
+    func testInspectValidFixture() throws {
+        let r = try TestSupport.arapack("inspect", TestSupport.fixture("safetensors/valid/all_dtypes.safetensors"))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("format      safetensors"))
+        XCTAssertTrue(r.stdout.contains("tensors     19   parameters 89"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("model.layers.0.weight  F32      [4, 6]     96"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("metadata    format=pt"))
+        XCTAssertEqual(r.stderr, "")
+    }
+
+    func testInspectJSONMatchesFixturesAndSchema() throws {
+        let expected = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("safetensors/valid.json"))["files"]?.members)
+        let dir = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var documents: [String] = []
+        for file in expected {
+            let r = try TestSupport.arapack("inspect", TestSupport.fixture("safetensors/valid/" + file.key), "--json", "--check-data")
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let json = try JSONParser.parse(Array(r.stdout.utf8))
+            let tensors = try XCTUnwrap(file.value["tensors"]?.members)
+            XCTAssertEqual(json["tensor_count"]?.intValue, tensors.count, file.key)
+            let params = tensors.reduce(0) { $0 + ($1.value["shape"]!.elements!.reduce(1) { $0 * $1.intValue! }) }
+            XCTAssertEqual(json["parameter_count"]?.intValue, params, file.key)
+            for f in json["files"]?.elements ?? [] {
+                XCTAssertEqual(f["sha256"]?.stringValue, try SHA256.hex(ofFile: f["path"]!.stringValue!))
+            }
+            let path = dir + "/\(documents.count).json"
+            try Data(r.stdout.utf8).write(to: URL(fileURLWithPath: path))
+            documents.append(path)
+        }
+        try validateAgainstSchema("inspect.schema.json", documents)
+    }
+
+    func testCheckDataCountsNonFiniteValues() throws {
+        let r = try TestSupport.arapack("inspect", TestSupport.fixture("safetensors/valid/all_dtypes.safetensors"), "--json", "--check-data")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rows = try XCTUnwrap(JSONParser.parse(Array(r.stdout.utf8))["tensors"]?.elements)
+        let counts = Dictionary(uniqueKeysWithValues: rows.map { ($0["name"]!.stringValue!, $0["non_finite"]!.intValue!) })
+        XCTAssertEqual(counts["f32"], 3)
+        XCTAssertEqual(counts["f64"], 2)
+        XCTAssertEqual(counts["f16"], 2)
+        XCTAssertEqual(counts["bf16"], 2)
+        XCTAssertEqual(counts["f8_e4m3"], 1)
+        XCTAssertEqual(counts["f8_e5m2"], 1)
+        XCTAssertEqual(counts["i64"], 0)
+        let text = try TestSupport.arapack("inspect", TestSupport.fixture("safetensors/valid/all_dtypes.safetensors"), "--check-data")
+        XCTAssertTrue(text.stdout.contains("NaN/Inf found in 6 tensor(s)"), text.stdout)
+    }
+
+    /// Every hostile fixture: exit 2, one line on stderr naming the problem, nothing on stdout,
+    /// and memory that stays small whatever size the file declares.
+    func testHostileFixturesExitTwoWithOneLine() throws {
+        let table = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("safetensors/hostile.json")).members)
+        for row in table {
+            let path = TestSupport.fixture("safetensors/hostile/" + row.key)
+            let r = try TestSupport.arapack("inspect", path)
+            XCTAssertEqual(r.status, 2, row.key)
+            XCTAssertEqual(r.stdout, "", row.key)
+            let lines = r.stderr.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, "\(row.key): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(row.value.stringValue!), "\(row.key): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(path), "\(row.key) must name the file: \(r.stderr)")
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+        XCTAssertLessThan(usage.ru_maxrss, 200 * 1024, "peak resident KiB of any child so far")
+    }
+
+    func testUsageErrorsExit64AndHelpExplains() throws {
+        XCTAssertEqual(try TestSupport.arapack("inspect").status, 64)
+        XCTAssertEqual(try TestSupport.arapack("inspect", "x", "--no-such-flag").status, 64)
+        XCTAssertEqual(try TestSupport.arapack("frobnicate").status, 64)
+        let help = try TestSupport.arapack("--help")
+        XCTAssertEqual(help.status, 0)
+        XCTAssertTrue(help.stdout.contains("64 usage error"))
+        XCTAssertTrue(try TestSupport.arapack("inspect", "--help").stdout.contains("--check-data"))
+        let missing = try TestSupport.arapack("inspect", "/nonexistent/model.safetensors")
+        XCTAssertEqual(missing.status, 2)
+        XCTAssertTrue(missing.stderr.contains("/nonexistent/model.safetensors: no such file or directory"))
+    }
+
+    /// Validates JSON documents against a schema in Schemas/ with Python's `jsonschema`.
+    private func validateAgainstSchema(_ schema: String, _ documents: [String]) throws {
+        let python = TestSupport.interopPython ?? "/usr/bin/env"
+        let prefix = TestSupport.interopPython == nil ? ["python3"] : []
+        let probe = try TestSupport.run(python, prefix + ["-c", "import jsonschema"])
+        guard probe.status == 0 else { throw XCTSkip("python3 with jsonschema not available (set ARAPACK_PYTHON)") }
+        let script = """
+            import json, sys, jsonschema
+            schema = json.load(open(sys.argv[1]))
+            jsonschema.Draft202012Validator.check_schema(schema)
+            for p in sys.argv[2:]:
+                jsonschema.validate(json.load(open(p)), schema, cls=jsonschema.Draft202012Validator)
+            print("valid", len(sys.argv) - 2)
+            """
+        let r = try TestSupport.run(python, prefix + ["-c", script, TestSupport.schema(schema)] + documents)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "valid \(documents.count)\n")
+    }
+}
