@@ -122,4 +122,18 @@ final class SafetensorsFixtureTests: XCTestCase {
         XCTAssertEqual(s.filePaths.count, 3)
         XCTAssertEqual(try s.descriptor(named: "model.norm.bias"), TensorDescriptor(dtype: .bf16, shape: [8]))
     }
+
+    /// The streaming data check agrees with whole-file hashing and per-tensor scans at any chunk size.
+    func testStreamingDataCheckAcrossChunkBoundaries() throws {
+        let path = TestSupport.fixture("safetensors/valid/all_dtypes.safetensors")
+        let file = try SafetensorsFile(path: path)
+        let wholeDigest = try SHA256.hex(ofFile: path)
+        let expected = Dictionary(uniqueKeysWithValues: try file.tensorNames.map { ($0, try file.tensor(named: $0).nonFiniteCount()) })
+        XCTAssertEqual(expected.values.reduce(0, +), 11)
+        for chunk in [1, 7, 8, 64, 1000, 1 << 20] {
+            let check = try file.checkData(chunkSize: chunk)
+            XCTAssertEqual(check.sha256, wholeDigest, "chunk \(chunk)")
+            XCTAssertEqual(check.nonFinite, expected, "chunk \(chunk)")
+        }
+    }
 }

@@ -1,5 +1,4 @@
 import ArapackTensor
-import Dispatch
 
 /// What `arapack inspect` reports about a source: its files, metadata, tensor table and totals,
 /// and with a data check, SHA-256 of every file and NaN/Inf counts of every floating tensor.
@@ -73,29 +72,23 @@ public struct InspectReport: Sendable {
         return report
     }
 
+    /// Hashes every file and counts NaN/Inf per tensor in one streaming pass per safetensors file.
     private mutating func checkData(_ source: TensorSource) throws {
-        final class Results: @unchecked Sendable {
-            var digests: [String] = []
-            var counts: [Int] = []
-            var error: Error?
-        }
-        let results = Results()
-        let paths = files.map(\.path)
-        let names = tensors.map(\.name)
-        nonisolated(unsafe) let unsafeSource = source
-        DispatchQueue.concurrentPerform(iterations: 2) { part in
-            do {
-                if part == 0 {
-                    results.digests = try paths.map { try SHA256.hex(ofFile: $0) }
-                } else {
-                    results.counts = try names.map { try unsafeSource.tensor(named: $0).nonFiniteCount() }
-                }
-            } catch {
-                results.error = error
+        var shards: [String: SafetensorsFile] = [:]
+        if let s = source as? SafetensorsFile { shards[s.path] = s }
+        if let s = source as? ShardedSafetensors { for shard in s.shards { shards[shard.file.path] = shard.file } }
+        var counts: [String: Int] = [:]
+        for i in files.indices {
+            if let shard = shards[files[i].path] {
+                let check = try shard.checkData()
+                files[i].sha256 = check.sha256
+                counts.merge(check.nonFinite) { $1 }
+            } else {
+                files[i].sha256 = try SHA256.hex(ofFile: files[i].path)
             }
         }
-        if let error = results.error { throw error }
-        for i in files.indices { files[i].sha256 = results.digests[i] }
-        for i in tensors.indices { tensors[i].nonFinite = results.counts[i] }
+        for i in tensors.indices {
+            tensors[i].nonFinite = try counts[tensors[i].name] ?? source.tensor(named: tensors[i].name).nonFiniteCount()
+        }
     }
 }

@@ -1,0 +1,28 @@
+"""Runs whole commands repeatedly and reports wall time and peak resident memory of each run
+(taken from wait4's rusage, so each figure is that process's own)."""
+import os
+import statistics
+import subprocess
+import time
+
+
+def measure(cmd, runs=5, warmup=1, env=None):
+    """Median and min wall seconds and max peak RSS (MiB) over `runs` runs of `cmd` (a list)."""
+    walls, peaks = [], []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - start
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            raise RuntimeError(f"{cmd} exited {p.returncode}: {p.stderr.read().decode()}")
+        if i >= warmup:
+            walls.append(wall)
+            peaks.append(usage.ru_maxrss / 1024)
+    return {"median_s": statistics.median(walls), "min_s": min(walls), "peak_mib": max(peaks), "runs": runs}
+
+
+def row(label, m, size_bytes=None):
+    rate = f"  {size_bytes / m['median_s'] / 1e9:6.2f} GB/s" if size_bytes else ""
+    return f"{label:<58} {m['median_s']:8.3f} s (min {m['min_s']:.3f}){rate}  peak {m['peak_mib']:7.1f} MiB"
