@@ -61,10 +61,9 @@ public enum SourceDetection {
         switch format {
         case .safetensors: return try SafetensorsFile(path: resolved)
         case .safetensorsSharded: return try ShardedSafetensors(indexPath: resolved)
-        case .torchLegacy:
-            throw SourceError.unsupported(path: path, format: "legacy torch.save (pre-1.6)",
-                                          detail: "re-save it with torch >= 1.6 (torch.save(torch.load(f), g))")
-        case .torchZip, .dcp, .archive:
+        case .torchZip: return try TorchCheckpoint(path: resolved)
+        case .torchLegacy: throw TorchError.legacyFormat(file: path)
+        case .dcp, .archive:
             throw SourceError.unsupported(path: path, format: format.rawValue, detail: "reading this format is not supported yet")
         }
     }

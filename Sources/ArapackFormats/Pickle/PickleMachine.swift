@@ -1,0 +1,310 @@
+/// Caps that keep a hostile pickle from exhausting memory. Lengths are also checked against the bytes
+/// that remain before anything is allocated.
+public struct PickleLimits: Sendable {
+    public var memoEntries = 1 << 22
+    public var stackDepth = 1 << 22
+    public var markDepth = 1 << 16
+    public var integerBytes = 1 << 12
+    public init() {}
+}
+
+/// A pickle interpreter that builds values and inert records and never calls anything.
+///
+/// Protocols 2–5 (the opcodes `torch.save` and DCP metadata use). Globals are checked when they are
+/// named — by `GLOBAL`, or by `STACK_GLOBAL` from strings on the stack, however they got there — against
+/// `allowed`; with `allowed == nil` every global is accepted as an inert record (for scanning). A few
+/// constructors are rebuilt as plain values: `collections.OrderedDict` and `builtins.dict` as dicts,
+/// `builtins.set`/`frozenset` as lists, `_codecs.encode(s, "latin1")` as bytes, `torch.Size` as a tuple.
+public struct PickleMachine {
+    /// What `load` returns.
+    public struct Result {
+        /// The unpickled value.
+        public var value: PickleValue
+        /// Every global the pickle names, in order of first reference, with the byte offset.
+        public var globals: [(global: PickleGlobal, offset: Int)]
+    }
+
+    /// Unpickles `bytes`. Throws `PickleError` on anything malformed, unsupported, over a limit, or
+    /// (when `allowed` is given) on the first global outside it.
+    public static func load(_ bytes: UnsafeRawBufferPointer, allowed: Set<PickleGlobal>?, limits: PickleLimits = PickleLimits()) throws -> Result {
+        var m = PickleMachine(bytes: bytes, allowed: allowed, limits: limits)
+        let value = try m.run()
+        return Result(value: value, globals: m.globalsSeen)
+    }
+
+    private let bytes: UnsafeRawBufferPointer
+    private let allowed: Set<PickleGlobal>?
+    private let limits: PickleLimits
+    private var position = 0
+    private var stack: [PickleValue] = []
+    private var marks: [Int] = []
+    private var memo: [Int: PickleValue] = [:]
+    private var globalsSeen: [(global: PickleGlobal, offset: Int)] = []
+    private var globalSet = Set<PickleGlobal>()
+    private var opcodeOffset = 0
+
+    private init(bytes: UnsafeRawBufferPointer, allowed: Set<PickleGlobal>?, limits: PickleLimits) {
+        self.bytes = bytes
+        self.allowed = allowed
+        self.limits = limits
+    }
+
+    // MARK: reading
+
+    private mutating func take(_ n: Int) throws -> UnsafeRawBufferPointer {
+        guard n >= 0, n <= bytes.count - position else { throw PickleError.truncated(offset: position) }
+        defer { position += n }
+        return UnsafeRawBufferPointer(rebasing: bytes[position..<(position + n)])
+    }
+
+    private mutating func u8() throws -> Int { Int(try take(1)[0]) }
+    private mutating func u16() throws -> Int { Int(UInt16(littleEndian: try take(2).loadUnaligned(as: UInt16.self))) }
+    private mutating func u32() throws -> Int { Int(UInt32(littleEndian: try take(4).loadUnaligned(as: UInt32.self))) }
+    private mutating func i32() throws -> Int { Int(Int32(littleEndian: try take(4).loadUnaligned(as: Int32.self))) }
+    private mutating func u64() throws -> Int {
+        let v = UInt64(littleEndian: try take(8).loadUnaligned(as: UInt64.self))
+        guard v <= UInt64(bytes.count) else { throw PickleError.truncated(offset: position) }
+        return Int(v)
+    }
+
+    private mutating func line() throws -> String {
+        guard let end = bytes[position...].firstIndex(of: 0x0A) else { throw PickleError.truncated(offset: position) }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[position..<end]), as: UTF8.self)
+        position = end + 1
+        return text
+    }
+
+    private mutating func utf8(_ n: Int) throws -> String {
+        let raw = try take(n)
+        guard let s = String(validating: raw, as: UTF8.self) else {
+            throw PickleError.malformed(offset: position - n, detail: "string is not valid UTF-8")
+        }
+        return s
+    }
+
+    // MARK: stack
+
+    private mutating func push(_ v: PickleValue) throws {
+        guard stack.count < limits.stackDepth else { throw PickleError.limitExceeded(offset: opcodeOffset, what: "stack depth", limit: limits.stackDepth) }
+        stack.append(v)
+    }
+
+    private mutating func pop() throws -> PickleValue {
+        guard let v = stack.popLast(), marks.last.map({ stack.count >= $0 }) ?? true else {
+            throw PickleError.malformed(offset: opcodeOffset, detail: "stack underflow")
+        }
+        return v
+    }
+
+    private mutating func popToMark() throws -> [PickleValue] {
+        guard let mark = marks.popLast(), mark <= stack.count else {
+            throw PickleError.malformed(offset: opcodeOffset, detail: "no MARK on the stack")
+        }
+        defer { stack.removeSubrange(mark...) }
+        return Array(stack[mark...])
+    }
+
+    private mutating func memoize(_ index: Int) throws {
+        guard let top = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "memoize on an empty stack") }
+        guard memo.count < limits.memoEntries || memo[index] != nil else {
+            throw PickleError.limitExceeded(offset: opcodeOffset, what: "memo entries", limit: limits.memoEntries)
+        }
+        memo[index] = top
+    }
+
+    private mutating func fetch(_ index: Int) throws {
+        guard let v = memo[index] else { throw PickleError.malformed(offset: opcodeOffset, detail: "memo key \(index) was never stored") }
+        try push(v)
+    }
+
+    // MARK: globals and construction
+
+    private mutating func named(_ module: String, _ name: String) throws -> PickleValue {
+        let g = PickleGlobal(module, name)
+        if globalSet.insert(g).inserted { globalsSeen.append((g, opcodeOffset)) }
+        if let allowed, !allowed.contains(g) { throw PickleError.refusedGlobal(global: g.description, offset: opcodeOffset) }
+        return .global(g)
+    }
+
+    private func construct(_ callable: PickleValue, _ args: [PickleValue]) throws -> PickleValue {
+        guard case let .global(g) = callable else {
+            throw PickleError.malformed(offset: opcodeOffset, detail: "cannot call a \(callable.kindName)")
+        }
+        switch (g.module, g.name) {
+        case ("collections", "OrderedDict"), ("builtins", "dict"), ("__builtin__", "dict"):
+            let d = PickleDict()
+            if let first = args.first {
+                guard args.count == 1, let pairs = first.sequence else { throw PickleError.malformed(offset: opcodeOffset, detail: "\(g) takes one sequence of pairs") }
+                for p in pairs {
+                    guard let kv = p.sequence, kv.count == 2 else { throw PickleError.malformed(offset: opcodeOffset, detail: "\(g) item is not a pair") }
+                    d.set(kv[0], kv[1])
+                }
+            }
+            return .dict(d)
+        case ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"):
+            return .list(PickleList(args.first?.sequence ?? []))
+        case ("_codecs", "encode"):
+            guard args.count == 2, let s = args[0].stringValue, let enc = args[1].stringValue, ["latin1", "latin-1"].contains(enc.lowercased()) else {
+                throw PickleError.malformed(offset: opcodeOffset, detail: "_codecs.encode takes (str, 'latin1')")
+            }
+            var out: [UInt8] = []
+            out.reserveCapacity(s.unicodeScalars.count)
+            for u in s.unicodeScalars {
+                guard u.value < 256 else { throw PickleError.malformed(offset: opcodeOffset, detail: "latin1 string holds U+\(String(u.value, radix: 16))") }
+                out.append(UInt8(u.value))
+            }
+            return .bytes(out)
+        case ("torch", "Size"):
+            return .tuple(args.first?.sequence ?? [])
+        default:
+            return .object(PickleObject(callable: g, args: args))
+        }
+    }
+
+    private func integer(littleEndian raw: UnsafeRawBufferPointer) -> PickleValue {
+        if raw.isEmpty { return .int(0) }
+        if raw.count <= 8 {
+            var v: UInt64 = 0
+            for (i, b) in raw.enumerated() { v |= UInt64(b) << (8 * UInt64(i)) }
+            if raw.count < 8, raw[raw.count - 1] & 0x80 != 0 { v |= ~0 << (8 * UInt64(raw.count)) }
+            return .int(Int(Int64(bitPattern: v)))
+        }
+        return .bigInt(Array(raw))
+    }
+
+    // MARK: the loop
+
+    private mutating func run() throws -> PickleValue {
+        while true {
+            opcodeOffset = position
+            let op = UInt8(try u8())
+            switch op {
+            case 0x80: // PROTO
+                let proto = try u8()
+                guard proto <= 5 else { throw PickleError.malformed(offset: opcodeOffset, detail: "protocol \(proto) is newer than 5") }
+            case 0x95: // FRAME
+                _ = try u64()
+            case 0x2E: // STOP
+                guard stack.count == 1, marks.isEmpty else { throw PickleError.malformed(offset: opcodeOffset, detail: "STOP with \(stack.count) values on the stack") }
+                return stack[0]
+            case 0x4E: try push(.none)
+            case 0x88: try push(.bool(true))
+            case 0x89: try push(.bool(false))
+            case 0x4A: try push(.int(try i32()))                             // BININT
+            case 0x4B: try push(.int(try u8()))                              // BININT1
+            case 0x4D: try push(.int(try u16()))                             // BININT2
+            case 0x8A: try push(integer(littleEndian: try take(try u8())))   // LONG1
+            case 0x8B:                                                       // LONG4
+                let n = try i32()
+                guard n >= 0, n <= limits.integerBytes else { throw PickleError.limitExceeded(offset: opcodeOffset, what: "integer bytes", limit: limits.integerBytes) }
+                try push(integer(littleEndian: try take(n)))
+            case 0x47:                                                       // BINFLOAT (big-endian)
+                try push(.float(Double(bitPattern: UInt64(bigEndian: try take(8).loadUnaligned(as: UInt64.self)))))
+            case 0x58: try push(.string(try utf8(try u32())))                // BINUNICODE
+            case 0x8C: try push(.string(try utf8(try u8())))                 // SHORT_BINUNICODE
+            case 0x8D: try push(.string(try utf8(try u64())))                // BINUNICODE8
+            case 0x54, 0x55:                                                 // BINSTRING, SHORT_BINSTRING (latin-1)
+                let n = op == 0x55 ? try u8() : try i32()
+                try push(.string(String(try take(n).map { Character(Unicode.Scalar($0)) })))
+            case 0x42: try push(.bytes(Array(try take(try u32()))))          // BINBYTES
+            case 0x43: try push(.bytes(Array(try take(try u8()))))           // SHORT_BINBYTES
+            case 0x8E, 0x96: try push(.bytes(Array(try take(try u64()))))    // BINBYTES8, BYTEARRAY8
+            case 0x29: try push(.tuple([]))                                  // EMPTY_TUPLE
+            case 0x85: try push(.tuple([try pop()]))                         // TUPLE1
+            case 0x86: let b = try pop(); let a = try pop(); try push(.tuple([a, b]))
+            case 0x87: let c = try pop(); let b = try pop(); let a = try pop(); try push(.tuple([a, b, c]))
+            case 0x74: try push(.tuple(try popToMark()))                     // TUPLE
+            case 0x5D: try push(.list(PickleList()))                         // EMPTY_LIST
+            case 0x6C: try push(.list(PickleList(try popToMark())))          // LIST
+            case 0x7D: try push(.dict(PickleDict()))                         // EMPTY_DICT
+            case 0x64:                                                       // DICT
+                let items = try popToMark()
+                let d = PickleDict()
+                try setItems(d, items)
+                try push(.dict(d))
+            case 0x8F: try push(.list(PickleList()))                         // EMPTY_SET
+            case 0x91: try push(.list(PickleList(try popToMark())))          // FROZENSET
+            case 0x90:                                                       // ADDITEMS
+                let items = try popToMark()
+                guard case let .list(l) = try pop() else { throw PickleError.malformed(offset: opcodeOffset, detail: "ADDITEMS on a non-set") }
+                l.items += items
+                try push(.list(l))
+            case 0x61:                                                       // APPEND
+                let v = try pop()
+                guard case let .list(l)? = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "APPEND to a non-list") }
+                l.items.append(v)
+            case 0x65:                                                       // APPENDS
+                let items = try popToMark()
+                guard case let .list(l)? = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "APPENDS to a non-list") }
+                l.items += items
+            case 0x73:                                                       // SETITEM
+                let v = try pop(); let k = try pop()
+                guard case let .dict(d)? = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "SETITEM on a \(stack.last?.kindName ?? "empty stack")") }
+                d.set(k, v)
+            case 0x75:                                                       // SETITEMS
+                let items = try popToMark()
+                guard case let .dict(d)? = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "SETITEMS on a \(stack.last?.kindName ?? "empty stack")") }
+                try setItems(d, items)
+            case 0x28:                                                       // MARK
+                guard marks.count < limits.markDepth else { throw PickleError.limitExceeded(offset: opcodeOffset, what: "MARK depth", limit: limits.markDepth) }
+                marks.append(stack.count)
+            case 0x30: _ = try pop()                                         // POP
+            case 0x31: _ = try popToMark()                                   // POP_MARK
+            case 0x32:                                                       // DUP
+                guard let top = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "DUP on an empty stack") }
+                try push(top)
+            case 0x71: try memoize(try u8())                                 // BINPUT
+            case 0x72: try memoize(try u32())                                // LONG_BINPUT
+            case 0x94: try memoize(memo.count)                               // MEMOIZE
+            case 0x68: try fetch(try u8())                                   // BINGET
+            case 0x6A: try fetch(try u32())                                  // LONG_BINGET
+            case 0x63:                                                       // GLOBAL
+                let module = try line(); let name = try line()
+                try push(try named(module, name))
+            case 0x93:                                                       // STACK_GLOBAL
+                let n = try pop(); let m = try pop()
+                guard let module = m.stringValue, let name = n.stringValue else {
+                    throw PickleError.malformed(offset: opcodeOffset, detail: "STACK_GLOBAL needs two strings, found \(m.kindName) and \(n.kindName)")
+                }
+                try push(try named(module, name))
+            case 0x52:                                                       // REDUCE
+                let args = try pop(); let callable = try pop()
+                guard let a = args.tupleValue else { throw PickleError.malformed(offset: opcodeOffset, detail: "REDUCE arguments are a \(args.kindName), not a tuple") }
+                try push(try construct(callable, a))
+            case 0x81:                                                       // NEWOBJ
+                let args = try pop(); let cls = try pop()
+                guard let a = args.tupleValue else { throw PickleError.malformed(offset: opcodeOffset, detail: "NEWOBJ arguments are not a tuple") }
+                try push(try construct(cls, a))
+            case 0x92:                                                       // NEWOBJ_EX
+                _ = try pop(); let args = try pop(); let cls = try pop()
+                guard let a = args.tupleValue else { throw PickleError.malformed(offset: opcodeOffset, detail: "NEWOBJ_EX arguments are not a tuple") }
+                try push(try construct(cls, a))
+            case 0x62:                                                       // BUILD
+                let state = try pop()
+                guard let target = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "BUILD on an empty stack") }
+                switch target {
+                case let .object(o): o.state = state
+                case let .dict(d): d.state = state
+                default: throw PickleError.malformed(offset: opcodeOffset, detail: "BUILD on a \(target.kindName)")
+                }
+            case 0x51:                                                       // BINPERSID
+                try push(.persistent(try pop()))
+            case 0x69:                                                       // INST: names a class inline
+                let module = try line(); let name = try line()
+                _ = try named(module, name)
+                throw PickleError.unsupportedOpcode(opcode: op, offset: opcodeOffset)
+            default:
+                throw PickleError.unsupportedOpcode(opcode: op, offset: opcodeOffset)
+            }
+        }
+    }
+
+    private func setItems(_ d: PickleDict, _ items: [PickleValue]) throws {
+        guard items.count % 2 == 0 else { throw PickleError.malformed(offset: opcodeOffset, detail: "odd number of items for a dict") }
+        var i = 0
+        while i < items.count {
+            d.set(items[i], items[i + 1])
+            i += 2
+        }
+    }
+}

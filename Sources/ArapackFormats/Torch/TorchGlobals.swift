@@ -1,0 +1,87 @@
+import ArapackTensor
+
+/// The globals a checkpoint may name, and how `inspect` classifies the others.
+public enum TorchGlobals {
+    /// Storage classes and the dtype each holds.
+    public static let storageTypes: [String: DType] = [
+        "FloatStorage": .f32, "DoubleStorage": .f64, "HalfStorage": .f16, "BFloat16Storage": .bf16,
+        "LongStorage": .i64, "IntStorage": .i32, "ShortStorage": .i16, "CharStorage": .i8,
+        "ByteStorage": .u8, "BoolStorage": .bool,
+    ]
+
+    /// torch dtype globals (`torch.float32`, …) as arapack dtypes (for `_rebuild_tensor_v3`).
+    public static let dtypes: [String: DType] = [
+        "float32": .f32, "float": .f32, "float64": .f64, "double": .f64, "float16": .f16, "half": .f16,
+        "bfloat16": .bf16, "int64": .i64, "long": .i64, "int32": .i32, "int": .i32, "int16": .i16,
+        "short": .i16, "int8": .i8, "uint8": .u8, "bool": .bool, "uint16": .u16, "uint32": .u32,
+        "uint64": .u64, "float8_e4m3fn": .f8e4m3, "float8_e5m2": .f8e5m2,
+    ]
+
+    /// What `torch.load(weights_only=True)` would accept for a model checkpoint, and arapack reads.
+    public static let checkpointAllowList: Set<PickleGlobal> = {
+        var s: Set<PickleGlobal> = [
+            PickleGlobal("collections", "OrderedDict"), PickleGlobal("builtins", "dict"), PickleGlobal("builtins", "set"),
+            PickleGlobal("builtins", "frozenset"), PickleGlobal("_codecs", "encode"),
+            PickleGlobal("torch._utils", "_rebuild_tensor_v2"), PickleGlobal("torch._utils", "_rebuild_tensor_v3"),
+            PickleGlobal("torch._utils", "_rebuild_parameter"), PickleGlobal("torch._utils", "_rebuild_parameter_with_state"),
+            PickleGlobal("torch._tensor", "_rebuild_from_type_v2"), PickleGlobal("torch.nn.parameter", "Parameter"),
+            PickleGlobal("torch", "Tensor"), PickleGlobal("torch", "Size"), PickleGlobal("torch", "UntypedStorage"),
+            PickleGlobal("torch.storage", "UntypedStorage"),
+            PickleGlobal("torch", "device"), PickleGlobal("torch", "strided"),
+        ]
+        for name in storageTypes.keys { s.insert(PickleGlobal("torch", name)) }
+        for name in dtypes.keys { s.insert(PickleGlobal("torch", name)) }
+        return s
+    }()
+
+    /// How a global is classified in the `inspect` globals report.
+    public enum Safety: String, Sendable {
+        case safe, unknown, dangerous
+    }
+
+    /// Modules and names that scanners flag because calling them runs code, touches the system or the network.
+    static let dangerousModules: Set<String> = [
+        "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "pty", "runpy", "importlib", "pickle", "_pickle",
+        "marshal", "ctypes", "code", "codeop", "webbrowser", "requests", "urllib", "urllib.request", "http.client",
+        "httplib", "ftplib", "telnetlib", "smtplib", "asyncio", "multiprocessing", "threading", "signal", "tempfile",
+        "pdb", "bdb", "timeit", "profile", "cProfile", "trace", "venv", "ensurepip", "pip", "setuptools", "distutils",
+        "torch.hub", "torch.serialization", "torch._dynamo", "torch.utils.cpp_extension", "torch.jit", "dill", "joblib",
+    ]
+    static let dangerousBuiltins: Set<String> = [
+        "eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "__import__", "globals", "locals",
+        "vars", "input", "breakpoint", "help", "memoryview", "apply", "execfile", "file", "reload",
+    ]
+
+    /// Classifies `g` for the globals report.
+    public static func classify(_ g: PickleGlobal) -> Safety {
+        if checkpointAllowList.contains(g) || DCPGlobals.allowList.contains(g) { return .safe }
+        let root = String(g.module.split(separator: ".").first ?? "")
+        if dangerousModules.contains(g.module) || dangerousModules.contains(root) { return .dangerous }
+        if ["builtins", "__builtin__", "operator", "functools", "types", "inspect"].contains(g.module),
+           dangerousBuiltins.contains(g.name) || ["attrgetter", "methodcaller", "partial", "reduce", "FunctionType", "CodeType"].contains(g.name) {
+            return .dangerous
+        }
+        return .unknown
+    }
+}
+
+/// DCP metadata globals (the dataclasses torch.distributed.checkpoint pickles), read as inert records.
+public enum DCPGlobals {
+    public static let allowList: Set<PickleGlobal> = {
+        let m = "torch.distributed.checkpoint.metadata"
+        var s: Set<PickleGlobal> = [
+            PickleGlobal(m, "Metadata"), PickleGlobal(m, "TensorStorageMetadata"), PickleGlobal(m, "BytesStorageMetadata"),
+            PickleGlobal(m, "ChunkStorageMetadata"), PickleGlobal(m, "TensorProperties"), PickleGlobal(m, "MetadataIndex"),
+            PickleGlobal(m, "StorageMeta"), PickleGlobal(m, "_MEM_FORMAT_ENCODING"),
+            PickleGlobal("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+            PickleGlobal("torch.distributed.checkpoint.planner", "LoadItemType"),
+            PickleGlobal("torch.distributed.checkpoint.planner", "WriteItemType"),
+            PickleGlobal("torch.distributed.checkpoint._extension", "ExtensionRegistry"),
+            PickleGlobal("torch", "Size"), PickleGlobal("torch", "strided"), PickleGlobal("torch", "contiguous_format"),
+            PickleGlobal("torch", "device"), PickleGlobal("collections", "OrderedDict"), PickleGlobal("builtins", "set"),
+            PickleGlobal("torch", "layout"), PickleGlobal("torch", "memory_format"), PickleGlobal("_codecs", "encode"),
+        ]
+        for name in TorchGlobals.dtypes.keys { s.insert(PickleGlobal("torch", name)) }
+        return s
+    }()
+}

@@ -1,0 +1,213 @@
+import ArapackTensor
+
+/// A zip archive read through a memory map, as `torch.save` and DCP items write them.
+///
+/// The central directory (ZIP64 included) is parsed and checked on open: every entry's local header
+/// must match its central record and its data must lie inside the file. STORED entries are served
+/// zero-copy; DEFLATE entries are inflated under a size cap. Names are checked: no absolute paths,
+/// no `..`.
+public final class ZipArchive {
+    /// Largest inflated size of one DEFLATE entry (overridable per archive).
+    public static let defaultInflateLimit = 1 << 30
+
+    /// One entry.
+    public struct Entry: Sendable {
+        public var name: String
+        public var method: UInt16
+        public var crc32: UInt32
+        public var compressedSize: Int
+        public var size: Int
+        /// Where the entry's (possibly compressed) bytes begin in the file.
+        public var dataOffset: Int
+    }
+
+    /// The mapped file.
+    public let file: MappedFile
+    /// Where the archive begins inside `file` (non-zero for a zip embedded in a larger file).
+    public let base: Int
+    /// Bytes of the archive.
+    public let length: Int
+    /// Entries in central-directory order.
+    public let entries: [Entry]
+    private let byName: [String: Int]
+    private let inflateLimit: Int
+    /// A label for error messages (file path, or path plus offset).
+    public let label: String
+
+    /// Opens the archive filling `file` (or `range` of it), validating its directory.
+    public init(file: MappedFile, range: Range<Int>? = nil, label: String? = nil, inflateLimit: Int = ZipArchive.defaultInflateLimit) throws {
+        let r = range ?? 0..<file.count
+        self.file = file
+        self.base = r.lowerBound
+        self.length = r.count
+        self.inflateLimit = inflateLimit
+        let name = label ?? file.path
+        self.label = name
+        let parsed = try file.withUnsafeBytes { all in
+            try ZipArchive.readDirectory(UnsafeRawBufferPointer(rebasing: all[r]), label: name)
+        }
+        var index: [String: Int] = [:]
+        for (i, e) in parsed.enumerated() {
+            guard index.updateValue(i, forKey: e.name) == nil else {
+                throw ZipError.malformed(file: name, offset: e.dataOffset, detail: "entry \(e.name) appears twice")
+            }
+        }
+        entries = parsed
+        byName = index
+    }
+
+    /// Opens the archive at `path`.
+    public convenience init(path: String) throws {
+        try self.init(file: try MappedFile(path: path))
+    }
+
+    /// The entry called `name`, or nil.
+    public func entry(named name: String) -> Entry? { byName[name].map { entries[$0] } }
+
+    /// The bytes of `name` as storage: a zero-copy view for STORED entries, an inflated copy for DEFLATE.
+    public func storage(of name: String) throws -> TensorStorage {
+        guard let e = entry(named: name) else { throw ZipError.entryNotFound(file: label, entry: name) }
+        let start = base + e.dataOffset
+        if e.method == 0 { return TensorStorage(file: file, range: start..<(start + e.size)) }
+        let inflated: [UInt8]
+        do {
+            inflated = try file.withUnsafeBytes { all in
+                try Inflate.inflate(UnsafeRawBufferPointer(rebasing: all[start..<(start + e.compressedSize)]), limit: min(e.size, inflateLimit))
+            }
+        } catch let f as Inflate.Failure {
+            if f.detail == "limit" { throw ZipError.expansionLimit(file: label, entry: name, limit: min(e.size, inflateLimit)) }
+            throw ZipError.unsupported(file: label, entry: name, detail: "DEFLATE data is corrupt: \(f.detail)")
+        }
+        guard inflated.count == e.size else {
+            throw ZipError.unsupported(file: label, entry: name, detail: "inflated to \(inflated.count) bytes, the directory says \(e.size)")
+        }
+        let crc = inflated.withUnsafeBytes { CRC32.checksum($0) }
+        guard crc == e.crc32 else { throw ZipError.checksumMismatch(file: label, entry: name, expected: e.crc32, found: crc) }
+        return TensorStorage(copying: inflated)
+    }
+
+    /// The bytes of `name` as an array (for small entries such as `data.pkl` or `byteorder`).
+    public func bytes(of name: String) throws -> [UInt8] {
+        try storage(of: name).withUnsafeBytes { Array($0) }
+    }
+
+    /// Recomputes the CRC-32 of `name` and compares it with the directory.
+    public func verifyChecksum(of name: String) throws {
+        guard let e = entry(named: name) else { throw ZipError.entryNotFound(file: label, entry: name) }
+        let crc = try storage(of: name).withUnsafeBytes { CRC32.checksum($0) }
+        guard crc == e.crc32 else { throw ZipError.checksumMismatch(file: label, entry: name, expected: e.crc32, found: crc) }
+    }
+
+    // MARK: directory parsing
+
+    private static func readDirectory(_ z: UnsafeRawBufferPointer, label: String) throws -> [Entry] {
+        func u16(_ o: Int) -> Int { Int(UInt16(littleEndian: z.loadUnaligned(fromByteOffset: o, as: UInt16.self))) }
+        func u32(_ o: Int) -> Int { Int(UInt32(littleEndian: z.loadUnaligned(fromByteOffset: o, as: UInt32.self))) }
+        func u64(_ o: Int) throws -> Int {
+            let v = UInt64(littleEndian: z.loadUnaligned(fromByteOffset: o, as: UInt64.self))
+            guard v <= UInt64(Int.max) else { throw ZipError.malformed(file: label, offset: o, detail: "64-bit field too large") }
+            return Int(v)
+        }
+        guard z.count >= 22 else { throw ZipError.notAZip(file: label, detail: "\(z.count) bytes is too short") }
+        // End of central directory: the last signature within the final 64 KiB + 22 bytes.
+        var eocd = -1
+        var o = z.count - 22
+        let lowest = max(0, z.count - 22 - 65535)
+        while o >= lowest {
+            if u32(o) == 0x0605_4B50 { eocd = o; break }
+            o -= 1
+        }
+        guard eocd >= 0 else { throw ZipError.notAZip(file: label, detail: "no end-of-central-directory record") }
+        var count = u16(eocd + 10)
+        var cdSize = u32(eocd + 12)
+        var cdOffset = u32(eocd + 16)
+        guard u16(eocd + 4) == 0, u16(eocd + 6) == 0 else {
+            throw ZipError.unsupported(file: label, entry: "(archive)", detail: "multi-disk archives are not supported")
+        }
+        if eocd >= 20, u32(eocd - 20) == 0x0706_4B50 {
+            let zip64 = try u64(eocd - 20 + 8)
+            guard zip64 <= z.count - 56, u32(zip64) == 0x0606_4B50 else {
+                throw ZipError.malformed(file: label, offset: eocd - 20, detail: "ZIP64 locator points outside the file")
+            }
+            count = try u64(zip64 + 32)
+            cdSize = try u64(zip64 + 40)
+            cdOffset = try u64(zip64 + 48)
+        }
+        guard cdOffset <= z.count, cdSize <= z.count - cdOffset else {
+            throw ZipError.malformed(file: label, offset: eocd, detail: "central directory (offset \(cdOffset), \(cdSize) bytes) lies outside the file")
+        }
+        guard count <= cdSize / 46 else {
+            throw ZipError.malformed(file: label, offset: eocd, detail: "\(count) entries cannot fit a \(cdSize)-byte directory")
+        }
+        var entries: [Entry] = []
+        entries.reserveCapacity(count)
+        var p = cdOffset
+        let cdEnd = cdOffset + cdSize
+        for _ in 0..<count {
+            guard p + 46 <= cdEnd, u32(p) == 0x0201_4B50 else {
+                throw ZipError.malformed(file: label, offset: p, detail: "expected a central directory header")
+            }
+            let flags = u16(p + 8), method = u16(p + 10)
+            let crc = UInt32(u32(p + 16))
+            var compressed = u32(p + 20), size = u32(p + 24)
+            let nameLength = u16(p + 28), extraLength = u16(p + 30), commentLength = u16(p + 32)
+            var localOffset = u32(p + 42)
+            let recordEnd = p + 46 + nameLength + extraLength + commentLength
+            guard recordEnd <= cdEnd else { throw ZipError.malformed(file: label, offset: p, detail: "central header runs past the directory") }
+            guard let name = String(validating: UnsafeRawBufferPointer(rebasing: z[(p + 46)..<(p + 46 + nameLength)]), as: UTF8.self) else {
+                throw ZipError.malformed(file: label, offset: p + 46, detail: "entry name is not UTF-8")
+            }
+            // ZIP64 extended information replaces the fields saturated at 0xFFFFFFFF, in this order.
+            var x = p + 46 + nameLength
+            let extraEnd = x + extraLength
+            while x + 4 <= extraEnd {
+                let id = u16(x), len = u16(x + 2)
+                guard x + 4 + len <= extraEnd else { throw ZipError.malformed(file: label, offset: x, detail: "extra field runs past its record") }
+                if id == 0x0001 {
+                    var f = x + 4
+                    for field in 0..<3 {
+                        let saturated = [size, compressed, localOffset][field] == 0xFFFF_FFFF
+                        guard saturated else { continue }
+                        guard f + 8 <= x + 4 + len else { throw ZipError.malformed(file: label, offset: f, detail: "ZIP64 extra field too short") }
+                        let v = try u64(f)
+                        if field == 0 { size = v } else if field == 1 { compressed = v } else { localOffset = v }
+                        f += 8
+                    }
+                }
+                x += 4 + len
+            }
+            guard flags & 1 == 0 else { throw ZipError.unsupported(file: label, entry: name, detail: "encrypted entries are not supported") }
+            guard method == 0 || method == 8 else {
+                throw ZipError.unsupported(file: label, entry: name, detail: "compression method \(method) (only STORED and DEFLATE are read)")
+            }
+            guard method != 0 || compressed == size else {
+                throw ZipError.malformed(file: label, offset: p, detail: "STORED entry \(name) has compressed size \(compressed) ≠ size \(size)")
+            }
+            try checkName(name, label: label)
+            // Local header: signature and name must agree; its own extra length decides where data starts.
+            guard localOffset <= z.count - 30, u32(localOffset) == 0x0403_4B50 else {
+                throw ZipError.malformed(file: label, offset: localOffset, detail: "entry \(name): no local header where the directory points")
+            }
+            let localNameLength = u16(localOffset + 26), localExtraLength = u16(localOffset + 28)
+            let dataOffset = localOffset + 30 + localNameLength + localExtraLength
+            guard localNameLength == nameLength, dataOffset <= z.count,
+                  UnsafeRawBufferPointer(rebasing: z[(localOffset + 30)..<(localOffset + 30 + nameLength)]).elementsEqual(Array(name.utf8))
+            else {
+                throw ZipError.malformed(file: label, offset: localOffset, detail: "entry \(name): local header name differs from the directory")
+            }
+            guard compressed <= z.count - dataOffset else {
+                throw ZipError.malformed(file: label, offset: dataOffset, detail: "entry \(name): \(compressed) bytes of data run past the end of the file")
+            }
+            entries.append(Entry(name: name, method: UInt16(method), crc32: crc, compressedSize: compressed, size: size, dataOffset: dataOffset))
+            p = recordEnd
+        }
+        return entries
+    }
+
+    private static func checkName(_ name: String, label: String) throws {
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        guard !name.isEmpty, !name.hasPrefix("/"), !name.contains("\\"), !name.contains("\0"),
+              !parts.contains(".."), !(parts.first?.contains(":") ?? false)
+        else { throw ZipError.unsafeName(file: label, name: name) }
+    }
+}
