@@ -184,7 +184,7 @@ public final class TorchCheckpoint: TensorSource {
         }
         let (bytes, overflow) = r.storageElements.multipliedReportingOverflow(by: r.dtype.byteSize)
         guard !overflow, entry.size == bytes else {
-            throw TorchError.storage(file: file, key: r.storageKey, detail: "holds \(entry.size) bytes, the pickle declares \(r.storageElements) \(r.dtype) elements")
+            throw TorchError.storage(file: file, key: r.storageKey, detail: "holds \(entry.size) bytes, the pickle declares \(r.storageElements) \(r.dtype) elements (\(overflow ? "overflowing" : String(bytes)) bytes)")
         }
     }
 }

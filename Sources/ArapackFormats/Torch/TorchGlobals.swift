@@ -45,7 +45,7 @@ public enum TorchGlobals {
         "marshal", "ctypes", "code", "codeop", "webbrowser", "requests", "urllib", "urllib.request", "http.client",
         "httplib", "ftplib", "telnetlib", "smtplib", "asyncio", "multiprocessing", "threading", "signal", "tempfile",
         "pdb", "bdb", "timeit", "profile", "cProfile", "trace", "venv", "ensurepip", "pip", "setuptools", "distutils",
-        "torch.hub", "torch.serialization", "torch._dynamo", "torch.utils.cpp_extension", "torch.jit", "dill", "joblib",
+        "commands", "popen2", "torch.hub", "torch.serialization", "torch._dynamo", "torch.utils.cpp_extension", "torch.jit", "dill", "joblib",
     ]
     static let dangerousBuiltins: Set<String> = [
         "eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "__import__", "globals", "locals",
