@@ -46,6 +46,8 @@ public final class TorchCheckpoint: TensorSource {
     public let tensorNames: [String]
     private let refs: [String: TorchTensorRef]
     private let bigEndian: Bool
+    private let storageLock = NSLockLike()
+    nonisolated(unsafe) private var storages: [String: TensorStorage] = [:]
 
     public var formatName: String { "torch" }
     public var filePaths: [String] { [path] }
@@ -125,7 +127,12 @@ public final class TorchCheckpoint: TensorSource {
 
     /// Materialises any tensor reference of this checkpoint (also outside the state dict, e.g. optimizer state).
     public func materialize(_ r: TorchTensorRef, name: String) throws -> Tensor {
-        let storage = try archive.storage(of: prefix + "data/" + r.storageKey)
+        let storage = try storageLock.withLock {
+            if let s = storages[r.storageKey] { return s }
+            let s = try archive.storage(of: prefix + "data/" + r.storageKey)
+            storages[r.storageKey] = s
+            return s
+        }
         let size = r.dtype.byteSize
         if r.shape.contains(0) { return try Tensor(dtype: r.dtype, shape: r.shape, storage: TensorStorage(byteCount: 0)) }
         if r.isContiguous, !bigEndian || size == 1 {

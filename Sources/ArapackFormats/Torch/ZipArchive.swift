@@ -33,6 +33,11 @@ public final class ZipArchive {
     private let inflateLimit: Int
     /// A label for error messages (file path, or path plus offset).
     public let label: String
+    private let readLock = NSLockLike()
+    nonisolated(unsafe) private var served = Set<String>()
+
+    /// Names of the entries whose bytes have been handed out so far (reads are lazy; tests check that).
+    public var entriesRead: Set<String> { readLock.withLock { served } }
 
     /// Opens the archive filling `file` (or `range` of it), validating its directory.
     public init(file: MappedFile, range: Range<Int>? = nil, label: String? = nil, inflateLimit: Int = ZipArchive.defaultInflateLimit) throws {
@@ -67,6 +72,7 @@ public final class ZipArchive {
     /// The bytes of `name` as storage: a zero-copy view for STORED entries, an inflated copy for DEFLATE.
     public func storage(of name: String) throws -> TensorStorage {
         guard let e = entry(named: name) else { throw ZipError.entryNotFound(file: label, entry: name) }
+        readLock.withLock { _ = served.insert(name) }
         let start = base + e.dataOffset
         if e.method == 0 { return TensorStorage(file: file, range: start..<(start + e.size)) }
         let inflated: [UInt8]

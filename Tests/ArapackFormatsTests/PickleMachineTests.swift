@@ -1,0 +1,63 @@
+@testable import ArapackFormats
+import XCTest
+
+final class PickleMachineTests: XCTestCase {
+    private func load(_ bytes: [UInt8], allowed: Set<PickleGlobal>? = [], limits: PickleLimits = PickleLimits()) throws -> PickleValue {
+        try bytes.withUnsafeBytes { try PickleMachine.load($0, allowed: allowed, limits: limits).value }
+    }
+
+    func testProtocolFourValues() throws {
+        // pickle.dumps({"a": [1, -2, 3.5, None, True, b"\x00", 2**70], "b": ("x",)}, protocol=4)
+        let bytes: [UInt8] = [0x80, 0x04, 0x95, 0x3b, 0, 0, 0, 0, 0, 0, 0, 0x7d, 0x94, 0x28, 0x8c, 0x01, 0x61, 0x94, 0x5d, 0x94,
+                              0x28, 0x4b, 0x01, 0x4a, 0xfe, 0xff, 0xff, 0xff, 0x47, 0x40, 0x0c, 0, 0, 0, 0, 0, 0, 0x4e, 0x88,
+                              0x43, 0x01, 0x00, 0x94, 0x8a, 0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0x65, 0x8c, 0x01, 0x62, 0x94,
+                              0x8c, 0x01, 0x78, 0x94, 0x85, 0x94, 0x75, 0x2e]
+        guard case let .dict(d) = try load(bytes) else { return XCTFail("not a dict") }
+        let a = try XCTUnwrap(d["a"]?.sequence)
+        XCTAssertEqual(a[0].intValue, 1)
+        XCTAssertEqual(a[1].intValue, -2)
+        guard case let .float(f) = a[2], case .none = a[3], case .bool(true) = a[4], case let .bytes(b) = a[5], case let .bigInt(big) = a[6] else { return XCTFail() }
+        XCTAssertEqual(f, 3.5)
+        XCTAssertEqual(b, [0])
+        XCTAssertEqual(big, [0, 0, 0, 0, 0, 0, 0, 0, 0x40])
+        XCTAssertEqual(d["b"]?.tupleValue?.first?.stringValue, "x")
+    }
+
+    func testGlobalsAreRefusedWhereverTheyComeFrom() {
+        // GLOBAL 'os system'
+        XCTAssertThrowsError(try load([0x80, 0x02] + Array("cos\nsystem\n.".utf8))) {
+            XCTAssertEqual($0 as? PickleError, .refusedGlobal(global: "os.system", offset: 2))
+        }
+        // STACK_GLOBAL from memoized strings
+        let stacked: [UInt8] = [0x80, 0x04, 0x8c, 0x02, 0x6f, 0x73, 0x94, 0x8c, 0x04, 0x70, 0x6f, 0x70, 0x65, 0x94, 0x30, 0x30,
+                                0x68, 0x00, 0x68, 0x01, 0x93, 0x2e]
+        XCTAssertThrowsError(try load(stacked)) { XCTAssertTrue("\($0)".contains("os.pope")) }
+        XCTAssertNoThrow(try load(stacked, allowed: nil), "scan mode keeps the global as an inert record")
+    }
+
+    func testLimitsAndMalformedInput() {
+        var limits = PickleLimits()
+        limits.memoEntries = 2
+        // three MEMOIZEs
+        XCTAssertThrowsError(try load([0x80, 0x04, 0x4e, 0x94, 0x94, 0x94, 0x2e], limits: limits)) { XCTAssertTrue("\($0)".contains("memo entries limit")) }
+        XCTAssertThrowsError(try load([0x80, 0x02, 0x58, 0xff, 0xff, 0xff, 0x7f])) { XCTAssertTrue("\($0)".contains("ends early")) }
+        XCTAssertThrowsError(try load([0x80, 0x02, 0x68, 0x05, 0x2e])) { XCTAssertTrue("\($0)".contains("never stored")) }
+        XCTAssertThrowsError(try load([0x80, 0x02, 0x2e])) { XCTAssertTrue("\($0)".contains("STOP with 0 values")) }
+        XCTAssertThrowsError(try load([0x80, 0x02, 0x4e, 0x61, 0x2e])) { XCTAssertTrue("\($0)".contains("underflow") || "\($0)".contains("non-list")) }
+        XCTAssertThrowsError(try load([0x80, 0x02, 0x58, 0x02, 0, 0, 0, 0xc3, 0x28, 0x2e])) { XCTAssertTrue("\($0)".contains("UTF-8")) }
+        XCTAssertThrowsError(try load([0x80, 0x06, 0x4e, 0x2e])) { XCTAssertTrue("\($0)".contains("protocol 6")) }
+        XCTAssertThrowsError(try load([0x80, 0x02, 0x8b, 0x00, 0x00, 0x01, 0x00, 0x2e])) { XCTAssertTrue("\($0)".contains("integer bytes")) }
+    }
+
+    /// A memo reference shares, never copies: 64 doublings load instantly and in little memory.
+    func testMemoBombIsShared() throws {
+        var bytes: [UInt8] = [0x80, 0x02, 0x5d, 0x71, 0x00, 0x30]
+        for i in 1...64 {
+            bytes += [0x5d, 0x71, UInt8(i), 0x28, 0x68, UInt8(i - 1), 0x68, UInt8(i - 1), 0x65, 0x30]
+        }
+        bytes += [0x68, 64, 0x2e]
+        guard case let .list(top) = try load(bytes) else { return XCTFail() }
+        guard case let .list(a) = top.items[0], case let .list(b) = top.items[1] else { return XCTFail() }
+        XCTAssertTrue(a === b)
+    }
+}

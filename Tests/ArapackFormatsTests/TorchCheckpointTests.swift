@@ -1,0 +1,102 @@
+import ArapackTensor
+@testable import ArapackFormats
+import ArapackTestSupport
+import Foundation
+import XCTest
+
+/// Checkpoints written by real PyTorch read back exactly; hostile ones are refused with their message.
+final class TorchCheckpointTests: XCTestCase {
+    private func hexBytes(_ hex: String) -> [UInt8] {
+        var out: [UInt8] = []
+        var it = hex.makeIterator()
+        while let a = it.next(), let b = it.next() { out.append(UInt8(String([a, b]), radix: 16)!) }
+        return out
+    }
+
+    func testValidCheckpointsReadExactlyWhatTorchHolds() throws {
+        let files = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("torch/valid.json"))["files"]?.members)
+        XCTAssertEqual(files.count, 11)
+        for file in files {
+            let ckpt = try XCTUnwrap(try SourceDetection.open(TestSupport.fixture("torch/valid/" + file.key)) as? TorchCheckpoint, file.key)
+            XCTAssertEqual(ckpt.stateDictKey, file.value["state_dict_key"]?.stringValue, file.key)
+            let tensors = try XCTUnwrap(file.value["tensors"]?.members)
+            XCTAssertEqual(Set(ckpt.tensorNames), Set(tensors.map(\.key)), file.key)
+            for t in tensors {
+                let tensor = try ckpt.tensor(named: t.key)
+                XCTAssertEqual(tensor.dtype.name, t.value["dtype"]?.stringValue, "\(file.key) \(t.key)")
+                XCTAssertEqual(tensor.shape, t.value["shape"]?.elements?.compactMap(\.intValue), "\(file.key) \(t.key)")
+                XCTAssertEqual(tensor.bytes, hexBytes(t.value["hex"]!.stringValue!), "\(file.key) \(t.key)")
+            }
+            let shared = (file.value["shared"]?.elements ?? []).map { Set($0.elements!.map(\.stringValue!)) }
+            XCTAssertEqual(Set(ckpt.sharedGroups.map(Set.init)), Set(shared), file.key)
+        }
+    }
+
+    func testTiedPairIsOneStorageInAPlainStateDictAndTwoUnderFSDP() throws {
+        let bare = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/bare_state_dict.pt"))
+        XCTAssertEqual(bare.sharedGroups, [["token_embedding.weight", "lm_head.weight"]])
+        XCTAssertTrue(try bare.tensor(named: "lm_head.weight").sharesStorage(with: try bare.tensor(named: "token_embedding.weight")))
+        let fsdp = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/fsdp_full_state_dict.pt"))
+        XCTAssertEqual(fsdp.sharedGroups, [])
+        XCTAssertTrue(try fsdp.tensor(named: "lm_head.weight").isBitIdentical(to: try fsdp.tensor(named: "token_embedding.weight")))
+    }
+
+    func testModelReadIsLazyAndZeroCopy() throws {
+        let ckpt = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/training_dict.pt"))
+        XCTAssertEqual(ckpt.stateDictKey, "model")
+        let storagesBefore = ckpt.archive.entriesRead.filter { $0.contains("/data/") }
+        XCTAssertEqual(storagesBefore, [], "opening reads no tensor bytes")
+        var modelKeys = Set<String>()
+        for name in ckpt.tensorNames {
+            let t = try ckpt.tensor(named: name)
+            XCTAssertTrue(t.storage.isMapped, "\(name) is served from the mapping")
+            modelKeys.insert(ckpt.prefix + "data/" + (try ckpt.reference(of: name)).storageKey)
+        }
+        let read = ckpt.archive.entriesRead.filter { $0.contains("/data/") }
+        XCTAssertEqual(read, modelKeys, "only model storages were touched")
+        let allStorages = ckpt.archive.entries.filter { $0.name.contains("/data/") }.count
+        XCTAssertGreaterThan(allStorages, modelKeys.count * 2, "the optimizer's moments exist but stay unread")
+        guard case let .dict(root) = ckpt.root else { return XCTFail() }
+        XCTAssertEqual(root["step"]?.intValue, 2)
+        XCTAssertEqual(root["config"]?.dictValue?["n_heads"]?.intValue, 4)
+    }
+
+    func testViewsAreMadeContiguousCorrectly() throws {
+        let ckpt = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/views.pt"))
+        let base = (0..<60).map { Float($0) / 3 }
+        let transposed = try ckpt.tensor(named: "transposed")
+        XCTAssertEqual(transposed.shape, [10, 6])
+        XCTAssertFalse(transposed.storage.isMapped, "a transpose is gathered into owned memory")
+        XCTAssertEqual(try transposed.floats()[0..<3], [base[0], base[10], base[20]])
+        XCTAssertEqual(try ckpt.tensor(named: "expanded").floats(), [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+        XCTAssertEqual(try ckpt.tensor(named: "narrow_offset").floats(), Array(base[7..<19]))
+        XCTAssertEqual(try ckpt.tensor(named: "scalar").shape, [])
+        XCTAssertEqual(try ckpt.tensor(named: "empty").shape, [0, 3])
+    }
+
+    func testHostileCheckpointsAreRefusedAndNothingRuns() throws {
+        let sentinel = "/tmp/arapack_pwned_by_fixture"
+        try? FileManager.default.removeItem(atPath: sentinel)
+        let table = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("torch/hostile.json")).members)
+        XCTAssertGreaterThanOrEqual(table.count, 15)
+        for row in table {
+            let fragment = try XCTUnwrap(row.value.stringValue)
+            XCTAssertThrowsError(try SourceDetection.open(TestSupport.fixture("torch/hostile/" + row.key)), row.key) { error in
+                XCTAssertTrue("\(error)".contains(fragment), "\(row.key): \"\(error)\" lacks \"\(fragment)\"")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sentinel))
+    }
+
+    func testScanModeListsEveryGlobalWithoutRunningIt() throws {
+        let ckpt = try TorchCheckpoint(path: TestSupport.fixture("torch/hostile/reduce_os_system.pt"), allowed: nil)
+        let names = ckpt.globals.map(\.global.description)
+        XCTAssertTrue(names.contains("posix.system"))
+        XCTAssertTrue(names.contains("torch._utils._rebuild_tensor_v2"))
+        XCTAssertEqual(TorchGlobals.classify(PickleGlobal("posix", "system")), .dangerous)
+        XCTAssertEqual(TorchGlobals.classify(PickleGlobal("__builtin__", "eval")), .dangerous)
+        XCTAssertEqual(TorchGlobals.classify(PickleGlobal("commands", "check_output")), .dangerous)
+        XCTAssertEqual(TorchGlobals.classify(PickleGlobal("numpy._core.multiarray", "_reconstruct")), .unknown)
+        XCTAssertEqual(TorchGlobals.classify(PickleGlobal("torch", "FloatStorage")), .safe)
+    }
+}
