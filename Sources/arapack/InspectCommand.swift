@@ -7,8 +7,12 @@ struct InspectCommand: ParsableCommand {
         commandName: "inspect",
         abstract: "Describe a checkpoint, safetensors file or sharded index without changing it.",
         discussion: """
-            SRC is detected from its content: a .safetensors file, a model.safetensors.index.json, or a \
-            folder holding either. The header is validated completely before anything is shown. \
+            SRC is detected from its content: a .safetensors file, a model.safetensors.index.json, a \
+            folder holding either, or a torch.save checkpoint. Headers are validated completely before \
+            anything is shown. For a checkpoint the report lists its structure (state dict location, step, \
+            config, optimizer size, tied tensors) and every global its pickle names, classified safe, \
+            unknown or dangerous; a checkpoint naming any global outside the allow-list is listed, then \
+            refused (exit 2). Nothing in a pickle is ever executed. \
             --check-data also reads every byte: SHA-256 of each file and NaN/Inf counts per tensor.
             """
     )
@@ -24,9 +28,9 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors("inspect") {
-            let opened = try SourceDetection.open(source)
-            let report = try InspectReport.build(source: opened, path: source, checkData: checkData)
+            let (report, refusal) = try InspectReport.inspect(path: source, checkData: checkData)
             print(json ? report.json.serialized(pretty: true) : report.text)
+            if let refusal { throw refusal }
         }
     }
 }

@@ -42,6 +42,49 @@ final class InspectCommandTests: XCTestCase {
         try validateAgainstSchema("inspect.schema.json", documents)
     }
 
+    func testInspectCheckpointsJSONAndSchema() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var documents: [String] = []
+        for name in ["training_dict.pt", "bare_state_dict.pt", "fsdp_full_state_dict.pt", "views.pt", "bf16.pt"] {
+            let r = try TestSupport.arapack("inspect", TestSupport.fixture("torch/valid/" + name), "--json")
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let path = dir + "/\(name).json"
+            try Data(r.stdout.utf8).write(to: URL(fileURLWithPath: path))
+            documents.append(path)
+        }
+        let training = try TestSupport.loadJSON(documents[0])
+        XCTAssertEqual(training["format"]?.stringValue, "torch")
+        XCTAssertEqual(training["checkpoint"]?["state_dict_key"]?.stringValue, "model")
+        XCTAssertEqual(training["checkpoint"]?["step"]?.intValue, 2)
+        XCTAssertEqual(training["checkpoint"]?["other_tensors"]?.intValue, 84, "AdamW: exp_avg, exp_avg_sq and step for 28 parameters")
+        XCTAssertEqual(training["checkpoint"]?["config"]?["n_layers"]?.intValue, 2)
+        XCTAssertEqual(training["checkpoint"]?["tied_groups"], .array([.array([.string("token_embedding.weight"), .string("lm_head.weight")])]))
+        XCTAssertEqual(training["globals"]?.elements?.allSatisfy { $0["safety"]?.stringValue == "safe" }, true)
+        let refused = try TestSupport.arapack("inspect", TestSupport.fixture("torch/hostile/reduce_os_system.pt"), "--json")
+        XCTAssertEqual(refused.status, 2)
+        let path = dir + "/refused.json"
+        try Data(refused.stdout.utf8).write(to: URL(fileURLWithPath: path))
+        documents.append(path)
+        try validateAgainstSchema("inspect.schema.json", documents)
+    }
+
+    /// A malicious checkpoint: the report lists the dangerous global, then one error line and exit 2.
+    func testMaliciousCheckpointIsListedThenRefused() throws {
+        let r = try TestSupport.arapack("inspect", TestSupport.fixture("torch/hostile/stack_global_obfuscated.pt"))
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stdout.contains("DANGEROUS  os.system"), r.stdout)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1)
+        XCTAssertTrue(r.stderr.contains("global os.system"))
+        let table = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("torch/hostile.json")).members)
+        for row in table {
+            let result = try TestSupport.arapack("inspect", TestSupport.fixture("torch/hostile/" + row.key))
+            XCTAssertEqual(result.status, 2, row.key)
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "\(row.key): \(result.stderr)")
+            XCTAssertTrue(result.stderr.contains(row.value.stringValue!), "\(row.key): \(result.stderr)")
+        }
+    }
+
     func testCheckDataCountsNonFiniteValues() throws {
         let r = try TestSupport.arapack("inspect", TestSupport.fixture("safetensors/valid/all_dtypes.safetensors"), "--json", "--check-data")
         XCTAssertEqual(r.status, 0, r.stderr)

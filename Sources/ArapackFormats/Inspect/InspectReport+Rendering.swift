@@ -22,6 +22,24 @@ extension InspectReport {
                          .init("parameters", .int(t.parameters)), .init("bytes", .int(t.bytes))])
             })),
         ]
+        if let c = checkpoint {
+            var m: [JSONValue.Member] = [
+                .init("state_dict_key", c.stateDictKey.map { .string($0) } ?? .null),
+                .init("top_level", .array(c.topLevel.map { .object([.init("key", .string($0.key)), .init("kind", .string($0.kind))]) })),
+                .init("step", c.step.map { .int($0) } ?? .null),
+                .init("has_optimizer", .bool(c.hasOptimizer)),
+                .init("other_tensors", .int(c.otherTensors)),
+                .init("other_tensor_bytes", .int(c.otherTensorBytes)),
+                .init("tied_groups", .array(c.sharedGroups.map { .array($0.map { .string($0) }) })),
+            ]
+            if let config = c.config { m.append(.init("config", config)) }
+            root.append(.init("checkpoint", .object(m)))
+        }
+        if let globals {
+            root.append(.init("globals", .array(globals.map {
+                .object([.init("global", .string($0.global)), .init("safety", .string($0.safety.rawValue)), .init("offset", .int($0.offset))])
+            })))
+        }
         root.append(.init("tensors", .array(tensors.map { r in
             var m: [JSONValue.Member] = [
                 .init("name", .string(r.name)), .init("dtype", .string(r.dtype.name)),
@@ -45,6 +63,23 @@ extension InspectReport {
         if !metadata.isEmpty {
             lines.append("metadata    " + metadata.keys.sorted().map { "\($0)=\(metadata[$0]!)" }.joined(separator: ", "))
         }
+        if let c = checkpoint {
+            lines.append("checkpoint  " + (c.stateDictKey.map { "training dict, state dict under \"\($0)\"" } ?? "bare state dict")
+                         + (c.step.map { ", step \($0)" } ?? ""))
+            if !c.topLevel.isEmpty { lines.append("keys        " + c.topLevel.map { "\($0.key) (\($0.kind))" }.joined(separator: ", ")) }
+            if c.otherTensors > 0 || c.hasOptimizer {
+                lines.append("other       \(c.otherTensors) tensors outside the state dict, \(grouped(c.otherTensorBytes)) bytes (not read)"
+                             + (c.hasOptimizer ? "; optimizer state present" : ""))
+            }
+            if let config = c.config { lines.append("config      " + config.serialized()) }
+            for g in c.sharedGroups { lines.append("shared      " + g.joined(separator: " = ") + " (one storage)") }
+        }
+        if let globals {
+            let count = { (s: TorchGlobals.Safety) in globals.filter { $0.safety == s }.count }
+            lines.append("globals     \(globals.count) referenced: \(count(.safe)) safe, \(count(.unknown)) unknown, \(count(.dangerous)) dangerous")
+            for g in globals where g.safety != .safe { lines.append("  \(g.safety.rawValue.uppercased())  \(g.global)  (data.pkl byte \(g.offset))") }
+        }
+        guard !tensors.isEmpty || files.count > 1 || globals == nil else { return lines.joined(separator: "\n") }
         lines.append("tensors     \(tensors.count)   parameters \(grouped(parameterCount))   bytes \(grouped(tensorBytes))")
         lines.append("")
         var table: [[String]] = [["name", "dtype", "shape", "bytes"] + (tensors.contains { $0.file != nil } ? ["file"] : [])

@@ -30,9 +30,31 @@ public struct InspectReport: Sendable {
 
     public var path: String
     public var format: String
+    /// Checkpoint structure (torch sources only).
+    public var checkpoint: CheckpointSummary?
+    /// Every global the pickle names (pickle-bearing sources only).
+    public var globals: [GlobalReportRow]?
+
+    /// The globals that are not on the allow-list (the reason a checkpoint is refused).
+    public var refusedGlobals: [GlobalReportRow] { (globals ?? []).filter { $0.safety != .safe } }
     public var files: [File]
     public var metadata: [String: String]
     public var tensors: [Row]
+
+    public init(path: String, format: String, files: [File], metadata: [String: String], tensors: [Row]) {
+        self.path = path
+        self.format = format
+        self.files = files
+        self.metadata = metadata
+        self.tensors = tensors
+    }
+
+    /// The report for a pickle-bearing file refused for its globals: only the globals are known.
+    public static func refused(path: String, globals: [GlobalReportRow]) throws -> InspectReport {
+        var r = InspectReport(path: path, format: "torch", files: [File(path: path, bytes: try MappedFile(path: path).count)], metadata: [:], tensors: [])
+        r.globals = globals
+        return r
+    }
 
     /// Totals per dtype, highest writer rank first.
     public var dtypeTotals: [DTypeTotal] {
@@ -53,6 +75,20 @@ public struct InspectReport: Sendable {
     /// Tensor bytes over all tensors.
     public var tensorBytes: Int { tensors.reduce(0) { $0 + $1.bytes } }
 
+    /// Opens `path` and builds its report. When a checkpoint is refused for the globals its pickle names,
+    /// the report lists those globals and `refusal` carries the error (the CLI prints both, then exits 2).
+    public static func inspect(path: String, checkData: Bool) throws -> (report: InspectReport, refusal: Error?) {
+        do {
+            let source = try SourceDetection.open(path)
+            return (try build(source: source, path: path, checkData: checkData), nil)
+        } catch let error as TorchError {
+            guard case .unsafePickle = error, try SourceDetection.detect(path).format == .torchZip,
+                  let globals = try? TorchCheckpoint.scanGlobals(path: path), globals.contains(where: { $0.safety != .safe })
+            else { throw error }
+            return (try refused(path: path, globals: globals), error)
+        }
+    }
+
     /// Builds the report for `source` found at `path`. With `checkData`, every file is hashed and
     /// every floating tensor scanned (the two run concurrently).
     public static func build(source: TensorSource, path: String, checkData: Bool) throws -> InspectReport {
@@ -68,6 +104,10 @@ public struct InspectReport: Sendable {
         if let s = source as? SafetensorsFile { metadata = s.metadata }
         if let s = source as? ShardedSafetensors { metadata = s.shards.first?.file.metadata ?? [:] }
         var report = InspectReport(path: path, format: source.formatName, files: files, metadata: metadata, tensors: rows)
+        if let ckpt = source as? TorchCheckpoint {
+            report.checkpoint = ckpt.summary
+            report.globals = try TorchCheckpoint.scanGlobals(path: ckpt.path)
+        }
         if checkData { try report.checkData(source) }
         return report
     }

@@ -1,0 +1,115 @@
+import ArapackTensor
+
+/// What `inspect` says about a checkpoint beyond its tensor table.
+public struct CheckpointSummary: Sendable {
+    /// Where the state dict sits (nil: the file is a bare state dict).
+    public var stateDictKey: String?
+    /// Top-level keys of the training dict with the kind of each value.
+    public var topLevel: [(key: String, kind: String)]
+    /// `step` (or `global_step`, `iteration`) when the dict records one.
+    public var step: Int?
+    /// `config` as JSON, when present.
+    public var config: JSONValue?
+    /// Tensors outside the state dict (optimizer moments, EMA copies, …) and their bytes.
+    public var otherTensors: Int
+    public var otherTensorBytes: Int
+    /// Whether an optimizer state is present (`optimizer`, `optimizer_state_dict` or `optim`).
+    public var hasOptimizer: Bool
+    /// Groups of state-dict names that share one storage view.
+    public var sharedGroups: [[String]]
+}
+
+/// A global a pickle names, as the globals report lists it.
+public struct GlobalReportRow: Sendable {
+    public var global: String
+    public var safety: TorchGlobals.Safety
+    public var offset: Int
+}
+
+extension TorchCheckpoint {
+    /// Every global `data.pkl` of the checkpoint at `path` names, gathered without refusing any (nothing
+    /// is ever called), classified for the report.
+    public static func scanGlobals(path: String) throws -> [GlobalReportRow] {
+        let archive = try ZipArchive(path: path)
+        guard let pkl = archive.entries.first(where: { $0.name.hasSuffix("/data.pkl") }) else {
+            throw TorchError.layout(file: path, detail: "no <archive>/data.pkl entry")
+        }
+        do {
+            let result = try archive.storage(of: pkl.name).withUnsafeBytes { try PickleMachine.load($0, allowed: nil) }
+            return result.globals.map { GlobalReportRow(global: $0.global.description, safety: TorchGlobals.classify($0.global), offset: $0.offset) }
+        } catch let e as PickleError {
+            throw TorchError.unsafePickle(file: path, detail: "data.pkl: \(e)")
+        }
+    }
+
+    /// The structure of the training dict; tensors outside the state dict are counted, not read.
+    public var summary: CheckpointSummary {
+        var top: [(String, String)] = []
+        var step: Int?
+        var config: JSONValue?
+        var hasOptimizer = false
+        var others = 0, otherBytes = 0
+        if case let .dict(d) = root, stateDictKey != nil || !d.entries.isEmpty {
+            for (k, v) in d.entries {
+                guard case let .string(key) = k else { continue }
+                if stateDictKey == nil, Self.isTensor(v) { continue }
+                top.append((key, v.kindName))
+                if ["step", "global_step", "iteration"].contains(key), step == nil { step = v.intValue }
+                if key == "config" { config = v.json(budget: 10_000) }
+                if ["optimizer", "optimizer_state_dict", "optim"].contains(key) { hasOptimizer = true }
+                if key != stateDictKey, stateDictKey != nil {
+                    var seen = Set<ObjectIdentifier>()
+                    var budget = 1_000_000
+                    Self.countTensors(v, file: path, count: &others, bytes: &otherBytes, seen: &seen, budget: &budget)
+                }
+            }
+        }
+        return CheckpointSummary(stateDictKey: stateDictKey, topLevel: stateDictKey == nil ? [] : top, step: step, config: config,
+                                 otherTensors: others, otherTensorBytes: otherBytes, hasOptimizer: hasOptimizer, sharedGroups: sharedGroups)
+    }
+
+    private static func countTensors(_ v: PickleValue, file: String, count: inout Int, bytes: inout Int, seen: inout Set<ObjectIdentifier>, budget: inout Int) {
+        guard budget > 0 else { return }
+        budget -= 1
+        if let ref = try? TorchTensorRef(v, file: file, name: "") {
+            count += 1
+            bytes += Shape.byteCount(ref.shape, dtype: ref.dtype) ?? 0
+            return
+        }
+        switch v {
+        case let .dict(d):
+            guard seen.insert(ObjectIdentifier(d)).inserted else { return }
+            for (_, value) in d.entries { countTensors(value, file: file, count: &count, bytes: &bytes, seen: &seen, budget: &budget) }
+        case let .list(l):
+            guard seen.insert(ObjectIdentifier(l)).inserted else { return }
+            for item in l.items { countTensors(item, file: file, count: &count, bytes: &bytes, seen: &seen, budget: &budget) }
+        case let .tuple(t):
+            for item in t { countTensors(item, file: file, count: &count, bytes: &bytes, seen: &seen, budget: &budget) }
+        default: return
+        }
+    }
+}
+
+extension PickleValue {
+    /// A JSON rendering of plain values (dicts with string keys, sequences, numbers, strings, bools, None);
+    /// anything else becomes a descriptive string. Stops after `budget` nodes, so shared structures stay cheap.
+    public func json(budget: Int) -> JSONValue {
+        var left = budget
+        return json(&left, depth: 0)
+    }
+
+    private func json(_ left: inout Int, depth: Int) -> JSONValue {
+        left -= 1
+        guard left >= 0, depth < 32 else { return .string("…") }
+        switch self {
+        case .none: return .null
+        case let .bool(b): return .bool(b)
+        case let .int(i): return .int(i)
+        case let .float(f): return f.isFinite ? .double(f) : .string("\(f)")
+        case let .string(s): return .string(s)
+        case let .dict(d): return .object(d.entries.map { .init($0.key.stringValue ?? "\($0.key.kindName)", $0.value.json(&left, depth: depth + 1)) })
+        case .tuple, .list: return .array((sequence ?? []).map { $0.json(&left, depth: depth + 1) })
+        default: return .string("<\(kindName)>")
+        }
+    }
+}
