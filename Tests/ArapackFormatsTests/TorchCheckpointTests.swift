@@ -36,6 +36,9 @@ final class TorchCheckpointTests: XCTestCase {
         let bare = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/bare_state_dict.pt"))
         XCTAssertEqual(bare.sharedGroups, [["token_embedding.weight", "lm_head.weight"]])
         XCTAssertTrue(try bare.tensor(named: "lm_head.weight").sharesStorage(with: try bare.tensor(named: "token_embedding.weight")))
+        let big = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/big_endian.pt"))
+        XCTAssertTrue(try big.tensor(named: "lm_head.weight").sharesStorage(with: try big.tensor(named: "token_embedding.weight")),
+                      "byte-swapping keeps the tie")
         let fsdp = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/fsdp_full_state_dict.pt"))
         XCTAssertEqual(fsdp.sharedGroups, [])
         XCTAssertTrue(try fsdp.tensor(named: "lm_head.weight").isBitIdentical(to: try fsdp.tensor(named: "token_embedding.weight")))

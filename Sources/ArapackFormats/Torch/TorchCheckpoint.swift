@@ -127,15 +127,16 @@ public final class TorchCheckpoint: TensorSource {
 
     /// Materialises any tensor reference of this checkpoint (also outside the state dict, e.g. optimizer state).
     public func materialize(_ r: TorchTensorRef, name: String) throws -> Tensor {
+        let size = r.dtype.byteSize
         let storage = try storageLock.withLock {
             if let s = storages[r.storageKey] { return s }
-            let s = try archive.storage(of: prefix + "data/" + r.storageKey)
+            var s = try archive.storage(of: prefix + "data/" + r.storageKey)
+            if bigEndian, size > 1 { s = Self.byteSwapped(s, elementSize: size) }
             storages[r.storageKey] = s
             return s
         }
-        let size = r.dtype.byteSize
         if r.shape.contains(0) { return try Tensor(dtype: r.dtype, shape: r.shape, storage: TensorStorage(byteCount: 0)) }
-        if r.isContiguous, !bigEndian || size == 1 {
+        if r.isContiguous {
             return try Tensor(dtype: r.dtype, shape: r.shape, storage: storage, byteOffset: r.offset * size)
         }
         let count = Shape.elementCount(r.shape)!
@@ -146,11 +147,7 @@ public final class TorchCheckpoint: TensorSource {
                 var source = r.offset
                 for i in 0..<count {
                     let from = source * size, to = i * size
-                    if bigEndian {
-                        for b in 0..<size { dst[to + b] = src[from + size - 1 - b] }
-                    } else {
-                        UnsafeMutableRawBufferPointer(rebasing: dst[to..<(to + size)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: src[from..<(from + size)]))
-                    }
+                    UnsafeMutableRawBufferPointer(rebasing: dst[to..<(to + size)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: src[from..<(from + size)]))
                     var d = r.shape.count - 1
                     while d >= 0 {
                         index[d] += 1
@@ -164,6 +161,21 @@ public final class TorchCheckpoint: TensorSource {
             }
         }
         return try Tensor(dtype: r.dtype, shape: r.shape, storage: out)
+    }
+
+    /// A copy of `storage` with every `elementSize`-byte element reversed (big-endian files).
+    private static func byteSwapped(_ storage: TensorStorage, elementSize: Int) -> TensorStorage {
+        let out = TensorStorage(byteCount: storage.count)
+        storage.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { dst in
+                var i = 0
+                while i + elementSize <= src.count {
+                    for b in 0..<elementSize { dst[i + b] = src[i + elementSize - 1 - b] }
+                    i += elementSize
+                }
+            }
+        }
+        return out
     }
 
     // MARK: validation
