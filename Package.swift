@@ -23,6 +23,7 @@ let package = Package(
                 "ArapackFormats", "ArapackTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .executableTarget(name: "arapack-bench", dependencies: ["ArapackFormats", "ArapackTensor"], path: "Benchmarks/ArapackBench"),
         .target(name: "ArapackTestSupport", dependencies: ["ArapackFormats"], path: "Tests/ArapackTestSupport"),
         .testTarget(name: "ArapackTensorTests", dependencies: ["ArapackTensor"]),
         .testTarget(name: "ArapackFormatsTests", dependencies: ["ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),

@@ -60,6 +60,9 @@ final class InspectCommandTests: XCTestCase {
         XCTAssertEqual(training["checkpoint"]?["other_tensors"]?.intValue, 84, "AdamW: exp_avg, exp_avg_sq and step for 28 parameters")
         XCTAssertEqual(training["checkpoint"]?["config"]?["n_layers"]?.intValue, 2)
         XCTAssertEqual(training["checkpoint"]?["tied_groups"], .array([.array([.string("token_embedding.weight"), .string("lm_head.weight")])]))
+        XCTAssertEqual(training["parameter_count"]?.intValue, 25_856 - 128 * 32, "the tied matrix counts once")
+        XCTAssertEqual(training["tensors"]?.elements?.first { $0["name"]?.stringValue == "lm_head.weight" }?["shares_storage_with"]?.stringValue,
+                       "token_embedding.weight")
         XCTAssertEqual(training["globals"]?.elements?.allSatisfy { $0["safety"]?.stringValue == "safe" }, true)
         let refused = try TestSupport.arapack("inspect", TestSupport.fixture("torch/hostile/reduce_os_system.pt"), "--json")
         XCTAssertEqual(refused.status, 2)

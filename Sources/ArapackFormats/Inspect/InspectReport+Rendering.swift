@@ -47,6 +47,7 @@ extension InspectReport {
             ]
             if let f = r.file { m.append(.init("file", .string(f))) }
             if let n = r.nonFinite { m.append(.init("non_finite", .int(n))) }
+            if let s = r.sharesWith { m.append(.init("shares_storage_with", .string(s))) }
             return .object(m)
         })))
         return .object(root)
@@ -80,7 +81,9 @@ extension InspectReport {
             for g in globals where g.safety != .safe { lines.append("  \(g.safety.rawValue.uppercased())  \(g.global)  (data.pkl byte \(g.offset))") }
         }
         guard !tensors.isEmpty || files.count > 1 || globals == nil else { return lines.joined(separator: "\n") }
-        lines.append("tensors     \(tensors.count)   parameters \(grouped(parameterCount))   bytes \(grouped(tensorBytes))")
+        let shared = tensors.filter { $0.sharesWith != nil }.count
+        lines.append("tensors     \(tensors.count)   parameters \(grouped(parameterCount))   bytes \(grouped(tensorBytes))"
+                     + (shared > 0 ? "   (\(shared) shared view\(shared == 1 ? "" : "s") counted once)" : ""))
         lines.append("")
         var table: [[String]] = [["name", "dtype", "shape", "bytes"] + (tensors.contains { $0.file != nil } ? ["file"] : [])
             + (tensors.contains { $0.nonFinite != nil } ? ["nan/inf"] : [])]
@@ -88,6 +91,7 @@ extension InspectReport {
             var row = [r.name, r.dtype.name, "[" + r.shape.map(String.init).joined(separator: ", ") + "]", grouped(r.bytes)]
             if let f = r.file { row.append(f) }
             if let n = r.nonFinite { row.append(String(n)) }
+            if let s = r.sharesWith { row[3] = "= " + s }
             table.append(row)
         }
         lines += alignColumns(table, rightAligned: [3])

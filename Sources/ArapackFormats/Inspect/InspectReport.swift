@@ -18,6 +18,8 @@ public struct InspectReport: Sendable {
         public var bytes: Int
         public var file: String?
         public var nonFinite: Int?
+        /// The earlier tensor whose storage this one views (a tied pair); not counted again in totals.
+        public var sharesWith: String?
     }
 
     /// Totals for one dtype.
@@ -59,7 +61,7 @@ public struct InspectReport: Sendable {
     /// Totals per dtype, highest writer rank first.
     public var dtypeTotals: [DTypeTotal] {
         var totals: [DType: DTypeTotal] = [:]
-        for r in tensors {
+        for r in tensors where r.sharesWith == nil {
             var t = totals[r.dtype] ?? DTypeTotal(dtype: r.dtype)
             t.tensors += 1
             t.parameters += Shape.elementCount(r.shape) ?? 0
@@ -69,11 +71,11 @@ public struct InspectReport: Sendable {
         return totals.values.sorted { $0.dtype.writeRank > $1.dtype.writeRank }
     }
 
-    /// Elements over all tensors.
-    public var parameterCount: Int { tensors.reduce(0) { $0 + (Shape.elementCount($1.shape) ?? 0) } }
+    /// Elements over all tensors, each shared storage view counted once (the tied matrix once).
+    public var parameterCount: Int { tensors.filter { $0.sharesWith == nil }.reduce(0) { $0 + (Shape.elementCount($1.shape) ?? 0) } }
 
-    /// Tensor bytes over all tensors.
-    public var tensorBytes: Int { tensors.reduce(0) { $0 + $1.bytes } }
+    /// Tensor bytes over all tensors, each shared storage view counted once.
+    public var tensorBytes: Int { tensors.filter { $0.sharesWith == nil }.reduce(0) { $0 + $1.bytes } }
 
     /// Opens `path` and builds its report. When a checkpoint is refused for the globals its pickle names,
     /// the report lists those globals and `refusal` carries the error (the CLI prints both, then exits 2).
@@ -106,6 +108,11 @@ public struct InspectReport: Sendable {
         var report = InspectReport(path: path, format: source.formatName, files: files, metadata: metadata, tensors: rows)
         if let ckpt = source as? TorchCheckpoint {
             report.checkpoint = ckpt.summary
+            for group in ckpt.sharedGroups {
+                for name in group.dropFirst() {
+                    if let i = report.tensors.firstIndex(where: { $0.name == name }) { report.tensors[i].sharesWith = group[0] }
+                }
+            }
             report.globals = try TorchCheckpoint.scanGlobals(path: ckpt.path)
         }
         if checkData { try report.checkData(source) }
