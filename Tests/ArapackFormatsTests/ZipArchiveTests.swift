@@ -29,4 +29,28 @@ final class ZipArchiveTests: XCTestCase {
             }
         }
     }
+
+    /// The ZIP64 path (taken past 4 GiB) with the threshold lowered: every entry gets ZIP64 fields and the
+    /// archive ZIP64 end records; arapack's reader and Python's zipfile both read it.
+    func testZip64WritePathReadsBack() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = try AtomicFileWriter(destination: dir + "/z.zip")
+        let zip = ZipWriter(out, zip64Threshold: 0)
+        let payloads: [(String, [UInt8])] = [("archive/a", Array("hello".utf8)), ("archive/data/0", (0..<1000).map { UInt8($0 % 251) }), ("archive/e", [])]
+        for (name, bytes) in payloads { try zip.add(name, bytes) }
+        try zip.finish()
+        try out.commit()
+        let back = try ZipArchive(path: dir + "/z.zip")
+        XCTAssertEqual(back.entries.map(\.name), payloads.map(\.0))
+        for (name, bytes) in payloads {
+            XCTAssertEqual(try back.bytes(of: name), bytes)
+            XCTAssertNoThrow(try back.verifyChecksum(of: name))
+            XCTAssertEqual(back.entry(named: name)!.dataOffset % 64, 0)
+        }
+        let python = TestSupport.interopPython ?? "/usr/bin/python3"
+        let r = try TestSupport.run(python, ["-c", "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print([(i.filename, i.file_size) for i in z.infolist()])", dir + "/z.zip"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "[('archive/a', 5), ('archive/data/0', 1000), ('archive/e', 0)]\n")
+    }
 }

@@ -15,15 +15,22 @@ public final class ZipWriter {
     public static let alignment = 64
     private let out: AtomicFileWriter
     private var records: [Record] = []
+    /// Sizes and offsets from this value on use ZIP64 fields (lowered only by tests).
+    let zip64Threshold: Int
 
     /// Writes into `out`, which the caller commits after `finish()`.
-    public init(_ out: AtomicFileWriter) { self.out = out }
+    public convenience init(_ out: AtomicFileWriter) { self.init(out, zip64Threshold: 0xFFFF_FFFF) }
+
+    init(_ out: AtomicFileWriter, zip64Threshold: Int) {
+        self.out = out
+        self.zip64Threshold = zip64Threshold
+    }
 
     /// Adds an entry holding `bytes`.
     public func add(_ name: String, _ bytes: UnsafeRawBufferPointer) throws {
         let nameBytes = Array(name.utf8)
         let offset = out.bytesWritten
-        let zip64 = bytes.count >= 0xFFFF_FFFF || offset >= 0xFFFF_FFFF
+        let zip64 = bytes.count >= zip64Threshold || offset >= zip64Threshold
         var extra: [UInt8] = []
         if zip64 { extra += le16(1) + le16(16) + le64(0) + le64(0) }
         // Pad with an "FB" field so the data begins on the alignment boundary.
@@ -60,7 +67,7 @@ public final class ZipWriter {
         let directoryStart = out.bytesWritten
         var anyZip64 = false
         for r in records {
-            let bigSize = r.size >= 0xFFFF_FFFF, bigOffset = r.offset >= 0xFFFF_FFFF
+            let bigSize = r.size >= zip64Threshold, bigOffset = r.offset >= zip64Threshold
             var extra: [UInt8] = []
             if bigSize || bigOffset {
                 anyZip64 = true
@@ -77,7 +84,7 @@ public final class ZipWriter {
             try out.write(h)
         }
         let directorySize = out.bytesWritten - directoryStart
-        let needs64 = anyZip64 || records.count >= 0xFFFF || directoryStart >= 0xFFFF_FFFF
+        let needs64 = anyZip64 || records.count >= 0xFFFF || directoryStart >= zip64Threshold
         if needs64 {
             let record64 = out.bytesWritten
             var e = le32(0x0606_4B50) + le64(44) + le16(45) + le16(45) + le32(0) + le32(0)
