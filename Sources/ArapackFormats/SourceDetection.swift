@@ -63,7 +63,8 @@ public enum SourceDetection {
         case .safetensorsSharded: return try ShardedSafetensors(indexPath: resolved)
         case .torchZip: return try TorchCheckpoint(path: resolved)
         case .torchLegacy: throw TorchError.legacyFormat(file: path)
-        case .dcp, .archive:
+        case .dcp: return try DCPCheckpoint(directory: resolved)
+        case .archive:
             throw SourceError.unsupported(path: path, format: format.rawValue, detail: "reading this format is not supported yet")
         }
     }

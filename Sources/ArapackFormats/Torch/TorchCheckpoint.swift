@@ -45,9 +45,7 @@ public final class TorchCheckpoint: TensorSource {
     /// Model tensors by name, in pickle order.
     public let tensorNames: [String]
     private let refs: [String: TorchTensorRef]
-    private let bigEndian: Bool
-    private let storageLock = NSLockLike()
-    nonisolated(unsafe) private var storages: [String: TensorStorage] = [:]
+    private let reader: TorchArchive
 
     public var formatName: String { "torch" }
     public var filePaths: [String] { [path] }
@@ -59,27 +57,9 @@ public final class TorchCheckpoint: TensorSource {
         self.path = path
         let archive = try ZipArchive(path: path)
         self.archive = archive
-        guard let pkl = archive.entries.first(where: { $0.name.hasSuffix("/data.pkl") && $0.name.split(separator: "/").count == 2 }) else {
-            throw TorchError.layout(file: path, detail: "no <archive>/data.pkl entry")
-        }
-        let prefix = String(pkl.name.dropLast("data.pkl".count))
-        self.prefix = prefix
-        for e in archive.entries where !e.name.hasPrefix(prefix) {
-            throw TorchError.layout(file: path, detail: "entry \(e.name) is outside the top folder \(prefix)")
-        }
-        if let order = archive.entry(named: prefix + "byteorder") {
-            let text = String(decoding: try archive.bytes(of: order.name), as: UTF8.self)
-            guard text == "little" || text == "big" else { throw TorchError.layout(file: path, detail: "byteorder is \"\(text)\"") }
-            bigEndian = text == "big"
-        } else {
-            bigEndian = false
-        }
-        let result: PickleMachine.Result
-        do {
-            result = try archive.storage(of: pkl.name).withUnsafeBytes { try PickleMachine.load($0, allowed: allowed) }
-        } catch let e as PickleError {
-            throw TorchError.unsafePickle(file: path, detail: "data.pkl: \(e)")
-        }
+        let (reader, result) = try TorchArchive.open(archive, file: path, allowed: allowed)
+        self.reader = reader
+        prefix = reader.prefix
         root = result.value
         globals = result.globals
         let (key, dict) = try Self.findStateDict(root, file: path)
@@ -92,7 +72,7 @@ public final class TorchCheckpoint: TensorSource {
             names.append(name)
             refs[name] = ref
         }
-        for ref in refs.values { try Self.checkStorage(ref, archive: archive, prefix: prefix, file: path) }
+        for ref in refs.values { try reader.checkStorage(ref) }
         tensorNames = names
         self.refs = refs
     }
@@ -127,55 +107,7 @@ public final class TorchCheckpoint: TensorSource {
 
     /// Materialises any tensor reference of this checkpoint (also outside the state dict, e.g. optimizer state).
     public func materialize(_ r: TorchTensorRef, name: String) throws -> Tensor {
-        let size = r.dtype.byteSize
-        let storage = try storageLock.withLock {
-            if let s = storages[r.storageKey] { return s }
-            var s = try archive.storage(of: prefix + "data/" + r.storageKey)
-            if bigEndian, size > 1 { s = Self.byteSwapped(s, elementSize: size) }
-            storages[r.storageKey] = s
-            return s
-        }
-        if r.shape.contains(0) { return try Tensor(dtype: r.dtype, shape: r.shape, storage: TensorStorage(byteCount: 0)) }
-        if r.isContiguous {
-            return try Tensor(dtype: r.dtype, shape: r.shape, storage: storage, byteOffset: r.offset * size)
-        }
-        let count = Shape.elementCount(r.shape)!
-        let out = TensorStorage(byteCount: count * size)
-        storage.withUnsafeBytes { src in
-            out.withUnsafeMutableBytes { dst in
-                var index = [Int](repeating: 0, count: r.shape.count)
-                var source = r.offset
-                for i in 0..<count {
-                    let from = source * size, to = i * size
-                    UnsafeMutableRawBufferPointer(rebasing: dst[to..<(to + size)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: src[from..<(from + size)]))
-                    var d = r.shape.count - 1
-                    while d >= 0 {
-                        index[d] += 1
-                        source += r.stride[d]
-                        if index[d] < r.shape[d] { break }
-                        source -= r.stride[d] * r.shape[d]
-                        index[d] = 0
-                        d -= 1
-                    }
-                }
-            }
-        }
-        return try Tensor(dtype: r.dtype, shape: r.shape, storage: out)
-    }
-
-    /// A copy of `storage` with every `elementSize`-byte element reversed (big-endian files).
-    private static func byteSwapped(_ storage: TensorStorage, elementSize: Int) -> TensorStorage {
-        let out = TensorStorage(byteCount: storage.count)
-        storage.withUnsafeBytes { src in
-            out.withUnsafeMutableBytes { dst in
-                var i = 0
-                while i + elementSize <= src.count {
-                    for b in 0..<elementSize { dst[i + b] = src[i + elementSize - 1 - b] }
-                    i += elementSize
-                }
-            }
-        }
-        return out
+        try reader.materialize(r)
     }
 
     // MARK: validation
@@ -197,15 +129,6 @@ public final class TorchCheckpoint: TensorSource {
         return o.callable.module.hasPrefix("torch._utils") || o.callable == PickleGlobal("torch._tensor", "_rebuild_from_type_v2")
     }
 
-    private static func checkStorage(_ r: TorchTensorRef, archive: ZipArchive, prefix: String, file: String) throws {
-        guard let entry = archive.entry(named: prefix + "data/" + r.storageKey) else {
-            throw TorchError.storage(file: file, key: r.storageKey, detail: "missing from the archive")
-        }
-        let (bytes, overflow) = r.storageElements.multipliedReportingOverflow(by: r.dtype.byteSize)
-        guard !overflow, entry.size == bytes else {
-            throw TorchError.storage(file: file, key: r.storageKey, detail: "holds \(entry.size) bytes, the pickle declares \(r.storageElements) \(r.dtype) elements (\(overflow ? "overflowing" : String(bytes)) bytes)")
-        }
-    }
 }
 
 extension TorchTensorRef {

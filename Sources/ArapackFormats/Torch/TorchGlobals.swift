@@ -80,6 +80,10 @@ public enum DCPGlobals {
             PickleGlobal("torch", "Size"), PickleGlobal("torch", "strided"), PickleGlobal("torch", "contiguous_format"),
             PickleGlobal("torch", "device"), PickleGlobal("collections", "OrderedDict"), PickleGlobal("builtins", "set"),
             PickleGlobal("torch", "layout"), PickleGlobal("torch", "memory_format"), PickleGlobal("_codecs", "encode"),
+            // Named, never called: TensorProperties pickles its layout as _get_layout("torch.strided"),
+            // StorageMeta its checkpoint_id as a pathlib path.
+            PickleGlobal("torch.serialization", "_get_layout"), PickleGlobal("pathlib", "PosixPath"),
+            PickleGlobal("pathlib", "WindowsPath"), PickleGlobal("pathlib", "PurePosixPath"),
         ]
         for name in TorchGlobals.dtypes.keys { s.insert(PickleGlobal("torch", name)) }
         return s

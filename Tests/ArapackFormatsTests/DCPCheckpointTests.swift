@@ -1,0 +1,61 @@
+import ArapackTensor
+@testable import ArapackFormats
+import ArapackTestSupport
+import XCTest
+
+/// DCP directories written by real FSDP (2 processes, gloo) read back exactly as `dcp_to_torch_save` gives them.
+final class DCPCheckpointTests: XCTestCase {
+    private func hexBytes(_ hex: String) -> [UInt8] {
+        var out: [UInt8] = []
+        var it = hex.makeIterator()
+        while let a = it.next(), let b = it.next() { out.append(UInt8(String([a, b]), radix: 16)!) }
+        return out
+    }
+
+    func testShardedAndReplicatedCheckpointsEqualTheReferenceConversion() throws {
+        let expected = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("dcp/valid.json"))["checkpoints"]?.members)
+        XCTAssertEqual(expected.map(\.key).sorted(), ["full_shard", "no_shard"])
+        for ckpt in expected {
+            let dcp = try XCTUnwrap(try SourceDetection.open(TestSupport.fixture("dcp/valid/" + ckpt.key)) as? DCPCheckpoint)
+            XCTAssertEqual(dcp.modelPrefix, "model.")
+            let model = try XCTUnwrap(ckpt.value["model"]?.members)
+            XCTAssertEqual(Set(dcp.tensorNames), Set(model.map(\.key)), ckpt.key)
+            for t in model {
+                let tensor = try dcp.tensor(named: t.key)
+                XCTAssertEqual(tensor.dtype.name, t.value["dtype"]?.stringValue)
+                XCTAssertEqual(tensor.shape, t.value["shape"]?.elements?.compactMap(\.intValue))
+                XCTAssertEqual(tensor.bytes, hexBytes(t.value["hex"]!.stringValue!), "\(ckpt.key) \(t.key)")
+            }
+            let optimTensors = dcp.entries.filter { $0.fqn.hasPrefix("optim.state.") }.count
+            XCTAssertEqual(optimTensors, ckpt.value["optim_tensors"]?.intValue, ckpt.key)
+            XCTAssertFalse(dcp.bytesItems.isEmpty)
+        }
+    }
+
+    func testShardLayouts() throws {
+        let sharded = try DCPCheckpoint(directory: TestSupport.fixture("dcp/valid/full_shard"))
+        let weight = try sharded.entry(named: "transformer.layers.0.linear1.weight")
+        XCTAssertEqual(weight.chunks.map(\.offsets), [[0, 0], [32, 0]], "FULL_SHARD splits dim 0 across the two ranks")
+        XCTAssertEqual(Set(weight.chunks.map(\.file)), ["__0_0.distcp", "__1_0.distcp"])
+        XCTAssertFalse(try sharded.tensor(named: "transformer.layers.0.linear1.weight").storage.isMapped)
+        let replicated = try DCPCheckpoint(directory: TestSupport.fixture("dcp/valid/no_shard"))
+        for name in replicated.tensorNames {
+            XCTAssertEqual(try replicated.entry(named: name).chunks.count, 1, "NO_SHARD: one chunk, deduplicated across ranks")
+            XCTAssertTrue(try replicated.tensor(named: name).storage.isMapped, "a single chunk is served zero-copy")
+        }
+    }
+
+    func testDamagedCheckpointsAreRefusedNamingTheProblem() throws {
+        let table = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("dcp/hostile.json")).members)
+        XCTAssertEqual(table.count, 7)
+        for row in table {
+            let fragment = try XCTUnwrap(row.value.stringValue)
+            XCTAssertThrowsError(try {
+                let source = try SourceDetection.open(TestSupport.fixture("dcp/hostile/" + row.key))
+                for name in source.tensorNames { _ = try source.tensor(named: name) }
+            }(), row.key) { error in
+                XCTAssertTrue("\(error)".contains(fragment), "\(row.key): \"\(error)\" lacks \"\(fragment)\"")
+            }
+        }
+    }
+}
