@@ -29,7 +29,9 @@ from arafusion import tiny_model  # noqa: E402
 VALID = os.path.join(HERE, "valid")
 HOSTILE = os.path.join(HERE, "hostile")
 ST_NAME = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.int64: "I64",
-           torch.float64: "F64", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL", torch.int32: "I32"}
+           torch.float64: "F64", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL", torch.int32: "I32",
+           torch.int16: "I16", torch.uint16: "U16", torch.uint32: "U32", torch.uint64: "U64",
+           torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2"}
 INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
@@ -105,6 +107,18 @@ def make_valid(expected):
              "empty": torch.zeros(0, 3), "int64": torch.arange(5, dtype=torch.int64) - 2, "f16_view": base.half()[1:, ::2]}
     torch.save({"state_dict": views}, os.path.join(VALID, "views.pt"))
     record(expected, "views.pt", views, "state_dict")
+
+    # Every typed storage class (Float … Bool) and the dtypes torch writes through _rebuild_tensor_v3.
+    every = {"f32": torch.tensor([1.5, -2.0]), "f64": torch.tensor([0.1, -1e300], dtype=torch.float64),
+             "f16": torch.tensor([65504.0, 6e-8], dtype=torch.float16), "bf16": torch.tensor([3.0, -0.5], dtype=torch.bfloat16),
+             "i64": torch.tensor([-(2**63), 2**63 - 1]), "i32": torch.tensor([-(2**31), 7], dtype=torch.int32),
+             "i16": torch.tensor([-32768, 5], dtype=torch.int16), "i8": torch.tensor([-128, 127], dtype=torch.int8),
+             "u8": torch.tensor([0, 255], dtype=torch.uint8), "bool": torch.tensor([True, False]),
+             "u16": torch.tensor([65535, 1], dtype=torch.uint16), "u32": torch.tensor([2**32 - 1, 0], dtype=torch.uint32),
+             "u64": torch.tensor([2**64 - 1, 3], dtype=torch.uint64),
+             "f8_e4m3": torch.tensor([448.0, -0.5]).to(torch.float8_e4m3fn), "f8_e5m2": torch.tensor([57344.0, 1.0]).to(torch.float8_e5m2)}
+    torch.save(every, os.path.join(VALID, "all_dtypes.pt"))
+    record(expected, "all_dtypes.pt", every)
 
     # Real wrappers: DDP (gloo, one process) gives `module.`; torch.compile gives `_orig_mod.`.
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29512")

@@ -15,7 +15,7 @@ final class TorchCheckpointTests: XCTestCase {
 
     func testValidCheckpointsReadExactlyWhatTorchHolds() throws {
         let files = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("torch/valid.json"))["files"]?.members)
-        XCTAssertEqual(files.count, 11)
+        XCTAssertEqual(files.count, 12)
         for file in files {
             let ckpt = try XCTUnwrap(try SourceDetection.open(TestSupport.fixture("torch/valid/" + file.key)) as? TorchCheckpoint, file.key)
             XCTAssertEqual(ckpt.stateDictKey, file.value["state_dict_key"]?.stringValue, file.key)

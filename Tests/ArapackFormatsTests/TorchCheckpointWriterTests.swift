@@ -43,4 +43,18 @@ final class TorchCheckpointWriterTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/u.pt"))
     }
+
+    /// Every dtype a typed storage holds (f32, f64, f16, bf16, i64, i32, i16, int8, u8, bool) round-trips.
+    func testEveryTypedStorageDtypeRoundTrips() throws {
+        let source = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/all_dtypes.pt"))
+        let writable = try source.tensorNames.map { (name: $0, tensor: try source.tensor(named: $0)) }
+            .filter { TorchCheckpointWriter.storageClass[$0.tensor.dtype] != nil }
+        XCTAssertEqual(Set(writable.map(\.tensor.dtype)), [.f32, .f64, .f16, .bf16, .i64, .i32, .i16, .i8, .u8, .bool])
+        let dir = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try TorchCheckpointWriter.write(stateDict: writable, to: dir + "/all.pt")
+        let back = try TorchCheckpoint(path: dir + "/all.pt")
+        for (name, t) in writable { XCTAssertTrue(try back.tensor(named: name).isBitIdentical(to: t), name) }
+        XCTAssertEqual(try back.tensor(named: "i8").integers(as: Int8.self), [-128, 127])
+    }
 }
