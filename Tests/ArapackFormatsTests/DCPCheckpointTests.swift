@@ -5,13 +5,6 @@ import XCTest
 
 /// DCP directories written by real FSDP (2 processes, gloo) read back exactly as `dcp_to_torch_save` gives them.
 final class DCPCheckpointTests: XCTestCase {
-    private func hexBytes(_ hex: String) -> [UInt8] {
-        var out: [UInt8] = []
-        var it = hex.makeIterator()
-        while let a = it.next(), let b = it.next() { out.append(UInt8(String([a, b]), radix: 16)!) }
-        return out
-    }
-
     func testShardedAndReplicatedCheckpointsEqualTheReferenceConversion() throws {
         let expected = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("dcp/valid.json"))["checkpoints"]?.members)
         XCTAssertEqual(expected.map(\.key).sorted(), ["full_shard", "no_shard"])
@@ -24,7 +17,7 @@ final class DCPCheckpointTests: XCTestCase {
                 let tensor = try dcp.tensor(named: t.key)
                 XCTAssertEqual(tensor.dtype.name, t.value["dtype"]?.stringValue)
                 XCTAssertEqual(tensor.shape, t.value["shape"]?.elements?.compactMap(\.intValue))
-                XCTAssertEqual(tensor.bytes, hexBytes(t.value["hex"]!.stringValue!), "\(ckpt.key) \(t.key)")
+                XCTAssertEqual(tensor.bytes, TestSupport.bytes(hex: t.value["hex"]!.stringValue!), "\(ckpt.key) \(t.key)")
             }
             let optimTensors = dcp.entries.filter { $0.fqn.hasPrefix("optim.state.") }.count
             XCTAssertEqual(optimTensors, ckpt.value["optim_tensors"]?.intValue, ckpt.key)

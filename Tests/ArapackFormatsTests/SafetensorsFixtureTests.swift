@@ -7,13 +7,6 @@ import XCTest
 /// Every valid fixture (written by the real safetensors/huggingface_hub packages) reads back with the values
 /// torch recorded; every hostile fixture is refused with the message its row names.
 final class SafetensorsFixtureTests: XCTestCase {
-    private func hexBytes(_ hex: String) -> [UInt8] {
-        var out: [UInt8] = []
-        var it = hex.makeIterator()
-        while let a = it.next(), let b = it.next() { out.append(UInt8(String([a, b]), radix: 16)!) }
-        return out
-    }
-
     func testValidFixturesReadExactValues() throws {
         let expected = try TestSupport.loadJSON(TestSupport.fixture("safetensors/valid.json"))
         let files = try XCTUnwrap(expected["files"]?.members)
@@ -31,7 +24,7 @@ final class SafetensorsFixtureTests: XCTestCase {
                 let tensor = try source.tensor(named: t.key)
                 XCTAssertEqual(tensor.dtype.name, t.value["dtype"]?.stringValue, t.key)
                 XCTAssertEqual(tensor.shape, t.value["shape"]?.elements?.compactMap(\.intValue), t.key)
-                XCTAssertEqual(tensor.bytes, hexBytes(t.value["hex"]!.stringValue!), "\(file.key) \(t.key)")
+                XCTAssertEqual(tensor.bytes, TestSupport.bytes(hex: t.value["hex"]!.stringValue!), "\(file.key) \(t.key)")
                 if let bits = t.value["float32_bits"]?.elements?.compactMap(\.intValue) {
                     let floats = try tensor.floats()
                     XCTAssertEqual(floats.count, bits.count)

@@ -6,13 +6,6 @@ import XCTest
 
 /// Checkpoints written by real PyTorch read back exactly; hostile ones are refused with their message.
 final class TorchCheckpointTests: XCTestCase {
-    private func hexBytes(_ hex: String) -> [UInt8] {
-        var out: [UInt8] = []
-        var it = hex.makeIterator()
-        while let a = it.next(), let b = it.next() { out.append(UInt8(String([a, b]), radix: 16)!) }
-        return out
-    }
-
     func testValidCheckpointsReadExactlyWhatTorchHolds() throws {
         let files = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("torch/valid.json"))["files"]?.members)
         XCTAssertEqual(files.count, 12)
@@ -25,7 +18,7 @@ final class TorchCheckpointTests: XCTestCase {
                 let tensor = try ckpt.tensor(named: t.key)
                 XCTAssertEqual(tensor.dtype.name, t.value["dtype"]?.stringValue, "\(file.key) \(t.key)")
                 XCTAssertEqual(tensor.shape, t.value["shape"]?.elements?.compactMap(\.intValue), "\(file.key) \(t.key)")
-                XCTAssertEqual(tensor.bytes, hexBytes(t.value["hex"]!.stringValue!), "\(file.key) \(t.key)")
+                XCTAssertEqual(tensor.bytes, TestSupport.bytes(hex: t.value["hex"]!.stringValue!), "\(file.key) \(t.key)")
             }
             let shared = (file.value["shared"]?.elements ?? []).map { Set($0.elements!.map(\.stringValue!)) }
             XCTAssertEqual(Set(ckpt.sharedGroups.map(Set.init)), Set(shared), file.key)

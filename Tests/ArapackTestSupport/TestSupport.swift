@@ -22,6 +22,15 @@ public enum TestSupport {
         try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
     }
 
+    /// The bytes a hex string spells (fixtures record tensor data this way).
+    public static func bytes(hex: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(hex.utf8.count / 2)
+        var it = hex.makeIterator()
+        while let a = it.next(), let b = it.next() { out.append(UInt8(String([a, b]), radix: 16)!) }
+        return out
+    }
+
     /// A fresh empty temporary folder.
     public static func temporaryDirectory(_ label: String = "arapack-test") throws -> String {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)")
