@@ -8,7 +8,7 @@ struct InspectCommand: ParsableCommand {
         abstract: "Describe a checkpoint, safetensors file or sharded index without changing it.",
         discussion: """
             SRC is detected from its content: a .safetensors file, a model.safetensors.index.json, a \
-            folder holding either, or a torch.save checkpoint. Headers are validated completely before \
+            folder holding either, a torch.save checkpoint, or a torch.distributed.checkpoint (DCP) folder. Headers are validated completely before \
             anything is shown. For a checkpoint the report lists its structure (state dict location, step, \
             config, optimizer size, tied tensors) and every global its pickle names, classified safe, \
             unknown or dangerous; a checkpoint naming any global outside the allow-list is listed, then \
