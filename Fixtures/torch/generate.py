@@ -272,6 +272,13 @@ def make_hostile():
                    {"0": bytes(16)}, name="archive")
     case("stride_out_of_bounds.pt", "reach element 5 of a 4-element storage")
 
+    # A broadcast view (stride 0) of 2^40 elements over a one-element storage: in bounds, but huge if gathered.
+    zip_checkpoint(os.path.join(HOSTILE, "broadcast_bomb.pt"),
+                   b"\x80\x02}(X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
+                   b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00\x8a\x06\x00\x00\x00\x00\x00\x01\x85K\x00\x85\x89ccollections\nOrderedDict\n)RtRu.",
+                   {"0": bytes(4)}, name="archive")
+    case("broadcast_bomb.pt", "would need more than")
+
     zip_checkpoint(os.path.join(HOSTILE, "no_state_dict.pt"), pickle.dumps({"step": 3, "note": "no tensors"}, protocol=2))
     case("no_state_dict.pt", "top-level keys are [step, note]")
     zip_checkpoint(os.path.join(HOSTILE, "unknown_opcode.pt"), b"\x80\x02}(X\x01\x00\x00\x00aI1\nu.")

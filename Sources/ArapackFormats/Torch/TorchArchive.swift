@@ -51,6 +51,13 @@ final class TorchArchive {
         guard !overflow, entry.size == bytes else {
             throw TorchError.storage(file: file, key: r.storageKey, detail: "holds \(entry.size) bytes, the pickle declares \(r.storageElements) \(r.dtype) elements (\(overflow ? "overflowing" : String(bytes)) bytes)")
         }
+        // A strided view may name more elements than its storage holds (stride 0 broadcasts). Making it
+        // contiguous allocates them all, so a hostile file could ask for terabytes: cap it by the archive size.
+        let limit = 4 * max(archive.length, 64 << 20)
+        let count = Shape.elementCount(r.shape) ?? Int.max
+        guard r.isContiguous || count <= limit / r.dtype.byteSize else {
+            throw TorchError.storage(file: file, key: r.storageKey, detail: "a strided view of \(r.shape) (\(count) elements) over \(r.storageElements) stored elements would need more than \(limit) bytes; refused")
+        }
     }
 
     /// The tensor `r` refers to: a zero-copy view when contiguous, a gathered copy otherwise.
