@@ -24,6 +24,13 @@ public struct GlobalReportRow: Sendable {
     public var global: String
     public var safety: TorchGlobals.Safety
     public var offset: Int
+
+    /// The row for a global met at `offset`, classified.
+    init(_ seen: (global: PickleGlobal, offset: Int)) {
+        global = seen.global.description
+        safety = TorchGlobals.classify(seen.global)
+        offset = seen.offset
+    }
 }
 
 extension TorchCheckpoint {
@@ -36,7 +43,7 @@ extension TorchCheckpoint {
         }
         do {
             let result = try archive.storage(of: pkl.name).withUnsafeBytes { try PickleMachine.load($0, allowed: nil) }
-            return result.globals.map { GlobalReportRow(global: $0.global.description, safety: TorchGlobals.classify($0.global), offset: $0.offset) }
+            return result.globals.map(GlobalReportRow.init)
         } catch let e as PickleError {
             throw TorchError.unsafePickle(file: path, detail: "data.pkl: \(e)")
         }
