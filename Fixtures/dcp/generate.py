@@ -7,7 +7,6 @@ Each is recorded in valid.json with the tensors `dcp_to_torch_save` produces (th
 
     python Fixtures/dcp/generate.py
 """
-import json
 import os
 import shutil
 import sys
@@ -22,17 +21,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "torch"))
 from arafusion import tiny_model  # noqa: E402
+from fixturelib import describe, write_json  # noqa: E402
 
 VALID = os.path.join(HERE, "valid")
-INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-ST_NAME = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.int64: "I64"}
-
-
-def describe(t):
-    c = t.detach().contiguous().reshape(-1)
-    return {"dtype": ST_NAME[t.dtype], "shape": list(t.shape), "hex": c.view(INT_VIEW[c.element_size()]).numpy().tobytes().hex()}
-
-
 def worker(rank, world, out, mode, port):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -138,11 +129,9 @@ def main():
             sd = torch.load(ref, weights_only=True)
         expected[mode] = {"model": {k: describe(v) for k, v in sd["model"].items()}, "step": sd["step"],
                           "optim_tensors": sum(1 for s in sd["optim"]["state"].values() for v in s.values() if torch.is_tensor(v))}
-    with open(os.path.join(HERE, "valid.json"), "w") as f:
-        json.dump({"generator": {"torch": torch.__version__}, "checkpoints": expected}, f, indent=1, sort_keys=True)
+    write_json(os.path.join(HERE, "valid.json"), {"generator": {"torch": torch.__version__}, "checkpoints": expected})
     cases = make_hostile()
-    with open(os.path.join(HERE, "hostile.json"), "w") as f:
-        json.dump(cases, f, indent=1, sort_keys=True)
+    write_json(os.path.join(HERE, "hostile.json"), cases)
     print("ok", {k: len(v["model"]) for k, v in expected.items()}, len(cases), "hostile")
 
 

@@ -8,39 +8,19 @@ the message fragment arapack must print). Run from anywhere:
 """
 import json
 import os
-import shutil
 import struct
+import sys
 
 import torch
 from huggingface_hub import save_torch_state_dict
 from safetensors.torch import load_file, save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from fixturelib import describe as describe_tensor, fresh_dirs, raw_bytes, write_json  # noqa: E402
+
 VALID = os.path.join(HERE, "valid")
 HOSTILE = os.path.join(HERE, "hostile")
-
-ST_NAME = {
-    torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.float8_e5m2: "F8_E5M2",
-    torch.float8_e4m3fn: "F8_E4M3", torch.int16: "I16", torch.uint16: "U16", torch.float16: "F16",
-    torch.bfloat16: "BF16", torch.int32: "I32", torch.uint32: "U32", torch.float32: "F32",
-    torch.float64: "F64", torch.int64: "I64", torch.uint64: "U64",
-}
-INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
-def raw_bytes(t):
-    t = t.contiguous()
-    return t.reshape(-1).view(INT_VIEW[t.element_size()]).numpy().tobytes() if t.numel() else b""
-
-
-def describe(t):
-    entry = {"dtype": ST_NAME[t.dtype], "shape": list(t.shape), "hex": raw_bytes(t).hex()}
-    if t.is_floating_point():
-        # float32 bit patterns of torch's own widening, for exact comparison of conversions
-        entry["float32_bits"] = [int(b) for b in t.float().reshape(-1).view(torch.int32).tolist()]
-        entry["float32_bits"] = [b & 0xFFFFFFFF for b in entry["float32_bits"]]
-    return entry
-
 
 def all_dtype_tensors():
     f = float
@@ -66,6 +46,10 @@ def all_dtype_tensors():
         "scalar_i64": torch.tensor(-9, dtype=torch.int64),
         "model.layers.0.weight": torch.arange(24, dtype=torch.float32).reshape(4, 6) / 7,
     }
+
+
+def describe(t):
+    return describe_tensor(t, float_bits=True)
 
 
 def st_bytes(header, data=b"", length=None, pad=True):
@@ -208,16 +192,13 @@ def make_hostile():
 
 
 def main():
-    for d in (VALID, HOSTILE):
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
+    fresh_dirs(VALID, HOSTILE)
     expected = {}
     make_valid(expected)
-    with open(os.path.join(HERE, "valid.json"), "w") as f:
-        json.dump({"generator": {"torch": torch.__version__, "safetensors": __import__("safetensors").__version__}, "files": expected}, f, indent=1, sort_keys=True)
+    write_json(os.path.join(HERE, "valid.json"),
+               {"generator": {"torch": torch.__version__, "safetensors": __import__("safetensors").__version__}, "files": expected})
     cases = make_hostile()
-    with open(os.path.join(HERE, "hostile.json"), "w") as f:
-        json.dump(cases, f, indent=1, sort_keys=True)
+    write_json(os.path.join(HERE, "hostile.json"), cases)
     print(f"{len(expected)} valid fixtures, {len(cases)} hostile fixtures")
 
 

@@ -8,13 +8,10 @@ hostile.json maps each refused file to the message fragment arapack must print.
     python Fixtures/torch/generate.py
 """
 import io
-import json
 import os
 import pickle
-import shutil
 import struct
 import sys
-import tempfile
 import zipfile
 
 import numpy as np
@@ -25,22 +22,10 @@ import torch.multiprocessing as mp
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from arafusion import tiny_model  # noqa: E402
+from fixturelib import describe, fresh_dirs, write_json  # noqa: E402
 
 VALID = os.path.join(HERE, "valid")
 HOSTILE = os.path.join(HERE, "hostile")
-ST_NAME = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.int64: "I64",
-           torch.float64: "F64", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL", torch.int32: "I32",
-           torch.int16: "I16", torch.uint16: "U16", torch.uint32: "U32", torch.uint64: "U64",
-           torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2"}
-INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
-def describe(t):
-    c = t.detach().contiguous().reshape(-1)
-    data = c.view(INT_VIEW[c.element_size()]).numpy().tobytes() if c.numel() else b""
-    return {"dtype": ST_NAME[t.dtype], "shape": list(t.shape), "hex": data.hex()}
-
-
 def record(expected, name, state_dict, key=None, **extra):
     groups = {}
     for k, v in state_dict.items():
@@ -304,16 +289,12 @@ def make_hostile():
 
 
 def main():
-    for d in (VALID, HOSTILE):
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
+    fresh_dirs(VALID, HOSTILE)
     expected = {}
     make_valid(expected)
-    with open(os.path.join(HERE, "valid.json"), "w") as f:
-        json.dump({"generator": {"torch": torch.__version__}, "files": expected}, f, indent=1, sort_keys=True)
+    write_json(os.path.join(HERE, "valid.json"), {"generator": {"torch": torch.__version__}, "files": expected})
     cases = make_hostile()
-    with open(os.path.join(HERE, "hostile.json"), "w") as f:
-        json.dump(cases, f, indent=1, sort_keys=True)
+    write_json(os.path.join(HERE, "hostile.json"), cases)
     print(f"{len(expected)} valid, {len(cases)} hostile")
 
 
