@@ -7,11 +7,10 @@ machine, same session. Files come from the page cache (one warm-up run).
     python Benchmarks/bench_checkpoint.py [/tmp/arapack-bench]     # needs torch
 """
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import measure, row  # noqa: E402
+from harness import input_file, measure, row  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARAPACK = os.path.join(ROOT, ".build/release/arapack")
@@ -36,13 +35,9 @@ print(len(ck["model"]), bad)
 
 
 def main():
-    work = sys.argv[1] if len(sys.argv) > 1 else "/tmp/arapack-bench"
-    path = os.path.join(work, "full_training.pt")
-    if not os.path.exists(path):
-        subprocess.run([sys.executable, os.path.join(ROOT, "Benchmarks/make_full_size_checkpoint.py"), path], check=True)
-    size = os.path.getsize(path)
+    path = input_file(sys.argv[1] if len(sys.argv) > 1 else "/tmp/arapack-bench", "full_training.pt", "make_full_size_checkpoint.py")
     model_bytes = 381_478_912 * 4
-    print(f"file: {path} ({size:,} bytes; model tensors {model_bytes:,} bytes); cores: {os.cpu_count()}")
+    print(f"model tensors: {model_bytes:,} bytes")
     py = sys.executable
     print(row("arapack inspect (structure, tensor table, globals)", measure([ARAPACK, "inspect", path], runs=10)))
     print(row("torch.load(mmap, weights_only) + list model/optimizer", measure([py, "-c", TORCH_LIST, path], runs=5)))

@@ -8,11 +8,10 @@ safetensors file, beside the PyTorch + safetensors equivalents, on the same mach
 Files are read from the page cache (a warm-up run precedes the measured runs).
 """
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import measure, row  # noqa: E402
+from harness import input_file, measure, row  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARAPACK = os.path.join(ROOT, ".build/release/arapack")
@@ -39,12 +38,8 @@ print(h.hexdigest(), bad)
 
 
 def main():
-    work = sys.argv[1] if len(sys.argv) > 1 else "/tmp/arapack-bench"
-    path = os.path.join(work, "full.safetensors")
-    if not os.path.exists(path):
-        subprocess.run([sys.executable, os.path.join(ROOT, "Benchmarks/make_full_size_safetensors.py"), path], check=True)
+    path = input_file(sys.argv[1] if len(sys.argv) > 1 else "/tmp/arapack-bench", "full.safetensors", "make_full_size_safetensors.py")
     size = os.path.getsize(path)
-    print(f"file: {path} ({size:,} bytes); cores: {os.cpu_count()}")
     py = sys.executable
     print(row("arapack inspect", measure([ARAPACK, "inspect", path], runs=10)))
     print(row("arapack inspect --json", measure([ARAPACK, "inspect", path, "--json"], runs=10)))

@@ -3,7 +3,10 @@
 import os
 import statistics
 import subprocess
+import sys
 import time
+
+BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
 
 
 def measure(cmd, runs=5, warmup=1, env=None):
@@ -26,3 +29,12 @@ def measure(cmd, runs=5, warmup=1, env=None):
 def row(label, m, size_bytes=None):
     rate = f"  {size_bytes / m['median_s'] / 1e9:6.2f} GB/s" if size_bytes else ""
     return f"{label:<58} {m['median_s']:8.3f} s (min {m['min_s']:.3f}){rate}  peak {m['peak_mib']:7.1f} MiB"
+
+
+def input_file(work, name, generator):
+    """`work/name`, made first by `Benchmarks/<generator> PATH` when missing; prints its size."""
+    path = os.path.join(work, name)
+    if not os.path.exists(path):
+        subprocess.run([sys.executable, os.path.join(BENCHMARKS, generator), path], check=True)
+    print(f"file: {path} ({os.path.getsize(path):,} bytes); cores: {os.cpu_count()}")
+    return path
