@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "arapack", targets: ["arapack"]),
         .library(name: "ArapackFormats", targets: ["ArapackFormats"]),
+        .library(name: "ArapackRelease", targets: ["ArapackRelease"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -15,12 +16,14 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "CSystem"),
         .target(name: "ArapackTensor"),
-        .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL"]),
+        .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL", "CSystem"]),
+        .target(name: "ArapackRelease", dependencies: ["ArapackFormats", "ArapackTensor", "CZstd"]),
         .executableTarget(
             name: "arapack",
             dependencies: [
-                "ArapackFormats", "ArapackTensor",
+                "ArapackRelease", "ArapackFormats", "ArapackTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "arapack-bench", dependencies: ["ArapackFormats", "ArapackTensor"], path: "Benchmarks/ArapackBench"),
@@ -28,6 +31,7 @@ let package = Package(
         .testTarget(name: "ArapackTensorTests", dependencies: ["ArapackTensor"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZstd", "COpenSSL", "CBLAS"]),
         .testTarget(name: "ArapackFormatsTests", dependencies: ["ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
+        .testTarget(name: "ArapackReleaseTests", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
         .testTarget(name: "ArapackCLITests", dependencies: ["arapack", "ArapackFormats", "ArapackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

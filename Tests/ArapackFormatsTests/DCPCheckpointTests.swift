@@ -1,6 +1,7 @@
 import ArapackTensor
 @testable import ArapackFormats
 import ArapackTestSupport
+import Foundation
 import XCTest
 
 /// DCP directories written by real FSDP (2 processes, gloo) read back exactly as `dcp_to_torch_save` gives them.
@@ -23,6 +24,30 @@ final class DCPCheckpointTests: XCTestCase {
             XCTAssertEqual(optimTensors, ckpt.value["optim_tensors"]?.intValue, ckpt.key)
             XCTAssertFalse(dcp.bytesItems.isEmpty)
         }
+    }
+
+    func testWrittenDirectoryReadsBackExactlyAndDeterministically() throws {
+        let source = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/training_dict.pt"))
+        let tensors = try source.tensorNames.map { (name: $0, tensor: try source.tensor(named: $0)) }
+        var digests: [[String]] = []
+        for run in 0..<2 {
+            let dir = try TestSupport.temporaryDirectory()
+            defer { removeTree(dir) }
+            try DCPWriter.write(stateDict: tensors, into: dir)
+            let back = try DCPCheckpoint(directory: dir)
+            XCTAssertEqual(back.modelPrefix, "model.")
+            XCTAssertEqual(back.tensorNames, source.tensorNames)
+            for (name, t) in tensors {
+                let read = try back.tensor(named: name)
+                XCTAssertEqual(read.dtype, t.dtype, name)
+                XCTAssertEqual(read.shape, t.shape, name)
+                XCTAssertTrue(read.isBitIdentical(to: t), name)
+                XCTAssertEqual(try back.entry(named: name).chunks.count, 1)
+            }
+            digests.append(try [".metadata", "__0_0.distcp"].map { try SHA256.hex(ofFile: dir + "/" + $0) })
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), [".metadata", "__0_0.distcp"], "run \(run): no temporaries left")
+        }
+        XCTAssertEqual(digests[0], digests[1], "same input, same bytes")
     }
 
     func testShardLayouts() throws {

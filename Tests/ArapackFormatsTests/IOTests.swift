@@ -40,6 +40,37 @@ final class IOTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["out.bin"])
     }
 
+    func testAtomicDirectoryAppearsWholeRefusesOrSwapsAnExistingOne() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        let target = dir + "/bundle"
+        func fill(_ d: AtomicDirectory, _ text: String) throws {
+            let w = try AtomicFileWriter(destination: d.path("a.txt"))
+            try w.write(text)
+            try w.commit()
+        }
+        do {
+            let d = try AtomicDirectory(destination: target)
+            try fill(d, "abandoned")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: target))
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "an abandoned folder is removed with its files")
+        let first = try AtomicDirectory(destination: target)
+        try fill(first, "one")
+        try first.commit(replacing: false)
+        let second = try AtomicDirectory(destination: target)
+        try fill(second, "two")
+        XCTAssertThrowsError(try second.commit(replacing: false)) { XCTAssertTrue("\($0)".contains("exists"), "\($0)") }
+        XCTAssertEqual(try String(contentsOfFile: target + "/a.txt", encoding: .utf8), "one", "an existing folder is kept without replacing")
+        try second.commit(replacing: true)
+        XCTAssertEqual(try String(contentsOfFile: target + "/a.txt", encoding: .utf8), "two")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["bundle"], "the old folder is gone after the swap")
+        let file = try AtomicFileWriter(destination: dir + "/f")
+        try file.write("x")
+        try FileManager.default.createDirectory(atPath: dir + "/f", withIntermediateDirectories: false)
+        XCTAssertThrowsError(try file.commit(replacing: false), "a file commit without replacing refuses an existing path")
+    }
+
     func testMappedFileErrors() {
         XCTAssertThrowsError(try MappedFile(path: "/nonexistent/file")) { XCTAssertTrue("\($0)".contains("No such file")) }
         XCTAssertThrowsError(try MappedFile(path: "/tmp")) { XCTAssertTrue("\($0)".contains("not a regular file")) }

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import ArapackTensor
+import CSystem
 
 /// Writes a file so that it appears at its destination only complete: the bytes go to a temporary
 /// sibling (`.<name>.arapack-tmp-<pid>-<n>`), which `commit()` fsyncs and renames into place.
@@ -20,19 +21,10 @@ public final class AtomicFileWriter {
     /// Bytes written so far.
     public private(set) var bytesWritten = 0
 
-    nonisolated(unsafe) private static var counter = 0
-    private static let lock = NSLockLike()
-
-    /// Creates the temporary file next to `destination`. With `overwrite` false an existing
-    /// destination makes `commit()` fail; the check happens again at commit time.
+    /// Creates the temporary file next to `destination`.
     public init(destination: String, bufferSize: Int = 8 << 20) throws {
         self.destination = destination
-        let (dir, base) = splitPath(destination)
-        let n = AtomicFileWriter.lock.withLock { () -> Int in
-            AtomicFileWriter.counter += 1
-            return AtomicFileWriter.counter
-        }
-        temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(base).arapack-tmp-\(getpid())-\(n)"
+        temporaryPath = temporarySibling(of: destination)
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileError(path: temporaryPath, operation: "create", code: errno) }
         buffer = .allocate(byteCount: bufferSize, alignment: 64)
@@ -68,14 +60,14 @@ public final class AtomicFileWriter {
     }
 
     /// Flushes, fsyncs and renames the temporary file onto the destination, then fsyncs the folder.
-    public func commit() throws {
+    /// With `replacing` false an existing destination is left alone and the commit fails with `EEXIST`.
+    public func commit(replacing: Bool = true) throws {
         try flush()
         guard fsync(fd) == 0 else { throw FileError(path: temporaryPath, operation: "fsync", code: errno) }
         close(fd)
         fd = -1
-        guard rename(temporaryPath, destination) == 0 else {
-            throw FileError(path: destination, operation: "rename", code: errno)
-        }
+        let ok = replacing ? rename(temporaryPath, destination) == 0 : arapack_rename_noreplace(temporaryPath, destination) == 0
+        guard ok else { throw FileError(path: destination, operation: "rename", code: errno) }
         committed = true
         syncDirectory(of: destination)
     }
@@ -96,6 +88,78 @@ public final class AtomicFileWriter {
             }
             done += n
         }
+    }
+}
+
+/// A folder that appears at its destination only complete: files are written into a temporary sibling
+/// (`.<name>.arapack-tmp-<pid>-<n>`), which `commit` renames into place. Released without `commit`, the
+/// temporary folder and everything in it are removed.
+public final class AtomicDirectory {
+    public let destination: String
+    public let temporaryPath: String
+    private var committed = false
+
+    public init(destination: String) throws {
+        self.destination = destination
+        temporaryPath = temporarySibling(of: destination)
+        guard mkdir(temporaryPath, 0o755) == 0 else { throw FileError(path: temporaryPath, operation: "create", code: errno) }
+    }
+
+    deinit {
+        if !committed { removeTree(temporaryPath) }
+    }
+
+    /// The path of `name` inside the temporary folder.
+    public func path(_ name: String) -> String { temporaryPath + "/" + name }
+
+    /// Renames the folder into place. An existing destination is refused unless `replacing`; then the two
+    /// are swapped atomically and the old one removed, so the destination is never missing or partial.
+    public func commit(replacing: Bool) throws {
+        syncDirectory(of: path("."))
+        if arapack_rename_noreplace(temporaryPath, destination) != 0 {
+            let code = errno
+            guard code == EEXIST || code == ENOTEMPTY, replacing else {
+                throw FileError(path: destination, operation: "rename", code: code)
+            }
+            guard arapack_rename_exchange(temporaryPath, destination) == 0 else {
+                throw FileError(path: destination, operation: "replace", code: errno)
+            }
+            committed = true
+            removeTree(temporaryPath)
+        }
+        committed = true
+        syncDirectory(of: destination)
+    }
+}
+
+/// `.<name>.arapack-tmp-<pid>-<n>` next to `path`, unique within the process.
+func temporarySibling(of path: String) -> String {
+    let (dir, base) = splitPath(path)
+    let n = temporaryCounterLock.withLock { () -> Int in
+        temporaryCounter += 1
+        return temporaryCounter
+    }
+    return (dir.isEmpty ? "" : dir + "/") + ".\(base).arapack-tmp-\(getpid())-\(n)"
+}
+
+nonisolated(unsafe) private var temporaryCounter = 0
+private let temporaryCounterLock = NSLockLike()
+
+/// Removes `path` and, for a folder, everything under it (symbolic links are removed, never followed).
+public func removeTree(_ path: String) {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return }
+    if (st.st_mode & S_IFMT) == S_IFDIR, let dir = opendir(path) {
+        var children: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { children.append(name) }
+        }
+        closedir(dir)
+        for c in children { removeTree(path + "/" + c) }
+        rmdir(path)
+    } else {
+        unlink(path)
     }
 }
 

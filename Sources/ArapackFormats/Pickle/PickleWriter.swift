@@ -50,6 +50,8 @@ struct PickleWriter {
     mutating func emptyList() { bytes.append(0x5D) }
     mutating func appends() { bytes.append(0x65) }
     mutating func persistentID() { bytes.append(0x51) }
+    mutating func newObject() { bytes.append(0x81) }
+    mutating func build() { bytes.append(0x62) }
 
     /// A JSON value as the equivalent Python value (objects → dict, arrays → list, integers → int).
     mutating func json(_ v: JSONValue) {

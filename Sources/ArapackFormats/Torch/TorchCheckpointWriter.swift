@@ -10,20 +10,7 @@ public enum TorchCheckpointWriter {
     /// Writes `stateDict` under `model`, followed by `extra` top-level entries (e.g. `config`, `step`).
     /// Throws for dtypes a typed storage cannot hold and on I/O failure (leaving nothing at `path`).
     public static func write(stateDict: [(name: String, tensor: Tensor)], extra: [JSONValue.Member] = [], to path: String) throws {
-        // One storage per distinct view; a tensor that views the same bytes as an earlier one reuses its key.
-        var keys: [Int] = []
-        var storages: [Tensor] = []
-        for (name, t) in stateDict {
-            guard storageClass[t.dtype] != nil else {
-                throw TorchError.badTensor(file: path, tensor: name, detail: "dtype \(t.dtype) cannot be written to a torch checkpoint")
-            }
-            if let i = storages.firstIndex(where: { $0.sharesStorage(with: t) }) {
-                keys.append(i)
-            } else {
-                keys.append(storages.count)
-                storages.append(t)
-            }
-        }
+        let (keys, storages) = try storageKeys(stateDict, file: path)
         var p = PickleWriter()
         p.emptyDict()
         p.mark()
@@ -44,9 +31,39 @@ public enum TorchCheckpointWriter {
             p.json(m.value)
         }
         p.setItems()
-        let pickle = p.finish()
-
         let out = try AtomicFileWriter(destination: path)
+        try writeArchive(pickle: p.finish(), storages: storages, into: out)
+        try out.commit()
+    }
+
+    /// Writes one tensor as a whole `torch.save` archive at the current end of `out` (a DCP item).
+    static func writeTensorArchive(_ t: Tensor, name: String, into out: AtomicFileWriter) throws {
+        _ = try storageKeys([(name, t)], file: out.destination)
+        var p = PickleWriter()
+        tensorRecord(&p, t, key: 0)
+        try writeArchive(pickle: p.finish(), storages: [t], into: out)
+    }
+
+    /// One storage per distinct view: a tensor viewing the same bytes as an earlier one reuses its key.
+    private static func storageKeys(_ stateDict: [(name: String, tensor: Tensor)], file: String) throws -> (keys: [Int], storages: [Tensor]) {
+        var keys: [Int] = []
+        var storages: [Tensor] = []
+        for (name, t) in stateDict {
+            guard storageClass[t.dtype] != nil else {
+                throw TorchError.badTensor(file: file, tensor: name, detail: "dtype \(t.dtype) cannot be written to a torch checkpoint")
+            }
+            if let i = storages.firstIndex(where: { $0.sharesStorage(with: t) }) {
+                keys.append(i)
+            } else {
+                keys.append(storages.count)
+                storages.append(t)
+            }
+        }
+        return (keys, storages)
+    }
+
+    /// The zip torch writes: `archive/data.pkl`, format records, `archive/data/<key>` per storage.
+    private static func writeArchive(pickle: [UInt8], storages: [Tensor], into out: AtomicFileWriter) throws {
         let zip = ZipWriter(out)
         try zip.add("archive/data.pkl", pickle)
         try zip.add("archive/.format_version", Array("1".utf8))
@@ -58,7 +75,6 @@ public enum TorchCheckpointWriter {
         let id = pickle.withUnsafeBytes { SHA256.hex(of: $0) }.prefix(40)
         try zip.add("archive/.data/serialization_id", Array(id.utf8))
         try zip.finish()
-        try out.commit()
     }
 
     private static func tensorRecord(_ p: inout PickleWriter, _ t: Tensor, key: Int) {

@@ -15,6 +15,8 @@ public final class ZipWriter {
     public static let alignment = 64
     private let out: AtomicFileWriter
     private var records: [Record] = []
+    /// Where the zip starts in `out`: offsets are relative to it, so zips can follow each other in one file.
+    private let base: Int
     /// Sizes and offsets from this value on use ZIP64 fields (lowered only by tests).
     let zip64Threshold: Int
 
@@ -24,12 +26,13 @@ public final class ZipWriter {
     init(_ out: AtomicFileWriter, zip64Threshold: Int) {
         self.out = out
         self.zip64Threshold = zip64Threshold
+        base = out.bytesWritten
     }
 
     /// Adds an entry holding `bytes`.
     public func add(_ name: String, _ bytes: UnsafeRawBufferPointer) throws {
         let nameBytes = Array(name.utf8)
-        let offset = out.bytesWritten
+        let offset = out.bytesWritten - base
         let zip64 = bytes.count >= zip64Threshold || offset >= zip64Threshold
         var extra: [UInt8] = []
         if zip64 { extra += le16(1) + le16(16) + le64(0) + le64(0) }
@@ -41,7 +44,7 @@ public final class ZipWriter {
         header += le32(0) + le32(zip64 ? 0xFFFF_FFFF : 0) + le32(zip64 ? 0xFFFF_FFFF : 0)
         header += le16(nameBytes.count) + le16(extra.count) + nameBytes + extra
         try out.write(header)
-        precondition(out.bytesWritten % Self.alignment == 0)
+        precondition((out.bytesWritten - base) % Self.alignment == 0)
         var crc = CRC32()
         var done = 0
         while done < bytes.count {
@@ -64,7 +67,7 @@ public final class ZipWriter {
 
     /// Writes the central directory and end records.
     public func finish() throws {
-        let directoryStart = out.bytesWritten
+        let directoryStart = out.bytesWritten - base
         var anyZip64 = false
         for r in records {
             let bigSize = r.size >= zip64Threshold, bigOffset = r.offset >= zip64Threshold
@@ -83,10 +86,10 @@ public final class ZipWriter {
             h += le32(bigOffset ? 0xFFFF_FFFF : r.offset) + r.name + extra
             try out.write(h)
         }
-        let directorySize = out.bytesWritten - directoryStart
+        let directorySize = out.bytesWritten - base - directoryStart
         let needs64 = anyZip64 || records.count >= 0xFFFF || directoryStart >= zip64Threshold
         if needs64 {
-            let record64 = out.bytesWritten
+            let record64 = out.bytesWritten - base
             var e = le32(0x0606_4B50) + le64(44) + le16(45) + le16(45) + le32(0) + le32(0)
             e += le64(records.count) + le64(records.count) + le64(directorySize) + le64(directoryStart)
             e += le32(0x0706_4B50) + le32(0) + le64(record64) + le32(1)
