@@ -1,1 +1,271 @@
 import ArapackFormats
+import ArapackTensor
+
+/// Why a model could not be assembled from a source: names, shapes, config or tie disagree.
+public struct ModelError: Error, Equatable, CustomStringConvertible, Sendable {
+    public let source: String
+    public let detail: String
+    public init(_ source: String, _ detail: String) {
+        self.source = source
+        self.detail = detail
+    }
+    public var description: String { "\(source): \(detail)" }
+}
+
+/// The AraFusion model family (ARCHITECTURE.md): its tensor names and how a config maps to shapes.
+public enum ModelFamily {
+    /// Wrapper module names training adds in front of (or inside) every key.
+    static let leadingWrappers = ["module.", "_orig_mod."]
+    static let wrapperComponents = ["_fsdp_wrapped_module", "_checkpoint_wrapped_module"]
+    /// The prefix the HF wrapper class adds (release names).
+    public static let releasePrefix = "model."
+    public static let embedding = "token_embedding.weight"
+    public static let lmHead = "lm_head.weight"
+
+    /// A training key without the DDP / torch.compile / FSDP1 / activation-checkpointing wrappers.
+    public static func normalize(_ key: String) -> String {
+        var k = Substring(key)
+        var stripped = true
+        while stripped {
+            stripped = false
+            for w in leadingWrappers where k.hasPrefix(w) {
+                k = k.dropFirst(w.count)
+                stripped = true
+            }
+        }
+        guard wrapperComponents.contains(where: { k.contains($0) }) else { return String(k) }
+        return k.split(separator: ".", omittingEmptySubsequences: false).filter { !wrapperComponents.contains(String($0)) }.joined(separator: ".")
+    }
+
+    /// Tensor names and shapes a config implies (training names; `lm_head.weight` included).
+    public static func expectedShapes(_ c: ModelConfig) -> [(name: String, shape: [Int])] {
+        let d = c.hiddenSize
+        var out: [(String, [Int])] = [(embedding, [c.vocabSize, d]), ("position_embedding.weight", [c.maxPositions, d])]
+        for i in 0..<c.layers {
+            let p = "transformer.layers.\(i)."
+            out += [
+                (p + "self_attn.in_proj_weight", [3 * d, d]), (p + "self_attn.in_proj_bias", [3 * d]),
+                (p + "self_attn.out_proj.weight", [d, d]), (p + "self_attn.out_proj.bias", [d]),
+                (p + "linear1.weight", [c.intermediateSize, d]), (p + "linear1.bias", [c.intermediateSize]),
+                (p + "linear2.weight", [d, c.intermediateSize]), (p + "linear2.bias", [d]),
+                (p + "norm1.weight", [d]), (p + "norm1.bias", [d]), (p + "norm2.weight", [d]), (p + "norm2.bias", [d]),
+            ]
+        }
+        out += [("ln_f.weight", [d]), ("ln_f.bias", [d]), (lmHead, [c.vocabSize, d])]
+        return out
+    }
+
+    /// What is wrong with a set of tensors (training names) for `config`: missing, unexpected, misshapen or
+    /// non-floating tensors, each naming the tensor as `display` spells it. `lm_head.weight` may be absent
+    /// when `headOptional` (a tied model).
+    public static func tensorProblems(_ config: ModelConfig, _ tensors: [String: TensorDescriptor], headOptional: Bool,
+                                      display: (String) -> String) -> [String] {
+        var problems: [String] = []
+        let expected = expectedShapes(config)
+        let missing = expected.filter { tensors[$0.name] == nil && !($0.name == lmHead && headOptional) }.map { display($0.name) }
+        if !missing.isEmpty { problems.append("missing \(missing.count) tensor(s) the config implies: \(list(missing))") }
+        let names = Set(expected.map(\.name))
+        let unexpected = tensors.keys.filter { !names.contains($0) }.map(display).sorted()
+        if !unexpected.isEmpty {
+            problems.append("\(unexpected.count) tensor(s) are not part of an AraFusion model of this config: \(list(unexpected))")
+        }
+        for e in expected {
+            guard let d = tensors[e.name] else { continue }
+            if d.shape != e.shape { problems.append("tensor \"\(display(e.name))\" has shape \(d.shape), the config implies \(e.shape)") }
+            if ![.f32, .f16, .bf16, .f64].contains(d.dtype) {
+                problems.append("tensor \"\(display(e.name))\" is \(d.dtype.name); model weights must be floating point")
+            }
+        }
+        return problems
+    }
+
+    static func list(_ names: [String]) -> String {
+        names.prefix(5).joined(separator: ", ") + (names.count > 5 ? ", … (\(names.count - 5) more)" : "")
+    }
+
+    /// Config fields the tensor shapes determine (HF names), or nil where the tensor is absent.
+    static func fieldsFromShapes(_ shapes: [String: [Int]]) -> [String: Int] {
+        var f: [String: Int] = [:]
+        if let e = shapes[embedding], e.count == 2 {
+            f["vocab_size"] = e[0]
+            f["hidden_size"] = e[1]
+        }
+        if let p = shapes["position_embedding.weight"], p.count == 2 { f["max_position_embeddings"] = p[0] }
+        if let l = shapes["transformer.layers.0.linear1.weight"], l.count == 2 { f["intermediate_size"] = l[0] }
+        let layerIndices = shapes.keys.compactMap { key -> Int? in
+            guard key.hasPrefix("transformer.layers.") else { return nil }
+            return Int(key.dropFirst("transformer.layers.".count).prefix { $0 != "." })
+        }
+        if let top = layerIndices.max() { f["num_hidden_layers"] = top + 1 }
+        return f
+    }
+}
+
+/// The model's hyper-parameters under their config.json (HF) names.
+public struct ModelConfig: Equatable, Sendable {
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var layers: Int
+    public var heads: Int
+    public var intermediateSize: Int
+    public var maxPositions: Int
+    public var activation: String
+    public var layerNormEps: Double
+    public var dropout: Double
+    public var causal: Bool
+    public var tieWordEmbeddings: Bool
+    public var bos: Int, eos: Int, pad: Int, mask: Int
+
+    public var modelType: String { causal ? "arafusion_ar" : "arafusion_mdlm" }
+    public var architecture: String { causal ? "ARAr381MForCausalLM" : "MDLMForMaskedDiffusion" }
+
+    /// Parameters with the tied matrix counted once (twice when untied).
+    public var parameterCount: Int {
+        ModelFamily.expectedShapes(self).filter { $0.name != ModelFamily.lmHead || !tieWordEmbeddings }
+            .reduce(0) { $0 + $1.shape.reduce(1, *) }
+    }
+
+    /// config.json, fields in a fixed order. `dtype` is `torch_dtype` (`float32`, `bfloat16`, …).
+    public func hfJSON(torchDtype: String, extra: [JSONValue.Member] = []) -> JSONValue {
+        .object([
+            .init("architectures", .array([.string(architecture)])),
+            .init("model_type", .string(modelType)),
+            .init("vocab_size", .int(vocabSize)),
+            .init("hidden_size", .int(hiddenSize)),
+            .init("num_hidden_layers", .int(layers)),
+            .init("num_attention_heads", .int(heads)),
+            .init("intermediate_size", .int(intermediateSize)),
+            .init("max_position_embeddings", .int(maxPositions)),
+            .init("hidden_act", .string(activation)),
+            .init("layer_norm_eps", .double(layerNormEps)),
+            .init("dropout", .double(dropout)),
+            .init("is_causal", .bool(causal)),
+            .init("tie_word_embeddings", .bool(tieWordEmbeddings)),
+            .init("bos_token_id", .int(bos)),
+            .init("eos_token_id", .int(eos)),
+            .init("pad_token_id", .int(pad)),
+            .init("mask_token_id", .int(mask)),
+            .init("torch_dtype", .string(torchDtype)),
+        ] + extra)
+    }
+
+    /// The training script's `config` dict (ARCHITECTURE.md), as `--to torch` stores it.
+    public var trainingJSON: JSONValue {
+        .object([
+            .init("vocab_size", .int(vocabSize)), .init("d_model", .int(hiddenSize)), .init("n_layers", .int(layers)),
+            .init("n_heads", .int(heads)), .init("d_ff", .int(intermediateSize)), .init("max_seq_len", .int(maxPositions)),
+            .init("dropout", .double(dropout)), .init("activation", .string(activation)), .init("causal", .bool(causal)),
+            .init("layer_norm_eps", .double(layerNormEps)),
+        ])
+    }
+}
+
+/// Assembles a `ModelConfig` from every place that says something about it, refusing disagreements.
+public struct ConfigAssembly {
+    /// Training-config names → config.json names.
+    static let trainingNames = [
+        "vocab_size": "vocab_size", "d_model": "hidden_size", "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
+        "d_ff": "intermediate_size", "max_seq_len": "max_position_embeddings", "dropout": "dropout",
+        "activation": "hidden_act", "causal": "is_causal", "layer_norm_eps": "layer_norm_eps",
+    ]
+    static let integerFields = ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                                "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id"]
+    /// The family's special token ids (ARCHITECTURE.md), used when nothing else states them.
+    static let defaultSpecialIDs = ["bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 5, "mask_token_id": 62]
+
+    private var values: [String: (value: JSONValue, origin: String)] = [:]
+    /// Fields that fell back to a default (reported to the user).
+    public private(set) var assumed: [String] = []
+    private let source: String
+
+    public init(source: String) { self.source = source }
+
+    /// Adds a config in either the training script's names or config.json names. Unknown fields are ignored.
+    public mutating func add(_ config: JSONValue, origin: String) throws {
+        guard let members = config.members else { throw ModelError(origin, "a config must be a JSON object, found \(config.kindName)") }
+        let hfStyle = members.contains { $0.key == "hidden_size" || $0.key == "num_hidden_layers" }
+        for m in members {
+            let field = hfStyle ? m.key : (Self.trainingNames[m.key] ?? m.key)
+            guard Self.integerFields.contains(field) || ["hidden_act", "layer_norm_eps", "dropout", "is_causal", "tie_word_embeddings"].contains(field) else { continue }
+            if m.value == .null { continue }
+            try add(field, m.value, origin: origin)
+        }
+        if hfStyle, values["is_causal"] == nil, let type = config["model_type"]?.stringValue {
+            switch type {
+            case "arafusion_ar": try add("is_causal", .bool(true), origin: origin + " model_type")
+            case "arafusion_mdlm": try add("is_causal", .bool(false), origin: origin + " model_type")
+            default: throw ModelError(origin, "model_type \"\(type)\" is not an AraFusion model (arafusion_ar or arafusion_mdlm)")
+            }
+        }
+    }
+
+    /// Adds the fields tensor shapes determine.
+    public mutating func addShapes(_ shapes: [String: [Int]]) throws {
+        for (field, v) in ModelFamily.fieldsFromShapes(shapes).sorted(by: { $0.key < $1.key }) {
+            try add(field, .int(v), origin: "the tensor shapes")
+        }
+    }
+
+    /// Adds one field; a different value already stated elsewhere is an error naming both.
+    public mutating func add(_ field: String, _ value: JSONValue, origin: String) throws {
+        if let existing = values[field] {
+            guard Self.same(existing.value, value) else {
+                throw ModelError(source, "\(field) is \(Self.show(existing.value)) in \(existing.origin) but \(Self.show(value)) in \(origin)")
+            }
+            return
+        }
+        values[field] = (value, origin)
+    }
+
+    /// Whether `field` has been stated.
+    public func has(_ field: String) -> Bool { values[field] != nil }
+
+    /// The config, with defaults for what may be defaulted and errors for what may not.
+    public mutating func resolve() throws -> ModelConfig {
+        func int(_ f: String) throws -> Int {
+            guard let v = values[f] else {
+                if f == "num_attention_heads" {
+                    throw ModelError(source, "the number of attention heads cannot be inferred from the tensors; pass --config with n_heads (or num_attention_heads)")
+                }
+                throw ModelError(source, "\(f) is not stated by any config and cannot be inferred")
+            }
+            guard let i = v.value.intValue, i > 0 || f.hasSuffix("_token_id") && i >= 0 else {
+                throw ModelError(source, "\(f) must be a positive integer, found \(Self.show(v.value)) in \(v.origin)")
+            }
+            return i
+        }
+        func defaulted(_ f: String, _ d: JSONValue) -> JSONValue {
+            if let v = values[f] { return v.value }
+            assumed.append("\(f)=\(Self.show(d))")
+            return d
+        }
+        for (f, d) in Self.defaultSpecialIDs.sorted(by: { $0.key < $1.key }) where values[f] == nil {
+            values[f] = (.int(d), "the AraFusion defaults")
+        }
+        let act = defaulted("hidden_act", .string("gelu")).stringValue ?? ""
+        guard act == "gelu" || act == "relu" else { throw ModelError(source, "hidden_act must be \"gelu\" or \"relu\", found \"\(act)\"") }
+        guard let eps = defaulted("layer_norm_eps", .double(1e-5)).doubleValue, eps > 0 else { throw ModelError(source, "layer_norm_eps must be a positive number") }
+        guard let causal = defaulted("is_causal", .bool(true)).boolValue else { throw ModelError(source, "is_causal (causal) must be true or false") }
+        let config = ModelConfig(
+            vocabSize: try int("vocab_size"), hiddenSize: try int("hidden_size"), layers: try int("num_hidden_layers"),
+            heads: try int("num_attention_heads"), intermediateSize: try int("intermediate_size"),
+            maxPositions: try int("max_position_embeddings"), activation: act, layerNormEps: eps,
+            dropout: values["dropout"]?.value.doubleValue ?? 0, causal: causal,
+            tieWordEmbeddings: values["tie_word_embeddings"]?.value.boolValue ?? true,
+            bos: try int("bos_token_id"), eos: try int("eos_token_id"), pad: try int("pad_token_id"), mask: try int("mask_token_id"))
+        guard config.hiddenSize % config.heads == 0 else {
+            throw ModelError(source, "hidden_size \(config.hiddenSize) is not divisible by num_attention_heads \(config.heads)")
+        }
+        for (name, id) in [("bos", config.bos), ("eos", config.eos), ("pad", config.pad), ("mask", config.mask)] where id >= config.vocabSize {
+            throw ModelError(source, "\(name)_token_id \(id) is outside the vocabulary of \(config.vocabSize)")
+        }
+        return config
+    }
+
+    static func same(_ a: JSONValue, _ b: JSONValue) -> Bool {
+        if let x = a.doubleValue, let y = b.doubleValue { return x == y }
+        return a == b
+    }
+
+    static func show(_ v: JSONValue) -> String { v.serialized() }
+}

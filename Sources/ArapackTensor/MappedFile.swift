@@ -73,4 +73,15 @@ public final class MappedFile: @unchecked Sendable {
         let start = range.lowerBound / page * page
         madvise(UnsafeMutableRawPointer(mutating: base + start), range.upperBound - start, MADV_SEQUENTIAL | MADV_WILLNEED)
     }
+
+    /// Drops the resident pages wholly inside `range` (they are read again from the file if touched), so
+    /// streaming through a large mapping keeps resident memory bounded.
+    public func discardPages(_ range: Range<Int>) {
+        guard let base, !range.isEmpty else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound + page - 1) / page * page
+        let end = range.upperBound / page * page
+        guard end > start else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
 }

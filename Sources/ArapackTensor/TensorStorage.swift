@@ -46,6 +46,11 @@ public final class TensorStorage: @unchecked Sendable {
         return false
     }
 
+    /// For mapped storage, drops its resident pages (see `MappedFile.discardPages`); owned storage is unchanged.
+    public func discardMappedPages() {
+        if case let .mapped(file, range) = backing { file.discardPages(range) }
+    }
+
     /// Calls `body` with the bytes. Do not escape the pointer from the closure.
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch backing {

@@ -1,9 +1,10 @@
+import ArapackRelease
 import ArgumentParser
 
 /// The `arapack` root command.
 @main
 struct Arapack: ParsableCommand {
-    static let version = "0.1.0"
+    static let version = arapackVersion
 
     static let configuration = CommandConfiguration(
         commandName: "arapack",
@@ -13,6 +14,6 @@ struct Arapack: ParsableCommand {
             (unreadable, malformed, unsafe, inconsistent); 64 usage error.
             """,
         version: version,
-        subcommands: [InspectCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self]
     )
 }

@@ -53,6 +53,7 @@ public final class SHA256 {
             while offset < all.count {
                 let end = min(offset + (64 << 20), all.count)
                 d.update(UnsafeRawBufferPointer(rebasing: all[offset..<end]))
+                file.discardPages(offset..<end)
                 offset = end
             }
         }

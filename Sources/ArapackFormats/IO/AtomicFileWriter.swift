@@ -20,10 +20,16 @@ public final class AtomicFileWriter {
     private var committed = false
     /// Bytes written so far.
     public private(set) var bytesWritten = 0
+    /// SHA-256 of everything written, when created with `hashing`.
+    private let digest: SHA256?
+    /// The lower-case hex SHA-256 of the file, set by `commit()` when created with `hashing`.
+    public private(set) var sha256: String?
 
     /// Creates the temporary file next to `destination`.
-    public init(destination: String, bufferSize: Int = 8 << 20) throws {
+    /// With `hashing`, the SHA-256 of the bytes is computed as they are written (`sha256` after commit).
+    public init(destination: String, bufferSize: Int = 8 << 20, hashing: Bool = false) throws {
         self.destination = destination
+        digest = hashing ? SHA256() : nil
         temporaryPath = temporarySibling(of: destination)
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileError(path: temporaryPath, operation: "create", code: errno) }
@@ -38,6 +44,7 @@ public final class AtomicFileWriter {
 
     /// Appends `bytes`.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        digest?.update(bytes)
         if bytes.count >= buffer.count {
             try flush()
             try writeAll(bytes)
@@ -69,6 +76,7 @@ public final class AtomicFileWriter {
         let ok = replacing ? rename(temporaryPath, destination) == 0 : arapack_rename_noreplace(temporaryPath, destination) == 0
         guard ok else { throw FileError(path: destination, operation: "rename", code: errno) }
         committed = true
+        sha256 = digest?.hexDigest()
         syncDirectory(of: destination)
     }
 
@@ -149,18 +157,30 @@ private let temporaryCounterLock = NSLockLike()
 public func removeTree(_ path: String) {
     var st = stat()
     guard lstat(path, &st) == 0 else { return }
-    if (st.st_mode & S_IFMT) == S_IFDIR, let dir = opendir(path) {
-        var children: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { children.append(name) }
-        }
-        closedir(dir)
-        for c in children { removeTree(path + "/" + c) }
+    if (st.st_mode & S_IFMT) == S_IFDIR {
+        for c in (try? directoryEntries(path)) ?? [] { removeTree(path + "/" + c) }
         rmdir(path)
     } else {
         unlink(path)
     }
+}
+
+/// The names in a folder (without `.` and `..`), sorted by their bytes.
+public func directoryEntries(_ path: String) throws -> [String] {
+    guard let dir = opendir(path) else { throw FileError(path: path, operation: "opendir", code: errno) }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+}
+
+/// Whether anything (file, folder, link) exists at `path`.
+public func pathExists(_ path: String) -> Bool {
+    var st = stat()
+    return lstat(path, &st) == 0
 }
 
 /// Fsyncs the folder holding `path` so a rename into it is durable.

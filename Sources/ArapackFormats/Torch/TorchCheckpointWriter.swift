@@ -9,7 +9,9 @@ public enum TorchCheckpointWriter {
 
     /// Writes `stateDict` under `model`, followed by `extra` top-level entries (e.g. `config`, `step`).
     /// Throws for dtypes a typed storage cannot hold and on I/O failure (leaving nothing at `path`).
-    public static func write(stateDict: [(name: String, tensor: Tensor)], extra: [JSONValue.Member] = [], to path: String) throws {
+    /// With `replacing` false an existing file at `path` is left alone and the write fails.
+    public static func write(stateDict: [(name: String, tensor: Tensor)], extra: [JSONValue.Member] = [], to path: String,
+                             replacing: Bool = true) throws {
         let (keys, storages) = try storageKeys(stateDict, file: path)
         var p = PickleWriter()
         p.emptyDict()
@@ -33,7 +35,7 @@ public enum TorchCheckpointWriter {
         p.setItems()
         let out = try AtomicFileWriter(destination: path)
         try writeArchive(pickle: p.finish(), storages: storages, into: out)
-        try out.commit()
+        try out.commit(replacing: replacing)
     }
 
     /// Writes one tensor as a whole `torch.save` archive at the current end of `out` (a DCP item).

@@ -1,0 +1,316 @@
+import ArapackFormats
+import ArapackTensor
+import CZstd
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why an archive could not be written or read.
+public struct ArchiveError: Error, Equatable, CustomStringConvertible, Sendable {
+    public let file: String
+    public let detail: String
+    public var description: String { "\(file): \(detail)" }
+}
+
+/// Deterministic release archives: a POSIX (ustar) tar of one folder, entries sorted by name, modes
+/// 0755/0644, uid/gid 0, empty owner names, one fixed mtime, compressed with libzstd at a pinned level
+/// (with the zstd content checksum), written atomically with a `.sha256` file beside it.
+public enum ReleaseArchive {
+    /// The pinned zstd level.
+    public static let compressionLevel: Int32 = 3
+    static let block = 512
+
+    /// Writes `<folder contents>` under the top folder `name/` to `path` (`…/name.tar.zst`) and
+    /// `path.sha256`. `mtime` is SOURCE_DATE_EPOCH or 0. Returns the archive's SHA-256.
+    @discardableResult
+    public static func write(folder: String, files: [String], name: String, to path: String, mtime: Int,
+                             replacing: Bool, progress: Progress) throws -> String {
+        let out = try AtomicFileWriter(destination: path, hashing: true)
+        let z = try ZstdWriter(out)
+        let sorted = files.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        try z.write(header(name: name + "/", size: 0, mode: 0o755, directory: true, mtime: mtime, file: path))
+        var total = 0
+        for f in sorted { total += try MappedFile(path: folder + "/" + f).count }
+        progress.begin("writing \(splitPath(path).1)", total: total)
+        for f in sorted {
+            let file = try MappedFile(path: folder + "/" + f)
+            try z.write(header(name: name + "/" + f, size: file.count, mode: 0o644, directory: false, mtime: mtime, file: path))
+            try file.withUnsafeBytes { all in
+                var offset = 0
+                while offset < all.count {
+                    let end = min(offset + (16 << 20), all.count)
+                    try z.write(UnsafeRawBufferPointer(rebasing: all[offset..<end]))
+                    file.discardPages(offset..<end)
+                    progress.advance(end - offset)
+                    offset = end
+                }
+            }
+            let pad = (block - file.count % block) % block
+            if pad > 0 { try z.write([UInt8](repeating: 0, count: pad)) }
+        }
+        try z.write([UInt8](repeating: 0, count: 2 * block))
+        try z.finish()
+        try out.commit(replacing: replacing)
+        progress.end()
+        let digest = out.sha256!
+        let side = try AtomicFileWriter(destination: path + ".sha256")
+        try side.write("\(digest)  \(splitPath(path).1)\n")
+        try side.commit(replacing: true)
+        return digest
+    }
+
+    /// A ustar header block. Sizes of 8 GiB and more use the base-256 form GNU tar and Python read.
+    static func header(name: String, size: Int, mode: Int, directory: Bool, mtime: Int, file: String) throws -> [UInt8] {
+        var h = [UInt8](repeating: 0, count: block)
+        let bytes = Array(name.utf8)
+        // Names longer than 100 bytes split at a slash into prefix (155) and name (100).
+        var prefix: [UInt8] = [], rest = bytes
+        if bytes.count > 100 {
+            guard let cut = bytes.indices.reversed().first(where: { bytes[$0] == UInt8(ascii: "/") && $0 <= 155 && bytes.count - $0 - 1 <= 100 }) else {
+                throw ArchiveError(file: file, detail: "entry name \"\(name)\" is too long for a ustar archive")
+            }
+            prefix = Array(bytes[..<cut])
+            rest = Array(bytes[(cut + 1)...])
+        }
+        func put(_ field: [UInt8], at offset: Int) { for (i, b) in field.enumerated() { h[offset + i] = b } }
+        func octal(_ v: Int, width: Int) -> [UInt8] {
+            let s = String(v, radix: 8)
+            return Array((String(repeating: "0", count: max(0, width - 1 - s.count)) + s).utf8) + [0]
+        }
+        put(rest, at: 0)
+        put(octal(mode, width: 8), at: 100)
+        put(octal(0, width: 8), at: 108)
+        put(octal(0, width: 8), at: 116)
+        if size < 0o77777777777 {
+            put(octal(size, width: 12), at: 124)
+        } else {
+            var v = UInt64(size)
+            for i in stride(from: 135, through: 125, by: -1) { h[i] = UInt8(v & 0xFF); v >>= 8 }
+            h[124] = 0x80
+        }
+        put(octal(mtime, width: 12), at: 136)
+        h[156] = directory ? UInt8(ascii: "5") : UInt8(ascii: "0")
+        put(Array("ustar".utf8) + [0], at: 257)
+        put(Array("00".utf8), at: 263)
+        put(prefix, at: 345)
+        // The checksum counts its own field as spaces.
+        for i in 148..<156 { h[i] = UInt8(ascii: " ") }
+        let sum = h.reduce(0) { $0 + Int($1) }
+        put(octal(sum, width: 7) + [UInt8(ascii: " ")], at: 148)
+        return h
+    }
+}
+
+/// Streams bytes through a zstd compression context into an atomic file.
+final class ZstdWriter {
+    private let out: AtomicFileWriter
+    private let context: OpaquePointer
+    private var buffer: [UInt8]
+
+    init(_ out: AtomicFileWriter) throws {
+        self.out = out
+        guard let c = ZSTD_createCCtx() else { throw ArchiveError(file: out.destination, detail: "zstd could not allocate a context") }
+        context = c
+        ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, ReleaseArchive.compressionLevel)
+        ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1)
+        buffer = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
+    }
+
+    deinit { ZSTD_freeCCtx(context) }
+
+    func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var input = ZSTD_inBuffer(src: bytes.baseAddress, size: bytes.count, pos: 0)
+        while input.pos < input.size { _ = try step(&input, ZSTD_e_continue) }
+    }
+
+    func finish() throws {
+        var input = ZSTD_inBuffer(src: nil, size: 0, pos: 0)
+        while try step(&input, ZSTD_e_end) != 0 {}
+    }
+
+    private func step(_ input: inout ZSTD_inBuffer, _ mode: ZSTD_EndDirective) throws -> Int {
+        let count = buffer.count
+        let (left, produced) = buffer.withUnsafeMutableBytes { b -> (Int, Int) in
+            var output = ZSTD_outBuffer(dst: b.baseAddress, size: count, pos: 0)
+            let r = ZSTD_compressStream2(context, &output, &input, mode)
+            return (r, output.pos)
+        }
+        if ZSTD_isError(left) != 0 {
+            throw ArchiveError(file: out.destination, detail: "zstd: " + String(cString: ZSTD_getErrorName(left)))
+        }
+        try buffer.withUnsafeBytes { try out.write(UnsafeRawBufferPointer(rebasing: $0[0..<produced])) }
+        return left
+    }
+}
+
+/// Reads a `.tar.zst` release archive as a stream, without unpacking it to disk: every entry is passed
+/// to a visitor chunk by chunk. Names must stay under one top folder with no `..` or absolute parts;
+/// only regular files and folders are accepted; header checksums, sizes and zstd's checksum are checked.
+public enum ArchiveReader {
+    /// Called for each file entry: `begin(name, size)`, then `data` per chunk, then `end()`.
+    public protocol Visitor: AnyObject {
+        func begin(name: String, size: Int) throws
+        func data(_ bytes: UnsafeRawBufferPointer) throws
+        func end() throws
+    }
+
+    /// Walks the archive at `path`; returns the top folder name.
+    @discardableResult
+    public static func read(_ path: String, visitor: Visitor) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
+        defer { close(fd) }
+        guard let dctx = ZSTD_createDCtx() else { throw ArchiveError(file: path, detail: "zstd could not allocate a context") }
+        defer { ZSTD_freeDCtx(dctx) }
+        ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 27)
+        var parser = TarParser(file: path, visitor: visitor)
+        let inSize = ZSTD_DStreamInSize(), outSize = ZSTD_DStreamOutSize()
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: inSize, alignment: 64)
+        let output = UnsafeMutableRawBufferPointer.allocate(byteCount: outSize, alignment: 64)
+        defer { input.deallocate(); output.deallocate() }
+        var lastResult = 0
+        var sawInput = false
+        while true {
+            let n = Glibc.read(fd, input.baseAddress, inSize)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileError(path: path, operation: "read", code: errno)
+            }
+            if n == 0 { break }
+            sawInput = true
+            var inBuf = ZSTD_inBuffer(src: input.baseAddress, size: n, pos: 0)
+            while inBuf.pos < inBuf.size {
+                var outBuf = ZSTD_outBuffer(dst: output.baseAddress, size: outSize, pos: 0)
+                lastResult = ZSTD_decompressStream(dctx, &outBuf, &inBuf)
+                if ZSTD_isError(lastResult) != 0 {
+                    throw ArchiveError(file: path, detail: "zstd: " + String(cString: ZSTD_getErrorName(lastResult)))
+                }
+                try parser.feed(UnsafeRawBufferPointer(rebasing: output[0..<outBuf.pos]))
+            }
+        }
+        guard sawInput, lastResult == 0 else { throw ArchiveError(file: path, detail: "the zstd stream is truncated") }
+        return try parser.finish()
+    }
+}
+
+/// A ustar parser fed arbitrary chunks.
+struct TarParser {
+    let file: String
+    let visitor: ArchiveReader.Visitor
+    private var header: [UInt8] = []
+    private var remaining = 0
+    private var padding = 0
+    private var inEntry = false
+    private var zeroBlocks = 0
+    private var top: String?
+    private var names = Set<String>()
+    private var offset = 0
+
+    init(file: String, visitor: ArchiveReader.Visitor) {
+        self.file = file
+        self.visitor = visitor
+    }
+
+    mutating func feed(_ chunk: UnsafeRawBufferPointer) throws {
+        var i = 0
+        while i < chunk.count {
+            if inEntry && remaining > 0 {
+                let n = min(remaining, chunk.count - i)
+                try visitor.data(UnsafeRawBufferPointer(rebasing: chunk[i..<(i + n)]))
+                remaining -= n
+                i += n
+                offset += n
+                if remaining == 0 {
+                    try visitor.end()
+                    inEntry = false
+                }
+            } else if padding > 0 {
+                let n = min(padding, chunk.count - i)
+                padding -= n
+                i += n
+                offset += n
+            } else {
+                let n = min(ReleaseArchive.block - header.count, chunk.count - i)
+                header += chunk[i..<(i + n)]
+                i += n
+                offset += n
+                if header.count == ReleaseArchive.block {
+                    try parseHeader()
+                    header = []
+                }
+            }
+        }
+    }
+
+    mutating func finish() throws -> String {
+        guard !inEntry, header.isEmpty, zeroBlocks >= 1, let top else {
+            throw ArchiveError(file: file, detail: "the tar stream ends inside an entry or without its end blocks")
+        }
+        return top
+    }
+
+    private mutating func parseHeader() throws {
+        let at = offset - ReleaseArchive.block
+        if header.allSatisfy({ $0 == 0 }) {
+            zeroBlocks += 1
+            return
+        }
+        guard zeroBlocks == 0 else { throw ArchiveError(file: file, detail: "tar entry at offset \(at) after the end blocks") }
+        func text(_ r: Range<Int>) -> String { String(decoding: header[r].prefix { $0 != 0 }, as: UTF8.self) }
+        func octal(_ r: Range<Int>) throws -> Int {
+            let s = text(r).trimmingSpaces
+            guard let v = Int(s.isEmpty ? "0" : s, radix: 8), v >= 0 else {
+                throw ArchiveError(file: file, detail: "tar header at offset \(at): bad number \"\(s)\"")
+            }
+            return v
+        }
+        var sum = 0
+        for (i, b) in header.enumerated() { sum += (148..<156).contains(i) ? 32 : Int(b) }
+        guard try octal(148..<156) == sum else { throw ArchiveError(file: file, detail: "tar header at offset \(at): checksum mismatch") }
+        let prefix = text(345..<500)
+        let name = prefix.isEmpty ? text(0..<100) : prefix + "/" + text(0..<100)
+        let size: Int
+        if header[124] & 0x80 != 0 {
+            var v = 0
+            for i in 125..<136 {
+                guard v < (Int.max >> 8) else { throw ArchiveError(file: file, detail: "tar entry \"\(name)\": size out of range") }
+                v = v << 8 | Int(header[i])
+            }
+            size = v
+        } else {
+            size = try octal(124..<136)
+        }
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false).filter { !$0.isEmpty }
+        guard !name.hasPrefix("/"), !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else {
+            throw ArchiveError(file: file, detail: "tar entry \"\(name)\" is not a plain relative path")
+        }
+        if top == nil { top = String(parts[0]) }
+        guard parts[0] == top! else { throw ArchiveError(file: file, detail: "tar entry \"\(name)\" is outside the top folder \"\(top!)\"") }
+        let type = header[156]
+        switch type {
+        case UInt8(ascii: "5"):
+            guard size == 0, parts.count == 1 else { throw ArchiveError(file: file, detail: "unexpected folder entry \"\(name)\"") }
+        case UInt8(ascii: "0"), 0:
+            guard parts.count == 2 else { throw ArchiveError(file: file, detail: "tar entry \"\(name)\" is nested; a bundle is one flat folder") }
+            guard names.insert(String(parts[1])).inserted else { throw ArchiveError(file: file, detail: "tar entry \"\(name)\" appears twice") }
+            try visitor.begin(name: String(parts[1]), size: size)
+            inEntry = true
+            remaining = size
+            padding = (ReleaseArchive.block - size % ReleaseArchive.block) % ReleaseArchive.block
+            if size == 0 {
+                try visitor.end()
+                inEntry = false
+            }
+        default:
+            throw ArchiveError(file: file, detail: "tar entry \"\(name)\" has type '\(Character(Unicode.Scalar(type)))'; only files and one folder are allowed")
+        }
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        String(self.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+    }
+}

@@ -1,0 +1,72 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A one-line progress display on standard error: redrawn in place at most ten times a second, shown only
+/// when enabled (the CLI enables it when standard error is a terminal and `--quiet` is absent).
+public final class Progress: @unchecked Sendable {
+    private let enabled: Bool
+    private var label = ""
+    private var total = 0
+    private var done = 0
+    private var lastDraw = 0.0
+    private var drawn = false
+
+    public init(enabled: Bool) { self.enabled = enabled }
+
+    /// A progress display that never prints.
+    public static let silent = Progress(enabled: false)
+
+    /// Whether standard error is a terminal.
+    public static var standardErrorIsTerminal: Bool { isatty(2) == 1 }
+
+    /// Starts a step; `total` bytes (0 when unknown).
+    public func begin(_ label: String, total: Int) {
+        self.label = label
+        self.total = total
+        done = 0
+        draw(force: true)
+    }
+
+    public func advance(_ bytes: Int) {
+        done += bytes
+        draw(force: false)
+    }
+
+    /// Ends the step and clears the line.
+    public func end() {
+        guard enabled, drawn else { return }
+        emit("\r\u{1B}[K")
+        drawn = false
+    }
+
+    private func draw(force: Bool) {
+        guard enabled else { return }
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        let now = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        guard force || now - lastDraw >= 0.1 else { return }
+        lastDraw = now
+        var line = "\r\u{1B}[Karapack: \(label)"
+        if total > 0 {
+            line += " \(done * 100 / total)% (\(Self.size(done)) of \(Self.size(total)))"
+        }
+        emit(line)
+        drawn = true
+    }
+
+    private func emit(_ s: String) {
+        let bytes = Array(s.utf8)
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    /// "1.23 GB" style sizes.
+    public static func size(_ bytes: Int) -> String {
+        let units = ["B", "kB", "MB", "GB", "TB"]
+        var v = Double(bytes), i = 0
+        while v >= 1000, i < units.count - 1 { v /= 1000; i += 1 }
+        if i == 0 { return "\(bytes) B" }
+        let scaled = Int((v * 100).rounded())
+        return "\(scaled / 100).\(scaled % 100 < 10 ? "0" : "")\(scaled % 100) \(units[i])"
+    }
+}

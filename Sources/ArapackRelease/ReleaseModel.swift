@@ -1,0 +1,169 @@
+import ArapackFormats
+import ArapackTensor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A model read from any source arapack understands, checked against the AraFusion family: every expected
+/// tensor present with its shape, nothing unexpected, the config consistent with the tensors, the tie known.
+public final class ReleaseModel {
+    /// What the source is.
+    public struct SourceInfo: Sendable {
+        public var path: String
+        public var format: String
+        /// The files read (for the source digest).
+        public var files: [String]
+    }
+
+    public let source: TensorSource
+    public let info: SourceInfo
+    public let config: ModelConfig
+    /// Training name → name in the source, for every tensor of the model (without `lm_head.weight` when tied).
+    public let names: [(training: String, source: String)]
+    /// Whether the LM head is the embedding (`tie_word_embeddings`).
+    public var tied: Bool { config.tieWordEmbeddings }
+    /// What the source records about training (step, losses, config, …), in its order.
+    public let trainingMetadata: [JSONValue.Member]
+    /// Config fields nothing stated, filled with the family's defaults.
+    public let assumedFields: [String]
+
+    public var step: Int? { trainingMetadata.first { $0.key == "step" }?.value.intValue }
+
+    /// Opens `path`, merges its config with `configFile` (either naming style), and checks everything.
+    /// An LM head that differs from the embedding is refused unless `allowUntied`.
+    /// A tokenizer's special ids join the config (and must agree with it); its vocabulary must fit.
+    public init(path: String, configFile: String? = nil, tokenizer: TokenizerFiles? = nil, allowUntied: Bool = false) throws {
+        let (format, resolved) = try SourceDetection.detect(path)
+        if format == .archive {
+            throw SourceError.unsupported(path: path, format: format.rawValue, detail: "converting from an archive is not supported yet; unpack it and convert the folder")
+        }
+        source = try SourceDetection.open(path)
+        info = SourceInfo(path: path, format: format.rawValue, files: source.filePaths)
+        var assembly = ConfigAssembly(source: path)
+        var metadata: [JSONValue.Member] = []
+
+        // Names: release names (`model.` + training name) in bundles, wrapped names in training checkpoints.
+        let sourceNames = source.tensorNames
+        let release = !sourceNames.isEmpty && sourceNames.allSatisfy { $0.hasPrefix(ModelFamily.releasePrefix) }
+        var byTraining: [String: String] = [:]
+        for name in sourceNames {
+            let training = release ? String(name.dropFirst(ModelFamily.releasePrefix.count)) : ModelFamily.normalize(name)
+            if let other = byTraining[training] {
+                throw ModelError(path, "tensors \"\(other)\" and \"\(name)\" both name \"\(training)\" once wrappers are removed")
+            }
+            byTraining[training] = name
+        }
+
+        // What the source says about itself.
+        if let ckpt = source as? TorchCheckpoint {
+            metadata = Self.trainingMetadata(ckpt)
+            if let c = ckpt.summary.config { try assembly.add(c, origin: "the checkpoint's config") }
+        }
+        let folder = (format == .safetensors || format == .safetensorsSharded) ? splitPath(resolved).0 : nil
+        if let folder, access(folder + "/config.json", F_OK) == 0 {
+            try assembly.add(try readJSON(folder + "/config.json"), origin: folder + "/config.json")
+            if access(folder + "/training_metadata.json", F_OK) == 0, let m = try readJSON(folder + "/training_metadata.json").members {
+                metadata = m
+            }
+        }
+        var shapes: [String: [Int]] = [:]
+        for (training, name) in byTraining { shapes[training] = try source.descriptor(named: name).shape }
+        try assembly.addShapes(shapes)
+        if let configFile { try assembly.add(try readJSON(configFile), origin: configFile) }
+
+        // The tie: shared storage or equal bits; otherwise an untied model, refused unless allowed.
+        if let headName = byTraining[ModelFamily.lmHead], let embName = byTraining[ModelFamily.embedding] {
+            let head = try source.tensor(named: headName), emb = try source.tensor(named: embName)
+            let equal = head.sharesStorage(with: emb) || head.isBitIdentical(to: emb)
+            head.storage.discardMappedPages()
+            emb.storage.discardMappedPages()
+            if !equal {
+                guard allowUntied else {
+                    throw ModelError(path, "the model is untied: \(headName) differs from \(embName) (\(try Self.difference(head, emb))); pass --allow-untied to release it with tie_word_embeddings false")
+                }
+                try assembly.add("tie_word_embeddings", .bool(false), origin: "the tensors (untied)")
+            } else if !assembly.has("tie_word_embeddings") {
+                try assembly.add("tie_word_embeddings", .bool(true), origin: "the tensors (tied)")
+            }
+        } else if byTraining[ModelFamily.lmHead] == nil, assembly.has("tie_word_embeddings") == false {
+            try assembly.add("tie_word_embeddings", .bool(true), origin: "the tensors (no separate LM head)")
+        }
+        try tokenizer?.contribute(to: &assembly)
+        let config = try assembly.resolve()
+        try tokenizer?.check(against: config, configOrigin: "the config")
+        self.config = config
+        assumedFields = assembly.assumed
+        trainingMetadata = metadata
+
+        // Every expected tensor present with its shape; nothing unexpected.
+        var descriptors: [String: TensorDescriptor] = [:]
+        for (training, name) in byTraining { descriptors[training] = try source.descriptor(named: name) }
+        if let problem = ModelFamily.tensorProblems(config, descriptors, headOptional: config.tieWordEmbeddings, display: { byTraining[$0] ?? $0 }).first {
+            throw ModelError(path, problem)
+        }
+        let expected = ModelFamily.expectedShapes(config)
+        names = expected.filter { $0.name != ModelFamily.lmHead || !config.tieWordEmbeddings }.map { ($0.name, byTraining[$0.name]!) }
+    }
+
+    /// The tensor under its training name (`lm_head.weight` of a tied model is the embedding).
+    public func tensor(_ training: String) throws -> Tensor {
+        let name = training == ModelFamily.lmHead && tied ? ModelFamily.embedding : training
+        guard let s = names.first(where: { $0.training == name })?.source else { throw ModelError(info.path, "no tensor \(training)") }
+        return try source.tensor(named: s)
+    }
+
+    /// The dtype most of the model's bytes are in (the embedding's).
+    public var dominantDType: DType {
+        (try? source.descriptor(named: names.first { $0.training == ModelFamily.embedding }!.source).dtype) ?? .f32
+    }
+
+    /// Top-level entries of a training dict that are not tensors or optimizer state, as JSON.
+    static func trainingMetadata(_ ckpt: TorchCheckpoint) -> [JSONValue.Member] {
+        guard ckpt.stateDictKey != nil, case let .dict(d) = ckpt.root else { return [] }
+        var out: [JSONValue.Member] = []
+        for (k, v) in d.entries {
+            guard let key = k.stringValue, key != ckpt.stateDictKey,
+                  !["optimizer", "optimizer_state_dict", "optim", "lr_scheduler", "scheduler", "scaler"].contains(key) else { continue }
+            switch v {
+            case .none, .bool, .int, .float, .string, .dict, .list, .tuple:
+                let j = v.json(budget: 10_000)
+                if !Self.containsOpaque(j) { out.append(.init(key, j)) }
+            default: continue
+            }
+        }
+        return out
+    }
+
+    /// Whether a JSON rendering holds placeholders for non-plain values (tensors, objects).
+    private static func containsOpaque(_ v: JSONValue) -> Bool {
+        switch v {
+        case let .string(s): return s.hasPrefix("<") && s.hasSuffix(">") || s == "…"
+        case let .array(a): return a.contains(where: containsOpaque)
+        case let .object(m): return m.contains { containsOpaque($0.value) }
+        default: return false
+        }
+    }
+
+    /// "max |difference| 0.25 at element 17" for two same-shaped floating tensors.
+    static func difference(_ a: Tensor, _ b: Tensor) throws -> String {
+        guard a.shape == b.shape else { return "shapes \(a.shape) and \(b.shape)" }
+        let x = try a.floats(), y = try b.floats()
+        var worst = -1.0, at = 0
+        for i in 0..<x.count {
+            let d = x[i].isNaN != y[i].isNaN ? Double.infinity : Double(abs(x[i] - y[i]))
+            if d > worst || d.isNaN { worst = d; at = i }
+        }
+        return "max |difference| \(worst) at element \(at)"
+    }
+
+}
+
+/// Reads and parses a JSON file, naming the file in any error.
+public func readJSON(_ path: String) throws -> JSONValue {
+    let file = try MappedFile(path: path)
+    do {
+        return try file.withUnsafeBytes { try JSONParser.parse($0) }
+    } catch let e as JSONError {
+        throw ModelError(path, "not valid JSON: \(e)")
+    }
+}

@@ -1,0 +1,114 @@
+import ArapackFormats
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The HF tokenizer files of a bundle and the checks BUNDLE.md asks for: the JSON parses, the special
+/// tokens agree across tokenizer.json, tokenizer_config.json and special_tokens_map.json, and the
+/// vocabulary fits the embedding.
+public final class TokenizerFiles {
+    /// Files copied into a bundle when present (tokenizer.json is required).
+    public static let names = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                               "vocab.json", "merges.txt", "tokenizer.model"]
+    static let roles = ["bos", "eos", "pad", "mask"]
+
+    public let directory: String
+    /// The files present, in `names` order.
+    public let files: [String]
+    /// Special token ids by role (`bos`, …) as the tokenizer defines them.
+    public let specialIDs: [String: Int]
+    /// One more than the largest token id.
+    public let vocabularySize: Int
+
+    /// Reads and cross-checks the tokenizer files in `directory`.
+    public convenience init(directory: String) throws {
+        let present = Self.names.filter { access(directory + "/" + $0, F_OK) == 0 }
+        try self.init(directory: directory, files: present) { try readJSON(directory + "/" + $0) }
+    }
+
+    /// Cross-checks tokenizer files given by name; `load` parses one of `files` (a folder or an archive).
+    public init(directory: String, files: [String], load: (String) throws -> JSONValue) throws {
+        self.directory = directory
+        self.files = Self.names.filter(files.contains)
+        guard files.contains("tokenizer.json") else { throw ModelError(directory, "no tokenizer.json in the tokenizer folder") }
+        let tokenizer = try load("tokenizer.json")
+        var idOf: [String: Int] = [:]
+        var largest = -1
+        for t in tokenizer["added_tokens"]?.elements ?? [] {
+            guard let id = t["id"]?.intValue, let content = t["content"]?.stringValue, id >= 0 else {
+                throw ModelError(directory + "/tokenizer.json", "an added_tokens entry lacks an integer id or a content string")
+            }
+            if let other = idOf.first(where: { $0.value == id && $0.key != content }) {
+                throw ModelError(directory + "/tokenizer.json", "added tokens \"\(other.key)\" and \"\(content)\" both have id \(id)")
+            }
+            idOf[content] = id
+            largest = max(largest, id)
+        }
+        if let vocab = tokenizer["model"]?["vocab"] {
+            // BPE / WordPiece: {token: id}; Unigram: [[token, score], …] (ids are positions).
+            if let members = vocab.members {
+                for m in members {
+                    guard let id = m.value.intValue, id >= 0 else { throw ModelError(directory + "/tokenizer.json", "vocabulary entry \"\(m.key)\" has no integer id") }
+                    if idOf[m.key] == nil { idOf[m.key] = id }
+                    largest = max(largest, id)
+                }
+            } else if let items = vocab.elements {
+                for (i, item) in items.enumerated() {
+                    if let token = item.elements?.first?.stringValue, idOf[token] == nil { idOf[token] = i }
+                }
+                largest = max(largest, items.count - 1)
+            }
+        }
+        vocabularySize = largest + 1
+
+        // Token strings per role from each side file; where both name one, they must agree.
+        var tokenOf: [String: (token: String, origin: String)] = [:]
+        for file in ["tokenizer_config.json", "special_tokens_map.json"] where files.contains(file) {
+            let json = try load(file)
+            for role in Self.roles {
+                guard let v = json[role + "_token"], v != .null else { continue }
+                guard let token = v.stringValue ?? v["content"]?.stringValue else {
+                    throw ModelError(directory + "/" + file, "\(role)_token is neither a string nor {\"content\": …}")
+                }
+                if let earlier = tokenOf[role], earlier.token != token {
+                    throw ModelError(directory, "\(role) token is \"\(earlier.token)\" in \(earlier.origin) but \"\(token)\" in \(file)")
+                }
+                tokenOf[role] = (token, file)
+            }
+            if file == "tokenizer_config.json", let decoder = json["added_tokens_decoder"]?.members {
+                for m in decoder {
+                    guard let content = m.value["content"]?.stringValue, let id = Int(m.key) else { continue }
+                    guard idOf[content] == id else {
+                        throw ModelError(directory, "tokenizer_config.json added_tokens_decoder gives \"\(content)\" id \(id) but tokenizer.json gives \(idOf[content].map(String.init) ?? "none")")
+                    }
+                }
+            }
+        }
+        var ids: [String: Int] = [:]
+        for (role, t) in tokenOf {
+            guard let id = idOf[t.token] else {
+                throw ModelError(directory, "\(role) token \"\(t.token)\" named in \(t.origin) is not in tokenizer.json's vocabulary")
+            }
+            ids[role] = id
+        }
+        specialIDs = ids
+    }
+
+    /// Adds the tokenizer's special ids to a config assembly (so any disagreement with a config is reported).
+    public func contribute(to assembly: inout ConfigAssembly) throws {
+        for (role, id) in specialIDs.sorted(by: { $0.key < $1.key }) {
+            try assembly.add(role + "_token_id", .int(id), origin: "the tokenizer (\(directory))")
+        }
+    }
+
+    /// Checks the tokenizer against a model config: special ids equal, vocabulary within the embedding rows.
+    public func check(against config: ModelConfig, configOrigin: String) throws {
+        guard vocabularySize <= config.vocabSize else {
+            throw ModelError(directory, "the tokenizer vocabulary has \(vocabularySize) tokens but the embedding has \(config.vocabSize) rows")
+        }
+        let configIDs = ["bos": config.bos, "eos": config.eos, "pad": config.pad, "mask": config.mask]
+        for (role, id) in specialIDs.sorted(by: { $0.key < $1.key }) where configIDs[role] != id {
+            throw ModelError(directory, "\(role)_token_id is \(id) in the tokenizer but \(configIDs[role]!) in \(configOrigin)")
+        }
+    }
+}

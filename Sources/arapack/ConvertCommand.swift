@@ -1,0 +1,139 @@
+import ArapackFormats
+import ArapackRelease
+import ArapackTensor
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `arapack convert SRC DST`.
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Convert a training checkpoint into a release bundle, or a bundle back into a checkpoint.",
+        discussion: """
+            SRC is any format arapack reads, detected from its content: a torch.save checkpoint (bare state dict \
+            or a training dict holding it under model, model_state_dict, state_dict or module; DDP, torch.compile, \
+            FSDP and activation-checkpointing wrappers are stripped), a DCP folder, a .safetensors file or sharded \
+            index, or a release bundle folder.
+
+            The tensors are checked against the AraFusion family: every tensor present with the shape the config \
+            implies, nothing unexpected, the config (from the checkpoint, --config and the shapes) consistent, the \
+            LM head equal to the embedding (same storage or same bits). An LM head that differs is refused unless \
+            --allow-untied.
+
+            --to bundle (default) writes model.safetensors (sharded past --max-shard-size), config.json, \
+            generation_config.json, training_metadata.json, the tokenizer files from --tokenizer and manifest.json \
+            with the SHA-256 of every file. The optimizer state never enters a bundle. --archive also writes \
+            DST.tar.zst and DST.tar.zst.sha256 (deterministic; mtime from SOURCE_DATE_EPOCH, else 0).
+            --to torch writes {"model": state_dict, "config": {...}, "step": n, ...} with the tied pair sharing one \
+            storage; --to dcp writes a single-rank torch.distributed.checkpoint folder.
+
+            DST appears only complete: everything is written to a temporary sibling and renamed into place; a \
+            failed or interrupted run leaves nothing at DST. An existing DST is refused unless --force, which \
+            replaces it only once the new one is complete. Same input and options give byte-identical output.
+            """
+    )
+
+    enum Target: String, ExpressibleByArgument, CaseIterable {
+        case bundle, torch, dcp
+    }
+
+    enum CastTarget: String, ExpressibleByArgument, CaseIterable {
+        case f32, bf16, f16
+        var dtype: DType { [.f32: DType.f32, .bf16: .bf16, .f16: .f16][self]! }
+    }
+
+    @Argument(help: "The checkpoint, DCP folder, safetensors file or bundle to convert.")
+    var source: String
+
+    @Argument(help: "Where to write the result (a folder for bundle and dcp, a file for torch).")
+    var destination: String
+
+    @Option(name: .customLong("to"), help: "What to write: bundle, torch or dcp.")
+    var target: Target = .bundle
+
+    @Option(help: "Cast the floating weights to f32, bf16 or f16 (default: keep the source's dtype).")
+    var dtype: CastTarget?
+
+    @Option(help: "A config (training names like d_model or config.json names) adding to or checking the source's.")
+    var config: String?
+
+    @Option(help: "A folder with tokenizer.json (and tokenizer_config.json, special_tokens_map.json) to check and copy.")
+    var tokenizer: String?
+
+    @Option(help: "Shard model.safetensors when its tensors exceed this size (bytes, or with kB/MB/GB/KiB/MiB/GiB).")
+    var maxShardSize: String?
+
+    @Flag(help: "Also write DST.tar.zst and DST.tar.zst.sha256 (bundles only).")
+    var archive = false
+
+    @Flag(help: "Release a model whose LM head differs from its embedding, untied (tie_word_embeddings false).")
+    var allowUntied = false
+
+    @Flag(help: "Replace an existing DST (only once the new one is complete).")
+    var force = false
+
+    @Flag(help: "No progress line.")
+    var quiet = false
+
+    func validate() throws {
+        if archive && target != .bundle { throw ValidationError("--archive applies to bundles only (--to bundle)") }
+        if maxShardSize != nil && target != .bundle { throw ValidationError("--max-shard-size applies to bundles only") }
+        if let s = maxShardSize, parseSize(s) == nil { throw ValidationError("--max-shard-size: cannot read \"\(s)\" as a size") }
+    }
+
+    func run() throws {
+        let progress = Progress(enabled: !quiet && Progress.standardErrorIsTerminal)
+        try runReportingErrors("convert") {
+            let dst = destination.count > 1 && destination.hasSuffix("/") ? String(destination.dropLast()) : destination
+            let archivePath = dst + ".tar.zst"
+            for path in [dst] + (archive ? [archivePath] : []) where pathExists(path) && !force {
+                throw CommandError("\(path) already exists; pass --force to replace it")
+            }
+            let tokenizerFiles = try tokenizer.map { try TokenizerFiles(directory: $0) }
+            let model = try ReleaseModel(path: source, configFile: config, tokenizer: tokenizerFiles, allowUntied: allowUntied)
+            if !model.assumedFields.isEmpty {
+                printError("arapack convert: note: no config states \(model.assumedFields.joined(separator: ", ")); assumed (pass --config to say otherwise)")
+            }
+            switch target {
+            case .bundle:
+                let folder = try AtomicDirectory(destination: dst)
+                let options = BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize))
+                try BundleWriter.write(model, tokenizer: tokenizerFiles, options: options, into: folder.temporaryPath, progress: progress)
+                if archive {
+                    let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
+                    try ReleaseArchive.write(folder: folder.temporaryPath, files: try directoryEntries(folder.temporaryPath),
+                                             name: splitPath(dst).1, to: archivePath, mtime: epoch, replacing: force, progress: progress)
+                }
+                try folder.commit(replacing: force)
+            case .torch:
+                try TrainingExport.writeTorch(model, dtype: dtype?.dtype, to: dst, replacing: force)
+            case .dcp:
+                let folder = try AtomicDirectory(destination: dst)
+                try TrainingExport.writeDCP(model, dtype: dtype?.dtype, into: folder.temporaryPath)
+                try folder.commit(replacing: force)
+            }
+            let c = model.config
+            print("wrote \(dst) (\(target.rawValue)): \(c.modelType), \(c.layers) layers, d \(c.hiddenSize), vocab \(c.vocabSize), " +
+                  "\(c.parameterCount) parameters, \(model.tied ? "tied" : "untied")" + (archive ? "; archive \(archivePath)" : ""))
+        }
+    }
+}
+
+/// A failure the command itself detects (exit 2, one line).
+struct CommandError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// "2GB", "500MiB", "1048576" → bytes.
+func parseSize(_ text: String) -> Int? {
+    let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("kB", 1000), ("KB", 1000),
+                                  ("MB", 1_000_000), ("GB", 1_000_000_000), ("B", 1)]
+    for (suffix, factor) in units where text.hasSuffix(suffix) {
+        guard let v = Double(text.dropLast(suffix.count)), v > 0 else { return nil }
+        return Int(v * Double(factor))
+    }
+    return Int(text).flatMap { $0 > 0 ? $0 : nil }
+}
