@@ -14,6 +14,6 @@ struct Arapack: ParsableCommand {
             (unreadable, malformed, unsafe, inconsistent); 64 usage error.
             """,
         version: version,
-        subcommands: [InspectCommand.self, ConvertCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self]
     )
 }

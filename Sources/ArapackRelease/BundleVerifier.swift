@@ -1,0 +1,326 @@
+import ArapackFormats
+import ArapackTensor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The result of `arapack verify`: each check with its outcome, and every problem found.
+public struct VerifyReport: Sendable {
+    public struct Check: Sendable {
+        public var name: String
+        public var problems: [String]
+        public var ok: Bool { problems.isEmpty }
+    }
+
+    public var path: String
+    public var checks: [Check] = []
+    public var problems: [String] { checks.flatMap { c in c.problems.map { "\(c.name): \($0)" } } }
+    public var passed: Bool { problems.isEmpty }
+
+    /// One line per check.
+    public var text: String {
+        var lines = ["verify \(path)"]
+        for c in checks {
+            lines.append((c.ok ? "ok    " : "FAIL  ") + c.name + (c.ok ? "" : ": " + c.problems.joined(separator: "; ")))
+        }
+        lines.append(passed ? "passed" : "FAILED: \(problems.count) problem(s)")
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Structural verification of a release bundle, a folder or a `.tar.zst` read as a stream (never unpacked
+/// to disk): manifest digests and sizes, config ⇄ tensors, the tie, NaN/Inf, tokenizer consistency.
+/// Unreadable input throws (exit 2); everything found wrong is a problem in the report (exit 1).
+public enum BundleVerifier {
+    public static func verify(path: String, progress: Progress) throws -> VerifyReport {
+        let contents = BundleContents(file: path)
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw SourceError.notFound(path: path) }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            let names = try directoryEntries(path)
+            let total = try names.reduce(0) { $0 + (try MappedFile(path: path + "/" + $1).count) }
+            progress.begin("reading \(path)", total: total)
+            for name in names { try feedFile(path + "/" + name, name: name, into: contents, progress: progress) }
+        } else {
+            progress.begin("reading \(path)", total: 0)
+            try ArchiveReader.read(path, visitor: contents)
+        }
+        progress.end()
+        return check(contents, path: path)
+    }
+
+    static func feedFile(_ path: String, name: String, into visitor: BundleContents, progress: Progress) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            throw ArchiveError(file: path, detail: "not a regular file; a bundle is one flat folder of files")
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        try visitor.begin(name: name, size: Int(st.st_size))
+        while true {
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileError(path: path, operation: "read", code: errno)
+            }
+            if n == 0 { break }
+            try visitor.data(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            progress.advance(n)
+        }
+        try visitor.end()
+    }
+
+    static func check(_ b: BundleContents, path: String) -> VerifyReport {
+        var report = VerifyReport(path: path)
+        func run(_ name: String, _ body: () throws -> [String]) {
+            do { report.checks.append(.init(name: name, problems: try body())) } catch { report.checks.append(.init(name: name, problems: ["\(error)"])) }
+        }
+        var manifest: JSONValue?
+        run("manifest") {
+            guard let m = try b.json(Manifest.fileName) else { return ["no manifest.json"] }
+            manifest = m
+            var problems: [String] = []
+            if m["format_version"]?.intValue != Manifest.formatVersion { problems.append("format_version is not \(Manifest.formatVersion)") }
+            let listed = m["files"]?.elements ?? []
+            var seen = Set<String>()
+            for f in listed {
+                guard let name = f["path"]?.stringValue, let size = f["size"]?.intValue, let digest = f["sha256"]?.stringValue else {
+                    problems.append("a files entry lacks path, size or sha256")
+                    continue
+                }
+                seen.insert(name)
+                guard let actual = b.files[name] else { problems.append("\(name) is listed but missing"); continue }
+                if actual.size != size { problems.append("\(name) has \(actual.size) bytes, the manifest says \(size)") }
+                if actual.sha256 != digest { problems.append("\(name) has SHA-256 \(actual.sha256), the manifest says \(digest)") }
+            }
+            for name in b.files.keys.sorted() where name != Manifest.fileName && !seen.contains(name) {
+                problems.append("\(name) is in the bundle but not in the manifest")
+            }
+            return problems
+        }
+        var config: ModelConfig?
+        run("config") {
+            guard let c = try b.json("config.json") else { return ["no config.json"] }
+            var assembly = ConfigAssembly(source: "config.json")
+            try assembly.add(c, origin: "config.json")
+            guard let type = c["model_type"]?.stringValue, ["arafusion_ar", "arafusion_mdlm"].contains(type) else {
+                return ["model_type must be arafusion_ar or arafusion_mdlm"]
+            }
+            for field in ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                          "max_position_embeddings", "hidden_act", "layer_norm_eps", "is_causal", "tie_word_embeddings",
+                          "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id", "torch_dtype"] where c[field] == nil {
+                return ["config.json lacks \(field)"]
+            }
+            try assembly.addShapes(b.trainingShapes)
+            let resolved = try assembly.resolve()
+            config = resolved
+            var problems: [String] = []
+            if let m = manifest, m["model_type"]?.stringValue != resolved.modelType { problems.append("manifest model_type differs from config.json") }
+            if let m = manifest, m["parameter_count"]?.intValue != resolved.parameterCount {
+                problems.append("manifest parameter_count \(m["parameter_count"]?.intValue ?? -1) but the config implies \(resolved.parameterCount)")
+            }
+            if let g = try b.json("generation_config.json") {
+                for (field, id) in [("bos_token_id", resolved.bos), ("eos_token_id", resolved.eos), ("pad_token_id", resolved.pad)] where g[field]?.intValue != id {
+                    problems.append("generation_config.json \(field) differs from config.json")
+                }
+            } else {
+                problems.append("no generation_config.json")
+            }
+            return problems
+        }
+        run("tensors") {
+            guard let config else { return ["not checked: config.json is unusable"] }
+            var problems: [String] = []
+            let notRelease = b.descriptors.keys.filter { !$0.hasPrefix(ModelFamily.releasePrefix) }.sorted()
+            if !notRelease.isEmpty { problems.append("tensor names without the model. prefix: \(ModelFamily.list(notRelease))") }
+            problems += ModelFamily.tensorProblems(config, b.trainingDescriptors, headOptional: config.tieWordEmbeddings,
+                                                   display: { ModelFamily.releasePrefix + $0 })
+            let head = ModelFamily.releasePrefix + ModelFamily.lmHead, emb = ModelFamily.releasePrefix + ModelFamily.embedding
+            if config.tieWordEmbeddings {
+                if b.descriptors[head] != nil { problems.append("\(head) is stored although tie_word_embeddings is true") }
+                if b.safetensorsMetadata.contains(where: { $0.value[head] != emb }) {
+                    problems.append("__metadata__ does not record \(head) → \(emb)")
+                }
+            }
+            if let m = manifest, let dtype = m["dtype"]?.stringValue, let d = b.descriptors[emb],
+               BundleWriter.torchDTypeName[d.dtype] != dtype {
+                problems.append("the manifest says \(dtype) but \(emb) is \(d.dtype.name)")
+            }
+            if let c = try b.json("config.json"), let d = b.descriptors[emb], c["torch_dtype"]?.stringValue != BundleWriter.torchDTypeName[d.dtype] {
+                problems.append("config.json torch_dtype differs from \(emb) (\(d.dtype.name))")
+            }
+            return problems
+        }
+        run("NaN/Inf") {
+            b.nonFinite.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "tensor \"\($0.key)\" holds \($0.value) NaN/Inf value(s)" }
+        }
+        run("tokenizer") {
+            guard b.files["tokenizer.json"] != nil else { return [] }
+            guard let config else { return ["not checked: config.json is unusable"] }
+            let tok = try TokenizerFiles(directory: path, files: Array(b.files.keys)) { name in
+                guard let j = try b.json(name) else { throw ModelError(path, "\(name) is missing") }
+                return j
+            }
+            try tok.check(against: config, configOrigin: "config.json")
+            return []
+        }
+        run("training metadata") {
+            guard let m = try b.json("training_metadata.json") else { return ["no training_metadata.json"] }
+            return m.members == nil ? ["training_metadata.json is not a JSON object"] : []
+        }
+        return report
+    }
+}
+
+/// Everything `verify` learns in one pass over a bundle's files: size and SHA-256 of each, the bytes of the
+/// small JSON files, every safetensors header and each tensor's NaN/Inf count (scanned as bytes stream by).
+final class BundleContents: ArchiveReader.Visitor {
+    static let maximumJSONSize = 64 << 20
+    let file: String
+    private(set) var files: [String: (size: Int, sha256: String)] = [:]
+    private var jsonBytes: [String: [UInt8]] = [:]
+    private(set) var descriptors: [String: TensorDescriptor] = [:]
+    private(set) var nonFinite: [String: Int] = [:]
+    private(set) var safetensorsMetadata: [String: [String: String]] = [:]
+
+    private var name = ""
+    private var size = 0
+    private var seen = 0
+    private var digest = SHA256()
+    private var keep: [UInt8]?
+    private var scanner: SafetensorsStreamScanner?
+
+    init(file: String) { self.file = file }
+
+    func begin(name: String, size: Int) throws {
+        self.name = name
+        self.size = size
+        seen = 0
+        digest = SHA256()
+        keep = name.hasSuffix(".json") && size <= Self.maximumJSONSize ? [] : nil
+        scanner = name.hasSuffix(".safetensors") ? SafetensorsStreamScanner(file: file + "/" + name, size: size) : nil
+    }
+
+    func data(_ bytes: UnsafeRawBufferPointer) throws {
+        digest.update(bytes)
+        seen += bytes.count
+        keep?.append(contentsOf: bytes)
+        try scanner?.feed(bytes)
+    }
+
+    func end() throws {
+        guard seen == size else { throw ArchiveError(file: file, detail: "\(name): read \(seen) bytes of \(size)") }
+        files[name] = (size, digest.hexDigest())
+        if let keep { jsonBytes[name] = keep }
+        if let s = scanner {
+            let header = try s.finish()
+            for e in header.entries {
+                guard descriptors[e.name] == nil else { throw ArchiveError(file: file, detail: "tensor \"\(e.name)\" appears in two shards") }
+                descriptors[e.name] = TensorDescriptor(dtype: e.dtype, shape: e.shape)
+            }
+            for (k, v) in s.nonFinite { nonFinite[k] = v }
+            safetensorsMetadata[name] = header.metadata ?? [:]
+        }
+    }
+
+    /// A JSON file of the bundle, parsed (nil when absent).
+    func json(_ name: String) throws -> JSONValue? {
+        guard let bytes = jsonBytes[name] else {
+            if files[name] != nil { throw ModelError(file + "/" + name, "larger than \(Self.maximumJSONSize) bytes") }
+            return nil
+        }
+        do { return try JSONParser.parse(bytes) } catch { throw ModelError(file + "/" + name, "not valid JSON: \(error)") }
+    }
+
+    /// Tensor descriptors under training names (release prefix removed).
+    var trainingDescriptors: [String: TensorDescriptor] {
+        Dictionary(uniqueKeysWithValues: descriptors.map { (k, v) in
+            (k.hasPrefix(ModelFamily.releasePrefix) ? String(k.dropFirst(ModelFamily.releasePrefix.count)) : k, v)
+        })
+    }
+
+    var trainingShapes: [String: [Int]] { trainingDescriptors.mapValues(\.shape) }
+}
+
+/// Validates a safetensors file arriving as a byte stream: the header (every rule of the strict reader),
+/// then each tensor's bytes counted for NaN/Inf as they pass. Memory: the header plus one element.
+final class SafetensorsStreamScanner {
+    let file: String
+    let size: Int
+    private var headerBytes: [UInt8] = []
+    private var header: SafetensorsHeader?
+    private var position = 0
+    private var entryIndex = 0
+    private var carry: [UInt8] = []
+    private(set) var nonFinite: [String: Int] = [:]
+
+    init(file: String, size: Int) {
+        self.file = file
+        self.size = size
+    }
+
+    func feed(_ bytes: UnsafeRawBufferPointer) throws {
+        var rest = bytes
+        if header == nil {
+            let need = headerBytes.count < 8 ? 8 : 8 + headerLength()
+            let n = min(need - headerBytes.count, rest.count)
+            headerBytes += rest.prefix(n)
+            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+            if headerBytes.count == 8 && headerLength() > SafetensorsHeader.maximumHeaderLength {
+                _ = try headerBytes.withUnsafeBytes { try SafetensorsHeader.parse($0, fileSize: size, file: file) }
+            }
+            if headerBytes.count >= 8, headerBytes.count == 8 + headerLength() {
+                header = try headerBytes.withUnsafeBytes { try SafetensorsHeader.parse($0, fileSize: size, file: file) }
+                header!.entries.forEach { nonFinite[$0.name] = 0 }
+            }
+            if header == nil {
+                if !rest.isEmpty { try feed(rest) }
+                return
+            }
+        }
+        try scan(rest)
+    }
+
+    private func headerLength() -> Int {
+        Int(min(UInt64(littleEndian: headerBytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }), UInt64(Int.max - 8)))
+    }
+
+    private func scan(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let header else { return }
+        var rest = bytes
+        while !rest.isEmpty {
+            while entryIndex < header.entries.count, header.entries[entryIndex].dataRange.upperBound <= position { entryIndex += 1 }
+            guard entryIndex < header.entries.count else {
+                throw ArchiveError(file: file, detail: "bytes after the last tensor")
+            }
+            let e = header.entries[entryIndex]
+            let n = min(rest.count, e.dataRange.upperBound - position)
+            var piece = UnsafeRawBufferPointer(rebasing: rest[0..<n])
+            let element = e.dtype.byteSize
+            var count = 0
+            if !carry.isEmpty {
+                let take = min(element - carry.count, piece.count)
+                carry += piece.prefix(take)
+                piece = UnsafeRawBufferPointer(rebasing: piece[take...])
+                if carry.count == element {
+                    count += carry.withUnsafeBytes { NonFinite.count($0, dtype: e.dtype) }
+                    carry = []
+                }
+            }
+            let whole = piece.count / element * element
+            count += NonFinite.count(UnsafeRawBufferPointer(rebasing: piece[0..<whole]), dtype: e.dtype)
+            carry += piece[whole...]
+            nonFinite[e.name, default: 0] += count
+            position += n
+            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+        }
+    }
+
+    func finish() throws -> SafetensorsHeader {
+        guard let header else { throw ArchiveError(file: file, detail: "the safetensors header is incomplete") }
+        return header
+    }
+}
