@@ -54,6 +54,13 @@ public final class ReleaseModel {
             byTraining[training] = name
         }
 
+        guard byTraining[ModelFamily.embedding] != nil else {
+            throw ModelError(path, "not an AraFusion model: none of its \(sourceNames.count) tensors is \(ModelFamily.embedding) (found \(ModelFamily.list(sourceNames.sorted())))")
+        }
+        var shapes: [String: [Int]] = [:]
+        for (training, name) in byTraining { shapes[training] = try source.descriptor(named: name).shape }
+        try assembly.addShapes(shapes)
+
         // What the source says about itself.
         if let ckpt = source as? TorchCheckpoint {
             metadata = Self.trainingMetadata(ckpt)
@@ -66,9 +73,6 @@ public final class ReleaseModel {
                 metadata = m
             }
         }
-        var shapes: [String: [Int]] = [:]
-        for (training, name) in byTraining { shapes[training] = try source.descriptor(named: name).shape }
-        try assembly.addShapes(shapes)
         if let configFile { try assembly.add(try readJSON(configFile), origin: configFile) }
 
         // The tie: shared storage or equal bits; otherwise an untied model, refused unless allowed.

@@ -39,7 +39,7 @@ final class InspectCommandTests: XCTestCase {
             try Data(r.stdout.utf8).write(to: URL(fileURLWithPath: path))
             documents.append(path)
         }
-        try validateAgainstSchema("inspect.schema.json", documents)
+        try TestSupport.validateAgainstSchema("inspect.schema.json", documents)
     }
 
     func testInspectCheckpointsJSONAndSchema() throws {
@@ -69,7 +69,7 @@ final class InspectCommandTests: XCTestCase {
         let path = dir + "/refused.json"
         try Data(refused.stdout.utf8).write(to: URL(fileURLWithPath: path))
         documents.append(path)
-        try validateAgainstSchema("inspect.schema.json", documents)
+        try TestSupport.validateAgainstSchema("inspect.schema.json", documents)
     }
 
     /// A malicious checkpoint: the report lists the dangerous global, then one error line and exit 2.
@@ -134,24 +134,5 @@ final class InspectCommandTests: XCTestCase {
         let missing = try TestSupport.arapack("inspect", "/nonexistent/model.safetensors")
         XCTAssertEqual(missing.status, 2)
         XCTAssertTrue(missing.stderr.contains("/nonexistent/model.safetensors: no such file or directory"))
-    }
-
-    /// Validates JSON documents against a schema in Schemas/ with Python's `jsonschema`.
-    private func validateAgainstSchema(_ schema: String, _ documents: [String]) throws {
-        let python = TestSupport.interopPython ?? "/usr/bin/env"
-        let prefix = TestSupport.interopPython == nil ? ["python3"] : []
-        let probe = try TestSupport.run(python, prefix + ["-c", "import jsonschema"])
-        guard probe.status == 0 else { throw XCTSkip("python3 with jsonschema not available (set ARAPACK_PYTHON)") }
-        let script = """
-            import json, sys, jsonschema
-            schema = json.load(open(sys.argv[1]))
-            jsonschema.Draft202012Validator.check_schema(schema)
-            for p in sys.argv[2:]:
-                jsonschema.validate(json.load(open(p)), schema, cls=jsonschema.Draft202012Validator)
-            print("valid", len(sys.argv) - 2)
-            """
-        let r = try TestSupport.run(python, prefix + ["-c", script, TestSupport.schema(schema)] + documents)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(r.stdout, "valid \(documents.count)\n")
     }
 }

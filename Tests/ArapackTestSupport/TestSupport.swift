@@ -1,5 +1,6 @@
 import ArapackFormats
 import Foundation
+import XCTest
 
 /// Paths and helpers shared by the test targets.
 public enum TestSupport {
@@ -46,6 +47,25 @@ public enum TestSupport {
     /// The Python with `safetensors` (and optionally torch) for interop tests: `ARAPACK_PYTHON`, or nil.
     public static var interopPython: String? {
         ProcessInfo.processInfo.environment["ARAPACK_PYTHON"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Validates JSON documents against a schema in Schemas/ with Python's `jsonschema`.
+    public static func validateAgainstSchema(_ schema: String, _ documents: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let python = TestSupport.interopPython ?? "/usr/bin/env"
+        let prefix = TestSupport.interopPython == nil ? ["python3"] : []
+        let probe = try TestSupport.run(python, prefix + ["-c", "import jsonschema"])
+        guard probe.status == 0 else { throw XCTSkip("python3 with jsonschema not available (set ARAPACK_PYTHON)") }
+        let script = """
+            import json, sys, jsonschema
+            schema = json.load(open(sys.argv[1]))
+            jsonschema.Draft202012Validator.check_schema(schema)
+            for p in sys.argv[2:]:
+                jsonschema.validate(json.load(open(p)), schema, cls=jsonschema.Draft202012Validator)
+            print("valid", len(sys.argv) - 2)
+            """
+        let r = try TestSupport.run(python, prefix + ["-c", script, TestSupport.schema(schema)] + documents)
+        XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
+        XCTAssertEqual(r.stdout, "valid \(documents.count)\n", file: file, line: line)
     }
 
     /// The result of running a process.
