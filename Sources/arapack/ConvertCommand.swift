@@ -30,7 +30,7 @@ struct ConvertCommand: ParsableCommand {
             storage; --to dcp writes a single-rank torch.distributed.checkpoint folder.
 
             DST appears only complete: everything is written to a temporary sibling and renamed into place; a \
-            failed or interrupted run leaves nothing at DST. An existing DST is refused unless --force, which \
+            failed or interrupted run leaves nothing at DST (a killed run's temporaries are removed by the next run). An existing DST is refused unless --force, which \
             replaces it only once the new one is complete. Same input and options give byte-identical output.
             """
     )
@@ -88,6 +88,12 @@ struct ConvertCommand: ParsableCommand {
         try runReportingErrors("convert") {
             let dst = destination.count > 1 && destination.hasSuffix("/") ? String(destination.dropLast()) : destination
             let archivePath = dst + ".tar.zst"
+            let parent = splitPath(dst).0
+            guard parent.isEmpty || pathExists(parent) else { throw CommandError("\(parent): the folder for DST does not exist") }
+            TemporaryFiles.removeOnInterrupt()
+            for path in [dst, archivePath] {
+                for stale in TemporaryFiles.removeStale(of: path) { printError("arapack convert: note: removed \(stale), left by an interrupted run") }
+            }
             for path in [dst] + (archive ? [archivePath] : []) where pathExists(path) && !force {
                 throw CommandError("\(path) already exists; pass --force to replace it")
             }

@@ -33,6 +33,7 @@ public final class AtomicFileWriter {
         temporaryPath = temporarySibling(of: destination)
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileError(path: temporaryPath, operation: "create", code: errno) }
+        TemporaryFiles.register(temporaryPath)
         buffer = .allocate(byteCount: bufferSize, alignment: 64)
     }
 
@@ -40,6 +41,7 @@ public final class AtomicFileWriter {
         buffer.deallocate()
         if fd >= 0 { close(fd) }
         if !committed { unlink(temporaryPath) }
+        TemporaryFiles.unregister(temporaryPath)
     }
 
     /// Appends `bytes`.
@@ -111,10 +113,12 @@ public final class AtomicDirectory {
         self.destination = destination
         temporaryPath = temporarySibling(of: destination)
         guard mkdir(temporaryPath, 0o755) == 0 else { throw FileError(path: temporaryPath, operation: "create", code: errno) }
+        TemporaryFiles.register(temporaryPath)
     }
 
     deinit {
         if !committed { removeTree(temporaryPath) }
+        TemporaryFiles.unregister(temporaryPath)
     }
 
     /// The path of `name` inside the temporary folder.
@@ -137,6 +141,45 @@ public final class AtomicDirectory {
         }
         committed = true
         syncDirectory(of: destination)
+    }
+}
+
+/// Temporary paths this process is writing, removed if it is interrupted (SIGINT, SIGTERM, SIGHUP), and
+/// stale temporaries of processes that died (SIGKILL, power loss) removed by the next run.
+public enum TemporaryFiles {
+    nonisolated(unsafe) private static var paths: [String] = []
+    private static let lock = NSLockLike()
+
+    static func register(_ path: String) { lock.withLock { paths.append(path) } }
+    static func unregister(_ path: String) { lock.withLock { paths.removeAll { $0 == path } } }
+
+    /// Installs handlers that remove every registered temporary, then exit with 128 + the signal.
+    public static func removeOnInterrupt() {
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal(sig) { sig in
+                // Best effort: the registry is read without its lock (the handler may run while it is held).
+                for p in TemporaryFiles.paths { removeTree(p) }
+                _exit(128 + sig)
+            }
+        }
+    }
+
+    /// Removes `.<name>.arapack-tmp-<pid>-<n>` siblings of `destination` whose process no longer exists.
+    /// Returns the paths removed.
+    @discardableResult
+    public static func removeStale(of destination: String) -> [String] {
+        let (dir, base) = splitPath(destination)
+        let prefix = ".\(base).arapack-tmp-"
+        var removed: [String] = []
+        for name in (try? directoryEntries(dir.isEmpty ? "." : dir)) ?? [] where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.dropFirst(prefix.count).prefix { $0 != "-" }), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                let path = (dir.isEmpty ? "" : dir + "/") + name
+                removeTree(path)
+                removed.append(path)
+            }
+        }
+        return removed
     }
 }
 

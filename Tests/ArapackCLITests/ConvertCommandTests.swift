@@ -1,0 +1,190 @@
+import ArapackFormats
+import ArapackTensor
+import ArapackTestSupport
+import Foundation
+import XCTest
+
+/// `arapack convert` and `arapack verify` as users and CI scripts run them: exit codes, one-line errors,
+/// DST atomic and never overwritten without --force, interrupted runs leaving nothing behind.
+final class ConvertCommandTests: XCTestCase {
+    var scratch = ""
+    override func setUpWithError() throws { scratch = try TestSupport.temporaryDirectory() }
+    override func tearDown() { removeTree(scratch) }
+
+    let trainingDict = TestSupport.fixture("torch/valid/training_dict.pt")
+
+    func testConvertThenVerifyAndRefuseToOverwrite() throws {
+        let dst = scratch + "/release"
+        var r = try TestSupport.arapack("convert", trainingDict, dst, "--tokenizer", TestSupport.fixture("tokenizer/valid"), "--archive")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("wrote \(dst) (bundle): arafusion_ar, 2 layers, d 32, vocab 128, 21760 parameters, tied"), r.stdout)
+        XCTAssertEqual(r.stderr, "", "quiet when standard error is not a terminal")
+        XCTAssertEqual(try directoryEntries(scratch), ["release", "release.tar.zst", "release.tar.zst.sha256"])
+        for target in [dst, dst + ".tar.zst"] {
+            r = try TestSupport.arapack("verify", target)
+            XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+            XCTAssertTrue(r.stdout.hasSuffix("passed\n"), r.stdout)
+        }
+        let before = try SHA256.hex(ofFile: dst + "/config.json")
+        r = try TestSupport.arapack("convert", trainingDict, dst, "--dtype", "bf16")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.stderr, "arapack convert: error: \(dst) already exists; pass --force to replace it\n")
+        XCTAssertEqual(try SHA256.hex(ofFile: dst + "/config.json"), before)
+        r = try TestSupport.arapack("convert", trainingDict, dst, "--dtype", "bf16", "--force")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try TestSupport.loadJSON(dst + "/config.json")["torch_dtype"]?.stringValue, "bfloat16")
+        XCTAssertEqual(try directoryEntries(scratch), ["release", "release.tar.zst", "release.tar.zst.sha256"], "no temporaries left")
+    }
+
+    func testFailedConversionLeavesNothing() throws {
+        let dst = scratch + "/out"
+        for (source, fragment) in [(TestSupport.fixture("release/valid/untied.pt"), "pass --allow-untied"),
+                                   (TestSupport.fixture("dcp/valid/full_shard"), "pass --config with n_heads"),
+                                   (TestSupport.fixture("torch/hostile/reduce_os_system.pt"), "system"),
+                                   (scratch + "/missing.pt", "no such file")] {
+            let r = try TestSupport.arapack("convert", source, dst, "--archive")
+            XCTAssertEqual(r.status, 2, source)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(fragment), r.stderr)
+            XCTAssertEqual(try directoryEntries(scratch), [], "nothing at DST, no temporaries")
+        }
+        // A failure in the middle of writing (f16 overflow of one tensor) also leaves nothing.
+        let source = try TorchCheckpoint(path: trainingDict)
+        var tensors = try source.tensorNames.map { (name: $0, tensor: try source.tensor(named: $0)) }
+        let i = tensors.firstIndex { $0.name == "ln_f.bias" }!
+        tensors[i].tensor = try Tensor(float32: [Float](repeating: 1e6, count: 32), shape: [32])
+        let big = scratch + "/big.pt"
+        try TorchCheckpointWriter.write(stateDict: tensors, extra: [.init("config", source.summary.config!)], to: big)
+        let r = try TestSupport.arapack("convert", big, dst, "--dtype", "f16", "--archive")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("exceed the float16 range"), r.stderr)
+        XCTAssertEqual(try directoryEntries(scratch), ["big.pt"])
+    }
+
+    func testUsageErrorsExit64() throws {
+        for args in [["convert", trainingDict, scratch + "/x", "--to", "torch", "--archive"],
+                     ["convert", trainingDict, scratch + "/x", "--max-shard-size", "lots"],
+                     ["convert", trainingDict, scratch + "/x", "--dtype", "f8"],
+                     ["convert", trainingDict, scratch + "/x", "--to", "onnx"],
+                     ["verify"]] {
+            let r = try TestSupport.run(TestSupport.arapackBinary, args)
+            XCTAssertEqual(r.status, 64, "\(args): \(r.stderr)")
+        }
+        let help = try TestSupport.arapack("convert", "--help")
+        XCTAssertEqual(help.status, 0)
+        for option in ["--to", "--dtype", "--config", "--tokenizer", "--max-shard-size", "--archive", "--allow-untied", "--force", "--quiet"] {
+            XCTAssertTrue(help.stdout.contains(option), option)
+        }
+    }
+
+    func testVerifyExitCodes() throws {
+        let dst = scratch + "/b"
+        XCTAssertEqual(try TestSupport.arapack("convert", trainingDict, dst).status, 0)
+        try writeText("{}", to: dst + "/generation_config.json")
+        let r = try TestSupport.arapack("verify", dst)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stdout.contains("FAIL  manifest: generation_config.json has 2 bytes"), r.stdout)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1)
+        XCTAssertTrue(r.stderr.hasPrefix("arapack verify: \(dst): manifest: generation_config.json"), r.stderr)
+        XCTAssertEqual(try TestSupport.arapack("verify", scratch + "/nothing").status, 2)
+        try writeText("not zstd", to: scratch + "/bad.tar.zst")
+        XCTAssertEqual(try TestSupport.arapack("verify", scratch + "/bad.tar.zst").status, 2)
+    }
+
+    func testEveryTargetAndSourceKindThroughTheCommandLine() throws {
+        let bundle = scratch + "/b"
+        XCTAssertEqual(try TestSupport.arapack("convert", TestSupport.fixture("release/valid/mdlm_relu.pt"), bundle).status, 0)
+        var r = try TestSupport.arapack("convert", bundle, scratch + "/back.pt", "--to", "torch")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try TestSupport.arapack("convert", bundle, scratch + "/dcp", "--to", "dcp")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try TestSupport.arapack("convert", scratch + "/dcp", scratch + "/b2", "--config", bundle + "/config.json")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try SHA256.hex(ofFile: bundle + "/model.safetensors"), try SHA256.hex(ofFile: scratch + "/b2/model.safetensors"))
+        r = try TestSupport.arapack("convert", bundle + "/model.safetensors", scratch + "/b3", "--max-shard-size", "64KiB")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(try directoryEntries(scratch + "/b3").contains("model.safetensors.index.json"))
+        XCTAssertEqual(try TestSupport.arapack("verify", scratch + "/b3").status, 0)
+    }
+
+    /// Archives made twice from the same input are byte-identical; SOURCE_DATE_EPOCH sets the mtime.
+    func testArchivesAreReproducibleWithSourceDateEpoch() throws {
+        var digests: [String] = []
+        XCTAssertEqual(try TestSupport.arapack("convert", trainingDict, scratch + "/missing/b").stderr,
+                       "arapack convert: error: \(scratch)/missing: the folder for DST does not exist\n")
+        for run in 0..<2 {
+            try FileManager.default.createDirectory(atPath: scratch + "/run\(run)", withIntermediateDirectories: false)
+            let r = try TestSupport.run(TestSupport.arapackBinary, ["convert", trainingDict, scratch + "/run\(run)/arafusion-tiny", "--archive"],
+                                        environment: ["SOURCE_DATE_EPOCH": "1700000000"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            digests.append(try SHA256.hex(ofFile: scratch + "/run\(run)/arafusion-tiny.tar.zst"))
+        }
+        XCTAssertEqual(digests[0], digests[1])
+        let listing = try TestSupport.run("/bin/sh", ["-c", "zstd -dc '\(scratch)/run0/arafusion-tiny.tar.zst' | tar --utc -tvf - | head -1"])
+        XCTAssertTrue(listing.stdout.contains("2023-11-14 22:13"), listing.stdout)
+    }
+
+    /// SIGTERM at many points of a conversion: DST is absent (and no temporary remains) or complete and verified.
+    func testInterruptedConversionsLeaveNothingOrACompleteBundle() throws {
+        let source = scratch + "/large.pt"
+        try Self.writeLargeCheckpoint(source)
+        var outcomes = (absent: 0, complete: 0)
+        for i in 0..<8 {
+            let dst = scratch + "/out\(i)"
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: TestSupport.arapackBinary)
+            process.arguments = ["convert", source, dst, "--dtype", "bf16", "--quiet"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            usleep(useconds_t(20_000 + i * 40_000))
+            process.terminate()
+            process.waitUntilExit()
+            let leftovers = try directoryEntries(scratch).filter { $0.contains("arapack-tmp") }
+            XCTAssertEqual(leftovers, [], "run \(i)")
+            if pathExists(dst) {
+                XCTAssertEqual(try TestSupport.arapack("verify", dst).status, 0, "run \(i): a DST that exists is complete")
+                outcomes.complete += 1
+            } else {
+                outcomes.absent += 1
+            }
+        }
+        XCTAssertGreaterThan(outcomes.absent, 0, "some runs were interrupted mid-way")
+    }
+
+    func testStaleTemporariesOfDeadRunsAreRemoved() throws {
+        let stale = scratch + "/.b.arapack-tmp-999999999-1"
+        try FileManager.default.createDirectory(atPath: stale, withIntermediateDirectories: false)
+        try writeText("partial", to: stale + "/model.safetensors")
+        let r = try TestSupport.arapack("convert", trainingDict, scratch + "/b")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("removed \(stale), left by an interrupted run"), r.stderr)
+        XCTAssertEqual(try directoryEntries(scratch), ["b"])
+    }
+
+    /// A training dict of a wider tiny model (vocab 32,768 × d 256, ~35 MB) so a conversion takes long enough to interrupt.
+    static func writeLargeCheckpoint(_ path: String) throws {
+        let source = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/training_dict.pt"))
+        var config = source.summary.config!.members!
+        let v = 32_768, d = 256
+        for (key, value) in [("vocab_size", v), ("d_model", d), ("d_ff", 512)] { config[config.firstIndex { $0.key == key }!].value = .int(value) }
+        var rng = SystemRandomNumberGenerator()
+        func random(_ shape: [Int]) throws -> Tensor {
+            try Tensor(float32: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &rng) }, shape: shape)
+        }
+        let shapes: [String: [Int]] = [
+            "token_embedding.weight": [v, d], "position_embedding.weight": [16, d], "ln_f.weight": [d], "ln_f.bias": [d],
+        ]
+        var tensors: [(name: String, tensor: Tensor)] = try shapes.sorted { $0.key < $1.key }.map { ($0.key, try random($0.value)) }
+        for i in 0..<2 {
+            let p = "transformer.layers.\(i)."
+            for (n, s) in [("self_attn.in_proj_weight", [3 * d, d]), ("self_attn.in_proj_bias", [3 * d]), ("self_attn.out_proj.weight", [d, d]),
+                           ("self_attn.out_proj.bias", [d]), ("linear1.weight", [512, d]), ("linear1.bias", [512]), ("linear2.weight", [d, 512]),
+                           ("linear2.bias", [d]), ("norm1.weight", [d]), ("norm1.bias", [d]), ("norm2.weight", [d]), ("norm2.bias", [d])] {
+                tensors.append((p + n, try random(s)))
+            }
+        }
+        tensors.append(("lm_head.weight", tensors.first { $0.name == "token_embedding.weight" }!.tensor))
+        try TorchCheckpointWriter.write(stateDict: tensors, extra: [.init("config", .object(config)), .init("step", .int(1))], to: path)
+    }
+}
