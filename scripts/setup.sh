@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what arapack needs on a fresh Debian machine, builds the release binary and runs
-# arapack's main job on a shipped example. Run as root (or with sudo available).
+# arapack's main job on a shipped example: convert a training checkpoint (a real 2-process FSDP
+# full state dict with its tokenizer) into a release bundle and archive, then verify both.
+# Run as root (or with sudo available).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,5 +13,10 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends libzstd-dev libssl-dev libopenblas-dev pkg-config zstd python3-venv >/dev/null
 
 swift build -c release --product arapack
-echo "== arapack inspect on the shipped example (Fixtures/safetensors/valid/sharded) =="
-.build/release/arapack inspect Fixtures/safetensors/valid/sharded --check-data
+example=.build/example
+rm -rf "$example" && mkdir -p "$example"
+echo "== arapack convert Fixtures/torch/valid/fsdp_full_state_dict.pt -> $example/arafusion-tiny (+ .tar.zst) =="
+.build/release/arapack convert Fixtures/torch/valid/fsdp_full_state_dict.pt "$example/arafusion-tiny" \
+    --tokenizer Fixtures/tokenizer/valid --archive
+echo "== arapack verify $example/arafusion-tiny.tar.zst =="
+.build/release/arapack verify "$example/arafusion-tiny.tar.zst"

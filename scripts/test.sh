@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The interop tests need a Python with the official `safetensors`
-# package and `jsonschema` (and torch for the checkpoint interop): this script makes one in a
+# package, `jsonschema` and HF `tokenizers` (and torch for the checkpoint and bundle interop): this script makes one in a
 # virtualenv outside the repository (ARAPACK_VENV, default /tmp/arapack-venv) unless
 # ARAPACK_PYTHON already names one. torch is installed only from a local CPU wheel
 # (TORCH_WHEEL, default /opt/wheels/torch-*+cpu-*.whl): PyPI's torch pulls gigabytes of CUDA.
@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 
 if [ -z "${ARAPACK_PYTHON:-}" ]; then
     venv="${ARAPACK_VENV:-/tmp/arapack-venv}"
-    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import safetensors, numpy, jsonschema" 2>/dev/null; then
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import safetensors, numpy, jsonschema, tokenizers" 2>/dev/null; then
         python3 -m venv "$venv"
-        "$venv/bin/pip" install -q safetensors==0.8.0 numpy==2.4.6 jsonschema==4.26.0
+        "$venv/bin/pip" install -q safetensors==0.8.0 numpy==2.4.6 jsonschema==4.26.0 tokenizers==0.23.3
     fi
     wheel="${TORCH_WHEEL:-$(ls /opt/wheels/torch-*+cpu-*.whl 2>/dev/null | head -n 1)}"
     if [ -n "$wheel" ] && ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
