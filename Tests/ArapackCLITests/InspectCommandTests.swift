@@ -117,10 +117,10 @@ final class InspectCommandTests: XCTestCase {
             XCTAssertEqual(lines.count, 1, "\(row.key): \(r.stderr)")
             XCTAssertTrue(r.stderr.contains(row.value.stringValue!), "\(row.key): \(r.stderr)")
             XCTAssertTrue(r.stderr.contains(path), "\(row.key) must name the file: \(r.stderr)")
+            let measured = try TestSupport.peakMemory(TestSupport.arapackBinary, ["inspect", path])
+            XCTAssertEqual(measured.status, 2)
+            XCTAssertLessThan(measured.peakKiB, 200 * 1024, "\(row.key): peak resident KiB")
         }
-        var usage = rusage()
-        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
-        XCTAssertLessThan(usage.ru_maxrss, 200 * 1024, "peak resident KiB of any child so far")
     }
 
     func testUsageErrorsExit64AndHelpExplains() throws {

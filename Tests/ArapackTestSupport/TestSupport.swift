@@ -68,6 +68,24 @@ public enum TestSupport {
         XCTAssertEqual(r.stdout, "valid \(documents.count)\n", file: file, line: line)
     }
 
+    /// Runs `executable` with output discarded and returns its exit status and its own peak resident
+    /// memory in KiB (from wait4, so other children of the test process do not count).
+    public static func peakMemory(_ executable: String, _ arguments: [String]) throws -> (status: Int32, peakKiB: Int) {
+        var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for fd in [Int32(1), 2] { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", O_WRONLY, 0) }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        guard rc == 0 else { throw NSError(domain: "posix_spawn", code: Int(rc)) }
+        var status: Int32 = 0
+        var usage = rusage()
+        wait4(pid, &status, 0, &usage)
+        return ((status >> 8) & 0xFF, usage.ru_maxrss)
+    }
+
     /// The result of running a process.
     public struct ProcessResult {
         public var status: Int32

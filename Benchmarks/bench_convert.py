@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Issue 5 benchmark: convert a full-size (381M) training checkpoint with AdamW state (~4.6 GB) into a
+release bundle, float32 and bf16, archive off: arapack beside a PyTorch + safetensors script doing the
+same job (torch.load mmap, strip prefixes, check and drop the tied head, cast, save_file, config.json,
+sha256 of the outputs). Whole-process wall time and peak RSS, same machine, same session, files from the
+page cache (one warm-up run). arapack also hashes the 4.6 GB source for the manifest (the script does not).
+
+    swift build -c release --product arapack
+    python Benchmarks/bench_convert.py [/tmp/arapack-bench]     # needs torch and safetensors
+"""
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import input_file, measure, row  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARAPACK = os.path.join(ROOT, ".build/release/arapack")
+
+TORCH_CONVERT = """
+import hashlib, json, os, sys, torch
+from safetensors.torch import save_file
+src, dst, dtype = sys.argv[1], sys.argv[2], getattr(torch, sys.argv[3])
+ck = torch.load(src, mmap=True, weights_only=True)
+sd = {}
+for k, v in ck["model"].items():
+    for p in ("module.", "_orig_mod."):
+        while k.startswith(p):
+            k = k[len(p):]
+    sd[k] = v
+head, emb = sd.pop("lm_head.weight"), sd["token_embedding.weight"]
+assert head.data_ptr() == emb.data_ptr() or torch.equal(head, emb), "untied"
+out = {"model." + k: v.to(dtype).contiguous() for k, v in sd.items()}
+os.makedirs(dst, exist_ok=True)
+save_file(out, os.path.join(dst, "model.safetensors"),
+          metadata={"format": "pt", "model.lm_head.weight": "model.token_embedding.weight"})
+c = ck["config"]
+json.dump({"model_type": "arafusion_ar", "vocab_size": c["vocab_size"], "hidden_size": c["d_model"],
+           "num_hidden_layers": c["n_layers"], "num_attention_heads": c["n_heads"], "tie_word_embeddings": True},
+          open(os.path.join(dst, "config.json"), "w"), indent=2)
+files = {}
+for name in sorted(os.listdir(dst)):
+    h = hashlib.sha256()
+    with open(os.path.join(dst, name), "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    files[name] = h.hexdigest()
+json.dump(files, open(os.path.join(dst, "manifest.json"), "w"), indent=2)
+"""
+
+
+def main():
+    work = sys.argv[1] if len(sys.argv) > 1 else "/tmp/arapack-bench"
+    path = input_file(work, "full_training.pt", "make_full_size_checkpoint.py")
+    out = os.path.join(work, "convert-out")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    py = sys.executable
+    for dtype, torch_dtype in [("f32", "float32"), ("bf16", "bfloat16")]:
+        dst = os.path.join(out, "arapack-" + dtype)
+        print(row(f"arapack convert --dtype {dtype}", measure([ARAPACK, "convert", path, dst, "--dtype", dtype, "--force", "--quiet"], runs=3)))
+        print(row(f"torch.load(mmap) + save_file + sha256 ({torch_dtype})",
+                  measure([py, "-c", TORCH_CONVERT, path, os.path.join(out, "torch-" + dtype), torch_dtype], runs=3)))
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.rmtree(os.path.join(out, "torch-" + dtype), ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
