@@ -23,7 +23,7 @@ let package = Package(
         .executableTarget(
             name: "arapack",
             dependencies: [
-                "ArapackRelease", "ArapackFormats", "ArapackTensor",
+                "ArapackRelease", "ArapackFormats", "ArapackTensor", "CSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "arapack-bench", dependencies: ["ArapackFormats", "ArapackTensor"], path: "Benchmarks/ArapackBench"),

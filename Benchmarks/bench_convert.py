@@ -50,6 +50,14 @@ json.dump(files, open(os.path.join(dst, "manifest.json"), "w"), indent=2)
 """
 
 
+FSYNC = """
+for name in os.listdir(dst):
+    fd = os.open(os.path.join(dst, name), os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+"""
+
+
 def main():
     work = sys.argv[1] if len(sys.argv) > 1 else "/tmp/arapack-bench"
     path = input_file(work, "full_training.pt", "make_full_size_checkpoint.py")
@@ -57,13 +65,21 @@ def main():
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     py = sys.executable
-    for dtype, torch_dtype in [("f32", "float32"), ("bf16", "bfloat16")]:
-        dst = os.path.join(out, "arapack-" + dtype)
-        print(row(f"arapack convert --dtype {dtype}", measure([ARAPACK, "convert", path, dst, "--dtype", dtype, "--force", "--quiet"], runs=3)))
-        print(row(f"torch.load(mmap) + save_file + sha256 ({torch_dtype})",
-                  measure([py, "-c", TORCH_CONVERT, path, os.path.join(out, "torch-" + dtype), torch_dtype], runs=3)))
+    dst = os.path.join(out, "bundle")
+
+    def fresh():  # no output left, and no earlier run's writeback still going on
         shutil.rmtree(dst, ignore_errors=True)
-        shutil.rmtree(os.path.join(out, "torch-" + dtype), ignore_errors=True)
+        os.sync()
+
+    for dtype, torch_dtype in [("f32", "float32"), ("bf16", "bfloat16")]:
+        cmd = [ARAPACK, "convert", path, dst, "--dtype", dtype, "--quiet"]
+        print(row(f"arapack convert --dtype {dtype}", measure(cmd, runs=5, prepare=fresh)))
+        print(row(f"arapack convert --dtype {dtype} --no-source-digest", measure(cmd + ["--no-source-digest"], runs=5, prepare=fresh)))
+        print(row(f"torch.load(mmap) + save_file + sha256 ({torch_dtype})",
+                  measure([py, "-c", TORCH_CONVERT, path, dst, torch_dtype], runs=5, prepare=fresh)))
+        print(row(f"  same + os.fsync of each file ({torch_dtype})",
+                  measure([py, "-c", TORCH_CONVERT + FSYNC, path, dst, torch_dtype], runs=5, prepare=fresh)))
+    fresh()
 
 
 if __name__ == "__main__":

@@ -9,10 +9,13 @@ import time
 BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
 
 
-def measure(cmd, runs=5, warmup=1, env=None):
-    """Median and min wall seconds and max peak RSS (MiB) over `runs` runs of `cmd` (a list)."""
+def measure(cmd, runs=5, warmup=1, env=None, prepare=None):
+    """Median and min wall seconds and max peak RSS (MiB) over `runs` runs of `cmd` (a list).
+    `prepare()`, when given, runs untimed before each run (e.g. removing outputs and syncing)."""
     walls, peaks = [], []
     for i in range(warmup + runs):
+        if prepare:
+            prepare()
         start = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         _, status, usage = os.wait4(p.pid, 0)

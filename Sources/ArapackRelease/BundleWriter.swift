@@ -11,9 +11,12 @@ public struct BundleOptions: Sendable {
     public var dtype: DType?
     /// Shard model.safetensors past this many bytes of tensor data; nil never shards.
     public var maxShardSize: Int?
-    public init(dtype: DType? = nil, maxShardSize: Int? = nil) {
+    /// Whether to record the SHA-256 of the source in the manifest (null otherwise).
+    public var sourceDigest: Bool
+    public init(dtype: DType? = nil, maxShardSize: Int? = nil, sourceDigest: Bool = true) {
         self.dtype = dtype
         self.maxShardSize = maxShardSize
+        self.sourceDigest = sourceDigest
     }
 }
 
@@ -29,7 +32,7 @@ public enum BundleWriter {
     public static func write(_ model: ReleaseModel, tokenizer: TokenizerFiles?, options: BundleOptions,
                              into directory: String, progress: Progress) throws -> JSONValue {
         // The source digest runs on the second core while the model is written.
-        let sourceDigest = DigestTask(files: model.info.files)
+        let sourceDigest = options.sourceDigest ? DigestTask(files: model.info.files) : nil
         let dtype = options.dtype ?? model.dominantDType
         var files: [WrittenFile] = []
 
@@ -62,7 +65,7 @@ public enum BundleWriter {
         let source = JSONValue.object([
             .init("file", .string(splitPath(model.info.path.hasSuffix("/") ? String(model.info.path.dropLast()) : model.info.path).1)),
             .init("format", .string(model.info.format)),
-            .init("sha256", .string(try sourceDigest.wait())),
+            .init("sha256", try sourceDigest.map { .string(try $0.wait()) } ?? .null),
             .init("step", model.step.map { .int($0) } ?? .null),
         ])
         progress.end()

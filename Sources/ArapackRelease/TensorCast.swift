@@ -23,6 +23,7 @@ enum TensorCast {
                 while offset < raw.count {
                     let end = min(offset + sliceElements * 4, raw.count)
                     try sink(UnsafeRawBufferPointer(rebasing: raw[offset..<end]))
+                    t.storage.discardMappedPages((t.byteOffset + offset)..<(t.byteOffset + end))
                     offset = end
                 }
             }
@@ -62,6 +63,7 @@ enum TensorCast {
                 default:
                     preconditionFailure()
                 }
+                t.storage.discardMappedPages((t.byteOffset + start * t.dtype.byteSize)..<(t.byteOffset + (start + n) * t.dtype.byteSize))
                 start += n
             }
         }

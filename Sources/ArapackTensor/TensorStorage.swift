@@ -51,6 +51,13 @@ public final class TensorStorage: @unchecked Sendable {
         if case let .mapped(file, range) = backing { file.discardPages(range) }
     }
 
+    /// Drops the resident pages of `bytes` (offsets within this storage) when mapped.
+    public func discardMappedPages(_ bytes: Range<Int>) {
+        if case let .mapped(file, range) = backing {
+            file.discardPages((range.lowerBound + bytes.lowerBound)..<(range.lowerBound + min(bytes.upperBound, range.count)))
+        }
+    }
+
     /// Calls `body` with the bytes. Do not escape the pointer from the closure.
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch backing {

@@ -1,5 +1,9 @@
 import ArapackRelease
 import ArgumentParser
+import CSystem
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The `arapack` root command.
 @main
@@ -16,4 +20,16 @@ struct Arapack: ParsableCommand {
         version: version,
         subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self]
     )
+
+    static func main() {
+        // Large buffers (slices of multi-GB tensors) come from mmap and go back to the system when freed;
+        // glibc's adaptive threshold would otherwise move them onto the heap, whose freed pages stay resident.
+        arapack_mmap_allocations_from(1 << 20)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

@@ -65,6 +65,9 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Shard model.safetensors when its tensors exceed this size (bytes, or with kB/MB/GB/KiB/MiB/GiB).")
     var maxShardSize: String?
 
+    @Flag(help: "Do not hash the source for the manifest (its source.sha256 is then null); saves reading the whole source, optimizer state included.")
+    var noSourceDigest = false
+
     @Flag(help: "Also write DST.tar.zst and DST.tar.zst.sha256 (bundles only).")
     var archive = false
 
@@ -105,7 +108,7 @@ struct ConvertCommand: ParsableCommand {
             switch target {
             case .bundle:
                 let folder = try AtomicDirectory(destination: dst)
-                let options = BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize))
+                let options = BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest)
                 try BundleWriter.write(model, tokenizer: tokenizerFiles, options: options, into: folder.temporaryPath, progress: progress)
                 if archive {
                     let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0

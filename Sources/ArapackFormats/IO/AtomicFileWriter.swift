@@ -5,6 +5,7 @@ import Darwin
 #endif
 import ArapackTensor
 import CSystem
+import Dispatch
 
 /// Writes a file so that it appears at its destination only complete: the bytes go to a temporary
 /// sibling (`.<name>.arapack-tmp-<pid>-<n>`), which `commit()` fsyncs and renames into place.
@@ -46,11 +47,22 @@ public final class AtomicFileWriter {
 
     /// Appends `bytes`.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
-        digest?.update(bytes)
         if bytes.count >= buffer.count {
             try flush()
-            try writeAll(bytes)
+            if let digest {
+                // Hash on one core while the kernel copies the same (read-only) bytes on the other.
+                nonisolated(unsafe) let shared = bytes
+                nonisolated(unsafe) var failure: Error?
+                nonisolated(unsafe) let writer = self, hasher = digest
+                DispatchQueue.concurrentPerform(iterations: 2) { part in
+                    if part == 0 { hasher.update(shared) } else { do { try writer.writeAll(shared) } catch { failure = error } }
+                }
+                if let failure { throw failure }
+            } else {
+                try writeAll(bytes)
+            }
         } else {
+            digest?.update(bytes)
             if buffered + bytes.count > buffer.count { try flush() }
             UnsafeMutableRawBufferPointer(rebasing: buffer[buffered..<(buffered + bytes.count)]).copyMemory(from: bytes)
             buffered += bytes.count
@@ -88,7 +100,19 @@ public final class AtomicFileWriter {
         buffered = 0
     }
 
+    /// Bytes of the file handed to the kernel and not yet scheduled for writeback.
+    private var writtenToFile = 0
+    private var writebackStart = 0
+    /// Writeback is started every this many bytes, so the final fsync has little left to wait for.
+    private static let writebackInterval = 64 << 20
+
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        defer {
+            if writtenToFile - writebackStart >= Self.writebackInterval {
+                _ = arapack_start_writeback(fd, Int64(writebackStart), Int64(writtenToFile - writebackStart))
+                writebackStart = writtenToFile
+            }
+        }
         var done = 0
         while done < bytes.count {
             let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
@@ -97,6 +121,7 @@ public final class AtomicFileWriter {
                 throw FileError(path: temporaryPath, operation: "write", code: errno)
             }
             done += n
+            writtenToFile += n
         }
     }
 }
