@@ -39,11 +39,12 @@ public enum BundleWriter {
         let total = try model.names.reduce(0) { $0 + Shape.byteCount(try model.source.descriptor(named: $1.source).shape, dtype: dtype)! }
         progress.begin("writing weights", total: total)
         var pending: [PendingTensor] = []
+        let caster = TensorCaster()
         for (training, _) in model.names {
             let shape = try model.source.descriptor(named: model.names.first { $0.training == training }!.source).shape
             pending.append(PendingTensor(name: ModelFamily.releasePrefix + training, dtype: dtype, shape: shape) { out in
                 let t = try model.tensor(training)
-                try TensorCast.write(t, as: dtype, name: ModelFamily.releasePrefix + training, to: out)
+                try caster.write(t, as: dtype, name: ModelFamily.releasePrefix + training, to: out)
                 progress.advance(Shape.byteCount(shape, dtype: dtype)!)
             })
         }

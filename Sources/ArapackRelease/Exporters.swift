@@ -7,13 +7,14 @@ public enum TrainingExport {
     /// being the very same tensor as the embedding (so writers store one storage).
     static func stateDict(_ model: ReleaseModel, dtype: DType?) throws -> [(name: String, tensor: Tensor)] {
         var out: [(name: String, tensor: Tensor)] = []
+        let caster = TensorCaster()
         for e in ModelFamily.expectedShapes(model.config) {
             if e.name == ModelFamily.lmHead, model.tied, let emb = out.first(where: { $0.name == ModelFamily.embedding }) {
                 out.append((e.name, emb.tensor))
                 continue
             }
             let t = try model.tensor(e.name)
-            out.append((e.name, try dtype.map { try TensorCast.cast(t, to: $0, name: e.name) } ?? t))
+            out.append((e.name, try dtype.map { try caster.cast(t, to: $0, name: e.name) } ?? t))
         }
         return out
     }

@@ -1,82 +1,100 @@
 import ArapackFormats
 import ArapackTensor
 
-/// Streams a tensor into a writer, cast to another floating dtype on the way, in bounded slices: memory
-/// stays at a few slice buffers whatever the tensor size, and a mapped source's pages are dropped behind.
-enum TensorCast {
+/// Streams tensors into a writer, cast to another floating dtype on the way, in bounded slices: memory
+/// stays at the caster's slice buffers (allocated once) whatever the tensor size, and a mapped source's
+/// pages are dropped behind each slice.
+final class TensorCaster {
     /// Elements per slice.
     static let sliceElements = 1 << 22
     static let floating: Set<DType> = [.f32, .f16, .bf16, .f64]
 
+    private let floats = UnsafeMutableBufferPointer<Float>.allocate(capacity: TensorCaster.sliceElements)
+    private let halves = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: TensorCaster.sliceElements)
+    /// Only for the rare widening to float64.
+    private var doubles: UnsafeMutableBufferPointer<Double>?
+
+    init() {}
+
+    deinit {
+        floats.deallocate()
+        halves.deallocate()
+        doubles?.deallocate()
+    }
+
     /// Appends `t` as `dtype` to `out`. float16 overflow (a finite value that would become infinite) is
     /// refused naming the tensor; NaN stays NaN; rounding is to nearest even.
-    static func write(_ t: Tensor, as dtype: DType, name: String, to out: AtomicFileWriter) throws {
+    func write(_ t: Tensor, as dtype: DType, name: String, to out: AtomicFileWriter) throws {
         try write(t, as: dtype, name: name, file: out.destination) { try out.write($0) }
     }
 
     /// Passes `t` as `dtype` to `sink` slice by slice; `file` names the output in errors.
-    static func write(_ t: Tensor, as dtype: DType, name: String, file: String, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+    func write(_ t: Tensor, as dtype: DType, name: String, file: String, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         defer { t.storage.discardMappedPages() }
-        guard dtype != t.dtype else {
-            try t.withUnsafeBytes { raw in
-                var offset = 0
-                while offset < raw.count {
-                    let end = min(offset + sliceElements * 4, raw.count)
-                    try sink(UnsafeRawBufferPointer(rebasing: raw[offset..<end]))
-                    t.storage.discardMappedPages((t.byteOffset + offset)..<(t.byteOffset + end))
-                    offset = end
-                }
-            }
-            return
-        }
-        precondition(floating.contains(dtype) && floating.contains(t.dtype), "cast between floating dtypes only")
-        let floats = UnsafeMutableBufferPointer<Float>.allocate(capacity: sliceElements)
-        defer { floats.deallocate() }
-        let bits = UnsafeMutableRawBufferPointer.allocate(byteCount: sliceElements * 4, alignment: 64)
-        defer { bits.deallocate() }
-        let count = t.elementCount
-        var start = 0
+        precondition(dtype == t.dtype || Self.floating.contains(dtype) && Self.floating.contains(t.dtype), "cast between floating dtypes only")
+        let size = t.dtype.byteSize, count = t.elementCount
+        // Same dtype: byte slices pass straight through.
+        let step = dtype == t.dtype ? Self.sliceElements * 4 / size : Self.sliceElements
         try t.withUnsafeBytes { raw in
+            var start = 0
             while start < count {
-                let n = min(sliceElements, count - start)
-                let slice = UnsafeRawBufferPointer(rebasing: raw[(start * t.dtype.byteSize)..<((start + n) * t.dtype.byteSize)])
-                let f = UnsafeMutableBufferPointer(rebasing: floats[0..<n])
-                widen(slice, dtype: t.dtype, into: f)
-                switch dtype {
-                case .f32:
-                    try sink(UnsafeRawBufferPointer(f))
-                case .bf16, .f16:
-                    let h = bits.bindMemory(to: UInt16.self)
-                    let dst = UnsafeMutableBufferPointer(rebasing: h[0..<n])
-                    if dtype == .bf16 {
-                        FloatConversion.convertToBF16(UnsafeBufferPointer(f), dst)
-                    } else {
-                        let overflows = FloatConversion.countFloat16Overflows(UnsafeBufferPointer(f))
-                        guard overflows == 0 else {
-                            throw ModelError(file, "tensor \"\(name)\": \(overflows) value(s) exceed the float16 range (|x| ≥ 65520) and would become infinite; keep it in bf16 or f32")
-                        }
-                        FloatConversion.convertToF16(UnsafeBufferPointer(f), dst)
-                    }
-                    try sink(UnsafeRawBufferPointer(dst))
-                case .f64:
-                    for x in f { try withUnsafeBytes(of: Double(x).bitPattern.littleEndian) { try sink($0) } }
-                default:
-                    preconditionFailure()
+                let n = min(step, count - start)
+                let slice = UnsafeRawBufferPointer(rebasing: raw[(start * size)..<((start + n) * size)])
+                if dtype == t.dtype {
+                    try sink(slice)
+                } else {
+                    try sink(convert(slice, from: t.dtype, to: dtype, count: n, name: name, file: file))
                 }
-                t.storage.discardMappedPages((t.byteOffset + start * t.dtype.byteSize)..<(t.byteOffset + (start + n) * t.dtype.byteSize))
+                t.storage.discardMappedPages((t.byteOffset + start * size)..<(t.byteOffset + (start + n) * size))
                 start += n
             }
         }
     }
 
+    /// One slice converted into the caster's buffers.
+    private func convert(_ slice: UnsafeRawBufferPointer, from source: DType, to dtype: DType, count n: Int,
+                         name: String, file: String) throws -> UnsafeRawBufferPointer {
+        // float32 values: read in place when the slice is an aligned float32 array, else widened into `floats`.
+        let f: UnsafeBufferPointer<Float>
+        if source == .f32, Int(bitPattern: slice.baseAddress) % MemoryLayout<Float>.alignment == 0 {
+            f = slice.bindMemory(to: Float.self)
+        } else {
+            let dst = UnsafeMutableBufferPointer(rebasing: floats[0..<n])
+            widen(slice, dtype: source, into: dst)
+            f = UnsafeBufferPointer(dst)
+        }
+        switch dtype {
+        case .f32:
+            return UnsafeRawBufferPointer(f)
+        case .bf16, .f16:
+            let dst = UnsafeMutableBufferPointer(rebasing: halves[0..<n])
+            if dtype == .bf16 {
+                FloatConversion.convertToBF16(f, dst)
+            } else {
+                let overflows = FloatConversion.countFloat16Overflows(f)
+                guard overflows == 0 else {
+                    throw ModelError(file, "tensor \"\(name)\": \(overflows) value(s) exceed the float16 range (|x| ≥ 65520) and would become infinite; keep it in bf16 or f32")
+                }
+                FloatConversion.convertToF16(f, dst)
+            }
+            return UnsafeRawBufferPointer(dst)
+        case .f64:
+            if doubles == nil { doubles = .allocate(capacity: Self.sliceElements) }
+            let dst = UnsafeMutableBufferPointer(rebasing: doubles![0..<n])
+            for i in 0..<n { dst[i] = Double(f[i]) }
+            return UnsafeRawBufferPointer(dst)
+        default:
+            preconditionFailure("not a floating dtype: \(dtype)")
+        }
+    }
+
     /// Any floating slice (possibly unaligned) widened to float32.
-    static func widen(_ raw: UnsafeRawBufferPointer, dtype: DType, into f: UnsafeMutableBufferPointer<Float>) {
+    private func widen(_ raw: UnsafeRawBufferPointer, dtype: DType, into f: UnsafeMutableBufferPointer<Float>) {
         switch dtype {
         case .f32:
             UnsafeMutableRawBufferPointer(f).copyMemory(from: raw)
         case .bf16, .f16:
-            let tmp = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: f.count)
-            defer { tmp.deallocate() }
+            let tmp = UnsafeMutableBufferPointer(rebasing: halves[0..<f.count])
             UnsafeMutableRawBufferPointer(tmp).copyMemory(from: raw)
             if dtype == .bf16 {
                 FloatConversion.convertFromBF16(UnsafeBufferPointer(tmp), f)
@@ -86,12 +104,12 @@ enum TensorCast {
         case .f64:
             for i in 0..<f.count { f[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)))) }
         default:
-            preconditionFailure()
+            preconditionFailure("not a floating dtype: \(dtype)")
         }
     }
 
-    /// A tensor of `dtype` holding `t` cast (in memory; for small tensors and writers that need a `Tensor`).
-    static func cast(_ t: Tensor, to dtype: DType, name: String) throws -> Tensor {
+    /// A tensor of `dtype` holding `t` cast (in memory; for writers that need whole `Tensor`s).
+    func cast(_ t: Tensor, to dtype: DType, name: String) throws -> Tensor {
         guard dtype != t.dtype else { return t }
         let storage = TensorStorage(byteCount: Shape.byteCount(t.shape, dtype: dtype)!)
         var offset = 0
