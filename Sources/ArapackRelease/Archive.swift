@@ -314,3 +314,43 @@ extension String {
         String(self.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
     }
 }
+
+/// A release archive unpacked into a private temporary folder (under `TMPDIR`, default /tmp) so it can be
+/// read like a bundle folder; removed when released or when the process is interrupted.
+public final class ExtractedArchive {
+    /// The bundle folder inside the temporary folder.
+    public let bundle: String
+    private let root: String
+
+    public init(_ path: String) throws {
+        let base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        var template = Array((base + "/arapack-extract-XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw FileError(path: base, operation: "mkdtemp", code: errno)
+        }
+        root = String(cString: made)
+        TemporaryFiles.register(root)
+        final class Writer: ArchiveReader.Visitor {
+            let folder: String
+            var out: AtomicFileWriter?
+            init(_ folder: String) { self.folder = folder }
+            func begin(name: String, size: Int) throws { out = try AtomicFileWriter(destination: folder + "/" + name) }
+            func data(_ bytes: UnsafeRawBufferPointer) throws { try out!.write(bytes) }
+            func end() throws { try out!.commit(replacing: false); out = nil }
+        }
+        let writer = Writer(root)
+        do {
+            try ArchiveReader.read(path, visitor: writer)  // a bundle is one flat folder: its files land in root
+            bundle = root
+        } catch {
+            removeTree(root)
+            TemporaryFiles.unregister(root)
+            throw error
+        }
+    }
+
+    deinit {
+        removeTree(root)
+        TemporaryFiles.unregister(root)
+    }
+}

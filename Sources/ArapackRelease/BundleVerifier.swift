@@ -149,6 +149,15 @@ public enum BundleVerifier {
                BundleWriter.torchDTypeName[d.dtype] != dtype {
                 problems.append("the manifest says \(dtype) but \(emb) is \(d.dtype.name)")
             }
+            if let index = try b.json("model.safetensors.index.json") {
+                let map = index["weight_map"]?.members ?? []
+                if Set(map.map(\.key)) != Set(b.descriptors.keys) { problems.append("the index's weight_map does not list exactly the stored tensors") }
+                for m in map where m.value.stringValue.map({ b.files[$0] == nil }) ?? true {
+                    problems.append("the index maps \(m.key) to a missing shard \(m.value.serialized())")
+                }
+            } else if b.files["model.safetensors"] == nil {
+                problems.append("neither model.safetensors nor model.safetensors.index.json")
+            }
             if let c = try b.json("config.json"), let d = b.descriptors[emb], c["torch_dtype"]?.stringValue != BundleWriter.torchDTypeName[d.dtype] {
                 problems.append("config.json torch_dtype differs from \(emb) (\(d.dtype.name))")
             }

@@ -26,6 +26,10 @@ public final class ReleaseModel {
     public let trainingMetadata: [JSONValue.Member]
     /// Config fields nothing stated, filled with the family's defaults.
     public let assumedFields: [String]
+    /// The tokenizer given, or the source bundle's own.
+    public let tokenizer: TokenizerFiles?
+    /// The unpacked copy of an archive source (kept while the model is in use).
+    private let extracted: ExtractedArchive?
 
     public var step: Int? { trainingMetadata.first { $0.key == "step" }?.value.intValue }
 
@@ -33,12 +37,13 @@ public final class ReleaseModel {
     /// An LM head that differs from the embedding is refused unless `allowUntied`.
     /// A tokenizer's special ids join the config (and must agree with it); its vocabulary must fit.
     public init(path: String, configFile: String? = nil, tokenizer: TokenizerFiles? = nil, allowUntied: Bool = false) throws {
-        let (format, resolved) = try SourceDetection.detect(path)
-        if format == .archive {
-            throw SourceError.unsupported(path: path, format: format.rawValue, detail: "converting from an archive is not supported yet; unpack it and convert the folder")
-        }
-        source = try SourceDetection.open(path)
-        info = SourceInfo(path: path, format: format.rawValue, files: source.filePaths)
+        let (detected, _) = try SourceDetection.detect(path)
+        // A release archive is unpacked to a private temporary folder and read as the bundle it holds.
+        extracted = detected == .archive ? try ExtractedArchive(path) : nil
+        let readPath = extracted?.bundle ?? path
+        let (format, resolved) = try SourceDetection.detect(readPath)
+        source = try SourceDetection.open(readPath)
+        info = SourceInfo(path: path, format: detected.rawValue, files: extracted == nil ? source.filePaths : [path])
         var assembly = ConfigAssembly(source: path)
         var metadata: [JSONValue.Member] = []
 
@@ -67,6 +72,12 @@ public final class ReleaseModel {
             if let c = ckpt.summary.config { try assembly.add(c, origin: "the checkpoint's config") }
         }
         let folder = (format == .safetensors || format == .safetensorsSharded) ? splitPath(resolved).0 : nil
+        // A bundle's own tokenizer travels with it unless another is given.
+        var tokenizer = tokenizer
+        if tokenizer == nil, let folder, access(folder + "/tokenizer.json", F_OK) == 0 {
+            tokenizer = try TokenizerFiles(directory: folder)
+        }
+        self.tokenizer = tokenizer
         if let folder, access(folder + "/config.json", F_OK) == 0 {
             try assembly.add(try readJSON(folder + "/config.json"), origin: folder + "/config.json")
             if access(folder + "/training_metadata.json", F_OK) == 0, let m = try readJSON(folder + "/training_metadata.json").members {

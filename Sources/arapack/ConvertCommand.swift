@@ -15,7 +15,8 @@ struct ConvertCommand: ParsableCommand {
             SRC is any format arapack reads, detected from its content: a torch.save checkpoint (bare state dict \
             or a training dict holding it under model, model_state_dict, state_dict or module; DDP, torch.compile, \
             FSDP and activation-checkpointing wrappers are stripped), a DCP folder, a .safetensors file or sharded \
-            index, or a release bundle folder.
+            index, a release bundle folder, or a bundle archive (.tar.zst, unpacked to a private folder under \
+            TMPDIR while it is read).
 
             The tensors are checked against the AraFusion family: every tensor present with the shape the config \
             implies, nothing unexpected, the config (from the checkpoint, --config and the shapes) consistent, the \
@@ -24,7 +25,8 @@ struct ConvertCommand: ParsableCommand {
 
             --to bundle (default) writes model.safetensors (sharded past --max-shard-size), config.json, \
             generation_config.json, training_metadata.json, the tokenizer files from --tokenizer and manifest.json \
-            with the SHA-256 of every file. The optimizer state never enters a bundle. --archive also writes \
+            with the SHA-256 of every file (a source bundle's own tokenizer is kept unless --tokenizer names \
+            another). The optimizer state never enters a bundle. --archive also writes \
             DST.tar.zst and DST.tar.zst.sha256 (deterministic; mtime from SOURCE_DATE_EPOCH, else 0).
             --to torch writes {"model": state_dict, "config": {...}, "step": n, ...} with the tied pair sharing one \
             storage; --to dcp writes a single-rank torch.distributed.checkpoint folder.
@@ -109,7 +111,7 @@ struct ConvertCommand: ParsableCommand {
             case .bundle:
                 let folder = try AtomicDirectory(destination: dst)
                 let options = BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest)
-                try BundleWriter.write(model, tokenizer: tokenizerFiles, options: options, into: folder.temporaryPath, progress: progress)
+                try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath, progress: progress)
                 if archive {
                     let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
                     try ReleaseArchive.write(folder: folder.temporaryPath, files: try directoryEntries(folder.temporaryPath),

@@ -105,6 +105,24 @@ final class ConvertCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(try directoryEntries(scratch + "/b3").contains("model.safetensors.index.json"))
         XCTAssertEqual(try TestSupport.arapack("verify", scratch + "/b3").status, 0)
+        // A shard index naming a shard that is gone.
+        let index = try String(contentsOfFile: scratch + "/b3/model.safetensors.index.json", encoding: .utf8)
+        try writeText(index.replacingOccurrences(of: "model-00001-of-", with: "model-00009-of-"), to: scratch + "/b3/model.safetensors.index.json")
+        r = try TestSupport.arapack("verify", scratch + "/b3")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stdout.contains("to a missing shard \"model-00009-of-"), r.stdout)
+
+        // From an archive: unpacked privately, converted, the bundle's tokenizer kept, nothing left in TMPDIR.
+        let tmp = scratch + "/tmp"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+        XCTAssertEqual(try TestSupport.arapack("convert", trainingDict, scratch + "/t", "--tokenizer", TestSupport.fixture("tokenizer/valid"), "--archive").status, 0)
+        r = try TestSupport.run(TestSupport.arapackBinary, ["convert", scratch + "/t.tar.zst", scratch + "/from-archive"], environment: ["TMPDIR": tmp])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for name in try directoryEntries(scratch + "/t") where name != "manifest.json" {
+            XCTAssertEqual(try SHA256.hex(ofFile: scratch + "/t/" + name), try SHA256.hex(ofFile: scratch + "/from-archive/" + name), name)
+        }
+        XCTAssertEqual(try TestSupport.loadJSON(scratch + "/from-archive/manifest.json")["source"]?["format"]?.stringValue, "tar.zst")
+        XCTAssertEqual(try directoryEntries(tmp), [])
     }
 
     /// Archives made twice from the same input are byte-identical; SOURCE_DATE_EPOCH sets the mtime.

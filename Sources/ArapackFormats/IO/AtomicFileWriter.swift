@@ -175,8 +175,8 @@ public enum TemporaryFiles {
     nonisolated(unsafe) private static var paths: [String] = []
     private static let lock = NSLockLike()
 
-    static func register(_ path: String) { lock.withLock { paths.append(path) } }
-    static func unregister(_ path: String) { lock.withLock { paths.removeAll { $0 == path } } }
+    public static func register(_ path: String) { lock.withLock { paths.append(path) } }
+    public static func unregister(_ path: String) { lock.withLock { paths.removeAll { $0 == path } } }
 
     /// Installs handlers that remove every registered temporary, then exit with 128 + the signal.
     public static func removeOnInterrupt() {
