@@ -17,7 +17,7 @@ import torch.distributed.checkpoint as dcp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Fixtures"))
 from arafusion import ARBaseline  # noqa: E402
-from interop_torch import state_dict  # noqa: E402
+from interop_torch import run_all, state_dict  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -45,23 +45,8 @@ def check(written, source_path):
 
 def main():
     written_dir, source_dir = sys.argv[1], sys.argv[2]
-    passed = failed = 0
-    for name in sorted(os.listdir(written_dir)):
-        folder = os.path.join(written_dir, name)
-        if not os.path.isdir(folder):
-            continue
-        try:
-            problems = check(folder, os.path.join(source_dir, name + ".pt"))
-        except Exception as e:  # every folder gets its line
-            problems = [f"{type(e).__name__}: {e}"]
-        if problems:
-            failed += 1
-            print(f"FAIL {name}: " + "; ".join(problems))
-        else:
-            passed += 1
-            print(f"ok   {name}")
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed or not passed else 0)
+    names = [n for n in sorted(os.listdir(written_dir)) if os.path.isdir(os.path.join(written_dir, n))]
+    run_all((n, lambda n=n: check(os.path.join(written_dir, n), os.path.join(source_dir, n + ".pt"))) for n in names)
 
 
 if __name__ == "__main__":

@@ -53,15 +53,14 @@ def check(written_path, source_path):
     return problems
 
 
-def main():
-    written_dir, source_dir = sys.argv[1], sys.argv[2]
+def run_all(cases):
+    """Runs each (name, check) pair, printing one line per case and `N passed, M failed`; exits 1 on any
+    failure (or when there was nothing to check)."""
     passed = failed = 0
-    for name in sorted(os.listdir(written_dir)):
-        if not name.endswith(".pt"):
-            continue
+    for name, check_case in cases:
         try:
-            problems = check(os.path.join(written_dir, name), os.path.join(source_dir, name))
-        except Exception as e:  # every file gets its line
+            problems = check_case()
+        except Exception as e:  # every case gets its line
             problems = [f"{type(e).__name__}: {e}"]
         if problems:
             failed += 1
@@ -71,6 +70,12 @@ def main():
             print(f"ok   {name}")
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed or not passed else 0)
+
+
+def main():
+    written_dir, source_dir = sys.argv[1], sys.argv[2]
+    names = [n for n in sorted(os.listdir(written_dir)) if n.endswith(".pt")]
+    run_all((n, lambda n=n: check(os.path.join(written_dir, n), os.path.join(source_dir, n))) for n in names)
 
 
 if __name__ == "__main__":

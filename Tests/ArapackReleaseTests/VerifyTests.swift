@@ -110,11 +110,7 @@ final class VerifyTests: XCTestCase {
         XCTAssertEqual(p, ["NaN/Inf: tensor \"model.ln_f.weight\" holds 1 NaN/Inf value(s)"])
 
         // config.json claiming another layer count than the tensors.
-        p = try problems("config") { dir in
-            let text = try String(contentsOfFile: dir + "/config.json", encoding: .utf8)
-            try writeText(text.replacingOccurrences(of: "\"num_hidden_layers\": 2", with: "\"num_hidden_layers\": 3"), to: dir + "/config.json")
-            try Self.rewriteManifest(dir)
-        }
+        p = try problems("config") { try Self.editConfig($0, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3") }
         XCTAssertTrue(p.contains { $0.contains("num_hidden_layers is 3 in config.json but 2 in the tensor shapes") }, "\(p)")
 
         // A file removed, a file added.
@@ -135,11 +131,7 @@ final class VerifyTests: XCTestCase {
         XCTAssertEqual(p, ["tensors: __metadata__ does not record model.lm_head.weight → model.token_embedding.weight"])
 
         // A tokenizer whose eos disagrees with config.json.
-        p = try problems("tokenizer") { dir in
-            let text = try String(contentsOfFile: dir + "/config.json", encoding: .utf8)
-            try writeText(text.replacingOccurrences(of: "\"eos_token_id\": 2", with: "\"eos_token_id\": 3"), to: dir + "/config.json")
-            try Self.rewriteManifest(dir)
-        }
+        p = try problems("tokenizer") { try Self.editConfig($0, "\"eos_token_id\": 2", "\"eos_token_id\": 3") }
         XCTAssertTrue(p.contains { $0.contains("tokenizer:") && $0.contains("eos_token_id is 2 in the tokenizer but 3 in config.json") }, "\(p)")
     }
 
@@ -192,6 +184,14 @@ final class VerifyTests: XCTestCase {
                 XCTAssertTrue("\($0)".contains(row.value.stringValue!), "\(row.key): \($0)")
             }
         }
+    }
+
+    /// Replaces `old` by `new` in config.json and updates the manifest to match.
+    static func editConfig(_ dir: String, _ old: String, _ new: String) throws {
+        let text = try String(contentsOfFile: dir + "/config.json", encoding: .utf8)
+        XCTAssertTrue(text.contains(old))
+        try writeText(text.replacingOccurrences(of: old, with: new), to: dir + "/config.json")
+        try rewriteManifest(dir)
     }
 
     /// Recomputes manifest.json's file list after a deliberate edit (so only the edit's own check fails).
