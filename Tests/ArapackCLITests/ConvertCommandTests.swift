@@ -170,6 +170,21 @@ final class ConvertCommandTests: XCTestCase {
         XCTAssertGreaterThan(outcomes.absent, 0, "some runs were interrupted mid-way")
     }
 
+    /// On a terminal (a pseudo-terminal from script(1)) a progress line is drawn and cleared; --quiet silences it.
+    func testProgressOnATerminalOnly() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { throw XCTSkip("script(1) is needed for a pseudo-terminal") }
+        func onTerminal(_ extra: String, _ dst: String) throws -> String {
+            try TestSupport.run("/usr/bin/script", ["-qec", "\(TestSupport.arapackBinary) convert \(trainingDict) \(scratch)/\(dst) \(extra)", "/dev/null"]).stdout
+        }
+        let shown = try onTerminal("", "p1")
+        XCTAssertTrue(shown.contains("\r\u{1B}[Karapack: writing weights"), shown)
+        XCTAssertTrue(shown.contains("arapack: hashing the source"), shown)
+        XCTAssertTrue(shown.contains("\r\u{1B}[Kwrote \(scratch)/p1"), "the line is cleared before the summary: \(shown)")
+        let quiet = try onTerminal("--quiet", "p2")
+        XCTAssertFalse(quiet.contains("arapack: writing"), quiet)
+        XCTAssertTrue(quiet.hasPrefix("wrote \(scratch)/p2"), quiet)
+    }
+
     func testStaleTemporariesOfDeadRunsAreRemoved() throws {
         let stale = scratch + "/.b.arapack-tmp-999999999-1"
         try FileManager.default.createDirectory(atPath: stale, withIntermediateDirectories: false)
