@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "arapack", targets: ["arapack"]),
         .library(name: "ArapackFormats", targets: ["ArapackFormats"]),
         .library(name: "ArapackRelease", targets: ["ArapackRelease"]),
+        .library(name: "ArapackInference", targets: ["ArapackInference"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -20,10 +21,11 @@ let package = Package(
         .target(name: "ArapackTensor"),
         .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL", "CSystem"]),
         .target(name: "ArapackRelease", dependencies: ["ArapackFormats", "ArapackTensor", "CZstd"]),
+        .target(name: "ArapackInference", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor", "CBLAS"]),
         .executableTarget(
             name: "arapack",
             dependencies: [
-                "ArapackRelease", "ArapackFormats", "ArapackTensor", "CSystem",
+                "ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "CSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "arapack-bench", dependencies: ["ArapackFormats", "ArapackTensor"], path: "Benchmarks/ArapackBench"),
@@ -32,6 +34,7 @@ let package = Package(
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZstd", "COpenSSL", "CBLAS"]),
         .testTarget(name: "ArapackFormatsTests", dependencies: ["ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
         .testTarget(name: "ArapackReleaseTests", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
+        .testTarget(name: "ArapackInferenceTests", dependencies: ["ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
         .testTarget(name: "ArapackCLITests", dependencies: ["arapack", "ArapackFormats", "ArapackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

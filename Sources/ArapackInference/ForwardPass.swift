@@ -1,0 +1,226 @@
+import ArapackFormats
+import ArapackRelease
+import ArapackTensor
+import CBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A float32 weight matrix or vector ready for BLAS: the source's own memory when it already is an aligned
+/// float32 array (no copy), otherwise a float32 copy (bf16 / f16 / f64 sources, unaligned slices).
+final class Weight: @unchecked Sendable {
+    let pointer: UnsafePointer<Float>
+    let count: Int
+    /// What keeps `pointer` valid: the source tensor (its mapping) or the owned copy.
+    private let owner: AnyObject
+    private let owned: UnsafeMutableBufferPointer<Float>?
+
+    init(_ t: Tensor) throws {
+        count = t.elementCount
+        let aligned = t.withUnsafeBytes { Int(bitPattern: $0.baseAddress) % MemoryLayout<Float>.alignment == 0 }
+        if t.dtype == .f32, aligned {
+            // A mapping (or owned buffer) never moves while its storage is alive, which `owner` guarantees.
+            pointer = t.withUnsafeBytes { $0.baseAddress!.assumingMemoryBound(to: Float.self) }
+            owner = t.storage
+            owned = nil
+        } else {
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(count, 1))
+            try t.copyFloats(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<count]))
+            pointer = UnsafePointer(buffer.baseAddress!)
+            owned = buffer
+            owner = t.storage
+        }
+    }
+
+    deinit { owned?.deallocate() }
+}
+
+/// The reference forward pass of ARCHITECTURE.md in float32 on the CPU: every matrix product is one
+/// `cblas_sgemm` over all positions of all sequences (never token by token); attention runs per sequence
+/// and head on strided views of the packed QKV rows.
+public final class ForwardPass {
+    /// Deliberate deviations, used only by tests to prove the golden comparisons catch each of them.
+    struct Variant: OptionSet {
+        let rawValue: Int
+        static let noCausalMask = Variant(rawValue: 1)
+        static let tanhGELU = Variant(rawValue: 2)
+        static let wrongEpsilon = Variant(rawValue: 4)
+        static let headsInterleaved = Variant(rawValue: 8)
+        static let untiedZeroHead = Variant(rawValue: 16)
+    }
+
+    struct Layer {
+        let inProj: Weight, inBias: Weight, outProj: Weight, outBias: Weight
+        let linear1: Weight, bias1: Weight, linear2: Weight, bias2: Weight
+        let norm1w: Weight, norm1b: Weight, norm2w: Weight, norm2b: Weight
+    }
+
+    public let config: ModelConfig
+    let embedding: Weight, positions: Weight, head: Weight
+    let lnfw: Weight, lnfb: Weight
+    let layers: [Layer]
+    var variant: Variant = []
+
+    /// Reads the weights of `model` (any source: f32 mapped in place, other dtypes widened once).
+    public init(_ model: ReleaseModel) throws {
+        config = model.config
+        func w(_ name: String) throws -> Weight { try Weight(model.tensor(name)) }
+        embedding = try w(ModelFamily.embedding)
+        positions = try w("position_embedding.weight")
+        head = model.tied ? embedding : try w(ModelFamily.lmHead)
+        lnfw = try w("ln_f.weight")
+        lnfb = try w("ln_f.bias")
+        layers = try (0..<config.layers).map { i in
+            let p = "transformer.layers.\(i)."
+            return Layer(inProj: try w(p + "self_attn.in_proj_weight"), inBias: try w(p + "self_attn.in_proj_bias"),
+                         outProj: try w(p + "self_attn.out_proj.weight"), outBias: try w(p + "self_attn.out_proj.bias"),
+                         linear1: try w(p + "linear1.weight"), bias1: try w(p + "linear1.bias"),
+                         linear2: try w(p + "linear2.weight"), bias2: try w(p + "linear2.bias"),
+                         norm1w: try w(p + "norm1.weight"), norm1b: try w(p + "norm1.bias"),
+                         norm2w: try w(p + "norm2.weight"), norm2b: try w(p + "norm2.bias"))
+        }
+    }
+
+    /// Logits `[N, L, V]` (row-major) for `N` sequences of `L` token ids each.
+    public func logits(_ ids: [[Int]]) throws -> [Float] {
+        guard let length = ids.first?.count, length > 0 else { return [] }
+        guard ids.allSatisfy({ $0.count == length }) else { throw ModelError("forward", "all sequences must have the same length") }
+        guard length <= config.maxPositions else {
+            throw ModelError("forward", "sequence length \(length) exceeds max_position_embeddings \(config.maxPositions)")
+        }
+        let d = config.hiddenSize, f = config.intermediateSize, v = config.vocabSize
+        let rows = ids.count * length
+        for seq in ids {
+            for t in seq where t < 0 || t >= v { throw ModelError("forward", "token id \(t) is outside the vocabulary of \(v)") }
+        }
+        let x = Scratch(rows * d), h = Scratch(rows * d), qkv = Scratch(rows * 3 * d), attn = Scratch(rows * d)
+        let ffn = Scratch(rows * f), scores = Scratch(length * length)
+
+        // x = E[t] + Pos[0..L)
+        for (s, seq) in ids.enumerated() {
+            for (i, t) in seq.enumerated() {
+                let row = x.p + (s * length + i) * d
+                for c in 0..<d { row[c] = embedding.pointer[t * d + c] + positions.pointer[i * d + c] }
+            }
+        }
+        let eps = Float(variant.contains(.wrongEpsilon) ? config.layerNormEps * 10 : config.layerNormEps)
+        let headDim = d / config.heads
+        let scale = 1 / Float(headDim).squareRoot()
+        for layer in layers {
+            layerNorm(x.p, into: h.p, rows: rows, width: d, weight: layer.norm1w, bias: layer.norm1b, eps: eps)
+            linear(h.p, rows: rows, inWidth: d, weight: layer.inProj, bias: layer.inBias, outWidth: 3 * d, into: qkv.p)
+            for s in 0..<ids.count {
+                let base = qkv.p + s * length * 3 * d
+                for j in 0..<config.heads {
+                    // Head j is columns j·hd ..< (j+1)·hd of each of q, k and v. (The test-only broken split
+                    // reads the rows as per-head [q k v] packs instead.)
+                    let interleaved = variant.contains(.headsInterleaved)
+                    let q = base + (interleaved ? j * 3 * headDim : j * headDim)
+                    let k = interleaved ? q + headDim : q + d, v = interleaved ? q + 2 * headDim : q + 2 * d
+                    attention(q: q, k: k, v: v, ld: Int32(3 * d),
+                              length: length, headDim: headDim, scale: scale, scores: scores.p,
+                              out: attn.p + s * length * d + j * headDim, outLD: Int32(d))
+                }
+            }
+            // x += attn · out_projᵀ + b
+            linear(attn.p, rows: rows, inWidth: d, weight: layer.outProj, bias: layer.outBias, outWidth: d, into: x.p, accumulate: true)
+            layerNorm(x.p, into: h.p, rows: rows, width: d, weight: layer.norm2w, bias: layer.norm2b, eps: eps)
+            linear(h.p, rows: rows, inWidth: d, weight: layer.linear1, bias: layer.bias1, outWidth: f, into: ffn.p)
+            activate(ffn.p, count: rows * f)
+            linear(ffn.p, rows: rows, inWidth: f, weight: layer.linear2, bias: layer.bias2, outWidth: d, into: x.p, accumulate: true)
+        }
+        layerNorm(x.p, into: h.p, rows: rows, width: d, weight: lnfw, bias: lnfb, eps: eps)
+        var out = [Float](repeating: 0, count: rows * v)
+        if variant.contains(.untiedZeroHead) {
+            return out
+        }
+        out.withUnsafeMutableBufferPointer { o in
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(v), Int32(d), 1, h.p, Int32(d), head.pointer, Int32(d), 0, o.baseAddress, Int32(v))
+        }
+        return out
+    }
+
+    /// y = x · Wᵀ + b (or y += … with `accumulate`), x [rows, inWidth], W [outWidth, inWidth].
+    private func linear(_ x: UnsafePointer<Float>, rows: Int, inWidth: Int, weight: Weight, bias: Weight, outWidth: Int,
+                        into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        // Start from the bias (added to the residual when accumulating), then one GEMM.
+        for r in 0..<rows {
+            let row = y + r * outWidth
+            if accumulate {
+                for c in 0..<outWidth { row[c] += bias.pointer[c] }
+            } else {
+                row.update(from: bias.pointer, count: outWidth)
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outWidth), Int32(inWidth),
+                    1, x, Int32(inWidth), weight.pointer, Int32(inWidth), 1, y, Int32(outWidth))
+    }
+
+    /// softmax(q·kᵀ·scale + mask)·v for one head of one sequence; q, k, v rows `ld` apart.
+    private func attention(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int32, length: Int,
+                           headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, outLD: Int32) {
+        let n = Int32(length)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, Int32(headDim), scale, q, ld, k, ld, 0, scores, n)
+        let causal = config.causal && !variant.contains(.noCausalMask)
+        for i in 0..<length {
+            let row = scores + i * length
+            let visible = causal ? i + 1 : length
+            var top = -Float.infinity
+            for c in 0..<visible { top = max(top, row[c]) }
+            var sum: Float = 0
+            for c in 0..<visible {
+                let e = expf(row[c] - top)
+                row[c] = e
+                sum += e
+            }
+            let inv = 1 / sum
+            for c in 0..<visible { row[c] *= inv }
+            for c in visible..<length { row[c] = 0 }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Int32(headDim), n, 1, scores, n, v, ld, 0, out, outLD)
+    }
+
+    /// LayerNorm over each row: mean and biased variance (accumulated in double), then scale and shift.
+    private func layerNorm(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int,
+                           weight: Weight, bias: Weight, eps: Float) {
+        for r in 0..<rows {
+            let row = x + r * width, out = y + r * width
+            var mean = 0.0
+            for c in 0..<width { mean += Double(row[c]) }
+            mean /= Double(width)
+            var variance = 0.0
+            for c in 0..<width {
+                let dlt = Double(row[c]) - mean
+                variance += dlt * dlt
+            }
+            variance /= Double(width)
+            let inv = Float(1 / (variance + Double(eps)).squareRoot())
+            let m = Float(mean)
+            for c in 0..<width { out[c] = (row[c] - m) * inv * weight.pointer[c] + bias.pointer[c] }
+        }
+    }
+
+    /// Exact GELU (0.5·x·(1 + erf(x/√2))) or ReLU, in place.
+    private func activate(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        if config.activation == "relu" {
+            for i in 0..<count { p[i] = max(p[i], 0) }
+        } else if variant.contains(.tanhGELU) {
+            for i in 0..<count {
+                let x = p[i]
+                p[i] = 0.5 * x * (1 + tanhf(0.7978845608 * (x + 0.044715 * x * x * x)))
+            }
+        } else {
+            for i in 0..<count { p[i] = 0.5 * p[i] * (1 + erff(p[i] * 0.70710678118654752)) }
+        }
+    }
+}
+
+/// A zeroed float buffer freed with its owner.
+final class Scratch {
+    let p: UnsafeMutablePointer<Float>
+    init(_ count: Int) {
+        p = .allocate(capacity: max(count, 1))
+        p.initialize(repeating: 0, count: max(count, 1))
+    }
+    deinit { p.deallocate() }
+}

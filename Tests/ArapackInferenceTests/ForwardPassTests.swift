@@ -1,0 +1,69 @@
+import ArapackFormats
+@testable import ArapackInference
+import ArapackRelease
+import ArapackTensor
+import ArapackTestSupport
+import XCTest
+
+/// The forward pass against golden logits from PyTorch's `ARBaseline.eval()` for several twins; each
+/// deliberate deviation (mask, head split, GELU variant, LayerNorm epsilon, tie) must break the match.
+final class ForwardPassTests: XCTestCase {
+    static let twins = ["ar_gelu", "ar_relu", "mdlm_gelu", "ar_odd", "ar_small_scale"]
+
+    func golden(_ name: String) throws -> (ids: [[Int]], logits: [Float]) {
+        let file = try SafetensorsFile(path: TestSupport.fixture("golden/\(name).golden.safetensors"))
+        let ids = try file.tensor(named: "ids")
+        let flat = try ids.integers(as: Int64.self).map(Int.init)
+        let length = ids.shape[1]
+        return (stride(from: 0, to: flat.count, by: length).map { Array(flat[$0..<($0 + length)]) }, try file.tensor(named: "logits").floats())
+    }
+
+    func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
+        zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
+    }
+
+    func testGoldenLogitsWithin1e4() throws {
+        for name in Self.twins {
+            let model = try ReleaseModel(path: TestSupport.fixture("golden/\(name).pt"))
+            let forward = try ForwardPass(model)
+            let (ids, expected) = try golden(name)
+            let logits = try forward.logits(ids)
+            XCTAssertEqual(logits.count, expected.count, name)
+            let diff = maxDifference(logits, expected)
+            XCTAssertLessThan(diff, 1e-4, "\(name): max |arapack − torch| = \(diff)")
+            print("\(name): max |arapack − torch| = \(diff)")
+        }
+    }
+
+    func testEachDeliberateBugBreaksTheGoldenMatch() throws {
+        let cases: [(String, ForwardPass.Variant)] = [
+            ("ar_gelu", .noCausalMask), ("ar_gelu", .tanhGELU), ("ar_small_scale", .wrongEpsilon),
+            ("ar_odd", .headsInterleaved), ("ar_relu", .untiedZeroHead),
+        ]
+        for (name, variant) in cases {
+            let forward = try ForwardPass(try ReleaseModel(path: TestSupport.fixture("golden/\(name).pt")))
+            forward.variant = variant
+            let (ids, expected) = try golden(name)
+            let diff = maxDifference(try forward.logits(ids), expected)
+            XCTAssertGreaterThan(diff, 1e-3, "\(name) with \(variant) must not match the golden logits")
+        }
+    }
+
+    func testBundleAndCheckpointGiveBitIdenticalLogits() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        let source = try ReleaseModel(path: TestSupport.fixture("golden/ar_odd.pt"))
+        try BundleWriter.write(source, tokenizer: nil, options: .init(), into: dir, progress: .silent)
+        let (ids, _) = try golden("ar_odd")
+        let a = try ForwardPass(source).logits(ids)
+        let b = try ForwardPass(try ReleaseModel(path: dir)).logits(ids)
+        XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern))
+    }
+
+    func testInputChecks() throws {
+        let forward = try ForwardPass(try ReleaseModel(path: TestSupport.fixture("golden/ar_gelu.pt")))
+        XCTAssertThrowsError(try forward.logits([[1, 2, 128]])) { XCTAssertTrue("\($0)".contains("token id 128 is outside the vocabulary of 128")) }
+        XCTAssertThrowsError(try forward.logits([Array(repeating: 1, count: 17)])) { XCTAssertTrue("\($0)".contains("exceeds max_position_embeddings 16")) }
+        XCTAssertThrowsError(try forward.logits([[1, 2], [3]]))
+    }
+}
