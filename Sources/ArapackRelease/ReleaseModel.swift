@@ -36,7 +36,9 @@ public final class ReleaseModel {
     /// Opens `path`, merges its config with `configFile` (either naming style), and checks everything.
     /// An LM head that differs from the embedding is refused unless `allowUntied`.
     /// A tokenizer's special ids join the config (and must agree with it); its vocabulary must fit.
-    public init(path: String, configFile: String? = nil, tokenizer: TokenizerFiles? = nil, allowUntied: Bool = false) throws {
+    /// `config` (a parsed config and where it came from) joins like `configFile` does.
+    public init(path: String, configFile: String? = nil, config extraConfig: (value: JSONValue, origin: String)? = nil,
+                tokenizer: TokenizerFiles? = nil, allowUntied: Bool = false) throws {
         let (detected, _) = try SourceDetection.detect(path)
         // A release archive is unpacked to a private temporary folder and read as the bundle it holds.
         extracted = detected == .archive ? try ExtractedArchive(path) : nil
@@ -85,6 +87,7 @@ public final class ReleaseModel {
             }
         }
         if let configFile { try assembly.add(try readJSON(configFile), origin: configFile) }
+        if let extraConfig { try assembly.add(extraConfig.value, origin: extraConfig.origin) }
 
         // The tie: shared storage or equal bits; otherwise an untied model, refused unless allowed.
         if let headName = byTraining[ModelFamily.lmHead], let embName = byTraining[ModelFamily.embedding] {

@@ -94,6 +94,17 @@ public final class TokenizerFiles {
         specialIDs = ids
     }
 
+    /// Token strings by id (vocabulary and added tokens), for display.
+    public func tokenStrings() throws -> [Int: String] {
+        let tokenizer = try readJSON(directory + "/tokenizer.json")
+        var out: [Int: String] = [:]
+        for m in tokenizer["model"]?["vocab"]?.members ?? [] { if let id = m.value.intValue { out[id] = m.key } }
+        for t in tokenizer["added_tokens"]?.elements ?? [] {
+            if let id = t["id"]?.intValue, let s = t["content"]?.stringValue { out[id] = s }
+        }
+        return out
+    }
+
     /// Adds the tokenizer's special ids to a config assembly (so any disagreement with a config is reported).
     public func contribute(to assembly: inout ConfigAssembly) throws {
         for (role, id) in specialIDs.sorted(by: { $0.key < $1.key }) {

@@ -18,7 +18,7 @@ struct Arapack: ParsableCommand {
             (unreadable, malformed, unsafe, inconsistent); 64 usage error.
             """,
         version: version,
-        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, RunCommand.self]
     )
 
     static func main() {

@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackInference
 import ArapackRelease
 import ArapackTensor
 import ArgumentParser
@@ -76,6 +77,11 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Release a model whose LM head differs from its embedding, untied (tie_word_embeddings false).")
     var allowUntied = false
 
+    @Flag(help: "Before moving the bundle into place, run verify --parity against SRC (see arapack verify --help); a failure leaves nothing at DST (exit 1).")
+    var parity = false
+
+    @OptionGroup var parityOptions: ParityOptions
+
     @Flag(help: "Replace an existing DST (only once the new one is complete).")
     var force = false
 
@@ -85,6 +91,7 @@ struct ConvertCommand: ParsableCommand {
     func validate() throws {
         if archive && target != .bundle { throw ValidationError("--archive applies to bundles only (--to bundle)") }
         if maxShardSize != nil && target != .bundle { throw ValidationError("--max-shard-size applies to bundles only") }
+        if parity && target != .bundle { throw ValidationError("--parity applies to bundles only (--to bundle)") }
         if let s = maxShardSize, parseSize(s) == nil { throw ValidationError("--max-shard-size: cannot read \"\(s)\" as a size") }
     }
 
@@ -112,6 +119,17 @@ struct ConvertCommand: ParsableCommand {
                 let folder = try AtomicDirectory(destination: dst)
                 let options = BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest)
                 try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath, progress: progress)
+                if parity {
+                    progress.begin("parity", total: 0)
+                    var report = try parityOptions.run(bundle: try ReleaseModel(path: folder.temporaryPath), source: model)
+                    progress.end()
+                    report.bundle = dst
+                    print(report.text)
+                    guard report.passed else {
+                        printError("arapack convert: \(dst): parity against \(source) failed: " + report.failures.joined(separator: "; ") + "; nothing written")
+                        throw ExitStatus.verificationFailed
+                    }
+                }
                 if archive {
                     let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
                     try ReleaseArchive.write(folder: folder.temporaryPath, files: try directoryEntries(folder.temporaryPath),

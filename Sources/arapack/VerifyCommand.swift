@@ -1,37 +1,96 @@
 import ArapackFormats
+import ArapackInference
 import ArapackRelease
 import ArgumentParser
 
-/// `arapack verify BUNDLE`.
+/// `arapack verify BUNDLE [--parity --against SRC] [--golden FILE] [--report FILE.json]`.
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check a release bundle (folder or .tar.zst) against its manifest and the model family.",
+        abstract: "Check a release bundle (folder or .tar.zst) against its manifest, the model family and, with --parity, its source.",
         discussion: """
-            Checks, reading every byte once: each file's size and SHA-256 against manifest.json, no file missing \
-            or unlisted; config.json complete and consistent with the tensor shapes; every tensor present with \
-            its shape and nothing else; the tie (no stored LM head and the alias recorded when \
+            Structural checks, reading every byte once: each file's size and SHA-256 against manifest.json, no \
+            file missing or unlisted; config.json complete and consistent with the tensor shapes; every tensor \
+            present with its shape and nothing else; the tie (no stored LM head and the alias recorded when \
             tie_word_embeddings is true); dtype agreeing across manifest, config and tensors; no NaN or Inf; the \
             tokenizer's special ids and vocabulary agreeing with config.json; training_metadata.json present. \
             An archive is read as a stream and never unpacked to disk.
 
-            Exit status: 0 all checks passed; 1 a check failed (each failure named); 2 the bundle could not be read.
+            --parity --against SRC runs the reference forward pass (float32, OpenBLAS) of the bundle and of SRC \
+            on --probes sequences of --seq-len ids drawn from --seed, and compares the logits: max |Δlogit|, \
+            NMSE, mean and max KL(SRC ‖ bundle), top-1 agreement, perplexity of each side. A bundle in the \
+            source's dtype must be bit-identical (a failure names the tensors that differ); bf16 and f16 bundles \
+            have default limits that --max-mean-kl / --min-top1 override. --golden FILE compares against \
+            logits computed elsewhere (ids I64 [N, L], logits F32 [N, L, V]) within --tolerance.
+
+            Exit status: 0 all checks passed; 1 a check or parity failed (each failure named); 2 the bundle or \
+            source could not be read; 64 usage error.
             """
     )
 
     @Argument(help: "The bundle folder or its .tar.zst archive.")
     var bundle: String
 
+    @Flag(help: "Also compare the bundle's logits with --against SRC.")
+    var parity = false
+
+    @Option(help: "The checkpoint (any form) the bundle was made from, for --parity.")
+    var against: String?
+
+    @Option(help: "Golden logits (safetensors with ids and logits) to compare the bundle's against.")
+    var golden: String?
+
+    @Option(help: "Absolute tolerance on logits for --golden.")
+    var tolerance = 1e-4
+
+    @OptionGroup var parityOptions: ParityOptions
+
+    @Option(help: "Write the results as JSON (described by Schemas/verify-report.schema.json).")
+    var report: String?
+
     @Flag(help: "No progress line.")
     var quiet = false
+
+    func validate() throws {
+        if parity && against == nil { throw ValidationError("--parity needs --against SRC (the checkpoint the bundle was made from)") }
+        if against != nil && !parity { throw ValidationError("--against applies to --parity") }
+        if !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
+    }
 
     func run() throws {
         let progress = Progress(enabled: !quiet && Progress.standardErrorIsTerminal)
         try runReportingErrors("verify") {
-            let report = try BundleVerifier.verify(path: bundle, progress: progress)
-            print(report.text)
-            if let first = report.problems.first {
-                printError("arapack verify: \(bundle): \(first)" + (report.problems.count > 1 ? " (and \(report.problems.count - 1) more)" : ""))
+            let structural = try BundleVerifier.verify(path: bundle, progress: progress)
+            print(structural.text)
+            var reports: [ParityReport] = []
+            if parity || golden != nil {
+                let model = try ReleaseModel(path: bundle)
+                if let against {
+                    reports.append(try parityOptions.run(bundle: model, source: try ParityOptions.openSource(against, for: model)))
+                }
+                if let golden {
+                    reports.append(try Parity.golden(bundle: model, goldenPath: golden, tolerance: parityOptions.maxAbsDiff ?? tolerance))
+                }
+                for r in reports { print("\n" + r.text) }
+            }
+            if let report {
+                let doc = JSONValue.object([
+                    .init("bundle", .string(bundle)),
+                    .init("arapack_version", .string(arapackVersion)),
+                    .init("structural", .object([
+                        .init("passed", .bool(structural.passed)),
+                        .init("checks", .array(structural.checks.map { c in
+                            .object([.init("name", .string(c.name)), .init("passed", .bool(c.ok)), .init("problems", .array(c.problems.map { .string($0) }))])
+                        })),
+                    ])),
+                    .init("parity", .array(reports.map(\.json))),
+                    .init("passed", .bool(structural.passed && reports.allSatisfy(\.passed))),
+                ])
+                try writeText(doc.serialized(pretty: true) + "\n", to: report)
+            }
+            let failures = structural.problems + reports.flatMap { r in r.failures.map { "parity against \(r.referenceKind): \($0)" + (r.differingTensors.isEmpty ? "" : " (differs: \(r.differingTensors.joined(separator: ", ")))") } }
+            if let first = failures.first {
+                printError("arapack verify: \(bundle): \(first)" + (failures.count > 1 ? " (and \(failures.count - 1) more)" : ""))
                 throw ExitStatus.verificationFailed
             }
         }

@@ -1,0 +1,276 @@
+import ArapackFormats
+import ArapackRelease
+import ArapackTensor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Logit-parity metrics of BUNDLE.md between a reference (the source, or golden logits) and a candidate.
+public struct ParityMetrics: Equatable, Sendable {
+    public var maxAbsDiff: Double
+    /// Mean squared error over the variance of the reference logits.
+    public var nmse: Double
+    /// KL(reference ‖ candidate) of the softmax distributions, mean and max over positions.
+    public var meanKL: Double
+    public var maxKL: Double
+    /// Fraction of positions whose arg-max token agrees.
+    public var top1Agreement: Double
+    /// Perplexity of each side on the probes (next-token for causal models, same-position otherwise).
+    public var referencePerplexity: Double
+    public var candidatePerplexity: Double
+    public var positions: Int
+
+    /// Computes the metrics over `ids.count × L` positions of `vocab` logits each.
+    public static func compare(reference a: [Float], candidate b: [Float], ids: [[Int]], vocab: Int, causal: Bool) -> ParityMetrics {
+        precondition(a.count == b.count && a.count % vocab == 0)
+        let positions = a.count / vocab
+        var maxAbs = 0.0, sq = 0.0, sum = 0.0, sumSq = 0.0
+        for i in 0..<a.count {
+            let x = Double(a[i]), y = Double(b[i])
+            let dlt = (x - y).isNaN ? Double.infinity : abs(x - y)
+            maxAbs = max(maxAbs, dlt)
+            sq += (x - y) * (x - y)
+            sum += x
+            sumSq += x * x
+        }
+        let n = Double(a.count)
+        let variance = max(sumSq / n - (sum / n) * (sum / n), .leastNormalMagnitude)
+        var klSum = 0.0, klMax = 0.0, agree = 0
+        var nllA = 0.0, nllB = 0.0, scored = 0
+        let length = ids.first?.count ?? 0
+        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
+        for p in 0..<positions {
+            let ra = UnsafeBufferPointer(rebasing: pa[(p * vocab)..<((p + 1) * vocab)])
+            let rb = UnsafeBufferPointer(rebasing: pb[(p * vocab)..<((p + 1) * vocab)])
+            let la = logSoftmax(ra), lb = logSoftmax(rb)
+            var kl = 0.0
+            for v in 0..<vocab { kl += exp(la[v]) * (la[v] - lb[v]) }
+            kl = max(kl, 0)
+            klSum += kl
+            klMax = max(klMax, kl)
+            if argmax(ra) == argmax(rb) { agree += 1 }
+            let s = p / max(length, 1), i = p % max(length, 1)
+            let target: Int? = causal ? (i + 1 < length ? ids[s][i + 1] : nil) : ids[s][i]
+            if let t = target {
+                nllA -= la[t]
+                nllB -= lb[t]
+                scored += 1
+            }
+        }
+        } }
+        let count = Double(max(positions, 1))
+        return ParityMetrics(maxAbsDiff: maxAbs, nmse: sq / n / variance, meanKL: klSum / count, maxKL: klMax,
+                             top1Agreement: Double(agree) / count,
+                             referencePerplexity: exp(nllA / Double(max(scored, 1))), candidatePerplexity: exp(nllB / Double(max(scored, 1))),
+                             positions: positions)
+    }
+
+    static func logSoftmax(_ row: UnsafeBufferPointer<Float>) -> [Double] {
+        var top = -Double.infinity
+        for x in row { top = max(top, Double(x)) }
+        var total = 0.0
+        for x in row { total += exp(Double(x) - top) }
+        let logTotal = top + Glibc.log(total)
+        return row.map { Double($0) - logTotal }
+    }
+
+    static func argmax(_ row: UnsafeBufferPointer<Float>) -> Int {
+        var best = 0
+        for i in 1..<row.count where row[i] > row[best] { best = i }
+        return best
+    }
+}
+
+/// Pass/fail limits for a parity run.
+public struct ParityThresholds: Equatable, Sendable {
+    /// "lossless" (bit-identical required), "bf16", "f16", "golden".
+    public var kind: String
+    public var maxAbsDiff: Double?
+    public var maxMeanKL: Double?
+    public var minTop1: Double?
+
+    /// Lossless conversions must be bit-identical.
+    public static let lossless = ParityThresholds(kind: "lossless", maxAbsDiff: 0, maxMeanKL: nil, minTop1: nil)
+
+    /// Defaults for a cast bundle (float32 source → bf16 / f16). Provisional: set from the tiny fixtures'
+    /// measurements with a wide margin until a trained model's measurements replace them (issue 7).
+    public static func cast(_ dtype: DType) -> ParityThresholds {
+        dtype == .f16
+            ? ParityThresholds(kind: "f16", maxAbsDiff: nil, maxMeanKL: 1e-4, minTop1: 0.99)
+            : ParityThresholds(kind: "bf16", maxAbsDiff: nil, maxMeanKL: 1e-3, minTop1: 0.97)
+    }
+
+    /// Against logits computed elsewhere: an absolute tolerance.
+    public static func golden(tolerance: Double) -> ParityThresholds {
+        ParityThresholds(kind: "golden", maxAbsDiff: tolerance, maxMeanKL: nil, minTop1: nil)
+    }
+
+    /// What fails, one phrase each.
+    public func failures(_ m: ParityMetrics) -> [String] {
+        var out: [String] = []
+        if let t = maxAbsDiff, !(m.maxAbsDiff <= t) { out.append("max |Δlogit| \(fmt(m.maxAbsDiff)) > \(fmt(t))") }
+        if let t = maxMeanKL, !(m.meanKL <= t) { out.append("mean KL \(fmt(m.meanKL)) > \(fmt(t))") }
+        if let t = minTop1, !(m.top1Agreement >= t) { out.append("top-1 agreement \(fmt(m.top1Agreement)) < \(fmt(t))") }
+        return out
+    }
+}
+
+/// A parity run: what was compared, the metrics, the limits, the verdict.
+public struct ParityReport: Sendable {
+    public var bundle: String
+    public var reference: String
+    public var referenceKind: String
+    public var bundleDType: String
+    public var probes: Int
+    public var sequenceLength: Int
+    public var seed: UInt64?
+    public var metrics: ParityMetrics
+    public var thresholds: ParityThresholds
+    public var failures: [String]
+    /// For a failed lossless run: the tensors whose bits differ from the reference's.
+    public var differingTensors: [String] = []
+    public var passed: Bool { failures.isEmpty }
+
+    public var text: String {
+        let m = metrics
+        var lines = [
+            "parity \(bundle) against \(referenceKind) \(reference)",
+            "probes       \(probes) × \(sequenceLength) tokens" + (seed.map { ", seed \($0)" } ?? ""),
+            "dtype        \(bundleDType) (thresholds: \(thresholds.kind))",
+            "max |Δlogit| \(fmt(m.maxAbsDiff))" + (thresholds.maxAbsDiff.map { "   limit \(fmt($0))" } ?? ""),
+            "NMSE         \(fmt(m.nmse))",
+            "KL mean/max  \(fmt(m.meanKL)) / \(fmt(m.maxKL))" + (thresholds.maxMeanKL.map { "   limit mean \(fmt($0))" } ?? ""),
+            "top-1 agree  \(fmt(m.top1Agreement))" + (thresholds.minTop1.map { "   limit \(fmt($0))" } ?? ""),
+            "perplexity   \(fmt(m.referencePerplexity)) (reference) / \(fmt(m.candidatePerplexity)) (bundle)",
+        ]
+        if !differingTensors.isEmpty { lines.append("differs      " + differingTensors.joined(separator: ", ")) }
+        lines.append(passed ? "parity passed" : "parity FAILED: " + failures.joined(separator: "; "))
+        return lines.joined(separator: "\n")
+    }
+
+    public var json: JSONValue {
+        let m = metrics
+        func num(_ v: Double) -> JSONValue { v.isFinite ? .double(v) : .string("\(v)") }
+        func opt(_ v: Double?) -> JSONValue { v.map(num) ?? .null }
+        return .object([
+            .init("bundle", .string(bundle)),
+            .init("reference", .object([.init("kind", .string(referenceKind)), .init("path", .string(reference))])),
+            .init("bundle_dtype", .string(bundleDType)),
+            .init("probes", .int(probes)),
+            .init("seq_len", .int(sequenceLength)),
+            .init("seed", seed.map { .number(String($0)) } ?? .null),
+            .init("metrics", .object([
+                .init("max_abs_diff", num(m.maxAbsDiff)), .init("nmse", num(m.nmse)),
+                .init("mean_kl", num(m.meanKL)), .init("max_kl", num(m.maxKL)),
+                .init("top1_agreement", num(m.top1Agreement)),
+                .init("perplexity_reference", num(m.referencePerplexity)), .init("perplexity_bundle", num(m.candidatePerplexity)),
+                .init("positions", .int(m.positions)),
+            ])),
+            .init("thresholds", .object([
+                .init("kind", .string(thresholds.kind)), .init("max_abs_diff", opt(thresholds.maxAbsDiff)),
+                .init("max_mean_kl", opt(thresholds.maxMeanKL)), .init("min_top1", opt(thresholds.minTop1)),
+            ])),
+            .init("differing_tensors", .array(differingTensors.map { .string($0) })),
+            .init("passed", .bool(passed)),
+            .init("failures", .array(failures.map { .string($0) })),
+        ])
+    }
+}
+
+/// Runs parity checks (BUNDLE.md, Parity).
+public enum Parity {
+    /// `count` sequences of `length` token ids drawn uniformly from the vocabulary by SplitMix64 from `seed`.
+    public static func probes(count: Int, length: Int, vocab: Int, seed: UInt64) -> [[Int]] {
+        var state = seed
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        return (0..<count).map { _ in (0..<length).map { _ in Int(next() % UInt64(vocab)) } }
+    }
+
+    /// The bundle against the model it was converted from: same probes through both forward passes.
+    public static func run(bundle: ReleaseModel, against source: ReleaseModel, probes count: Int, length: Int?, seed: UInt64,
+                           thresholds override: ParityThresholds? = nil) throws -> ParityReport {
+        guard bundle.config == source.config else {
+            throw ModelError(bundle.info.path, "the bundle's config differs from \(source.info.path)'s; parity compares the same model")
+        }
+        let c = bundle.config
+        let L = min(length ?? min(c.maxPositions, 64), c.maxPositions)
+        guard L > 0, count > 0 else { throw ModelError(bundle.info.path, "--probes and --seq-len must be positive") }
+        let ids = probes(count: count, length: L, vocab: c.vocabSize, seed: seed)
+        let reference = try ForwardPass(source).logits(ids)
+        let candidate = try ForwardPass(bundle).logits(ids)
+        let metrics = ParityMetrics.compare(reference: reference, candidate: candidate, ids: ids, vocab: c.vocabSize, causal: c.causal)
+        let thresholds = override ?? defaultThresholds(bundle: bundle, source: source)
+        var report = ParityReport(bundle: bundle.info.path, reference: source.info.path, referenceKind: "source",
+                                  bundleDType: BundleWriter.torchDTypeName[bundle.dominantDType] ?? bundle.dominantDType.name,
+                                  probes: count, sequenceLength: L, seed: seed, metrics: metrics, thresholds: thresholds,
+                                  failures: thresholds.failures(metrics))
+        if !report.passed && thresholds.kind == "lossless" { report.differingTensors = try differingTensors(bundle, source) }
+        return report
+    }
+
+    /// Lossless (same dtype as the source) must be bit-identical; a cast has the defaults of its dtype.
+    public static func defaultThresholds(bundle: ReleaseModel, source: ReleaseModel) -> ParityThresholds {
+        bundle.dominantDType == source.dominantDType ? .lossless : .cast(bundle.dominantDType)
+    }
+
+    /// The bundle against golden logits (`ids` I64 [N, L], `logits` F32 [N, L, V]).
+    public static func golden(bundle: ReleaseModel, goldenPath: String, tolerance: Double) throws -> ParityReport {
+        let file = try SafetensorsFile(path: goldenPath)
+        let idsTensor = try file.tensor(named: "ids"), logitsTensor = try file.tensor(named: "logits")
+        let c = bundle.config
+        guard idsTensor.dtype == .i64, idsTensor.shape.count == 2, logitsTensor.dtype == .f32,
+              logitsTensor.shape == idsTensor.shape + [c.vocabSize] else {
+            throw ModelError(goldenPath, "a golden file holds ids (I64 [N, L]) and logits (F32 [N, L, \(c.vocabSize)])")
+        }
+        let flat = try idsTensor.integers(as: Int64.self).map(Int.init)
+        let L = idsTensor.shape[1]
+        let ids = stride(from: 0, to: flat.count, by: max(L, 1)).map { Array(flat[$0..<($0 + L)]) }
+        let candidate = try ForwardPass(bundle).logits(ids)
+        let metrics = ParityMetrics.compare(reference: try logitsTensor.floats(), candidate: candidate, ids: ids, vocab: c.vocabSize, causal: c.causal)
+        let thresholds = ParityThresholds.golden(tolerance: tolerance)
+        return ParityReport(bundle: bundle.info.path, reference: goldenPath, referenceKind: "golden",
+                            bundleDType: BundleWriter.torchDTypeName[bundle.dominantDType] ?? bundle.dominantDType.name,
+                            probes: ids.count, sequenceLength: L, seed: nil, metrics: metrics, thresholds: thresholds,
+                            failures: thresholds.failures(metrics))
+    }
+
+    /// Release names of the tensors whose bits differ between two models of the same config.
+    static func differingTensors(_ a: ReleaseModel, _ b: ReleaseModel) throws -> [String] {
+        var out: [String] = []
+        for (training, _) in a.names {
+            let x = try a.tensor(training), y = try b.tensor(training)
+            guard !x.isBitIdentical(to: y) else { continue }
+            var count = 0
+            if x.dtype == y.dtype, x.shape == y.shape {
+                x.withUnsafeBytes { p in y.withUnsafeBytes { q in
+                    let size = x.dtype.byteSize
+                    for e in 0..<x.elementCount where memcmp(p.baseAddress! + e * size, q.baseAddress! + e * size, size) != 0 { count += 1 }
+                } }
+            }
+            out.append("\(ModelFamily.releasePrefix)\(training) (\(count) element\(count == 1 ? "" : "s"))")
+        }
+        return out
+    }
+}
+
+/// Six significant digits for ordinary magnitudes, `1.23e-05` style otherwise.
+func fmt(_ v: Double) -> String {
+    if v == 0 { return "0" }
+    if !v.isFinite { return "\(v)" }
+    let exponent = Int(floor(log10(abs(v))))
+    if exponent >= -3 && exponent < 6 {
+        let digits = max(0, min(6 - exponent - 1, 9))
+        let p = pow(10.0, Double(digits))
+        var text = "\((v * p).rounded() / p)"
+        if text.hasSuffix(".0") { text.removeLast(2) }
+        return text
+    }
+    let mantissa = (v / pow(10.0, Double(exponent)) * 100).rounded() / 100
+    return "\(mantissa)e\(exponent < 0 ? "-" : "+")\(abs(exponent) < 10 ? "0" : "")\(abs(exponent))"
+}

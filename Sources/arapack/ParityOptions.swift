@@ -1,0 +1,47 @@
+import ArapackFormats
+import ArapackInference
+import ArapackRelease
+import ArgumentParser
+
+/// The parity options `verify` and `convert` share.
+struct ParityOptions: ParsableArguments {
+    @Option(help: "Probe sequences for --parity.")
+    var probes = 8
+
+    @Option(help: "Tokens per probe (default: min(max_position_embeddings, 64)).")
+    var seqLen: Int?
+
+    @Option(help: "Seed of the probe ids (SplitMix64).")
+    var seed: UInt64 = 0
+
+    @Option(help: "Override the maximum |Δlogit| allowed (lossless default 0, golden default 1e-4).")
+    var maxAbsDiff: Double?
+
+    @Option(help: "Override the maximum mean KL(source ‖ bundle) allowed for cast bundles.")
+    var maxMeanKl: Double?
+
+    @Option(help: "Override the minimum top-1 agreement allowed for cast bundles.")
+    var minTop1: Double?
+
+    func validate() throws {
+        if probes < 1 { throw ValidationError("--probes must be at least 1") }
+        if let l = seqLen, l < 1 { throw ValidationError("--seq-len must be at least 1") }
+    }
+
+    /// Runs the bundle against its source; explicit limits replace the defaults of the bundle's kind.
+    func run(bundle: ReleaseModel, source: ReleaseModel) throws -> ParityReport {
+        var t = Parity.defaultThresholds(bundle: bundle, source: source)
+        if maxAbsDiff != nil || maxMeanKl != nil || minTop1 != nil {
+            t.kind += " (overridden)"
+            if let v = maxAbsDiff { t.maxAbsDiff = v }
+            if let v = maxMeanKl { t.maxMeanKL = v }
+            if let v = minTop1 { t.minTop1 = v }
+        }
+        return try Parity.run(bundle: bundle, against: source, probes: probes, length: seqLen, seed: seed, thresholds: t)
+    }
+
+    /// The source opened with the bundle's config (so a DCP folder or a config-less checkpoint needs nothing more).
+    static func openSource(_ path: String, for bundle: ReleaseModel) throws -> ReleaseModel {
+        try ReleaseModel(path: path, config: (bundle.config.hfJSON(torchDtype: "float32"), "the bundle's config.json"), allowUntied: !bundle.tied)
+    }
+}

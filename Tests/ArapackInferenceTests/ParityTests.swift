@@ -1,0 +1,112 @@
+import ArapackFormats
+@testable import ArapackInference
+import ArapackRelease
+import ArapackTensor
+import ArapackTestSupport
+import Foundation
+import XCTest
+
+/// Parity metrics by hand, lossless bundles bit-identical, one flipped ulp caught and named, casts within
+/// their limits, golden files within tolerance.
+final class ParityTests: XCTestCase {
+    var scratch = ""
+    override func setUpWithError() throws { scratch = try TestSupport.temporaryDirectory() }
+    override func tearDown() { removeTree(scratch) }
+
+    func bundle(_ fixture: String, dtype: DType? = nil, name: String = "b") throws -> String {
+        let model = try ReleaseModel(path: TestSupport.fixture(fixture))
+        let dir = scratch + "/" + name
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        try BundleWriter.write(model, tokenizer: nil, options: .init(dtype: dtype), into: dir, progress: .silent)
+        return dir
+    }
+
+    func testMetricsByHand() {
+        // Two positions over a vocabulary of 2; causal, ids [[0, 1]]: only position 0 predicts (token 1).
+        let a: [Float] = [0, 0, 1, 0], b: [Float] = [0, Float(log(3.0)), 1, 0]
+        let m = ParityMetrics.compare(reference: a, candidate: b, ids: [[0, 1]], vocab: 2, causal: true)
+        XCTAssertEqual(m.maxAbsDiff, log(3.0), accuracy: 1e-6)
+        // KL([.5,.5] ‖ [.25,.75]) at position 0, 0 at position 1.
+        let kl = 0.5 * log(0.5 / 0.25) + 0.5 * log(0.5 / 0.75)
+        XCTAssertEqual(m.meanKL, kl / 2, accuracy: 1e-6)
+        XCTAssertEqual(m.maxKL, kl, accuracy: 1e-6)
+        // NMSE: squared error (log 3)² over 4 values, over the variance of a (mean 1/4, variance 3/16).
+        XCTAssertEqual(m.nmse, (log(3.0) * log(3.0) / 4) / (3.0 / 16), accuracy: 1e-6)
+        XCTAssertEqual(m.positions, 2)
+    }
+
+    func testTop1AndPerplexityByHand() {
+        let a: [Float] = [0, 0, 1, 0], b: [Float] = [0, Float(log(3.0)), 1, 0]
+        let m = ParityMetrics.compare(reference: a, candidate: b, ids: [[0, 1]], vocab: 2, causal: true)
+        XCTAssertEqual(m.top1Agreement, 0.5, "position 0: a ties (first index 0), b prefers 1; position 1 agrees")
+        XCTAssertEqual(m.referencePerplexity, 2, accuracy: 1e-9, "p(token 1) = 1/2")
+        XCTAssertEqual(m.candidatePerplexity, 4.0 / 3.0, accuracy: 1e-6, "p(token 1) = 3/4")
+        let same = ParityMetrics.compare(reference: a, candidate: a, ids: [[0, 1]], vocab: 2, causal: false)
+        XCTAssertEqual(same.maxAbsDiff, 0)
+        XCTAssertEqual(same.meanKL, 0)
+        XCTAssertEqual(same.nmse, 0)
+        // Bidirectional: each position scores its own token: p(0) at position 0 = 1/2, p(1) at position 1 = 1/(1+e).
+        XCTAssertEqual(same.referencePerplexity, exp(-(log(0.5) + log(1 / (1 + M_E))) / 2), accuracy: 1e-9)
+    }
+
+    func testProbesAreDeterministicAndInRange() {
+        let a = Parity.probes(count: 3, length: 50, vocab: 17, seed: 7)
+        XCTAssertEqual(a, Parity.probes(count: 3, length: 50, vocab: 17, seed: 7))
+        XCTAssertNotEqual(a, Parity.probes(count: 3, length: 50, vocab: 17, seed: 8))
+        XCTAssertTrue(a.joined().allSatisfy { (0..<17).contains($0) })
+        XCTAssertEqual(Set(a.joined()).count, 17, "150 draws cover a vocabulary of 17")
+    }
+
+    func testLosslessBundleIsBitIdenticalAndOneUlpIsCaughtAndNamed() throws {
+        let dir = try bundle("golden/ar_odd.pt")
+        let source = try ReleaseModel(path: TestSupport.fixture("golden/ar_odd.pt"))
+        let good = try Parity.run(bundle: try ReleaseModel(path: dir), against: source, probes: 4, length: nil, seed: 1)
+        XCTAssertTrue(good.passed, good.text)
+        XCTAssertEqual(good.thresholds, .lossless)
+        XCTAssertEqual(good.metrics.maxAbsDiff, 0)
+        XCTAssertEqual(good.sequenceLength, 20)
+
+        // Flip the last bit of one float32 weight (one ulp) in the bundle.
+        let st = try SafetensorsFile(path: dir + "/model.safetensors")
+        let entry = try st.entry(named: "model.transformer.layers.1.linear1.weight")
+        let offset = off_t(st.header.dataStart + entry.dataRange.lowerBound + 4 * 123)
+        let fd = open(dir + "/model.safetensors", O_RDWR)
+        var bits: UInt32 = 0
+        pread(fd, &bits, 4, offset)
+        bits += 1
+        pwrite(fd, &bits, 4, offset)
+        close(fd)
+        let bad = try Parity.run(bundle: try ReleaseModel(path: dir), against: source, probes: 4, length: nil, seed: 1)
+        XCTAssertFalse(bad.passed)
+        XCTAssertGreaterThan(bad.metrics.maxAbsDiff, 0)
+        XCTAssertLessThan(bad.metrics.maxAbsDiff, 1e-3, "one ulp moves logits a little")
+        XCTAssertEqual(bad.differingTensors, ["model.transformer.layers.1.linear1.weight (1 element)"])
+        XCTAssertTrue(bad.text.contains("parity FAILED: max |Δlogit|"), bad.text)
+    }
+
+    func testCastBundlesWithinTheirLimitsAndOverridesBite() throws {
+        let source = try ReleaseModel(path: TestSupport.fixture("golden/ar_gelu.pt"))
+        for dtype in [DType.bf16, .f16] {
+            let b = try ReleaseModel(path: try bundle("golden/ar_gelu.pt", dtype: dtype, name: dtype.name))
+            let r = try Parity.run(bundle: b, against: source, probes: 8, length: nil, seed: 0)
+            XCTAssertEqual(r.thresholds.kind, dtype == .bf16 ? "bf16" : "f16")
+            XCTAssertTrue(r.passed, r.text)
+            XCTAssertGreaterThan(r.metrics.maxAbsDiff, 0)
+            var strict = r.thresholds
+            strict.maxMeanKL = r.metrics.meanKL / 2
+            XCTAssertFalse(try Parity.run(bundle: b, against: source, probes: 8, length: nil, seed: 0, thresholds: strict).passed)
+        }
+    }
+
+    func testGoldenFiles() throws {
+        let model = try ReleaseModel(path: try bundle("golden/mdlm_gelu.pt"))
+        let golden = TestSupport.fixture("golden/mdlm_gelu.golden.safetensors")
+        let r = try Parity.golden(bundle: model, goldenPath: golden, tolerance: 1e-4)
+        XCTAssertTrue(r.passed, r.text)
+        XCTAssertEqual(r.probes, 3)
+        XCTAssertFalse(try Parity.golden(bundle: model, goldenPath: golden, tolerance: 1e-9).passed)
+        XCTAssertThrowsError(try Parity.golden(bundle: model, goldenPath: TestSupport.fixture("golden/ar_odd.golden.safetensors"), tolerance: 1e-4)) {
+            XCTAssertTrue("\($0)".contains("a golden file holds ids"), "\($0)")
+        }
+    }
+}
