@@ -28,7 +28,7 @@ let package = Package(
                 "ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "CSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .executableTarget(name: "arapack-bench", dependencies: ["ArapackFormats", "ArapackTensor"], path: "Benchmarks/ArapackBench"),
+        .executableTarget(name: "arapack-bench", dependencies: ["ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "CBLAS"], path: "Benchmarks/ArapackBench"),
         .target(name: "ArapackTestSupport", dependencies: ["ArapackFormats"], path: "Tests/ArapackTestSupport"),
         .testTarget(name: "ArapackTensorTests", dependencies: ["ArapackTensor"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZstd", "COpenSSL", "CBLAS"]),

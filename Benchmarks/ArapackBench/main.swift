@@ -1,27 +1,73 @@
 import ArapackFormats
+import ArapackInference
+import ArapackRelease
 import ArapackTensor
+import CBLAS
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Release-build benchmark driver: `arapack-bench read-model CHECKPOINT` opens any source arapack reads and
-/// reads every model tensor's bytes once (a NaN/Inf scan), printing the totals. Timed from outside by
-/// Benchmarks/bench_checkpoint.py.
+/// Release-build benchmark driver.
+///   arapack-bench read-model SOURCE            read every model tensor's bytes once (a NaN/Inf scan)
+///   arapack-bench forward SOURCE L REPEATS     time the reference forward pass on 1 × L tokens (after one warm-up)
+///   arapack-bench sgemm M N K REPEATS          cblas_sgemm throughput for C[M,N] = A[M,K]·B[N,K]ᵀ
+/// Whole-process timing comes from Benchmarks/*.py; `forward` and `sgemm` also print their own timings.
 let arguments = CommandLine.arguments
-guard arguments.count == 3, arguments[1] == "read-model" else {
-    print("usage: arapack-bench read-model SOURCE")
-    exit(64)
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
+
+func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+
 do {
-    let source = try SourceDetection.open(arguments[2])
-    var bytes = 0
-    var nonFinite = 0
-    for name in source.tensorNames {
-        let t = try source.tensor(named: name)
-        nonFinite += t.nonFiniteCount()
-        bytes += t.byteCount
+    switch (arguments.count, arguments.count > 1 ? arguments[1] : "") {
+    case (3, "read-model"):
+        let source = try SourceDetection.open(arguments[2])
+        var bytes = 0
+        var nonFinite = 0
+        for name in source.tensorNames {
+            let t = try source.tensor(named: name)
+            nonFinite += t.nonFiniteCount()
+            bytes += t.byteCount
+        }
+        print("\(source.tensorNames.count) tensors, \(bytes) bytes, \(nonFinite) non-finite")
+    case (5, "forward"):
+        let model = try ReleaseModel(path: arguments[2])
+        let length = Int(arguments[3])!, repeats = Int(arguments[4])!
+        let forward = try ForwardPass(model)
+        let ids = Parity.probes(count: 1, length: length, vocab: model.config.vocabSize, seed: 0)
+        _ = try forward.logits(ids)
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            let t0 = now()
+            _ = try forward.logits(ids)
+            times.append(now() - t0)
+        }
+        let c = model.config
+        let d = Double(c.hiddenSize), f = Double(c.intermediateSize), l = Double(length)
+        let flops = l * (Double(c.layers) * (2 * 4 * d * d + 2 * 2 * d * f + 4 * l * d) + 2 * d * Double(c.vocabSize))
+        let t = median(times)
+        print("forward 1x\(length): median \(String(t)) s, \(flops / t / 1e9) GFLOP/s (\(flops / 1e9) GFLOP)")
+    case (6, "sgemm"):
+        let m = Int(arguments[2])!, n = Int(arguments[3])!, k = Int(arguments[4])!, repeats = Int(arguments[5])!
+        let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: n * k)
+        var c = [Float](repeating: 0, count: m * n)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, &c, Int32(n))
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            let t0 = now()
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, &c, Int32(n))
+            times.append(now() - t0)
+        }
+        let t = median(times)
+        print("sgemm \(m)x\(n)x\(k): median \(String(t)) s, \(2 * Double(m) * Double(n) * Double(k) / t / 1e9) GFLOP/s")
+    default:
+        print("usage: arapack-bench read-model SOURCE | forward SOURCE L REPEATS | sgemm M N K REPEATS")
+        exit(64)
     }
-    print("\(source.tensorNames.count) tensors, \(bytes) bytes, \(nonFinite) non-finite")
 } catch {
     print("error: \(error)")
     exit(2)

@@ -2,6 +2,7 @@ import ArapackFormats
 import ArapackRelease
 import ArapackTensor
 import CBLAS
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -38,7 +39,7 @@ final class Weight: @unchecked Sendable {
 /// The reference forward pass of ARCHITECTURE.md in float32 on the CPU: every matrix product is one
 /// `cblas_sgemm` over all positions of all sequences (never token by token); attention runs per sequence
 /// and head on strided views of the packed QKV rows.
-public final class ForwardPass {
+public final class ForwardPass: @unchecked Sendable {
     /// Deliberate deviations, used only by tests to prove the golden comparisons catch each of them.
     struct Variant: OptionSet {
         let rawValue: Int
@@ -94,7 +95,7 @@ public final class ForwardPass {
             for t in seq where t < 0 || t >= v { throw ModelError("forward", "token id \(t) is outside the vocabulary of \(v)") }
         }
         let x = Scratch(rows * d), h = Scratch(rows * d), qkv = Scratch(rows * 3 * d), attn = Scratch(rows * d)
-        let ffn = Scratch(rows * f), scores = Scratch(length * length)
+        let ffn = Scratch(rows * f), scores = Scratch(Self.cores * length * length)
 
         // x = E[t] + Pos[0..L)
         for (s, seq) in ids.enumerated() {
@@ -109,19 +110,25 @@ public final class ForwardPass {
         for layer in layers {
             layerNorm(x.p, into: h.p, rows: rows, width: d, weight: layer.norm1w, bias: layer.norm1b, eps: eps)
             linear(h.p, rows: rows, inWidth: d, weight: layer.inProj, bias: layer.inBias, outWidth: 3 * d, into: qkv.p)
-            for s in 0..<ids.count {
-                let base = qkv.p + s * length * 3 * d
-                for j in 0..<config.heads {
+            // Heads run in parallel, one per core, each GEMM single-threaded (small L×L×hd products gain
+            // nothing from BLAS threads); the large products below use every core again.
+            nonisolated(unsafe) let qkvp = qkv.p, attnp = attn.p, scoresp = scores.p
+            let interleaved = variant.contains(.headsInterleaved), heads = config.heads
+            openblas_set_num_threads(1)
+            parallel(ids.count * heads, minimum: 2) { range in
+                let worker = range.lowerBound * Self.cores / max(ids.count * heads, 1)
+                for task in range {
+                    let s = task / heads, j = task % heads
+                    let base = qkvp + s * length * 3 * d
                     // Head j is columns j·hd ..< (j+1)·hd of each of q, k and v. (The test-only broken split
                     // reads the rows as per-head [q k v] packs instead.)
-                    let interleaved = variant.contains(.headsInterleaved)
                     let q = base + (interleaved ? j * 3 * headDim : j * headDim)
                     let k = interleaved ? q + headDim : q + d, v = interleaved ? q + 2 * headDim : q + 2 * d
-                    attention(q: q, k: k, v: v, ld: Int32(3 * d),
-                              length: length, headDim: headDim, scale: scale, scores: scores.p,
-                              out: attn.p + s * length * d + j * headDim, outLD: Int32(d))
+                    self.attention(q: q, k: k, v: v, ld: Int32(3 * d), length: length, headDim: headDim, scale: scale,
+                                   scores: scoresp + worker * length * length, out: attnp + s * length * d + j * headDim, outLD: Int32(d))
                 }
             }
+            openblas_set_num_threads(Int32(Self.cores))
             // x += attn · out_projᵀ + b
             linear(attn.p, rows: rows, inWidth: d, weight: layer.outProj, bias: layer.outBias, outWidth: d, into: x.p, accumulate: true)
             layerNorm(x.p, into: h.p, rows: rows, width: d, weight: layer.norm2w, bias: layer.norm2b, eps: eps)
@@ -180,10 +187,27 @@ public final class ForwardPass {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Int32(headDim), n, 1, scores, n, v, ld, 0, out, outLD)
     }
 
+    /// Runs `body` over `0..<count` split into one contiguous range per core.
+    private func parallel(_ count: Int, minimum: Int = 64, _ body: (Range<Int>) -> Void) {
+        let parts = count >= minimum ? min(Self.cores, count) : 1
+        nonisolated(unsafe) let run = body
+        DispatchQueue.concurrentPerform(iterations: parts) { i in
+            run((count * i / parts)..<(count * (i + 1) / parts))
+        }
+    }
+
+    static let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
     /// LayerNorm over each row: mean and biased variance (accumulated in double), then scale and shift.
     private func layerNorm(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int,
                            weight: Weight, bias: Weight, eps: Float) {
-        for r in 0..<rows {
+        nonisolated(unsafe) let x = x, y = y
+        parallel(rows) { range in self.layerNormRows(x, into: y, rows: range, width: width, weight: weight, bias: bias, eps: eps) }
+    }
+
+    private func layerNormRows(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Range<Int>, width: Int,
+                               weight: Weight, bias: Weight, eps: Float) {
+        for r in rows {
             let row = x + r * width, out = y + r * width
             var mean = 0.0
             for c in 0..<width { mean += Double(row[c]) }
@@ -202,15 +226,20 @@ public final class ForwardPass {
 
     /// Exact GELU (0.5·x·(1 + erf(x/√2))) or ReLU, in place.
     private func activate(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        nonisolated(unsafe) let p = p
+        parallel(count) { range in self.activate(p, range) }
+    }
+
+    private func activate(_ p: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
         if config.activation == "relu" {
-            for i in 0..<count { p[i] = max(p[i], 0) }
+            for i in range { p[i] = max(p[i], 0) }
         } else if variant.contains(.tanhGELU) {
-            for i in 0..<count {
+            for i in range {
                 let x = p[i]
                 p[i] = 0.5 * x * (1 + tanhf(0.7978845608 * (x + 0.044715 * x * x * x)))
             }
         } else {
-            for i in 0..<count { p[i] = 0.5 * p[i] * (1 + erff(p[i] * 0.70710678118654752)) }
+            for i in range { p[i] = 0.5 * p[i] * (1 + erff(p[i] * 0.70710678118654752)) }
         }
     }
 }
