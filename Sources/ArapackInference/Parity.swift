@@ -95,9 +95,11 @@ public struct ParityThresholds: Equatable, Sendable {
     /// Defaults for a cast bundle (float32 source → bf16 / f16). Provisional: set from the tiny fixtures'
     /// measurements with a wide margin until a trained model's measurements replace them (issue 7).
     public static func cast(_ dtype: DType) -> ParityThresholds {
-        dtype == .f16
-            ? ParityThresholds(kind: "f16", maxAbsDiff: nil, maxMeanKL: 1e-4, minTop1: 0.99)
-            : ParityThresholds(kind: "bf16", maxAbsDiff: nil, maxMeanKL: 1e-3, minTop1: 0.97)
+        switch dtype {
+        case .f16: return ParityThresholds(kind: "f16", maxAbsDiff: nil, maxMeanKL: 1e-4, minTop1: 0.99)
+        case .i8: return ParityThresholds(kind: "int8", maxAbsDiff: nil, maxMeanKL: 5e-3, minTop1: 0.95)
+        default: return ParityThresholds(kind: "bf16", maxAbsDiff: nil, maxMeanKL: 1e-3, minTop1: 0.97)
+        }
     }
 
     /// Against logits computed elsewhere: an absolute tolerance.

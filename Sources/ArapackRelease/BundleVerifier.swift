@@ -145,9 +145,10 @@ public enum BundleVerifier {
                     problems.append("__metadata__ does not record \(head) → \(emb)")
                 }
             }
-            if let m = manifest, let dtype = m["dtype"]?.stringValue, let d = b.descriptors[emb],
-               BundleWriter.torchDTypeName[d.dtype] != dtype {
-                problems.append("the manifest says \(dtype) but \(emb) is \(d.dtype.name)")
+            let quantized = b.descriptors.values.contains { $0.dtype == .i8 }
+            let weightDType = quantized ? DType.i8 : b.descriptors[emb]?.dtype
+            if let m = manifest, let dtype = m["dtype"]?.stringValue, let d = weightDType, BundleWriter.torchDTypeName[d] != dtype {
+                problems.append("the manifest says \(dtype) but the weights are \(d.name)")
             }
             if let index = try b.json("model.safetensors.index.json") {
                 let map = index["weight_map"]?.members ?? []
@@ -158,8 +159,14 @@ public enum BundleVerifier {
             } else if b.files["model.safetensors"] == nil {
                 problems.append("neither model.safetensors nor model.safetensors.index.json")
             }
-            if let c = try b.json("config.json"), let d = b.descriptors[emb], c["torch_dtype"]?.stringValue != BundleWriter.torchDTypeName[d.dtype] {
-                problems.append("config.json torch_dtype differs from \(emb) (\(d.dtype.name))")
+            if let c = try b.json("config.json"), let d = weightDType {
+                if c["torch_dtype"]?.stringValue != (quantized ? "float32" : BundleWriter.torchDTypeName[d]) {
+                    problems.append("config.json torch_dtype differs from the weights (\(d.name))")
+                }
+                if quantized != (c["quantization_config"]?["quant_method"]?.stringValue == "compressed-tensors") {
+                    problems.append(quantized ? "int8 weights without a compressed-tensors quantization_config in config.json"
+                                              : "config.json has a quantization_config but the weights are not int8")
+                }
             }
             return problems
         }
@@ -244,11 +251,20 @@ final class BundleContents: ArchiveReader.Visitor {
         do { return try JSONParser.parse(bytes) } catch { throw ModelError(file + "/" + name, "not valid JSON: \(error)") }
     }
 
-    /// Tensor descriptors under training names (release prefix removed).
+    /// Tensor descriptors under training names (release prefix removed); an int8 weight and its scale
+    /// count as one float32 tensor when the scale's shape fits the weight.
     var trainingDescriptors: [String: TensorDescriptor] {
-        Dictionary(uniqueKeysWithValues: descriptors.map { (k, v) in
+        var out = Dictionary(uniqueKeysWithValues: descriptors.map { (k, v) in
             (k.hasPrefix(ModelFamily.releasePrefix) ? String(k.dropFirst(ModelFamily.releasePrefix.count)) : k, v)
         })
+        for (name, scale) in out where name.hasSuffix(Int8Quantization.scaleSuffix) {
+            let base = String(name.dropLast(Int8Quantization.scaleSuffix.count))
+            guard let q = out[base], q.dtype == .i8, q.shape.count == 2, scale.dtype == .f32, scale.shape.count == 2,
+                  scale.shape[0] == q.shape[0], scale.shape[1] > 0, q.shape[1] % scale.shape[1] == 0 else { continue }
+            out[base]!.dtype = .f32
+            out.removeValue(forKey: name)
+        }
+        return out
     }
 
     var trainingShapes: [String: [Int]] { trainingDescriptors.mapValues(\.shape) }

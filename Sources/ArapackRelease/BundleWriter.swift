@@ -1,6 +1,9 @@
 import ArapackFormats
 import ArapackTensor
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The arapack version recorded in manifests.
 public let arapackVersion = "0.1.0"
@@ -13,11 +16,20 @@ public struct BundleOptions: Sendable {
     public var maxShardSize: Int?
     /// Whether to record the SHA-256 of the source in the manifest (null otherwise).
     public var sourceDigest: Bool
-    public init(dtype: DType? = nil, maxShardSize: Int? = nil, sourceDigest: Bool = true) {
+    /// With `dtype` int8: the quantization, and glob patterns of (release) names kept in float32.
+    public var int8: Int8Quantization
+    public var keep: [String]
+    public init(dtype: DType? = nil, maxShardSize: Int? = nil, sourceDigest: Bool = true,
+                int8: Int8Quantization = .init(), keep: [String] = []) {
         self.dtype = dtype
         self.maxShardSize = maxShardSize
         self.sourceDigest = sourceDigest
+        self.int8 = int8
+        self.keep = keep
     }
+
+    /// Whether `name` matches a --keep pattern.
+    func kept(_ name: String) -> Bool { keep.contains { fnmatch($0, name, 0) == 0 } }
 }
 
 /// Writes a release bundle (BUNDLE.md) into a folder: model.safetensors (or shards + index), config.json,
@@ -25,7 +37,7 @@ public struct BundleOptions: Sendable {
 /// a function of the source and the options (no times, hosts or absolute paths).
 public enum BundleWriter {
     /// `torch_dtype` names.
-    public static let torchDTypeName: [DType: String] = [.f32: "float32", .bf16: "bfloat16", .f16: "float16", .f64: "float64"]
+    public static let torchDTypeName: [DType: String] = [.f32: "float32", .bf16: "bfloat16", .f16: "float16", .f64: "float64", .i8: "int8"]
 
     /// Writes the bundle into the existing empty folder `directory`; returns the manifest written.
     @discardableResult
@@ -36,18 +48,25 @@ public enum BundleWriter {
         let dtype = options.dtype ?? model.dominantDType
         var files: [WrittenFile] = []
 
-        let total = try model.names.reduce(0) { $0 + Shape.byteCount(try model.source.descriptor(named: $1.source).shape, dtype: dtype)! }
-        progress.begin("writing weights", total: total)
         var pending: [PendingTensor] = []
+        var ignored: [String] = []
         let caster = TensorCaster()
-        for (training, _) in model.names {
-            let shape = try model.source.descriptor(named: model.names.first { $0.training == training }!.source).shape
-            pending.append(PendingTensor(name: ModelFamily.releasePrefix + training, dtype: dtype, shape: shape) { out in
-                let t = try model.tensor(training)
-                try caster.write(t, as: dtype, name: ModelFamily.releasePrefix + training, to: out)
-                progress.advance(Shape.byteCount(shape, dtype: dtype)!)
+        let records = RecordBox()
+        for (training, sourceName) in model.names {
+            let shape = try model.source.descriptor(named: sourceName).shape
+            let name = ModelFamily.releasePrefix + training
+            if dtype == .i8, shape.count == 2, training != "position_embedding.weight", !options.kept(name) {
+                pending += try quantized(model, training, name: name, shape: shape, q: options.int8, caster: caster, records: records, progress: progress)
+                continue
+            }
+            if dtype == .i8, shape.count == 2 { ignored.append(String(name.dropLast(".weight".count))) }
+            let target = dtype == .i8 ? DType.f32 : dtype
+            pending.append(PendingTensor(name: name, dtype: target, shape: shape) { out in
+                try caster.write(try model.tensor(training), as: target, name: name, to: out)
+                progress.advance(Shape.byteCount(shape, dtype: target)!)
             })
         }
+        progress.begin("writing weights", total: pending.reduce(0) { $0 + $1.byteCount })
         var metadata = ["format": "pt"]
         if model.tied {
             metadata[ModelFamily.releasePrefix + ModelFamily.lmHead] = ModelFamily.releasePrefix + ModelFamily.embedding
@@ -56,7 +75,9 @@ public enum BundleWriter {
         progress.end()
 
         let dtypeName = torchDTypeName[dtype] ?? dtype.name
-        files.append(try writeJSON(model.config.hfJSON(torchDtype: dtypeName), to: directory + "/config.json"))
+        let quantization = dtype == .i8 ? [JSONValue.Member("quantization_config", options.int8.configJSON(ignored: ignored))] : []
+        files.append(try writeJSON(model.config.hfJSON(torchDtype: dtype == .i8 ? "float32" : dtypeName, extra: quantization),
+                                   to: directory + "/config.json"))
         files.append(try writeJSON(generationConfig(model.config), to: directory + "/generation_config.json"))
         files.append(try writeJSON(.object(model.trainingMetadata), to: directory + "/training_metadata.json"))
         for name in tokenizer?.files ?? [] {
@@ -70,9 +91,59 @@ public enum BundleWriter {
             .init("step", model.step.map { .int($0) } ?? .null),
         ])
         progress.end()
-        let manifest = Manifest.build(config: model.config, dtype: dtypeName, source: source, files: files)
+        let report: JSONValue? = dtype == .i8 ? .object([
+            .init("method", .string("int8 symmetric, " + (options.int8.groupSize == 0 ? "per channel" : "groups of \(options.int8.groupSize)"))),
+            .init("tensors", .array(records.sorted.map(\.json))),
+        ]) : nil
+        let manifest = Manifest.build(config: model.config, dtype: dtypeName, source: source, files: files, quantization: report)
         try writeJSON(manifest, to: directory + "/" + Manifest.fileName)
         return manifest
+    }
+
+    /// The pending I8 weight and F32 scale of one quantized tensor. The scale is laid out first (F32 ranks
+    /// above I8), computes the scales and keeps them for the weight, which quantizes and records the error.
+    static func quantized(_ model: ReleaseModel, _ training: String, name: String, shape: [Int], q: Int8Quantization,
+                          caster: TensorCaster, records: RecordBox, progress: Progress) throws -> [PendingTensor] {
+        let scaleShape = try q.scaleShape(shape, name: name)
+        let rows = shape[0], cols = shape[1]
+        final class Scales: @unchecked Sendable { var values: [Float]? }
+        let cache = Scales()
+        func scales() throws -> [Float] {
+            if let v = cache.values { return v }
+            var all: [Float] = []
+            all.reserveCapacity(scaleShape[0] * scaleShape[1])
+            try caster.floatRows(try model.tensor(training), rowLength: cols) { range, values in
+                all += q.scales(of: values, rows: range.count, cols: cols)
+            }
+            cache.values = all
+            return all
+        }
+        let scaleName = name + Int8Quantization.scaleSuffix
+        return [
+            PendingTensor(name: scaleName, dtype: .f32, shape: scaleShape) { out in
+                try scales().withUnsafeBytes { try out.write($0) }
+                progress.advance(scaleShape[0] * scaleShape[1] * 4)
+            },
+            PendingTensor(name: name, dtype: .i8, shape: shape) { out in
+                let s = try scales()
+                let t = try model.tensor(training)
+                var error = QuantizationRecord.Accumulator()
+                let buffer = UnsafeMutableBufferPointer<Int8>.allocate(capacity: max(1, TensorCaster.sliceElements / cols + 1) * cols)
+                defer { buffer.deallocate() }
+                try caster.floatRows(t, rowLength: cols) { range, values in
+                    let qs = UnsafeMutableBufferPointer(rebasing: buffer[0..<(range.count * cols)])
+                    q.quantize(values, rows: range, cols: cols, scales: s, into: qs)
+                    let groups = scaleShape[1], g = cols / groups
+                    for (i, r) in range.enumerated() {
+                        for c in 0..<cols { error.add(values[i * cols + c], Float(qs[i * cols + c]) * s[r * groups + c / g]) }
+                    }
+                    try out.write(UnsafeRawBufferPointer(qs))
+                }
+                records.add(error.record(name, before: rows * cols * t.dtype.byteSize, after: rows * cols + scaleShape[0] * scaleShape[1] * 4))
+                cache.values = nil
+                progress.advance(rows * cols)
+            },
+        ]
     }
 
     /// generation_config.json (BUNDLE.md): sampling defaults and the special ids.
@@ -130,7 +201,7 @@ public enum Manifest {
     public static let fileName = "manifest.json"
     public static let formatVersion = 1
 
-    static func build(config: ModelConfig, dtype: String, source: JSONValue, files: [WrittenFile]) -> JSONValue {
+    static func build(config: ModelConfig, dtype: String, source: JSONValue, files: [WrittenFile], quantization: JSONValue? = nil) -> JSONValue {
         let tied: JSONValue = config.tieWordEmbeddings
             ? .array([.array([.string(ModelFamily.releasePrefix + ModelFamily.lmHead), .string(ModelFamily.releasePrefix + ModelFamily.embedding)])])
             : .array([])
@@ -145,6 +216,13 @@ public enum Manifest {
             .init("files", .array(files.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }.map {
                 .object([.init("path", .string($0.name)), .init("size", .int($0.size)), .init("sha256", .string($0.sha256))])
             })),
-        ])
+        ] + (quantization.map { [.init("quantization", $0)] } ?? []))
     }
+}
+
+/// Quantization records gathered while tensors are written.
+final class RecordBox: @unchecked Sendable {
+    private var records: [QuantizationRecord] = []
+    func add(_ r: QuantizationRecord) { records.append(r) }
+    var sorted: [QuantizationRecord] { records.sorted { $0.name < $1.name } }
 }

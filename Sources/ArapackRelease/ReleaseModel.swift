@@ -26,6 +26,8 @@ public final class ReleaseModel {
     public let trainingMetadata: [JSONValue.Member]
     /// Config fields nothing stated, filled with the family's defaults.
     public let assumedFields: [String]
+    /// Scale tensors (source names) of int8-quantized weights, by training name.
+    public let quantizedScales: [String: String]
     /// The tokenizer given, or the source bundle's own.
     public let tokenizer: TokenizerFiles?
     /// The unpacked copy of an archive source (kept while the model is in use).
@@ -60,6 +62,20 @@ public final class ReleaseModel {
             }
             byTraining[training] = name
         }
+        // Quantized weights (BUNDLE.md): X (I8) with X_scale (F32) stand for one float32 tensor X.
+        var scales: [String: String] = [:]
+        for (training, name) in byTraining where training.hasSuffix(Int8Quantization.scaleSuffix) {
+            let base = String(training.dropLast(Int8Quantization.scaleSuffix.count))
+            if let q = byTraining[base], try source.descriptor(named: q).dtype == .i8 { scales[base] = name }
+        }
+        for base in scales.keys { byTraining.removeValue(forKey: base + Int8Quantization.scaleSuffix) }
+        quantizedScales = scales
+        let source = self.source
+        func load(_ training: String) throws -> Tensor {
+            let t = try source.tensor(named: byTraining[training]!)
+            guard let scale = scales[training] else { return t }
+            return try Int8Quantization.dequantize(t, scale: try source.tensor(named: scale), name: byTraining[training]!)
+        }
 
         guard byTraining[ModelFamily.embedding] != nil else {
             throw ModelError(path, "not an AraFusion model: none of its \(sourceNames.count) tensors is \(ModelFamily.embedding) (found \(ModelFamily.list(sourceNames.sorted())))")
@@ -91,7 +107,7 @@ public final class ReleaseModel {
 
         // The tie: shared storage or equal bits; otherwise an untied model, refused unless allowed.
         if let headName = byTraining[ModelFamily.lmHead], let embName = byTraining[ModelFamily.embedding] {
-            let head = try source.tensor(named: headName), emb = try source.tensor(named: embName)
+            let head = try load(ModelFamily.lmHead), emb = try load(ModelFamily.embedding)
             let equal = head.sharesStorage(with: emb) || head.isBitIdentical(to: emb)
             head.storage.discardMappedPages()
             emb.storage.discardMappedPages()
@@ -115,7 +131,10 @@ public final class ReleaseModel {
 
         // Every expected tensor present with its shape; nothing unexpected.
         var descriptors: [String: TensorDescriptor] = [:]
-        for (training, name) in byTraining { descriptors[training] = try source.descriptor(named: name) }
+        for (training, name) in byTraining {
+            descriptors[training] = try source.descriptor(named: name)
+            if scales[training] != nil { descriptors[training]!.dtype = .f32 }  // read back as float32
+        }
         if let problem = ModelFamily.tensorProblems(config, descriptors, headOptional: config.tieWordEmbeddings, display: { byTraining[$0] ?? $0 }).first {
             throw ModelError(path, problem)
         }
@@ -127,12 +146,14 @@ public final class ReleaseModel {
     public func tensor(_ training: String) throws -> Tensor {
         let name = training == ModelFamily.lmHead && tied ? ModelFamily.embedding : training
         guard let s = names.first(where: { $0.training == name })?.source else { throw ModelError(info.path, "no tensor \(training)") }
-        return try source.tensor(named: s)
+        guard let scale = quantizedScales[name] else { return try source.tensor(named: s) }
+        return try Int8Quantization.dequantize(try source.tensor(named: s), scale: try source.tensor(named: scale), name: s)
     }
 
-    /// The dtype most of the model's bytes are in (the embedding's).
+    /// The bundle's weight dtype: int8 when any weight is quantized, else the embedding's.
     public var dominantDType: DType {
-        (try? source.descriptor(named: names.first { $0.training == ModelFamily.embedding }!.source).dtype) ?? .f32
+        if !quantizedScales.isEmpty { return .i8 }
+        return (try? source.descriptor(named: names.first { $0.training == ModelFamily.embedding }!.source).dtype) ?? .f32
     }
 
     /// Top-level entries of a training dict that are not tensors or optimizer state, as JSON.

@@ -51,6 +51,33 @@ final class TensorCaster {
         }
     }
 
+    /// Passes `t` (any floating dtype) to `body` as float32 blocks of whole rows of `rowLength` elements:
+    /// in place when it already is an aligned float32 array, widened into the caster's buffer otherwise.
+    func floatRows(_ t: Tensor, rowLength: Int, _ body: (Range<Int>, UnsafeBufferPointer<Float>) throws -> Void) throws {
+        defer { t.storage.discardMappedPages() }
+        let size = t.dtype.byteSize, rows = t.elementCount / max(rowLength, 1)
+        let perBlock = max(1, Self.sliceElements / max(rowLength, 1))
+        let spare = rowLength > Self.sliceElements ? UnsafeMutableBufferPointer<Float>.allocate(capacity: rowLength) : nil
+        defer { spare?.deallocate() }
+        try t.withUnsafeBytes { raw in
+            var r = 0
+            while r < rows {
+                let n = min(perBlock, rows - r)
+                let bytes = (r * rowLength * size)..<((r + n) * rowLength * size)
+                let slice = UnsafeRawBufferPointer(rebasing: raw[bytes])
+                if t.dtype == .f32, Int(bitPattern: slice.baseAddress) % MemoryLayout<Float>.alignment == 0 {
+                    try body(r..<(r + n), slice.bindMemory(to: Float.self))
+                } else {
+                    let dst = UnsafeMutableBufferPointer(rebasing: (spare ?? floats)[0..<(n * rowLength)])
+                    widen(slice, dtype: t.dtype, into: dst)
+                    try body(r..<(r + n), UnsafeBufferPointer(dst))
+                }
+                t.storage.discardMappedPages((t.byteOffset + bytes.lowerBound)..<(t.byteOffset + bytes.upperBound))
+                r += n
+            }
+        }
+    }
+
     /// One slice converted into the caster's buffers.
     private func convert(_ slice: UnsafeRawBufferPointer, from source: DType, to dtype: DType, count n: Int,
                          name: String, file: String) throws -> UnsafeRawBufferPointer {

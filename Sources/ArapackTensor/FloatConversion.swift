@@ -1,18 +1,21 @@
 /// Bit-exact conversions between float32 and the 16- and 8-bit float formats.
 ///
 /// All routines are branch-free integer/float code over buffers so the compiler can vectorise them.
-/// Rounding is IEEE round-to-nearest-even. NaN stays NaN (quieted, sign kept); values too large for
-/// float16 become infinity, which callers that must refuse overflow detect with `countFloat16Overflows`.
+/// Rounding is IEEE round-to-nearest-even. NaN stays NaN, encoded as PyTorch's vectorised CPU kernels
+/// encode it (what `tensor.to(...)` gives): bfloat16 NaN is 0xFFFF, float16 NaN keeps its sign and the top
+/// payload bits with the quiet bit set (the x86 F16C conversion). (PyTorch's scalar path, used only for
+/// the last few elements of a tensor, writes 0x7FC0 / 0x7E00 instead.) Values too large for float16
+/// become infinity, which callers that must refuse overflow detect with `countFloat16Overflows`.
 public enum FloatConversion {
     // MARK: bfloat16
 
-    /// float32 → bfloat16 bits, round-to-nearest-even; NaN becomes a quiet NaN with the same sign.
+    /// float32 → bfloat16 bits, round-to-nearest-even; every NaN becomes 0xFFFF (as PyTorch writes it).
     @inline(__always)
     public static func bf16Bits(_ value: Float) -> UInt16 {
         let u = value.bitPattern
         let rounded = (u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16
         let isNaN = (u & 0x7FFF_FFFF) > 0x7F80_0000
-        return UInt16(truncatingIfNeeded: isNaN ? ((u >> 16) | 0x40) : rounded)
+        return UInt16(truncatingIfNeeded: isNaN ? 0xFFFF : rounded)
     }
 
     /// bfloat16 bits → float32 (exact).
@@ -24,7 +27,7 @@ public enum FloatConversion {
     // MARK: float16
 
     /// float32 → IEEE float16 bits, round-to-nearest-even, subnormals kept, overflow to ±inf,
-    /// NaN to a quiet NaN with the same sign.
+    /// NaN to a quiet NaN with the same sign and the top ten payload bits (as F16C's vcvtps2ph).
     @inline(__always)
     public static func f16Bits(_ value: Float) -> UInt16 {
         let scaleToInf = Float(bitPattern: 0x7780_0000)   // 2^112
@@ -40,7 +43,8 @@ public enum FloatConversion {
         let expBits = (bits >> 13) & 0x0000_7C00
         let mantissaBits = bits & 0x0000_0FFF
         let nonSign = expBits &+ mantissaBits
-        return UInt16(truncatingIfNeeded: (sign >> 16) | (shl1 > 0xFF00_0000 ? 0x7E00 : nonSign))
+        let nan = 0x7E00 | ((w >> 13) & 0x03FF)
+        return UInt16(truncatingIfNeeded: (sign >> 16) | (shl1 > 0xFF00_0000 ? nan : nonSign))
     }
 
     /// IEEE float16 bits → float32 (exact, subnormals included).

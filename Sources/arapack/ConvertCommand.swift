@@ -43,8 +43,8 @@ struct ConvertCommand: ParsableCommand {
     }
 
     enum CastTarget: String, ExpressibleByArgument, CaseIterable {
-        case f32, bf16, f16
-        var dtype: DType { [.f32: DType.f32, .bf16: .bf16, .f16: .f16][self]! }
+        case f32, bf16, f16, int8
+        var dtype: DType { [.f32: DType.f32, .bf16: .bf16, .f16: .f16, .int8: .i8][self]! }
     }
 
     @Argument(help: "The checkpoint, DCP folder, safetensors file or bundle to convert.")
@@ -56,8 +56,14 @@ struct ConvertCommand: ParsableCommand {
     @Option(name: .customLong("to"), help: "What to write: bundle, torch or dcp.")
     var target: Target = .bundle
 
-    @Option(help: "Cast the floating weights to f32, bf16 or f16 (default: keep the source's dtype).")
+    @Option(help: "Cast the floating weights to f32, bf16 or f16, or quantize the 2-D weights to int8 (symmetric, per output channel, compressed-tensors layout: X I8 + X_scale F32; vectors and the position table stay f32). Default: keep the source's dtype.")
     var dtype: CastTarget?
+
+    @Option(help: "With --dtype int8: one scale per this many columns instead of one per row (0 = per channel).")
+    var int8GroupSize = 0
+
+    @Option(help: "With --dtype int8: keep tensors whose release name matches this glob in float32 (repeatable), e.g. 'model.token_embedding.weight'.")
+    var keep: [String] = []
 
     @Option(help: "A config (training names like d_model or config.json names) adding to or checking the source's.")
     var config: String?
@@ -92,6 +98,9 @@ struct ConvertCommand: ParsableCommand {
         if archive && target != .bundle { throw ValidationError("--archive applies to bundles only (--to bundle)") }
         if maxShardSize != nil && target != .bundle { throw ValidationError("--max-shard-size applies to bundles only") }
         if parity && target != .bundle { throw ValidationError("--parity applies to bundles only (--to bundle)") }
+        if dtype == .int8 && target != .bundle { throw ValidationError("--dtype int8 writes bundles only; --to torch and --to dcp take f32, bf16 or f16") }
+        if (int8GroupSize != 0 || !keep.isEmpty) && dtype != .int8 { throw ValidationError("--int8-group-size and --keep apply to --dtype int8") }
+        if int8GroupSize < 0 { throw ValidationError("--int8-group-size must be 0 (per channel) or positive") }
         if let s = maxShardSize, parseSize(s) == nil { throw ValidationError("--max-shard-size: cannot read \"\(s)\" as a size") }
     }
 
@@ -117,8 +126,12 @@ struct ConvertCommand: ParsableCommand {
             switch target {
             case .bundle:
                 let folder = try AtomicDirectory(destination: dst)
-                let options = BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest)
-                try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath, progress: progress)
+                let options = BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
+                                            int8: Int8Quantization(groupSize: int8GroupSize), keep: keep)
+                let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath, progress: progress)
+                if let tensors = manifest["quantization"]?["tensors"]?.elements {
+                    print(quantizationTable(tensors))
+                }
                 if parity {
                     progress.begin("parity", total: 0)
                     var report = try parityOptions.run(bundle: try ReleaseModel(path: folder.temporaryPath), source: model)
@@ -148,6 +161,17 @@ struct ConvertCommand: ParsableCommand {
                   "\(c.parameterCount) parameters, \(model.tied ? "tied" : "untied")" + (archive ? "; archive \(archivePath)" : ""))
         }
     }
+}
+
+/// The per-tensor quantization report as a table.
+func quantizationTable(_ rows: [JSONValue]) -> String {
+    var lines = [["tensor", "max |error|", "SNR dB", "bytes before", "bytes after"]]
+    for r in rows {
+        lines.append([r["name"]?.stringValue ?? "", r["max_abs_error"]?.serialized() ?? "", r["snr_db"]?.serialized() ?? "",
+                      r["bytes_before"]?.serialized() ?? "", r["bytes_after"]?.serialized() ?? ""])
+    }
+    let widths = (0..<5).map { c in lines.map { $0[c].count }.max()! }
+    return lines.map { row in row.enumerated().map { c, v in c == 0 ? v + String(repeating: " ", count: widths[0] - v.count) : String(repeating: " ", count: widths[c] - v.count) + v }.joined(separator: "  ") }.joined(separator: "\n")
 }
 
 /// A failure the command itself detects (exit 2, one line).

@@ -40,8 +40,8 @@ final class FloatConversionTests: XCTestCase {
         XCTAssertEqual(FloatConversion.bf16Bits(Float(bitPattern: 0x7F7F_FFFF)), 0x7F80)  // rounds to inf
         XCTAssertEqual(FloatConversion.bf16Bits(Float(bitPattern: 0x0000_8000)), 0x0000)  // subnormal tie → even
         XCTAssertEqual(FloatConversion.bf16Bits(-.infinity), 0xFF80)
-        XCTAssertEqual(FloatConversion.bf16Bits(Float(bitPattern: 0x7F80_0001)), 0x7FC0)  // signalling NaN quieted, not inf
-        XCTAssertEqual(FloatConversion.bf16Bits(Float(bitPattern: 0xFFC0_0000)), 0xFFC0)
+        XCTAssertEqual(FloatConversion.bf16Bits(Float(bitPattern: 0x7F80_0001)), 0xFFFF)  // signalling NaN: a NaN, not inf (PyTorch's 0xFFFF)
+        XCTAssertEqual(FloatConversion.bf16Bits(Float(bitPattern: 0xFFC0_0000)), 0xFFFF)
         // Against a reference computed in Double: nearest representable, ties to even.
         var rng = SplitMix64(seed: 11)
         for _ in 0..<100_000 {

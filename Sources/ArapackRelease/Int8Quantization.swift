@@ -1,0 +1,132 @@
+import ArapackFormats
+import ArapackTensor
+
+/// Symmetric int8 weight quantization in the compressed-tensors convention (BUNDLE.md): each 2-D weight
+/// `X` [rows, cols] becomes `X` (I8 in [-127, 127]) and `X_scale` (F32): per output channel ([rows, 1]) or,
+/// with a group size G, per group of G columns ([rows, cols/G]). For each row (or group):
+/// scale = max|x| / 127 (1 when the row is all zeros), q = clamp(round-half-even(x / scale), -127, 127),
+/// all in float32, which is what `torch.round(w / scale).clamp(-127, 127)` computes.
+public struct Int8Quantization: Sendable {
+    /// 0: one scale per row; otherwise one per `groupSize` columns (which must divide the row).
+    public var groupSize: Int
+    public init(groupSize: Int = 0) { self.groupSize = groupSize }
+
+    /// The suffix naming a weight's scale tensor (`….weight` → `….weight_scale`).
+    public static let scaleSuffix = "_scale"
+
+    /// Columns per scale for a row of `cols`.
+    func group(_ cols: Int) -> Int { groupSize == 0 ? cols : groupSize }
+
+    /// The scale tensor's shape for a weight of `shape`, or an error when the group size does not divide it.
+    public func scaleShape(_ shape: [Int], name: String) throws -> [Int] {
+        guard shape.count == 2 else { throw ModelError(name, "int8 quantization applies to 2-D weights") }
+        guard shape[1] % group(shape[1]) == 0 else {
+            throw ModelError(name, "--int8-group-size \(groupSize) does not divide the \(shape[1]) columns")
+        }
+        return [shape[0], shape[1] / group(shape[1])]
+    }
+
+    /// The float32 scales of a float32 weight (row-major [rows, groups]).
+    public func scales(of values: UnsafeBufferPointer<Float>, rows: Int, cols: Int) -> [Float] {
+        let g = group(cols)
+        var out = [Float](repeating: 1, count: rows * (cols / g))
+        for r in 0..<rows {
+            for k in 0..<(cols / g) {
+                var top: Float = 0
+                let start = r * cols + k * g
+                for c in start..<(start + g) { top = max(top, abs(values[c])) }
+                out[r * (cols / g) + k] = top > 0 ? top / 127 : 1
+            }
+        }
+        return out
+    }
+
+    /// Quantizes rows `rows` of a weight whose values start at row `rows.lowerBound`, into `q`.
+    public func quantize(_ values: UnsafeBufferPointer<Float>, rows: Range<Int>, cols: Int, scales: [Float], into q: UnsafeMutableBufferPointer<Int8>) {
+        let g = group(cols), groups = cols / g
+        for (i, r) in rows.enumerated() {
+            for c in 0..<cols {
+                let s = scales[r * groups + c / g]
+                let v = (values[i * cols + c] / s).rounded(.toNearestOrEven)
+                q[i * cols + c] = Int8(max(-127, min(127, v.isNaN ? 0 : v)))
+            }
+        }
+    }
+
+    /// The float32 tensor `q · scale` of a quantized weight.
+    public static func dequantize(_ q: Tensor, scale: Tensor, name: String) throws -> Tensor {
+        guard q.dtype == .i8, q.shape.count == 2, scale.dtype == .f32, scale.shape.count == 2, scale.shape[0] == q.shape[0],
+              scale.shape[1] > 0, q.shape[1] % scale.shape[1] == 0 else {
+            throw ModelError(name, "a quantized weight is I8 [rows, cols] with an F32 scale [rows, groups] whose groups divide cols; found \(q.dtype.name) \(q.shape) and \(scale.dtype.name) \(scale.shape)")
+        }
+        let rows = q.shape[0], cols = q.shape[1], groups = scale.shape[1], g = cols / groups
+        let s = try scale.floats()
+        var values = [Float](repeating: 0, count: rows * cols)
+        q.withUnsafeBytes { raw in
+            for r in 0..<rows {
+                for c in 0..<cols {
+                    values[r * cols + c] = Float(Int8(bitPattern: raw[r * cols + c])) * s[r * groups + c / g]
+                }
+            }
+        }
+        return try Tensor(float32: values, shape: q.shape)
+    }
+
+    /// config.json's `quantization_config` (compressed-tensors, int-quantized).
+    public func configJSON(ignored: [String]) -> JSONValue {
+        .object([
+            .init("quant_method", .string("compressed-tensors")),
+            .init("format", .string("int-quantized")),
+            .init("quantization_status", .string("compressed")),
+            .init("config_groups", .object([.init("group_0", .object([
+                .init("targets", .array([.string("Linear"), .string("Embedding")])),
+                .init("weights", .object([
+                    .init("num_bits", .int(8)), .init("type", .string("int")), .init("symmetric", .bool(true)),
+                    .init("strategy", .string(groupSize == 0 ? "channel" : "group")),
+                    .init("group_size", groupSize == 0 ? .null : .int(groupSize)), .init("dynamic", .bool(false)),
+                ])),
+                .init("input_activations", .null),
+            ]))])),
+            .init("ignore", .array(ignored.map { .string($0) })),
+        ])
+    }
+}
+
+/// What quantization (or a cast) did to one tensor.
+public struct QuantizationRecord: Sendable {
+    public var name: String
+    public var maxAbsError: Double
+    /// 10·log10(Σx² / Σ(x − x̂)²); infinite when exact.
+    public var snrDB: Double
+    public var bytesBefore: Int
+    public var bytesAfter: Int
+
+    /// Accumulates the error of `approx` against `exact`.
+    struct Accumulator {
+        var signal = 0.0, noise = 0.0, maxAbs = 0.0
+        mutating func add(_ exact: Float, _ approx: Float) {
+            let e = Double(exact) - Double(approx)
+            signal += Double(exact) * Double(exact)
+            noise += e * e
+            maxAbs = max(maxAbs, abs(e))
+        }
+        func record(_ name: String, before: Int, after: Int) -> QuantizationRecord {
+            QuantizationRecord(name: name, maxAbsError: maxAbs, snrDB: noise == 0 ? .infinity : 10 * log10(signal / noise),
+                               bytesBefore: before, bytesAfter: after)
+        }
+    }
+
+    var json: JSONValue {
+        .object([
+            .init("name", .string(name)),
+            .init("max_abs_error", .double(maxAbsError)),
+            .init("snr_db", snrDB.isFinite ? .double((snrDB * 100).rounded() / 100) : .string("inf")),
+            .init("bytes_before", .int(bytesBefore)),
+            .init("bytes_after", .int(bytesAfter)),
+        ])
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
