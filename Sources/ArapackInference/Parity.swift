@@ -195,22 +195,23 @@ public enum Parity {
     }
 
     /// The bundle against the model it was converted from: same probes through both forward passes.
+    /// `probeIDs` (e.g. held-out text), when given, replace the random probes.
     public static func run(bundle: ReleaseModel, against source: ReleaseModel, probes count: Int, length: Int?, seed: UInt64,
-                           thresholds override: ParityThresholds? = nil) throws -> ParityReport {
+                           probeIDs: [[Int]]? = nil, thresholds override: ParityThresholds? = nil) throws -> ParityReport {
         guard bundle.config == source.config else {
             throw ModelError(bundle.info.path, "the bundle's config differs from \(source.info.path)'s; parity compares the same model")
         }
         let c = bundle.config
-        let L = min(length ?? min(c.maxPositions, 64), c.maxPositions)
+        let L = probeIDs?.first?.count ?? min(length ?? min(c.maxPositions, 64), c.maxPositions)
         guard L > 0, count > 0 else { throw ModelError(bundle.info.path, "--probes and --seq-len must be positive") }
-        let ids = probes(count: count, length: L, vocab: c.vocabSize, seed: seed)
+        let ids = probeIDs ?? probes(count: count, length: L, vocab: c.vocabSize, seed: seed)
         let reference = try ForwardPass(source).logits(ids)
         let candidate = try ForwardPass(bundle).logits(ids)
         let metrics = ParityMetrics.compare(reference: reference, candidate: candidate, ids: ids, vocab: c.vocabSize, causal: c.causal)
         let thresholds = override ?? defaultThresholds(bundle: bundle, source: source)
         var report = ParityReport(bundle: bundle.info.path, reference: source.info.path, referenceKind: "source",
                                   bundleDType: BundleWriter.torchDTypeName[bundle.dominantDType] ?? bundle.dominantDType.name,
-                                  probes: count, sequenceLength: L, seed: seed, metrics: metrics, thresholds: thresholds,
+                                  probes: ids.count, sequenceLength: L, seed: probeIDs == nil ? seed : nil, metrics: metrics, thresholds: thresholds,
                                   failures: thresholds.failures(metrics))
         if !report.passed && thresholds.kind == "lossless" { report.differingTensors = try differingTensors(bundle, source) }
         return report
@@ -230,16 +231,29 @@ public enum Parity {
               logitsTensor.shape == idsTensor.shape + [c.vocabSize] else {
             throw ModelError(goldenPath, "a golden file holds ids (I64 [N, L]) and logits (F32 [N, L, \(c.vocabSize)])")
         }
-        let flat = try idsTensor.integers(as: Int64.self).map(Int.init)
-        let L = idsTensor.shape[1]
-        let ids = stride(from: 0, to: flat.count, by: max(L, 1)).map { Array(flat[$0..<($0 + L)]) }
+        let ids = try readIDs(idsTensor, file: goldenPath)
         let candidate = try ForwardPass(bundle).logits(ids)
         let metrics = ParityMetrics.compare(reference: try logitsTensor.floats(), candidate: candidate, ids: ids, vocab: c.vocabSize, causal: c.causal)
         let thresholds = ParityThresholds.golden(tolerance: tolerance)
         return ParityReport(bundle: bundle.info.path, reference: goldenPath, referenceKind: "golden",
                             bundleDType: BundleWriter.torchDTypeName[bundle.dominantDType] ?? bundle.dominantDType.name,
-                            probes: ids.count, sequenceLength: L, seed: nil, metrics: metrics, thresholds: thresholds,
+                            probes: ids.count, sequenceLength: ids[0].count, seed: nil, metrics: metrics, thresholds: thresholds,
                             failures: thresholds.failures(metrics))
+    }
+
+    /// Token-id sequences from an I64 [N, L] tensor.
+    public static func readIDs(_ t: Tensor, file: String) throws -> [[Int]] {
+        guard t.dtype == .i64 || t.dtype == .i32, t.shape.count == 2, t.shape[0] > 0, t.shape[1] > 0 else {
+            throw ModelError(file, "ids must be an I64 (or I32) tensor [N, L], found \(t.dtype.name) \(t.shape)")
+        }
+        let flat = t.dtype == .i64 ? try t.integers(as: Int64.self).map(Int.init) : try t.integers(as: Int32.self).map(Int.init)
+        let L = t.shape[1]
+        return stride(from: 0, to: flat.count, by: L).map { Array(flat[$0..<($0 + L)]) }
+    }
+
+    /// The `ids` tensor of a safetensors file (a probe file or a golden file).
+    public static func probeIDs(file: String) throws -> [[Int]] {
+        try readIDs(try SafetensorsFile(path: file).tensor(named: "ids"), file: file)
     }
 
     /// Release names of the tensors whose bits differ between two models of the same config.

@@ -61,8 +61,14 @@ public enum BundleWriter {
             }
             if dtype == .i8, shape.count == 2 { ignored.append(String(name.dropLast(".weight".count))) }
             let target = dtype == .i8 ? DType.f32 : dtype
+            let narrowing = target == .bf16 || target == .f16
             pending.append(PendingTensor(name: name, dtype: target, shape: shape) { out in
-                try caster.write(try model.tensor(training), as: target, name: name, to: out)
+                let t = try model.tensor(training)
+                caster.error = narrowing && t.dtype != target ? QuantizationRecord.Accumulator() : nil
+                try caster.write(t, as: target, name: name, to: out)
+                if let e = caster.error {
+                    records.add(e.record(name, before: t.byteCount, after: Shape.byteCount(shape, dtype: target)!))
+                }
                 progress.advance(Shape.byteCount(shape, dtype: target)!)
             })
         }
@@ -91,10 +97,12 @@ public enum BundleWriter {
             .init("step", model.step.map { .int($0) } ?? .null),
         ])
         progress.end()
-        let report: JSONValue? = dtype == .i8 ? .object([
-            .init("method", .string("int8 symmetric, " + (options.int8.groupSize == 0 ? "per channel" : "groups of \(options.int8.groupSize)"))),
+        let method = dtype == .i8 ? "int8 symmetric, " + (options.int8.groupSize == 0 ? "per channel" : "groups of \(options.int8.groupSize)")
+                                  : "cast to \(dtypeName), round to nearest even"
+        let report: JSONValue? = records.sorted.isEmpty ? nil : .object([
+            .init("method", .string(method)),
             .init("tensors", .array(records.sorted.map(\.json))),
-        ]) : nil
+        ])
         let manifest = Manifest.build(config: model.config, dtype: dtypeName, source: source, files: files, quantization: report)
         try writeJSON(manifest, to: directory + "/" + Manifest.fileName)
         return manifest

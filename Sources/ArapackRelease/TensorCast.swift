@@ -11,6 +11,8 @@ final class TensorCaster {
 
     private let floats = UnsafeMutableBufferPointer<Float>.allocate(capacity: TensorCaster.sliceElements)
     private let halves = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: TensorCaster.sliceElements)
+    /// When set, every narrowing cast adds its elements' error here (for the per-tensor report).
+    var error: QuantizationRecord.Accumulator?
     /// Only for the rare widening to float64.
     private var doubles: UnsafeMutableBufferPointer<Double>?
 
@@ -103,6 +105,12 @@ final class TensorCaster {
                     throw ModelError(file, "tensor \"\(name)\": \(overflows) value(s) exceed the float16 range (|x| ≥ 65520) and would become infinite; keep it in bf16 or f32")
                 }
                 FloatConversion.convertToF16(f, dst)
+            }
+            if error != nil {
+                for i in 0..<n {
+                    let back = dtype == .bf16 ? FloatConversion.float(bf16Bits: dst[i]) : FloatConversion.float(f16Bits: dst[i])
+                    error!.add(f[i], back)
+                }
             }
             return UnsafeRawBufferPointer(dst)
         case .f64:

@@ -14,6 +14,9 @@ struct ParityOptions: ParsableArguments {
     @Option(help: "Seed of the probe ids (SplitMix64).")
     var seed: UInt64 = 0
 
+    @Option(help: "Probe with these token ids instead of random ones: a safetensors file with ids (I64 [N, L]), e.g. held-out text.")
+    var probeIds: String?
+
     @Option(help: "Override the maximum |Δlogit| allowed (lossless default 0, golden default 1e-4).")
     var maxAbsDiff: Double?
 
@@ -37,7 +40,8 @@ struct ParityOptions: ParsableArguments {
             if let v = maxMeanKl { t.maxMeanKL = v }
             if let v = minTop1 { t.minTop1 = v }
         }
-        return try Parity.run(bundle: bundle, against: source, probes: probes, length: seqLen, seed: seed, thresholds: t)
+        return try Parity.run(bundle: bundle, against: source, probes: probes, length: seqLen, seed: seed,
+                              probeIDs: try probeIds.map(Parity.probeIDs(file:)), thresholds: t)
     }
 
     /// The source opened with the bundle's config (so a DCP folder or a config-less checkpoint needs nothing more).

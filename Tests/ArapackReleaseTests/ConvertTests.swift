@@ -196,6 +196,16 @@ final class ConvertTests: XCTestCase {
             XCTAssertEqual(bits, try ckpt.tensor(named: name).floats().map(FloatConversion.bf16Bits), name)
         }
         XCTAssertEqual(try TestSupport.loadJSON(bf16 + "/config.json")["torch_dtype"]?.stringValue, "bfloat16")
+        // The per-tensor report: every narrowed tensor, its error against float32 and its size before and after.
+        let records = try XCTUnwrap(TestSupport.loadJSON(bf16 + "/manifest.json")["quantization"]?["tensors"]?.elements)
+        XCTAssertEqual(records.count, 28)
+        let ln = try XCTUnwrap(records.first { $0["name"]?.stringValue == "model.ln_f.weight" })
+        let exact = try ckpt.tensor(named: "ln_f.weight").floats()
+        let maxError = exact.map { Double(abs($0 - FloatConversion.float(bf16Bits: FloatConversion.bf16Bits($0)))) }.max()!
+        XCTAssertEqual(ln["max_abs_error"]?.doubleValue, maxError)
+        XCTAssertEqual(ln["bytes_before"]?.intValue, 128)
+        XCTAssertEqual(ln["bytes_after"]?.intValue, 64)
+        XCTAssertGreaterThan(ln["snr_db"]?.doubleValue ?? 0, 40)
         XCTAssertTrue(try BundleVerifier.verify(path: bf16, progress: .silent).passed)
 
         // Widening back to f32 from the bf16 bundle gives exactly the bf16 values.
