@@ -92,13 +92,14 @@ public struct ParityThresholds: Equatable, Sendable {
     /// Lossless conversions must be bit-identical.
     public static let lossless = ParityThresholds(kind: "lossless", maxAbsDiff: 0, maxMeanKL: nil, minTop1: nil)
 
-    /// Defaults for a cast bundle (float32 source → bf16 / f16). Provisional: set from the tiny fixtures'
-    /// measurements with a wide margin until a trained model's measurements replace them (issue 7).
+    /// Defaults for a narrowed or quantized bundle, set with margin from measurements on a model trained on
+    /// Arabic text (Fixtures/trained, held-out text; BENCHMARKS.md): mean KL measured 2.0e-4 (bf16), 3.0e-6
+    /// (f16), 1.6e-3 (int8 per channel); top-1 agreement 0.988, 0.9985, 0.966.
     public static func cast(_ dtype: DType) -> ParityThresholds {
         switch dtype {
-        case .f16: return ParityThresholds(kind: "f16", maxAbsDiff: nil, maxMeanKL: 1e-4, minTop1: 0.99)
-        case .i8: return ParityThresholds(kind: "int8", maxAbsDiff: nil, maxMeanKL: 5e-3, minTop1: 0.95)
-        default: return ParityThresholds(kind: "bf16", maxAbsDiff: nil, maxMeanKL: 1e-3, minTop1: 0.97)
+        case .f16: return ParityThresholds(kind: "f16", maxAbsDiff: nil, maxMeanKL: 3e-5, minTop1: 0.99)
+        case .i8: return ParityThresholds(kind: "int8", maxAbsDiff: nil, maxMeanKL: 1e-2, minTop1: 0.90)
+        default: return ParityThresholds(kind: "bf16", maxAbsDiff: nil, maxMeanKL: 1e-3, minTop1: 0.95)
         }
     }
 

@@ -68,6 +68,18 @@ final class ParityCommandTests: XCTestCase {
         XCTAssertEqual(try TestSupport.arapack("verify", scratch + "/ok", "--parity").status, 64, "--parity needs --against")
     }
 
+    func testInt8ConversionOfTheTrainedModelPassesParityOnHeldOutText() throws {
+        let trained = TestSupport.fixture("trained/arafusion_tiny_ar.pt")
+        let r = try TestSupport.arapack("convert", trained, scratch + "/int8", "--dtype", "int8", "--parity",
+                                        "--probe-ids", TestSupport.fixture("trained/heldout.safetensors"),
+                                        "--tokenizer", TestSupport.fixture("trained/tokenizer"))
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("probes       64 × 32 tokens\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("dtype        int8 (thresholds: int8)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("model.token_embedding.weight "), "the per-tensor report is printed: \(r.stdout)")
+        XCTAssertEqual(try TestSupport.arapack("verify", scratch + "/int8").status, 0)
+    }
+
     func testRunPrintsTopTokensAndAChecksumEqualForCheckpointAndBundle() throws {
         let dst = scratch + "/b"
         XCTAssertEqual(try TestSupport.arapack("convert", source, dst).status, 0)

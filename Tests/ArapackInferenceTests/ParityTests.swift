@@ -110,3 +110,44 @@ final class ParityTests: XCTestCase {
         }
     }
 }
+
+/// The trained Arabic fixture: every dtype passes its default limits on held-out text; a quantizer whose
+/// scales are off by 2× fails them.
+final class TrainedModelParityTests: XCTestCase {
+    func testDefaultsHoldOnHeldOutTextAndABrokenQuantizerFails() throws {
+        let scratch = try TestSupport.temporaryDirectory()
+        defer { removeTree(scratch) }
+        let path = TestSupport.fixture("trained/arafusion_tiny_ar.pt")
+        let source = try ReleaseModel(path: path)
+        let heldout = try Parity.probeIDs(file: TestSupport.fixture("trained/heldout.safetensors"))
+        XCTAssertEqual(heldout.count, 64)
+        for dtype in [DType.bf16, .f16, .i8] {
+            let dir = scratch + "/\(dtype.name)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+            try BundleWriter.write(source, tokenizer: nil, options: .init(dtype: dtype), into: dir, progress: .silent)
+            let r = try Parity.run(bundle: try ReleaseModel(path: dir), against: source, probes: 1, length: nil, seed: 0, probeIDs: heldout)
+            XCTAssertTrue(r.passed, r.text)
+            XCTAssertEqual(r.probes, 64)
+            XCTAssertEqual(r.seed, nil)
+        }
+        // Double every scale of the int8 bundle: the limits catch it.
+        let dir = scratch + "/I8"
+        let st = try SafetensorsFile(path: dir + "/model.safetensors")
+        var tensors = try st.tensorNames.map { (name: $0, tensor: try st.tensor(named: $0)) }
+        for i in tensors.indices where tensors[i].name.hasSuffix("_scale") {
+            tensors[i].tensor = try Tensor(float32: try tensors[i].tensor.floats().map { $0 * 2 }, shape: tensors[i].tensor.shape)
+        }
+        try SafetensorsWriter.write(tensors, metadata: st.metadata, to: dir + "/model.safetensors")
+        let broken = try Parity.run(bundle: try ReleaseModel(path: dir), against: source, probes: 1, length: nil, seed: 0, probeIDs: heldout)
+        XCTAssertFalse(broken.passed, broken.text)
+        XCTAssertEqual(broken.thresholds.kind, "int8")
+        XCTAssertTrue(broken.failures.contains { $0.hasPrefix("mean KL") }, broken.text)
+    }
+
+    func testGoldenLogitsOfTheTrainedModel() throws {
+        let model = try ReleaseModel(path: TestSupport.fixture("trained/arafusion_tiny_ar.pt"))
+        let r = try Parity.golden(bundle: model, goldenPath: TestSupport.fixture("trained/heldout.golden.safetensors"), tolerance: 1e-4)
+        XCTAssertTrue(r.passed, r.text)
+        XCTAssertLessThan(r.metrics.referencePerplexity, 60, "a trained model: held-out perplexity far below the vocabulary of 512")
+    }
+}
