@@ -18,9 +18,10 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CSystem"),
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "ArapackTensor"),
         .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL", "CSystem"]),
-        .target(name: "ArapackRelease", dependencies: ["ArapackFormats", "ArapackTensor", "CZstd"]),
+        .target(name: "ArapackRelease", dependencies: ["ArapackFormats", "ArapackTensor", "CZstd", "CKernels"]),
         .target(name: "ArapackInference", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor", "CBLAS"]),
         .executableTarget(
             name: "arapack",

@@ -140,11 +140,7 @@ public enum BundleWriter {
                 defer { buffer.deallocate() }
                 try caster.floatRows(t, rowLength: cols) { range, values in
                     let qs = UnsafeMutableBufferPointer(rebasing: buffer[0..<(range.count * cols)])
-                    q.quantize(values, rows: range, cols: cols, scales: s, into: qs)
-                    let groups = scaleShape[1], g = cols / groups
-                    for (i, r) in range.enumerated() {
-                        for c in 0..<cols { error.add(values[i * cols + c], Float(qs[i * cols + c]) * s[r * groups + c / g]) }
-                    }
+                    q.quantize(values, rows: range, cols: cols, scales: s, into: qs, error: &error)
                     try out.write(UnsafeRawBufferPointer(qs))
                 }
                 records.add(error.record(name, before: rows * cols * t.dtype.byteSize, after: rows * cols + scaleShape[0] * scaleShape[1] * 4))

@@ -1,5 +1,6 @@
 import ArapackFormats
 import ArapackTensor
+import CKernels
 
 /// Symmetric int8 weight quantization in the compressed-tensors convention (BUNDLE.md): each 2-D weight
 /// `X` [rows, cols] becomes `X` (I8 in [-127, 127]) and `X_scale` (F32): per output channel ([rows, 1]) or,
@@ -32,23 +33,27 @@ public struct Int8Quantization: Sendable {
         var out = [Float](repeating: 1, count: rows * (cols / g))
         for r in 0..<rows {
             for k in 0..<(cols / g) {
-                var top: Float = 0
-                let start = r * cols + k * g
-                for c in start..<(start + g) { top = max(top, abs(values[c])) }
+                let top = Self.maxAbs(UnsafeBufferPointer(rebasing: values[(r * cols + k * g)..<(r * cols + (k + 1) * g)]))
                 out[r * (cols / g) + k] = top > 0 ? top / 127 : 1
             }
         }
         return out
     }
 
-    /// Quantizes rows `rows` of a weight whose values start at row `rows.lowerBound`, into `q`.
-    public func quantize(_ values: UnsafeBufferPointer<Float>, rows: Range<Int>, cols: Int, scales: [Float], into q: UnsafeMutableBufferPointer<Int8>) {
+    /// max |x| (NaNs ignored).
+    static func maxAbs(_ x: UnsafeBufferPointer<Float>) -> Float {
+        arapack_max_abs(x.baseAddress!, x.count)
+    }
+
+    /// Quantizes rows `rows` of a weight whose values start at row `rows.lowerBound`, into `q`; adds the
+    /// error of q·scale against the values to `error`.
+    public func quantize(_ values: UnsafeBufferPointer<Float>, rows: Range<Int>, cols: Int, scales: [Float],
+                         into q: UnsafeMutableBufferPointer<Int8>, error: inout QuantizationRecord.Accumulator) {
         let g = group(cols), groups = cols / g
         for (i, r) in rows.enumerated() {
-            for c in 0..<cols {
-                let s = scales[r * groups + c / g]
-                let v = (values[i * cols + c] / s).rounded(.toNearestOrEven)
-                q[i * cols + c] = Int8(max(-127, min(127, v.isNaN ? 0 : v)))
+            for k in 0..<groups {
+                let start = i * cols + k * g
+                error.withStats { arapack_quantize_int8(values.baseAddress! + start, g, scales[r * groups + k], q.baseAddress! + start, $0) }
             }
         }
     }
@@ -101,17 +106,22 @@ public struct QuantizationRecord: Sendable {
     public var bytesBefore: Int
     public var bytesAfter: Int
 
-    /// Accumulates the error of `approx` against `exact`.
-    struct Accumulator {
-        var signal = 0.0, noise = 0.0, maxAbs = 0.0
-        mutating func add(_ exact: Float, _ approx: Float) {
-            let e = Double(exact) - Double(approx)
-            signal += Double(exact) * Double(exact)
-            noise += e * e
-            maxAbs = max(maxAbs, abs(e))
+    /// Accumulates the error of `approx` against `exact` (in double; the loops are CKernels').
+    public struct Accumulator {
+        /// Σx², Σ(x − x̂)², max |x − x̂|.
+        private var stats: [Double] = [0, 0, 0]
+
+        mutating func withStats(_ body: (UnsafeMutablePointer<Double>) -> Void) {
+            stats.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
         }
-        func record(_ name: String, before: Int, after: Int) -> QuantizationRecord {
-            QuantizationRecord(name: name, maxAbsError: maxAbs, snrDB: noise == 0 ? .infinity : 10 * log10(signal / noise),
+
+        /// Adds whole buffers.
+        mutating func add(_ exact: UnsafeBufferPointer<Float>, _ approx: UnsafeBufferPointer<Float>) {
+            withStats { arapack_error_stats(exact.baseAddress!, approx.baseAddress!, exact.count, $0) }
+        }
+
+        public func record(_ name: String, before: Int, after: Int) -> QuantizationRecord {
+            QuantizationRecord(name: name, maxAbsError: stats[2], snrDB: stats[1] == 0 ? .infinity : 10 * log10(stats[0] / stats[1]),
                                bytesBefore: before, bytesAfter: after)
         }
     }

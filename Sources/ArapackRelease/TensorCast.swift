@@ -107,10 +107,15 @@ final class TensorCaster {
                 FloatConversion.convertToF16(f, dst)
             }
             if error != nil {
-                for i in 0..<n {
-                    let back = dtype == .bf16 ? FloatConversion.float(bf16Bits: dst[i]) : FloatConversion.float(f16Bits: dst[i])
-                    error!.add(f[i], back)
+                // Widen the result back (into the float buffer unless it holds the input) and compare.
+                let back = f.baseAddress == UnsafePointer(floats.baseAddress) ? UnsafeMutableBufferPointer<Float>.allocate(capacity: n) : UnsafeMutableBufferPointer(rebasing: floats[0..<n])
+                defer { if back.baseAddress != floats.baseAddress { back.deallocate() } }
+                if dtype == .bf16 {
+                    FloatConversion.convertFromBF16(UnsafeBufferPointer(dst), back)
+                } else {
+                    FloatConversion.convertFromF16(UnsafeBufferPointer(dst), back)
                 }
+                error!.add(f, UnsafeBufferPointer(back))
             }
             return UnsafeRawBufferPointer(dst)
         case .f64:

@@ -1,0 +1,94 @@
+#include "ckernels.h"
+
+#define LANES 16
+#define FOLD 4096
+
+static void fold(const float sq[LANES], const float er[LANES], const float mx[LANES], double stats[3]) {
+    for (int l = 0; l < LANES; l++) {
+        stats[0] += sq[l];
+        stats[1] += er[l];
+        if (mx[l] > stats[2]) stats[2] = mx[l];
+    }
+}
+
+static float magnitude(float v) { return v < 0 ? -v : v; }
+
+void arapack_error_stats(const float *x, const float *y, size_t n, double stats[3]) {
+    size_t i = 0;
+    while (i + LANES <= n) {
+        float sq[LANES] = {0}, er[LANES] = {0}, mx[LANES] = {0};
+        size_t end = i + FOLD < n ? i + FOLD : n - (n - i) % LANES;
+        for (; i < end; i += LANES) {
+            for (int l = 0; l < LANES; l++) {
+                float a = x[i + l], e = a - y[i + l], m = magnitude(e);
+                sq[l] += a * a;
+                er[l] += e * e;
+                mx[l] = m > mx[l] ? m : mx[l];
+            }
+        }
+        fold(sq, er, mx, stats);
+    }
+    for (; i < n; i++) {
+        double a = x[i], e = a - (double)y[i];
+        stats[0] += a * a;
+        stats[1] += e * e;
+        if ((e < 0 ? -e : e) > stats[2]) stats[2] = e < 0 ? -e : e;
+    }
+}
+
+/// round-half-even for |v| < 2^22 by the 1.5·2^23 trick (exact in float, vectorises without SSE4.1).
+static float round_even(float v) {
+    const float magic = 12582912.0f;
+    return (v + magic) - magic;
+}
+
+void arapack_quantize_int8(const float *x, size_t n, float scale, int8_t *q, double stats[3]) {
+    size_t i = 0;
+    while (i < n) {
+        float sq[LANES] = {0}, er[LANES] = {0}, mx[LANES] = {0};
+        size_t end = i + FOLD < n ? i + FOLD : n;
+        size_t vend = end - (end - i) % LANES;
+        for (; i < vend; i += LANES) {
+            for (int l = 0; l < LANES; l++) {
+                float a = x[i + l];
+                float v = a / scale;
+                v = v > 127.0f ? 127.0f : v;
+                v = v < -127.0f ? -127.0f : v;
+                v = v == v ? round_even(v) : 0.0f;
+                q[i + l] = (int8_t)v;
+                float e = a - v * scale, m = magnitude(e);
+                sq[l] += a * a;
+                er[l] += e * e;
+                mx[l] = m > mx[l] ? m : mx[l];
+            }
+        }
+        fold(sq, er, mx, stats);
+        for (; i < end; i++) {
+            float a = x[i];
+            float v = a / scale;
+            v = v > 127.0f ? 127.0f : v;
+            v = v < -127.0f ? -127.0f : v;
+            v = v == v ? round_even(v) : 0.0f;
+            q[i] = (int8_t)v;
+            double e = (double)a - (double)(v * scale);
+            stats[0] += (double)a * a;
+            stats[1] += e * e;
+            if ((e < 0 ? -e : e) > stats[2]) stats[2] = e < 0 ? -e : e;
+        }
+    }
+}
+
+float arapack_max_abs(const float *x, size_t n) {
+    float mx[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        for (int l = 0; l < LANES; l++) {
+            float m = magnitude(x[i + l]);
+            mx[l] = m > mx[l] ? m : mx[l];
+        }
+    }
+    float top = 0;
+    for (int l = 0; l < LANES; l++) top = mx[l] > top ? mx[l] : top;
+    for (; i < n; i++) top = magnitude(x[i]) > top ? magnitude(x[i]) : top;
+    return top;
+}

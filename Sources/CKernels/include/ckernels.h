@@ -1,0 +1,17 @@
+#ifndef ARAPACK_CKERNELS_H
+#define ARAPACK_CKERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// Adds to stats[0] Σx², stats[1] Σ(x−y)², and raises stats[2] to max|x−y| over n pairs (sums folded into
+/// double every 4,096 elements; the lanes make the loops vectorise without reassociating float math).
+void arapack_error_stats(const float *x, const float *y, size_t n, double stats[3]);
+
+/// q[i] = clamp(round-half-even(x[i] / scale), −127, 127) for n values (a true division, as torch
+/// computes it; NaN → 0); adds the error of q·scale against x to stats as arapack_error_stats does.
+void arapack_quantize_int8(const float *x, size_t n, float scale, int8_t *q, double stats[3]);
+
+/// max |x[i]| over n values (NaNs ignored).
+float arapack_max_abs(const float *x, size_t n);
+
+#endif
