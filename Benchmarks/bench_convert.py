@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Issue 5 benchmark: convert a full-size (381M) training checkpoint with AdamW state (~4.6 GB) into a
-release bundle, float32 and bf16, archive off: arapack beside a PyTorch + safetensors script doing the
+"""Issues 5 and 7 benchmark: convert a full-size (381M) training checkpoint with AdamW state (~4.6 GB) into
+a release bundle, float32, bf16 and int8 (per channel), archive off; GB/s are of model input (1.53 GB): arapack beside a PyTorch + safetensors script doing the
 same job (torch.load mmap, strip prefixes, check and drop the tied head, cast, save_file, config.json,
 sha256 of the outputs). Whole-process wall time and peak RSS, same machine, same session, files from the
 page cache (one warm-up run). arapack also hashes the 4.6 GB source for the manifest (the script does not).
@@ -21,7 +21,7 @@ ARAPACK = os.path.join(ROOT, ".build/release/arapack")
 TORCH_CONVERT = """
 import hashlib, json, os, sys, torch
 from safetensors.torch import save_file
-src, dst, dtype = sys.argv[1], sys.argv[2], getattr(torch, sys.argv[3])
+src, dst, dtype = sys.argv[1], sys.argv[2], sys.argv[3]
 ck = torch.load(src, mmap=True, weights_only=True)
 sd = {}
 for k, v in ck["model"].items():
@@ -31,7 +31,15 @@ for k, v in ck["model"].items():
     sd[k] = v
 head, emb = sd.pop("lm_head.weight"), sd["token_embedding.weight"]
 assert head.data_ptr() == emb.data_ptr() or torch.equal(head, emb), "untied"
-out = {"model." + k: v.to(dtype).contiguous() for k, v in sd.items()}
+out = {}
+for k, v in sd.items():
+    if dtype == "int8" and v.dim() == 2 and k != "position_embedding.weight":
+        amax = v.abs().amax(dim=1, keepdim=True)
+        scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
+        out["model." + k] = torch.round(v / scale).clamp(-127, 127).to(torch.int8).contiguous()
+        out["model." + k + "_scale"] = scale.contiguous()
+    else:
+        out["model." + k] = v.to(torch.float32 if dtype == "int8" else getattr(torch, dtype)).contiguous()
 os.makedirs(dst, exist_ok=True)
 save_file(out, os.path.join(dst, "model.safetensors"),
           metadata={"format": "pt", "model.lm_head.weight": "model.token_embedding.weight"})
@@ -71,12 +79,13 @@ def main():
         shutil.rmtree(dst, ignore_errors=True)
         os.sync()
 
-    for dtype, torch_dtype in [("f32", "float32"), ("bf16", "bfloat16")]:
+    model_bytes = 381_478_912 * 4
+    for dtype, torch_dtype in [("f32", "float32"), ("bf16", "bfloat16"), ("int8", "int8")]:
         cmd = [ARAPACK, "convert", path, dst, "--dtype", dtype, "--quiet"]
-        print(row(f"arapack convert --dtype {dtype}", measure(cmd, runs=5, prepare=fresh)))
-        print(row(f"arapack convert --dtype {dtype} --no-source-digest", measure(cmd + ["--no-source-digest"], runs=5, prepare=fresh)))
+        print(row(f"arapack convert --dtype {dtype}", measure(cmd, runs=5, prepare=fresh), model_bytes))
+        print(row(f"arapack convert --dtype {dtype} --no-source-digest", measure(cmd + ["--no-source-digest"], runs=5, prepare=fresh), model_bytes))
         print(row(f"torch.load(mmap) + save_file + sha256 ({torch_dtype})",
-                  measure([py, "-c", TORCH_CONVERT, path, dst, torch_dtype], runs=5, prepare=fresh)))
+                  measure([py, "-c", TORCH_CONVERT, path, dst, torch_dtype], runs=5, prepare=fresh), model_bytes))
         print(row(f"  same + os.fsync of each file ({torch_dtype})",
                   measure([py, "-c", TORCH_CONVERT + FSYNC, path, dst, torch_dtype], runs=5, prepare=fresh)))
     fresh()
