@@ -25,6 +25,9 @@ struct Arapack: ParsableCommand {
         // Large buffers (slices of multi-GB tensors) come from mmap and go back to the system when freed;
         // glibc's adaptive threshold would otherwise move them onto the heap, whose freed pages stay resident.
         arapack_mmap_allocations_from(1 << 20)
+        // A file-size limit (ulimit -f) then makes write() fail with EFBIG, reported like any I/O error,
+        // instead of killing the process.
+        signal(SIGXFSZ, SIG_IGN)
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -88,7 +88,10 @@ public final class AtomicFileWriter {
         close(fd)
         fd = -1
         let ok = replacing ? rename(temporaryPath, destination) == 0 : arapack_rename_noreplace(temporaryPath, destination) == 0
-        guard ok else { throw FileError(path: destination, operation: "rename", code: errno) }
+        guard ok else {
+            if errno == EEXIST { throw DestinationExists(path: destination) }
+            throw FileError(path: destination, operation: "rename", code: errno)
+        }
         committed = true
         sha256 = digest?.hexDigest()
         syncDirectory(of: destination)
@@ -156,6 +159,7 @@ public final class AtomicDirectory {
         if arapack_rename_noreplace(temporaryPath, destination) != 0 {
             let code = errno
             guard code == EEXIST || code == ENOTEMPTY, replacing else {
+                if code == EEXIST || code == ENOTEMPTY { throw DestinationExists(path: destination) }
                 throw FileError(path: destination, operation: "rename", code: code)
             }
             guard arapack_rename_exchange(temporaryPath, destination) == 0 else {
@@ -206,6 +210,13 @@ public enum TemporaryFiles {
         }
         return removed
     }
+}
+
+/// The destination appeared while the output was being written (another run won the race); the finished
+/// output was not moved into place and is removed.
+public struct DestinationExists: Error, CustomStringConvertible, Sendable {
+    public let path: String
+    public var description: String { "\(path) appeared while this run was writing (another run?); it was left as it is and this run's output discarded" }
 }
 
 /// `.<name>.arapack-tmp-<pid>-<n>` next to `path`, unique within the process.
