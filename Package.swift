@@ -30,6 +30,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "arapack-bench", dependencies: ["ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "CBLAS"], path: "Benchmarks/ArapackBench"),
+        .executableTarget(name: "arapack-fuzz", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor"], path: "Fuzz/ArapackFuzz"),
         .target(name: "ArapackTestSupport", dependencies: ["ArapackFormats"], path: "Tests/ArapackTestSupport"),
         .testTarget(name: "ArapackTensorTests", dependencies: ["ArapackTensor"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZstd", "COpenSSL", "CBLAS"]),

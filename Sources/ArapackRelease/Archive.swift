@@ -195,8 +195,8 @@ public enum ArchiveReader {
     }
 }
 
-/// A ustar parser fed arbitrary chunks.
-struct TarParser {
+/// A ustar parser fed arbitrary chunks (what `ArchiveReader` runs on the decompressed stream).
+public struct TarParser {
     let file: String
     let visitor: ArchiveReader.Visitor
     private var header: [UInt8] = []
@@ -208,12 +208,12 @@ struct TarParser {
     private var names = Set<String>()
     private var offset = 0
 
-    init(file: String, visitor: ArchiveReader.Visitor) {
+    public init(file: String, visitor: ArchiveReader.Visitor) {
         self.file = file
         self.visitor = visitor
     }
 
-    mutating func feed(_ chunk: UnsafeRawBufferPointer) throws {
+    public mutating func feed(_ chunk: UnsafeRawBufferPointer) throws {
         var i = 0
         while i < chunk.count {
             if inEntry && remaining > 0 {
@@ -244,7 +244,7 @@ struct TarParser {
         }
     }
 
-    mutating func finish() throws -> String {
+    public mutating func finish() throws -> String {
         guard !inEntry, header.isEmpty, zeroBlocks >= 1, let top else {
             throw ArchiveError(file: file, detail: "the tar stream ends inside an entry or without its end blocks")
         }

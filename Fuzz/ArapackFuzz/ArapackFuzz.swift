@@ -1,0 +1,130 @@
+import ArapackFormats
+import ArapackRelease
+import ArapackTensor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Fuzz targets for the parsers that read strangers' files. Built two ways:
+// - by scripts/fuzz.sh with libFuzzer and AddressSanitizer (`-sanitize=fuzzer,address -parse-as-library
+//   -D FUZZING`): libFuzzer drives `LLVMFuzzerTestOneInput`; ARAPACK_FUZZ_TARGET picks the parser;
+// - by a normal `swift build` (with `Replay` as @main): `arapack-fuzz TARGET FILE...` replays files (a corpus, a crash) through
+//   the same code once each, so every finding can be re-run without the fuzzer.
+// A target must never crash, hang or allocate without bound; throwing (refusing the input) is fine.
+
+enum FuzzTarget: String, CaseIterable {
+    case safetensors, zip, pickle, dcp, json, tokenizer, torch, tar
+}
+
+/// A scratch folder for the targets whose readers take paths (memory-mapped files).
+nonisolated var scratch: String { Scratch.path }
+enum Scratch {
+    static let path: String = {
+    var template = Array("/tmp/arapack-fuzz-XXXXXX".utf8CString)
+    let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+    return String(cString: made!)
+    }()
+}
+
+func writeScratch(_ name: String, _ bytes: UnsafeRawBufferPointer) -> String {
+    let path = scratch + "/" + name
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    _ = write(fd, bytes.baseAddress, bytes.count)
+    close(fd)
+    return path
+}
+
+/// Runs one input through one parser; errors are the expected outcome for most inputs.
+func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
+    switch target {
+    case .safetensors:
+        _ = try? SafetensorsHeader.parse(bytes, fileSize: bytes.count, file: "fuzz")
+    case .pickle:
+        _ = try? PickleMachine.load(bytes, allowed: nil)
+        _ = try? PickleMachine.load(bytes, allowed: TorchGlobals.checkpointAllowList.union(DCPGlobals.allowList))
+    case .json:
+        if let v = try? JSONParser.parse(bytes) { _ = v.serialized(pretty: true) }
+    case .tokenizer:
+        _ = try? TokenizerFiles(directory: "fuzz", files: ["tokenizer.json", "tokenizer_config.json"]) { name in
+            name == "tokenizer.json" ? try JSONParser.parse(bytes) : .object([.init("bos_token", .string("<s>"))])
+        }
+    case .zip:
+        let path = writeScratch("archive.zip", bytes)
+        if let file = try? MappedFile(path: path), let zip = try? ZipArchive(file: file) {
+            for e in zip.entries.prefix(64) {
+                _ = try? zip.storage(of: e.name)
+                _ = try? zip.verifyChecksum(of: e.name)
+            }
+        }
+    case .torch:
+        let path = writeScratch("checkpoint.pt", bytes)
+        if let ckpt = try? TorchCheckpoint(path: path) {
+            _ = ckpt.summary
+            for name in ckpt.tensorNames.prefix(64) { _ = try? ckpt.tensor(named: name) }
+        }
+    case .dcp:
+        _ = writeScratch(".metadata", bytes)
+        if let dcp = try? DCPCheckpoint(directory: scratch) {
+            for name in dcp.tensorNames.prefix(16) { _ = try? dcp.descriptor(named: name) }
+        }
+    case .tar:
+        final class Sink: ArchiveReader.Visitor {
+            func begin(name: String, size: Int) throws {}
+            func data(_ bytes: UnsafeRawBufferPointer) throws {}
+            func end() throws {}
+        }
+        var parser = TarParser(file: "fuzz", visitor: Sink())
+        if (try? parser.feed(bytes)) != nil { _ = try? parser.finish() }
+    }
+}
+
+/// The target libFuzzer runs (static, so initialised on first use, not as main.swift's top-level code).
+enum Selected {
+    static let target: FuzzTarget = {
+    let name = getenv("ARAPACK_FUZZ_TARGET").map { String(cString: $0) } ?? ""
+    guard let t = FuzzTarget(rawValue: name) else {
+        print("set ARAPACK_FUZZ_TARGET to one of: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))")
+        exit(64)
+    }
+    return t
+    }()
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    exercise(Selected.target, UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : size))
+    return 0
+}
+
+#if FUZZING
+// SwiftPM links an executable's entry point as `arapack_fuzz_main`; in the fuzz build it hands over to
+// libFuzzer's driver.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
+
+@_cdecl("arapack_fuzz_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var count = argc
+    var vector = argv
+    return LLVMFuzzerRunDriver(&count, &vector) { data, size in fuzzOne(data, size) }
+}
+#else
+/// Replay mode (normal builds): arapack-fuzz TARGET FILE...
+@main
+struct Replay {
+    static func main() throws {
+        let args = CommandLine.arguments
+        guard args.count >= 3, let target = FuzzTarget(rawValue: args[1]) else {
+            print("usage: arapack-fuzz \(FuzzTarget.allCases.map(\.rawValue).joined(separator: "|")) FILE...")
+            exit(64)
+        }
+        for path in args.dropFirst(2) {
+            let file = try MappedFile(path: path)
+            file.withUnsafeBytes { exercise(target, $0) }
+        }
+        print("replayed \(args.count - 2) input(s) through \(target.rawValue)")
+        removeTree(scratch)
+    }
+}
+#endif

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Fuzzes arapack's parsers with libFuzzer + AddressSanitizer.
+#   bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      (default: 30 s, every target)
+# Targets: safetensors (header parser), zip (zip reader), pickle (restricted pickle machine), dcp (DCP
+# .metadata reader), json (config / JSON parser), tokenizer (tokenizer.json checks), torch (whole
+# torch.save reader), tar (release-archive tar parser). Seeds come from Fixtures/ (copied to a work folder
+# under .build-fuzz/). A crash, leak or timeout stops the run: libFuzzer writes the input to
+# .build-fuzz/findings/<target>/ and the script exits 1 (make it a fixture and a test, then fix it).
+# Replay any input without the fuzzer: swift build --product arapack-fuzz && .build/debug/arapack-fuzz TARGET FILE...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-30}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar)
+
+swift build -c release --product arapack-fuzz --build-path .build-fuzz \
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -D -Xswiftc FUZZING 2>&1 | grep -v "warning: Cannot export local symbol" || true
+fuzzer=.build-fuzz/release/arapack-fuzz
+[ -x "$fuzzer" ] || { echo "fuzz build failed" >&2; exit 2; }
+
+seed() {  # the fixture files that exercise a target
+    case "$1" in
+        safetensors) ls Fixtures/safetensors/valid/*.safetensors Fixtures/safetensors/hostile/* ;;
+        zip|torch) ls Fixtures/torch/valid/*.pt Fixtures/torch/hostile/* Fixtures/release/hostile/*.pt ;;
+        pickle) ls Fixtures/dcp/valid/*/.metadata ;;
+        dcp) ls Fixtures/dcp/valid/*/.metadata Fixtures/dcp/hostile/*/.metadata ;;
+        json) ls Fixtures/*/valid.json Fixtures/tokenizer/valid/*.json Schemas/*.json ;;
+        tokenizer) ls Fixtures/tokenizer/valid/tokenizer.json Fixtures/tokenizer/hostile/*/tokenizer.json ;;
+        tar) ls .build/example/*.tar.zst 2>/dev/null | head -1 | xargs -r -I{} sh -c 'zstd -dc {} > .build-fuzz/seed.tar && echo .build-fuzz/seed.tar' ;;
+    esac
+}
+
+status=0
+for target in "${targets[@]}"; do
+    corpus=.build-fuzz/corpus/$target findings=.build-fuzz/findings/$target
+    mkdir -p "$corpus" "$findings"
+    for f in $(seed "$target"); do [ -f "$f" ] && cp "$f" "$corpus/$(sha256sum "$f" | cut -c1-16)" || true; done
+    # The pickle target takes data.pkl records out of the torch fixtures as well.
+    if [ "$target" = pickle ]; then
+        for f in Fixtures/torch/valid/*.pt; do unzip -p "$f" '*/data.pkl' > "$corpus/$(basename "$f").pkl" 2>/dev/null || true; done
+    fi
+    log=.build-fuzz/$target.log
+    max_len=1048576
+    case "$target" in json|tokenizer|pickle|dcp) max_len=65536 ;; esac
+    if ARAPACK_FUZZ_TARGET=$target "$fuzzer" "$corpus" -max_total_time="$seconds" -max_len=$max_len -rss_limit_mb=2048 \
+        -timeout=10 -artifact_prefix="$findings/" -print_final_stats=1 > "$log" 2>&1; then
+        runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+        echo "fuzz $target: ${seconds}s, $runs executions, no findings"
+    else
+        echo "fuzz $target: FINDING (see $log and $findings)" >&2
+        tail -30 "$log" >&2
+        status=1
+    fi
+done
+exit $status
