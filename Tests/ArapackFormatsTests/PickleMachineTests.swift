@@ -1,9 +1,15 @@
+import ArapackTestSupport
 @testable import ArapackFormats
 import XCTest
 
 final class PickleMachineTests: XCTestCase {
+    /// The arenas of the values the tests look at (a value's containers are emptied with its arena).
+    private var arenas: [PickleArena] = []
+
     private func load(_ bytes: [UInt8], allowed: Set<PickleGlobal>? = [], limits: PickleLimits = PickleLimits()) throws -> PickleValue {
-        try bytes.withUnsafeBytes { try PickleMachine.load($0, allowed: allowed, limits: limits).value }
+        let result = try bytes.withUnsafeBytes { try PickleMachine.load($0, allowed: allowed, limits: limits) }
+        arenas.append(result.arena)
+        return result.value
     }
 
     func testProtocolFourValues() throws {
@@ -59,5 +65,30 @@ final class PickleMachineTests: XCTestCase {
         guard case let .list(top) = try load(bytes) else { return XCTFail() }
         guard case let .list(a) = top.items[0], case let .list(b) = top.items[1] else { return XCTFail() }
         XCTAssertTrue(a === b)
+    }
+
+    /// A list appended to itself (a reference cycle) is freed once the result is dropped, whether the
+    /// pickle completes or fails afterwards.
+    func testSelfReferencingContainersAreFreed() throws {
+        // PROTO 2, EMPTY_LIST, MEMOIZE(0), BINGET 0, APPEND, STOP  →  l = []; l.append(l)
+        let complete: [UInt8] = [0x80, 0x02, 0x5D, 0x94, 0x68, 0x00, 0x61, 0x2E]
+        weak var list: PickleList?
+        try complete.withUnsafeBytes { bytes in
+            let result = try PickleMachine.load(bytes, allowed: nil)
+            guard case let .list(l) = result.value else { return XCTFail("not a list") }
+            XCTAssertTrue(l.items.first.map { if case let .list(inner) = $0 { return inner === l } else { return false } } ?? false)
+            list = l
+        }
+        XCTAssertNil(list, "the cycle was broken when the result went away")
+        // The same cycle, then a malformed opcode: the error path frees it too.
+        let failing: [UInt8] = [0x80, 0x02, 0x5D, 0x94, 0x68, 0x00, 0x61, 0x68, 0x07, 0x2E]
+        XCTAssertThrowsError(try failing.withUnsafeBytes { try PickleMachine.load($0, allowed: nil) })
+    }
+
+    /// The fuzzer's finding (Fixtures/fuzz): refused with a message, and its containers freed.
+    func testFuzzFindingsAreRefusedAndFreed() throws {
+        XCTAssertThrowsError(try DCPCheckpoint(directory: TestSupport.fixture("fuzz/dcp/leak-774ea783"))) {
+            XCTAssertTrue("\($0)".contains("memo key 2624022 was never stored"), "\($0)")
+        }
     }
 }

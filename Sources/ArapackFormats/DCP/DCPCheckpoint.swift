@@ -58,12 +58,15 @@ public final class DCPCheckpoint: TensorSource {
     public init(directory: String) throws {
         self.directory = directory
         let meta = try MappedFile(path: directory + "/.metadata")
-        let root: PickleValue
+        let loaded: PickleMachine.Result
         do {
-            root = try meta.withUnsafeBytes { try PickleMachine.load($0, allowed: DCPGlobals.allowList).value }
+            loaded = try meta.withUnsafeBytes { try PickleMachine.load($0, allowed: DCPGlobals.allowList) }
         } catch let e as PickleError {
             throw DCPError.metadata(directory: directory, detail: "\(e)")
         }
+        // The metadata's containers live until the entries are read out of them (end of init).
+        let root = loaded.value
+        defer { withExtendedLifetime(loaded.arena) {} }
         func fail(_ d: String) -> DCPError { DCPError.metadata(directory: directory, detail: d) }
         guard let top = Self.fields(root, "Metadata"), case let .dict(sdm)? = top["state_dict_metadata"], case let .dict(storage)? = top["storage_data"] else {
             throw fail("not a DCP Metadata record with state_dict_metadata and storage_data")

@@ -22,6 +22,8 @@ public struct PickleMachine {
         public var value: PickleValue
         /// Every global the pickle names, in order of first reference, with the byte offset.
         public var globals: [(global: PickleGlobal, offset: Int)]
+        /// Owns the containers `value` is made of; keep it as long as `value` is used.
+        public var arena: PickleArena
     }
 
     /// Unpickles `bytes`. Throws `PickleError` on anything malformed, unsupported, over a limit, or
@@ -29,10 +31,12 @@ public struct PickleMachine {
     public static func load(_ bytes: UnsafeRawBufferPointer, allowed: Set<PickleGlobal>?, limits: PickleLimits = PickleLimits()) throws -> Result {
         var m = PickleMachine(bytes: bytes, allowed: allowed, limits: limits)
         let value = try m.run()
-        return Result(value: value, globals: m.globalsSeen)
+        return Result(value: value, globals: m.globalsSeen, arena: m.arena)
     }
 
     private let bytes: UnsafeRawBufferPointer
+    /// Every container built, so cycles a pickle makes (a list holding itself) are broken when done.
+    private let arena = PickleArena()
     private let allowed: Set<PickleGlobal>?
     private let limits: PickleLimits
     private var position = 0
@@ -132,7 +136,7 @@ public struct PickleMachine {
         }
         switch (g.module, g.name) {
         case ("collections", "OrderedDict"), ("builtins", "dict"), ("__builtin__", "dict"):
-            let d = PickleDict()
+            let d = arena.dict()
             if let first = args.first {
                 guard args.count == 1, let pairs = first.sequence else { throw PickleError.malformed(offset: opcodeOffset, detail: "\(g) takes one sequence of pairs") }
                 for p in pairs {
@@ -142,7 +146,7 @@ public struct PickleMachine {
             }
             return .dict(d)
         case ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"):
-            return .list(PickleList(args.first?.sequence ?? []))
+            return .list(arena.list(args.first?.sequence ?? []))
         case ("_codecs", "encode"):
             guard args.count == 2, let s = args[0].stringValue, let enc = args[1].stringValue, ["latin1", "latin-1"].contains(enc.lowercased()) else {
                 throw PickleError.malformed(offset: opcodeOffset, detail: "_codecs.encode takes (str, 'latin1')")
@@ -157,7 +161,7 @@ public struct PickleMachine {
         case ("torch", "Size"):
             return .tuple(args.first?.sequence ?? [])
         default:
-            return .object(PickleObject(callable: g, args: args))
+            return .object(arena.object(callable: g, args: args))
         }
     }
 
@@ -214,16 +218,16 @@ public struct PickleMachine {
             case 0x86: let b = try pop(); let a = try pop(); try push(.tuple([a, b]))
             case 0x87: let c = try pop(); let b = try pop(); let a = try pop(); try push(.tuple([a, b, c]))
             case 0x74: try push(.tuple(try popToMark()))                     // TUPLE
-            case 0x5D: try push(.list(PickleList()))                         // EMPTY_LIST
-            case 0x6C: try push(.list(PickleList(try popToMark())))          // LIST
-            case 0x7D: try push(.dict(PickleDict()))                         // EMPTY_DICT
+            case 0x5D: try push(.list(arena.list()))                         // EMPTY_LIST
+            case 0x6C: try push(.list(arena.list(try popToMark())))          // LIST
+            case 0x7D: try push(.dict(arena.dict()))                         // EMPTY_DICT
             case 0x64:                                                       // DICT
                 let items = try popToMark()
-                let d = PickleDict()
+                let d = arena.dict()
                 try setItems(d, items)
                 try push(.dict(d))
-            case 0x8F: try push(.list(PickleList()))                         // EMPTY_SET
-            case 0x91: try push(.list(PickleList(try popToMark())))          // FROZENSET
+            case 0x8F: try push(.list(arena.list()))                         // EMPTY_SET
+            case 0x91: try push(.list(arena.list(try popToMark())))          // FROZENSET
             case 0x90:                                                       // ADDITEMS
                 let items = try popToMark()
                 guard case let .list(l) = try pop() else { throw PickleError.malformed(offset: opcodeOffset, detail: "ADDITEMS on a non-set") }

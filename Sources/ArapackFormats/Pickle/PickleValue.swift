@@ -33,6 +33,12 @@ public final class PickleDict {
         entries.append((key, value))
     }
 
+    func removeAll() {
+        entries = []
+        stringIndex = [:]
+        state = nil
+    }
+
     /// The value of a string key.
     public subscript(key: String) -> PickleValue? { stringIndex[key].map { entries[$0].value } }
 
@@ -49,6 +55,39 @@ public final class PickleObject {
     init(callable: PickleGlobal, args: [PickleValue]) {
         self.callable = callable
         self.args = args
+    }
+}
+
+/// The containers of one unpickled value. A pickle can build cycles (a list appended to itself through
+/// the memo), which reference counting never frees; when the arena goes, it empties every container it
+/// made, breaking them. Whoever keeps a value keeps its arena (`PickleMachine.Result.arena`).
+public final class PickleArena: @unchecked Sendable {
+    private var lists: [PickleList] = []
+    private var dicts: [PickleDict] = []
+    private var objects: [PickleObject] = []
+
+    func list(_ items: [PickleValue] = []) -> PickleList {
+        let l = PickleList(items)
+        lists.append(l)
+        return l
+    }
+
+    func dict() -> PickleDict {
+        let d = PickleDict()
+        dicts.append(d)
+        return d
+    }
+
+    func object(callable: PickleGlobal, args: [PickleValue]) -> PickleObject {
+        let o = PickleObject(callable: callable, args: args)
+        objects.append(o)
+        return o
+    }
+
+    deinit {
+        for l in lists { l.items = [] }
+        for d in dicts { d.removeAll() }
+        for o in objects { o.state = nil }
     }
 }
 

@@ -38,6 +38,8 @@ public final class TorchCheckpoint: TensorSource {
     public let prefix: String
     /// The unpickled `data.pkl`.
     public let root: PickleValue
+    /// Keeps `root`'s containers alive (and frees them, cycles included, with the checkpoint).
+    private let pickleArena: PickleArena
     /// Every global `data.pkl` names, with offsets.
     public let globals: [(global: PickleGlobal, offset: Int)]
     /// The key of the state dict inside the root dict, or nil for a bare state dict.
@@ -62,6 +64,7 @@ public final class TorchCheckpoint: TensorSource {
         prefix = reader.prefix
         root = result.value
         globals = result.globals
+        pickleArena = result.arena
         let (key, dict) = try Self.findStateDict(root, file: path)
         stateDictKey = key
         var names: [String] = []
