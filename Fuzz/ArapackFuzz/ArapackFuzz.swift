@@ -49,16 +49,14 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
             name == "tokenizer.json" ? try JSONParser.parse(bytes) : .object([.init("bos_token", .string("<s>"))])
         }
     case .zip:
-        let path = writeScratch("archive.zip", bytes)
-        if let file = try? MappedFile(path: path), let zip = try? ZipArchive(file: file) {
+        if let file = try? MappedFile(copying: bytes, label: "fuzz.zip"), let zip = try? ZipArchive(file: file) {
             for e in zip.entries.prefix(64) {
                 _ = try? zip.storage(of: e.name)
                 _ = try? zip.verifyChecksum(of: e.name)
             }
         }
     case .torch:
-        let path = writeScratch("checkpoint.pt", bytes)
-        if let ckpt = try? TorchCheckpoint(path: path) {
+        if let file = try? MappedFile(copying: bytes, label: "fuzz.pt"), let ckpt = try? TorchCheckpoint(file: file) {
             _ = ckpt.summary
             for name in ckpt.tensorNames.prefix(64) { _ = try? ckpt.tensor(named: name) }
         }

@@ -57,6 +57,22 @@ public final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(p)
     }
 
+    /// A read-only anonymous mapping holding a copy of `bytes`, named `label` in errors (for readers that
+    /// take a mapped file, fed from memory: tests and fuzzing).
+    public init(copying bytes: UnsafeRawBufferPointer, label: String) throws {
+        path = label
+        count = bytes.count
+        if count == 0 {
+            base = nil
+            return
+        }
+        let p = mmap(nil, count, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let p, p != MAP_FAILED else { throw FileError(path: label, operation: "mmap", code: errno) }
+        p.copyMemory(from: bytes.baseAddress!, byteCount: count)
+        mprotect(p, count, PROT_READ)
+        base = UnsafeRawPointer(p)
+    }
+
     deinit {
         if let base { munmap(UnsafeMutableRawPointer(mutating: base), count) }
     }

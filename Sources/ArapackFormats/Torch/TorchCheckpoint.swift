@@ -55,9 +55,15 @@ public final class TorchCheckpoint: TensorSource {
 
     /// Opens and validates the checkpoint at `path`. With `allowed == nil` unknown globals are kept as
     /// inert records instead of refused (for scanning only: nothing is ever called either way).
-    public init(path: String, allowed: Set<PickleGlobal>? = TorchGlobals.checkpointAllowList) throws {
+    public convenience init(path: String, allowed: Set<PickleGlobal>? = TorchGlobals.checkpointAllowList) throws {
+        try self.init(file: try MappedFile(path: path), allowed: allowed)
+    }
+
+    /// Reads a checkpoint already mapped (`file.path` names it in errors).
+    public init(file: MappedFile, allowed: Set<PickleGlobal>? = TorchGlobals.checkpointAllowList) throws {
+        let path = file.path
         self.path = path
-        let archive = try ZipArchive(path: path)
+        let archive = try ZipArchive(file: file)
         self.archive = archive
         let (reader, result) = try TorchArchive.open(archive, file: path, allowed: allowed)
         self.reader = reader
