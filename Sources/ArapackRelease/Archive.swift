@@ -21,10 +21,12 @@ public enum ReleaseArchive {
     static let block = 512
 
     /// Writes `<folder contents>` under the top folder `name/` to `path` (`…/name.tar.zst`) and
-    /// `path.sha256`. `mtime` is SOURCE_DATE_EPOCH or 0. Returns the archive's SHA-256.
+    /// `path.sha256`. `mtime` is SOURCE_DATE_EPOCH or 0. `beforeCommit` runs once the archive is complete,
+    /// just before it is renamed into place (convert moves the bundle folder into place there, so an
+    /// archive never exists without its bundle). Returns the archive's SHA-256.
     @discardableResult
     public static func write(folder: String, files: [String], name: String, to path: String, mtime: Int,
-                             replacing: Bool, progress: Progress) throws -> String {
+                             replacing: Bool, progress: Progress, beforeCommit: () throws -> Void = {}) throws -> String {
         let out = try AtomicFileWriter(destination: path, hashing: true)
         let z = try ZstdWriter(out)
         let sorted = files.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
@@ -50,6 +52,7 @@ public enum ReleaseArchive {
         }
         try z.write([UInt8](repeating: 0, count: 2 * block))
         try z.finish()
+        try beforeCommit()
         try out.commit(replacing: replacing)
         progress.end()
         let digest = out.sha256!

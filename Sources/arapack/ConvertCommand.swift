@@ -146,9 +146,12 @@ struct ConvertCommand: ParsableCommand {
                 if archive {
                     let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
                     try ReleaseArchive.write(folder: folder.temporaryPath, files: try directoryEntries(folder.temporaryPath),
-                                             name: splitPath(dst).1, to: archivePath, mtime: epoch, replacing: force, progress: progress)
+                                             name: splitPath(dst).1, to: archivePath, mtime: epoch, replacing: force, progress: progress) {
+                        try folder.commit(replacing: force)
+                    }
+                } else {
+                    try folder.commit(replacing: force)
                 }
-                try folder.commit(replacing: force)
             case .torch:
                 try TrainingExport.writeTorch(model, dtype: dtype?.dtype, to: dst, replacing: force)
             case .dcp:
