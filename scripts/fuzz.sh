@@ -6,6 +6,7 @@
 # torch.save reader), tar (release-archive tar parser). Seeds come from Fixtures/ (copied to a work folder
 # under .build-fuzz/). A crash, leak or timeout stops the run: libFuzzer writes the input to
 # .build-fuzz/findings/<target>/ and the script exits 1 (make it a fixture and a test, then fix it).
+# ARAPACK_FUZZ_SEED fixes libFuzzer's seed (CI sets it, so each CI run explores the same inputs first).
 # Replay any input without the fuzzer: swift build --product arapack-fuzz && .build/debug/arapack-fuzz TARGET FILE...
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +45,7 @@ for target in "${targets[@]}"; do
     max_len=1048576
     case "$target" in json|tokenizer|pickle|dcp) max_len=65536 ;; esac
     if ARAPACK_FUZZ_TARGET=$target "$fuzzer" "$corpus" -max_total_time="$seconds" -max_len=$max_len -rss_limit_mb=2048 \
-        -timeout=10 -artifact_prefix="$findings/" -print_final_stats=1 > "$log" 2>&1; then
+        -timeout=10 -artifact_prefix="$findings/" -print_final_stats=1 ${ARAPACK_FUZZ_SEED:+-seed=$ARAPACK_FUZZ_SEED} > "$log" 2>&1; then
         runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
         echo "fuzz $target: ${seconds}s, $runs executions, no findings"
     else
