@@ -32,7 +32,7 @@ public enum ReleaseArchive {
         let sorted = files.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         try z.write(header(name: name + "/", size: 0, mode: 0o755, directory: true, mtime: mtime, file: path))
         var total = 0
-        for f in sorted { total += try MappedFile(path: folder + "/" + f).count }
+        for f in sorted { total += try fileSize(folder + "/" + f) }
         progress.begin("writing \(splitPath(path).1)", total: total)
         for f in sorted {
             let file = try MappedFile(path: folder + "/" + f)

@@ -38,7 +38,7 @@ public enum BundleVerifier {
         guard stat(path, &st) == 0 else { throw SourceError.notFound(path: path) }
         if (st.st_mode & S_IFMT) == S_IFDIR {
             let names = try directoryEntries(path)
-            let total = try names.reduce(0) { $0 + (try MappedFile(path: path + "/" + $1).count) }
+            let total = try names.reduce(0) { $0 + (try fileSize(path + "/" + $1)) }
             progress.begin("reading \(path)", total: total)
             for name in names { try feedFile(path + "/" + name, name: name, into: contents, progress: progress) }
         } else {
@@ -254,17 +254,9 @@ final class BundleContents: ArchiveReader.Visitor {
     /// Tensor descriptors under training names (release prefix removed); an int8 weight and its scale
     /// count as one float32 tensor when the scale's shape fits the weight.
     var trainingDescriptors: [String: TensorDescriptor] {
-        var out = Dictionary(uniqueKeysWithValues: descriptors.map { (k, v) in
+        ModelFamily.foldQuantized(Dictionary(uniqueKeysWithValues: descriptors.map { (k, v) in
             (k.hasPrefix(ModelFamily.releasePrefix) ? String(k.dropFirst(ModelFamily.releasePrefix.count)) : k, v)
-        })
-        for (name, scale) in out where name.hasSuffix(Int8Quantization.scaleSuffix) {
-            let base = String(name.dropLast(Int8Quantization.scaleSuffix.count))
-            guard let q = out[base], q.dtype == .i8, q.shape.count == 2, scale.dtype == .f32, scale.shape.count == 2,
-                  scale.shape[0] == q.shape[0], scale.shape[1] > 0, q.shape[1] % scale.shape[1] == 0 else { continue }
-            out[base]!.dtype = .f32
-            out.removeValue(forKey: name)
-        }
-        return out
+        })).tensors
     }
 
     var trainingShapes: [String: [Int]] { trainingDescriptors.mapValues(\.shape) }

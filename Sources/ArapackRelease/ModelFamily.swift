@@ -79,6 +79,23 @@ public enum ModelFamily {
         return problems
     }
 
+    /// Folds int8 pairs (BUNDLE.md): a weight `X` (I8 [rows, cols]) with `X_scale` (F32 [rows, groups],
+    /// groups dividing cols) stands for one float32 tensor `X`. Returns the descriptors with each pair folded
+    /// and, by weight name, the name of its scale.
+    public static func foldQuantized(_ tensors: [String: TensorDescriptor]) -> (tensors: [String: TensorDescriptor], scales: [String: String]) {
+        var out = tensors
+        var scales: [String: String] = [:]
+        for (name, scale) in tensors where name.hasSuffix(Int8Quantization.scaleSuffix) {
+            let base = String(name.dropLast(Int8Quantization.scaleSuffix.count))
+            guard let q = tensors[base], q.dtype == .i8, q.shape.count == 2, scale.dtype == .f32, scale.shape.count == 2,
+                  scale.shape[0] == q.shape[0], scale.shape[1] > 0, q.shape[1] % scale.shape[1] == 0 else { continue }
+            out[base]!.dtype = .f32
+            out.removeValue(forKey: name)
+            scales[base] = name
+        }
+        return (out, scales)
+    }
+
     static func list(_ names: [String]) -> String {
         names.prefix(5).joined(separator: ", ") + (names.count > 5 ? ", … (\(names.count - 5) more)" : "")
     }

@@ -62,27 +62,23 @@ public final class ReleaseModel {
             }
             byTraining[training] = name
         }
-        // Quantized weights (BUNDLE.md): X (I8) with X_scale (F32) stand for one float32 tensor X.
+        // Every tensor's dtype and shape under its training name; int8 pairs stand for one float32 tensor.
+        var stored: [String: TensorDescriptor] = [:]
+        for (training, name) in byTraining { stored[training] = try source.descriptor(named: name) }
+        let (descriptors, scaleNames) = ModelFamily.foldQuantized(stored)
         var scales: [String: String] = [:]
-        for (training, name) in byTraining where training.hasSuffix(Int8Quantization.scaleSuffix) {
-            let base = String(training.dropLast(Int8Quantization.scaleSuffix.count))
-            if let q = byTraining[base], try source.descriptor(named: q).dtype == .i8 { scales[base] = name }
+        for (base, scale) in scaleNames {
+            scales[base] = byTraining[scale]
+            byTraining.removeValue(forKey: scale)
         }
-        for base in scales.keys { byTraining.removeValue(forKey: base + Int8Quantization.scaleSuffix) }
         quantizedScales = scales
         let source = self.source
-        func load(_ training: String) throws -> Tensor {
-            let t = try source.tensor(named: byTraining[training]!)
-            guard let scale = scales[training] else { return t }
-            return try Int8Quantization.dequantize(t, scale: try source.tensor(named: scale), name: byTraining[training]!)
-        }
+        func load(_ training: String) throws -> Tensor { try Self.read(source, byTraining[training]!, scale: scales[training]) }
 
         guard byTraining[ModelFamily.embedding] != nil else {
             throw ModelError(path, "not an AraFusion model: none of its \(sourceNames.count) tensors is \(ModelFamily.embedding) (found \(ModelFamily.list(sourceNames.sorted())))")
         }
-        var shapes: [String: [Int]] = [:]
-        for (training, name) in byTraining { shapes[training] = try source.descriptor(named: name).shape }
-        try assembly.addShapes(shapes)
+        try assembly.addShapes(descriptors.mapValues(\.shape))
 
         // What the source says about itself.
         if let ckpt = source as? TorchCheckpoint {
@@ -130,11 +126,6 @@ public final class ReleaseModel {
         trainingMetadata = metadata
 
         // Every expected tensor present with its shape; nothing unexpected.
-        var descriptors: [String: TensorDescriptor] = [:]
-        for (training, name) in byTraining {
-            descriptors[training] = try source.descriptor(named: name)
-            if scales[training] != nil { descriptors[training]!.dtype = .f32 }  // read back as float32
-        }
         if let problem = ModelFamily.tensorProblems(config, descriptors, headOptional: config.tieWordEmbeddings, display: { byTraining[$0] ?? $0 }).first {
             throw ModelError(path, problem)
         }
@@ -146,14 +137,20 @@ public final class ReleaseModel {
     public func tensor(_ training: String) throws -> Tensor {
         let name = training == ModelFamily.lmHead && tied ? ModelFamily.embedding : training
         guard let s = names.first(where: { $0.training == name })?.source else { throw ModelError(info.path, "no tensor \(training)") }
-        guard let scale = quantizedScales[name] else { return try source.tensor(named: s) }
-        return try Int8Quantization.dequantize(try source.tensor(named: s), scale: try source.tensor(named: scale), name: s)
+        return try Self.read(source, s, scale: quantizedScales[name])
     }
 
     /// The bundle's weight dtype: int8 when any weight is quantized, else the embedding's.
     public var dominantDType: DType {
         if !quantizedScales.isEmpty { return .i8 }
         return (try? source.descriptor(named: names.first { $0.training == ModelFamily.embedding }!.source).dtype) ?? .f32
+    }
+
+    /// A source tensor, dequantized to float32 when it has a scale.
+    private static func read(_ source: TensorSource, _ name: String, scale: String?) throws -> Tensor {
+        let t = try source.tensor(named: name)
+        guard let scale else { return t }
+        return try Int8Quantization.dequantize(t, scale: try source.tensor(named: scale), name: name)
     }
 
     /// Top-level entries of a training dict that are not tensors or optimizer state, as JSON.

@@ -168,13 +168,11 @@ struct ConvertCommand: ParsableCommand {
 
 /// The per-tensor quantization report as a table.
 func quantizationTable(_ rows: [JSONValue]) -> String {
-    var lines = [["tensor", "max |error|", "SNR dB", "bytes before", "bytes after"]]
-    for r in rows {
-        lines.append([r["name"]?.stringValue ?? "", r["max_abs_error"]?.serialized() ?? "", r["snr_db"]?.serialized() ?? "",
-                      r["bytes_before"]?.serialized() ?? "", r["bytes_after"]?.serialized() ?? ""])
+    let header = ["tensor", "max |error|", "SNR dB", "bytes before", "bytes after"]
+    let cells = rows.map { r in
+        [r["name"]?.stringValue ?? ""] + ["max_abs_error", "snr_db", "bytes_before", "bytes_after"].map { r[$0]?.serialized() ?? "" }
     }
-    let widths = (0..<5).map { c in lines.map { $0[c].count }.max()! }
-    return lines.map { row in row.enumerated().map { c, v in c == 0 ? v + String(repeating: " ", count: widths[0] - v.count) : String(repeating: " ", count: widths[c] - v.count) + v }.joined(separator: "  ") }.joined(separator: "\n")
+    return alignColumns([header] + cells, rightAligned: [1, 2, 3, 4]).joined(separator: "\n")
 }
 
 /// A failure the command itself detects (exit 2, one line).

@@ -256,6 +256,13 @@ public func directoryEntries(_ path: String) throws -> [String] {
     return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
 }
 
+/// The size in bytes of the file at `path` (stat, nothing read or mapped).
+public func fileSize(_ path: String) throws -> Int {
+    var st = stat()
+    guard stat(path, &st) == 0 else { throw FileError(path: path, operation: "stat", code: errno) }
+    return Int(st.st_size)
+}
+
 /// Whether anything (file, folder, link) exists at `path`.
 public func pathExists(_ path: String) -> Bool {
     var st = stat()
