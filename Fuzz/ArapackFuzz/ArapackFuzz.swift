@@ -16,24 +16,6 @@ enum FuzzTarget: String, CaseIterable {
     case safetensors, zip, pickle, dcp, json, tokenizer, torch, tar
 }
 
-/// A scratch folder for the targets whose readers take paths (memory-mapped files).
-nonisolated var scratch: String { Scratch.path }
-enum Scratch {
-    static let path: String = {
-    var template = Array("/tmp/arapack-fuzz-XXXXXX".utf8CString)
-    let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-    return String(cString: made!)
-    }()
-}
-
-func writeScratch(_ name: String, _ bytes: UnsafeRawBufferPointer) -> String {
-    let path = scratch + "/" + name
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    _ = write(fd, bytes.baseAddress, bytes.count)
-    close(fd)
-    return path
-}
-
 /// Runs one input through one parser; errors are the expected outcome for most inputs.
 func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
     switch target {
@@ -61,8 +43,9 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
             for name in ckpt.tensorNames.prefix(64) { _ = try? ckpt.tensor(named: name) }
         }
     case .dcp:
-        _ = writeScratch(".metadata", bytes)
-        if let dcp = try? DCPCheckpoint(directory: scratch) {
+        // Every data file the metadata names is taken to hold 1 MiB.
+        if let meta = try? MappedFile(copying: bytes, label: ".metadata"),
+           let dcp = try? DCPCheckpoint(directory: "fuzz", metadata: meta, fileSize: { _ in 1 << 20 }) {
             for name in dcp.tensorNames.prefix(16) { _ = try? dcp.descriptor(named: name) }
         }
     case .tar:
@@ -122,7 +105,6 @@ struct Replay {
             file.withUnsafeBytes { exercise(target, $0) }
         }
         print("replayed \(args.count - 2) input(s) through \(target.rawValue)")
-        removeTree(scratch)
     }
 }
 #endif

@@ -55,9 +55,15 @@ public final class DCPCheckpoint: TensorSource {
     public func filePath(of name: String) -> String? { nil }
 
     /// Opens and validates the directory.
-    public init(directory: String) throws {
-        self.directory = directory
+    public convenience init(directory: String) throws {
         let meta = try MappedFile(path: directory + "/.metadata")
+        try self.init(directory: directory, metadata: meta) { try MappedFile(path: directory + "/" + $0).count }
+    }
+
+    /// Validates `.metadata` bytes; `fileSize` gives the size of a data file the metadata names (the fuzz
+    /// target reads metadata this way, without a folder).
+    public init(directory: String, metadata meta: MappedFile, fileSize: (String) throws -> Int) throws {
+        self.directory = directory
         let loaded: PickleMachine.Result
         do {
             loaded = try meta.withUnsafeBytes { try PickleMachine.load($0, allowed: DCPGlobals.allowList) }
@@ -90,7 +96,7 @@ public final class DCPCheckpoint: TensorSource {
                 throw fail("storage path \"\(path)\" of \"\(fqn)\" is not a plain file name in the checkpoint folder")
             }
             if fileSizes[path] == nil {
-                do { fileSizes[path] = try MappedFile(path: directory + "/" + path).count } catch {
+                do { fileSizes[path] = try fileSize(path) } catch {
                     throw DCPError.chunk(directory: directory, tensor: fqn, detail: "its file \(path) cannot be read: \(error)")
                 }
             }
