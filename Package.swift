@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "ArapackTensor"),
         .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL", "CSystem"]),
         .target(name: "ArapackRelease", dependencies: ["ArapackFormats", "ArapackTensor", "CZstd", "CKernels"]),
-        .target(name: "ArapackInference", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor", "CBLAS"]),
+        .target(name: "ArapackInference", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor", "CBLAS", "CKernels"]),
         .executableTarget(
             name: "arapack",
             dependencies: [
@@ -36,7 +36,7 @@ let package = Package(
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZstd", "COpenSSL", "CBLAS"]),
         .testTarget(name: "ArapackFormatsTests", dependencies: ["ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
         .testTarget(name: "ArapackReleaseTests", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
-        .testTarget(name: "ArapackInferenceTests", dependencies: ["ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
+        .testTarget(name: "ArapackInferenceTests", dependencies: ["ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport", "CKernels"]),
         .testTarget(name: "ArapackCLITests", dependencies: ["arapack", "ArapackFormats", "ArapackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

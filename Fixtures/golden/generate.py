@@ -8,7 +8,8 @@ For each twin NAME: NAME.pt ({"model", "config", "step"}) and NAME.golden.safete
 (I64 [N, L]) and `logits` (F32 [N, L, V]) as BUNDLE.md defines a golden file, `__metadata__` naming
 the model. Twins: AR GELU, AR ReLU, MDLM (bidirectional), and an odd-sized AR (3 layers, d 96,
 6 heads, FFN 200, vocab 100, eps 1e-6), and `ar_small_scale`: eps 1e-6 with embeddings scaled by 0.002 so
-the first LayerNorms see variances near eps (a wrong epsilon shows in its logits).
+the first LayerNorms see variances near eps (a wrong epsilon shows in its logits), and `ar_long`: 150
+positions, so causal attention runs in several query blocks, the last one partial.
 """
 import os
 import sys
@@ -26,6 +27,7 @@ TWINS = {
     "mdlm_gelu": dict(seed=12, causal=False),
     "ar_odd": dict(seed=13, n_layers=3, d_model=96, n_heads=6, d_ff=200, vocab_size=100, max_seq_len=20, layer_norm_eps=1e-6),
     "ar_small_scale": dict(seed=14, layer_norm_eps=1e-6),
+    "ar_long": dict(seed=15, max_seq_len=150),
 }
 SCALED = {"ar_small_scale": 0.002}
 PROBES = 3

@@ -2,6 +2,7 @@ import ArapackFormats
 import ArapackRelease
 import ArapackTensor
 import CBLAS
+import CKernels
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -164,28 +165,26 @@ public final class ForwardPass: @unchecked Sendable {
     }
 
     /// softmax(q·kᵀ·scale + mask)·v for one head of one sequence; q, k, v rows `ld` apart.
+    /// Causal attention goes in blocks of query rows, each against only the keys it can see (0 ..< end of
+    /// the block), which skips almost half the work; the rows' masked tails inside a block are zeroed.
     private func attention(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int32, length: Int,
                            headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, outLD: Int32) {
-        let n = Int32(length)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, Int32(headDim), scale, q, ld, k, ld, 0, scores, n)
         let causal = config.causal && !variant.contains(.noCausalMask)
-        for i in 0..<length {
-            let row = scores + i * length
-            let visible = causal ? i + 1 : length
-            var top = -Float.infinity
-            for c in 0..<visible { top = max(top, row[c]) }
-            var sum: Float = 0
-            for c in 0..<visible {
-                let e = expf(row[c] - top)
-                row[c] = e
-                sum += e
+        let block = causal ? Self.queryBlock : length
+        for first in stride(from: 0, to: length, by: block) {
+            let rows = min(block, length - first), keys = causal ? first + rows : length
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(keys), Int32(headDim), scale,
+                        q + first * Int(ld), ld, k, ld, 0, scores, Int32(keys))
+            for i in 0..<rows {
+                arapack_softmax(scores + i * keys, causal ? first + i + 1 : keys, keys)
             }
-            let inv = 1 / sum
-            for c in 0..<visible { row[c] *= inv }
-            for c in visible..<length { row[c] = 0 }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(headDim), Int32(keys), 1,
+                        scores, Int32(keys), v, ld, 0, out + first * Int(outLD), outLD)
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Int32(headDim), n, 1, scores, n, v, ld, 0, out, outLD)
     }
+
+    /// Query rows per block of causal attention.
+    static let queryBlock = 64
 
     /// Runs `body` over `0..<count` split into one contiguous range per core.
     private func parallel(_ count: Int, minimum: Int = 64, _ body: (Range<Int>) -> Void) {
@@ -239,7 +238,7 @@ public final class ForwardPass: @unchecked Sendable {
                 p[i] = 0.5 * x * (1 + tanhf(0.7978845608 * (x + 0.044715 * x * x * x)))
             }
         } else {
-            for i in range { p[i] = 0.5 * p[i] * (1 + erff(p[i] * 0.70710678118654752)) }
+            arapack_gelu_erf(p + range.lowerBound, range.count)
         }
     }
 }

@@ -8,7 +8,7 @@ import XCTest
 /// The forward pass against golden logits from PyTorch's `ARBaseline.eval()` for several twins; each
 /// deliberate deviation (mask, head split, GELU variant, LayerNorm epsilon, tie) must break the match.
 final class ForwardPassTests: XCTestCase {
-    static let twins = ["ar_gelu", "ar_relu", "mdlm_gelu", "ar_odd", "ar_small_scale"]
+    static let twins = ["ar_gelu", "ar_relu", "mdlm_gelu", "ar_odd", "ar_small_scale", "ar_long"]
 
     func golden(_ name: String) throws -> (ids: [[Int]], logits: [Float]) {
         let file = try SafetensorsFile(path: TestSupport.fixture("golden/\(name).golden.safetensors"))
@@ -38,7 +38,7 @@ final class ForwardPassTests: XCTestCase {
     func testEachDeliberateBugBreaksTheGoldenMatch() throws {
         let cases: [(String, ForwardPass.Variant)] = [
             ("ar_gelu", .noCausalMask), ("ar_gelu", .tanhGELU), ("ar_small_scale", .wrongEpsilon),
-            ("ar_odd", .headsInterleaved), ("ar_relu", .untiedZeroHead),
+            ("ar_odd", .headsInterleaved), ("ar_relu", .untiedZeroHead), ("ar_long", .noCausalMask),
         ]
         for (name, variant) in cases {
             let forward = try ForwardPass(try ReleaseModel(path: TestSupport.fixture("golden/\(name).pt")))

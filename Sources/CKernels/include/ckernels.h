@@ -14,4 +14,11 @@ void arapack_quantize_int8(const float *x, size_t n, float scale, int8_t *q, dou
 /// max |x[i]| over n values (NaNs ignored).
 float arapack_max_abs(const float *x, size_t n);
 
+/// Exact-erf GELU, 0.5·x·(1 + erf(x/√2)), in place over n values (erf by Abramowitz-Stegun 7.1.26, absolute
+/// error below 1.5e-7, as PyTorch's vectorised CPU kernel computes it).
+void arapack_gelu_erf(float *p, size_t n);
+
+/// In-place softmax of row[0..<visible]; row[visible..<length] is set to 0 (masked positions).
+void arapack_softmax(float *row, size_t visible, size_t length);
+
 #endif

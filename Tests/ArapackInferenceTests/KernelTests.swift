@@ -1,0 +1,49 @@
+import CKernels
+import Foundation
+import XCTest
+
+/// The forward pass's element-wise C kernels against double-precision math.
+final class KernelTests: XCTestCase {
+    func testGELUMatchesExactErfGELU() {
+        // A grid across [-12, 12] (a length that is not a multiple of the vector width) plus special points.
+        var xs = stride(from: -12.0, through: 12.0, by: 0.0137).map { Float($0) }
+        xs += [0, -0.0, 1e-30, -1e-30, 3e-39, 1e-3, -1e-3, 40, -40, 1e4, -1e4]
+        var ys = xs
+        arapack_gelu_erf(&ys, ys.count)
+        var worst = 0.0
+        for (x, y) in zip(xs, ys) {
+            let exact = 0.5 * Double(x) * (1 + erf(Double(x) / 2.0.squareRoot()))
+            let error = abs(Double(y) - exact) / max(1, abs(Double(x)))
+            worst = max(worst, error)
+        }
+        // A&S 7.1.26 keeps erf within 1.5e-7; tanh-GELU would be off by ~5e-4 near |x| = 2.
+        XCTAssertLessThan(worst, 5e-7, "max scaled error \(worst)")
+        var nan: [Float] = [.nan, 1]
+        arapack_gelu_erf(&nan, 2)
+        XCTAssertTrue(nan[0].isNaN)
+        XCTAssertEqual(Double(nan[1]), 0.5 * (1 + erf(1 / 2.0.squareRoot())), accuracy: 1e-6)
+    }
+
+    func testSoftmaxOverTheVisiblePrefixZeroesTheRest() {
+        var rng = SystemRandomNumberGenerator()
+        for (visible, length, spread) in [(100, 131, Float(8)), (1, 64, 1), (64, 64, 30), (17, 40, 200), (513, 513, 3)] {
+            var row = (0..<length).map { _ in Float.random(in: -spread...spread, using: &rng) }
+            let input = row
+            arapack_softmax(&row, visible, length)
+            let top = input[..<visible].max()!
+            let exps = input[..<visible].map { exp(Double($0 - top)) }
+            let sum = exps.reduce(0, +)
+            for i in 0..<visible {
+                XCTAssertEqual(Double(row[i]), exps[i] / sum, accuracy: 2e-7 + 4e-6 * exps[i] / sum, "visible \(visible), index \(i)")
+            }
+            XCTAssertTrue(row[visible...].allSatisfy { $0 == 0 }, "masked tail must be zero")
+            XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-5)
+        }
+        // Huge scores neither overflow nor lose the winner.
+        var big: [Float] = [1e4, 1e4 - 1, -1e4, 0]
+        arapack_softmax(&big, 4, 4)
+        XCTAssertEqual(Double(big[0]), 1 / (1 + exp(-1.0)), accuracy: 1e-6)
+        XCTAssertEqual(Double(big[1]), exp(-1.0) / (1 + exp(-1.0)), accuracy: 1e-6)
+        XCTAssertEqual(big[2], 0, accuracy: 1e-30)
+    }
+}
