@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generates the torch.save fixtures with real PyTorch (versions in Fixtures/requirements.txt):
 model checkpoints in every form a training run leaves (bare, training dict with AdamW state, bf16,
-views, DDP / torch.compile prefixes, a real 2-process FSDP full state dict on gloo, legacy format),
+views, DDP / torch.compile prefixes, real 2-process FSDP2 and FSDP1 checkpoints on gloo (FSDP1 also with
+its `_fsdp_wrapped_module.` names), legacy format),
 damaged and malicious files. valid.json records each state dict's tensors as torch holds them;
 hostile.json maps each refused file to the message fragment arapack must print.
 
@@ -71,6 +72,38 @@ def fsdp_worker(rank, world, out):
     dist.destroy_process_group()
 
 
+def fsdp1_worker(rank, world, full_out, names_out):
+    """FSDP1 (FullyShardedDataParallel, each layer its own unit) on gloo: a full state dict training
+    checkpoint, and the parameters under the names FSDP1 gives them (`_fsdp_wrapped_module.` at the root
+    and inside every wrapped layer) as a custom loop saves them from `summon_full_params`: views into each
+    unit's flat parameter, the tied pair one tensor."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29514")
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+    model, config = tiny_model(seed=4)
+    fsdp = FSDP(model, device_id=torch.device("cpu"), use_orig_params=True,
+                auto_wrap_policy=ModuleWrapPolicy({type(model.transformer.layers[0])}))
+    opt = torch.optim.AdamW(fsdp.parameters(), lr=1e-3)
+    ids = torch.randint(0, config["vocab_size"], (2, 8), generator=torch.Generator().manual_seed(rank))
+    torch.nn.functional.cross_entropy(fsdp(ids).flatten(0, 1), ids.flatten()).backward()
+    opt.step()
+    # (offload_to_cpu / rank0_only crash this CPU-only build; the defaults gather on every rank.)
+    with FSDP.state_dict_type(fsdp, StateDictType.FULL_STATE_DICT, FullStateDictConfig()):
+        msd = fsdp.state_dict()
+    osd = FSDP.optim_state_dict(fsdp, opt)
+    with FSDP.summon_full_params(fsdp, writeback=False):
+        named = dict(torch.nn.Module.named_parameters(fsdp, remove_duplicate=False))
+        assert any(k.startswith("_fsdp_wrapped_module.") for k in named) and any(".layers.0._fsdp_wrapped_module." in k for k in named)
+        if rank == 0:
+            torch.save({"model": {k: v.detach() for k, v in named.items()}, "step": 1, "config": config}, names_out)
+    if rank == 0:
+        torch.save({"model": msd, "optimizer": osd, "step": 1, "config": config}, full_out)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def make_valid(expected):
     model, config = tiny_model()
     sd = model.state_dict()
@@ -136,6 +169,12 @@ def make_valid(expected):
     mp.spawn(fsdp_worker, args=(2, out), nprocs=2, join=True)
     fsdp = torch.load(out, weights_only=True)
     record(expected, "fsdp_full_state_dict.pt", fsdp["model"], "model", step=1)
+
+    # Real FSDP1 (FullyShardedDataParallel), two processes on gloo: full state dict, and `_fsdp_wrapped_module.` names.
+    full, names = (os.path.join(VALID, n) for n in ("fsdp1_full_state_dict.pt", "fsdp1_wrapped_names.pt"))
+    mp.spawn(fsdp1_worker, args=(2, full, names), nprocs=2, join=True)
+    record(expected, "fsdp1_full_state_dict.pt", torch.load(full, weights_only=True)["model"], "model", step=1)
+    record(expected, "fsdp1_wrapped_names.pt", torch.load(names, weights_only=True)["model"], "model", step=1)
 
 
 def rezip(src, dst, method=zipfile.ZIP_STORED, zip64=False, big_endian=False):

@@ -12,7 +12,8 @@ final class TorchInteropTests: XCTestCase {
         }
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let names = ["bare_state_dict.pt", "training_dict.pt", "bf16.pt", "views.pt", "fsdp_full_state_dict.pt", "big_endian.pt", "ddp_module_prefix.pt"]
+        let names = ["bare_state_dict.pt", "training_dict.pt", "bf16.pt", "views.pt", "fsdp_full_state_dict.pt", "big_endian.pt", "ddp_module_prefix.pt",
+                     "fsdp1_full_state_dict.pt", "fsdp1_wrapped_names.pt"]
         for name in names {
             let source = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/" + name))
             let tensors = try source.tensorNames.map { (name: $0, tensor: try source.tensor(named: $0)) }

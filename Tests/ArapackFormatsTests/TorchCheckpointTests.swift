@@ -8,7 +8,7 @@ import XCTest
 final class TorchCheckpointTests: XCTestCase {
     func testValidCheckpointsReadExactlyWhatTorchHolds() throws {
         let files = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("torch/valid.json"))["files"]?.members)
-        XCTAssertEqual(files.count, 12)
+        XCTAssertEqual(files.count, 14)
         for file in files {
             let ckpt = try XCTUnwrap(try SourceDetection.open(TestSupport.fixture("torch/valid/" + file.key)) as? TorchCheckpoint, file.key)
             XCTAssertEqual(ckpt.stateDictKey, file.value["state_dict_key"]?.stringValue, file.key)
@@ -35,6 +35,9 @@ final class TorchCheckpointTests: XCTestCase {
         let fsdp = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/fsdp_full_state_dict.pt"))
         XCTAssertEqual(fsdp.sharedGroups, [])
         XCTAssertTrue(try fsdp.tensor(named: "lm_head.weight").isBitIdentical(to: try fsdp.tensor(named: "token_embedding.weight")))
+        // FSDP1's parameters are views into one flat parameter per unit; only the tied pair is the same view.
+        let flat = try TorchCheckpoint(path: TestSupport.fixture("torch/valid/fsdp1_wrapped_names.pt"))
+        XCTAssertEqual(flat.sharedGroups, [["_fsdp_wrapped_module.token_embedding.weight", "_fsdp_wrapped_module.lm_head.weight"]])
     }
 
     func testModelReadIsLazyAndZeroCopy() throws {

@@ -54,18 +54,25 @@ final class ConvertTests: XCTestCase {
 
     func testEveryTorchCheckpointFormConvertsExactly() throws {
         let files = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("torch/valid.json"))["files"]?.members)
-        let prefixes = ["ddp_module_prefix.pt": "module.", "compile_orig_mod_prefix.pt": "_orig_mod.", "ddp_compile_stacked_prefix.pt": "module._orig_mod."]
+        // The wrapper each file's keys carry, as torch wrote them (FSDP1's also inside every wrapped layer).
+        let prefixes = ["ddp_module_prefix.pt": "module.", "compile_orig_mod_prefix.pt": "_orig_mod.", "ddp_compile_stacked_prefix.pt": "module._orig_mod.",
+                        "fsdp1_wrapped_names.pt": "_fsdp_wrapped_module."]
         var converted: [String] = []
         for file in files where !["all_dtypes.pt", "views.pt"].contains(file.key) {
             let prefix = prefixes[file.key] ?? ""
             let tensors = try XCTUnwrap(file.value["tensors"]?.members)
-            let expected = Dictionary(uniqueKeysWithValues: tensors.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
+            let inner = file.key == "fsdp1_wrapped_names.pt" ? "._fsdp_wrapped_module." : nil
+            let expected = Dictionary(uniqueKeysWithValues: tensors.map { entry in
+                let name = String(entry.key.dropFirst(prefix.count))
+                return (inner.map { name.replacingOccurrences(of: $0, with: ".") } ?? name, entry.value)
+            })
             XCTAssertTrue(tensors.allSatisfy { $0.key.hasPrefix(prefix) })
+            if let inner { XCTAssertTrue(tensors.contains { $0.key.contains(inner) }, "FSDP1 wraps every layer") }
             let dir = try bundle(TestSupport.fixture("torch/valid/" + file.key), config: try headsConfig())
             try assertBundle(dir, equals: expected, file.key)
             converted.append(file.key)
         }
-        XCTAssertEqual(converted.count, 10, "bare, training dict, bf16, big-endian, three prefix forms, deflated, FSDP, ZIP64")
+        XCTAssertEqual(converted.count, 12, "bare, training dict, bf16, big-endian, three prefix forms, deflated, FSDP2, FSDP1 full and FSDP1 names, ZIP64")
     }
 
     func testDCPShardedAndReplicatedConvertExactly() throws {
