@@ -59,11 +59,13 @@ public final class TorchCheckpoint: TensorSource {
         try self.init(file: try MappedFile(path: path), allowed: allowed)
     }
 
-    /// Reads a checkpoint already mapped (`file.path` names it in errors).
-    public init(file: MappedFile, allowed: Set<PickleGlobal>? = TorchGlobals.checkpointAllowList) throws {
+    /// Reads a checkpoint already mapped (`file.path` names it in errors); `inflateLimit` caps each
+    /// DEFLATE entry's inflated size (the fuzz target lowers it to keep inputs fast).
+    public init(file: MappedFile, allowed: Set<PickleGlobal>? = TorchGlobals.checkpointAllowList,
+                inflateLimit: Int = ZipArchive.defaultInflateLimit) throws {
         let path = file.path
         self.path = path
-        let archive = try ZipArchive(file: file)
+        let archive = try ZipArchive(file: file, inflateLimit: inflateLimit)
         self.archive = archive
         let (reader, result) = try TorchArchive.open(archive, file: path, allowed: allowed)
         self.reader = reader
