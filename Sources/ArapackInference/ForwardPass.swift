@@ -65,6 +65,7 @@ public final class ForwardPass: @unchecked Sendable {
 
     /// Reads the weights of `model` (any source: f32 mapped in place, other dtypes widened once).
     public init(_ model: ReleaseModel) throws {
+        Self.singleThreadedBLAS
         config = model.config
         func w(_ name: String) throws -> Weight { try Weight(model.tensor(name)) }
         embedding = try w(ModelFamily.embedding)
@@ -111,11 +112,9 @@ public final class ForwardPass: @unchecked Sendable {
         for layer in layers {
             layerNorm(x.p, into: h.p, rows: rows, width: d, weight: layer.norm1w, bias: layer.norm1b, eps: eps)
             linear(h.p, rows: rows, inWidth: d, weight: layer.inProj, bias: layer.inBias, outWidth: 3 * d, into: qkv.p)
-            // Heads run in parallel, one per core, each GEMM single-threaded (small L×L×hd products gain
-            // nothing from BLAS threads); the large products below use every core again.
+            // Heads run in parallel, one per core (each GEMM single-threaded, as every GEMM here is).
             nonisolated(unsafe) let qkvp = qkv.p, attnp = attn.p, scoresp = scores.p
             let interleaved = variant.contains(.headsInterleaved), heads = config.heads
-            openblas_set_num_threads(1)
             parallel(ids.count * heads, minimum: 2) { range in
                 let worker = range.lowerBound * Self.cores / max(ids.count * heads, 1)
                 for task in range {
@@ -129,7 +128,6 @@ public final class ForwardPass: @unchecked Sendable {
                                    scores: scoresp + worker * length * length, out: attnp + s * length * d + j * headDim, outLD: Int32(d))
                 }
             }
-            openblas_set_num_threads(Int32(Self.cores))
             // x += attn · out_projᵀ + b
             linear(attn.p, rows: rows, inWidth: d, weight: layer.outProj, bias: layer.outBias, outWidth: d, into: x.p, accumulate: true)
             layerNorm(x.p, into: h.p, rows: rows, width: d, weight: layer.norm2w, bias: layer.norm2b, eps: eps)
@@ -138,14 +136,13 @@ public final class ForwardPass: @unchecked Sendable {
             linear(ffn.p, rows: rows, inWidth: f, weight: layer.linear2, bias: layer.bias2, outWidth: d, into: x.p, accumulate: true)
         }
         layerNorm(x.p, into: h.p, rows: rows, width: d, weight: lnfw, bias: lnfb, eps: eps)
-        var out = [Float](repeating: 0, count: rows * v)
         if variant.contains(.untiedZeroHead) {
-            return out
+            return [Float](repeating: 0, count: rows * v)
         }
-        out.withUnsafeMutableBufferPointer { o in
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(v), Int32(d), 1, h.p, Int32(d), head.pointer, Int32(d), 0, o.baseAddress, Int32(v))
+        return [Float](unsafeUninitializedCapacity: rows * v) { o, count in
+            gemm(h.p, rows: rows, inWidth: d, head.pointer, outWidth: v, into: o.baseAddress!, beta: 0)
+            count = rows * v
         }
-        return out
     }
 
     /// y = x · Wᵀ + b (or y += … with `accumulate`), x [rows, inWidth], W [outWidth, inWidth].
@@ -160,9 +157,24 @@ public final class ForwardPass: @unchecked Sendable {
                 row.update(from: bias.pointer, count: outWidth)
             }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outWidth), Int32(inWidth),
-                    1, x, Int32(inWidth), weight.pointer, Int32(inWidth), 1, y, Int32(outWidth))
+        gemm(x, rows: rows, inWidth: inWidth, weight.pointer, outWidth: outWidth, into: y, beta: 1)
     }
+
+    /// y = x · Wᵀ + beta·y, x [rows, inWidth], W [outWidth, inWidth]: the output columns split across the
+    /// cores, one single-threaded sgemm each (OpenBLAS's own threads stay idle, so they never spin
+    /// against the attention and element-wise work that runs on the same cores between GEMMs).
+    private func gemm(_ x: UnsafePointer<Float>, rows: Int, inWidth: Int, _ w: UnsafePointer<Float>, outWidth: Int,
+                      into y: UnsafeMutablePointer<Float>, beta: Float) {
+        nonisolated(unsafe) let x = x, w = w, y = y
+        parallel(outWidth / 16, minimum: 2) { blocks in
+            let first = blocks.lowerBound * 16, end = blocks.upperBound == outWidth / 16 ? outWidth : blocks.upperBound * 16
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(end - first), Int32(inWidth),
+                        1, x, Int32(inWidth), w + first * inWidth, Int32(inWidth), beta, y + first, Int32(outWidth))
+        }
+    }
+
+    /// OpenBLAS runs single-threaded: the forward pass spreads every GEMM over the cores itself.
+    static let singleThreadedBLAS: Void = openblas_set_num_threads(1)
 
     /// softmax(q·kᵀ·scale + mask)·v for one head of one sequence; q, k, v rows `ld` apart.
     /// Causal attention goes in blocks of query rows, each against only the keys it can see (0 ..< end of
