@@ -22,6 +22,9 @@ enum FuzzTarget: String, CaseIterable {
 /// a megabyte, which would slow fuzzing tenfold without reaching other code; the limit path is still hit.
 let fuzzInflateLimit = 64 << 10
 
+/// The union of arapack's allow-lists (checkpoint and DCP), built once.
+let everyAllowList = TorchGlobals.checkpointAllowList.union(DCPGlobals.allowList)
+
 /// Runs one input through one parser; errors are the expected outcome for most inputs.
 func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
     switch target {
@@ -29,7 +32,7 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
         _ = try? SafetensorsHeader.parse(bytes, fileSize: bytes.count, file: "fuzz")
     case .pickle:
         _ = try? PickleMachine.load(bytes, allowed: nil)
-        _ = try? PickleMachine.load(bytes, allowed: TorchGlobals.checkpointAllowList.union(DCPGlobals.allowList))
+        _ = try? PickleMachine.load(bytes, allowed: everyAllowList)
     case .json:
         if let v = try? JSONParser.parse(bytes) { _ = v.serialized(pretty: true) }
     case .tokenizer:
