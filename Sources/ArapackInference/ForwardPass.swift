@@ -166,8 +166,9 @@ public final class ForwardPass: @unchecked Sendable {
     private func gemm(_ x: UnsafePointer<Float>, rows: Int, inWidth: Int, _ w: UnsafePointer<Float>, outWidth: Int,
                       into y: UnsafeMutablePointer<Float>, beta: Float) {
         nonisolated(unsafe) let x = x, w = w, y = y
-        parallel(outWidth / 16, minimum: 2) { blocks in
-            let first = blocks.lowerBound * 16, end = blocks.upperBound == outWidth / 16 ? outWidth : blocks.upperBound * 16
+        // Blocks of 64 columns, so that many cores do not cut a GEMM into slivers.
+        parallel(outWidth / 64, minimum: 2) { blocks in
+            let first = blocks.lowerBound * 64, end = blocks.upperBound == outWidth / 64 ? outWidth : blocks.upperBound * 64
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(end - first), Int32(inWidth),
                         1, x, Int32(inWidth), w + first * inWidth, Int32(inWidth), beta, y + first, Int32(outWidth))
         }
