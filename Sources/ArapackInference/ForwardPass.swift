@@ -37,9 +37,9 @@ final class Weight: @unchecked Sendable {
     deinit { owned?.deallocate() }
 }
 
-/// The reference forward pass of ARCHITECTURE.md in float32 on the CPU: every matrix product is one
-/// `cblas_sgemm` over all positions of all sequences (never token by token); attention runs per sequence
-/// and head on strided views of the packed QKV rows.
+/// The reference forward pass of ARCHITECTURE.md in float32 on the CPU: every matrix product is
+/// `cblas_sgemm` over all positions of all sequences at once (never token by token), its output columns
+/// split across the cores; attention runs per sequence and head on strided views of the packed QKV rows.
 public final class ForwardPass: @unchecked Sendable {
     /// Deliberate deviations, used only by tests to prove the golden comparisons catch each of them.
     struct Variant: OptionSet {
