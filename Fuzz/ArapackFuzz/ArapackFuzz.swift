@@ -1,7 +1,6 @@
 import ArapackFormats
 import ArapackRelease
 import ArapackTensor
-import Dispatch
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -71,12 +70,12 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
 /// The target libFuzzer runs (static, so initialised on first use, not as main.swift's top-level code).
 enum Selected {
     static let target: FuzzTarget = {
-    let name = getenv("ARAPACK_FUZZ_TARGET").map { String(cString: $0) } ?? ""
-    guard let t = FuzzTarget(rawValue: name) else {
-        print("set ARAPACK_FUZZ_TARGET to one of: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))")
-        exit(64)
-    }
-    return t
+        let name = getenv("ARAPACK_FUZZ_TARGET").map { String(cString: $0) } ?? ""
+        guard let t = FuzzTarget(rawValue: name) else {
+            print("set ARAPACK_FUZZ_TARGET to one of: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))")
+            exit(64)
+        }
+        return t
     }()
 }
 

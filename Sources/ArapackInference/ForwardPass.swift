@@ -65,7 +65,8 @@ public final class ForwardPass: @unchecked Sendable {
 
     /// Reads the weights of `model` (any source: f32 mapped in place, other dtypes widened once).
     public init(_ model: ReleaseModel) throws {
-        Self.singleThreadedBLAS
+        // OpenBLAS runs single-threaded: the forward pass spreads every GEMM over the cores itself.
+        openblas_set_num_threads(1)
         config = model.config
         func w(_ name: String) throws -> Weight { try Weight(model.tensor(name)) }
         embedding = try w(ModelFamily.embedding)
@@ -173,9 +174,6 @@ public final class ForwardPass: @unchecked Sendable {
                         1, x, Int32(inWidth), w + first * inWidth, Int32(inWidth), beta, y + first, Int32(outWidth))
         }
     }
-
-    /// OpenBLAS runs single-threaded: the forward pass spreads every GEMM over the cores itself.
-    static let singleThreadedBLAS: Void = openblas_set_num_threads(1)
 
     /// softmax(q·kᵀ·scale + mask)·v for one head of one sequence; q, k, v rows `ld` apart.
     /// Causal attention goes in blocks of query rows, each against only the keys it can see (0 ..< end of

@@ -33,16 +33,11 @@ public struct Int8Quantization: Sendable {
         var out = [Float](repeating: 1, count: rows * (cols / g))
         for r in 0..<rows {
             for k in 0..<(cols / g) {
-                let top = Self.maxAbs(UnsafeBufferPointer(rebasing: values[(r * cols + k * g)..<(r * cols + (k + 1) * g)]))
+                let top = arapack_max_abs(values.baseAddress! + r * cols + k * g, g)
                 out[r * (cols / g) + k] = top > 0 ? top / 127 : 1
             }
         }
         return out
-    }
-
-    /// max |x| (NaNs ignored).
-    static func maxAbs(_ x: UnsafeBufferPointer<Float>) -> Float {
-        arapack_max_abs(x.baseAddress!, x.count)
     }
 
     /// Quantizes rows `rows` of a weight whose values start at row `rows.lowerBound`, into `q`; adds the

@@ -57,7 +57,7 @@ public final class DCPCheckpoint: TensorSource {
     /// Opens and validates the directory.
     public convenience init(directory: String) throws {
         let meta = try MappedFile(path: directory + "/.metadata")
-        try self.init(directory: directory, metadata: meta) { try MappedFile(path: directory + "/" + $0).count }
+        try self.init(directory: directory, metadata: meta) { try fileSize(directory + "/" + $0) }
     }
 
     /// Validates `.metadata` bytes; `fileSize` gives the size of a data file the metadata names (the fuzz

@@ -53,7 +53,7 @@ public struct InspectReport: Sendable {
 
     /// The report for a pickle-bearing file refused for its globals: only the globals are known.
     public static func refused(path: String, globals: [GlobalReportRow]) throws -> InspectReport {
-        var r = InspectReport(path: path, format: "torch", files: [File(path: path, bytes: try MappedFile(path: path).count)], metadata: [:], tensors: [])
+        var r = InspectReport(path: path, format: "torch", files: [File(path: path, bytes: try fileSize(path))], metadata: [:], tensors: [])
         r.globals = globals
         return r
     }
@@ -101,7 +101,7 @@ public struct InspectReport: Sendable {
             rows.append(Row(name: name, dtype: d.dtype, shape: d.shape, bytes: d.byteCount, file: file))
         }
         var files: [File] = []
-        for p in source.filePaths { files.append(File(path: p, bytes: try MappedFile(path: p).count)) }
+        for p in source.filePaths { files.append(File(path: p, bytes: try fileSize(p))) }
         var metadata: [String: String] = [:]
         if let s = source as? SafetensorsFile { metadata = s.metadata }
         if let s = source as? ShardedSafetensors { metadata = s.shards.first?.file.metadata ?? [:] }
