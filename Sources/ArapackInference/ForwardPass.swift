@@ -98,7 +98,7 @@ public final class ForwardPass: @unchecked Sendable {
             for t in seq where t < 0 || t >= v { throw ModelError("forward", "token id \(t) is outside the vocabulary of \(v)") }
         }
         let x = Scratch(rows * d), h = Scratch(rows * d), qkv = Scratch(rows * 3 * d), attn = Scratch(rows * d)
-        let ffn = Scratch(rows * f), scores = Scratch(Self.cores * length * length)
+        let ffn = Scratch(rows * f), scores = Scratch(Self.cores * length * length), tiles = Scratch(Self.cores * Self.chunk * rows)
 
         // x = E[t] + Pos[0..L)
         for (s, seq) in ids.enumerated() {
@@ -112,12 +112,11 @@ public final class ForwardPass: @unchecked Sendable {
         let scale = 1 / Float(headDim).squareRoot()
         for layer in layers {
             layerNorm(x.p, into: h.p, rows: rows, width: d, weight: layer.norm1w, bias: layer.norm1b, eps: eps)
-            linear(h.p, rows: rows, inWidth: d, weight: layer.inProj, bias: layer.inBias, outWidth: 3 * d, into: qkv.p)
+            linear(h.p, rows: rows, inWidth: d, weight: layer.inProj.pointer, bias: layer.inBias, outWidth: 3 * d, into: qkv.p, scratch: tiles)
             // Heads run in parallel, one per core (each GEMM single-threaded, as every GEMM here is).
             nonisolated(unsafe) let qkvp = qkv.p, attnp = attn.p, scoresp = scores.p
             let interleaved = variant.contains(.headsInterleaved), heads = config.heads
-            parallel(ids.count * heads, minimum: 2) { range in
-                let worker = range.lowerBound * Self.cores / max(ids.count * heads, 1)
+            parallel(ids.count * heads, minimum: 2) { worker, range in
                 for task in range {
                     let s = task / heads, j = task % heads
                     let base = qkvp + s * length * 3 * d
@@ -130,50 +129,48 @@ public final class ForwardPass: @unchecked Sendable {
                 }
             }
             // x += attn · out_projᵀ + b
-            linear(attn.p, rows: rows, inWidth: d, weight: layer.outProj, bias: layer.outBias, outWidth: d, into: x.p, accumulate: true)
+            linear(attn.p, rows: rows, inWidth: d, weight: layer.outProj.pointer, bias: layer.outBias, outWidth: d, into: x.p, accumulate: true,
+                   scratch: tiles)
             layerNorm(x.p, into: h.p, rows: rows, width: d, weight: layer.norm2w, bias: layer.norm2b, eps: eps)
-            linear(h.p, rows: rows, inWidth: d, weight: layer.linear1, bias: layer.bias1, outWidth: f, into: ffn.p)
+            linear(h.p, rows: rows, inWidth: d, weight: layer.linear1.pointer, bias: layer.bias1, outWidth: f, into: ffn.p, scratch: tiles)
             activate(ffn.p, count: rows * f)
-            linear(ffn.p, rows: rows, inWidth: f, weight: layer.linear2, bias: layer.bias2, outWidth: d, into: x.p, accumulate: true)
+            linear(ffn.p, rows: rows, inWidth: f, weight: layer.linear2.pointer, bias: layer.bias2, outWidth: d, into: x.p, accumulate: true,
+                   scratch: tiles)
         }
         layerNorm(x.p, into: h.p, rows: rows, width: d, weight: lnfw, bias: lnfb, eps: eps)
         if variant.contains(.untiedZeroHead) {
             return [Float](repeating: 0, count: rows * v)
         }
         return [Float](unsafeUninitializedCapacity: rows * v) { o, count in
-            gemm(h.p, rows: rows, inWidth: d, head.pointer, outWidth: v, into: o.baseAddress!, beta: 0)
+            linear(h.p, rows: rows, inWidth: d, weight: head.pointer, bias: nil, outWidth: v, into: o.baseAddress!, scratch: tiles)
             count = rows * v
         }
     }
 
-    /// y = x · Wᵀ + b (or y += … with `accumulate`), x [rows, inWidth], W [outWidth, inWidth].
-    private func linear(_ x: UnsafePointer<Float>, rows: Int, inWidth: Int, weight: Weight, bias: Weight, outWidth: Int,
-                        into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
-        // Start from the bias (added to the residual when accumulating), then one GEMM.
-        for r in 0..<rows {
-            let row = y + r * outWidth
-            if accumulate {
-                for c in 0..<outWidth { row[c] += bias.pointer[c] }
-            } else {
-                row.update(from: bias.pointer, count: outWidth)
+    /// y = x · Wᵀ + b, or y = (y + b) + x · Wᵀ with `accumulate` (no bias: y = x · Wᵀ), x [rows, inWidth],
+    /// W [outWidth, inWidth]. The output columns are split across the cores, one single-threaded sgemm per
+    /// chunk of them (OpenBLAS's own threads stay idle, so they never spin against the attention and
+    /// element-wise work between GEMMs). Each chunk is computed transposed, `W[chunk] · xᵀ` into the core's
+    /// scratch, and added into y: for few rows that orientation runs 5–10% faster in OpenBLAS than x · Wᵀ.
+    private func linear(_ x: UnsafePointer<Float>, rows: Int, inWidth: Int, weight: UnsafePointer<Float>, bias: Weight?,
+                        outWidth: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false, scratch: Scratch) {
+        nonisolated(unsafe) let x = x, w = weight, y = y, t = scratch.p, b = bias?.pointer
+        let chunk = Self.chunk
+        // Each core takes a run of 64-column blocks, and computes it `chunk` columns at a time.
+        parallel(outWidth / 64, minimum: 2) { part, blocks in
+            let t = t + part * chunk * rows
+            let end = blocks.upperBound == outWidth / 64 ? outWidth : blocks.upperBound * 64
+            for first in stride(from: blocks.lowerBound * 64, to: end, by: chunk) {
+                let cols = min(chunk, end - first)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cols), Int32(rows), Int32(inWidth),
+                            1, w + first * inWidth, Int32(inWidth), x, Int32(inWidth), 0, t, Int32(rows))
+                arapack_add_transposed(t, cols, rows, y + first, outWidth, b.map { $0 + first }, accumulate ? 1 : 0)
             }
         }
-        gemm(x, rows: rows, inWidth: inWidth, weight.pointer, outWidth: outWidth, into: y, beta: 1)
     }
 
-    /// y = x · Wᵀ + beta·y, x [rows, inWidth], W [outWidth, inWidth]: the output columns split across the
-    /// cores, one single-threaded sgemm each (OpenBLAS's own threads stay idle, so they never spin
-    /// against the attention and element-wise work that runs on the same cores between GEMMs).
-    private func gemm(_ x: UnsafePointer<Float>, rows: Int, inWidth: Int, _ w: UnsafePointer<Float>, outWidth: Int,
-                      into y: UnsafeMutablePointer<Float>, beta: Float) {
-        nonisolated(unsafe) let x = x, w = w, y = y
-        // Blocks of 64 columns, so that many cores do not cut a GEMM into slivers.
-        parallel(outWidth / 64, minimum: 2) { blocks in
-            let first = blocks.lowerBound * 64, end = blocks.upperBound == outWidth / 64 ? outWidth : blocks.upperBound * 64
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(end - first), Int32(inWidth),
-                        1, x, Int32(inWidth), w + first * inWidth, Int32(inWidth), beta, y + first, Int32(outWidth))
-        }
-    }
+    /// Output columns per sgemm in `linear`; each core's scratch holds `chunk × rows` floats.
+    static let chunk = 512
 
     /// softmax(q·kᵀ·scale + mask)·v for one head of one sequence; q, k, v rows `ld` apart.
     /// Causal attention goes in blocks of query rows, each against only the keys it can see (0 ..< end of
@@ -197,12 +194,13 @@ public final class ForwardPass: @unchecked Sendable {
     /// Query rows per block of causal attention.
     static let queryBlock = 64
 
-    /// Runs `body` over `0..<count` split into one contiguous range per core.
-    private func parallel(_ count: Int, minimum: Int = 64, _ body: (Range<Int>) -> Void) {
+    /// Runs `body(part, range)` over `0..<count` split into one contiguous range per core; `part` (below
+    /// `cores`) tells a call which core's scratch it owns.
+    private func parallel(_ count: Int, minimum: Int = 64, _ body: (Int, Range<Int>) -> Void) {
         let parts = count >= minimum ? min(Self.cores, count) : 1
         nonisolated(unsafe) let run = body
         DispatchQueue.concurrentPerform(iterations: parts) { i in
-            run((count * i / parts)..<(count * (i + 1) / parts))
+            run(i, (count * i / parts)..<(count * (i + 1) / parts))
         }
     }
 
@@ -212,7 +210,7 @@ public final class ForwardPass: @unchecked Sendable {
     private func layerNorm(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int,
                            weight: Weight, bias: Weight, eps: Float) {
         nonisolated(unsafe) let x = x, y = y
-        parallel(rows) { range in self.layerNormRows(x, into: y, rows: range, width: width, weight: weight, bias: bias, eps: eps) }
+        parallel(rows) { _, range in self.layerNormRows(x, into: y, rows: range, width: width, weight: weight, bias: bias, eps: eps) }
     }
 
     private func layerNormRows(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Range<Int>, width: Int,
@@ -237,7 +235,7 @@ public final class ForwardPass: @unchecked Sendable {
     /// Exact GELU (0.5·x·(1 + erf(x/√2))) or ReLU, in place.
     private func activate(_ p: UnsafeMutablePointer<Float>, count: Int) {
         nonisolated(unsafe) let p = p
-        parallel(count) { range in self.activate(p, range) }
+        parallel(count) { _, range in self.activate(p, range) }
     }
 
     private func activate(_ p: UnsafeMutablePointer<Float>, _ range: Range<Int>) {

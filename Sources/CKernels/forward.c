@@ -69,7 +69,25 @@ INLINE void softmax_body(float *row, size_t visible, size_t length) {
     for (size_t i = visible; i < length; i++) row[i] = 0.0f;
 }
 
+/// The scalar form of arapack_add_transposed, over t with rows `ldt` apart (so it also serves the edges).
+INLINE void add_transposed_body(const float *t, size_t ldt, size_t cols, size_t rows, float *y, size_t ldy,
+                                const float *bias, int accumulate) {
+    for (size_t r = 0; r < rows; r++) {
+        float *out = y + r * ldy;
+        const float *in = t + r;
+        if (bias && accumulate)
+            for (size_t c = 0; c < cols; c++) out[c] = (out[c] + bias[c]) + in[c * ldt];
+        else if (bias)
+            for (size_t c = 0; c < cols; c++) out[c] = bias[c] + in[c * ldt];
+        else if (accumulate)
+            for (size_t c = 0; c < cols; c++) out[c] += in[c * ldt];
+        else
+            for (size_t c = 0; c < cols; c++) out[c] = in[c * ldt];
+    }
+}
+
 #if defined(__x86_64__)
+#include <immintrin.h>
 #define FAST __attribute__((target("avx2,fma")))
 static int fast_ok(void) {
     static int ok = -1;
@@ -80,6 +98,47 @@ static int fast_ok(void) {
     return ok;
 }
 FAST static void gelu_fast(float *p, size_t n) { gelu_body(p, n); }
+// 8 × 8 blocks transposed in registers; the same additions in the same order as the scalar form, so both
+// give identical bits. The ragged right and bottom edges go through the scalar form.
+FAST static void add_transposed_fast(const float *t, size_t cols, size_t rows, float *y, size_t ldy, const float *bias,
+                                     int accumulate) {
+    size_t rows8 = rows - rows % 8, cols8 = cols - cols % 8;
+    for (size_t r = 0; r < rows8; r += 8) {
+        for (size_t c = 0; c < cols8; c += 8) {
+            __m256 v[8], u[8];
+            for (int i = 0; i < 8; i++) v[i] = _mm256_loadu_ps(t + (c + i) * rows + r);
+            for (int i = 0; i < 8; i += 2) {
+                u[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+                u[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+            }
+            for (int i = 0; i < 8; i += 4) {
+                v[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44);
+                v[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
+                v[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0x44);
+                v[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
+            }
+            // Now v[j] (j < 4) holds y rows r+j (low 128 bits) and r+j+4 (high 128 bits) for columns c ..< c+4,
+            // and v[j+4] the same rows for columns c+4 ..< c+8.
+            static const int order[8] = {0, 1, 2, 3, 0, 1, 2, 3};
+            for (int j = 0; j < 8; j++) {
+                __m256 row = j < 4 ? _mm256_permute2f128_ps(v[order[j]], v[order[j] + 4], 0x20)
+                                   : _mm256_permute2f128_ps(v[order[j]], v[order[j] + 4], 0x31);
+                float *out = y + (r + (size_t)j) * ldy + c;
+                if (bias) {
+                    __m256 b = _mm256_loadu_ps(bias + c);
+                    row = _mm256_add_ps(accumulate ? _mm256_add_ps(_mm256_loadu_ps(out), b) : b, row);
+                } else if (accumulate) {
+                    row = _mm256_add_ps(_mm256_loadu_ps(out), row);
+                }
+                _mm256_storeu_ps(out, row);
+            }
+        }
+    }
+    if (cols8 < cols)
+        add_transposed_body(t + cols8 * rows, rows, cols - cols8, rows8, y + cols8, ldy, bias ? bias + cols8 : 0, accumulate);
+    if (rows8 < rows)
+        add_transposed_body(t + rows8, rows, cols, rows - rows8, y + rows8 * ldy, ldy, bias, accumulate);
+}
 FAST static void softmax_fast(float *row, size_t visible, size_t length) { softmax_body(row, visible, length); }
 #endif
 
@@ -95,4 +154,12 @@ void arapack_softmax(float *row, size_t visible, size_t length) {
     if (fast_ok()) { softmax_fast(row, visible, length); return; }
 #endif
     softmax_body(row, visible, length);
+}
+
+void arapack_add_transposed(const float *t, size_t cols, size_t rows, float *y, size_t ldy, const float *bias,
+                            int accumulate) {
+#if defined(__x86_64__)
+    if (fast_ok()) { add_transposed_fast(t, cols, rows, y, ldy, bias, accumulate); return; }
+#endif
+    add_transposed_body(t, rows, cols, rows, y, ldy, bias, accumulate);
 }

@@ -46,4 +46,35 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(Double(big[1]), exp(-1.0) / (1 + exp(-1.0)), accuracy: 1e-6)
         XCTAssertEqual(big[2], 0, accuracy: 1e-30)
     }
+
+    func testAddTransposedWritesEveryElementWithTheSameAdditions() {
+        // Sizes below, at and past the 8 × 8 register blocks, with ragged right and bottom edges.
+        var rng = SystemRandomNumberGenerator()
+        for (cols, rows) in [(1, 1), (8, 8), (13, 8), (8, 21), (37, 19), (64, 128), (3, 100)] {
+            let ldy = cols + 5
+            let t = (0..<cols * rows).map { _ in Float.random(in: -4...4, using: &rng) }
+            let bias = (0..<cols).map { _ in Float.random(in: -1...1, using: &rng) }
+            let start = (0..<rows * ldy).map { _ in Float.random(in: -2...2, using: &rng) }
+            for (withBias, accumulate) in [(true, true), (true, false), (false, true), (false, false)] {
+                var y = start
+                bias.withUnsafeBufferPointer { b in
+                    arapack_add_transposed(t, cols, rows, &y, ldy, withBias ? b.baseAddress : nil, accumulate ? 1 : 0)
+                }
+                for r in 0..<rows {
+                    for c in 0..<ldy {
+                        let old = start[r * ldy + c]
+                        guard c < cols else {
+                            XCTAssertEqual(y[r * ldy + c].bitPattern, old.bitPattern, "padding column \(c) was written")
+                            continue
+                        }
+                        let value = t[c * rows + r]
+                        let base: Float? = withBias ? (accumulate ? old + bias[c] : bias[c]) : (accumulate ? old : nil)
+                        let want = base.map { $0 + value } ?? value
+                        XCTAssertEqual(y[r * ldy + c].bitPattern, want.bitPattern,
+                                       "\(cols)×\(rows) bias \(withBias) accumulate \(accumulate) at row \(r), column \(c)")
+                    }
+                }
+            }
+        }
+    }
 }

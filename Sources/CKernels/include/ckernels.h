@@ -21,4 +21,10 @@ void arapack_gelu_erf(float *p, size_t n);
 /// In-place softmax of row[0..<visible]; row[visible..<length] is set to 0 (masked positions).
 void arapack_softmax(float *row, size_t visible, size_t length);
 
+/// y[r·ldy + c] = base + t[c·rows + r] for r < rows, c < cols: a GEMM's transposed result (t, cols × rows)
+/// added into row-major y. base is bias[c], plus y's own value first when accumulate is non-zero
+/// ((y + bias) + t); with no bias, base is y's value (accumulate) or nothing (y = t exactly).
+void arapack_add_transposed(const float *t, size_t cols, size_t rows, float *y, size_t ldy, const float *bias,
+                            int accumulate);
+
 #endif
