@@ -10,7 +10,7 @@ import Glibc
 /// Release-build benchmark driver.
 ///   arapack-bench read-model SOURCE            read every model tensor's bytes once (a NaN/Inf scan)
 ///   arapack-bench forward SOURCE L REPEATS     time the reference forward pass on 1 × L tokens (after one warm-up)
-///   arapack-bench sgemm M N K REPEATS          cblas_sgemm throughput for C[M,N] = A[M,K]·B[N,K]ᵀ
+///   arapack-bench sgemm M N K REPEATS          cblas_sgemm throughput for C[M,N] = A[M,K]·B[N,K]ᵀ, and for Cᵀ = B·Aᵀ
 /// Whole-process timing comes from Benchmarks/*.py; `forward` and `sgemm` also print their own timings.
 let arguments = CommandLine.arguments
 
@@ -55,15 +55,26 @@ do {
         let m = Int(arguments[2])!, n = Int(arguments[3])!, k = Int(arguments[4])!, repeats = Int(arguments[5])!
         let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: n * k)
         var c = [Float](repeating: 0, count: m * n)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, &c, Int32(n))
-        var times: [Double] = []
-        for _ in 0..<repeats {
-            let t0 = now()
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, &c, Int32(n))
-            times.append(now() - t0)
+        // Both orientations of the same product: C = A·Bᵀ (row-major [M, N]) and Cᵀ = B·Aᵀ ([N, M]), which
+        // OpenBLAS packs and blocks differently; the forward pass uses the second.
+        for transposed in [false, true] {
+            func run() {
+                if transposed {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(m), Int32(k), 1, b, Int32(k), a, Int32(k), 0, &c, Int32(m))
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, &c, Int32(n))
+                }
+            }
+            run()
+            var times: [Double] = []
+            for _ in 0..<repeats {
+                let t0 = now()
+                run()
+                times.append(now() - t0)
+            }
+            let t = median(times)
+            print("sgemm \(m)x\(n)x\(k) \(transposed ? "(Cᵀ = B·Aᵀ)" : "(C = A·Bᵀ)"): median \(String(t)) s, \(2 * Double(m) * Double(n) * Double(k) / t / 1e9) GFLOP/s")
         }
-        let t = median(times)
-        print("sgemm \(m)x\(n)x\(k): median \(String(t)) s, \(2 * Double(m) * Double(n) * Double(k) / t / 1e9) GFLOP/s")
     default:
         print("usage: arapack-bench read-model SOURCE | forward SOURCE L REPEATS | sgemm M N K REPEATS")
         exit(64)

@@ -62,6 +62,8 @@ public final class ForwardPass: @unchecked Sendable {
     let lnfw: Weight, lnfb: Weight
     let layers: [Layer]
     var variant: Variant = []
+    /// Whether `linear` may use OpenBLAS's small-matrix kernel (tests turn it off to check the packed path).
+    var smallKernel = ForwardPass.openblasHasSmallKernel
 
     /// Reads the weights of `model` (any source: f32 mapped in place, other dtypes widened once).
     public init(_ model: ReleaseModel) throws {
@@ -98,7 +100,7 @@ public final class ForwardPass: @unchecked Sendable {
             for t in seq where t < 0 || t >= v { throw ModelError("forward", "token id \(t) is outside the vocabulary of \(v)") }
         }
         let x = Scratch(rows * d), h = Scratch(rows * d), qkv = Scratch(rows * 3 * d), attn = Scratch(rows * d)
-        let ffn = Scratch(rows * f), scores = Scratch(Self.cores * length * length), tiles = Scratch(Self.cores * Self.chunk * rows)
+        let ffn = Scratch(rows * f), scores = Scratch(Self.cores * length * length), tiles = Scratch(Self.cores * Self.chunk(rows: rows) * rows)
 
         // x = E[t] + Pos[0..L)
         for (s, seq) in ids.enumerated() {
@@ -132,8 +134,8 @@ public final class ForwardPass: @unchecked Sendable {
             linear(attn.p, rows: rows, inWidth: d, weight: layer.outProj.pointer, bias: layer.outBias, outWidth: d, into: x.p, accumulate: true,
                    scratch: tiles)
             layerNorm(x.p, into: h.p, rows: rows, width: d, weight: layer.norm2w, bias: layer.norm2b, eps: eps)
-            linear(h.p, rows: rows, inWidth: d, weight: layer.linear1.pointer, bias: layer.bias1, outWidth: f, into: ffn.p, scratch: tiles)
-            activate(ffn.p, count: rows * f)
+            linear(h.p, rows: rows, inWidth: d, weight: layer.linear1.pointer, bias: layer.bias1, outWidth: f, into: ffn.p, activate: true,
+                   scratch: tiles)
             linear(ffn.p, rows: rows, inWidth: f, weight: layer.linear2.pointer, bias: layer.bias2, outWidth: d, into: x.p, accumulate: true,
                    scratch: tiles)
         }
@@ -148,29 +150,64 @@ public final class ForwardPass: @unchecked Sendable {
     }
 
     /// y = x · Wᵀ + b, or y = (y + b) + x · Wᵀ with `accumulate` (no bias: y = x · Wᵀ), x [rows, inWidth],
-    /// W [outWidth, inWidth]. The output columns are split across the cores, one single-threaded sgemm per
-    /// chunk of them (OpenBLAS's own threads stay idle, so they never spin against the attention and
-    /// element-wise work between GEMMs). Each chunk is computed transposed, `W[chunk] · xᵀ` into the core's
-    /// scratch, and added into y: for few rows that orientation runs 5–10% faster in OpenBLAS than x · Wᵀ.
+    /// W [outWidth, inWidth]; with `activate`, the FFN's activation is applied to each chunk while it is in
+    /// cache. The output columns are split across the cores, each computing its share a chunk at a time
+    /// with single-threaded sgemm (OpenBLAS's own threads stay idle, so they never spin against the
+    /// attention and element-wise work between GEMMs). A chunk is computed transposed, `W[chunk] · xᵀ`, into
+    /// the core's scratch and added into y: for few rows that orientation runs 5–10% faster in OpenBLAS's
+    /// packed GEMM than x · Wᵀ, and it is the one its small-matrix kernel takes (`smallKernelRows`).
     private func linear(_ x: UnsafePointer<Float>, rows: Int, inWidth: Int, weight: UnsafePointer<Float>, bias: Weight?,
-                        outWidth: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false, scratch: Scratch) {
+                        outWidth: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false, activate: Bool = false,
+                        scratch: Scratch) {
         nonisolated(unsafe) let x = x, w = weight, y = y, t = scratch.p, b = bias?.pointer
-        let chunk = Self.chunk
+        let chunk = Self.chunk(rows: rows), small = smallKernel ? Self.smallKernelRows(rows: rows, inWidth: inWidth) : nil
         // Each core takes a run of 64-column blocks, and computes it `chunk` columns at a time.
         parallel(outWidth / 64, minimum: 2) { part, blocks in
             let t = t + part * chunk * rows
             let end = blocks.upperBound == outWidth / 64 ? outWidth : blocks.upperBound * 64
             for first in stride(from: blocks.lowerBound * 64, to: end, by: chunk) {
                 let cols = min(chunk, end - first)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cols), Int32(rows), Int32(inWidth),
-                            1, w + first * inWidth, Int32(inWidth), x, Int32(inWidth), 0, t, Int32(rows))
+                if let block = small {
+                    // OpenBLAS's unpacked small-matrix kernel, 4 weight rows × up to `block` rows of x per call.
+                    for c in stride(from: 0, to: cols, by: 4) {
+                        for r in stride(from: 0, to: rows, by: block) {
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(min(4, cols - c)), Int32(min(block, rows - r)),
+                                        Int32(inWidth), 1, w + (first + c) * inWidth, Int32(inWidth), x + r * inWidth, Int32(inWidth),
+                                        0, t + c * rows + r, Int32(rows))
+                        }
+                    }
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cols), Int32(rows), Int32(inWidth),
+                                1, w + first * inWidth, Int32(inWidth), x, Int32(inWidth), 0, t, Int32(rows))
+                }
                 arapack_add_transposed(t, cols, rows, y + first, outWidth, b.map { $0 + first }, accumulate ? 1 : 0)
+                if activate {
+                    for r in 0..<rows { self.activate(y + r * outWidth + first, count: cols) }
+                }
             }
         }
     }
 
-    /// Output columns per sgemm in `linear`; each core's scratch holds `chunk × rows` floats.
-    static let chunk = 512
+    /// Rows of x per call when OpenBLAS's small-matrix kernel should do the product, or nil for its packed
+    /// GEMM. With few rows, packing the weights costs as much as the product (each weight is read from
+    /// memory once and used `rows` times), and the small-matrix kernel, which reads the operands where they
+    /// lie, runs 5–15% faster (measured on 16–256 rows, inner width 1,024; no faster at 512 rows, slower at
+    /// 4,096 wide). OpenBLAS 0.3 takes a TN call into that kernel when M·N ≤ 1,200, M·N·K ≤ 10⁶ and K ≥ 32,
+    /// and has it only for its AVX-512 cores (`openblasHasSmallKernel`); elsewhere the packed GEMM runs.
+    static func smallKernelRows(rows: Int, inWidth: Int) -> Int? {
+        guard rows <= 256, (32...1024).contains(inWidth) else { return nil }
+        return min(300, 1_000_000 / (4 * inWidth)) / 16 * 16
+    }
+
+    static let openblasHasSmallKernel = ["skylakex", "cooperlake", "sapphirerapids"]
+        .contains(String(cString: openblas_get_corename()).lowercased())
+
+    /// Output columns per sgemm in `linear`, a multiple of 64: OpenBLAS packs x again for every call, so more
+    /// rows want wider chunks (512 at 128 rows, 2048 at 512 measured best), while each core's scratch of
+    /// `chunk × rows` floats stays within 8 MiB.
+    static func chunk(rows: Int) -> Int {
+        max(64, min(4 * rows, 2048, (1 << 21) / max(rows, 1)) / 64 * 64)
+    }
 
     /// softmax(q·kᵀ·scale + mask)·v for one head of one sequence; q, k, v rows `ld` apart.
     /// Causal attention goes in blocks of query rows, each against only the keys it can see (0 ..< end of
@@ -206,48 +243,26 @@ public final class ForwardPass: @unchecked Sendable {
 
     static let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
-    /// LayerNorm over each row: mean and biased variance (accumulated in double), then scale and shift.
+    /// LayerNorm over each row (`arapack_layer_norm`: mean and biased variance in double, then scale and shift).
     private func layerNorm(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int,
                            weight: Weight, bias: Weight, eps: Float) {
         nonisolated(unsafe) let x = x, y = y
-        parallel(rows) { _, range in self.layerNormRows(x, into: y, rows: range, width: width, weight: weight, bias: bias, eps: eps) }
-    }
-
-    private func layerNormRows(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Range<Int>, width: Int,
-                               weight: Weight, bias: Weight, eps: Float) {
-        for r in rows {
-            let row = x + r * width, out = y + r * width
-            var mean = 0.0
-            for c in 0..<width { mean += Double(row[c]) }
-            mean /= Double(width)
-            var variance = 0.0
-            for c in 0..<width {
-                let dlt = Double(row[c]) - mean
-                variance += dlt * dlt
-            }
-            variance /= Double(width)
-            let inv = Float(1 / (variance + Double(eps)).squareRoot())
-            let m = Float(mean)
-            for c in 0..<width { out[c] = (row[c] - m) * inv * weight.pointer[c] + bias.pointer[c] }
+        parallel(rows) { _, range in
+            for r in range { arapack_layer_norm(x + r * width, y + r * width, width, weight.pointer, bias.pointer, eps) }
         }
     }
 
-    /// Exact GELU (0.5·x·(1 + erf(x/√2))) or ReLU, in place.
+    /// Exact GELU (0.5·x·(1 + erf(x/√2))) or ReLU, in place over `count` values.
     private func activate(_ p: UnsafeMutablePointer<Float>, count: Int) {
-        nonisolated(unsafe) let p = p
-        parallel(count) { _, range in self.activate(p, range) }
-    }
-
-    private func activate(_ p: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
         if config.activation == "relu" {
-            for i in range { p[i] = max(p[i], 0) }
+            for i in 0..<count { p[i] = max(p[i], 0) }
         } else if variant.contains(.tanhGELU) {
-            for i in range {
+            for i in 0..<count {
                 let x = p[i]
                 p[i] = 0.5 * x * (1 + tanhf(0.7978845608 * (x + 0.044715 * x * x * x)))
             }
         } else {
-            arapack_gelu_erf(p + range.lowerBound, range.count)
+            arapack_gelu_erf(p, count)
         }
     }
 }

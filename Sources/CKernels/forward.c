@@ -69,6 +69,31 @@ INLINE void softmax_body(float *row, size_t visible, size_t length) {
     for (size_t i = visible; i < length; i++) row[i] = 0.0f;
 }
 
+INLINE void layer_norm_body(const float *x, float *y, size_t n, const float *weight, const float *bias, float eps) {
+    double lanes[LANES] = {0};
+    size_t vend = n - n % LANES;
+    for (size_t i = 0; i < vend; i += LANES)
+        for (int l = 0; l < LANES; l++) lanes[l] += (double)x[i + l];
+    double sum = 0;
+    for (int l = 0; l < LANES; l++) sum += lanes[l];
+    for (size_t i = vend; i < n; i++) sum += (double)x[i];
+    double mean = sum / (double)n;
+    for (int l = 0; l < LANES; l++) lanes[l] = 0;
+    for (size_t i = 0; i < vend; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            double d = (double)x[i + l] - mean;
+            lanes[l] += d * d;
+        }
+    double squares = 0;
+    for (int l = 0; l < LANES; l++) squares += lanes[l];
+    for (size_t i = vend; i < n; i++) {
+        double d = (double)x[i] - mean;
+        squares += d * d;
+    }
+    float inv = (float)(1.0 / sqrt(squares / (double)n + (double)eps)), m = (float)mean;
+    for (size_t i = 0; i < n; i++) y[i] = (x[i] - m) * inv * weight[i] + bias[i];
+}
+
 /// The scalar form of arapack_add_transposed, over t with rows `ldt` apart (so it also serves the edges).
 INLINE void add_transposed_body(const float *t, size_t ldt, size_t cols, size_t rows, float *y, size_t ldy,
                                 const float *bias, int accumulate) {
@@ -139,6 +164,9 @@ FAST static void add_transposed_fast(const float *t, size_t cols, size_t rows, f
     if (rows8 < rows)
         add_transposed_body(t + rows8, rows, cols, rows - rows8, y + rows8 * ldy, ldy, bias, accumulate);
 }
+FAST static void layer_norm_fast(const float *x, float *y, size_t n, const float *weight, const float *bias, float eps) {
+    layer_norm_body(x, y, n, weight, bias, eps);
+}
 FAST static void softmax_fast(float *row, size_t visible, size_t length) { softmax_body(row, visible, length); }
 #endif
 
@@ -162,4 +190,11 @@ void arapack_add_transposed(const float *t, size_t cols, size_t rows, float *y, 
     if (fast_ok()) { add_transposed_fast(t, cols, rows, y, ldy, bias, accumulate); return; }
 #endif
     add_transposed_body(t, rows, cols, rows, y, ldy, bias, accumulate);
+}
+
+void arapack_layer_norm(const float *x, float *y, size_t n, const float *weight, const float *bias, float eps) {
+#if defined(__x86_64__)
+    if (fast_ok()) { layer_norm_fast(x, y, n, weight, bias, eps); return; }
+#endif
+    layer_norm_body(x, y, n, weight, bias, eps);
 }

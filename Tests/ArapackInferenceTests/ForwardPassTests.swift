@@ -23,15 +23,19 @@ final class ForwardPassTests: XCTestCase {
     }
 
     func testGoldenLogitsWithin1e4() throws {
-        for name in Self.twins {
-            let model = try ReleaseModel(path: TestSupport.fixture("golden/\(name).pt"))
-            let forward = try ForwardPass(model)
-            let (ids, expected) = try golden(name)
-            let logits = try forward.logits(ids)
-            XCTAssertEqual(logits.count, expected.count, name)
-            let diff = maxDifference(logits, expected)
-            XCTAssertLessThan(diff, 1e-4, "\(name): max |arapack − torch| = \(diff)")
-            print("\(name): max |arapack − torch| = \(diff)")
+        // Both GEMM routes: OpenBLAS's small-matrix kernel (where this CPU has it) and its packed GEMM.
+        for smallKernel in Set([ForwardPass.openblasHasSmallKernel, false]) {
+            for name in Self.twins {
+                let model = try ReleaseModel(path: TestSupport.fixture("golden/\(name).pt"))
+                let forward = try ForwardPass(model)
+                forward.smallKernel = smallKernel
+                let (ids, expected) = try golden(name)
+                let logits = try forward.logits(ids)
+                XCTAssertEqual(logits.count, expected.count, name)
+                let diff = maxDifference(logits, expected)
+                XCTAssertLessThan(diff, 1e-4, "\(name) (small kernel: \(smallKernel)): max |arapack − torch| = \(diff)")
+                print("\(name) (small kernel: \(smallKernel)): max |arapack − torch| = \(diff)")
+            }
         }
     }
 

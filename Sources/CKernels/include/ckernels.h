@@ -21,6 +21,10 @@ void arapack_gelu_erf(float *p, size_t n);
 /// In-place softmax of row[0..<visible]; row[visible..<length] is set to 0 (masked positions).
 void arapack_softmax(float *row, size_t visible, size_t length);
 
+/// LayerNorm of one row of n values: mean and biased variance summed in double (16 lanes, then the lanes
+/// in order), then y[i] = (x[i] − mean) · (1/√(variance + eps)) · weight[i] + bias[i] in float.
+void arapack_layer_norm(const float *x, float *y, size_t n, const float *weight, const float *bias, float eps);
+
 /// y[r·ldy + c] = base + t[c·rows + r] for r < rows, c < cols: a GEMM's transposed result (t, cols × rows)
 /// added into row-major y. base is bias[c], plus y's own value first when accumulate is non-zero
 /// ((y + bias) + t); with no bias, base is y's value (accumulate) or nothing (y = t exactly).
