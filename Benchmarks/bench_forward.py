@@ -39,19 +39,30 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; cores: {os.cpu_count()}")
     for m, n, k in [(128, 4096, 1024), (512, 4096, 1024), (128, 76800, 1024), (512, 76800, 1024)]:
         print(subprocess.run([BENCH, "sgemm", str(m), str(n), str(k), "5"], capture_output=True, text=True, check=True).stdout.strip())
+    # Rounds alternate the two sides, so that both see the same state of this shared machine (its speed
+    # drifts by ±8% over minutes); each round's ratio compares runs made seconds apart.
+    rounds = int(os.environ.get("ROUNDS", "5"))
     for length, runs in [(128, 7), (512, 5)]:
-        out = subprocess.run([BENCH, "forward", path, str(length), str(runs)], capture_output=True, text=True, check=True).stdout.strip()
-        print("arapack " + out)
         ids = torch.randint(0, config["vocab_size"], (1, length), generator=torch.Generator().manual_seed(0))
-        times = []
-        with torch.no_grad():
-            model(ids)
-            for _ in range(runs):
-                t0 = time.perf_counter()
+        ours, theirs = [], []
+        for _ in range(rounds):
+            out = subprocess.run([BENCH, "forward", path, str(length), str(runs)], capture_output=True, text=True, check=True).stdout
+            ours.append(float(out.split("median ")[1].split(" s")[0]))
+            times = []
+            with torch.no_grad():
                 model(ids)
-                times.append(time.perf_counter() - t0)
-        t = statistics.median(times)
-        print(f"torch   forward 1x{length}: median {t} s, {flops(config, length) / t / 1e9} GFLOP/s ({flops(config, length) / 1e9} GFLOP)")
+                for _ in range(runs):
+                    t0 = time.perf_counter()
+                    model(ids)
+                    times.append(time.perf_counter() - t0)
+            theirs.append(statistics.median(times))
+            print(f"  1x{length} round: arapack {ours[-1]:.3f} s, torch {theirs[-1]:.3f} s, speed ratio {theirs[-1] / ours[-1]:.3f}")
+        g = flops(config, length) / 1e9
+        a, b = statistics.median(ours), statistics.median(theirs)
+        ratios = sorted(t / o for o, t in zip(ours, theirs))
+        print(f"arapack forward 1x{length}: median {a:.3f} s ({min(ours):.3f}-{max(ours):.3f}), {g / a:.1f} GFLOP/s ({g:.1f} GFLOP)")
+        print(f"torch   forward 1x{length}: median {b:.3f} s ({min(theirs):.3f}-{max(theirs):.3f}), {g / b:.1f} GFLOP/s")
+        print(f"speed ratio torch/arapack per round: {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.3f}")
 
 
 if __name__ == "__main__":
