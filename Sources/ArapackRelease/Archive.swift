@@ -23,7 +23,8 @@ public enum ReleaseArchive {
     /// Writes `<folder contents>` under the top folder `name/` to `path` (`…/name.tar.zst`) and
     /// `path.sha256`. `mtime` is SOURCE_DATE_EPOCH or 0. `beforeCommit` runs once the archive is complete,
     /// just before it is renamed into place (convert moves the bundle folder into place there, so an
-    /// archive never exists without its bundle). Returns the archive's SHA-256.
+    /// archive never exists without its bundle; a run killed between the two renames leaves the bundle and a
+    /// temporary archive, which the next run into DST removes). Returns the archive's SHA-256.
     @discardableResult
     public static func write(folder: String, files: [String], name: String, to path: String, mtime: Int,
                              replacing: Bool, progress: Progress, beforeCommit: () throws -> Void = {}) throws -> String {
@@ -52,6 +53,7 @@ public enum ReleaseArchive {
         }
         try z.write([UInt8](repeating: 0, count: 2 * block))
         try z.finish()
+        try out.sync()  // the archive is on disk before the bundle moves into place: only two renames apart
         try beforeCommit()
         try out.commit(replacing: replacing)
         progress.end()

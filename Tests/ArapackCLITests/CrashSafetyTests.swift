@@ -62,10 +62,13 @@ final class CrashSafetyTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(killed, 5, "most kill points land mid-conversion")
-        // A killed run leaves temporaries (nothing can remove them); the next run into the same folder does.
-        for i in 0..<20 where !pathExists(scratch + "/out\(i)") {
+        // A killed run leaves temporaries (nothing can remove them); the next run into the same folder does,
+        // whether it then converts (DST absent) or refuses (DST complete, its archive perhaps not yet renamed).
+        for i in 0..<20 {
+            let existed = pathExists(scratch + "/out\(i)")
             let r = try TestSupport.arapack("convert", source, scratch + "/out\(i)", "--quiet")
-            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(r.status, existed ? 2 : 0, r.stderr)
+            if existed { XCTAssertTrue(r.stderr.contains("already exists"), r.stderr) }
         }
         XCTAssertEqual(try directoryEntries(scratch).filter { $0.contains("arapack-tmp") }, [])
         print("SIGKILL: \(killed) runs killed mid-way, \(complete) had finished; no partial DST")

@@ -80,11 +80,17 @@ public final class AtomicFileWriter {
         try write(Array(text.utf8))
     }
 
+    /// Flushes and fsyncs the temporary file, so that a `commit` right after is only a rename (a caller that
+    /// must commit two things together calls this first, to make the window between them short).
+    public func sync() throws {
+        try flush()
+        guard fsync(fd) == 0 else { throw FileError(path: temporaryPath, operation: "fsync", code: errno) }
+    }
+
     /// Flushes, fsyncs and renames the temporary file onto the destination, then fsyncs the folder.
     /// With `replacing` false an existing destination is left alone and the commit fails with `EEXIST`.
     public func commit(replacing: Bool = true) throws {
-        try flush()
-        guard fsync(fd) == 0 else { throw FileError(path: temporaryPath, operation: "fsync", code: errno) }
+        try sync()
         close(fd)
         fd = -1
         let ok = replacing ? rename(temporaryPath, destination) == 0 : arapack_rename_noreplace(temporaryPath, destination) == 0
