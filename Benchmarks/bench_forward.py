@@ -5,7 +5,7 @@ all cores) and beside cblas_sgemm's own throughput on this machine's GEMM shapes
 loading (one warm-up, then the median of several runs, each side timing itself in-process).
 
     swift build -c release --product arapack-bench
-    python Benchmarks/bench_forward.py [/tmp/arapack-bench]     # needs torch
+    ROUNDS=7 python Benchmarks/bench_forward.py [/tmp/arapack-bench]     # needs torch; ROUNDS defaults to 5
 """
 import os
 import statistics
@@ -38,7 +38,8 @@ def main():
     model.load_state_dict(ck["model"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; cores: {os.cpu_count()}")
     for m, n, k in [(128, 4096, 1024), (512, 4096, 1024), (128, 76800, 1024), (512, 76800, 1024)]:
-        print(subprocess.run([BENCH, "sgemm", str(m), str(n), str(k), "5"], capture_output=True, text=True, check=True).stdout.strip())
+        repeats = max(5, int(50e9 / (2 * m * n * k)))  # about half a second of each, so a short hiccup does not decide it
+        print(subprocess.run([BENCH, "sgemm", str(m), str(n), str(k), str(repeats)], capture_output=True, text=True, check=True).stdout.strip())
     # Rounds alternate the two sides, so that both see the same state of this shared machine (its speed
     # drifts by ±8% over minutes); each round's ratio compares runs made seconds apart.
     rounds = int(os.environ.get("ROUNDS", "5"))
