@@ -39,6 +39,27 @@ final class ForwardPassTests: XCTestCase {
         }
     }
 
+    func testGEMMCallShapesStayWhereOpenBLASTakesThem() {
+        // Every small-kernel call (4 weight rows × block rows × inner width) must pass OpenBLAS 0.3's permit
+        // (M·N ≤ 1,200 and M·N·K ≤ 10⁶); a call past it would fall back to the packed GEMM, repacking weights
+        // 4 rows at a time.
+        for inWidth in 32...1024 {
+            guard let block = ForwardPass.smallKernelRows(rows: 128, inWidth: inWidth) else { return XCTFail("inner width \(inWidth)") }
+            XCTAssertTrue(block >= 16 && block % 16 == 0 && 4 * block <= 1200 && 4 * block * inWidth <= 1_000_000, "\(inWidth): \(block)")
+        }
+        XCTAssertEqual(ForwardPass.smallKernelRows(rows: 128, inWidth: 1024), 240)
+        XCTAssertNil(ForwardPass.smallKernelRows(rows: 512, inWidth: 1024), "512 rows use the packed GEMM")
+        XCTAssertNil(ForwardPass.smallKernelRows(rows: 128, inWidth: 4096), "the FFN's second GEMM stays packed")
+        XCTAssertNil(ForwardPass.smallKernelRows(rows: 128, inWidth: 16), "OpenBLAS refuses K < 32")
+        // Chunks: multiples of 64, 512 columns at 128 rows, 2,048 at 512, scratch within 8 MiB per core.
+        XCTAssertEqual(ForwardPass.chunk(rows: 128), 512)
+        XCTAssertEqual(ForwardPass.chunk(rows: 512), 2048)
+        for rows in [1, 7, 100, 1000, 5000, 40000] {
+            let chunk = ForwardPass.chunk(rows: rows)
+            XCTAssertTrue(chunk >= 64 && chunk % 64 == 0 && (chunk == 64 || chunk * rows <= 1 << 21), "\(rows) rows: \(chunk)")
+        }
+    }
+
     func testEachDeliberateBugBreaksTheGoldenMatch() throws {
         let cases: [(String, ForwardPass.Variant)] = [
             ("ar_gelu", .noCausalMask), ("ar_gelu", .tanhGELU), ("ar_small_scale", .wrongEpsilon),
