@@ -144,17 +144,16 @@ FAST static void add_transposed_fast(const float *t, size_t cols, size_t rows, f
             }
             // Now v[j] (j < 4) holds y rows r+j (low 128 bits) and r+j+4 (high 128 bits) for columns c ..< c+4,
             // and v[j+4] the same rows for columns c+4 ..< c+8.
-            static const int order[8] = {0, 1, 2, 3, 0, 1, 2, 3};
+            for (int j = 0; j < 4; j++) {
+                u[j] = _mm256_permute2f128_ps(v[j], v[j + 4], 0x20);
+                u[j + 4] = _mm256_permute2f128_ps(v[j], v[j + 4], 0x31);
+            }
+            __m256 b = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
             for (int j = 0; j < 8; j++) {
-                __m256 row = j < 4 ? _mm256_permute2f128_ps(v[order[j]], v[order[j] + 4], 0x20)
-                                   : _mm256_permute2f128_ps(v[order[j]], v[order[j] + 4], 0x31);
                 float *out = y + (r + (size_t)j) * ldy + c;
-                if (bias) {
-                    __m256 b = _mm256_loadu_ps(bias + c);
-                    row = _mm256_add_ps(accumulate ? _mm256_add_ps(_mm256_loadu_ps(out), b) : b, row);
-                } else if (accumulate) {
-                    row = _mm256_add_ps(_mm256_loadu_ps(out), row);
-                }
+                __m256 row = u[j];
+                if (bias) row = _mm256_add_ps(accumulate ? _mm256_add_ps(_mm256_loadu_ps(out), b) : b, row);
+                else if (accumulate) row = _mm256_add_ps(_mm256_loadu_ps(out), row);
                 _mm256_storeu_ps(out, row);
             }
         }
