@@ -53,14 +53,16 @@ public enum ReleaseArchive {
         }
         try z.write([UInt8](repeating: 0, count: 2 * block))
         try z.finish()
-        try out.sync()  // the archive is on disk before the bundle moves into place: only two renames apart
-        try beforeCommit()
-        try out.commit(replacing: replacing)
-        progress.end()
+        // Archive and sidecar are on disk before the bundle moves into place: the three are only renames apart.
+        try out.sync()
         let digest = out.sha256!
         let side = try AtomicFileWriter(destination: path + ".sha256")
         try side.write("\(digest)  \(splitPath(path).1)\n")
+        try side.sync()
+        try beforeCommit()
+        try out.commit(replacing: replacing)
         try side.commit(replacing: true)
+        progress.end()
         return digest
     }
 

@@ -186,12 +186,15 @@ final class ConvertCommandTests: XCTestCase {
     }
 
     func testStaleTemporariesOfDeadRunsAreRemoved() throws {
+        // What a run killed while writing, or between its renames, leaves: the bundle, the archive, its sidecar.
         let stale = scratch + "/.b.arapack-tmp-999999999-1"
         try FileManager.default.createDirectory(atPath: stale, withIntermediateDirectories: false)
         try writeText("partial", to: stale + "/model.safetensors")
+        let staleFiles = [scratch + "/.b.tar.zst.arapack-tmp-999999999-2", scratch + "/.b.tar.zst.sha256.arapack-tmp-999999999-3"]
+        for file in staleFiles { try writeText("partial", to: file) }
         let r = try TestSupport.arapack("convert", trainingDict, scratch + "/b")
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stderr.contains("removed \(stale), left by an interrupted run"), r.stderr)
+        for path in [stale] + staleFiles { XCTAssertTrue(r.stderr.contains("removed \(path), left by an interrupted run"), r.stderr) }
         XCTAssertEqual(try directoryEntries(scratch), ["b"])
     }
 

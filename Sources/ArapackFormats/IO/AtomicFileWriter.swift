@@ -19,11 +19,13 @@ public final class AtomicFileWriter {
     private var buffer: UnsafeMutableRawBufferPointer
     private var buffered = 0
     private var committed = false
+    /// Set by `sync()`: the file is complete.
+    private var finished = false
     /// Bytes written so far.
     public private(set) var bytesWritten = 0
     /// SHA-256 of everything written, when created with `hashing`.
     private let digest: SHA256?
-    /// The lower-case hex SHA-256 of the file, set by `commit()` when created with `hashing`.
+    /// The lower-case hex SHA-256 of the file, set by `sync()` (or `commit()`) when created with `hashing`.
     public private(set) var sha256: String?
 
     /// Creates the temporary file next to `destination`.
@@ -47,6 +49,7 @@ public final class AtomicFileWriter {
 
     /// Appends `bytes`.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        precondition(!finished, "write after sync() to \(temporaryPath)")
         if bytes.count >= buffer.count {
             try flush()
             if let digest {
@@ -80,11 +83,15 @@ public final class AtomicFileWriter {
         try write(Array(text.utf8))
     }
 
-    /// Flushes and fsyncs the temporary file, so that a `commit` right after is only a rename (a caller that
-    /// must commit two things together calls this first, to make the window between them short).
+    /// Ends the file: flushes and fsyncs it and, when hashing, sets `sha256`; nothing may be written after.
+    /// A `commit` right after is only a rename, so a caller that must commit several files together
+    /// syncs them all first, to keep the window between the renames short.
     public func sync() throws {
+        guard !finished else { return }
         try flush()
         guard fsync(fd) == 0 else { throw FileError(path: temporaryPath, operation: "fsync", code: errno) }
+        finished = true
+        sha256 = digest?.hexDigest()
     }
 
     /// Flushes, fsyncs and renames the temporary file onto the destination, then fsyncs the folder.
@@ -99,7 +106,6 @@ public final class AtomicFileWriter {
             throw FileError(path: destination, operation: "rename", code: errno)
         }
         committed = true
-        sha256 = digest?.hexDigest()
         syncDirectory(of: destination)
     }
 
