@@ -20,11 +20,14 @@ public enum ReleaseArchive {
     public static let compressionLevel: Int32 = 3
     static let block = 512
 
+    /// The checksum file written beside the archive at `path`: `sha256sum -c` reads it.
+    public static func sidecar(of path: String) -> String { path + ".sha256" }
+
     /// Writes `<folder contents>` under the top folder `name/` to `path` (`…/name.tar.zst`) and
-    /// `path.sha256`. `mtime` is SOURCE_DATE_EPOCH or 0. `beforeCommit` runs once the archive is complete,
-    /// just before it is renamed into place (convert moves the bundle folder into place there, so an
-    /// archive never exists without its bundle; a run killed between the two renames leaves the bundle and a
-    /// temporary archive, which the next run into DST removes). Returns the archive's SHA-256.
+    /// `path.sha256`. `mtime` is SOURCE_DATE_EPOCH or 0. `beforeCommit` runs once archive and sidecar are
+    /// complete and on disk, just before they are renamed into place (convert moves the bundle folder into
+    /// place there, so an archive never exists without its bundle; a run killed between the renames leaves
+    /// temporaries of the archive or sidecar, which the next run into DST removes). Returns the archive's SHA-256.
     @discardableResult
     public static func write(folder: String, files: [String], name: String, to path: String, mtime: Int,
                              replacing: Bool, progress: Progress, beforeCommit: () throws -> Void = {}) throws -> String {
@@ -56,7 +59,7 @@ public enum ReleaseArchive {
         // Archive and sidecar are on disk before the bundle moves into place: the three are only renames apart.
         try out.sync()
         let digest = out.sha256!
-        let side = try AtomicFileWriter(destination: path + ".sha256")
+        let side = try AtomicFileWriter(destination: sidecar(of: path), bufferSize: 4096)
         try side.write("\(digest)  \(splitPath(path).1)\n")
         try side.sync()
         try beforeCommit()

@@ -112,7 +112,7 @@ struct ConvertCommand: ParsableCommand {
             let parent = splitPath(dst).0
             guard parent.isEmpty || pathExists(parent) else { throw CommandError("\(parent): the folder for DST does not exist") }
             TemporaryFiles.removeOnInterrupt()
-            for path in [dst, archivePath, archivePath + ".sha256"] {
+            for path in [dst, archivePath, ReleaseArchive.sidecar(of: archivePath)] {
                 for stale in TemporaryFiles.removeStale(of: path) { printError("arapack convert: note: removed \(stale), left by an interrupted run") }
             }
             for path in [dst] + (archive ? [archivePath] : []) where pathExists(path) && !force {
