@@ -32,12 +32,13 @@ let package = Package(
         .executableTarget(name: "arapack-bench", dependencies: ["ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "CBLAS"], path: "Benchmarks/ArapackBench"),
         .executableTarget(name: "arapack-fuzz", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor"], path: "Fuzz/ArapackFuzz"),
         .target(name: "ArapackTestSupport", dependencies: ["ArapackFormats"], path: "Tests/ArapackTestSupport"),
+        .executableTarget(name: "peak-memory", path: "Tests/PeakMemory"),
         .testTarget(name: "ArapackTensorTests", dependencies: ["ArapackTensor"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZstd", "COpenSSL", "CBLAS"]),
         .testTarget(name: "ArapackFormatsTests", dependencies: ["ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
         .testTarget(name: "ArapackReleaseTests", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
         .testTarget(name: "ArapackInferenceTests", dependencies: ["ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport", "CKernels"]),
-        .testTarget(name: "ArapackCLITests", dependencies: ["arapack", "ArapackFormats", "ArapackTestSupport"]),
+        .testTarget(name: "ArapackCLITests", dependencies: ["arapack", "peak-memory", "ArapackFormats", "ArapackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

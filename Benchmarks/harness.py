@@ -1,5 +1,6 @@
 """Runs whole commands repeatedly and reports wall time and peak resident memory of each run
-(taken from wait4's rusage, so each figure is that process's own)."""
+(taken from wait4's rusage). Linux carries this script's own high-water mark (about 10 MiB; torch is
+only imported in the measured children) into each child, so that is the floor of every figure."""
 import os
 import statistics
 import subprocess

@@ -123,6 +123,22 @@ final class InspectCommandTests: XCTestCase {
         }
     }
 
+    /// The measure the test above relies on: a program's own peak, not the test process's. Linux carries a
+    /// parent's high-water mark into a child spawned straight from it, which once failed CI on every fixture.
+    func testPeakMemoryIsTheProgramsOwn() throws {
+        let ballast = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 20, alignment: 4096)
+        defer { ballast.deallocate() }
+        ballast.initializeMemory(as: UInt8.self, repeating: 1)  // the test process now peaks above 256 MiB
+        let small = try TestSupport.peakMemory("/bin/true", [])
+        XCTAssertEqual(small.status, 0)
+        XCTAssertLessThan(small.peakKiB, 16 * 1024, "/bin/true: peak resident KiB")
+        // awk doubling a string to 64 MiB: the measure sees a program's own large peak, and its exit status.
+        let large = try TestSupport.peakMemory("/usr/bin/awk", ["BEGIN { s = \"x\"; for (i = 0; i < 26; i++) s = s s; exit length(s) == 67108864 ? 3 : 1 }"])
+        XCTAssertEqual(large.status, 3)
+        XCTAssertGreaterThan(large.peakKiB, 64 * 1024, "awk: peak resident KiB")
+        XCTAssertLessThan(large.peakKiB, 256 * 1024, "awk: peak resident KiB")
+    }
+
     func testUsageErrorsExit64AndHelpExplains() throws {
         XCTAssertEqual(try TestSupport.arapack("inspect").status, 64)
         XCTAssertEqual(try TestSupport.arapack("inspect", "x", "--no-such-flag").status, 64)

@@ -69,21 +69,16 @@ public enum TestSupport {
     }
 
     /// Runs `executable` with output discarded and returns its exit status and its own peak resident
-    /// memory in KiB (from wait4, so other children of the test process do not count).
+    /// memory in KiB, through the `peak-memory` helper (a child spawned straight from the test process
+    /// would report at least the test process's own peak: Linux carries the high-water mark across exec).
     public static func peakMemory(_ executable: String, _ arguments: [String]) throws -> (status: Int32, peakKiB: Int) {
-        var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        for fd in [Int32(1), 2] { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", O_WRONLY, 0) }
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-        guard rc == 0 else { throw NSError(domain: "posix_spawn", code: Int(rc)) }
-        var status: Int32 = 0
-        var usage = rusage()
-        wait4(pid, &status, 0, &usage)
-        return ((status >> 8) & 0xFF, usage.ru_maxrss)
+        let helper = Bundle.main.bundleURL.appendingPathComponent("peak-memory").path
+        let r = try run(helper, [executable] + arguments)
+        let fields = r.stdout.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        guard r.status == 0, fields.count == 2 else {
+            throw NSError(domain: "peak-memory", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.stdout + r.stderr])
+        }
+        return (Int32(fields[0]), fields[1])
     }
 
     /// The result of running a process.
