@@ -1,3 +1,4 @@
+import ArapackFormats
 import ArapackRelease
 import ArgumentParser
 import CSystem
@@ -28,6 +29,8 @@ struct Arapack: ParsableCommand {
         // A file-size limit (ulimit -f) then makes write() fail with EFBIG, reported like any I/O error,
         // instead of killing the process.
         signal(SIGXFSZ, SIG_IGN)
+        // Before any other thread starts: an interrupt removes the temporaries of a half-written output.
+        TemporaryFiles.removeOnInterrupt()
         do {
             var command = try parseAsRoot()
             try command.run()

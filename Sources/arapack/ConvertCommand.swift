@@ -111,7 +111,6 @@ struct ConvertCommand: ParsableCommand {
             let archivePath = dst + ".tar.zst"
             let parent = splitPath(dst).0
             guard parent.isEmpty || pathExists(parent) else { throw CommandError("\(parent): the folder for DST does not exist") }
-            TemporaryFiles.removeOnInterrupt()
             for path in [dst, archivePath, ReleaseArchive.sidecar(of: archivePath)] {
                 for stale in TemporaryFiles.removeStale(of: path) { printError("arapack convert: note: removed \(stale), left by an interrupted run") }
             }

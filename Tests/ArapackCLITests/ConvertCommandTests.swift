@@ -143,10 +143,11 @@ final class ConvertCommandTests: XCTestCase {
     }
 
     /// SIGTERM at many points of a conversion: DST is absent (and no temporary remains) or complete and verified.
+    /// An ignored SIGHUP (nohup) does not stop one.
     func testInterruptedConversionsLeaveNothingOrACompleteBundle() throws {
         let source = scratch + "/large.pt"
         try Self.writeLargeCheckpoint(source)
-        var outcomes = (absent: 0, complete: 0)
+        var outcomes = (absent: 0, complete: 0, cleanedUp: 0)
         for i in 0..<8 {
             let dst = scratch + "/out\(i)"
             let process = Process()
@@ -160,6 +161,14 @@ final class ConvertCommandTests: XCTestCase {
             process.waitUntilExit()
             let leftovers = try directoryEntries(scratch).filter { $0.contains("arapack-tmp") }
             XCTAssertEqual(leftovers, [], "run \(i)")
+            // Interrupted, it exits with 128 + SIGTERM once its cleanup thread has run; only a signal that
+            // lands before main() has set that up kills it outright (and then it has written nothing).
+            switch (process.terminationReason, process.terminationStatus) {
+            case (.exit, 143): outcomes.cleanedUp += 1
+            case (.exit, 0): XCTAssertTrue(pathExists(dst), "run \(i)")
+            case (.uncaughtSignal, SIGTERM): XCTAssertFalse(pathExists(dst), "run \(i)")
+            case let other: XCTFail("run \(i): \(other)")
+            }
             if pathExists(dst) {
                 XCTAssertEqual(try TestSupport.arapack("verify", dst).status, 0, "run \(i): a DST that exists is complete")
                 outcomes.complete += 1
@@ -168,6 +177,21 @@ final class ConvertCommandTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(outcomes.absent, 0, "some runs were interrupted mid-way")
+        XCTAssertGreaterThan(outcomes.cleanedUp, 0, "some runs were interrupted after startup")
+
+        // A hangup ignored when the run started (nohup) stays ignored: the conversion finishes.
+        let dst = scratch + "/nohup"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "trap '' HUP; exec '\(TestSupport.arapackBinary)' convert '\(source)' '\(dst)' --quiet"]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        usleep(150_000)
+        kill(process.processIdentifier, SIGHUP)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .exit)
+        XCTAssertEqual(process.terminationStatus, 0)
+        XCTAssertEqual(try TestSupport.arapack("verify", dst).status, 0)
     }
 
     /// On a terminal (a pseudo-terminal from script(1)) a progress line is drawn and cleared; --quiet silences it.

@@ -34,9 +34,13 @@ public final class AtomicFileWriter {
         self.destination = destination
         digest = hashing ? SHA256() : nil
         temporaryPath = temporarySibling(of: destination)
+        TemporaryFiles.register(temporaryPath)  // before it exists: an interrupt in between still removes it
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FileError(path: temporaryPath, operation: "create", code: errno) }
-        TemporaryFiles.register(temporaryPath)
+        guard fd >= 0 else {
+            let code = errno
+            TemporaryFiles.unregister(temporaryPath)
+            throw FileError(path: temporaryPath, operation: "create", code: code)
+        }
         buffer = .allocate(byteCount: bufferSize, alignment: 64)
     }
 
@@ -152,8 +156,12 @@ public final class AtomicDirectory {
     public init(destination: String) throws {
         self.destination = destination
         temporaryPath = temporarySibling(of: destination)
-        guard mkdir(temporaryPath, 0o755) == 0 else { throw FileError(path: temporaryPath, operation: "create", code: errno) }
         TemporaryFiles.register(temporaryPath)
+        guard mkdir(temporaryPath, 0o755) == 0 else {
+            let code = errno
+            TemporaryFiles.unregister(temporaryPath)
+            throw FileError(path: temporaryPath, operation: "create", code: code)
+        }
     }
 
     deinit {
@@ -194,15 +202,31 @@ public enum TemporaryFiles {
     public static func register(_ path: String) { lock.withLock { paths.append(path) } }
     public static func unregister(_ path: String) { lock.withLock { paths.removeAll { $0 == path } } }
 
-    /// Installs handlers that remove every registered temporary, then exit with 128 + the signal.
+    /// From here on SIGINT, SIGTERM and SIGHUP remove every registered temporary, then exit with 128 + the
+    /// signal (a signal ignored when the process started stays ignored). The handler only writes the
+    /// signal's number to a pipe; a thread of its own reads it and cleans up as ordinary code, which may
+    /// lock and allocate (a handler that interrupted `malloc` or the registry's lock could deadlock or read a
+    /// half-updated list). It holds the lock until the exit, so no temporary is registered, or created, behind it.
     public static func removeOnInterrupt() {
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
-            signal(sig) { sig in
-                // Best effort: the registry is read without its lock (the handler may run while it is held).
-                for p in TemporaryFiles.paths { removeTree(p) }
-                _exit(128 + sig)
-            }
+        var ends: [Int32] = [0, 0]
+        guard arapack_pipe(&ends) == 0 else { return }  // no pipe: keep the default (terminate)
+        var thread = pthread_t()
+        let reader = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        reader.pointee = ends[0]
+        guard pthread_create(&thread, nil, { TemporaryFiles.awaitInterrupt(on: $0!.load(as: Int32.self)) }, reader) == 0 else { return }
+        _ = arapack_signals_to_pipe(ends[1])
+    }
+
+    private static func awaitInterrupt(on fd: Int32) -> Never {
+        var sig: UInt8 = 0
+        while read(fd, &sig, 1) != 1 {}
+        lock.lock()
+        for p in paths {
+            // Another thread may still be creating files inside a temporary folder: retry until it is gone.
+            var info = stat()
+            for _ in 0..<10 where lstat(p, &info) == 0 { removeTree(p) }
         }
+        _exit(128 + Int32(sig))
     }
 
     /// Removes `.<name>.arapack-tmp-<pid>-<n>` siblings of `destination` whose process no longer exists.
@@ -303,6 +327,8 @@ final class NSLockLike: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     init() { pthread_mutex_init(&mutex, nil) }
     deinit { pthread_mutex_destroy(&mutex) }
+    /// Takes the lock for good (the interrupt thread, which then exits the process).
+    func lock() { pthread_mutex_lock(&mutex) }
     func withLock<R>(_ body: () throws -> R) rethrows -> R {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }

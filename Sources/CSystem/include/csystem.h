@@ -13,4 +13,12 @@ int arapack_start_writeback(int fd, long long offset, long long count);
 /// returns the memory to the system (glibc's adaptive threshold would move them onto the heap).
 void arapack_mmap_allocations_from(int bytes);
 
+/// pipe2(2) with O_CLOEXEC.
+int arapack_pipe(int fds[2]);
+
+/// Makes SIGINT, SIGTERM and SIGHUP write their number (one byte) to `fd` and nothing else, which is all a
+/// signal handler can safely do; a thread reading the other end does the work. A signal ignored when the
+/// process started (nohup, a shell's background job) stays ignored. Returns 0, or -1 with errno set.
+int arapack_signals_to_pipe(int fd);
+
 #endif
