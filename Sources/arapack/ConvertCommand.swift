@@ -115,6 +115,9 @@ struct ConvertCommand: ParsableCommand {
                 for stale in TemporaryFiles.removeStale(of: path) { printError("arapack convert: note: removed \(stale), left by an interrupted run") }
             }
             for path in [dst] + (archive ? [archivePath] : []) where pathExists(path) && !force {
+                if path == dst && archive && !pathExists(archivePath) {
+                    throw CommandError("\(dst) already exists but \(archivePath) does not (a run stopped between the two?); pass --force to write both again")
+                }
                 throw CommandError("\(path) already exists; pass --force to replace it")
             }
             let tokenizerFiles = try tokenizer.map { try TokenizerFiles(directory: $0) }

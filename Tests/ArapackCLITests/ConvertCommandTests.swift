@@ -34,6 +34,12 @@ final class ConvertCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try TestSupport.loadJSON(dst + "/config.json")["torch_dtype"]?.stringValue, "bfloat16")
         XCTAssertEqual(try directoryEntries(scratch), ["release", "release.tar.zst", "release.tar.zst.sha256"], "no temporaries left")
+        // The bundle without its archive, as a run killed between their renames leaves it.
+        for file in ["release.tar.zst", "release.tar.zst.sha256"] { removeTree(scratch + "/" + file) }
+        r = try TestSupport.arapack("convert", trainingDict, dst, "--archive")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.stderr, "arapack convert: error: \(dst) already exists but \(dst).tar.zst does not (a run stopped between the two?); pass --force to write both again\n")
+        XCTAssertEqual(try directoryEntries(scratch), ["release"])
     }
 
     func testFailedConversionLeavesNothing() throws {
