@@ -334,7 +334,9 @@ public final class ExtractedArchive {
 
     public init(_ path: String) throws {
         let base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
-        var template = Array((base + "/arapack-extract-XXXXXX").utf8CString)
+        // The folder's name carries the pid, so a killed run's unpacked bundle is removed by the next one.
+        TemporaryFiles.removeStale(in: base, prefix: "arapack-extract-")
+        var template = Array((base + "/arapack-extract-\(getpid())-XXXXXX").utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw FileError(path: base, operation: "mkdtemp", code: errno)
         }

@@ -121,6 +121,12 @@ final class ConvertCommandTests: XCTestCase {
         // From an archive: unpacked privately, converted, the bundle's tokenizer kept, nothing left in TMPDIR.
         let tmp = scratch + "/tmp"
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+        // What a run killed while unpacking leaves, and a folder of a live process (this one), left alone.
+        let live = tmp + "/arapack-extract-\(getpid())-Live00"
+        for folder in [tmp + "/arapack-extract-999999999-Dead00", live] {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+            try writeText("partial", to: folder + "/model.safetensors")
+        }
         XCTAssertEqual(try TestSupport.arapack("convert", trainingDict, scratch + "/t", "--tokenizer", TestSupport.fixture("tokenizer/valid"), "--archive").status, 0)
         r = try TestSupport.run(TestSupport.arapackBinary, ["convert", scratch + "/t.tar.zst", scratch + "/from-archive"], environment: ["TMPDIR": tmp])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -128,7 +134,7 @@ final class ConvertCommandTests: XCTestCase {
             XCTAssertEqual(try SHA256.hex(ofFile: scratch + "/t/" + name), try SHA256.hex(ofFile: scratch + "/from-archive/" + name), name)
         }
         XCTAssertEqual(try TestSupport.loadJSON(scratch + "/from-archive/manifest.json")["source"]?["format"]?.stringValue, "tar.zst")
-        XCTAssertEqual(try directoryEntries(tmp), [])
+        XCTAssertEqual(try directoryEntries(tmp), ["arapack-extract-\(getpid())-Live00"])
     }
 
     /// Archives made twice from the same input are byte-identical; SOURCE_DATE_EPOCH sets the mtime.

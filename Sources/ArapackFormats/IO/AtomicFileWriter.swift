@@ -234,12 +234,18 @@ public enum TemporaryFiles {
     @discardableResult
     public static func removeStale(of destination: String) -> [String] {
         let (dir, base) = splitPath(destination)
-        let prefix = ".\(base).arapack-tmp-"
+        return removeStale(in: dir, prefix: ".\(base).arapack-tmp-")
+    }
+
+    /// Removes the entries of `directory` ("" for the current one) named `<prefix><pid>-…` whose process
+    /// no longer exists. Returns the paths removed.
+    @discardableResult
+    public static func removeStale(in directory: String, prefix: String) -> [String] {
         var removed: [String] = []
-        for name in (try? directoryEntries(dir.isEmpty ? "." : dir)) ?? [] where name.hasPrefix(prefix) {
+        for name in (try? directoryEntries(directory.isEmpty ? "." : directory)) ?? [] where name.hasPrefix(prefix) {
             guard let pid = Int32(name.dropFirst(prefix.count).prefix { $0 != "-" }), pid != getpid() else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH {
-                let path = (dir.isEmpty ? "" : dir + "/") + name
+                let path = (directory.isEmpty ? "" : directory + "/") + name
                 removeTree(path)
                 removed.append(path)
             }
