@@ -85,6 +85,28 @@ final class ForwardPassTests: XCTestCase {
         XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern))
     }
 
+    func testFloat32WeightsAreReadInPlaceOthersWidenedOnce() throws {
+        func address(_ t: Tensor) -> UnsafeRawPointer { t.withUnsafeBytes { UnsafeRawPointer($0.baseAddress!) } }
+        let source = try ReleaseModel(path: TestSupport.fixture("golden/ar_odd.pt"))
+        let forward = try ForwardPass(source)
+        let embedding = try source.tensor(ModelFamily.embedding)
+        XCTAssertTrue(embedding.storage.isMapped)
+        XCTAssertEqual(UnsafeRawPointer(forward.embedding.pointer), address(embedding), "float32 embedding read from the mapping")
+        XCTAssertTrue(forward.head === forward.embedding, "the tied head is the embedding, not a second copy")
+        let linear1 = try source.tensor("transformer.layers.2.linear1.weight")
+        XCTAssertEqual(UnsafeRawPointer(forward.layers[2].linear1.pointer), address(linear1))
+
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        try BundleWriter.write(source, tokenizer: nil, options: .init(dtype: .bf16), into: dir, progress: .silent)
+        let bundle = try ReleaseModel(path: dir)
+        let widened = try ForwardPass(bundle)
+        let bf16 = try bundle.tensor(ModelFamily.embedding)
+        XCTAssertEqual(bf16.dtype, .bf16)
+        XCTAssertNotEqual(UnsafeRawPointer(widened.embedding.pointer), address(bf16))
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: widened.embedding.pointer, count: bf16.elementCount)), try bf16.floats())
+    }
+
     func testInputChecks() throws {
         let forward = try ForwardPass(try ReleaseModel(path: TestSupport.fixture("golden/ar_gelu.pt")))
         XCTAssertThrowsError(try forward.logits([[1, 2, 128]])) { XCTAssertTrue("\($0)".contains("token id 128 is outside the vocabulary of 128")) }
