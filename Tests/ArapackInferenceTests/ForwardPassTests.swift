@@ -18,6 +18,14 @@ final class ForwardPassTests: XCTestCase {
         return (stride(from: 0, to: flat.count, by: length).map { Array(flat[$0..<($0 + length)]) }, try file.tensor(named: "logits").floats())
     }
 
+    /// `source` written as a bundle (in `dtype`, or its own) into a folder removed after the test, read back.
+    func bundle(of source: ReleaseModel, dtype: DType? = nil) throws -> ReleaseModel {
+        let dir = try TestSupport.temporaryDirectory()
+        addTeardownBlock { removeTree(dir) }
+        try BundleWriter.write(source, tokenizer: nil, options: .init(dtype: dtype), into: dir, progress: .silent)
+        return try ReleaseModel(path: dir)
+    }
+
     func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
         zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
     }
@@ -75,13 +83,10 @@ final class ForwardPassTests: XCTestCase {
     }
 
     func testBundleAndCheckpointGiveBitIdenticalLogits() throws {
-        let dir = try TestSupport.temporaryDirectory()
-        defer { removeTree(dir) }
         let source = try ReleaseModel(path: TestSupport.fixture("golden/ar_odd.pt"))
-        try BundleWriter.write(source, tokenizer: nil, options: .init(), into: dir, progress: .silent)
         let (ids, _) = try golden("ar_odd")
         let a = try ForwardPass(source).logits(ids)
-        let b = try ForwardPass(try ReleaseModel(path: dir)).logits(ids)
+        let b = try ForwardPass(try bundle(of: source)).logits(ids)
         XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern))
     }
 
@@ -96,12 +101,9 @@ final class ForwardPassTests: XCTestCase {
         let linear1 = try source.tensor("transformer.layers.2.linear1.weight")
         XCTAssertEqual(UnsafeRawPointer(forward.layers[2].linear1.pointer), address(linear1))
 
-        let dir = try TestSupport.temporaryDirectory()
-        defer { removeTree(dir) }
-        try BundleWriter.write(source, tokenizer: nil, options: .init(dtype: .bf16), into: dir, progress: .silent)
-        let bundle = try ReleaseModel(path: dir)
-        let widened = try ForwardPass(bundle)
-        let bf16 = try bundle.tensor(ModelFamily.embedding)
+        let cast = try bundle(of: source, dtype: .bf16)
+        let widened = try ForwardPass(cast)
+        let bf16 = try cast.tensor(ModelFamily.embedding)
         XCTAssertEqual(bf16.dtype, .bf16)
         XCTAssertNotEqual(UnsafeRawPointer(widened.embedding.pointer), address(bf16))
         XCTAssertEqual(Array(UnsafeBufferPointer(start: widened.embedding.pointer, count: bf16.elementCount)), try bf16.floats())
