@@ -104,21 +104,23 @@ public enum BundleVerifier {
         var config: ModelConfig?
         run("config") {
             guard let c = try b.json("config.json") else { return ["no config.json"] }
+            guard let type = c["model_type"]?.stringValue, ["arafusion_ar", "arafusion_mdlm", ConfigAssembly.gpt2ModelType].contains(type) else {
+                return ["model_type must be arafusion_ar, arafusion_mdlm or gpt2"]
+            }
+            b.layout = type == ConfigAssembly.gpt2ModelType ? .gpt2 : .release
             var assembly = ConfigAssembly(source: "config.json")
             try assembly.add(c, origin: "config.json")
-            guard let type = c["model_type"]?.stringValue, ["arafusion_ar", "arafusion_mdlm"].contains(type) else {
-                return ["model_type must be arafusion_ar or arafusion_mdlm"]
-            }
-            for field in ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                          "max_position_embeddings", "hidden_act", "layer_norm_eps", "is_causal", "tie_word_embeddings",
-                          "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id", "torch_dtype"] where c[field] == nil {
+            for field in ModelConfig.requiredConfigFields(b.layout) where c[field] == nil {
                 return ["config.json lacks \(field)"]
+            }
+            if b.layout == .gpt2, c["architectures"] != .array([.string("GPT2LMHeadModel")]) {
+                return ["config.json architectures must be [\"GPT2LMHeadModel\"] in a GPT-2 bundle"]
             }
             try assembly.addShapes(b.trainingShapes)
             let resolved = try assembly.resolve()
             config = resolved
             var problems: [String] = []
-            if let m = manifest, m["model_type"]?.stringValue != resolved.modelType { problems.append("manifest model_type differs from config.json") }
+            if let m = manifest, m["model_type"]?.stringValue != resolved.modelType(in: b.layout) { problems.append("manifest model_type differs from config.json") }
             if let m = manifest, m["parameter_count"]?.intValue != resolved.parameterCount {
                 problems.append("manifest parameter_count \(m["parameter_count"]?.intValue ?? -1) but the config implies \(resolved.parameterCount)")
             }
@@ -134,11 +136,15 @@ public enum BundleVerifier {
         run("tensors") {
             guard let config else { return ["not checked: config.json is unusable"] }
             var problems: [String] = []
-            let notRelease = b.descriptors.keys.filter { !$0.hasPrefix(ModelFamily.releasePrefix) }.sorted()
-            if !notRelease.isEmpty { problems.append("tensor names without the model. prefix: \(ModelFamily.list(notRelease))") }
+            let layout = b.layout
+            let foreign = b.descriptors.keys.filter { layout.training(of: $0) == nil && !$0.hasSuffix(Int8Quantization.scaleSuffix) }.sorted()
+            if !foreign.isEmpty {
+                problems.append(layout == .gpt2 ? "tensor names not of the GPT-2 form: \(ModelFamily.list(foreign))"
+                                                : "tensor names without the model. prefix: \(ModelFamily.list(foreign))")
+            }
             problems += ModelFamily.tensorProblems(config, b.trainingDescriptors, headOptional: config.tieWordEmbeddings,
-                                                   display: { ModelFamily.releasePrefix + $0 })
-            let head = ModelFamily.releasePrefix + ModelFamily.lmHead, emb = ModelFamily.releasePrefix + ModelFamily.embedding
+                                                   display: { layout.name(of: $0) })
+            let head = layout.name(of: ModelFamily.lmHead), emb = layout.name(of: ModelFamily.embedding)
             if config.tieWordEmbeddings {
                 if b.descriptors[head] != nil { problems.append("\(head) is stored although tie_word_embeddings is true") }
                 if b.safetensorsMetadata.contains(where: { $0.value[head] != emb }) {
@@ -201,6 +207,8 @@ final class BundleContents: ArchiveReader.Visitor {
     private(set) var descriptors: [String: TensorDescriptor] = [:]
     private(set) var nonFinite: [String: Int] = [:]
     private(set) var safetensorsMetadata: [String: [String: String]] = [:]
+    /// How the bundle names its tensors (set from config.json's model_type before the tensors are checked).
+    var layout: NamingLayout = .release
 
     private var name = ""
     private var size = 0
@@ -251,12 +259,18 @@ final class BundleContents: ArchiveReader.Visitor {
         do { return try JSONParser.parse(bytes) } catch { throw ModelError(file + "/" + name, "not valid JSON: \(error)") }
     }
 
-    /// Tensor descriptors under training names (release prefix removed); an int8 weight and its scale
-    /// count as one float32 tensor when the scale's shape fits the weight.
+    /// Tensor descriptors under training names (the layout's names mapped back, GPT-2's transposed shapes turned
+    /// back); an int8 weight and its scale count as one float32 tensor when the scale's shape fits the weight.
     var trainingDescriptors: [String: TensorDescriptor] {
-        ModelFamily.foldQuantized(Dictionary(uniqueKeysWithValues: descriptors.map { (k, v) in
-            (k.hasPrefix(ModelFamily.releasePrefix) ? String(k.dropFirst(ModelFamily.releasePrefix.count)) : k, v)
-        })).tensors
+        var byTraining: [String: TensorDescriptor] = [:]
+        for (k, v) in descriptors {
+            let base = k.hasSuffix(Int8Quantization.scaleSuffix) ? String(k.dropLast(Int8Quantization.scaleSuffix.count)) : k
+            guard let training = layout.training(of: base) else { byTraining[k] = v; continue }
+            var d = v
+            if layout.isTransposed(training), d.shape.count == 2 { d.shape.reverse() }
+            byTraining[base == k ? training : training + Int8Quantization.scaleSuffix] = d
+        }
+        return ModelFamily.foldQuantized(byTraining).tensors
     }
 
     var trainingShapes: [String: [Int]] { trainingDescriptors.mapValues(\.shape) }

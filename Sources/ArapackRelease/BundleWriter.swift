@@ -19,8 +19,16 @@ public struct BundleOptions: Sendable {
     /// With `dtype` int8: the quantization, and glob patterns of (release) names kept in float32.
     public var int8: Int8Quantization
     public var keep: [String]
+    /// How tensors are named: `.release` (the family's own bundle) or `.gpt2` (transformers' stock GPT-2).
+    public var layout: NamingLayout
+    /// For `.gpt2` bundles, which carry a model card: its name, license, and the parity summary when one ran.
+    public var card: ModelCard.Options
     public init(dtype: DType? = nil, maxShardSize: Int? = nil, sourceDigest: Bool = true,
-                int8: Int8Quantization = .init(), keep: [String] = []) {
+                int8: Int8Quantization = .init(), keep: [String] = [], layout: NamingLayout = .release,
+                card: ModelCard.Options = .init(name: "model")) {
+        precondition(layout != .training, "a bundle is in the release or the GPT-2 layout")
+        self.layout = layout
+        self.card = card
         self.dtype = dtype
         self.maxShardSize = maxShardSize
         self.sourceDigest = sourceDigest
@@ -46,15 +54,22 @@ public enum BundleWriter {
         // The source digest runs on the second core while the model is written.
         let sourceDigest = options.sourceDigest ? DigestTask(files: model.info.files) : nil
         let dtype = options.dtype ?? model.dominantDType
+        let layout = options.layout
+        if layout == .gpt2 {
+            guard model.config.causal else { throw ModelError(model.info.path, "an MDLM (bidirectional) model has no GPT-2 form: GPT-2 attention is causal") }
+            guard dtype != .i8 else { throw ModelError(model.info.path, "int8 is not written in the GPT-2 layout (write a native bundle for int8)") }
+        }
         var files: [WrittenFile] = []
 
         var pending: [PendingTensor] = []
         var ignored: [String] = []
         let caster = TensorCaster()
         let records = RecordBox()
-        for (training, sourceName) in model.names {
-            let shape = try model.source.descriptor(named: sourceName).shape
-            let name = ModelFamily.releasePrefix + training
+        for (training, _) in model.names {
+            let trainingShape = try model.shape(of: training)
+            let shape = layout.storedShape(of: training, trainingShape)
+            let name = layout.name(of: training)
+            let transposed = layout.isTransposed(training)
             if dtype == .i8, shape.count == 2, training != "position_embedding.weight", !options.kept(name) {
                 pending += try quantized(model, training, name: name, shape: shape, q: options.int8, caster: caster, records: records, progress: progress)
                 continue
@@ -63,7 +78,7 @@ public enum BundleWriter {
             let target = dtype == .i8 ? DType.f32 : dtype
             let narrowing = target == .bf16 || target == .f16
             pending.append(PendingTensor(name: name, dtype: target, shape: shape) { out in
-                let t = try model.tensor(training)
+                let t = transposed ? try model.tensor(training).transposed() : try model.tensor(training)
                 caster.error = narrowing && t.dtype != target ? QuantizationRecord.Accumulator() : nil
                 try caster.write(t, as: target, name: name, to: out)
                 if let e = caster.error {
@@ -75,14 +90,14 @@ public enum BundleWriter {
         progress.begin("writing weights", total: pending.reduce(0) { $0 + $1.byteCount })
         var metadata = ["format": "pt"]
         if model.tied {
-            metadata[ModelFamily.releasePrefix + ModelFamily.lmHead] = ModelFamily.releasePrefix + ModelFamily.embedding
+            metadata[layout.name(of: ModelFamily.lmHead)] = layout.name(of: ModelFamily.embedding)
         }
         files += try SafetensorsWriter.writeSharded(pending, metadata: metadata, directory: directory, maxShardSize: options.maxShardSize)
         progress.end()
 
         let dtypeName = torchDTypeName[dtype] ?? dtype.name
         let quantization = dtype == .i8 ? [JSONValue.Member("quantization_config", options.int8.configJSON(ignored: ignored))] : []
-        files.append(try writeJSON(model.config.hfJSON(torchDtype: dtype == .i8 ? "float32" : dtypeName, extra: quantization),
+        files.append(try writeJSON(model.config.configJSON(layout: layout, torchDtype: dtype == .i8 ? "float32" : dtypeName, extra: quantization),
                                    to: directory + "/config.json"))
         files.append(try writeJSON(generationConfig(model.config), to: directory + "/generation_config.json"))
         files.append(try writeJSON(.object(model.trainingMetadata), to: directory + "/training_metadata.json"))
@@ -103,7 +118,13 @@ public enum BundleWriter {
             .init("method", .string(method)),
             .init("tensors", .array(records.sorted.map(\.json))),
         ])
-        let manifest = Manifest.build(config: model.config, dtype: dtypeName, source: source, files: files, quantization: report)
+        if layout == .gpt2 {
+            files.append(try writeText(ModelCard.gitAttributes(files), to: directory + "/" + ModelCard.gitAttributesFileName))
+            let card = ModelCard(model: model, layout: layout, dtype: dtypeName, options: options.card, tokenizer: tokenizer != nil,
+                                 sourceDigest: source["sha256"]?.stringValue, files: files)
+            files.append(try writeText(card.text, to: directory + "/" + ModelCard.fileName))
+        }
+        let manifest = Manifest.build(config: model.config, layout: layout, dtype: dtypeName, source: source, files: files, quantization: report)
         try writeJSON(manifest, to: directory + "/" + Manifest.fileName)
         return manifest
     }
@@ -205,14 +226,15 @@ public enum Manifest {
     public static let fileName = "manifest.json"
     public static let formatVersion = 1
 
-    static func build(config: ModelConfig, dtype: String, source: JSONValue, files: [WrittenFile], quantization: JSONValue? = nil) -> JSONValue {
+    static func build(config: ModelConfig, layout: NamingLayout, dtype: String, source: JSONValue, files: [WrittenFile],
+                      quantization: JSONValue? = nil) -> JSONValue {
         let tied: JSONValue = config.tieWordEmbeddings
-            ? .array([.array([.string(ModelFamily.releasePrefix + ModelFamily.lmHead), .string(ModelFamily.releasePrefix + ModelFamily.embedding)])])
+            ? .array([.array([.string(layout.name(of: ModelFamily.lmHead)), .string(layout.name(of: ModelFamily.embedding))])])
             : .array([])
         return .object([
             .init("format_version", .int(formatVersion)),
             .init("arapack_version", .string(arapackVersion)),
-            .init("model_type", .string(config.modelType)),
+            .init("model_type", .string(config.modelType(in: layout))),
             .init("parameter_count", .int(config.parameterCount)),
             .init("dtype", .string(dtype)),
             .init("tied_groups", tied),

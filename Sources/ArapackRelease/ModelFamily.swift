@@ -134,6 +134,8 @@ public struct ModelConfig: Equatable, Sendable {
     public var bos: Int, eos: Int, pad: Int, mask: Int
 
     public var modelType: String { causal ? "arafusion_ar" : "arafusion_mdlm" }
+    /// config.json's `model_type` in a layout (`gpt2` for the GPT-2 form).
+    public func modelType(in layout: NamingLayout) -> String { layout == .gpt2 ? ConfigAssembly.gpt2ModelType : modelType }
     public var architecture: String { causal ? "ARAr381MForCausalLM" : "MDLMForMaskedDiffusion" }
 
     /// Parameters with the tied matrix counted once (twice when untied).
@@ -166,6 +168,53 @@ public struct ModelConfig: Equatable, Sendable {
         ] + extra)
     }
 
+    /// config.json of a bundle in `layout`: the family's own, or a stock GPT2Config (ARCHITECTURE.md, "The GPT-2
+    /// form") for `.gpt2`.
+    public func configJSON(layout: NamingLayout, torchDtype: String, extra: [JSONValue.Member] = []) -> JSONValue {
+        layout == .gpt2 ? gpt2JSON(torchDtype: torchDtype) : hfJSON(torchDtype: torchDtype, extra: extra)
+    }
+
+    /// A stock GPT2Config that makes transformers' `GPT2LMHeadModel` compute this (causal) model: every dropout 0,
+    /// scores scaled by 1/sqrt(head_dim) and nothing else, exact GELU (`gelu`, not `gelu_new`) or ReLU.
+    public func gpt2JSON(torchDtype: String) -> JSONValue {
+        .object([
+            .init("architectures", .array([.string("GPT2LMHeadModel")])),
+            .init("model_type", .string(ConfigAssembly.gpt2ModelType)),
+            .init("vocab_size", .int(vocabSize)),
+            .init("n_embd", .int(hiddenSize)),
+            .init("n_layer", .int(layers)),
+            .init("n_head", .int(heads)),
+            .init("n_inner", .int(intermediateSize)),
+            .init("n_positions", .int(maxPositions)),
+            .init("activation_function", .string(activation)),
+            .init("layer_norm_epsilon", .double(layerNormEps)),
+            .init("resid_pdrop", .double(0)),
+            .init("embd_pdrop", .double(0)),
+            .init("attn_pdrop", .double(0)),
+            .init("scale_attn_weights", .bool(true)),
+            .init("scale_attn_by_inverse_layer_idx", .bool(false)),
+            .init("reorder_and_upcast_attn", .bool(false)),
+            .init("add_cross_attention", .bool(false)),
+            .init("use_cache", .bool(true)),
+            .init("tie_word_embeddings", .bool(tieWordEmbeddings)),
+            .init("bos_token_id", .int(bos)),
+            .init("eos_token_id", .int(eos)),
+            .init("pad_token_id", .int(pad)),
+            .init("mask_token_id", .int(mask)),
+            .init("torch_dtype", .string(torchDtype)),
+        ])
+    }
+
+    /// Fields a bundle's config.json must state in `layout`.
+    public static func requiredConfigFields(_ layout: NamingLayout) -> [String] {
+        layout == .gpt2
+            ? ["vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "n_positions", "activation_function", "layer_norm_epsilon",
+               "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "torch_dtype"]
+            : ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+               "max_position_embeddings", "hidden_act", "layer_norm_eps", "is_causal", "tie_word_embeddings",
+               "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id", "torch_dtype"]
+    }
+
     /// The training script's `config` dict (ARCHITECTURE.md), as `--to torch` stores it.
     public var trainingJSON: JSONValue {
         .object([
@@ -185,6 +234,14 @@ public struct ConfigAssembly {
         "d_ff": "intermediate_size", "max_seq_len": "max_position_embeddings", "dropout": "dropout",
         "activation": "hidden_act", "causal": "is_causal", "layer_norm_eps": "layer_norm_eps",
     ]
+    /// GPT2Config names → config.json names (a GPT-2 bundle's config.json).
+    static let gpt2Names = [
+        "vocab_size": "vocab_size", "n_embd": "hidden_size", "n_layer": "num_hidden_layers", "n_head": "num_attention_heads",
+        "n_inner": "intermediate_size", "n_positions": "max_position_embeddings", "activation_function": "hidden_act",
+        "layer_norm_epsilon": "layer_norm_eps", "tie_word_embeddings": "tie_word_embeddings", "bos_token_id": "bos_token_id",
+        "eos_token_id": "eos_token_id", "pad_token_id": "pad_token_id", "mask_token_id": "mask_token_id",
+    ]
+    public static let gpt2ModelType = "gpt2"
     static let integerFields = ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                                 "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id"]
     /// The family's special token ids (ARCHITECTURE.md), used when nothing else states them.
@@ -200,18 +257,33 @@ public struct ConfigAssembly {
     /// Adds a config in either the training script's names or config.json names. Unknown fields are ignored.
     public mutating func add(_ config: JSONValue, origin: String) throws {
         guard let members = config.members else { throw ModelError(origin, "a config must be a JSON object, found \(config.kindName)") }
-        let hfStyle = members.contains { $0.key == "hidden_size" || $0.key == "num_hidden_layers" }
+        let gpt2Style = config["model_type"]?.stringValue == Self.gpt2ModelType
+        let hfStyle = !gpt2Style && members.contains { $0.key == "hidden_size" || $0.key == "num_hidden_layers" }
+        if gpt2Style { try Self.checkGPT2(config, origin: origin) }
         for m in members {
-            let field = hfStyle ? m.key : (Self.trainingNames[m.key] ?? m.key)
+            let field = gpt2Style ? (Self.gpt2Names[m.key] ?? "gpt2:" + m.key) : hfStyle ? m.key : (Self.trainingNames[m.key] ?? m.key)
             guard Self.integerFields.contains(field) || ["hidden_act", "layer_norm_eps", "dropout", "is_causal", "tie_word_embeddings"].contains(field) else { continue }
             if m.value == .null { continue }
             try add(field, m.value, origin: origin)
         }
+        if gpt2Style { try add("is_causal", .bool(true), origin: origin + " model_type gpt2") }
         if hfStyle, values["is_causal"] == nil, let type = config["model_type"]?.stringValue {
             switch type {
             case "arafusion_ar": try add("is_causal", .bool(true), origin: origin + " model_type")
             case "arafusion_mdlm": try add("is_causal", .bool(false), origin: origin + " model_type")
             default: throw ModelError(origin, "model_type \"\(type)\" is not an AraFusion model (arafusion_ar or arafusion_mdlm)")
+            }
+        }
+    }
+
+    /// Refuses a GPT2Config whose GPT2LMHeadModel would compute something else than the AraFusion AR model.
+    static func checkGPT2(_ config: JSONValue, origin: String) throws {
+        if let act = config["activation_function"]?.stringValue, act != "gelu" && act != "relu" {
+            throw ModelError(origin, "activation_function \"\(act)\" is not one of the family's: \"gelu\" (exact erf) or \"relu\"")
+        }
+        for (field, required) in [("scale_attn_weights", true), ("scale_attn_by_inverse_layer_idx", false), ("add_cross_attention", false)] {
+            if let v = config[field], v != .null, v.boolValue != required {
+                throw ModelError(origin, "\(field) must be \(required) for the AraFusion model, found \(v.serialized())")
             }
         }
     }

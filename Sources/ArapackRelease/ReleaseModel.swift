@@ -28,6 +28,8 @@ public final class ReleaseModel {
     public let assumedFields: [String]
     /// Scale tensors (source names) of int8-quantized weights, by training name.
     public let quantizedScales: [String: String]
+    /// How the source names its tensors (a GPT-2 bundle stores its linear weights transposed).
+    public let layout: NamingLayout
     /// The tokenizer given, or the source bundle's own.
     public let tokenizer: TokenizerFiles?
     /// The unpacked copy of an archive source (kept while the model is in use).
@@ -51,12 +53,13 @@ public final class ReleaseModel {
         var assembly = ConfigAssembly(source: path)
         var metadata: [JSONValue.Member] = []
 
-        // Names: release names (`model.` + training name) in bundles, wrapped names in training checkpoints.
+        // Names: release names (`model.` + training name) or GPT-2 names in bundles, wrapped names in training checkpoints.
         let sourceNames = source.tensorNames
-        let release = !sourceNames.isEmpty && sourceNames.allSatisfy { $0.hasPrefix(ModelFamily.releasePrefix) }
+        let layout = NamingLayout.detect(sourceNames)
+        self.layout = layout
         var byTraining: [String: String] = [:]
         for name in sourceNames {
-            let training = release ? String(name.dropFirst(ModelFamily.releasePrefix.count)) : ModelFamily.normalize(name)
+            let training = layout == .training ? ModelFamily.normalize(name) : layout.training(of: name) ?? name
             if let other = byTraining[training] {
                 throw ModelError(path, "tensors \"\(other)\" and \"\(name)\" both name \"\(training)\" once wrappers are removed")
             }
@@ -64,7 +67,11 @@ public final class ReleaseModel {
         }
         // Every tensor's dtype and shape under its training name; int8 pairs stand for one float32 tensor.
         var stored: [String: TensorDescriptor] = [:]
-        for (training, name) in byTraining { stored[training] = try source.descriptor(named: name) }
+        for (training, name) in byTraining {
+            var d = try source.descriptor(named: name)
+            if layout.isTransposed(training), d.shape.count == 2 { d.shape.reverse() }
+            stored[training] = d
+        }
         let (descriptors, scaleNames) = ModelFamily.foldQuantized(stored)
         var scales: [String: String] = [:]
         for (base, scale) in scaleNames {
@@ -73,7 +80,9 @@ public final class ReleaseModel {
         }
         quantizedScales = scales
         let source = self.source
-        func load(_ training: String) throws -> Tensor { try Self.read(source, byTraining[training]!, scale: scales[training]) }
+        func load(_ training: String) throws -> Tensor {
+            try Self.read(source, byTraining[training]!, scale: scales[training], transposed: layout.isTransposed(training))
+        }
 
         guard byTraining[ModelFamily.embedding] != nil else {
             throw ModelError(path, "not an AraFusion model: none of its \(sourceNames.count) tensors is \(ModelFamily.embedding) (found \(ModelFamily.list(sourceNames.sorted())))")
@@ -137,7 +146,13 @@ public final class ReleaseModel {
     public func tensor(_ training: String) throws -> Tensor {
         let name = training == ModelFamily.lmHead && tied ? ModelFamily.embedding : training
         guard let s = names.first(where: { $0.training == name })?.source else { throw ModelError(info.path, "no tensor \(training)") }
-        return try Self.read(source, s, scale: quantizedScales[name])
+        return try Self.read(source, s, scale: quantizedScales[name], transposed: layout.isTransposed(name))
+    }
+
+    /// The shape of a tensor under its training name (GPT-2's transposed weights turned back).
+    public func shape(of training: String) throws -> [Int] {
+        guard let s = names.first(where: { $0.training == training })?.source else { throw ModelError(info.path, "no tensor \(training)") }
+        return layout.storedShape(of: training, try source.descriptor(named: s).shape)
     }
 
     /// The bundle's weight dtype: int8 when any weight is quantized, else the embedding's.
@@ -146,9 +161,14 @@ public final class ReleaseModel {
         return (try? source.descriptor(named: names.first { $0.training == ModelFamily.embedding }!.source).dtype) ?? .f32
     }
 
-    /// A source tensor, dequantized to float32 when it has a scale.
-    private static func read(_ source: TensorSource, _ name: String, scale: String?) throws -> Tensor {
+    /// A source tensor, dequantized to float32 when it has a scale, transposed back when its layout stores it
+    /// transposed (an owned copy; the mapped pages it came from are dropped).
+    private static func read(_ source: TensorSource, _ name: String, scale: String?, transposed: Bool) throws -> Tensor {
         let t = try source.tensor(named: name)
+        if transposed, t.shape.count == 2 {
+            defer { t.storage.discardMappedPages() }
+            return try t.transposed()
+        }
         guard let scale else { return t }
         return try Int8Quantization.dequantize(t, scale: try source.tensor(named: scale), name: name)
     }

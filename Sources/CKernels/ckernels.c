@@ -92,3 +92,27 @@ float arapack_max_abs(const float *x, size_t n) {
     for (; i < n; i++) top = magnitude(x[i]) > top ? magnitude(x[i]) : top;
     return top;
 }
+
+#define TILE 32
+#define TRANSPOSE_TILES(T)                                                                                      \
+    do {                                                                                                        \
+        const T *s = (const T *)src;                                                                            \
+        T *d = (T *)dst;                                                                                        \
+        for (size_t r0 = 0; r0 < rows; r0 += TILE) {                                                            \
+            size_t r1 = r0 + TILE < rows ? r0 + TILE : rows;                                                    \
+            for (size_t c0 = 0; c0 < cols; c0 += TILE) {                                                        \
+                size_t c1 = c0 + TILE < cols ? c0 + TILE : cols;                                                \
+                for (size_t c = c0; c < c1; c++)                                                                \
+                    for (size_t r = r0; r < r1; r++) d[c * rows + r] = s[r * cols + c];                          \
+            }                                                                                                   \
+        }                                                                                                       \
+    } while (0)
+
+void arapack_transpose(const void *src, void *dst, size_t rows, size_t cols, size_t element_size) {
+    switch (element_size) {
+    case 1: TRANSPOSE_TILES(uint8_t); break;
+    case 2: TRANSPOSE_TILES(uint16_t); break;
+    case 4: TRANSPOSE_TILES(uint32_t); break;
+    default: TRANSPOSE_TILES(uint64_t); break;
+    }
+}

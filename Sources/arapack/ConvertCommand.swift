@@ -29,6 +29,11 @@ struct ConvertCommand: ParsableCommand {
             with the SHA-256 of every file (a source bundle's own tokenizer is kept unless --tokenizer names \
             another). The optimizer state never enters a bundle. --archive also writes \
             DST.tar.zst and DST.tar.zst.sha256 (deterministic; mtime from SOURCE_DATE_EPOCH, else 0).
+            --to gpt2 (AR models only) writes the same bundle in transformers' stock GPT-2 layout: config.json is a \
+            GPT2Config (every dropout 0) and the tensors carry GPT2LMHeadModel's names, linear weights stored \
+            transposed as GPT-2's Conv1D keeps them ([in, out]), the tied matrix stored once, plus a model card \
+            (README.md, --license) and .gitattributes; AutoModelForCausalLM.from_pretrained(DST) loads it with no \
+            remote code. int8 is not written in this layout. arapack reads GPT-2 bundles everywhere it reads bundles.
             --to torch writes {"model": state_dict, "config": {...}, "step": n, ...} with the tied pair sharing one \
             storage; --to dcp writes a single-rank torch.distributed.checkpoint folder.
 
@@ -39,7 +44,9 @@ struct ConvertCommand: ParsableCommand {
     )
 
     enum Target: String, ExpressibleByArgument, CaseIterable {
-        case bundle, torch, dcp
+        case bundle, gpt2, torch, dcp
+        /// Whether the target is a release bundle (native or GPT-2).
+        var isBundle: Bool { self == .bundle || self == .gpt2 }
     }
 
     enum CastTarget: String, ExpressibleByArgument, CaseIterable {
@@ -53,7 +60,7 @@ struct ConvertCommand: ParsableCommand {
     @Argument(help: "Where to write the result (a folder for bundle and dcp, a file for torch).")
     var destination: String
 
-    @Option(name: .customLong("to"), help: "What to write: bundle, torch or dcp.")
+    @Option(name: .customLong("to"), help: "What to write: bundle, gpt2 (a bundle in transformers' stock GPT-2 layout, AR only), torch or dcp.")
     var target: Target = .bundle
 
     @Option(help: "Cast the floating weights to f32, bf16 or f16, or quantize the 2-D weights to int8 (symmetric, per output channel, compressed-tensors layout: X I8 + X_scale F32; vectors and the position table stay f32). Default: keep the source's dtype.")
@@ -88,6 +95,9 @@ struct ConvertCommand: ParsableCommand {
 
     @OptionGroup var parityOptions: ParityOptions
 
+    @Option(help: "With --to gpt2: the license id in the model card's front matter.")
+    var license: String?
+
     @Flag(help: "Replace an existing DST (only once the new one is complete).")
     var force = false
 
@@ -95,10 +105,17 @@ struct ConvertCommand: ParsableCommand {
     var quiet = false
 
     func validate() throws {
-        if archive && target != .bundle { throw ValidationError("--archive applies to bundles only (--to bundle)") }
-        if maxShardSize != nil && target != .bundle { throw ValidationError("--max-shard-size applies to bundles only") }
-        if parity && target != .bundle { throw ValidationError("--parity applies to bundles only (--to bundle)") }
+        if archive && !target.isBundle { throw ValidationError("--archive applies to bundles only (--to bundle or gpt2)") }
+        if maxShardSize != nil && !target.isBundle { throw ValidationError("--max-shard-size applies to bundles only") }
+        if parity && !target.isBundle { throw ValidationError("--parity applies to bundles only (--to bundle or gpt2)") }
+        if dtype == .int8 && target == .gpt2 {
+            throw ValidationError("--dtype int8 is not written in the GPT-2 layout: transformers' GPT-2 keeps its linear weights as Conv1D, which compressed-tensors does not quantize; write a native int8 bundle (--to bundle) or use f32, bf16 or f16")
+        }
         if dtype == .int8 && target != .bundle { throw ValidationError("--dtype int8 writes bundles only; --to torch and --to dcp take f32, bf16 or f16") }
+        if license != nil && target != .gpt2 { throw ValidationError("--license applies to --to gpt2, whose bundles carry a model card") }
+        if let license, !ModelCard.isValidLicense(license) {
+            throw ValidationError("--license: \"\(license)\" is not a license id (letters, digits, '.', '-', '+'; e.g. apache-2.0, mit)")
+        }
         if (int8GroupSize != 0 || !keep.isEmpty) && dtype != .int8 { throw ValidationError("--int8-group-size and --keep apply to --dtype int8") }
         if int8GroupSize < 0 { throw ValidationError("--int8-group-size must be 0 (per channel) or positive") }
         if let s = maxShardSize, parseSize(s) == nil { throw ValidationError("--max-shard-size: cannot read \"\(s)\" as a size") }
@@ -125,11 +142,16 @@ struct ConvertCommand: ParsableCommand {
             if !model.assumedFields.isEmpty {
                 printError("arapack convert: note: no config states \(model.assumedFields.joined(separator: ", ")); assumed (pass --config to say otherwise)")
             }
+            if target == .gpt2 && !model.config.causal {
+                throw CommandError("\(source): an MDLM (bidirectional) model has no GPT-2 form: GPT-2's attention is causal; write a native bundle (--to bundle)")
+            }
             switch target {
-            case .bundle:
+            case .bundle, .gpt2:
                 let folder = try AtomicDirectory(destination: dst)
                 let options = BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
-                                            int8: Int8Quantization(groupSize: int8GroupSize), keep: keep)
+                                            int8: Int8Quantization(groupSize: int8GroupSize), keep: keep,
+                                            layout: target == .gpt2 ? .gpt2 : .release,
+                                            card: ModelCard.Options(name: splitPath(dst).1, license: license ?? ModelCard.defaultLicense))
                 let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath, progress: progress)
                 if let tensors = manifest["quantization"]?["tensors"]?.elements {
                     print(quantizationTable(tensors))

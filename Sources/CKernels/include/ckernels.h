@@ -31,4 +31,8 @@ void arapack_layer_norm(const float *x, float *y, size_t n, const float *weight,
 void arapack_add_transposed(const float *t, size_t cols, size_t rows, float *y, size_t ldy, const float *bias,
                             int accumulate);
 
+/// dst[c][r] = src[r][c] for a rows × cols matrix of elements of `element_size` bytes (1, 2, 4 or 8),
+/// in 32 × 32 tiles so both sides stay in cache. src and dst must not overlap.
+void arapack_transpose(const void *src, void *dst, size_t rows, size_t cols, size_t element_size);
+
 #endif
