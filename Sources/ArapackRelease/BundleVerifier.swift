@@ -128,6 +128,9 @@ public enum BundleVerifier {
                 for (field, id) in [("bos_token_id", resolved.bos), ("eos_token_id", resolved.eos), ("pad_token_id", resolved.pad)] where g[field]?.intValue != id {
                     problems.append("generation_config.json \(field) differs from config.json")
                 }
+                if let length = g["max_length"], length.intValue.map({ $0 < 1 || $0 > resolved.maxPositions }) ?? true {
+                    problems.append("generation_config.json max_length \(length.serialized()) is not within 1...\(resolved.maxPositions) positions")
+                }
             } else {
                 problems.append("no generation_config.json")
             }

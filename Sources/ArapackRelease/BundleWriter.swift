@@ -171,11 +171,13 @@ public enum BundleWriter {
         ]
     }
 
-    /// generation_config.json (BUNDLE.md): sampling defaults and the special ids.
+    /// generation_config.json (BUNDLE.md): sampling defaults, the special ids and a length: a plain
+    /// `generate(ids)` runs up to the model's positions (transformers' own default stops at 20 tokens).
     static func generationConfig(_ c: ModelConfig) -> JSONValue {
         .object([
             .init("bos_token_id", .int(c.bos)), .init("eos_token_id", .int(c.eos)), .init("pad_token_id", .int(c.pad)),
             .init("do_sample", .bool(true)), .init("temperature", .double(0.8)), .init("top_p", .double(0.9)),
+            .init("max_length", .int(c.maxPositions)),
         ])
     }
 

@@ -126,8 +126,8 @@ public struct ModelCard {
         code += [
             "with torch.no_grad():",
             "    logits = model(ids).logits  # [1, tokens, vocabulary]",
-            "output = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,",
-            "                        max_new_tokens=model.config.n_positions - ids.shape[1])",
+            "# greedy, up to generation_config.json's max_length (the model's positions)",
+            "output = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False)",
             tokenizer ? "print(tokenizer.decode(output[0]))" : "print(output[0].tolist())",
         ]
         return code

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Interop check for `arapack convert --to gpt2`: the bundle loads in stock transformers with no remote code
+as GPT2LMHeadModel, with no missing, unexpected or mismatched keys, and computes the source checkpoint's
+ARBaseline (ARCHITECTURE.md, written independently in Fixtures/arafusion.py).
+
+    python scripts/interop_gpt2.py BUNDLE SOURCE.pt [--card]
+
+SOURCE.pt is the training checkpoint the bundle was made from ({"model": state_dict, "config": {...}}).
+Checks, each printed; exits 1 on any failure:
+- the model loads with `torch_dtype="auto"` in the dtype config.json states;
+- logits: float32 bundles within 1e-4 of ARBaseline on the source; bf16/f16 bundles, upcast to float32,
+  within 1e-4 of ARBaseline on the source's weights rounded to that dtype (the bundle holds exactly those);
+- greedy `generate` (GPT-2's KV cache) equals a greedy loop over ARBaseline, to the last position;
+- top-p sampling with the bundle's generation_config runs, and a plain `generate(ids)` stops within the positions;
+- with a tokenizer in the bundle, AutoTokenizer loads it with the config's special ids;
+- with --card, the model card's quick-start code (its first ```python block) runs as written from the folder
+  that holds the bundle.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Fixtures"))
+from arafusion import ARBaseline  # noqa: E402
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def reference(source_path, dtype):
+    """ARBaseline on the source's weights, rounded to `dtype` and computed in float32."""
+    ck = torch.load(source_path, weights_only=True)
+    model = ARBaseline(**ck["config"]).eval()
+    sd = {k: v.to(dtype).float() for k, v in ck["model"].items()}
+    model.load_state_dict(sd)
+    return model, ck["config"]
+
+
+def greedy(model, ids, steps):
+    out = ids
+    with torch.no_grad():
+        for _ in range(steps):
+            nxt = model(out)[:, -1].argmax(-1, keepdim=True)
+            out = torch.cat([out, nxt], dim=1)
+    return out
+
+
+def main():
+    bundle, source_path = sys.argv[1], sys.argv[2]
+    problems = []
+
+    def check(ok, what):
+        print(("ok    " if ok else "FAIL  ") + what)
+        if not ok:
+            problems.append(what)
+
+    hf = json.load(open(os.path.join(bundle, "config.json")))
+    model, info = AutoModelForCausalLM.from_pretrained(bundle, torch_dtype="auto", output_loading_info=True)
+    model.eval()
+    dtype = DTYPES[hf["torch_dtype"]]
+    check(type(model).__name__ == "GPT2LMHeadModel", f"loads as {type(model).__name__} without remote code")
+    check(not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), f"loading info {info}")
+    check(model.dtype == dtype, f"torch_dtype auto gives {model.dtype} (config.json says {hf['torch_dtype']})")
+    check(model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr(), "the LM head is the embedding (tied)")
+
+    ref, config = reference(source_path, dtype)
+    positions = config["max_seq_len"]
+    gen = torch.Generator().manual_seed(0)
+    probe = torch.randint(0, config["vocab_size"], (3, positions), generator=gen)
+    model32 = model.float()
+    with torch.no_grad():
+        a, b = ref(probe), model32(probe).logits
+    diff = (a - b).abs().max().item()
+    check(diff <= 1e-4, f"logits: max |ARBaseline - GPT2LMHeadModel| = {diff:.3g} over {tuple(a.shape)} (limit 1e-4)")
+
+    prompt = probe[:1, :3]
+    steps = positions - prompt.shape[1]
+    mine = model32.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=steps)
+    theirs = greedy(ref, prompt, steps)
+    check(torch.equal(mine, theirs), f"greedy generate of {steps} tokens equals a greedy loop over ARBaseline")
+
+    generation = GenerationConfig.from_pretrained(bundle)
+    torch.manual_seed(0)
+    sampled = model32.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=generation, max_new_tokens=4)
+    check(generation.do_sample and generation.top_p == 0.9 and sampled.shape[1] <= prompt.shape[1] + 4,
+          f"top-p sampling (temperature {generation.temperature}, top_p {generation.top_p}) runs: {sampled[0].tolist()}")
+    plain = model32.generate(prompt, attention_mask=torch.ones_like(prompt))
+    check(plain.shape[1] <= positions, f"plain generate(ids) stops within the {positions} positions ({plain.shape[1]} tokens)")
+
+    if os.path.exists(os.path.join(bundle, "tokenizer.json")):
+        tok = AutoTokenizer.from_pretrained(bundle)
+        ids = {r: tok.convert_tokens_to_ids(getattr(tok, f"{r}_token")) for r in ("bos", "eos", "pad")}
+        check(all(ids[r] == hf[f"{r}_token_id"] for r in ids), f"AutoTokenizer loads, special ids {ids}")
+
+    if "--card" in sys.argv:
+        card = open(os.path.join(bundle, "README.md"), encoding="utf-8").read()
+        front = card.split("---\n")[1]
+        check("library_name: transformers" in front and "custom_code" not in card.split("## ")[0],
+              "model card front matter: transformers, no custom_code")
+        blocks = re.findall(r"```python\n(.*?)```", card, re.S)
+        check(len(blocks) >= 1, "model card has quick-start code")
+        if blocks:
+            run = subprocess.run([sys.executable, "-c", blocks[0]], cwd=os.path.dirname(os.path.abspath(bundle)),
+                                 capture_output=True, text=True)
+            check(run.returncode == 0 and run.stdout.strip() != "",
+                  f"quick-start code runs as written (exit {run.returncode}): {run.stdout.strip()[-200:]} {run.stderr[-400:] if run.returncode else ''}")
+
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
