@@ -40,12 +40,15 @@ def reference(source_path, dtype):
     return model, ck["config"]
 
 
-def greedy(model, ids, steps):
+def greedy(model, ids, steps, eos):
+    """Appends the argmax token `steps` times, stopping after `eos` as generate does."""
     out = ids
     with torch.no_grad():
         for _ in range(steps):
             nxt = model(out)[:, -1].argmax(-1, keepdim=True)
             out = torch.cat([out, nxt], dim=1)
+            if nxt.item() == eos:
+                break
     return out
 
 
@@ -80,8 +83,8 @@ def main():
     prompt = probe[:1, :3]
     steps = positions - prompt.shape[1]
     mine = model32.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=steps)
-    theirs = greedy(ref, prompt, steps)
-    check(torch.equal(mine, theirs), f"greedy generate of {steps} tokens equals a greedy loop over ARBaseline")
+    theirs = greedy(ref, prompt, steps, hf["eos_token_id"])
+    check(torch.equal(mine, theirs), f"greedy generate ({mine.shape[1] - prompt.shape[1]} of at most {steps} tokens) equals a greedy loop over ARBaseline")
 
     generation = GenerationConfig.from_pretrained(bundle)
     torch.manual_seed(0)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The interop tests need a Python with the official `safetensors`
-# package, `jsonschema` and HF `tokenizers` (and torch for the checkpoint and bundle interop): this script makes one in a
+# package, `jsonschema` and HF `tokenizers` (torch for the checkpoint and bundle interop, `transformers`
+# for the GPT-2 bundles; in CI, with CI set, a missing package fails its test): this script makes one in a
 # virtualenv outside the repository (ARAPACK_VENV, default /tmp/arapack-venv) unless
 # ARAPACK_PYTHON already names one. torch is installed only from a local CPU wheel
 # (TORCH_WHEEL, default /opt/wheels/torch-*+cpu-*.whl): PyPI's torch pulls gigabytes of CUDA.
@@ -15,7 +16,11 @@ if [ -z "${ARAPACK_PYTHON:-}" ]; then
     fi
     wheel="${TORCH_WHEEL:-$(ls /opt/wheels/torch-*+cpu-*.whl 2>/dev/null | head -n 1)}"
     if [ -n "$wheel" ] && ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
-        "$venv/bin/pip" install -q "$wheel" || echo "warning: torch wheel $wheel did not install; torch interop tests will be skipped"
+        "$venv/bin/pip" install -q "$wheel" || echo "warning: torch wheel $wheel did not install; torch interop tests will be skipped (and fail in CI)"
+    fi
+    # transformers after torch, so that pip keeps the local CPU wheel instead of fetching another torch.
+    if ! "$venv/bin/python" -c "import transformers, sys; sys.exit(transformers.__version__ != '5.24.0')" 2>/dev/null; then
+        "$venv/bin/pip" install -q transformers==5.24.0 huggingface-hub==2.4.0 pyyaml==6.0.4
     fi
     export ARAPACK_PYTHON="$venv/bin/python"
 fi

@@ -8,10 +8,7 @@ import XCTest
 /// Runs where `ARAPACK_PYTHON` has torch, safetensors and tokenizers.
 final class BundleInteropTests: XCTestCase {
     func testBundlesLoadInPyTorchWithIdenticalLogits() throws {
-        guard let python = TestSupport.interopPython,
-              try TestSupport.run(python, ["-c", "import torch, safetensors, tokenizers"]).status == 0 else {
-            throw XCTSkip("set ARAPACK_PYTHON to a Python with torch, safetensors and tokenizers")
-        }
+        let python = try TestSupport.interopPython(importing: ["torch", "safetensors", "tokenizers"])
         let dir = try TestSupport.temporaryDirectory()
         defer { removeTree(dir) }
         try writeText("{\"n_heads\": 4}", to: dir + "/heads.json")

@@ -8,7 +8,7 @@ import XCTest
 /// Runs where `ARAPACK_PYTHON` names a Python with safetensors (CI sets it up; see README).
 final class SafetensorsInteropTests: XCTestCase {
     func testOfficialPackageReadsWhatArapackWrites() throws {
-        guard let python = TestSupport.interopPython else { throw XCTSkip("set ARAPACK_PYTHON to a Python with safetensors") }
+        let python = try TestSupport.interopPython(importing: ["safetensors", "numpy"])
         let expected = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("safetensors/valid.json"))["files"]?.members)
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -7,9 +7,7 @@ import XCTest
 /// the tie. Runs where `ARAPACK_PYTHON` has torch (scripts/test.sh installs it when a local wheel exists).
 final class TorchInteropTests: XCTestCase {
     func testTorchLoadsWhatArapackWrites() throws {
-        guard let python = TestSupport.interopPython, try TestSupport.run(python, ["-c", "import torch"]).status == 0 else {
-            throw XCTSkip("set ARAPACK_PYTHON to a Python with torch")
-        }
+        let python = try TestSupport.interopPython(importing: ["torch"])
         let dir = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let names = ["bare_state_dict.pt", "training_dict.pt", "bf16.pt", "views.pt", "fsdp_full_state_dict.pt", "big_endian.pt", "ddp_module_prefix.pt",
