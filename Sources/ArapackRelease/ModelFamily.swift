@@ -159,13 +159,7 @@ public struct ModelConfig: Equatable, Sendable {
             .init("layer_norm_eps", .double(layerNormEps)),
             .init("dropout", .double(dropout)),
             .init("is_causal", .bool(causal)),
-            .init("tie_word_embeddings", .bool(tieWordEmbeddings)),
-            .init("bos_token_id", .int(bos)),
-            .init("eos_token_id", .int(eos)),
-            .init("pad_token_id", .int(pad)),
-            .init("mask_token_id", .int(mask)),
-            .init("torch_dtype", .string(torchDtype)),
-        ] + extra)
+        ] + commonTail(torchDtype: torchDtype) + extra)
     }
 
     /// config.json of a bundle in `layout`: the family's own, or a stock GPT2Config (ARCHITECTURE.md, "The GPT-2
@@ -196,13 +190,19 @@ public struct ModelConfig: Equatable, Sendable {
             .init("reorder_and_upcast_attn", .bool(false)),
             .init("add_cross_attention", .bool(false)),
             .init("use_cache", .bool(true)),
+        ] + commonTail(torchDtype: torchDtype))
+    }
+
+    /// The members both config.json forms end with: the tie, the special ids and the dtype.
+    private func commonTail(torchDtype: String) -> [JSONValue.Member] {
+        [
             .init("tie_word_embeddings", .bool(tieWordEmbeddings)),
             .init("bos_token_id", .int(bos)),
             .init("eos_token_id", .int(eos)),
             .init("pad_token_id", .int(pad)),
             .init("mask_token_id", .int(mask)),
             .init("torch_dtype", .string(torchDtype)),
-        ])
+        ]
     }
 
     /// Fields a bundle's config.json must state in `layout`.

@@ -73,6 +73,7 @@ final class GPT2ConvertTests: XCTestCase {
         XCTAssertEqual(manifest["tied_groups"], .array([.array([.string("lm_head.weight"), .string("transformer.wte.weight")])]))
         XCTAssertEqual(manifest["files"]?.elements?.compactMap { $0["path"]?.stringValue }.contains("README.md"), true)
         try TestSupport.validateAgainstSchema("manifest.schema.json", [dst + "/manifest.json"])
+        try TestSupport.validateAgainstSchema("gpt2-config.schema.json", [dst + "/config.json"])
 
         let card = try String(contentsOfFile: dst + "/README.md", encoding: .utf8)
         XCTAssertTrue(card.hasPrefix("---\nlicense: apache-2.0\nlanguage:\n- ar\nlibrary_name: transformers\npipeline_tag: text-generation\n"), card)
