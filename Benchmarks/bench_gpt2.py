@@ -3,7 +3,9 @@
 checkpoint (~4.6 GB with AdamW state), float32 and bf16, `--no-source-digest` (the source hash runs on the
 other core and would hide the conversion's own cost). The GPT-2 form transposes every linear weight
 (~79% of the parameters) on the way. The two sides alternate in rounds, the order swapped each round (the
-machine's speed drifts between minutes); each round's time ratio is reported, and the median ratio.
+machine's speed drifts between minutes); each round's wall-time ratio is reported, with the median ratio,
+the ratio of the fastest runs and the ratio of user CPU time (the write path's kernel time on this VM swings
+by 2x between identical runs, so wall ratios need many rounds).
 
     swift build -c release --product arapack
     python Benchmarks/bench_gpt2.py [/tmp/arapack-bench]        # ROUNDS=7 to change the number of rounds
@@ -11,13 +13,26 @@ machine's speed drifts between minutes); each round's time ratio is reported, an
 import os
 import shutil
 import statistics
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import input_file, measure  # noqa: E402
+from harness import input_file  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARAPACK = os.path.join(ROOT, ".build/release/arapack")
+
+
+def run(cmd):
+    """Wall seconds, user CPU seconds and peak RSS (MiB) of one run of `cmd`."""
+    start = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd} failed: {p.stderr.read().decode()}")
+    return {"wall": wall, "user": usage.ru_utime, "peak": usage.ru_maxrss / 1024}
 
 
 def main():
@@ -37,21 +52,25 @@ def main():
         sides = {"native": [ARAPACK, "convert", path, dst, "--dtype", dtype, "--no-source-digest", "--quiet"],
                  "gpt2": [ARAPACK, "convert", path, dst, "--to", "gpt2", "--dtype", dtype, "--no-source-digest", "--quiet"]}
         results = {"native": [], "gpt2": []}
-        measure(sides["native"], runs=1, warmup=0, prepare=fresh)  # page cache warm-up, untimed
+        fresh()
+        run(sides["native"])  # page cache warm-up, untimed
         for r in range(rounds):
             order = ["native", "gpt2"] if r % 2 == 0 else ["gpt2", "native"]
             for side in order:
-                results[side].append(measure(sides[side], runs=1, warmup=0, prepare=fresh))
-            ratio = results["gpt2"][-1]["median_s"] / results["native"][-1]["median_s"]
-            print(f"{dtype} round {r + 1}: native {results['native'][-1]['median_s']:.3f} s, "
-                  f"gpt2 {results['gpt2'][-1]['median_s']:.3f} s, gpt2/native {ratio:.3f}", flush=True)
-        ratios = [g["median_s"] / n["median_s"] for g, n in zip(results["gpt2"], results["native"])]
+                fresh()
+                results[side].append(run(sides[side]))
+            n, g = results["native"][-1], results["gpt2"][-1]
+            print(f"{dtype} round {r + 1}: native {n['wall']:.3f} s ({n['user']:.2f} s user), "
+                  f"gpt2 {g['wall']:.3f} s ({g['user']:.2f} s user), gpt2/native {g['wall'] / n['wall']:.3f}", flush=True)
         for side in ("native", "gpt2"):
-            walls = [m["median_s"] for m in results[side]]
-            print(f"{dtype} {side:<6} median {statistics.median(walls):.3f} s (min {min(walls):.3f}), "
-                  f"peak {max(m['peak_mib'] for m in results[side]):.1f} MiB")
-        print(f"{dtype} gpt2/native: median {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f}) "
-              f"over {rounds} rounds", flush=True)
+            walls = [m["wall"] for m in results[side]]
+            print(f"{dtype} {side:<6} median {statistics.median(walls):.3f} s (min {min(walls):.3f}), user CPU median "
+                  f"{statistics.median(m['user'] for m in results[side]):.3f} s, peak {max(m['peak'] for m in results[side]):.1f} MiB")
+        ratios = [g["wall"] / n["wall"] for g, n in zip(results["gpt2"], results["native"])]
+        user = [g["user"] / n["user"] for g, n in zip(results["gpt2"], results["native"])]
+        print(f"{dtype} gpt2/native wall: median {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f}); "
+              f"user CPU: median {statistics.median(user):.3f}; min wall {min(m['wall'] for m in results['gpt2']) / min(m['wall'] for m in results['native']):.3f}; "
+              f"{rounds} rounds", flush=True)
     shutil.rmtree(out, ignore_errors=True)
 
 

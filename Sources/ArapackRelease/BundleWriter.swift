@@ -78,9 +78,13 @@ public enum BundleWriter {
             let target = dtype == .i8 ? DType.f32 : dtype
             let narrowing = target == .bf16 || target == .f16
             pending.append(PendingTensor(name: name, dtype: target, shape: shape) { out in
-                let t = transposed ? try model.tensor(training).transposed() : try model.tensor(training)
+                let t = try model.tensor(training)
                 caster.error = narrowing && t.dtype != target ? QuantizationRecord.Accumulator() : nil
-                try caster.write(t, as: target, name: name, to: out)
+                if transposed {
+                    try caster.writeTransposed(t, as: target, name: name, file: out.destination) { try out.write($0) }
+                } else {
+                    try caster.write(t, as: target, name: name, to: out)
+                }
                 if let e = caster.error {
                     records.add(e.record(name, before: t.byteCount, after: Shape.byteCount(shape, dtype: target)!))
                 }

@@ -88,9 +88,10 @@ extension Tensor {
     public func transposed() throws -> Tensor {
         precondition(shape.count == 2, "transpose of a 2-D tensor only")
         let storage = TensorStorage(byteCount: byteCount)
+        guard byteCount > 0 else { return try Tensor(dtype: dtype, shape: [shape[1], shape[0]], storage: storage) }
         storage.withUnsafeMutableBytes { dst in
             withUnsafeBytes { src in
-                arapack_transpose(src.baseAddress!, dst.baseAddress!, shape[0], shape[1], dtype.byteSize)
+                arapack_transpose(src.baseAddress!, shape[1], dst.baseAddress!, shape[0], shape[0], shape[1], dtype.byteSize)
             }
         }
         return try Tensor(dtype: dtype, shape: [shape[1], shape[0]], storage: storage)

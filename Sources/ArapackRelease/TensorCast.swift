@@ -1,5 +1,6 @@
 import ArapackFormats
 import ArapackTensor
+import CKernels
 
 /// Streams tensors into a writer, cast to another floating dtype on the way, in bounded slices: memory
 /// stays at the caster's slice buffers (allocated once) whatever the tensor size, and a mapped source's
@@ -15,6 +16,8 @@ final class TensorCaster {
     var error: QuantizationRecord.Accumulator?
     /// Only for the rare widening to float64.
     private var doubles: UnsafeMutableBufferPointer<Double>?
+    /// Only for streamed transposes (GPT-2's Conv1D weights): `sliceElements` elements of up to 8 bytes.
+    private var transposeBuffer: UnsafeMutableRawBufferPointer?
 
     init() {}
 
@@ -22,6 +25,7 @@ final class TensorCaster {
         floats.deallocate()
         halves.deallocate()
         doubles?.deallocate()
+        transposeBuffer?.deallocate()
     }
 
     /// Appends `t` as `dtype` to `out`. float16 overflow (a finite value that would become infinite) is
@@ -52,6 +56,40 @@ final class TensorCaster {
             }
         }
     }
+
+    /// Passes the transpose of the 2-D tensor `t` (`[rows, cols]` → `[cols, rows]`) as `dtype` to `sink` in chunks of
+    /// up to `sliceElements` (large writes hash and write on two cores), each filled strip by strip of about
+    /// `stripBytes` so the transpose runs in cache. Memory stays at the caster's buffers whatever the tensor size;
+    /// the mapped source's pages are dropped at the end.
+    func writeTransposed(_ t: Tensor, as dtype: DType, name: String, file: String, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        precondition(t.shape.count == 2, "transpose of a 2-D tensor only")
+        defer { t.storage.discardMappedPages() }
+        let rows = t.shape[0], cols = t.shape[1], size = t.dtype.byteSize
+        guard rows > 0, cols > 0 else { return }
+        guard rows <= Self.sliceElements else { return try write(try t.transposed(), as: dtype, name: name, file: file, sink: sink) }
+        if transposeBuffer == nil { transposeBuffer = .allocate(byteCount: Self.sliceElements * 8, alignment: 4096) }
+        let buffer = transposeBuffer!
+        let perChunk = Self.sliceElements / rows
+        let width = min(perChunk, max(16, Self.stripBytes / (rows * size) / 16 * 16))
+        try t.withUnsafeBytes { raw in
+            var c = 0
+            while c < cols {
+                let chunk = min(perChunk, cols - c)
+                var k = 0
+                while k < chunk {
+                    let n = min(width, chunk - k)
+                    arapack_transpose(raw.baseAddress! + (c + k) * size, cols, buffer.baseAddress! + k * rows * size, rows, rows, n, size)
+                    k += n
+                }
+                let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<(chunk * rows * size)])
+                try sink(dtype == t.dtype ? bytes : try convert(bytes, from: t.dtype, to: dtype, count: chunk * rows, name: name, file: file))
+                c += chunk
+            }
+        }
+    }
+
+    /// Bytes of one strip of a streamed transpose (fits the L2 cache).
+    static let stripBytes = 1 << 20
 
     /// Passes `t` (any floating dtype) to `body` as float32 blocks of whole rows of `rowLength` elements:
     /// in place when it already is an aligned float32 array, widened into the caster's buffer otherwise.

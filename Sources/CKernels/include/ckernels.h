@@ -31,8 +31,9 @@ void arapack_layer_norm(const float *x, float *y, size_t n, const float *weight,
 void arapack_add_transposed(const float *t, size_t cols, size_t rows, float *y, size_t ldy, const float *bias,
                             int accumulate);
 
-/// dst[c][r] = src[r][c] for a rows × cols matrix of elements of `element_size` bytes (1, 2, 4 or 8),
-/// in 32 × 32 tiles so both sides stay in cache. src and dst must not overlap.
-void arapack_transpose(const void *src, void *dst, size_t rows, size_t cols, size_t element_size);
+/// dst[c · dst_stride + r] = src[r · src_stride + c] for r < rows, c < cols, elements of `element_size` bytes
+/// (1, 2, 4 or 8; strides in elements), in 32 × 32 tiles so both sides stay in cache. src and dst must not overlap.
+void arapack_transpose(const void *src, size_t src_stride, void *dst, size_t dst_stride, size_t rows, size_t cols,
+                       size_t element_size);
 
 #endif
