@@ -5,7 +5,7 @@ other core and would hide the conversion's own cost). The GPT-2 form transposes 
 (~79% of the parameters) on the way. The two sides alternate in rounds, the order swapped each round (the
 machine's speed drifts between minutes); each round's wall-time ratio is reported, with the median ratio,
 the ratio of the fastest runs and the ratio of user CPU time (the write path's kernel time on this VM swings
-by 2x between identical runs, so wall ratios need many rounds).
+by 2x between identical runs, so wall ratios need many rounds; each run starts after SETTLE seconds of quiet).
 
     swift build -c release --product arapack
     python Benchmarks/bench_gpt2.py [/tmp/arapack-bench]        # ROUNDS=7 to change the number of rounds
@@ -20,6 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import input_file  # noqa: E402
 
+SETTLE = float(os.environ.get("SETTLE", "4"))  # seconds of quiet before each timed run
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARAPACK = os.path.join(ROOT, ".build/release/arapack")
 
@@ -44,9 +45,10 @@ def main():
     os.makedirs(out)
     dst = os.path.join(out, "bundle")
 
-    def fresh():  # no output left, and no earlier run's writeback still going on
+    def fresh():  # no output left, no earlier run's writeback or file deletion still going on
         shutil.rmtree(dst, ignore_errors=True)
         os.sync()
+        time.sleep(SETTLE)
 
     for dtype in ("f32", "bf16"):
         sides = {"native": [ARAPACK, "convert", path, dst, "--dtype", dtype, "--no-source-digest", "--quiet"],
