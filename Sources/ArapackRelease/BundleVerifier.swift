@@ -32,7 +32,8 @@ public struct VerifyReport: Sendable {
 /// to disk): manifest digests and sizes, config ⇄ tensors, the tie, NaN/Inf, tokenizer consistency.
 /// Unreadable input throws (exit 2); everything found wrong is a problem in the report (exit 1).
 public enum BundleVerifier {
-    public static func verify(path: String, progress: Progress) throws -> VerifyReport {
+    /// `signature`, the name of a signature file inside the bundle (besides model.sig), is not expected in the manifest.
+    public static func verify(path: String, signature: String? = nil, progress: Progress) throws -> VerifyReport {
         let contents = BundleContents(file: path)
         var st = stat()
         guard stat(path, &st) == 0 else { throw SourceError.notFound(path: path) }
@@ -46,7 +47,7 @@ public enum BundleVerifier {
             try ArchiveReader.read(path, visitor: contents)
         }
         progress.end()
-        return check(contents, path: path)
+        return check(contents, path: path, unlisted: [ModelSignature.defaultFileName] + (signature.map { [$0] } ?? []))
     }
 
     static func feedFile(_ path: String, name: String, into visitor: BundleContents, progress: Progress) throws {
@@ -73,7 +74,7 @@ public enum BundleVerifier {
         try visitor.end()
     }
 
-    static func check(_ b: BundleContents, path: String) -> VerifyReport {
+    static func check(_ b: BundleContents, path: String, unlisted: [String]) -> VerifyReport {
         var report = VerifyReport(path: path)
         func run(_ name: String, _ body: () throws -> [String]) {
             do { report.checks.append(.init(name: name, problems: try body())) } catch { report.checks.append(.init(name: name, problems: ["\(error)"])) }
@@ -96,7 +97,7 @@ public enum BundleVerifier {
                 if actual.size != size { problems.append("\(name) has \(actual.size) bytes, the manifest says \(size)") }
                 if actual.sha256 != digest { problems.append("\(name) has SHA-256 \(actual.sha256), the manifest says \(digest)") }
             }
-            for name in b.files.keys.sorted() where name != Manifest.fileName && !seen.contains(name) {
+            for name in b.files.keys.sorted() where name != Manifest.fileName && !unlisted.contains(name) && !seen.contains(name) {
                 problems.append("\(name) is in the bundle but not in the manifest")
             }
             return problems

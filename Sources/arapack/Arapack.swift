@@ -19,7 +19,7 @@ struct Arapack: ParsableCommand {
             (unreadable, malformed, unsafe, inconsistent); 64 usage error.
             """,
         version: version,
-        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, RunCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, SignCommand.self, RunCommand.self]
     )
 
     static func main() {

@@ -98,6 +98,12 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "With --to gpt2: the license id in the model card's front matter.")
     var license: String?
 
+    @Option(help: "Sign the bundle (OpenSSF model signing, see arapack sign --help) with this EC P-256 private key before it moves into place: DST/model.sig, with the conversion's options and parity result in the signed provenance.")
+    var sign: String?
+
+    @Option(help: "With --sign: a file holding the password of an encrypted key.")
+    var keyPasswordFile: String?
+
     @Flag(help: "Replace an existing DST (only once the new one is complete).")
     var force = false
 
@@ -112,6 +118,8 @@ struct ConvertCommand: ParsableCommand {
             throw ValidationError("--dtype int8 is not written in the GPT-2 layout: compressed-tensors' per-channel int8 layout is made for nn.Linear weights ([out, in], a scale per output row), and GPT-2 keeps its linear layers as Conv1D ([in, out]); write a native int8 bundle (--to bundle) or use f32, bf16 or f16 with --to gpt2")
         }
         if dtype == .int8 && target != .bundle { throw ValidationError("--dtype int8 writes bundles only; --to torch and --to dcp take f32, bf16 or f16") }
+        if sign != nil && !target.isBundle { throw ValidationError("--sign applies to bundles only (--to bundle or gpt2)") }
+        if keyPasswordFile != nil && sign == nil { throw ValidationError("--key-password-file applies to --sign") }
         if license != nil && target != .gpt2 { throw ValidationError("--license applies to --to gpt2, whose bundles carry a model card") }
         if let license, !ModelCard.isValidLicense(license) {
             throw ValidationError("--license: \"\(license)\" is not a license id (letters, digits, '.', '-', '+'; e.g. apache-2.0, mit)")
@@ -137,6 +145,7 @@ struct ConvertCommand: ParsableCommand {
                 }
                 throw CommandError("\(path) already exists; pass --force to replace it")
             }
+            let signingKey = try sign.map { try ECDSAKey.privateKey(path: $0, password: try keyPasswordFile.map(readPassword)) }
             let tokenizerFiles = try tokenizer.map { try TokenizerFiles(directory: $0) }
             let model = try ReleaseModel(path: source, configFile: config, tokenizer: tokenizerFiles, allowUntied: allowUntied)
             if !model.assumedFields.isEmpty {
@@ -156,9 +165,16 @@ struct ConvertCommand: ParsableCommand {
                 if let tensors = manifest["quantization"]?["tensors"]?.elements {
                     print(quantizationTable(tensors))
                 }
+                var parityResult: JSONValue?
                 if parity {
                     progress.begin("parity", total: 0)
                     var report = try parityOptions.run(bundle: try ReleaseModel(path: folder.temporaryPath), source: model)
+                    parityResult = .object([
+                        .init("passed", .bool(report.passed)), .init("thresholds", .string(report.thresholds.kind)),
+                        .init("max_abs_diff", .double(report.metrics.maxAbsDiff)), .init("mean_kl", .double(report.metrics.meanKL)),
+                        .init("top1_agreement", .double(report.metrics.top1Agreement)),
+                        .init("probes", .int(report.probes)), .init("seq_len", .int(report.sequenceLength)),
+                    ])
                     progress.end()
                     report.bundle = dst
                     print(report.text)
@@ -166,6 +182,11 @@ struct ConvertCommand: ParsableCommand {
                         printError("arapack convert: \(dst): parity against \(source) failed: " + report.failures.joined(separator: "; ") + "; nothing written")
                         throw ExitStatus.verificationFailed
                     }
+                }
+                if let signingKey {
+                    let provenance = try ModelSignature.provenance(folder: folder.temporaryPath, options: signedOptions, parity: parityResult)
+                    try ModelSignature.sign(folder: folder.temporaryPath, name: splitPath(dst).1, key: signingKey,
+                                            signaturePath: folder.path(ModelSignature.defaultFileName), provenance: provenance)
                 }
                 if archive {
                     let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
@@ -187,6 +208,24 @@ struct ConvertCommand: ParsableCommand {
             print("wrote \(dst) (\(target.rawValue)): \(c.modelType), \(c.layers) layers, d \(c.hiddenSize), vocab \(c.vocabSize), " +
                   "\(c.parameterCount) parameters, \(model.tied ? "tied" : "untied")" + (archive ? "; archive \(archivePath)" : ""))
         }
+    }
+}
+
+extension ConvertCommand {
+    /// The options that shaped the bundle, as the signed provenance records them (file names only, no paths).
+    var signedOptions: JSONValue {
+        .object([
+            .init("to", .string(target.rawValue)),
+            .init("dtype", dtype.map { .string($0.rawValue) } ?? .null),
+            .init("int8_group_size", dtype == .int8 ? .int(int8GroupSize) : .null),
+            .init("keep", .array(keep.map { .string($0) })),
+            .init("max_shard_size", maxShardSize.flatMap(parseSize).map { .int($0) } ?? .null),
+            .init("config", config.map { .string(splitPath($0).1) } ?? .null),
+            .init("tokenizer", tokenizer.map { .string(splitPath($0.hasSuffix("/") ? String($0.dropLast()) : $0).1) } ?? .null),
+            .init("allow_untied", .bool(allowUntied)),
+            .init("source_digest", .bool(!noSourceDigest)),
+            .init("license", license.map { .string($0) } ?? .null),
+        ])
     }
 }
 

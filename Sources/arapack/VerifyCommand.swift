@@ -16,6 +16,12 @@ struct VerifyCommand: ParsableCommand {
             tokenizer's special ids and vocabulary agreeing with config.json; training_metadata.json present. \
             An archive is read as a stream and never unpacked to disk.
 
+            --signature SIG --public-key PUB.pem also checks an OpenSSF model-signing signature (key mode) of the \
+            folder, made by arapack sign or by model_signing sign key: the signature verifies under PUB.pem and \
+            the folder holds exactly the signed files with the signed SHA-256s (each difference named). When the \
+            signed statement carries arapack's provenance (source SHA-256, arapack version, options, parity \
+            result), it is printed and checked against manifest.json.
+
             --parity --against SRC runs the reference forward pass (float32, OpenBLAS) of the bundle and of SRC \
             on --probes sequences of --seq-len ids drawn from --seed, and compares the logits: max |Δlogit|, \
             NMSE, mean and max KL(SRC ‖ bundle), top-1 agreement, perplexity of each side. A bundle in the \
@@ -48,20 +54,47 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Write the results as JSON (described by Schemas/verify-report.schema.json).")
     var report: String?
 
+    @Option(help: "An OpenSSF model-signing signature of the bundle folder to check (with --public-key): made by arapack sign or by model_signing sign key.")
+    var signature: String?
+
+    @Option(help: "The EC P-256 public key (PEM) the signature must verify under.")
+    var publicKey: String?
+
     @Flag(help: "No progress line.")
     var quiet = false
 
     func validate() throws {
         if parity && against == nil { throw ValidationError("--parity needs --against SRC (the checkpoint the bundle was made from)") }
         if against != nil && !parity { throw ValidationError("--against applies to --parity") }
+        if (signature == nil) != (publicKey == nil) { throw ValidationError("--signature and --public-key go together") }
+        if signature != nil && bundle.hasSuffix(".tar.zst") { throw ValidationError("--signature checks a bundle folder; unpack the archive first") }
         if !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
     }
 
     func run() throws {
         let progress = Progress(enabled: !quiet && Progress.standardErrorIsTerminal)
         try runReportingErrors("verify") {
-            let structural = try BundleVerifier.verify(path: bundle, progress: progress)
+            let signatureInside = signature.flatMap { ModelSignature.relativeName(of: $0, inside: bundle) }
+            let structural = try BundleVerifier.verify(path: bundle, signature: signatureInside, progress: progress)
             print(structural.text)
+            var signatureProblems: [String] = []
+            if let signature, let publicKey {
+                let key = try ECDSAKey.publicKey(path: publicKey)
+                do {
+                    let signed = try ModelSignature.verify(folder: bundle, signaturePath: signature, key: key)
+                    print("\nok    signature: \(signed.resources.count) files of \(ModelSignature.printable(signed.modelName)) signed under \(publicKey)")
+                    if let provenance = signed.provenance {
+                        signatureProblems = try ModelSignature.provenanceProblems(provenance, folder: bundle).map { "provenance: " + $0 }
+                        print(ModelSignature.provenanceText(provenance).joined(separator: "\n"))
+                        for p in signatureProblems { print("FAIL  " + p) }
+                    } else {
+                        print("      no arapack provenance in the signed statement")
+                    }
+                } catch let mismatch as SignatureMismatch {
+                    signatureProblems = mismatch.problems.map { "signature: " + $0 }
+                    print("\nFAIL  signature: " + mismatch.problems.joined(separator: "; "))
+                }
+            }
             var reports: [ParityReport] = []
             if parity || golden != nil {
                 let model = try ReleaseModel(path: bundle)
@@ -88,7 +121,7 @@ struct VerifyCommand: ParsableCommand {
                 ])
                 try writeText(doc.serialized(pretty: true) + "\n", to: report)
             }
-            let failures = structural.problems + reports.flatMap { r in r.failures.map { "parity against \(r.referenceKind): \($0)" + (r.differingTensors.isEmpty ? "" : " (differs: \(r.differingTensors.joined(separator: ", ")))") } }
+            let failures = structural.problems + signatureProblems + reports.flatMap { r in r.failures.map { "parity against \(r.referenceKind): \($0)" + (r.differingTensors.isEmpty ? "" : " (differs: \(r.differingTensors.joined(separator: ", ")))") } }
             if let first = failures.first {
                 printError("arapack verify: \(bundle): \(first)" + (failures.count > 1 ? " (and \(failures.count - 1) more)" : ""))
                 throw ExitStatus.verificationFailed

@@ -1,0 +1,64 @@
+import ArapackFormats
+import ArapackRelease
+import ArapackTensor
+import ArgumentParser
+
+/// `arapack sign BUNDLE --key KEY.pem`.
+struct SignCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sign",
+        abstract: "Sign a bundle folder in the OpenSSF model-signing format (key mode) with an EC P-256 key.",
+        discussion: """
+            Writes a Sigstore bundle (application/vnd.dev.sigstore.bundle.v0.3+json) holding a DSSE envelope over \
+            an in-toto statement that lists every file of the folder with its SHA-256, as the model-signing \
+            package (v1.x) does: `model_signing verify key BUNDLE --signature SIG --public_key PUB.pem` accepts it, \
+            and `arapack verify BUNDLE --signature SIG --public-key PUB.pem` checks it. Left out of what is signed, \
+            as model_signing leaves them out: the signature file itself and the git paths (.git, .github, \
+            .gitattributes, .gitignore); arapack's manifest.json, which the signature covers, still lists \
+            .gitattributes with its SHA-256. The statement also carries arapack's provenance (the source's \
+            SHA-256, arapack's version, the bundle's dtype and model type from manifest.json). Symlinks and \
+            non-regular files are refused. ECDSA nonces are random (OpenSSL 3.0 has no RFC 6979), so signing \
+            twice gives two different signatures of the same statement. The key never reaches any output.
+
+            Exit status: 0 signed; 2 the bundle or key could not be used; 64 usage error.
+            """
+    )
+
+    @Argument(help: "The bundle folder to sign.")
+    var bundle: String
+
+    @OptionGroup var key: SigningKeyOptions
+
+    @Option(help: "Where to write the signature (default: BUNDLE/model.sig).")
+    var signature: String?
+
+    func run() throws {
+        try runReportingErrors("sign") {
+            let folder = bundle.count > 1 && bundle.hasSuffix("/") ? String(bundle.dropLast()) : bundle
+            let path = signature ?? folder + "/" + ModelSignature.defaultFileName
+            let signed = try ModelSignature.sign(folder: folder, key: try key.load(), signaturePath: path,
+                                                 provenance: try ModelSignature.provenance(folder: folder, options: nil, parity: nil))
+            print("signed \(signed.count) files of \(folder): \(path) (ECDSA P-256, SHA-256)")
+        }
+    }
+}
+
+/// The signing key options `sign` and `convert --sign` share.
+struct SigningKeyOptions: ParsableArguments {
+    @Option(help: "The EC P-256 private key (PEM, PKCS#8 or SEC1, encrypted or not).")
+    var key: String
+
+    @Option(help: "A file holding the password of an encrypted key (its first line is the password).")
+    var keyPasswordFile: String?
+
+    /// The private key, decrypted with the password file's first line when given.
+    func load() throws -> ECDSAKey {
+        try ECDSAKey.privateKey(path: key, password: try keyPasswordFile.map(readPassword))
+    }
+}
+
+/// The first line of a password file (without its newline), read without echoing it anywhere.
+func readPassword(_ path: String) throws -> [UInt8] {
+    let file = try MappedFile(path: path)
+    return file.withUnsafeBytes { raw in Array(raw.prefix { $0 != 0x0a && $0 != 0x0d }) }
+}
