@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The interop tests need a Python with the official `safetensors`
 # package, `jsonschema` and HF `tokenizers` (torch for the checkpoint and bundle interop, `transformers`
-# for the GPT-2 bundles; in CI, with CI set, a missing package fails its test): this script makes one in a
+# for the GPT-2 bundles, `model-signing` for signatures; in CI, with CI set, a missing package fails its test): this script makes one in a
 # virtualenv outside the repository (ARAPACK_VENV, default /tmp/arapack-venv) unless
 # ARAPACK_PYTHON already names one. torch is installed only from a local CPU wheel
 # (TORCH_WHEEL, default /opt/wheels/torch-*+cpu-*.whl): PyPI's torch pulls gigabytes of CUDA.
@@ -21,6 +21,10 @@ if [ -z "${ARAPACK_PYTHON:-}" ]; then
     # transformers after torch, so that pip keeps the local CPU wheel instead of fetching another torch.
     if ! "$venv/bin/python" -c "import transformers, sys; sys.exit(transformers.__version__ != '5.24.0')" 2>/dev/null; then
         "$venv/bin/pip" install -q transformers==5.24.0 huggingface-hub==2.4.0 pyyaml==6.0.4
+    fi
+    # model_signing imports pyOpenSSL without declaring it.
+    if ! "$venv/bin/python" -c "import model_signing, OpenSSL, sys; from importlib.metadata import version; sys.exit(version('model-signing') != '1.1.1')" 2>/dev/null; then
+        "$venv/bin/pip" install -q model-signing==1.1.1 pyopenssl==26.4.0
     fi
     export ARAPACK_PYTHON="$venv/bin/python"
 fi
