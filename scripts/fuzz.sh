@@ -3,7 +3,7 @@
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      (default: 30 s, every target)
 # Targets: safetensors (header parser), zip (zip reader), pickle (restricted pickle machine), dcp (DCP
 # .metadata reader), json (config / JSON parser), tokenizer (tokenizer.json checks), torch (whole
-# torch.save reader), tar (release-archive tar parser). Seeds come from Fixtures/ (copied to a work folder
+# torch.save reader), tar (release-archive tar parser), signature (OpenSSF model-signing signature parser). Seeds come from Fixtures/ (copied to a work folder
 # under .build-fuzz/). A crash, leak or timeout stops the run: libFuzzer writes the input to
 # .build-fuzz/findings/<target>/ and the script exits 1 (make it a fixture and a test, then fix it).
 # ARAPACK_FUZZ_SEED fixes libFuzzer's seed (CI sets it, so each CI run explores the same inputs first).
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar signature)
 
 swift build -c release --product arapack-fuzz --build-path .build-fuzz \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -D -Xswiftc FUZZING 2>&1 | grep -v "warning: Cannot export local symbol" || true
@@ -30,6 +30,12 @@ seed() {  # the fixture files that exercise a target
         dcp) ls Fixtures/fuzz/seeds/dcp/* Fixtures/fuzz/dcp/*/.metadata ;;
         json) ls Fixtures/*/valid.json Fixtures/tokenizer/valid/*.json Schemas/*.json ;;
         tokenizer) ls Fixtures/tokenizer/valid/tokenizer.json Fixtures/tokenizer/hostile/*/tokenizer.json ;;
+        # An arapack signature of the example bundle (setup.sh made it) under a throwaway key.
+        signature) if [ -x .build/release/arapack ] && [ -d .build/example/arafusion-tiny ]; then
+                       openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out .build-fuzz/seed-key.pem 2>/dev/null &&
+                       .build/release/arapack sign .build/example/arafusion-tiny --key .build-fuzz/seed-key.pem --signature .build-fuzz/seed.sig >/dev/null &&
+                       echo .build-fuzz/seed.sig; rm -f .build-fuzz/seed-key.pem
+                   fi ;;
         tar) ls .build/example/*.tar.zst 2>/dev/null | head -1 | xargs -r -I{} sh -c 'zstd -dc {} > .build-fuzz/seed.tar && echo .build-fuzz/seed.tar' ;;
     esac
 }
@@ -45,7 +51,7 @@ for target in "${targets[@]}"; do
     for f in $(seed "$target"); do [ -f "$f" ] && cp "$f" "$corpus/$(sha256sum "$f" | cut -c1-16)" || true; done
     log=.build-fuzz/$target.log
     max_len=1048576
-    case "$target" in json|tokenizer) max_len=65536 ;; zip|torch|pickle|dcp) max_len=16384 ;; esac
+    case "$target" in json|tokenizer|signature) max_len=65536 ;; zip|torch|pickle|dcp) max_len=16384 ;; esac
     if ARAPACK_FUZZ_TARGET=$target "$fuzzer" "$corpus" -max_total_time="$seconds" -max_len=$max_len -rss_limit_mb=2048 \
         -timeout=10 -artifact_prefix="$findings/" -print_final_stats=1 ${ARAPACK_FUZZ_SEED:+-seed=$ARAPACK_FUZZ_SEED} > "$log" 2>&1; then
         runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)

@@ -14,7 +14,7 @@ import Glibc
 // A target must never crash, hang or allocate without bound; throwing (refusing the input) is fine.
 
 enum FuzzTarget: String, CaseIterable {
-    case safetensors, zip, pickle, dcp, json, tokenizer, torch, tar
+    case safetensors, zip, pickle, dcp, json, tokenizer, torch, tar, signature
 }
 
 /// DEFLATE entries inflate up to 64 KiB here (1 GiB by default): a 1 KB input can declare and inflate to
@@ -55,6 +55,11 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
         if let meta = try? MappedFile(copying: bytes, label: ".metadata"),
            let dcp = try? DCPCheckpoint(directory: "fuzz", metadata: meta, fileSize: { _ in 1 << 20 }) {
             for name in dcp.tensorNames.prefix(16) { _ = try? dcp.descriptor(named: name) }
+        }
+    case .signature:
+        if let contents = try? ModelSignature.parse(Array(bytes), file: "fuzz.sig") {
+            _ = ModelSignature.pae(contents.payload)
+            if let p = contents.provenance { _ = ModelSignature.provenanceText(p) }
         }
     case .tar:
         final class Sink: ArchiveReader.Visitor {

@@ -227,7 +227,7 @@ public enum ModelSignature {
     }
 
     /// DSSE's pre-authentication encoding: `DSSEv1 <len(type)> <type> <len(body)> <body>`.
-    static func pae(_ payload: [UInt8]) -> [UInt8] {
+    public static func pae(_ payload: [UInt8]) -> [UInt8] {
         Array("DSSEv1 \(payloadType.utf8.count) \(payloadType) \(payload.count) ".utf8) + payload
     }
 
