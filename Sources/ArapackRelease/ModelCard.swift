@@ -145,15 +145,6 @@ public struct ModelCard {
 
     /// Text from a file made safe for one markdown line: control characters escaped, `|` and backticks replaced.
     static func plain(_ s: String) -> String {
-        var out = ""
-        for u in s.unicodeScalars {
-            switch u {
-            case "|": out += "\\|"
-            case "`": out += "'"
-            case _ where u.value < 0x20 || (0x7f...0x9f).contains(u.value): out += "\\u{\(String(u.value, radix: 16))}"
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out
+        s.escapingControlCharacters.reduce(into: "") { out, c in out += c == "|" ? "\\|" : c == "`" ? "'" : String(c) }
     }
 }

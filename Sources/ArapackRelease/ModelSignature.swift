@@ -349,13 +349,7 @@ public enum ModelSignature {
     }
 
     /// A name from a file made safe for one output line (control characters escaped).
-    public static func printable(_ s: String) -> String {
-        var out = ""
-        for u in s.unicodeScalars {
-            if u.value < 0x20 || (0x7f...0x9f).contains(u.value) { out += "\\u{\(String(u.value, radix: 16))}" } else { out.unicodeScalars.append(u) }
-        }
-        return out
-    }
+    public static func printable(_ s: String) -> String { s.escapingControlCharacters }
 }
 
 /// The bytes of a regular file of at most `limit` bytes, opened without blocking (a FIFO is refused, not waited on).

@@ -109,7 +109,7 @@ float arapack_max_abs(const float *x, size_t n) {
     } while (0)
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "transpose8.h"
 #define AVX2 __attribute__((target("avx2")))
 static int avx2_ok(void) {
     static int ok = -1;
@@ -123,20 +123,8 @@ static int avx2_ok(void) {
 AVX2 static void transpose_block8(const float *s, size_t ss, float *d, size_t ds) {
     __m256 v[8], u[8];
     for (int i = 0; i < 8; i++) v[i] = _mm256_loadu_ps(s + i * ss);
-    for (int i = 0; i < 8; i += 2) {
-        u[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
-        u[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        v[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44);
-        v[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
-        v[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0x44);
-        v[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
-    }
-    for (int j = 0; j < 4; j++) {
-        _mm256_storeu_ps(d + j * ds, _mm256_permute2f128_ps(v[j], v[j + 4], 0x20));
-        _mm256_storeu_ps(d + (j + 4) * ds, _mm256_permute2f128_ps(v[j], v[j + 4], 0x31));
-    }
+    arapack_transpose8_ps(v, u);
+    for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + j * ds, u[j]);
 }
 // 4-byte elements: 32 × 32 tiles of 8 × 8 register blocks; the ragged edges element by element.
 AVX2 static void transpose4_fast(const float *s, size_t ss, float *d, size_t ds, size_t rows, size_t cols) {

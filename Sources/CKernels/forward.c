@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "transpose8.h"
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -132,22 +133,7 @@ FAST static void add_transposed_fast(const float *t, size_t cols, size_t rows, f
         for (size_t c = 0; c < cols8; c += 8) {
             __m256 v[8], u[8];
             for (int i = 0; i < 8; i++) v[i] = _mm256_loadu_ps(t + (c + i) * rows + r);
-            for (int i = 0; i < 8; i += 2) {
-                u[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
-                u[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
-            }
-            for (int i = 0; i < 8; i += 4) {
-                v[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44);
-                v[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
-                v[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0x44);
-                v[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
-            }
-            // Now v[j] (j < 4) holds y rows r+j (low 128 bits) and r+j+4 (high 128 bits) for columns c ..< c+4,
-            // and v[j+4] the same rows for columns c+4 ..< c+8.
-            for (int j = 0; j < 4; j++) {
-                u[j] = _mm256_permute2f128_ps(v[j], v[j + 4], 0x20);
-                u[j + 4] = _mm256_permute2f128_ps(v[j], v[j + 4], 0x31);
-            }
+            arapack_transpose8_ps(v, u);  // u[j]: y row r+j, columns c ..< c+8
             __m256 b = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
             for (int j = 0; j < 8; j++) {
                 float *out = y + (r + (size_t)j) * ldy + c;
