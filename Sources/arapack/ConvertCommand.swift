@@ -145,7 +145,7 @@ struct ConvertCommand: ParsableCommand {
                 }
                 throw CommandError("\(path) already exists; pass --force to replace it")
             }
-            let signingKey = try sign.map { try ECDSAKey.privateKey(path: $0, password: try keyPasswordFile.map(readPassword)) }
+            let signingKey = try sign.map { try ECDSAKey.privateKey(path: $0, passwordFile: keyPasswordFile) }
             let tokenizerFiles = try tokenizer.map { try TokenizerFiles(directory: $0) }
             let model = try ReleaseModel(path: source, configFile: config, tokenizer: tokenizerFiles, allowUntied: allowUntied)
             if !model.assumedFields.isEmpty {

@@ -1,6 +1,5 @@
 import ArapackFormats
 import ArapackRelease
-import ArapackTensor
 import ArgumentParser
 
 /// `arapack sign BUNDLE --key KEY.pem`.
@@ -53,12 +52,6 @@ struct SigningKeyOptions: ParsableArguments {
 
     /// The private key, decrypted with the password file's first line when given.
     func load() throws -> ECDSAKey {
-        try ECDSAKey.privateKey(path: key, password: try keyPasswordFile.map(readPassword))
+        try ECDSAKey.privateKey(path: key, passwordFile: keyPasswordFile)
     }
-}
-
-/// The first line of a password file (without its newline), read without echoing it anywhere.
-func readPassword(_ path: String) throws -> [UInt8] {
-    let file = try MappedFile(path: path)
-    return file.withUnsafeBytes { raw in Array(raw.prefix { $0 != 0x0a && $0 != 0x0d }) }
 }

@@ -58,9 +58,18 @@ public final class ECDSAKey {
 
     deinit { EVP_PKEY_free(key) }
 
-    /// The private key in PEM file `path` (PKCS#8 or SEC1, encrypted or not). An encrypted key needs `password`
-    /// (the bytes of the password file, without its final newline); a plain key ignores it.
-    public static func privateKey(path: String, password: [UInt8]? = nil) throws -> ECDSAKey {
+    /// The private key in PEM file `path` (PKCS#8 or SEC1, encrypted or not). An encrypted key needs
+    /// `passwordFile`, whose first line is the password (read into memory that is cleansed after use).
+    public static func privateKey(path: String, passwordFile: String?) throws -> ECDSAKey {
+        guard let passwordFile else { return try privateKey(path: path, password: nil) }
+        return try withFileBytes(passwordFile) { bytes in
+            var password = Array(bytes.prefix { $0 != 0x0a && $0 != 0x0d })
+            defer { password.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) } }
+            return try privateKey(path: path, password: password)
+        }
+    }
+
+    private static func privateKey(path: String, password: [UInt8]?) throws -> ECDSAKey {
         try withFileBytes(path) { pem in
             let text = String(decoding: pem, as: UTF8.self)
             guard text.contains("-----BEGIN ") && text.contains("PRIVATE KEY-----") else {
