@@ -39,7 +39,11 @@ public enum BundleVerifier {
         guard stat(path, &st) == 0 else { throw SourceError.notFound(path: path) }
         if (st.st_mode & S_IFMT) == S_IFDIR {
             let names = try directoryEntries(path)
-            let total = try names.reduce(0) { $0 + (try fileSize(path + "/" + $1)) }
+            var total = 0
+            for name in names {
+                var st = stat()
+                if lstat(path + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG { total += Int(st.st_size) }
+            }
             progress.begin("reading \(path)", total: total)
             for name in names { try feedFile(path + "/" + name, name: name, into: contents, progress: progress) }
         } else {
@@ -51,7 +55,14 @@ public enum BundleVerifier {
     }
 
     static func feedFile(_ path: String, name: String, into visitor: BundleContents, progress: Progress) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // Only regular files, checked before any open: a FIFO would block, a symlink could lead outside the bundle.
+        var link = stat()
+        guard lstat(path, &link) == 0 else { throw FileError(path: path, operation: "lstat", code: errno) }
+        guard (link.st_mode & S_IFMT) == S_IFREG else {
+            throw ArchiveError(file: path, detail: (link.st_mode & S_IFMT) == S_IFLNK ? "a symlink; a bundle holds regular files only"
+                                                                                     : "not a regular file; a bundle is one flat folder of files")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
         defer { close(fd) }
         var st = stat()

@@ -250,8 +250,9 @@ func parseSize(_ text: String) -> Int? {
     let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("kB", 1000), ("KB", 1000),
                                   ("MB", 1_000_000), ("GB", 1_000_000_000), ("B", 1)]
     for (suffix, factor) in units where text.hasSuffix(suffix) {
-        guard let v = Double(text.dropLast(suffix.count)), v > 0 else { return nil }
-        return Int(v * Double(factor))
+        // Bounded before the conversion to Int (1e300B would trap): at most 2^52 bytes (4 PiB).
+        guard let v = Double(text.dropLast(suffix.count)), v > 0, v * Double(factor) <= 0x1p52 else { return nil }
+        return max(1, Int(v * Double(factor)))
     }
     return Int(text).flatMap { $0 > 0 ? $0 : nil }
 }

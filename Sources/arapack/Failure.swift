@@ -16,10 +16,19 @@ func runReportingErrors(_ stage: String, _ body: () throws -> Void) throws {
         try body()
     } catch let code as ExitCode {
         throw code
+    } catch let usage as UsageError {
+        printError("arapack \(stage): error: \(usage)")
+        throw ExitCode(64)
     } catch {
         printError("arapack \(stage): error: \(error)")
         throw ExitStatus.unreadableInput
     }
+}
+
+/// A usage error found only once the input is read (exit 64, like argument errors).
+struct UsageError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// Writes `line` to standard error.

@@ -27,12 +27,19 @@ struct ParityOptions: ParsableArguments {
     var minTop1: Double?
 
     func validate() throws {
-        if probes < 1 { throw ValidationError("--probes must be at least 1") }
+        if !(1...ParityOptions.maximumProbes).contains(probes) { throw ValidationError("--probes must be between 1 and \(ParityOptions.maximumProbes)") }
         if let l = seqLen, l < 1 { throw ValidationError("--seq-len must be at least 1") }
     }
 
+    /// Most probe sequences a parity run takes (each holds L × vocabulary logits per side).
+    static let maximumProbes = 4096
+
     /// Runs the bundle against its source; explicit limits replace the defaults of the bundle's kind.
+    /// A --seq-len past the model's positions is a usage error naming the limit.
     func run(bundle: ReleaseModel, source: ReleaseModel) throws -> ParityReport {
+        if let l = seqLen, l > bundle.config.maxPositions {
+            throw UsageError("--seq-len \(l) is more than the model's max_position_embeddings (\(bundle.config.maxPositions))")
+        }
         var t = Parity.defaultThresholds(bundle: bundle, source: source)
         if maxAbsDiff != nil || maxMeanKl != nil || minTop1 != nil {
             t.kind += " (overridden)"

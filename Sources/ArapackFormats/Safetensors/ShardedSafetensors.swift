@@ -68,8 +68,13 @@ public final class ShardedSafetensors: TensorSource {
         for (name, file) in assignment where where_[name] == nil {
             throw SafetensorsError.invalidIndex(file: indexPath, detail: "tensor \"\(name)\" is absent from its shard \(file)")
         }
-        if let declared = indexMetadata["total_size"], let size = declared.intValue ?? declared.doubleValue.map({ Int($0) }), size != total {
-            throw SafetensorsError.invalidIndex(file: indexPath, detail: "metadata.total_size is \(size) but the shards hold \(total) bytes of tensors")
+        if let declared = indexMetadata["total_size"], declared != .null {
+            guard let size = declared.intValue ?? declared.doubleValue.flatMap({ Int(exactly: $0) }), size >= 0 else {
+                throw SafetensorsError.invalidIndex(file: indexPath, detail: "metadata.total_size \(declared.serialized().prefix(40)) is not a byte count")
+            }
+            if size != total {
+                throw SafetensorsError.invalidIndex(file: indexPath, detail: "metadata.total_size is \(size) but the shards hold \(total) bytes of tensors")
+            }
         }
         shards = opened
         weightMap = where_

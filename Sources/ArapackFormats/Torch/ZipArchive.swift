@@ -52,9 +52,16 @@ public final class ZipArchive {
             try ZipArchive.readDirectory(UnsafeRawBufferPointer(rebasing: all[r]), label: name)
         }
         var index: [String: Int] = [:]
+        var folded: [String: String] = [:]
         for (i, e) in parsed.enumerated() {
             guard index.updateValue(i, forKey: e.name) == nil else {
-                throw ZipError.malformed(file: name, offset: e.dataOffset, detail: "entry \(e.name) appears twice")
+                throw ZipError.malformed(file: name, offset: e.dataOffset, detail: "entry \(e.name.escapingControlCharacters) appears twice")
+            }
+            // PyTorch's reader can resolve a name to another entry that differs only in ASCII case: both are refused.
+            let key = String(decoding: e.name.utf8.map { (65...90).contains($0) ? $0 + 32 : $0 }, as: UTF8.self)
+            if let other = folded.updateValue(e.name, forKey: key) {
+                throw ZipError.malformed(file: name, offset: e.dataOffset,
+                                         detail: "entries \(other.escapingControlCharacters) and \(e.name.escapingControlCharacters) differ only in letter case (another reader may take one for the other)")
             }
         }
         entries = parsed
