@@ -83,30 +83,42 @@ public struct ParityMetrics: Equatable, Sendable {
 
 /// Pass/fail limits for a parity run.
 public struct ParityThresholds: Equatable, Sendable {
-    /// "lossless" (bit-identical required), "bf16", "f16", "golden".
-    public var kind: String
+    /// What the limits are for.
+    public enum Kind: String, Sendable {
+        /// Bit-identical required (the bundle keeps the source's dtype).
+        case lossless
+        case bf16, f16, int8
+        /// Against logits computed elsewhere.
+        case golden
+    }
+    public var kind: Kind
+    /// Whether a flag replaced some of the kind's default limits.
+    public var overridden = false
     public var maxAbsDiff: Double?
     public var maxMeanKL: Double?
     public var minTop1: Double?
 
     /// Lossless conversions must be bit-identical.
-    public static let lossless = ParityThresholds(kind: "lossless", maxAbsDiff: 0, maxMeanKL: nil, minTop1: nil)
+    public static let lossless = ParityThresholds(kind: .lossless, maxAbsDiff: 0, maxMeanKL: nil, minTop1: nil)
 
     /// Defaults for a narrowed or quantized bundle, set with margin from measurements on a model trained on
     /// Arabic text (Fixtures/trained, held-out text; BENCHMARKS.md): mean KL measured 2.0e-4 (bf16), 3.0e-6
     /// (f16), 1.6e-3 (int8 per channel); top-1 agreement 0.988, 0.9985, 0.966.
     public static func cast(_ dtype: DType) -> ParityThresholds {
         switch dtype {
-        case .f16: return ParityThresholds(kind: "f16", maxAbsDiff: nil, maxMeanKL: 3e-5, minTop1: 0.99)
-        case .i8: return ParityThresholds(kind: "int8", maxAbsDiff: nil, maxMeanKL: 1e-2, minTop1: 0.90)
-        default: return ParityThresholds(kind: "bf16", maxAbsDiff: nil, maxMeanKL: 1e-3, minTop1: 0.95)
+        case .f16: return ParityThresholds(kind: .f16, maxAbsDiff: nil, maxMeanKL: 3e-5, minTop1: 0.99)
+        case .i8: return ParityThresholds(kind: .int8, maxAbsDiff: nil, maxMeanKL: 1e-2, minTop1: 0.90)
+        default: return ParityThresholds(kind: .bf16, maxAbsDiff: nil, maxMeanKL: 1e-3, minTop1: 0.95)
         }
     }
 
     /// Against logits computed elsewhere: an absolute tolerance.
     public static func golden(tolerance: Double) -> ParityThresholds {
-        ParityThresholds(kind: "golden", maxAbsDiff: tolerance, maxMeanKL: nil, minTop1: nil)
+        ParityThresholds(kind: .golden, maxAbsDiff: tolerance, maxMeanKL: nil, minTop1: nil)
     }
+
+    /// The kind as reports print it: `lossless`, `bf16 (overridden)`, ….
+    public var label: String { kind.rawValue + (overridden ? " (overridden)" : "") }
 
     /// What fails, one phrase each.
     public func failures(_ m: ParityMetrics) -> [String] {
@@ -139,7 +151,7 @@ public struct ParityReport: Sendable {
         var lines = [
             "parity \(bundle) against \(referenceKind) \(reference)",
             "probes       \(probes) × \(sequenceLength) tokens" + (seed.map { ", seed \($0)" } ?? ""),
-            "dtype        \(bundleDType) (thresholds: \(thresholds.kind))",
+            "dtype        \(bundleDType) (thresholds: \(thresholds.label))",
             "max |Δlogit| \(fmt(m.maxAbsDiff))" + (thresholds.maxAbsDiff.map { "   limit \(fmt($0))" } ?? ""),
             "NMSE         \(fmt(m.nmse))",
             "KL mean/max  \(fmt(m.meanKL)) / \(fmt(m.maxKL))" + (thresholds.maxMeanKL.map { "   limit mean \(fmt($0))" } ?? ""),
@@ -170,7 +182,7 @@ public struct ParityReport: Sendable {
                 .init("positions", .int(m.positions)),
             ])),
             .init("thresholds", .object([
-                .init("kind", .string(thresholds.kind)), .init("max_abs_diff", opt(thresholds.maxAbsDiff)),
+                .init("kind", .string(thresholds.label)), .init("max_abs_diff", opt(thresholds.maxAbsDiff)),
                 .init("max_mean_kl", opt(thresholds.maxMeanKL)), .init("min_top1", opt(thresholds.minTop1)),
             ])),
             .init("differing_tensors", .array(differingTensors.map { .string($0) })),
@@ -214,7 +226,7 @@ public enum Parity {
                                   bundleDType: BundleWriter.torchDTypeName[bundle.dominantDType] ?? bundle.dominantDType.name,
                                   probes: ids.count, sequenceLength: L, seed: probeIDs == nil ? seed : nil, metrics: metrics, thresholds: thresholds,
                                   failures: thresholds.failures(metrics))
-        if !report.passed && thresholds.kind == "lossless" { report.differingTensors = try differingTensors(bundle, source) }
+        if !report.passed && thresholds.kind == .lossless { report.differingTensors = try differingTensors(bundle, source) }
         return report
     }
 

@@ -171,7 +171,7 @@ struct ConvertCommand: ParsableCommand {
                     var report = try parityOptions.run(bundle: try ReleaseModel(path: folder.temporaryPath), source: model)
                     func number(_ v: Double) -> JSONValue { v.isFinite ? .double(v) : .string("\(v)") }
                     parityResult = .object([
-                        .init("passed", .bool(report.passed)), .init("thresholds", .string(report.thresholds.kind)),
+                        .init("passed", .bool(report.passed)), .init("thresholds", .string(report.thresholds.label)),
                         .init("max_abs_diff", number(report.metrics.maxAbsDiff)), .init("mean_kl", number(report.metrics.meanKL)),
                         .init("top1_agreement", number(report.metrics.top1Agreement)),
                         .init("probes", .int(report.probes)), .init("seq_len", .int(report.sequenceLength)),

@@ -42,7 +42,7 @@ struct ParityOptions: ParsableArguments {
         }
         var t = Parity.defaultThresholds(bundle: bundle, source: source)
         if maxAbsDiff != nil || maxMeanKl != nil || minTop1 != nil {
-            t.kind += " (overridden)"
+            t.overridden = true
             if let v = maxAbsDiff { t.maxAbsDiff = v }
             if let v = maxMeanKl { t.maxMeanKL = v }
             if let v = minTop1 { t.minTop1 = v }

@@ -52,6 +52,11 @@ final class ParityCommandTests: XCTestCase {
         XCTAssertEqual(doc["passed"], .bool(false))
         XCTAssertEqual(doc["parity"]?.elements?.first?["differing_tensors"], .array([.string("model.ln_f.bias (1 element)")]))
         try TestSupport.validateAgainstSchema("verify-report.schema.json", [report])
+        // A lossless run whose limit a flag overrode (here tighter than the difference) still names the tensors.
+        let o = try TestSupport.arapack("verify", dst, "--parity", "--against", source, "--max-abs-diff", "1e-12")
+        XCTAssertEqual(o.status, 1)
+        XCTAssertTrue(o.stdout.contains("(thresholds: lossless (overridden))"), o.stdout)
+        XCTAssertTrue(o.stdout.contains("differs      model.ln_f.bias (1 element)"), o.stdout)
     }
 
     func testConvertParityGuardsTheDestination() throws {

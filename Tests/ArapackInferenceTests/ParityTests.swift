@@ -89,7 +89,7 @@ final class ParityTests: XCTestCase {
         for dtype in [DType.bf16, .f16] {
             let b = try ReleaseModel(path: try bundle("golden/ar_gelu.pt", dtype: dtype, name: dtype.name))
             let r = try Parity.run(bundle: b, against: source, probes: 8, length: nil, seed: 0)
-            XCTAssertEqual(r.thresholds.kind, dtype == .bf16 ? "bf16" : "f16")
+            XCTAssertEqual(r.thresholds.kind, dtype == .bf16 ? .bf16 : .f16)
             XCTAssertTrue(r.passed, r.text)
             XCTAssertGreaterThan(r.metrics.maxAbsDiff, 0)
             var strict = r.thresholds
@@ -140,7 +140,7 @@ final class TrainedModelParityTests: XCTestCase {
         try SafetensorsWriter.write(tensors, metadata: st.metadata, to: dir + "/model.safetensors")
         let broken = try Parity.run(bundle: try ReleaseModel(path: dir), against: source, probes: 1, length: nil, seed: 0, probeIDs: heldout)
         XCTAssertFalse(broken.passed, broken.text)
-        XCTAssertEqual(broken.thresholds.kind, "int8")
+        XCTAssertEqual(broken.thresholds.kind, .int8)
         XCTAssertTrue(broken.failures.contains { $0.hasPrefix("mean KL") }, broken.text)
     }
 
