@@ -244,6 +244,13 @@ public struct ConfigAssembly {
     public static let gpt2ModelType = "gpt2"
     static let integerFields = ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                                 "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id"]
+    /// Bounds on every size, checked before anything is sized from a config (ROBUSTNESS.md): within them no
+    /// shape, byte count or parameter count can overflow. The released model is far inside (76,800 / 1,024 /
+    /// 24 / 16 / 4,096 / 512).
+    public static let bounds: [String: ClosedRange<Int>] = [
+        "vocab_size": 1...(1 << 24), "hidden_size": 1...(1 << 16), "num_hidden_layers": 1...1024,
+        "num_attention_heads": 1...(1 << 16), "intermediate_size": 1...(1 << 20), "max_position_embeddings": 1...(1 << 20),
+    ]
     /// The family's special token ids (ARCHITECTURE.md), used when nothing else states them.
     static let defaultSpecialIDs = ["bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 5, "mask_token_id": 62]
 
@@ -263,7 +270,11 @@ public struct ConfigAssembly {
         for m in members {
             let field = gpt2Style ? (Self.gpt2Names[m.key] ?? "gpt2:" + m.key) : hfStyle ? m.key : (Self.trainingNames[m.key] ?? m.key)
             guard Self.integerFields.contains(field) || ["hidden_act", "layer_norm_eps", "dropout", "is_causal", "tie_word_embeddings"].contains(field) else { continue }
-            if m.value == .null { continue }
+            if m.value == .null {
+                // GPT2Config's n_inner may be null (4 × n_embd); the shapes then state it. Any other null size is an error.
+                if gpt2Style && m.key == "n_inner" || !Self.integerFields.contains(field) { continue }
+                throw ModelError(origin, "\(m.key) is null; it must be a positive integer")
+            }
             try add(field, m.value, origin: origin)
         }
         if gpt2Style { try add("is_causal", .bool(true), origin: origin + " model_type gpt2") }
@@ -319,10 +330,14 @@ public struct ConfigAssembly {
                 throw ModelError(source, "\(f) is not stated by any config and cannot be inferred")
             }
             guard let i = v.value.intValue, i > 0 || f.hasSuffix("_token_id") && i >= 0 else {
-                throw ModelError(source, "\(f) must be a positive integer, found \(Self.show(v.value)) in \(v.origin)")
+                throw ModelError(source, "\(f) must be a positive integer, found \(Self.show(v.value).prefix(40)) in \(v.origin)")
+            }
+            if let range = Self.bounds[f], !range.contains(i) {
+                throw ModelError(source, "\(f) \(i) in \(v.origin) is outside \(range.lowerBound)...\(range.upperBound), the sizes arapack accepts")
             }
             return i
         }
+        func origin(_ f: String) -> String { values[f]?.origin ?? "the defaults" }
         func defaulted(_ f: String, _ d: JSONValue) -> JSONValue {
             if let v = values[f] { return v.value }
             assumed.append("\(f)=\(Self.show(d))")
@@ -332,8 +347,13 @@ public struct ConfigAssembly {
             values[f] = (.int(d), "the AraFusion defaults")
         }
         let act = defaulted("hidden_act", .string("gelu")).stringValue ?? ""
-        guard act == "gelu" || act == "relu" else { throw ModelError(source, "hidden_act must be \"gelu\" or \"relu\", found \"\(act)\"") }
-        guard let eps = defaulted("layer_norm_eps", .double(1e-5)).doubleValue, eps > 0 else { throw ModelError(source, "layer_norm_eps must be a positive number") }
+        guard act == "gelu" || act == "relu" else { throw ModelError(source, "hidden_act must be \"gelu\" or \"relu\", found \"\(act.escapingControlCharacters.prefix(40))\" in \(origin("hidden_act"))") }
+        guard let eps = defaulted("layer_norm_eps", .double(1e-5)).doubleValue, eps.isFinite, eps > 0, eps <= 1 else {
+            throw ModelError(source, "layer_norm_eps must be a finite number in (0, 1], found \(Self.show(values["layer_norm_eps"]?.value ?? .null).prefix(40)) in \(origin("layer_norm_eps"))")
+        }
+        if let d = values["dropout"], !(d.value.doubleValue.map { $0.isFinite && (0...1).contains($0) } ?? false) {
+            throw ModelError(source, "dropout must be a number in [0, 1], found \(Self.show(d.value).prefix(40)) in \(d.origin)")
+        }
         guard let causal = defaulted("is_causal", .bool(true)).boolValue else { throw ModelError(source, "is_causal (causal) must be true or false") }
         let config = ModelConfig(
             vocabSize: try int("vocab_size"), hiddenSize: try int("hidden_size"), layers: try int("num_hidden_layers"),
@@ -343,7 +363,7 @@ public struct ConfigAssembly {
             tieWordEmbeddings: values["tie_word_embeddings"]?.value.boolValue ?? true,
             bos: try int("bos_token_id"), eos: try int("eos_token_id"), pad: try int("pad_token_id"), mask: try int("mask_token_id"))
         guard config.hiddenSize % config.heads == 0 else {
-            throw ModelError(source, "hidden_size \(config.hiddenSize) is not divisible by num_attention_heads \(config.heads)")
+            throw ModelError(source, "hidden_size \(config.hiddenSize) (\(origin("hidden_size"))) is not divisible by num_attention_heads \(config.heads) (\(origin("num_attention_heads")))")
         }
         for (name, id) in [("bos", config.bos), ("eos", config.eos), ("pad", config.pad), ("mask", config.mask)] where id >= config.vocabSize {
             throw ModelError(source, "\(name)_token_id \(id) is outside the vocabulary of \(config.vocabSize)")

@@ -26,29 +26,53 @@ public final class TokenizerFiles {
         try self.init(directory: directory, files: present) { try readJSON(directory + "/" + $0) }
     }
 
+    /// The largest token id accepted (ids must also fall inside the model's vocabulary).
+    static let maximumID = Int(Int32.max)
+
     /// Cross-checks tokenizer files given by name; `load` parses one of `files` (a folder or an archive).
     public init(directory: String, files: [String], load: (String) throws -> JSONValue) throws {
         self.directory = directory
         self.files = Self.names.filter(files.contains)
         guard files.contains("tokenizer.json") else { throw ModelError(directory, "no tokenizer.json in the tokenizer folder") }
         let tokenizer = try load("tokenizer.json")
+        let file = directory + "/tokenizer.json"
+        guard let model = tokenizer["model"], model.members != nil else {
+            throw ModelError(file, "model must be an object (the tokenizer's algorithm and vocabulary), found \(tokenizer["model"]?.kindName ?? "nothing")")
+        }
+        if let merges = model["merges"] {
+            guard let list = merges.elements else { throw ModelError(file, "model.merges must be an array, found \(merges.kindName)") }
+            for (i, m) in list.enumerated() {
+                let pair = m.stringValue.map { $0.split(separator: " ", omittingEmptySubsequences: false).count == 2 }
+                    ?? (m.elements.map { $0.count == 2 && $0.allSatisfy { $0.stringValue != nil } } ?? false)
+                guard pair else { throw ModelError(file, "model.merges[\(i)] is not a pair of tokens (\"a b\" or [\"a\", \"b\"])") }
+            }
+        }
         var idOf: [String: Int] = [:]
+        var contentOf: [Int: String] = [:]
         var largest = -1
-        for t in tokenizer["added_tokens"]?.elements ?? [] {
-            guard let id = t["id"]?.intValue, let content = t["content"]?.stringValue, id >= 0 else {
-                throw ModelError(directory + "/tokenizer.json", "an added_tokens entry lacks an integer id or a content string")
+        func checked(_ value: JSONValue?, _ what: String) throws -> Int {
+            guard let id = value?.intValue, (0...Self.maximumID).contains(id) else {
+                throw ModelError(file, "\(what) has no token id in 0...\(Self.maximumID) (found \(value.map { String($0.serialized().prefix(30)) } ?? "nothing"))")
             }
-            if let other = idOf.first(where: { $0.value == id && $0.key != content }) {
-                throw ModelError(directory + "/tokenizer.json", "added tokens \"\(other.key)\" and \"\(content)\" both have id \(id)")
+            return id
+        }
+        for (i, t) in (tokenizer["added_tokens"]?.elements ?? []).enumerated() {
+            guard let content = t["content"]?.stringValue else {
+                throw ModelError(file, "added_tokens[\(i)] lacks a content string")
             }
+            let id = try checked(t["id"], "added_tokens[\(i)]")
+            if let other = contentOf[id], other != content {
+                throw ModelError(file, "added tokens \"\(other.escapingControlCharacters)\" and \"\(content.escapingControlCharacters)\" both have id \(id)")
+            }
+            contentOf[id] = content
             idOf[content] = id
             largest = max(largest, id)
         }
-        if let vocab = tokenizer["model"]?["vocab"] {
+        if let vocab = model["vocab"] {
             // BPE / WordPiece: {token: id}; Unigram: [[token, score], …] (ids are positions).
             if let members = vocab.members {
                 for m in members {
-                    guard let id = m.value.intValue, id >= 0 else { throw ModelError(directory + "/tokenizer.json", "vocabulary entry \"\(m.key)\" has no integer id") }
+                    let id = try checked(m.value, "vocabulary entry \"\(m.key.escapingControlCharacters)\"")
                     if idOf[m.key] == nil { idOf[m.key] = id }
                     largest = max(largest, id)
                 }

@@ -177,24 +177,11 @@ final class GPT2ConvertTests: XCTestCase {
         ] {
             XCTAssertTrue(original.contains(from), from)
             try writeText(original.replacingOccurrences(of: from, with: to), to: dst + "/config.json")
-            try rehashManifest(dst, file: "config.json")
+            try TestSupport.rehashManifest(dst, file: "config.json")
             let r = try TestSupport.arapack("verify", dst)
             XCTAssertEqual(r.status, 1, to + ": " + r.stdout + r.stderr)
             XCTAssertTrue(r.stdout.contains("FAIL  config: ") && r.stdout.contains(fragment), to + ": " + r.stdout)
             XCTAssertTrue(r.stdout.contains("ok    manifest"), "the manifest was re-hashed: " + r.stdout)
         }
-    }
-
-    /// Rewrites manifest.json's size and sha256 of `file` to match its current bytes.
-    func rehashManifest(_ bundle: String, file: String) throws {
-        let path = bundle + "/manifest.json"
-        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
-        var files = manifest["files"] as! [[String: Any]]
-        for i in files.indices where files[i]["path"] as? String == file {
-            files[i]["size"] = try fileSize(bundle + "/" + file)
-            files[i]["sha256"] = try SHA256.hex(ofFile: bundle + "/" + file)
-        }
-        manifest["files"] = files
-        try JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys]).write(to: URL(fileURLWithPath: path))
     }
 }

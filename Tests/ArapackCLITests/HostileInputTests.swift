@@ -86,4 +86,66 @@ final class HostileInputTests: XCTestCase {
         let r = try TestSupport.run(TestSupport.arapackBinary, ["verify", bundle, "--parity", "--against", source, "--seq-len", "16"])
         XCTAssertEqual(r.status, 0, "the limit itself is allowed: " + r.stderr)
     }
+
+    /// Self-consistent bundles (manifest re-hashed) whose config.json holds absurd or ill-typed values: verify
+    /// reports the field (exit 1), convert refuses the source (exit 2) and writes nothing; never a trap.
+    func testAbsurdConfigValuesAreRefusedNamingTheField() throws {
+        let bundle = scratch + "/b"
+        XCTAssertEqual(try arapack("convert", TestSupport.fixture("golden/ar_gelu.pt"), bundle).status, 0)
+        let original = try String(contentsOfFile: bundle + "/config.json", encoding: .utf8)
+        for (from, to, fragment) in [
+            ("\"hidden_size\": 32", "\"hidden_size\": 4611686018427387904", "hidden_size"),
+            ("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1000000000000", "num_hidden_layers"),
+            ("\"num_attention_heads\": 4", "\"num_attention_heads\": 4611686018427387904", "num_attention_heads"),
+            ("\"vocab_size\": 128", "\"vocab_size\": 0", "vocab_size"),
+            ("\"intermediate_size\": 64", "\"intermediate_size\": -64", "intermediate_size"),
+            ("\"num_attention_heads\": 4", "\"num_attention_heads\": 3", "not divisible"),
+            ("\"max_position_embeddings\": 16", "\"max_position_embeddings\": null", "max_position_embeddings is null"),
+            ("\"max_position_embeddings\": 16", "\"max_position_embeddings\": \"16\"", "max_position_embeddings"),
+            ("\"layer_norm_eps\": 1e-05", "\"layer_norm_eps\": 1e400", "layer_norm_eps"),
+            ("\"layer_norm_eps\": 1e-05", "\"layer_norm_eps\": -1e-05", "layer_norm_eps must be a finite number"),
+            ("\"dropout\": 0.0", "\"dropout\": 7", "dropout must be a number in [0, 1]"),
+            ("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"tanh\"", "hidden_act"),
+        ] {
+            XCTAssertTrue(original.contains(from), from)
+            try writeText(original.replacingOccurrences(of: from, with: to), to: bundle + "/config.json")
+            try TestSupport.rehashManifest(bundle, file: "config.json")
+            var r = try arapack("verify", bundle)
+            XCTAssertEqual(r.status, 1, to + ": " + r.stdout + r.stderr)
+            XCTAssertTrue(r.stdout.contains("FAIL  config: ") && r.stdout.contains(fragment), to + ": " + r.stdout)
+            r = try arapack("convert", bundle, scratch + "/out")
+            XCTAssertEqual(r.status, 2, to + ": " + r.stderr)
+            XCTAssertTrue(r.stderr.contains(fragment) && r.stderr.contains("config.json"), to + ": " + r.stderr)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertFalse(pathExists(scratch + "/out"))
+        }
+    }
+
+    /// tokenizer.json with ids near 2^63, a model that is not an object, or merges that are not pairs.
+    func testHostileTokenizerValuesAreRefused() throws {
+        let tokenizer = scratch + "/tok"
+        try FileManager.default.createDirectory(atPath: tokenizer, withIntermediateDirectories: false)
+        for name in try directoryEntries(TestSupport.fixture("tokenizer/valid")) {
+            try FileManager.default.copyItem(atPath: TestSupport.fixture("tokenizer/valid/" + name), toPath: tokenizer + "/" + name)
+        }
+        let original = try String(contentsOfFile: tokenizer + "/tokenizer.json", encoding: .utf8)
+        var json = try JSONSerialization.jsonObject(with: Data(original.utf8)) as! [String: Any]
+        var model = json["model"] as! [String: Any]
+        var vocab = model["vocab"] as! [String: Any]
+        let edits: [(String, ([String: Any]) -> [String: Any], String)] = [
+            ("vocab id 2^63-1", { j in var j = j; var m = model; var v = vocab; v["zz"] = Int.max; m["vocab"] = v; j["model"] = m; return j }, "no token id in 0...2147483647"),
+            ("added id 2^63-1", { j in var j = j; var a = j["added_tokens"] as! [[String: Any]]; a[0]["id"] = Int.max; j["added_tokens"] = a; return j }, "added_tokens[0] has no token id"),
+            ("model a string", { j in var j = j; j["model"] = "BPE"; return j }, "model must be an object"),
+            ("merges garbage", { j in var j = j; var m = model; m["merges"] = [1, 2, 3]; j["model"] = m; return j }, "model.merges[0] is not a pair"),
+        ]
+        for (label, edit, fragment) in edits {
+            try JSONSerialization.data(withJSONObject: edit(json)).write(to: URL(fileURLWithPath: tokenizer + "/tokenizer.json"))
+            let r = try arapack("convert", TestSupport.fixture("torch/valid/training_dict.pt"), scratch + "/out", "--tokenizer", tokenizer)
+            XCTAssertEqual(r.status, 2, label + ": " + r.stderr)
+            XCTAssertTrue(r.stderr.contains(fragment) && r.stderr.contains("tokenizer.json"), label + ": " + r.stderr)
+            XCTAssertFalse(pathExists(scratch + "/out"))
+        }
+        _ = (json, model, vocab)
+        json = [:]; model = [:]; vocab = [:]
+    }
 }

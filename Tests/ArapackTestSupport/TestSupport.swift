@@ -49,6 +49,19 @@ public enum TestSupport {
         ProcessInfo.processInfo.environment["ARAPACK_PYTHON"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
+    /// Rewrites manifest.json's size and sha256 of `file` to match its current bytes.
+    public static func rehashManifest(_ bundle: String, file: String) throws {
+        let path = bundle + "/manifest.json"
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        var files = manifest["files"] as! [[String: Any]]
+        for i in files.indices where files[i]["path"] as? String == file {
+            files[i]["size"] = try fileSize(bundle + "/" + file)
+            files[i]["sha256"] = try SHA256.hex(ofFile: bundle + "/" + file)
+        }
+        manifest["files"] = files
+        try JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys]).write(to: URL(fileURLWithPath: path))
+    }
+
     /// The interop Python when it imports every module of `modules`. Elsewhere the test is skipped, but not in CI
     /// (`CI` set), where scripts/test.sh installs them all: there a missing package fails the test.
     public static func interopPython(importing modules: [String]) throws -> String {
