@@ -160,7 +160,7 @@ public struct ParityReport: Sendable {
         ]
         if !differingTensors.isEmpty { lines.append("differs      " + differingTensors.joined(separator: ", ")) }
         lines.append(passed ? "parity passed" : "parity FAILED: " + failures.joined(separator: "; "))
-        return lines.joined(separator: "\n")
+        return lines.map(\.escapingControlCharacters).joined(separator: "\n")
     }
 
     public var json: JSONValue {

@@ -24,7 +24,7 @@ public struct VerifyReport: Sendable {
             lines.append((c.ok ? "ok    " : "FAIL  ") + c.name + (c.ok ? "" : ": " + c.problems.joined(separator: "; ")))
         }
         lines.append(passed ? "passed" : "FAILED: \(problems.count) problem(s)")
-        return lines.joined(separator: "\n")
+        return lines.map(\.escapingControlCharacters).joined(separator: "\n")
     }
 }
 
@@ -103,7 +103,7 @@ public enum BundleVerifier {
                     problems.append("a files entry lacks path, size or sha256")
                     continue
                 }
-                seen.insert(name)
+                guard seen.insert(name).inserted else { problems.append("\(name) is listed twice"); continue }
                 guard let actual = b.files[name] else { problems.append("\(name) is listed but missing"); continue }
                 if actual.size != size { problems.append("\(name) has \(actual.size) bytes, the manifest says \(size)") }
                 if actual.sha256 != digest { problems.append("\(name) has SHA-256 \(actual.sha256), the manifest says \(digest)") }

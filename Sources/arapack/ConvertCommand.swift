@@ -146,6 +146,15 @@ struct ConvertCommand: ParsableCommand {
                 throw CommandError("\(path) already exists; pass --force to replace it")
             }
             let signingKey = try sign.map { try ECDSAKey.privateKey(path: $0, passwordFile: keyPasswordFile) }
+            // A release bundle (folder or archive) as source is verified first: damage in it (a lying manifest,
+            // a malformed tokenizer or config) must not be laundered into a fresh bundle with a valid manifest.
+            let sourceIsBundle = (try? SourceDetection.detect(source))?.format == .archive || pathExists(source + "/" + Manifest.fileName)
+            if sourceIsBundle {
+                let check = try BundleVerifier.verify(path: source, progress: progress)
+                if let first = check.problems.first {
+                    throw CommandError("\(source): the source bundle fails verification (\(first)\(check.problems.count > 1 ? "; and \(check.problems.count - 1) more" : "")); run arapack verify \(source)")
+                }
+            }
             let tokenizerFiles = try tokenizer.map { try TokenizerFiles(directory: $0) }
             let model = try ReleaseModel(path: source, configFile: config, tokenizer: tokenizerFiles, allowUntied: allowUntied)
             if !model.assumedFields.isEmpty {

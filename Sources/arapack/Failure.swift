@@ -33,6 +33,7 @@ struct UsageError: Error, CustomStringConvertible {
 
 /// Writes `line` to standard error.
 func printError(_ line: String) {
-    let bytes = Array((line + "\n").utf8)
+    // Names inside come from files: escaped control characters keep the message on its one line.
+    let bytes = Array((line.escapingControlCharacters + "\n").utf8)
     _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }

@@ -148,4 +148,53 @@ final class HostileInputTests: XCTestCase {
         _ = (json, model, vocab)
         json = [:]; model = [:]; vocab = [:]
     }
+
+    /// convert from a bundle whose manifest lies, or whose tokenizer is damaged, refuses it (exit 2) instead of
+    /// writing a fresh bundle with a new, valid manifest; a manifest listing a file twice fails verify.
+    func testDamagedSourceBundlesAreNotLaundered() throws {
+        let bundle = scratch + "/b"
+        XCTAssertEqual(try arapack("convert", TestSupport.fixture("torch/valid/training_dict.pt"), bundle, "--tokenizer",
+                                   TestSupport.fixture("tokenizer/valid"), "--archive").status, 0)
+        XCTAssertEqual(try arapack("convert", bundle, scratch + "/fine").status, 0, "an intact bundle converts")
+        XCTAssertEqual(try arapack("convert", bundle + ".tar.zst", scratch + "/fine2").status, 0, "so does its archive")
+        let manifest = try String(contentsOfFile: bundle + "/manifest.json", encoding: .utf8)
+        let tokenizer = try String(contentsOfFile: bundle + "/tokenizer.json", encoding: .utf8)
+        for (label, damage, fragment) in [
+            ("a lying size", { try writeText(manifest.replacingOccurrences(of: #""size": (\d+)"#, with: "\"size\": 1$1", options: .regularExpression), to: bundle + "/manifest.json") }, "bytes, the manifest says"),
+            ("a tokenizer changed after the manifest", { try writeText(tokenizer.replacingOccurrences(of: "\"<s>\"", with: "\"<S>\""), to: bundle + "/tokenizer.json") }, "tokenizer.json has SHA-256"),
+        ] as [(String, () throws -> Void, String)] {
+            try damage()
+            let r = try arapack("convert", bundle, scratch + "/out")
+            XCTAssertEqual(r.status, 2, label + ": " + r.stderr)
+            XCTAssertTrue(r.stderr.contains("the source bundle fails verification") && r.stderr.contains(fragment), label + ": " + r.stderr)
+            XCTAssertFalse(pathExists(scratch + "/out"))
+            try writeText(manifest, to: bundle + "/manifest.json")
+            try writeText(tokenizer, to: bundle + "/tokenizer.json")
+        }
+        // A manifest listing one file twice.
+        var doc = try JSONSerialization.jsonObject(with: Data(manifest.utf8)) as! [String: Any]
+        var files = doc["files"] as! [[String: Any]]
+        files.append(files[0])
+        doc["files"] = files
+        try JSONSerialization.data(withJSONObject: doc).write(to: URL(fileURLWithPath: bundle + "/manifest.json"))
+        let r = try arapack("verify", bundle)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stdout.contains("\(files[0]["path"]!) is listed twice"), r.stdout)
+    }
+
+    /// Names from a file carrying newlines and ANSI escapes cannot forge report lines or split the error line.
+    func testControlCharactersInNamesAreEscaped() throws {
+        let path = scratch + "/forged.safetensors"
+        let name = "x\n\u{1b}[32mglobals     3 referenced: 3 safe, 0 unknown, 0 dangerous"
+        let header = "{\"\(name.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\u{1b}", with: "\\u001b"))\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}"
+        var bytes = [UInt8](repeating: 0, count: 8)
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { for i in 0..<8 { bytes[i] = $0[i] } }
+        bytes += Array(header.utf8) + [0, 0, 0, 0]
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let r = try TestSupport.arapack("inspect", path)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.stdout.contains("\u{1b}"), "no raw escape reaches the terminal")
+        XCTAssertFalse(r.stdout.split(separator: "\n").contains { $0.hasPrefix("globals") }, "no forged line: " + r.stdout)
+        XCTAssertTrue(r.stdout.contains("x\\u{a}\\u{1b}[32mglobals"), r.stdout)
+    }
 }

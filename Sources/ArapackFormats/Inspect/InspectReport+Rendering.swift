@@ -53,7 +53,8 @@ extension InspectReport {
         return .object(root)
     }
 
-    /// The human-readable report.
+    /// The human-readable report; names from the file have their control characters escaped, so none can
+    /// forge or split a line.
     public var text: String {
         var lines: [String] = []
         lines.append("path        \(path)")
@@ -80,7 +81,7 @@ extension InspectReport {
             lines.append("globals     \(globals.count) referenced: \(count(.safe)) safe, \(count(.unknown)) unknown, \(count(.dangerous)) dangerous")
             for g in globals where g.safety != .safe { lines.append("  \(g.safety.rawValue.uppercased())  \(g.global)  (data.pkl byte \(g.offset))") }
         }
-        guard !tensors.isEmpty || files.count > 1 || globals == nil else { return lines.joined(separator: "\n") }
+        guard !tensors.isEmpty || files.count > 1 || globals == nil else { return lines.map(\.escapingControlCharacters).joined(separator: "\n") }
         let shared = tensors.filter { $0.sharesWith != nil }.count
         lines.append("tensors     \(tensors.count)   parameters \(grouped(parameterCount))   bytes \(grouped(tensorBytes))"
                      + (shared > 0 ? "   (\(shared) shared view\(shared == 1 ? "" : "s") counted once)" : ""))
@@ -105,7 +106,7 @@ extension InspectReport {
             lines.append(bad.isEmpty ? "data check  all files hashed; no NaN or Inf in any floating tensor"
                                      : "data check  NaN/Inf found in \(bad.count) tensor(s): " + bad.map(\.name).joined(separator: ", "))
         }
-        return lines.joined(separator: "\n")
+        return lines.map(\.escapingControlCharacters).joined(separator: "\n")
     }
 }
 
