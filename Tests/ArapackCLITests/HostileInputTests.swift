@@ -197,4 +197,43 @@ final class HostileInputTests: XCTestCase {
         XCTAssertFalse(r.stdout.split(separator: "\n").contains { $0.hasPrefix("globals") }, "no forged line: " + r.stdout)
         XCTAssertTrue(r.stdout.contains("x\\u{a}\\u{1b}[32mglobals"), r.stdout)
     }
+
+    /// 100,000-deep structures inside a real checkpoint's data.pkl (under an extra key of the training dict):
+    /// deep tuples are refused at the nesting limit (exit 2), deep lists and dicts are walked without recursion
+    /// (the checkpoint still converts), and a deep file that names posix.system is refused for the global.
+    func testHundredThousandDeepPicklesAreHandledCleanly() throws {
+        let source = try ZipArchive(path: TestSupport.fixture("torch/valid/training_dict.pt"))
+        let pickleName = source.entries.first { $0.name.hasSuffix("/data.pkl") }!.name
+        let original = try source.bytes(of: pickleName)
+        XCTAssertEqual(original.last, 0x2e)
+        func string(_ s: String) -> [UInt8] {
+            [0x58] + withUnsafeBytes(of: UInt32(s.utf8.count).littleEndian) { Array($0) } + Array(s.utf8)
+        }
+        let n = 100_000
+        let cases: [(String, [UInt8], Int32, String)] = [
+            ("tuples", [0x29] + [UInt8](repeating: 0x85, count: n), 2, "values nested in values"),
+            ("lists", [UInt8](repeating: 0x5d, count: n) + [UInt8](repeating: 0x61, count: n - 1), 0, ""),
+            ("dicts", [0x7d] + Array([[UInt8]](repeating: string("k") + [0x7d], count: n - 1).joined()) + [UInt8](repeating: 0x73, count: n - 1), 0, ""),
+            ("lists + posix.system", Array("cposix\nsystem\n".utf8) + [0x30] + [UInt8](repeating: 0x5d, count: n) + [UInt8](repeating: 0x61, count: n - 1), 2, "posix.system"),
+        ]
+        for (label, deep, status, fragment) in cases {
+            let path = scratch + "/deep.pt"
+            let out = try AtomicFileWriter(destination: path)
+            let zip = ZipWriter(out)
+            for e in source.entries {
+                try zip.add(e.name, e.name == pickleName ? Array(original.dropLast()) + string("x") + deep + [0x73, 0x2e] : try source.bytes(of: e.name))
+            }
+            try zip.finish()
+            try out.commit()
+            for command in [["inspect", path], ["convert", path, scratch + "/out"]] {
+                let r = try TestSupport.run("/usr/bin/timeout", ["60", TestSupport.arapackBinary] + command)
+                XCTAssertEqual(r.status, status, "\(label) \(command[0]): " + r.stderr.prefix(300))
+                if status != 0 {
+                    XCTAssertTrue(r.stderr.contains(fragment), label + ": " + r.stderr)
+                    XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+                }
+            }
+            removeTree(scratch + "/out")
+        }
+    }
 }

@@ -91,4 +91,28 @@ final class PickleMachineTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("memo key 2624022 was never stored"), "\($0)")
         }
     }
+
+    /// Values nested in values (tuples in tuples, persistent ids in persistent ids) are freed and walked by
+    /// recursion: a 100,000-deep chain is refused at the limit instead of overflowing the stack; nesting up to
+    /// the limit loads (and frees) normally, also when memoized and fetched again.
+    func testDeepValueNestingIsRefusedAtTheLimit() throws {
+        let n = 100_000
+        let tuples: [UInt8] = [0x80, 0x02, 0x29] + [UInt8](repeating: 0x85, count: n) + [0x2e]
+        XCTAssertThrowsError(try load(tuples)) { error in
+            XCTAssertEqual(error as? PickleError, .limitExceeded(offset: 3 + PickleLimits().valueNesting, what: "values nested in values (tuples, persistent ids)", limit: 1000))
+        }
+        let persistent: [UInt8] = [0x80, 0x02, 0x4e] + [UInt8](repeating: 0x51, count: n) + [0x2e]
+        XCTAssertThrowsError(try load(persistent)) { XCTAssertTrue("\($0)".contains("nested"), "\($0)") }
+        // Through the memo: a 999-deep tuple stored, fetched and wrapped twice more goes past the limit.
+        let deep: [UInt8] = [0x80, 0x02, 0x29] + [UInt8](repeating: 0x85, count: 999) + [0x71, 0x00, 0x30, 0x68, 0x00, 0x85, 0x85, 0x2e]
+        XCTAssertThrowsError(try load(deep))
+        var limits = PickleLimits()
+        limits.valueNesting = 1002
+        XCTAssertNoThrow(try load(deep, limits: limits))
+        let within: [UInt8] = [0x80, 0x02, 0x29] + [UInt8](repeating: 0x85, count: 1000) + [0x2e]
+        var depth = 0
+        var v = try load(within)
+        while case let .tuple(items) = v, let first = items.first { depth += 1; v = first }
+        XCTAssertEqual(depth, 1000)
+    }
 }

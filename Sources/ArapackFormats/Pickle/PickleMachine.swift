@@ -5,6 +5,10 @@ public struct PickleLimits: Sendable {
     public var stackDepth = 1 << 22
     public var markDepth = 1 << 16
     public var integerBytes = 1 << 12
+    /// Values nested inside values (tuples in tuples, persistent ids of persistent ids): freeing or walking
+    /// such a chain recurses, so a chain 100,000 deep would overflow the stack. Lists, dicts and objects
+    /// are freed by their arena one by one and do not count.
+    public var valueNesting = 1000
     public init() {}
 }
 
@@ -41,8 +45,10 @@ public struct PickleMachine {
     private let limits: PickleLimits
     private var position = 0
     private var stack: [PickleValue] = []
+    /// For each stack entry, how deeply values nest inside it (see `PickleLimits.valueNesting`).
+    private var nesting: [Int] = []
     private var marks: [Int] = []
-    private var memo: [Int: PickleValue] = [:]
+    private var memo: [Int: (value: PickleValue, nesting: Int)] = [:]
     private var globalsSeen: [(global: PickleGlobal, offset: Int)] = []
     private var globalSet = Set<PickleGlobal>()
     private var opcodeOffset = 0
@@ -88,24 +94,48 @@ public struct PickleMachine {
 
     // MARK: stack
 
-    private mutating func push(_ v: PickleValue) throws {
+    private mutating func push(_ v: PickleValue, nesting n: Int = 0) throws {
         guard stack.count < limits.stackDepth else { throw PickleError.limitExceeded(offset: opcodeOffset, what: "stack depth", limit: limits.stackDepth) }
+        guard n <= limits.valueNesting else {
+            throw PickleError.limitExceeded(offset: opcodeOffset, what: "values nested in values (tuples, persistent ids)", limit: limits.valueNesting)
+        }
         stack.append(v)
+        nesting.append(n)
     }
 
-    private mutating func pop() throws -> PickleValue {
+    private mutating func pop() throws -> PickleValue { try popNested().value }
+
+    /// The top value and how deeply values nest in it.
+    private mutating func popNested() throws -> (value: PickleValue, nesting: Int) {
         guard let v = stack.popLast(), marks.last.map({ stack.count >= $0 }) ?? true else {
             throw PickleError.malformed(offset: opcodeOffset, detail: "stack underflow")
         }
-        return v
+        return (v, nesting.removeLast())
     }
 
-    private mutating func popToMark() throws -> [PickleValue] {
+    private mutating func popToMark() throws -> [PickleValue] { try popToMarkNested().values }
+
+    /// The values above the last MARK and the deepest nesting among them.
+    private mutating func popToMarkNested() throws -> (values: [PickleValue], nesting: Int) {
         guard let mark = marks.popLast(), mark <= stack.count else {
             throw PickleError.malformed(offset: opcodeOffset, detail: "no MARK on the stack")
         }
-        defer { stack.removeSubrange(mark...) }
-        return Array(stack[mark...])
+        defer {
+            stack.removeSubrange(mark...)
+            nesting.removeSubrange(mark...)
+        }
+        return (Array(stack[mark...]), nesting[mark...].max() ?? 0)
+    }
+
+    /// Pushes what a constructor made from arguments nested `argsNesting` deep: a value rebuilt from them as a
+    /// tuple (`torch.Size`) nests as deeply as they did; objects, lists and dicts belong to the arena.
+    private mutating func pushConstructed(_ v: PickleValue, from argsNesting: Int) throws {
+        if case .tuple = v { try push(v, nesting: argsNesting) } else { try push(v) }
+    }
+
+    /// Pushes a tuple of `items`, one level deeper than the deepest of them.
+    private mutating func pushTuple(_ items: [(value: PickleValue, nesting: Int)]) throws {
+        try push(.tuple(items.map(\.value)), nesting: 1 + (items.map(\.nesting).max() ?? 0))
     }
 
     private mutating func memoize(_ index: Int) throws {
@@ -113,12 +143,12 @@ public struct PickleMachine {
         guard memo.count < limits.memoEntries || memo[index] != nil else {
             throw PickleError.limitExceeded(offset: opcodeOffset, what: "memo entries", limit: limits.memoEntries)
         }
-        memo[index] = top
+        memo[index] = (top, nesting.last ?? 0)
     }
 
     private mutating func fetch(_ index: Int) throws {
         guard let v = memo[index] else { throw PickleError.malformed(offset: opcodeOffset, detail: "memo key \(index) was never stored") }
-        try push(v)
+        try push(v.value, nesting: v.nesting)
     }
 
     // MARK: globals and construction
@@ -214,10 +244,12 @@ public struct PickleMachine {
             case 0x43: try push(.bytes(Array(try take(try u8()))))           // SHORT_BINBYTES
             case 0x8E, 0x96: try push(.bytes(Array(try take(try u64()))))    // BINBYTES8, BYTEARRAY8
             case 0x29: try push(.tuple([]))                                  // EMPTY_TUPLE
-            case 0x85: try push(.tuple([try pop()]))                         // TUPLE1
-            case 0x86: let b = try pop(); let a = try pop(); try push(.tuple([a, b]))
-            case 0x87: let c = try pop(); let b = try pop(); let a = try pop(); try push(.tuple([a, b, c]))
-            case 0x74: try push(.tuple(try popToMark()))                     // TUPLE
+            case 0x85: try pushTuple([try popNested()])                      // TUPLE1
+            case 0x86: let b = try popNested(); let a = try popNested(); try pushTuple([a, b])
+            case 0x87: let c = try popNested(); let b = try popNested(); let a = try popNested(); try pushTuple([a, b, c])
+            case 0x74:                                                       // TUPLE
+                let items = try popToMarkNested()
+                try push(.tuple(items.values), nesting: 1 + items.nesting)
             case 0x5D: try push(.list(arena.list()))                         // EMPTY_LIST
             case 0x6C: try push(.list(arena.list(try popToMark())))          // LIST
             case 0x7D: try push(.dict(arena.dict()))                         // EMPTY_DICT
@@ -256,7 +288,7 @@ public struct PickleMachine {
             case 0x31: _ = try popToMark()                                   // POP_MARK
             case 0x32:                                                       // DUP
                 guard let top = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "DUP on an empty stack") }
-                try push(top)
+                try push(top, nesting: nesting.last ?? 0)
             case 0x71: try memoize(try u8())                                 // BINPUT
             case 0x72: try memoize(try u32())                                // LONG_BINPUT
             case 0x94: try memoize(memo.count)                               // MEMOIZE
@@ -272,17 +304,17 @@ public struct PickleMachine {
                 }
                 try push(try named(module, name))
             case 0x52:                                                       // REDUCE
-                let args = try pop(); let callable = try pop()
-                guard let a = args.tupleValue else { throw PickleError.malformed(offset: opcodeOffset, detail: "REDUCE arguments are a \(args.kindName), not a tuple") }
-                try push(try construct(callable, a))
+                let args = try popNested(); let callable = try pop()
+                guard let a = args.value.tupleValue else { throw PickleError.malformed(offset: opcodeOffset, detail: "REDUCE arguments are a \(args.value.kindName), not a tuple") }
+                try pushConstructed(try construct(callable, a), from: args.nesting)
             case 0x81:                                                       // NEWOBJ
-                let args = try pop(); let cls = try pop()
-                guard let a = args.tupleValue else { throw PickleError.malformed(offset: opcodeOffset, detail: "NEWOBJ arguments are not a tuple") }
-                try push(try construct(cls, a))
+                let args = try popNested(); let cls = try pop()
+                guard let a = args.value.tupleValue else { throw PickleError.malformed(offset: opcodeOffset, detail: "NEWOBJ arguments are not a tuple") }
+                try pushConstructed(try construct(cls, a), from: args.nesting)
             case 0x92:                                                       // NEWOBJ_EX
-                _ = try pop(); let args = try pop(); let cls = try pop()
-                guard let a = args.tupleValue else { throw PickleError.malformed(offset: opcodeOffset, detail: "NEWOBJ_EX arguments are not a tuple") }
-                try push(try construct(cls, a))
+                _ = try pop(); let args = try popNested(); let cls = try pop()
+                guard let a = args.value.tupleValue else { throw PickleError.malformed(offset: opcodeOffset, detail: "NEWOBJ_EX arguments are not a tuple") }
+                try pushConstructed(try construct(cls, a), from: args.nesting)
             case 0x62:                                                       // BUILD
                 let state = try pop()
                 guard let target = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "BUILD on an empty stack") }
@@ -292,7 +324,8 @@ public struct PickleMachine {
                 default: throw PickleError.malformed(offset: opcodeOffset, detail: "BUILD on a \(target.kindName)")
                 }
             case 0x51:                                                       // BINPERSID
-                try push(.persistent(try pop()))
+                let id = try popNested()
+                try push(.persistent(id.value), nesting: 1 + id.nesting)
             case 0x69:                                                       // INST: names a class inline
                 let module = try line(); let name = try line()
                 _ = try named(module, name)

@@ -75,24 +75,29 @@ extension TorchCheckpoint {
                                  otherTensors: others, otherTensorBytes: otherBytes, hasOptimizer: hasOptimizer, sharedGroups: sharedGroups)
     }
 
+    /// Counts the tensors (and their bytes) anywhere inside `v`, walking with a work list rather than
+    /// recursion (a pickle can nest lists and dicts as deep as it likes), each container once, at most
+    /// `budget` nodes.
     private static func countTensors(_ v: PickleValue, file: String, count: inout Int, bytes: inout Int, seen: inout Set<ObjectIdentifier>, budget: inout Int) {
-        guard budget > 0 else { return }
-        budget -= 1
-        if let ref = try? TorchTensorRef(v, file: file, name: "") {
-            count += 1
-            bytes += Shape.byteCount(ref.shape, dtype: ref.dtype) ?? 0
-            return
-        }
-        switch v {
-        case let .dict(d):
-            guard seen.insert(ObjectIdentifier(d)).inserted else { return }
-            for (_, value) in d.entries { countTensors(value, file: file, count: &count, bytes: &bytes, seen: &seen, budget: &budget) }
-        case let .list(l):
-            guard seen.insert(ObjectIdentifier(l)).inserted else { return }
-            for item in l.items { countTensors(item, file: file, count: &count, bytes: &bytes, seen: &seen, budget: &budget) }
-        case let .tuple(t):
-            for item in t { countTensors(item, file: file, count: &count, bytes: &bytes, seen: &seen, budget: &budget) }
-        default: return
+        var work = [v]
+        while let next = work.popLast(), budget > 0 {
+            budget -= 1
+            if let ref = try? TorchTensorRef(next, file: file, name: "") {
+                count += 1
+                bytes += Shape.byteCount(ref.shape, dtype: ref.dtype) ?? 0
+                continue
+            }
+            switch next {
+            case let .dict(d):
+                guard seen.insert(ObjectIdentifier(d)).inserted else { continue }
+                work += d.entries.reversed().map(\.value)
+            case let .list(l):
+                guard seen.insert(ObjectIdentifier(l)).inserted else { continue }
+                work += l.items.reversed()
+            case let .tuple(t):
+                work += t.reversed()
+            default: continue
+            }
         }
     }
 }
