@@ -115,4 +115,12 @@ final class PickleMachineTests: XCTestCase {
         while case let .tuple(items) = v, let first = items.first { depth += 1; v = first }
         XCTAssertEqual(depth, 1000)
     }
+
+    /// BINSTRING and SHORT_BINSTRING are Latin-1: each byte is the code point of the same value.
+    func testBinstringIsLatin1() throws {
+        let bytes: [UInt8] = [0x80, 0x02, 0x55, 0x04, 0x41, 0xE9, 0xFF, 0x00, 0x2e]
+        XCTAssertEqual(try load(bytes).stringValue, "A\u{e9}\u{ff}\u{0}")
+        let long: [UInt8] = [0x80, 0x02, 0x54] + withUnsafeBytes(of: Int32(300).littleEndian) { Array($0) } + (0..<300).map { UInt8($0 % 256) } + [0x2e]
+        XCTAssertEqual(try load(long).stringValue?.unicodeScalars.map(\.value), (0..<300).map { UInt32($0 % 256) })
+    }
 }

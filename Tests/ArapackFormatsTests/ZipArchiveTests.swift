@@ -1,4 +1,5 @@
 @testable import ArapackFormats
+import ArapackTensor
 import ArapackTestSupport
 import XCTest
 
@@ -52,5 +53,27 @@ final class ZipArchiveTests: XCTestCase {
         let r = try TestSupport.run(python, ["-c", "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print([(i.filename, i.file_size) for i in z.infolist()])", dir + "/z.zip"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "[('archive/a', 5), ('archive/data/0', 1000), ('archive/e', 0)]\n")
+    }
+
+    /// One inflation budget for the whole archive: entries each under the cap cannot add up past it; reading an
+    /// entry again costs nothing more.
+    func testInflationBudgetCoversTheWholeArchive() throws {
+        let path = TestSupport.fixture("torch/valid/deflated.pt")
+        let sizes = try ZipArchive(path: path).entries.filter { $0.method == 8 }.map(\.size).sorted()
+        XCTAssertGreaterThanOrEqual(sizes.count, 2)
+        let budget = sizes.reduce(0, +) - 1
+        XCTAssertGreaterThanOrEqual(budget, sizes.last!, "each entry alone fits")
+        let zip = try ZipArchive(file: try MappedFile(path: path), inflateLimit: budget)
+        var failures: [ZipError] = []
+        for e in zip.entries where e.method == 8 {
+            do {
+                _ = try zip.storage(of: e.name)
+                _ = try zip.storage(of: e.name)
+            } catch let error as ZipError { failures.append(error) }
+        }
+        XCTAssertEqual(failures.count, 1, "\(failures)")
+        if case .archiveExpansionLimit(_, _, let limit)? = failures.first { XCTAssertEqual(limit, budget) } else { XCTFail("\(failures)") }
+        let roomy = try ZipArchive(file: try MappedFile(path: path), inflateLimit: budget + 1)
+        for e in roomy.entries where e.method == 8 { XCTAssertNoThrow(try roomy.storage(of: e.name), e.name) }
     }
 }

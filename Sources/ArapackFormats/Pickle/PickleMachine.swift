@@ -195,6 +195,25 @@ public struct PickleMachine {
         }
     }
 
+    /// Latin-1 bytes as a String, written straight as UTF-8 (at most two bytes each; no per-Character array,
+    /// which cost ~18 times the string).
+    static func latin1(_ raw: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: raw.count * 2) { out in
+            var i = 0
+            for b in raw {
+                if b < 0x80 {
+                    out[i] = b
+                    i += 1
+                } else {
+                    out[i] = 0xC0 | b >> 6
+                    out[i + 1] = 0x80 | b & 0x3F
+                    i += 2
+                }
+            }
+            return i
+        }
+    }
+
     private func integer(littleEndian raw: UnsafeRawBufferPointer) -> PickleValue {
         if raw.isEmpty { return .int(0) }
         if raw.count <= 8 {
@@ -239,7 +258,7 @@ public struct PickleMachine {
             case 0x8D: try push(.string(try utf8(try u64())))                // BINUNICODE8
             case 0x54, 0x55:                                                 // BINSTRING, SHORT_BINSTRING (latin-1)
                 let n = op == 0x55 ? try u8() : try i32()
-                try push(.string(String(try take(n).map { Character(Unicode.Scalar($0)) })))
+                try push(.string(Self.latin1(try take(n))))
             case 0x42: try push(.bytes(Array(try take(try u32()))))          // BINBYTES
             case 0x43: try push(.bytes(Array(try take(try u8()))))           // SHORT_BINBYTES
             case 0x8E, 0x96: try push(.bytes(Array(try take(try u64()))))    // BINBYTES8, BYTEARRAY8

@@ -8,6 +8,7 @@ import ArapackTensor
 /// no `..`.
 public final class ZipArchive {
     /// Largest inflated size of one DEFLATE entry (overridable per archive).
+    /// What all DEFLATE entries of one archive may inflate to, together (each entry is also held to it).
     public static let defaultInflateLimit = 1 << 30
 
     /// One entry.
@@ -35,6 +36,9 @@ public final class ZipArchive {
     public let label: String
     private let readLock = NSLockLike()
     nonisolated(unsafe) private var served = Set<String>()
+    /// DEFLATE entries inflated so far, each counted once, against `inflateLimit` for the whole archive.
+    nonisolated(unsafe) private var charged = Set<String>()
+    nonisolated(unsafe) private var inflatedTotal = 0
 
     /// Names of the entries whose bytes have been handed out so far (reads are lazy; tests check that).
     public var entriesRead: Set<String> { readLock.withLock { served } }
@@ -82,6 +86,15 @@ public final class ZipArchive {
         readLock.withLock { _ = served.insert(name) }
         let start = base + e.dataOffset
         if e.method == 0 { return TensorStorage(file: file, range: start..<(start + e.size)) }
+        // One budget for the whole archive: many entries each under the per-entry cap must not add up to gigabytes.
+        let withinBudget = readLock.withLock { () -> Bool in
+            guard !charged.contains(name) else { return true }
+            guard e.size <= inflateLimit - inflatedTotal else { return false }
+            charged.insert(name)
+            inflatedTotal += e.size
+            return true
+        }
+        guard withinBudget else { throw ZipError.archiveExpansionLimit(file: label, entry: name, limit: inflateLimit) }
         let inflated: [UInt8]
         do {
             inflated = try file.withUnsafeBytes { all in

@@ -6,6 +6,7 @@ public enum ZipError: Error, Equatable, CustomStringConvertible, Sendable {
     case unsupported(file: String, entry: String, detail: String)
     case entryNotFound(file: String, entry: String)
     case expansionLimit(file: String, entry: String, limit: Int)
+    case archiveExpansionLimit(file: String, entry: String, limit: Int)
     case checksumMismatch(file: String, entry: String, expected: UInt32, found: UInt32)
 
     public var description: String {
@@ -16,6 +17,8 @@ public enum ZipError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .unsupported(file, entry, detail): return "\(file): zip entry \(entry): \(detail)"
         case let .entryNotFound(file, entry): return "\(file): zip has no entry \(entry)"
         case let .expansionLimit(file, entry, limit): return "\(file): zip entry \(entry) inflates past the limit of \(limit) bytes"
+        case let .archiveExpansionLimit(file, entry, limit):
+            return "\(file): with zip entry \(entry) the archive's DEFLATE entries would inflate past \(limit) bytes in all (a zip bomb?)"
         case let .checksumMismatch(file, entry, expected, found):
             return "\(file): zip entry \(entry): CRC-32 is \(String(found, radix: 16)), the directory says \(String(expected, radix: 16))"
         }
