@@ -236,4 +236,29 @@ final class HostileInputTests: XCTestCase {
             removeTree(scratch + "/out")
         }
     }
+
+    /// A DCP folder whose data file is a symlink (leading outside it) or whose .metadata is a FIFO is refused
+    /// before anything is opened.
+    func testDCPFoldersHoldRegularFilesOnly() throws {
+        let original = TestSupport.fixture("dcp/valid/full_shard")
+        let copy = scratch + "/dcp"
+        try FileManager.default.copyItem(atPath: original, toPath: copy)
+        try writeText("{\"n_heads\": 4}", to: scratch + "/heads.json")
+        XCTAssertEqual(try arapack("convert", copy, scratch + "/ok", "--config", scratch + "/heads.json").status, 0, "the copy converts")
+        let data = try directoryEntries(copy).first { $0.hasSuffix(".distcp") }!
+        removeTree(copy + "/" + data)
+        symlink(original + "/" + data, copy + "/" + data)
+        var r = try arapack("convert", copy, scratch + "/out", "--config", scratch + "/heads.json")
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("\(data) is a symlink"), r.stderr)
+        removeTree(copy + "/" + data)
+        try FileManager.default.copyItem(atPath: original + "/" + data, toPath: copy + "/" + data)
+        removeTree(copy + "/.metadata")
+        XCTAssertEqual(mkfifo(copy + "/.metadata", 0o600), 0)
+        for command in [["inspect", copy], ["convert", copy, scratch + "/out", "--config", scratch + "/heads.json"]] {
+            r = try TestSupport.run("/usr/bin/timeout", ["30", TestSupport.arapackBinary] + command)
+            XCTAssertEqual(r.status, 2, "refused, not blocked (124): \(command[0]) " + r.stderr)
+        }
+        XCTAssertFalse(pathExists(scratch + "/out"))
+    }
 }

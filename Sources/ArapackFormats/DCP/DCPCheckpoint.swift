@@ -1,4 +1,7 @@
 import ArapackTensor
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Why a torch.distributed.checkpoint directory was refused.
 public enum DCPError: Error, Equatable, CustomStringConvertible, Sendable {
@@ -55,9 +58,21 @@ public final class DCPCheckpoint: TensorSource {
     public func filePath(of name: String) -> String? { nil }
 
     /// Opens and validates the directory.
+    /// `.metadata` and every data file must be regular files inside the folder: a symlink (which could lead
+    /// outside it) or a FIFO is refused before it is opened.
     public convenience init(directory: String) throws {
+        func regular(_ name: String) throws -> Int {
+            var st = stat()
+            guard lstat(directory + "/" + name, &st) == 0 else { throw FileError(path: directory + "/" + name, operation: "lstat", code: errno) }
+            guard (st.st_mode & S_IFMT) == S_IFREG else {
+                throw DCPError.metadata(directory: directory, detail: "\(name.escapingControlCharacters) is " +
+                                        ((st.st_mode & S_IFMT) == S_IFLNK ? "a symlink" : "not a regular file") + "; a DCP folder holds regular files only")
+            }
+            return Int(st.st_size)
+        }
+        _ = try regular(".metadata")
         let meta = try MappedFile(path: directory + "/.metadata")
-        try self.init(directory: directory, metadata: meta) { try fileSize(directory + "/" + $0) }
+        try self.init(directory: directory, metadata: meta) { try regular($0) }
     }
 
     /// Validates `.metadata` bytes; `fileSize` gives the size of a data file the metadata names (the fuzz
