@@ -261,4 +261,16 @@ final class HostileInputTests: XCTestCase {
         }
         XCTAssertFalse(pathExists(scratch + "/out"))
     }
+
+    /// A conversion that fails while the source is still being hashed on the other core stops that hash before
+    /// the process exits (it used to run on into OpenSSL's exit-time cleanup: SIGSEGV in ~1 of 10 runs).
+    func testFailingConversionNeverCrashesInTheBackgroundHash() throws {
+        try writeText("{\"n_heads\": 4, \"activation\": \"gelu\", \"layer_norm_eps\": 1e-5, \"causal\": true}", to: scratch + "/heads.json")
+        for _ in 0..<40 {
+            let r = try TestSupport.run(TestSupport.arapackBinary, ["convert", TestSupport.fixture("dcp/hostile/declared_dtype_mismatch"),
+                                                                   scratch + "/out", "--config", scratch + "/heads.json", "--archive"])
+            XCTAssertEqual(r.status, 2, r.stderr.prefix(400) + "")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr.prefix(400) + "")
+        }
+    }
 }

@@ -244,23 +244,46 @@ public final class DCPCheckpoint: TensorSource {
         return TorchGlobals.dtypes[g.name]
     }
 
-    /// Chunks must lie inside the tensor, not overlap, and cover it exactly.
+    /// Most chunks one tensor may have; chunks split along more than the first dimension are compared pairwise,
+    /// so there may be at most `maximumPairwiseChunks` of those.
+    public static let maximumChunks = 1 << 20
+    public static let maximumPairwiseChunks = 4096
+
+    /// Chunks must lie inside the tensor, not overlap, and cover it exactly. Row shards (every chunk spanning
+    /// the whole tensor past the first dimension, as FSDP writes them) are checked in O(n log n) by sorting their
+    /// first-dimension intervals; other layouts pairwise, bounded by `maximumPairwiseChunks`.
     static func checkCoverage(fqn: String, shape: [Int], chunks: [Chunk], directory: String) throws {
         func fail(_ d: String) -> DCPError { DCPError.chunk(directory: directory, tensor: fqn, detail: d) }
         guard let total = Shape.elementCount(shape) else { throw fail("shape \(shape) overflows") }
+        guard chunks.count <= maximumChunks else { throw fail("\(chunks.count) chunks; at most \(maximumChunks) per tensor") }
         var covered = 0
-        for (i, c) in chunks.enumerated() {
+        for c in chunks {
             guard c.offsets.count == shape.count, c.sizes.count == shape.count else { throw fail("chunk rank differs from the tensor's") }
             for d in 0..<shape.count where c.offsets[d] < 0 || c.sizes[d] < 0 || c.offsets[d] > shape[d] || c.sizes[d] > shape[d] - c.offsets[d] {
                 throw fail("chunk at offsets \(c.offsets) with sizes \(c.sizes) lies outside the tensor \(shape)")
             }
-            for other in chunks[..<i] {
-                let overlaps = (0..<shape.count).allSatisfy { d in
-                    c.offsets[d] < other.offsets[d] + other.sizes[d] && other.offsets[d] < c.offsets[d] + c.sizes[d]
-                }
-                if overlaps, c.sizes.allSatisfy({ $0 > 0 }) { throw fail("chunks at offsets \(other.offsets) and \(c.offsets) overlap") }
-            }
+            // Inside the tensor, so each chunk holds at most `total` elements; past `total` in all, some overlap.
             covered += Shape.elementCount(c.sizes) ?? 0
+            guard covered <= total else { throw fail("chunks cover more than the tensor's \(total) elements (some overlap)") }
+        }
+        let rowShards = chunks.allSatisfy { c in (1..<max(shape.count, 1)).allSatisfy { c.offsets[$0] == 0 && c.sizes[$0] == shape[$0] } }
+        if rowShards && !shape.isEmpty {
+            let rows = chunks.filter { c in c.sizes.allSatisfy { $0 > 0 } }.sorted { $0.offsets[0] < $1.offsets[0] }
+            for (a, b) in zip(rows, rows.dropFirst()) where b.offsets[0] < a.offsets[0] + a.sizes[0] {
+                throw fail("chunks at offsets \(a.offsets) and \(b.offsets) overlap")
+            }
+        } else {
+            guard chunks.count <= maximumPairwiseChunks else {
+                throw fail("\(chunks.count) chunks split along more than the first dimension; at most \(maximumPairwiseChunks)")
+            }
+            for (i, c) in chunks.enumerated() {
+                for other in chunks[..<i] {
+                    let overlaps = (0..<shape.count).allSatisfy { d in
+                        c.offsets[d] < other.offsets[d] + other.sizes[d] && other.offsets[d] < c.offsets[d] + c.sizes[d]
+                    }
+                    if overlaps, c.sizes.allSatisfy({ $0 > 0 }) { throw fail("chunks at offsets \(other.offsets) and \(c.offsets) overlap") }
+                }
+            }
         }
         guard covered == total else { throw fail("chunks cover \(covered) of \(total) elements (missing chunk)") }
     }

@@ -44,13 +44,14 @@ public final class SHA256 {
     }
 
     /// SHA-256 of the file at `path`, read through a memory map in 64 MiB steps, as lower-case hex.
-    public static func hex(ofFile path: String) throws -> String {
+    /// `cancelled`, checked between 64 MiB blocks, stops the hash early (the result is then meaningless).
+    public static func hex(ofFile path: String, cancelled: () -> Bool = { false }) throws -> String {
         let file = try MappedFile(path: path)
         let d = SHA256()
         file.adviseSequential(0..<file.count)
         file.withUnsafeBytes { all in
             var offset = 0
-            while offset < all.count {
+            while offset < all.count && !cancelled() {
                 let end = min(offset + (64 << 20), all.count)
                 d.update(UnsafeRawBufferPointer(rebasing: all[offset..<end]))
                 file.discardPages(offset..<end)
