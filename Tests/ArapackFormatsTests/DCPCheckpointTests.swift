@@ -76,4 +76,33 @@ final class DCPCheckpointTests: XCTestCase {
             }
         }
     }
+
+    /// Chunk coverage: row shards (FSDP's layout) in O(n log n), so 200,000 chunks check at once; overlaps
+    /// and gaps found either way; other layouts pairwise, refused past the stated chunk limit.
+    func testChunkCoverageScalesAndStatesItsLimits() throws {
+        func chunk(_ offsets: [Int], _ sizes: [Int]) -> DCPCheckpoint.Chunk {
+            DCPCheckpoint.Chunk(offsets: offsets, sizes: sizes, file: "__0_0.distcp", byteRange: 0..<0)
+        }
+        func check(_ shape: [Int], _ chunks: [DCPCheckpoint.Chunk]) -> String? {
+            do { try DCPCheckpoint.checkCoverage(fqn: "w", shape: shape, chunks: chunks, directory: "d"); return nil } catch { return "\(error)" }
+        }
+        let n = 200_000
+        let rows = (0..<n).reversed().map { chunk([$0, 0], [1, 4]) }
+        let start = Date()
+        XCTAssertNil(check([n, 4], rows))
+        XCTAssertLessThan(Date().timeIntervalSince(start), 20, "not quadratic")
+        var overlapping = rows
+        overlapping[7] = chunk([n - 9, 0], [2, 4])
+        XCTAssertTrue(check([n, 4], overlapping)?.contains("overlap") == true)
+        XCTAssertTrue(check([n, 4], Array(rows.dropFirst()))?.contains("missing chunk") == true)
+        // Split along the second dimension too: compared pairwise, at most 4,096 chunks.
+        let grid = (0..<64).flatMap { r in (0..<64).map { c in chunk([r, c], [1, 1]) } }
+        XCTAssertNil(check([64, 64], grid))
+        var clash = grid
+        clash[100] = chunk([0, 0], [1, 1])
+        XCTAssertTrue(check([64, 64], clash)?.contains("overlap") == true)
+        let big = (0..<65).flatMap { r in (0..<64).map { c in chunk([r, c], [1, 1]) } }
+        XCTAssertTrue(check([65, 64], big)?.contains("at most 4096") == true, check([65, 64], big) ?? "")
+        XCTAssertTrue(check([1 << 21, 1], (0..<(1 << 20) + 1).map { chunk([$0, 0], [1, 1]) })?.contains("at most 1048576 per tensor") == true)
+    }
 }
