@@ -343,14 +343,27 @@ public final class ExtractedArchive {
         root = String(cString: made)
         TemporaryFiles.register(root)
         final class Writer: ArchiveReader.Visitor {
-            let folder: String
+            let folder: String, archive: String, limit: Int
             var out: AtomicFileWriter?
-            init(_ folder: String) { self.folder = folder }
-            func begin(name: String, size: Int) throws { out = try AtomicFileWriter(destination: folder + "/" + name) }
-            func data(_ bytes: UnsafeRawBufferPointer) throws { try out!.write(bytes) }
+            var total = 0
+            init(_ folder: String, archive: String, limit: Int) {
+                self.folder = folder
+                self.archive = archive
+                self.limit = limit
+            }
+            func begin(name: String, size: Int) throws {
+                // Refused before a byte is written when the header already says so, else as the bytes come.
+                guard size <= limit - total else { throw ExtractedArchive.bomb(archive, limit) }
+                out = try AtomicFileWriter(destination: folder + "/" + name)
+            }
+            func data(_ bytes: UnsafeRawBufferPointer) throws {
+                total += bytes.count
+                guard total <= limit else { throw ExtractedArchive.bomb(archive, limit) }
+                try out!.write(bytes)
+            }
             func end() throws { try out!.commit(replacing: false); out = nil }
         }
-        let writer = Writer(root)
+        let writer = Writer(root, archive: path, limit: Self.expansionLimit(archiveSize: try fileSize(path)))
         do {
             try ArchiveReader.read(path, visitor: writer)  // a bundle is one flat folder: its files land in root
             bundle = root
@@ -364,5 +377,15 @@ public final class ExtractedArchive {
     deinit {
         removeTree(root)
         TemporaryFiles.unregister(root)
+    }
+
+    /// What an archive may unpack to: 8 × its own size + 256 MiB. Weights barely compress (zstd saves 5-25%
+    /// on them), so an archive that expands further is refused as a decompression bomb before TMPDIR fills.
+    static func expansionLimit(archiveSize: Int) -> Int {
+        archiveSize > (Int.max - (256 << 20)) / 8 ? Int.max : 8 * archiveSize + (256 << 20)
+    }
+
+    static func bomb(_ archive: String, _ limit: Int) -> ArchiveError {
+        ArchiveError(file: archive, detail: "unpacks to more than \(limit) bytes (8 × the archive's size + 256 MiB): a decompression bomb? nothing was kept")
     }
 }

@@ -205,8 +205,36 @@ final class VerifyTests: XCTestCase {
         members[members.firstIndex { $0.key == "files" }!].value = .array(files)
         try writeText(JSONValue.object(members).serialized(pretty: true) + "\n", to: dir + "/manifest.json")
     }
+
+    /// An archive that unpacks past 8 × its size + 256 MiB is refused as it unpacks (nothing left in TMPDIR).
+    func testDecompressionBombArchivesAreRefusedWhileUnpacking() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/bomb", withIntermediateDirectories: false)
+        let zeros = FileHandle(forWritingAtPath: dir + "/bomb/model.safetensors") ?? {
+            FileManager.default.createFile(atPath: dir + "/bomb/model.safetensors", contents: nil)
+            return FileHandle(forWritingAtPath: dir + "/bomb/model.safetensors")!
+        }()
+        let block = Data(count: 1 << 20)
+        for _ in 0..<300 { zeros.write(block) }
+        zeros.closeFile()
+        let pack = try TestSupport.run("/bin/sh", ["-c", "cd '\(dir)' && tar cf - bomb | zstd -q -o bomb.tar.zst"])
+        XCTAssertEqual(pack.status, 0, pack.stderr)
+        let size = try fileSize(dir + "/bomb.tar.zst")
+        XCTAssertLessThan(size, 1 << 20, "300 MiB of zeros compress to almost nothing")
+        let tmp = dir + "/tmp"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+        setenv("TMPDIR", tmp, 1)
+        defer { unsetenv("TMPDIR") }
+        XCTAssertThrowsError(try ExtractedArchive(dir + "/bomb.tar.zst")) { error in
+            XCTAssertTrue("\(error)".contains("unpacks to more than \(ExtractedArchive.expansionLimit(archiveSize: size)) bytes"), "\(error)")
+        }
+        XCTAssertEqual(try directoryEntries(tmp), [], "the extraction folder is gone")
+        XCTAssertEqual(ExtractedArchive.expansionLimit(archiveSize: 1 << 30), 8 << 30 + 256 << 20)
+    }
 }
 
 extension String {
     func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+
 }
