@@ -273,4 +273,31 @@ final class HostileInputTests: XCTestCase {
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr.prefix(400) + "")
         }
     }
+
+    /// No false positives: a checkpoint holding a Python set or a complex tensor outside the model
+    /// loads with torch.load(weights_only=True), and arapack reads and converts it too. Made by real PyTorch.
+    func testSetsAndComplexTensorsOutsideTheModelAreAccepted() throws {
+        let python = try TestSupport.interopPython(importing: ["torch"])
+        let script = """
+            import sys, torch
+            ck = torch.load(sys.argv[1], weights_only=True)
+            ck["tags"] = {"a", "b"}
+            ck["spectrum"] = torch.zeros(3, dtype=torch.complex64)
+            ck["spectrum128"] = torch.ones(2, dtype=torch.complex128)
+            for protocol in (2,):  # weights_only reads protocol 2, torch.save's default
+                path = f"{sys.argv[2]}/extras-{protocol}.pt"
+                torch.save(ck, path, pickle_protocol=protocol)
+                torch.load(path, weights_only=True)
+            """
+        let r = try TestSupport.run(python, ["-c", script, TestSupport.fixture("torch/valid/training_dict.pt"), scratch])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for version in [2] {
+            let path = scratch + "/extras-\(version).pt"
+            var a = try arapack("inspect", path)
+            XCTAssertEqual(a.status, 0, "protocol \(version): " + a.stderr)
+            XCTAssertTrue(a.stdout.contains("0 unknown, 0 dangerous"), a.stdout)
+            a = try arapack("convert", path, scratch + "/out-\(version)")
+            XCTAssertEqual(a.status, 0, "protocol \(version): " + a.stderr)
+        }
+    }
 }

@@ -175,7 +175,7 @@ public struct PickleMachine {
                 }
             }
             return .dict(d)
-        case ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"):
+        case ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset"):
             return .list(arena.list(args.first?.sequence ?? []))
         case ("_codecs", "encode"):
             guard args.count == 2, let s = args[0].stringValue, let enc = args[1].stringValue, ["latin1", "latin-1"].contains(enc.lowercased()) else {

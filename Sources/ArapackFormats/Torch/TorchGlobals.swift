@@ -22,6 +22,13 @@ public enum TorchGlobals {
         var s: Set<PickleGlobal> = [
             PickleGlobal("collections", "OrderedDict"), PickleGlobal("builtins", "dict"), PickleGlobal("builtins", "set"),
             PickleGlobal("builtins", "frozenset"), PickleGlobal("_codecs", "encode"),
+            // Protocol 2 names the builtins module __builtin__ (torch's weights_only loader maps it, as pickle does).
+            PickleGlobal("__builtin__", "set"), PickleGlobal("__builtin__", "dict"),
+            // Complex tensors load with weights_only; arapack has no complex dtype, so they stay opaque records
+            // (never part of a model, which must be floating point).
+            PickleGlobal("torch", "ComplexFloatStorage"), PickleGlobal("torch", "ComplexDoubleStorage"),
+            PickleGlobal("torch", "complex64"), PickleGlobal("torch", "complex128"), PickleGlobal("torch", "cfloat"),
+            PickleGlobal("torch", "cdouble"),
             PickleGlobal("torch._utils", "_rebuild_tensor_v2"), PickleGlobal("torch._utils", "_rebuild_tensor_v3"),
             PickleGlobal("torch._utils", "_rebuild_parameter"), PickleGlobal("torch._utils", "_rebuild_parameter_with_state"),
             PickleGlobal("torch._tensor", "_rebuild_from_type_v2"), PickleGlobal("torch.nn.parameter", "Parameter"),
