@@ -140,6 +140,13 @@ public enum BundleVerifier {
                 for (field, id) in [("bos_token_id", resolved.bos), ("eos_token_id", resolved.eos), ("pad_token_id", resolved.pad)] where g[field]?.intValue != id {
                     problems.append("generation_config.json \(field) differs from config.json")
                 }
+                if let t = g["temperature"], !(t.doubleValue.map { $0.isFinite && $0 > 0 } ?? false) {
+                    problems.append("generation_config.json temperature \(t.serialized().prefix(40)) is not a positive number")
+                }
+                if let p = g["top_p"], !(p.doubleValue.map { $0 > 0 && $0 <= 1 } ?? false) {
+                    problems.append("generation_config.json top_p \(p.serialized().prefix(40)) is not in (0, 1]")
+                }
+                if let d = g["do_sample"], d.boolValue == nil { problems.append("generation_config.json do_sample is not true or false") }
                 if let length = g["max_length"], length.intValue.map({ $0 < 1 || $0 > resolved.maxPositions }) ?? true {
                     problems.append("generation_config.json max_length \(length.serialized()) is not within 1...\(resolved.maxPositions) positions")
                 }

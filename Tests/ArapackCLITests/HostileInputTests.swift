@@ -300,4 +300,25 @@ final class HostileInputTests: XCTestCase {
             XCTAssertEqual(a.status, 0, "protocol \(version): " + a.stderr)
         }
     }
+
+    /// generation_config.json values a generator would choke on are failed checks naming the field.
+    func testHostileGenerationConfigsFailVerify() throws {
+        let bundle = scratch + "/b"
+        XCTAssertEqual(try arapack("convert", TestSupport.fixture("golden/ar_gelu.pt"), bundle).status, 0)
+        let original = try String(contentsOfFile: bundle + "/generation_config.json", encoding: .utf8)
+        for (from, to, fragment) in [
+            ("\"temperature\": 0.8", "\"temperature\": -1", "temperature -1 is not a positive number"),
+            ("\"top_p\": 0.9", "\"top_p\": 7", "top_p 7 is not in (0, 1]"),
+            ("\"max_length\": 16", "\"max_length\": 1099511627776", "max_length 1099511627776 is not within 1...16"),
+            ("\"do_sample\": true", "\"do_sample\": \"yes\"", "do_sample is not true or false"),
+            ("\"eos_token_id\": 2", "\"eos_token_id\": 9223372036854775807", "eos_token_id differs"),
+        ] {
+            XCTAssertTrue(original.contains(from), from)
+            try writeText(original.replacingOccurrences(of: from, with: to), to: bundle + "/generation_config.json")
+            try TestSupport.rehashManifest(bundle, file: "generation_config.json")
+            let r = try arapack("verify", bundle)
+            XCTAssertEqual(r.status, 1, to + ": " + r.stdout + r.stderr)
+            XCTAssertTrue(r.stdout.contains(fragment), to + ": " + r.stdout)
+        }
+    }
 }
