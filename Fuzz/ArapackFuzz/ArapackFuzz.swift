@@ -14,7 +14,22 @@ import Glibc
 // A target must never crash, hang or allocate without bound; throwing (refusing the input) is fine.
 
 enum FuzzTarget: String, CaseIterable {
-    case safetensors, zip, pickle, dcp, json, tokenizer, torch, tar, signature
+    case safetensors, zip, pickle, dcp, json, tokenizer, torch, tar, signature, config
+    /// Pickles built from a short program: (opcode, count) pairs, each opcode repeated up to 65,536 times, so
+    /// a few bytes reach 100,000-deep nesting that a 16 KB raw input cannot.
+    case deepPickle = "deep-pickle"
+}
+
+/// Expands (opcode, 16-bit count) triples into a protocol-2 pickle of at most 4 MiB.
+func deepPickle(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+    var program: [UInt8] = [0x80, 0x02]
+    var i = 0
+    while i + 2 < bytes.count, program.count < 4 << 20 {
+        program += repeatElement(bytes[i], count: (Int(bytes[i + 1]) << 8 | Int(bytes[i + 2])) + 1)
+        i += 3
+    }
+    program.append(0x2e)
+    return program
 }
 
 /// DEFLATE entries inflate up to 64 KiB here (1 GiB by default): a 1 KB input can declare and inflate to
@@ -55,6 +70,31 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
         if let meta = try? MappedFile(copying: bytes, label: ".metadata"),
            let dcp = try? DCPCheckpoint(directory: "fuzz", metadata: meta, fileSize: { _ in 1 << 20 }) {
             for name in dcp.tensorNames.prefix(16) { _ = try? dcp.descriptor(named: name) }
+        }
+    case .config:
+        // Any JSON as a config of each kind: assembled, resolved, then sized and written as both config.json forms.
+        if let json = try? JSONParser.parse(bytes) {
+            var assembly = ConfigAssembly(source: "fuzz")
+            if (try? assembly.add(json, origin: "fuzz")) != nil, let c = try? assembly.resolve() {
+                _ = c.parameterCount
+                _ = ModelFamily.expectedShapes(c).count
+                _ = c.configJSON(layout: .gpt2, torchDtype: "float32").serialized()
+                _ = c.configJSON(layout: .release, torchDtype: "bfloat16").serialized()
+                // A causal config written as a GPT2Config reads back as itself (dropouts are written 0).
+                var expected = c
+                expected.dropout = 0
+                var again = ConfigAssembly(source: "fuzz")
+                if c.causal, (try? again.add(c.gpt2JSON(torchDtype: "float32"), origin: "gpt2")) != nil, let back = try? again.resolve(), back != expected {
+                    fatalError("GPT2Config round trip changed the config")
+                }
+            }
+        }
+    case .deepPickle:
+        let program = deepPickle(bytes)
+        program.withUnsafeBytes { p in
+            if let r = try? PickleMachine.load(p, allowed: everyAllowList), case let .dict(d) = r.value {
+                _ = d.stringKeys.count
+            }
         }
     case .signature:
         if let contents = try? ModelSignature.parse(Array(bytes), file: "fuzz.sig") {
