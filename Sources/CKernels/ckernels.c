@@ -109,16 +109,8 @@ float arapack_max_abs(const float *x, size_t n) {
     } while (0)
 
 #if defined(__x86_64__)
-#include "transpose8.h"
+#include "simd.h"
 #define AVX2 __attribute__((target("avx2")))
-static int avx2_ok(void) {
-    static int ok = -1;
-    if (ok < 0) {
-        __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx2");
-    }
-    return ok;
-}
 // One 8 × 8 block of 4-byte elements transposed in registers: v[i] is source row i, u[j] ends as source column j.
 AVX2 static void transpose_block8(const float *s, size_t ss, float *d, size_t ds) {
     __m256 v[8], u[8];
@@ -145,7 +137,7 @@ AVX2 static void transpose4_fast(const float *s, size_t ss, float *d, size_t ds,
 void arapack_transpose(const void *src, size_t src_stride, void *dst, size_t dst_stride, size_t rows, size_t cols,
                        size_t element_size) {
 #if defined(__x86_64__)
-    if (element_size == 4 && avx2_ok()) {
+    if (element_size == 4 && arapack_fast_ok()) {
         transpose4_fast((const float *)src, src_stride, (float *)dst, dst_stride, rows, cols);
         return;
     }

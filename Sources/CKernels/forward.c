@@ -1,5 +1,5 @@
 #include "ckernels.h"
-#include "transpose8.h"
+#include "simd.h"
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -115,14 +115,6 @@ INLINE void add_transposed_body(const float *t, size_t ldt, size_t cols, size_t 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define FAST __attribute__((target("avx2,fma")))
-static int fast_ok(void) {
-    static int ok = -1;
-    if (ok < 0) {
-        __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return ok;
-}
 FAST static void gelu_fast(float *p, size_t n) { gelu_body(p, n); }
 // 8 × 8 blocks transposed in registers; the same additions in the same order as the scalar form, so both
 // give identical bits. The ragged right and bottom edges go through the scalar form.
@@ -157,14 +149,14 @@ FAST static void softmax_fast(float *row, size_t visible, size_t length) { softm
 
 void arapack_gelu_erf(float *p, size_t n) {
 #if defined(__x86_64__)
-    if (fast_ok()) { gelu_fast(p, n); return; }
+    if (arapack_fast_ok()) { gelu_fast(p, n); return; }
 #endif
     gelu_body(p, n);
 }
 
 void arapack_softmax(float *row, size_t visible, size_t length) {
 #if defined(__x86_64__)
-    if (fast_ok()) { softmax_fast(row, visible, length); return; }
+    if (arapack_fast_ok()) { softmax_fast(row, visible, length); return; }
 #endif
     softmax_body(row, visible, length);
 }
@@ -172,14 +164,14 @@ void arapack_softmax(float *row, size_t visible, size_t length) {
 void arapack_add_transposed(const float *t, size_t cols, size_t rows, float *y, size_t ldy, const float *bias,
                             int accumulate) {
 #if defined(__x86_64__)
-    if (fast_ok()) { add_transposed_fast(t, cols, rows, y, ldy, bias, accumulate); return; }
+    if (arapack_fast_ok()) { add_transposed_fast(t, cols, rows, y, ldy, bias, accumulate); return; }
 #endif
     add_transposed_body(t, rows, cols, rows, y, ldy, bias, accumulate);
 }
 
 void arapack_layer_norm(const float *x, float *y, size_t n, const float *weight, const float *bias, float eps) {
 #if defined(__x86_64__)
-    if (fast_ok()) { layer_norm_fast(x, y, n, weight, bias, eps); return; }
+    if (arapack_fast_ok()) { layer_norm_fast(x, y, n, weight, bias, eps); return; }
 #endif
     layer_norm_body(x, y, n, weight, bias, eps);
 }

@@ -62,6 +62,21 @@ public enum TestSupport {
         try JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys]).write(to: URL(fileURLWithPath: path))
     }
 
+    /// For each edit (`from` → `to`) of `file` in `bundle`: writes the edited file (the original text otherwise),
+    /// re-hashes manifest.json so the bundle stays self-consistent, runs `arapack verify` and hands the edit and
+    /// the result to `check`. The edit's `from` must occur in the file (asserted).
+    public static func verifyEdited(_ bundle: String, file: String, edits: [(from: String, to: String, fragment: String)],
+                                    sourceLine: UInt = #line, _ check: (_ edit: (from: String, to: String, fragment: String), _ result: ProcessResult) throws -> Void) throws {
+        let path = bundle + "/" + file
+        let original = try String(contentsOfFile: path, encoding: .utf8)
+        for edit in edits {
+            XCTAssertTrue(original.contains(edit.from), edit.from, line: sourceLine)
+            try writeText(original.replacingOccurrences(of: edit.from, with: edit.to), to: path)
+            try rehashManifest(bundle, file: file)
+            try check(edit, try run(arapackBinary, ["verify", bundle]))
+        }
+    }
+
     /// The interop Python when it imports every module of `modules`. Elsewhere the test is skipped, but not in CI
     /// (`CI` set), where scripts/test.sh installs them all: there a missing package fails the test.
     public static func interopPython(importing modules: [String]) throws -> String {

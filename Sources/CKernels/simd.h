@@ -1,10 +1,22 @@
-// An 8 × 8 block of floats transposed in registers (AVX): on entry v[i] is row i; on return out[j] is
-// column j. Pure shuffles, so every bit pattern (NaN payloads included) passes unchanged. Shared by the
-// forward pass's transposed GEMM epilogue and the layout transpose.
-#ifndef ARAPACK_TRANSPOSE8_H
-#define ARAPACK_TRANSPOSE8_H
+// What the SIMD kernels share: the run-time check for AVX2 + FMA, and an 8 × 8 block of floats transposed in
+// registers (used by the forward pass's transposed GEMM epilogue and by the layout transpose).
+#ifndef ARAPACK_SIMD_H
+#define ARAPACK_SIMD_H
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+// Whether this CPU runs the AVX2 + FMA builds of the kernels (checked once).
+static inline int arapack_fast_ok(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        __builtin_cpu_init();
+        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return ok;
+}
+
+// On entry v[i] is row i of the block; on return out[j] is column j. Pure shuffles, so every bit pattern
+// (NaN payloads included) passes unchanged.
 __attribute__((target("avx2"), always_inline)) static inline void arapack_transpose8_ps(__m256 v[8], __m256 out[8]) {
     __m256 u[8];
     for (int i = 0; i < 8; i += 2) {
