@@ -5,7 +5,8 @@
 # .metadata reader), json (config / JSON parser), tokenizer (tokenizer.json checks), torch (whole
 # torch.save reader), tar (release-archive tar parser), signature (OpenSSF model-signing signature parser), config
 # (any JSON assembled as a model config, sized, written in both forms, GPT-2 round trip checked), deep-pickle
-# (pickles expanded from (opcode, count) programs: 100,000-deep nesting from a few bytes). Seeds come from Fixtures/ (copied to a work folder
+# (pickles expanded from (opcode, count) programs: 100,000-deep nesting from a few bytes), bundle (the
+# structural verifier on the example bundle with one JSON file replaced by the input). Seeds come from Fixtures/ (copied to a work folder
 # under .build-fuzz/). A crash, leak or timeout stops the run: libFuzzer writes the input to
 # .build-fuzz/findings/<target>/ and the script exits 1 (make it a fixture and a test, then fix it).
 # ARAPACK_FUZZ_SEED fixes libFuzzer's seed (CI sets it, so each CI run explores the same inputs first).
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar signature config deep-pickle)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar signature config deep-pickle bundle)
 
 swift build -c release --product arapack-fuzz --build-path .build-fuzz \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -D -Xswiftc FUZZING 2>&1 | grep -v "warning: Cannot export local symbol" || true
@@ -35,6 +36,10 @@ seed() {  # the fixture files that exercise a target
                 printf '{"model_type": "gpt2", "vocab_size": 128, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 64, "n_positions": 16, "activation_function": "gelu", "layer_norm_epsilon": 1e-05}' > .build-fuzz/seed-gpt2.json
                 printf '{"vocab_size": 512, "d_model": 64, "n_layers": 2, "n_heads": 4, "d_ff": 256, "max_seq_len": 32, "dropout": 0.0, "activation": "relu", "causal": false, "layer_norm_eps": 1e-05}' > .build-fuzz/seed-training.json
                 echo .build-fuzz/seed-gpt2.json .build-fuzz/seed-training.json ;;
+        # The example bundle's JSON files, each behind the byte that selects it (BundleSeed.replaceable's order).
+        bundle) i=0; for f in config.json generation_config.json manifest.json tokenizer.json tokenizer_config.json special_tokens_map.json training_metadata.json; do
+                    [ -f ".build/example/arafusion-tiny/$f" ] && { printf "\\x$(printf %02x $i)" > ".build-fuzz/seed-bundle-$i"; cat ".build/example/arafusion-tiny/$f" >> ".build-fuzz/seed-bundle-$i"; echo ".build-fuzz/seed-bundle-$i"; }
+                    i=$((i+1)); done ;;
         # (opcode, count) programs: deep tuples, lists with APPEND, dicts, persistent ids.
         deep-pickle) printf ')\x00\x00\x85\xff\xff' > .build-fuzz/seed-tuples; printf ']\xff\xffa\xff\xfe' > .build-fuzz/seed-lists
                      printf 'N\x00\x00Q\xff\xff' > .build-fuzz/seed-persid; echo .build-fuzz/seed-tuples .build-fuzz/seed-lists .build-fuzz/seed-persid ;;
@@ -60,7 +65,7 @@ for target in "${targets[@]}"; do
     for f in $(seed "$target"); do [ -f "$f" ] && cp "$f" "$corpus/$(sha256sum "$f" | cut -c1-16)" || true; done
     log=.build-fuzz/$target.log
     max_len=1048576
-    case "$target" in json|tokenizer|signature|config) max_len=65536 ;; deep-pickle) max_len=512 ;; zip|torch|pickle|dcp) max_len=16384 ;; esac
+    case "$target" in json|tokenizer|signature|config|bundle) max_len=65536 ;; deep-pickle) max_len=512 ;; zip|torch|pickle|dcp) max_len=16384 ;; esac
     if ARAPACK_FUZZ_TARGET=$target "$fuzzer" "$corpus" -max_total_time="$seconds" -max_len=$max_len -rss_limit_mb=2048 \
         -timeout=10 -artifact_prefix="$findings/" -print_final_stats=1 ${ARAPACK_FUZZ_SEED:+-seed=$ARAPACK_FUZZ_SEED} > "$log" 2>&1; then
         runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)

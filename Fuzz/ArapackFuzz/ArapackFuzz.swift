@@ -15,9 +15,30 @@ import Glibc
 
 enum FuzzTarget: String, CaseIterable {
     case safetensors, zip, pickle, dcp, json, tokenizer, torch, tar, signature, config
+    /// A valid bundle (ARAPACK_FUZZ_BUNDLE, default the example setup.sh makes) with one JSON file replaced:
+    /// the input's first byte picks the file, the rest is its content.
+    case bundle
     /// Pickles built from a short program: (opcode, count) pairs, each opcode repeated up to 65,536 times, so
     /// a few bytes reach 100,000-deep nesting that a 16 KB raw input cannot.
     case deepPickle = "deep-pickle"
+}
+
+/// The bundle target's snapshot: every file of the seed bundle read once, its JSON files replaceable.
+enum BundleSeed {
+    static let replaceable = ["config.json", "generation_config.json", "manifest.json", "tokenizer.json", "tokenizer_config.json",
+                              "special_tokens_map.json", "training_metadata.json"]
+    static let files: [(name: String, bytes: [UInt8])] = {
+        let folder = getenv("ARAPACK_FUZZ_BUNDLE").map { String(cString: $0) } ?? ".build/example/arafusion-tiny"
+        guard let names = try? directoryEntries(folder), names.contains("manifest.json") else {
+            print("the bundle target needs a bundle folder: ARAPACK_FUZZ_BUNDLE (default \(folder), which setup.sh makes)")
+            exit(64)
+        }
+        return names.map { name in (name, (try? MappedFile(path: folder + "/" + name).withUnsafeBytes { Array($0) }) ?? []) }
+    }()
+    static let snapshot: BundleSnapshot = {
+        guard let s = try? BundleSnapshot(path: "fuzz-bundle", files: files, replaceable: Set(replaceable)) else { exit(64) }
+        return s
+    }()
 }
 
 /// Expands (opcode, 16-bit count) triples into a protocol-2 pickle of at most 4 MiB.
@@ -71,6 +92,12 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
            let dcp = try? DCPCheckpoint(directory: "fuzz", metadata: meta, fileSize: { _ in 1 << 20 }) {
             for name in dcp.tensorNames.prefix(16) { _ = try? dcp.descriptor(named: name) }
         }
+    case .bundle:
+        guard let selector = bytes.first else { return }
+        let replaced = BundleSeed.replaceable[Int(selector) % BundleSeed.replaceable.count]
+        var files = BundleSeed.files.filter { BundleSeed.replaceable.contains($0.name) && $0.name != replaced }
+        files.append((replaced, Array(bytes.dropFirst())))
+        if let report = try? BundleSeed.snapshot.verify(with: files) { _ = report.text }
     case .config:
         // Any JSON as a config of each kind: assembled, resolved, then sized and written as both config.json forms.
         if let json = try? JSONParser.parse(bytes) {

@@ -103,6 +103,14 @@ public enum BundleVerifier {
                     problems.append("a files entry lacks path, size or sha256")
                     continue
                 }
+                guard ModelSignature.isRelativePath(name) else {
+                    problems.append("\(name) is not a relative path inside the bundle (absolute, empty, or with . or ..)")
+                    continue
+                }
+                guard size >= 0, ModelSignature.isHexDigest(digest) else {
+                    problems.append("\(name): the size must be a byte count and sha256 64 lower-case hex digits")
+                    continue
+                }
                 guard seen.insert(name).inserted else { problems.append("\(name) is listed twice"); continue }
                 guard let actual = b.files[name] else { problems.append("\(name) is listed but missing"); continue }
                 if actual.size != size { problems.append("\(name) has \(actual.size) bytes, the manifest says \(size)") }
@@ -219,6 +227,27 @@ public enum BundleVerifier {
     }
 }
 
+/// A bundle held in memory, checked again with one file replaced at a time (the bundle fuzz target mutates a
+/// valid bundle's JSON files this way; everything else is read once).
+public final class BundleSnapshot: @unchecked Sendable {
+    private let base: BundleContents
+    private let path: String
+
+    /// `files` are the bundle's files by name; a file named in `replaceable` is left out until `verify`.
+    public init(path: String, files: [(name: String, bytes: [UInt8])], replaceable: Set<String>) throws {
+        self.path = path
+        base = BundleContents(file: path)
+        for f in files where !replaceable.contains(f.name) { try base.feed(name: f.name, bytes: f.bytes) }
+    }
+
+    /// The structural report of the bundle with these files (usually the replaceable ones) added.
+    public func verify(with files: [(name: String, bytes: [UInt8])]) throws -> VerifyReport {
+        let contents = base.copy()
+        for f in files { try contents.feed(name: f.name, bytes: f.bytes) }
+        return BundleVerifier.check(contents, path: path, unlisted: [ModelSignature.defaultFileName])
+    }
+}
+
 /// Everything `verify` learns in one pass over a bundle's files: size and SHA-256 of each, the bytes of the
 /// small JSON files, every safetensors header and each tensor's NaN/Inf count (scanned as bytes stream by).
 final class BundleContents: ArchiveReader.Visitor {
@@ -240,6 +269,24 @@ final class BundleContents: ArchiveReader.Visitor {
     private var scanner: SafetensorsStreamScanner?
 
     init(file: String) { self.file = file }
+
+    /// A copy holding what has been fed so far (between files).
+    func copy() -> BundleContents {
+        let c = BundleContents(file: file)
+        c.files = files
+        c.jsonBytes = jsonBytes
+        c.descriptors = descriptors
+        c.nonFinite = nonFinite
+        c.safetensorsMetadata = safetensorsMetadata
+        return c
+    }
+
+    /// Feeds one whole file held in memory.
+    func feed(name: String, bytes: [UInt8]) throws {
+        try begin(name: name, size: bytes.count)
+        try bytes.withUnsafeBytes { try data($0) }
+        try end()
+    }
 
     func begin(name: String, size: Int) throws {
         self.name = name

@@ -311,4 +311,28 @@ final class HostileInputTests: XCTestCase {
             XCTAssertTrue(r.stdout.contains(edit.fragment), edit.to + ": " + r.stdout)
         }
     }
+
+    /// Manifest entries that point outside the bundle, are empty, or carry impossible sizes or digests are named.
+    func testManifestEntriesMustBeRelativeWithRealSizesAndDigests() throws {
+        let bundle = scratch + "/b"
+        XCTAssertEqual(try arapack("convert", TestSupport.fixture("golden/ar_gelu.pt"), bundle).status, 0)
+        let manifest = try String(contentsOfFile: bundle + "/manifest.json", encoding: .utf8)
+        for (from, to, fragment) in [
+            ("\"path\": \"config.json\"", "\"path\": \"../config.json\"", "../config.json is not a relative path inside the bundle"),
+            ("\"path\": \"config.json\"", "\"path\": \"/etc/passwd\"", "/etc/passwd is not a relative path inside the bundle"),
+            ("\"path\": \"config.json\"", "\"path\": \"\"", " is not a relative path inside the bundle"),
+        ] {
+            XCTAssertTrue(manifest.contains(from))
+            try writeText(manifest.replacingOccurrences(of: from, with: to), to: bundle + "/manifest.json")
+            let r = try arapack("verify", bundle)
+            XCTAssertEqual(r.status, 1, to + ": " + r.stdout)
+            XCTAssertTrue(r.stdout.contains(fragment), to + ": " + r.stdout)
+        }
+        let negative = manifest.replacingOccurrences(of: #""size": (\d+),\s*"sha256": "([0-9a-f]+)""#, with: "\"size\": -1, \"sha256\": \"$2\"",
+                                                     options: .regularExpression)
+        try writeText(negative, to: bundle + "/manifest.json")
+        let r = try arapack("verify", bundle)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stdout.contains("the size must be a byte count and sha256 64 lower-case hex digits"), r.stdout)
+    }
 }
