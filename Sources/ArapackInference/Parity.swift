@@ -215,7 +215,11 @@ public enum Parity {
             throw ModelError(bundle.info.path, "the bundle's config differs from \(source.info.path)'s; parity compares the same model")
         }
         let c = bundle.config
-        let L = probeIDs?.first?.count ?? min(length ?? min(c.maxPositions, 64), c.maxPositions)
+        // A length past the positions is refused, not shortened (and before any probe is drawn).
+        let L = probeIDs?.first?.count ?? length ?? min(c.maxPositions, 64)
+        guard L <= c.maxPositions else {
+            throw ModelError("parity", "probe length \(L) exceeds max_position_embeddings \(c.maxPositions)")
+        }
         guard L > 0, count > 0 else { throw ModelError(bundle.info.path, "--probes and --seq-len must be positive") }
         let ids = probeIDs ?? probes(count: count, length: L, vocab: c.vocabSize, seed: seed)
         let reference = try ForwardPass(source).logits(ids)

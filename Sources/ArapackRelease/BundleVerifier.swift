@@ -39,10 +39,9 @@ public enum BundleVerifier {
         guard stat(path, &st) == 0 else { throw SourceError.notFound(path: path) }
         if (st.st_mode & S_IFMT) == S_IFDIR {
             let names = try directoryEntries(path)
-            var total = 0
-            for name in names {
-                var st = stat()
-                if lstat(path + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG { total += Int(st.st_size) }
+            let total = names.reduce(0) { sum, name in
+                if case let .regular(size)? = try? FileKind(atPath: path + "/" + name) { return sum + size }
+                return sum
             }
             progress.begin("reading \(path)", total: total)
             for name in names { try feedFile(path + "/" + name, name: name, into: contents, progress: progress) }
@@ -56,11 +55,10 @@ public enum BundleVerifier {
 
     static func feedFile(_ path: String, name: String, into visitor: BundleContents, progress: Progress) throws {
         // Only regular files, checked before any open: a FIFO would block, a symlink could lead outside the bundle.
-        var link = stat()
-        guard lstat(path, &link) == 0 else { throw FileError(path: path, operation: "lstat", code: errno) }
-        guard (link.st_mode & S_IFMT) == S_IFREG else {
-            throw ArchiveError(file: path, detail: (link.st_mode & S_IFMT) == S_IFLNK ? "a symlink; a bundle holds regular files only"
-                                                                                     : "not a regular file; a bundle is one flat folder of files")
+        switch try FileKind(atPath: path) {
+        case .regular: break
+        case .symlink: throw ArchiveError(file: path, detail: "a symlink; a bundle holds regular files only")
+        case .directory, .other: throw ArchiveError(file: path, detail: "not a regular file; a bundle is one flat folder of files")
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }

@@ -209,7 +209,7 @@ final class DigestTask: @unchecked Sendable {
     /// What the worker shares with the task (the worker must not retain the task, whose release stops it).
     private final class Shared: @unchecked Sendable {
         let group = DispatchGroup()
-        let stop = ManagedAtomicFlag()
+        let stop = CancellationFlag()
         var result: Result<String, Error> = .success("")
     }
     private let shared = Shared()
@@ -241,7 +241,7 @@ final class DigestTask: @unchecked Sendable {
 }
 
 /// A flag one thread sets and another reads.
-final class ManagedAtomicFlag: @unchecked Sendable {
+final class CancellationFlag: @unchecked Sendable {
     private let lock = NSLockLike()
     private var value = false
     func set() { lock.withLock { value = true } }

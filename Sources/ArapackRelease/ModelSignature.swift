@@ -108,10 +108,10 @@ public enum ModelSignature {
         let present = Dictionary(actual.map { ($0.name, $0.sha256) }, uniquingKeysWith: { a, _ in a })
         var problems: [String] = []
         for r in contents.resources {
-            guard let digest = present[r.name] else { problems.append("\(printable(r.name)) is signed but missing"); continue }
-            if digest != r.sha256 { problems.append("\(printable(r.name)) differs from the signed file (SHA-256 \(digest), signed \(r.sha256))") }
+            guard let digest = present[r.name] else { problems.append("\(r.name.escapingControlCharacters) is signed but missing"); continue }
+            if digest != r.sha256 { problems.append("\(r.name.escapingControlCharacters) differs from the signed file (SHA-256 \(digest), signed \(r.sha256))") }
         }
-        for r in actual where signed[r.name] == nil { problems.append("\(printable(r.name)) is not covered by the signature (added after signing)") }
+        for r in actual where signed[r.name] == nil { problems.append("\(r.name.escapingControlCharacters) is not covered by the signature (added after signing)") }
         if !problems.isEmpty { throw SignatureMismatch(problems: problems) }
         return contents
     }
@@ -119,8 +119,12 @@ public enum ModelSignature {
     /// Parses a signature file strictly: every field the format requires, with its type, bounded sizes, base64
     /// that is canonical, relative resource names without `..`, unique, and a subject digest that matches them.
     public static func read(_ path: String) throws -> Contents {
-        let bytes = try readRegularFile(path, limit: maximumFileSize)
-        return try parse(bytes, file: path)
+        // MappedFile opens without blocking and refuses anything but a regular file (a FIFO is not waited on).
+        let file = try MappedFile(path: path)
+        guard file.count <= maximumFileSize else {
+            throw SignatureError.malformed(file: path, field: "(file)", detail: "\(file.count) bytes; a signature is at most \(maximumFileSize)")
+        }
+        return try parse(file.withUnsafeBytes { Array($0) }, file: path)
     }
 
     /// `read` for bytes already in memory (`file` names them in errors).
@@ -138,14 +142,14 @@ public enum ModelSignature {
         do { root = try JSONParser.parse(bytes) } catch { throw bad("(file)", "not valid JSON: \(error)") }
         guard root.members != nil else { throw bad("(file)", "must be a JSON object, found \(root.kindName)") }
         let media = try string(root["mediaType"], "mediaType")
-        guard media == mediaType else { throw bad("mediaType", "\"\(printable(media))\" is not \(mediaType)") }
+        guard media == mediaType else { throw bad("mediaType", "\"\(media.escapingControlCharacters)\" is not \(mediaType)") }
         let hint = try root["verificationMaterial"]?["publicKey"]?["hint"].map { try string($0, "verificationMaterial.publicKey.hint") }
         if let hint, !isHexDigest(hint) { throw bad("verificationMaterial.publicKey.hint", "must be a SHA-256 in lower-case hex") }
         guard let envelope = root["dsseEnvelope"], envelope.members != nil else {
             throw bad("dsseEnvelope", "missing (only DSSE-envelope bundles are model-signing signatures)")
         }
         let type = try string(envelope["payloadType"], "dsseEnvelope.payloadType")
-        guard type == payloadType else { throw bad("dsseEnvelope.payloadType", "\"\(printable(type))\" is not \(payloadType)") }
+        guard type == payloadType else { throw bad("dsseEnvelope.payloadType", "\"\(type.escapingControlCharacters)\" is not \(payloadType)") }
         let payload = try base64(envelope["payload"], "dsseEnvelope.payload")
         guard let signatures = envelope["signatures"]?.elements, signatures.count == 1 else {
             throw bad("dsseEnvelope.signatures", "must hold exactly one signature")
@@ -166,7 +170,7 @@ public enum ModelSignature {
         guard let predicate = statement["predicate"], predicate.members != nil else { throw bad("statement.predicate", "missing") }
         guard let serialization = predicate["serialization"], serialization.members != nil else { throw bad("predicate.serialization", "missing") }
         let method = try string(serialization["method"], "predicate.serialization.method")
-        guard method == "files" else { throw bad("predicate.serialization.method", "\"\(printable(method))\" is not supported (only \"files\")") }
+        guard method == "files" else { throw bad("predicate.serialization.method", "\"\(method.escapingControlCharacters)\" is not supported (only \"files\")") }
         guard try string(serialization["hash_type"], "predicate.serialization.hash_type") == "sha256" else {
             throw bad("predicate.serialization.hash_type", "only sha256 is supported")
         }
@@ -188,8 +192,8 @@ public enum ModelSignature {
             let field = "predicate.resources[\(i)]"
             guard try string(r["algorithm"], field + ".algorithm") == "sha256" else { throw bad(field + ".algorithm", "only sha256 is supported") }
             let name = try string(r["name"], field + ".name")
-            guard isRelativePath(name) else { throw bad(field + ".name", "\"\(printable(name))\" is not a relative path inside the folder") }
-            guard names.insert(name).inserted else { throw bad(field + ".name", "\"\(printable(name))\" is listed twice") }
+            guard isRelativePath(name) else { throw bad(field + ".name", "\"\(name.escapingControlCharacters)\" is not a relative path inside the folder") }
+            guard names.insert(name).inserted else { throw bad(field + ".name", "\"\(name.escapingControlCharacters)\" is listed twice") }
             let hex = try string(r["digest"], field + ".digest")
             guard isHexDigest(hex) else { throw bad(field + ".digest", "must be a SHA-256 in lower-case hex") }
             digest.update(hexBytes(hex))
@@ -244,13 +248,11 @@ public enum ModelSignature {
             for entry in try directoryEntries(path) {
                 let name = relative.isEmpty ? entry : relative + "/" + entry
                 if name == signatureName || ignoring.contains(where: { name == $0 || name.hasPrefix($0 + "/") }) { continue }
-                var st = stat()
-                guard lstat(root + "/" + name, &st) == 0 else { throw FileError(path: root + "/" + name, operation: "lstat", code: errno) }
-                switch st.st_mode & S_IFMT {
-                case S_IFDIR: try walk(name, depth: depth + 1)
-                case S_IFREG: out.append(Resource(name: name, sha256: try SHA256.hex(ofFile: root + "/" + name)))
-                case S_IFLNK: throw SignatureError.unsignableFile(path: root + "/" + name, detail: "a symlink; signatures cover regular files only")
-                default: throw SignatureError.unsignableFile(path: root + "/" + name, detail: "not a regular file (a FIFO, device or socket)")
+                switch try FileKind(atPath: root + "/" + name) {
+                case .directory: try walk(name, depth: depth + 1)
+                case .regular: out.append(Resource(name: name, sha256: try SHA256.hex(ofFile: root + "/" + name)))
+                case .symlink: throw SignatureError.unsignableFile(path: root + "/" + name, detail: "a symlink; signatures cover regular files only")
+                case .other: throw SignatureError.unsignableFile(path: root + "/" + name, detail: "not a regular file (a FIFO, device or socket)")
                 }
             }
         }
@@ -310,13 +312,13 @@ public enum ModelSignature {
 
     /// The provenance as lines for `verify` (names from the file escaped).
     public static func provenanceText(_ p: JSONValue) -> [String] {
-        func show(_ v: JSONValue?) -> String { printable(v.map { $0.stringValue ?? $0.serialized() } ?? "null") }
+        func show(_ v: JSONValue?) -> String { (v.map { $0.stringValue ?? $0.serialized() } ?? "null").escapingControlCharacters }
         let s = p["source"]
         var lines = [
             "provenance  built by \(show(p["builder"]?["name"])) \(show(p["builder"]?["version"]))",
             "  source    \(show(s?["file"])) (\(show(s?["format"]))), sha256 \(show(s?["sha256"])), step \(show(s?["step"]))",
             "  bundle    \(show(p["bundle"]?["model_type"])), \(show(p["bundle"]?["dtype"])), \(show(p["bundle"]?["parameter_count"])) parameters",
-            "  options   " + (p["options"]?.members.map { $0.map { "\(printable($0.key))=\(show($0.value))" }.joined(separator: " ") } ?? "not recorded"),
+            "  options   " + (p["options"]?.members.map { $0.map { "\($0.key.escapingControlCharacters)=\(show($0.value))" }.joined(separator: " ") } ?? "not recorded"),
         ]
         if let parity = p["parity"], parity != .null {
             lines.append("  parity    " + (parity["passed"]?.boolValue == true ? "passed" : "FAILED") + " (\(show(parity["thresholds"])), max |Δlogit| \(show(parity["max_abs_diff"])), mean KL \(show(parity["mean_kl"])), top-1 \(show(parity["top1_agreement"])))")
@@ -348,27 +350,4 @@ public enum ModelSignature {
         return stride(from: 0, to: u.count, by: 2).map { v(u[$0]) << 4 | v(u[$0 + 1]) }
     }
 
-    /// A name from a file made safe for one output line (control characters escaped).
-    public static func printable(_ s: String) -> String { s.escapingControlCharacters }
-}
-
-/// The bytes of a regular file of at most `limit` bytes, opened without blocking (a FIFO is refused, not waited on).
-func readRegularFile(_ path: String, limit: Int) throws -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-    guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
-    defer { close(fd) }
-    var st = stat()
-    guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
-        throw SignatureError.unsignableFile(path: path, detail: "not a regular file")
-    }
-    guard Int(st.st_size) <= limit else { throw SignatureError.unsignableFile(path: path, detail: "\(st.st_size) bytes; at most \(limit)") }
-    var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
-    var done = 0
-    while done < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, $0.count - done) }
-        if n < 0 && errno == EINTR { continue }
-        guard n > 0 else { throw FileError(path: path, operation: "read", code: n == 0 ? EIO : errno) }
-        done += n
-    }
-    return bytes
 }

@@ -1,5 +1,4 @@
 import ArapackTensor
-import CKernels
 
 /// How a file names (and lays out) the family's tensors (ARCHITECTURE.md): the training module's own keys,
 /// the release bundle's `model.` + training key, or transformers' stock GPT-2 (`GPT2LMHeadModel`) keys, whose
@@ -80,20 +79,5 @@ public enum NamingLayout: String, Sendable, CaseIterable {
         let layer = tail[..<dot]
         guard !layer.isEmpty, layer.allSatisfy(\.isASCII), layer.allSatisfy(\.isNumber), layer == "0" || !layer.hasPrefix("0") else { return nil }
         return (String(layer), String(tail[tail.index(after: dot)...]))
-    }
-}
-
-extension Tensor {
-    /// A 2-D tensor's transpose, in owned storage of the same dtype (`[rows, cols]` → `[cols, rows]`).
-    public func transposed() throws -> Tensor {
-        precondition(shape.count == 2, "transpose of a 2-D tensor only")
-        let storage = TensorStorage(byteCount: byteCount)
-        guard byteCount > 0 else { return try Tensor(dtype: dtype, shape: [shape[1], shape[0]], storage: storage) }
-        storage.withUnsafeMutableBytes { dst in
-            withUnsafeBytes { src in
-                arapack_transpose(src.baseAddress!, shape[1], dst.baseAddress!, shape[0], shape[0], shape[1], dtype.byteSize)
-            }
-        }
-        return try Tensor(dtype: dtype, shape: [shape[1], shape[0]], storage: storage)
     }
 }

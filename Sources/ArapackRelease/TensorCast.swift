@@ -200,3 +200,18 @@ final class TensorCaster {
         return try Tensor(dtype: dtype, shape: t.shape, storage: storage)
     }
 }
+
+extension Tensor {
+    /// A 2-D tensor's transpose, in owned storage of the same dtype (`[rows, cols]` → `[cols, rows]`).
+    public func transposed() throws -> Tensor {
+        precondition(shape.count == 2, "transpose of a 2-D tensor only")
+        let storage = TensorStorage(byteCount: byteCount)
+        guard byteCount > 0 else { return try Tensor(dtype: dtype, shape: [shape[1], shape[0]], storage: storage) }
+        storage.withUnsafeMutableBytes { dst in
+            withUnsafeBytes { src in
+                arapack_transpose(src.baseAddress!, shape[1], dst.baseAddress!, shape[0], shape[0], shape[1], dtype.byteSize)
+            }
+        }
+        return try Tensor(dtype: dtype, shape: [shape[1], shape[0]], storage: storage)
+    }
+}

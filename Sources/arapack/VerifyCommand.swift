@@ -82,7 +82,7 @@ struct VerifyCommand: ParsableCommand {
                 let key = try ECDSAKey.publicKey(path: publicKey)
                 do {
                     let signed = try ModelSignature.verify(folder: bundle, signaturePath: signature, key: key)
-                    print("\nok    signature: \(signed.resources.count) files of \(ModelSignature.printable(signed.modelName)) signed under \(publicKey)")
+                    print("\nok    signature: \(signed.resources.count) files of \(signed.modelName.escapingControlCharacters) signed under \(publicKey)")
                     if let provenance = signed.provenance {
                         signatureProblems = try ModelSignature.provenanceProblems(provenance, folder: bundle).map { "provenance: " + $0 }
                         print(ModelSignature.provenanceText(provenance).joined(separator: "\n"))

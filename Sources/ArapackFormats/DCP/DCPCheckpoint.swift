@@ -1,7 +1,4 @@
 import ArapackTensor
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Why a torch.distributed.checkpoint directory was refused.
 public enum DCPError: Error, Equatable, CustomStringConvertible, Sendable {
@@ -62,13 +59,12 @@ public final class DCPCheckpoint: TensorSource {
     /// outside it) or a FIFO is refused before it is opened.
     public convenience init(directory: String) throws {
         func regular(_ name: String) throws -> Int {
-            var st = stat()
-            guard lstat(directory + "/" + name, &st) == 0 else { throw FileError(path: directory + "/" + name, operation: "lstat", code: errno) }
-            guard (st.st_mode & S_IFMT) == S_IFREG else {
+            let kind = try FileKind(atPath: directory + "/" + name)
+            guard case let .regular(size) = kind else {
                 throw DCPError.metadata(directory: directory, detail: "\(name.escapingControlCharacters) is " +
-                                        ((st.st_mode & S_IFMT) == S_IFLNK ? "a symlink" : "not a regular file") + "; a DCP folder holds regular files only")
+                                        (kind == .symlink ? "a symlink" : "not a regular file") + "; a DCP folder holds regular files only")
             }
-            return Int(st.st_size)
+            return size
         }
         _ = try regular(".metadata")
         let meta = try MappedFile(path: directory + "/.metadata")

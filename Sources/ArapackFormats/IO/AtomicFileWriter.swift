@@ -305,6 +305,27 @@ public func fileSize(_ path: String) throws -> Int {
     return Int(st.st_size)
 }
 
+/// What is at a path, by `lstat` (a symlink is reported as one, not followed; nothing is opened).
+public enum FileKind: Equatable, Sendable {
+    case regular(size: Int)
+    case directory
+    case symlink
+    /// A FIFO, device or socket.
+    case other
+
+    /// The kind of what is at `path`.
+    public init(atPath path: String) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { throw FileError(path: path, operation: "lstat", code: errno) }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: self = .regular(size: Int(st.st_size))
+        case S_IFDIR: self = .directory
+        case S_IFLNK: self = .symlink
+        default: self = .other
+        }
+    }
+}
+
 /// Whether anything (file, folder, link) exists at `path`.
 public func pathExists(_ path: String) -> Bool {
     var st = stat()
