@@ -21,7 +21,8 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "ArapackTensor"),
         .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL", "CSystem"]),
-        .target(name: "ArapackRelease", dependencies: ["ArapackFormats", "ArapackTensor", "CZstd", "CKernels"]),
+        .target(name: "ArapackRelease", dependencies: ["ArapackFormats", "ArapackTensor", "CZstd", "CKernels"],
+                resources: [.embedInCode("Wrapper/configuration_arafusion.py"), .embedInCode("Wrapper/modeling_arafusion.py")]),
         .target(name: "ArapackInference", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor", "CBLAS", "CKernels"]),
         .executableTarget(
             name: "arapack",

@@ -217,6 +217,19 @@ public enum BundleVerifier {
             try tok.check(against: config, configOrigin: "config.json")
             return []
         }
+        if b.layout == .release {
+            run("wrapper") {
+                guard let c = try b.json("config.json"), let config else { return ["not checked: config.json is unusable"] }
+                return ModelWrapper.problems(config: c, expected: config, read: b.bytes)
+            }
+        }
+        run("model card") {
+            guard b.files[ModelCard.fileName] != nil else { return ["no \(ModelCard.fileName) (the model card)"] }
+            guard let bytes = b.bytes(ModelCard.fileName), let text = String(validating: bytes, as: UTF8.self) else {
+                return ["\(ModelCard.fileName) is not UTF-8 text of at most \(BundleContents.maximumJSONSize) bytes"]
+            }
+            return ModelCard.frontMatterProblem(text).map { ["\(ModelCard.fileName): \($0)"] } ?? []
+        }
         run("training metadata") {
             guard let m = try b.json("training_metadata.json") else { return ["no training_metadata.json"] }
             return m.members == nil ? ["training_metadata.json is not a JSON object"] : []
@@ -250,6 +263,8 @@ public final class BundleSnapshot: @unchecked Sendable {
 /// small JSON files, every safetensors header and each tensor's NaN/Inf count (scanned as bytes stream by).
 final class BundleContents: ArchiveReader.Visitor {
     static let maximumJSONSize = 64 << 20
+    /// Files kept in memory for the checks (JSON, the wrapper's Python, the model card), up to maximumJSONSize each.
+    static let keptSuffixes = [".json", ".py", ".md"]
     let file: String
     private(set) var files: [String: (size: Int, sha256: String)] = [:]
     private var jsonBytes: [String: [UInt8]] = [:]
@@ -291,7 +306,7 @@ final class BundleContents: ArchiveReader.Visitor {
         self.size = size
         seen = 0
         digest = SHA256()
-        keep = name.hasSuffix(".json") && size <= Self.maximumJSONSize ? [] : nil
+        keep = Self.keptSuffixes.contains(where: name.hasSuffix) && size <= Self.maximumJSONSize ? [] : nil
         scanner = name.hasSuffix(".safetensors") ? SafetensorsStreamScanner(file: file + "/" + name, size: size) : nil
     }
 
@@ -316,6 +331,9 @@ final class BundleContents: ArchiveReader.Visitor {
             safetensorsMetadata[name] = header.metadata ?? [:]
         }
     }
+
+    /// The bytes of a kept file (nil when absent or too large to keep).
+    func bytes(_ name: String) -> [UInt8]? { jsonBytes[name] }
 
     /// A JSON file of the bundle, parsed (nil when absent).
     func json(_ name: String) throws -> JSONValue? {

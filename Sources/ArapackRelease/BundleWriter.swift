@@ -21,7 +21,7 @@ public struct BundleOptions: Sendable {
     public var keep: [String]
     /// How tensors are named: `.release` (the family's own bundle) or `.gpt2` (transformers' stock GPT-2).
     public var layout: NamingLayout
-    /// For `.gpt2` bundles, which carry a model card: its name, license, and the parity summary when one ran.
+    /// The model card: the bundle's name, the license, the base model, or the user's own card.
     public var card: ModelCard.Options
     public init(dtype: DType? = nil, maxShardSize: Int? = nil, sourceDigest: Bool = true,
                 int8: Int8Quantization = .init(), keep: [String] = [], layout: NamingLayout = .release,
@@ -122,12 +122,14 @@ public enum BundleWriter {
             .init("method", .string(method)),
             .init("tensors", .array(records.sorted.map(\.json))),
         ])
-        if layout == .gpt2 {
-            files.append(try writeText(ModelCard.gitAttributes(files), to: directory + "/" + ModelCard.gitAttributesFileName))
-            let card = ModelCard(model: model, layout: layout, dtype: dtypeName, options: options.card, tokenizer: tokenizer != nil,
-                                 sourceDigest: source["sha256"]?.stringValue, files: files)
-            files.append(try writeText(card.text, to: directory + "/" + ModelCard.fileName))
+        if layout == .release {
+            for (name, bytes) in ModelWrapper.files { files.append(try writeBytes(bytes, to: directory + "/" + name)) }
         }
+        files.append(try writeText(ModelCard.gitAttributes(files), to: directory + "/" + ModelCard.gitAttributesFileName))
+        let card = try options.card.userCard.map { try ModelCard(userCard: $0) }
+            ?? ModelCard(model: model, layout: layout, dtype: dtypeName, options: options.card, tokenizer: tokenizer,
+                         sourceDigest: source["sha256"]?.stringValue, quantization: report, files: files)
+        files.append(try writeText(card.text, to: directory + "/" + ModelCard.fileName))
         let manifest = Manifest.build(config: model.config, layout: layout, dtype: dtypeName, source: source, files: files, quantization: report)
         try writeJSON(manifest, to: directory + "/" + Manifest.fileName)
         return manifest

@@ -9,9 +9,15 @@ public struct ModelCard {
         public var name: String
         /// An SPDX-style license id for the front matter.
         public var license: String
-        public init(name: String, license: String = ModelCard.defaultLicense) {
+        /// The Hub id of the model this one derives from, for the front matter's `base_model`.
+        public var baseModel: String?
+        /// The user's own card (`--model-card`), used instead of the generated one after its front matter is checked.
+        public var userCard: String?
+        public init(name: String, license: String = ModelCard.defaultLicense, baseModel: String? = nil, userCard: String? = nil) {
             self.name = name
             self.license = license
+            self.baseModel = baseModel
+            self.userCard = userCard
         }
     }
 
@@ -20,24 +26,64 @@ public struct ModelCard {
     public static let defaultLicense = "apache-2.0"
     /// The Hub refuses plain git for files past 10 MiB; such files are routed through LFS by name.
     static let lfsThreshold = 10 << 20
+    /// A user's card is read whole; past this it is refused.
+    public static let maximumSize = 1 << 20
 
     /// Whether `id` can stand in the front matter as it is (letters, digits, `.`, `-`, `+`; at most 64).
     public static func isValidLicense(_ id: String) -> Bool {
         !id.isEmpty && id.utf8.count <= 64 && id.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || ".-+".unicodeScalars.contains($0)) }
     }
 
+    /// Whether `id` is a Hub repository id (`owner/name` or `name`: letters, digits, `-`, `_`, `.`; at most 96).
+    public static func isValidModelID(_ id: String) -> Bool {
+        let parts = id.split(separator: "/", omittingEmptySubsequences: false)
+        return (1...2).contains(parts.count) && id.utf8.count <= 96 && parts.allSatisfy { part in
+            !part.isEmpty && part != "." && part != ".." && part.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) }
+        }
+    }
+
     /// The card's text.
     public let text: String
 
+    /// The user's own card, after `frontMatterProblem` finds nothing wrong with it.
+    public init(userCard: String) throws {
+        if let problem = Self.frontMatterProblem(userCard) { throw ModelError("--model-card", problem) }
+        text = userCard
+    }
+
+    /// What is wrong with a card's YAML front matter, or nil. The Hub reads the block between a first line
+    /// `---` and the next `---` as YAML metadata: here each line in it must be a `key: value` mapping entry
+    /// (keys unique), a list item or an indented continuation, and `license` must be stated.
+    public static func frontMatterProblem(_ card: String) -> String? {
+        let lines = card.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+        guard lines.first == "---" else { return "the card does not begin with a YAML front matter block (a first line ---)" }
+        guard let close = lines.dropFirst().firstIndex(of: "---") else { return "the front matter block has no closing --- line" }
+        var keys = Set<String>()
+        for (i, line) in lines[1..<close].enumerated() where !line.allSatisfy({ $0 == " " }) && !line.hasPrefix("#") {
+            if line.contains("\t") { return "front matter line \(i + 2) holds a tab (YAML indents with spaces)" }
+            if line.hasPrefix(" ") || line.hasPrefix("- ") || line == "-" { continue }
+            guard let colon = line.firstIndex(of: ":"), line[line.index(after: colon)...].first.map({ $0 == " " }) ?? true else {
+                return "front matter line \(i + 2) is not a \"key: value\" entry: \(String(line.prefix(60)).escapingControlCharacters)"
+            }
+            let key = String(line[..<colon])
+            guard !key.isEmpty, key.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-".unicodeScalars.contains($0)) }) else {
+                return "front matter line \(i + 2) has a key that is not a plain name: \(String(key.prefix(60)).escapingControlCharacters)"
+            }
+            guard keys.insert(key).inserted else { return "front matter key \(key) appears twice" }
+        }
+        return keys.contains("license") ? nil : "the front matter states no license"
+    }
+
     /// The card of a bundle of `model` written in `layout` with weights of `dtype` (a torch dtype name),
-    /// listing `files` (every file written before the card).
-    init(model: ReleaseModel, layout: NamingLayout, dtype: String, options: Options, tokenizer: Bool, sourceDigest: String?,
-         files: [WrittenFile]) {
+    /// listing `files` (every file written before the card), with the quantization report when there is one.
+    init(model: ReleaseModel, layout: NamingLayout, dtype: String, options: Options, tokenizer: TokenizerFiles?, sourceDigest: String?,
+         quantization: JSONValue?, files: [WrittenFile]) {
         let c = model.config
         let gpt2 = layout == .gpt2
         var lines = [
             "---",
             "license: \(options.license)",
+        ] + (options.baseModel.map { ["base_model: \($0)"] } ?? []) + [
             "language:",
             "- ar",
             "library_name: transformers",
@@ -45,19 +91,22 @@ public struct ModelCard {
             "tags:",
             "- arafusion",
             "- arapack",
-        ] + (gpt2 ? ["- gpt2"] : ["- custom_code"]) + [
+        ] + (gpt2 ? ["- gpt2"] : ["- custom_code"]) + (dtype == "int8" ? ["- compressed-tensors", "- int8"] : []) + [
             "---",
             "",
             "# \(Self.plain(options.name))",
             "",
             "An AraFusion \(c.causal ? "autoregressive (causal)" : "masked-diffusion (bidirectional)") Arabic language model, "
                 + "released by arapack \(arapackVersion)"
-                + (gpt2 ? " in transformers' stock GPT-2 layout: it loads as `GPT2LMHeadModel` with no remote code." : "."),
+                + (gpt2 ? " in transformers' stock GPT-2 layout: it loads as `GPT2LMHeadModel` with no remote code."
+                        : ". The model's code is in this repository (`\(ModelWrapper.modelingFile)`, `\(ModelWrapper.configurationFile)`): "
+                          + "load it with `trust_remote_code=True`; it imports only torch and transformers."),
             "",
             "## Model details",
             "",
             "| | |",
             "|---|---|",
+            "| architecture | \(gpt2 ? "GPT2LMHeadModel" : c.architecture) (`model_type` \(c.modelType(in: layout))) |",
             "| parameters | \(c.parameterCount) (\(c.tieWordEmbeddings ? "the tied embedding / LM head counted once" : "untied")) |",
             "| layers | \(c.layers) |",
             "| hidden size | \(c.hiddenSize) |",
@@ -86,11 +135,28 @@ public struct ModelCard {
             "",
             "Source: \(Self.plain(model.info.format)) checkpoint" + (sourceDigest.map { ", SHA-256 `\($0)`" } ?? "")
                 + (model.step.map { ", step \($0)" } ?? "") + ".",
+        ]
+        if let q = quantization, let tensors = q["tensors"]?.elements {
+            lines += [
+                "",
+                "## Quantization",
+                "",
+                "\(Self.plain(q["method"]?.stringValue ?? "")); the error of each tensor against the source:",
+                "",
+                "| tensor | max abs error | SNR (dB) | bytes before | bytes after |",
+                "|---|---|---|---|---|",
+            ] + tensors.map { t in
+                "| \(Self.plain(t["name"]?.stringValue ?? "")) | " + ["max_abs_error", "snr_db", "bytes_before", "bytes_after"].map {
+                    Self.plain(t[$0].map { $0.stringValue ?? $0.serialized() } ?? "")
+                }.joined(separator: " | ") + " |"
+            }
+        }
+        lines += [
             "",
             "## Quick start",
             "",
             "```python",
-        ] + Self.quickStart(c, name: options.name, tokenizer: tokenizer) + [
+        ] + Self.quickStart(c, layout: layout, int8: dtype == "int8", name: options.name, tokenizer: tokenizer != nil) + [
             "```",
             "",
             "## Files",
@@ -105,20 +171,25 @@ public struct ModelCard {
         text = lines.joined(separator: "\n")
     }
 
-    /// Python that loads this bundle from the folder it sits in and generates greedily, as written.
-    static func quickStart(_ c: ModelConfig, name: String, tokenizer: Bool) -> [String] {
+    /// Python that loads this bundle from the folder it sits in and runs it, as written: the forward pass and,
+    /// for the causal model, sampling with `generate` and with the training code's own sampler.
+    static func quickStart(_ c: ModelConfig, layout: NamingLayout, int8: Bool, name: String, tokenizer: Bool) -> [String] {
         let folder = JSONValue.string("./" + name).serialized()
+        let gpt2 = layout == .gpt2
+        let modelClass = c.causal ? "AutoModelForCausalLM" : "AutoModelForMaskedLM"
         var code = [
             "import torch",
-            "from transformers import AutoModelForCausalLM" + (tokenizer ? ", AutoTokenizer" : ""),
+            "from transformers import \(modelClass)" + (tokenizer ? ", AutoTokenizer" : "") + (c.causal ? ", GenerationConfig" : ""),
             "",
             "repo = \(folder)  # this folder, or the Hub repository it is published as",
-            "model = AutoModelForCausalLM.from_pretrained(repo, torch_dtype=\"auto\")",
+        ] + (int8 ? ["# int8 weights in the compressed-tensors format: pip install compressed-tensors"] : []) + [
+            "model = \(modelClass).from_pretrained(repo\(gpt2 ? "" : ", trust_remote_code=True"), torch_dtype=\"auto\")",
         ]
+        let positions = gpt2 ? "model.config.n_positions" : "model.config.max_position_embeddings"
         if tokenizer {
             code += [
-                "tokenizer = AutoTokenizer.from_pretrained(repo)",
-                "ids = tokenizer(\"بسم الله الرحمن الرحيم\", return_tensors=\"pt\").input_ids[:, : model.config.n_positions // 2]",
+                "tokenizer = AutoTokenizer.from_pretrained(repo, subfolder=\"base_tokenizer\")",
+                "ids = tokenizer(\"بسم الله الرحمن الرحيم\", return_tensors=\"pt\").input_ids[:, : \(positions) // 2]",
             ]
         } else {
             code.append("ids = torch.tensor([[\(c.bos)]])")
@@ -126,10 +197,32 @@ public struct ModelCard {
         code += [
             "with torch.no_grad():",
             "    logits = model(ids).logits  # [1, tokens, vocabulary]",
-            "# greedy, up to generation_config.json's max_length (the model's positions)",
-            "output = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False)",
-            tokenizer ? "print(tokenizer.decode(output[0]))" : "print(output[0].tolist())",
         ]
+        let show = tokenizer ? { (v: String) in "print(tokenizer.decode(\(v)))" } : { (v: String) in "print(\(v).tolist())" }
+        if c.causal {
+            code += [
+                "room = \(positions) - ids.shape[1]  # new tokens never pass the model's positions",
+                "output = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=GenerationConfig(",
+                "    do_sample=True, temperature=0.8, top_p=0.9, max_new_tokens=min(128, room), eos_token_id=\(c.eos), pad_token_id=\(c.pad)))",
+                show("output[0]"),
+            ]
+            if !gpt2 {
+                code += [
+                    "# the training code's own sampler, on the module the model holds",
+                    "generated = model.model.generate(ids, max_new_tokens=min(100, room), temperature=0.8, top_p=0.9, eos_token_id=\(c.eos))",
+                    show("generated[0]"),
+                ]
+            }
+        } else {
+            code += [
+                "# bidirectional: predict a masked position from both sides",
+                "masked = ids.clone()",
+                "masked[0, -1] = \(c.mask)  # the mask token",
+                "with torch.no_grad():",
+                "    predicted = model(masked).logits[0, -1].argmax()",
+                show("predicted.view(1)"),
+            ]
+        }
         return code
     }
 

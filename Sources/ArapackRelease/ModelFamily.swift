@@ -149,6 +149,7 @@ public struct ModelConfig: Equatable, Sendable {
         .object([
             .init("architectures", .array([.string(architecture)])),
             .init("model_type", .string(modelType)),
+            .init("auto_map", ModelWrapper.autoMap(self)),
             .init("vocab_size", .int(vocabSize)),
             .init("hidden_size", .int(hiddenSize)),
             .init("num_hidden_layers", .int(layers)),

@@ -25,14 +25,18 @@ struct ConvertCommand: ParsableCommand {
             --allow-untied.
 
             --to bundle (default) writes model.safetensors (sharded past --max-shard-size), config.json, \
-            generation_config.json, training_metadata.json, the tokenizer files from --tokenizer and manifest.json \
-            with the SHA-256 of every file (a source bundle's own tokenizer is kept unless --tokenizer names \
-            another). The optimizer state never enters a bundle. --archive also writes \
+            generation_config.json, training_metadata.json, the transformers wrapper (configuration_arafusion.py, \
+            modeling_arafusion.py; config.json's auto_map points at them: load with trust_remote_code=True), a model \
+            card (README.md: --license, --base-model, or your own with --model-card) and .gitattributes, the \
+            tokenizer files from --tokenizer and manifest.json with the SHA-256 of every file. The tokenizer goes \
+            both at the top and in base_tokenizer/ (AutoTokenizer loads either); a folder in the published layout \
+            (base_tokenizer/ plus morphbpe* files at its top) keeps that layout, and a source bundle's own \
+            tokenizer is kept unless --tokenizer names another. The optimizer state never enters a bundle. --archive also writes \
             DST.tar.zst and DST.tar.zst.sha256 (deterministic; mtime from SOURCE_DATE_EPOCH, else 0).
             --to gpt2 (AR models only) writes the same bundle in transformers' stock GPT-2 layout: config.json is a \
             GPT2Config (every dropout 0) and the tensors carry GPT2LMHeadModel's names, linear weights stored \
             transposed as GPT-2's Conv1D keeps them ([in, out]), the tied matrix stored once, plus a model card \
-            (README.md, --license) and .gitattributes; AutoModelForCausalLM.from_pretrained(DST) loads it with no \
+            and .gitattributes, but no wrapper; AutoModelForCausalLM.from_pretrained(DST) loads it with no \
             remote code. int8 is not written in this layout. arapack reads GPT-2 bundles everywhere it reads bundles.
             --to torch writes {"model": state_dict, "config": {...}, "step": n, ...} with the tied pair sharing one \
             storage; --to dcp writes a single-rank torch.distributed.checkpoint folder.
@@ -95,8 +99,14 @@ struct ConvertCommand: ParsableCommand {
 
     @OptionGroup var parityOptions: ParityOptions
 
-    @Option(help: "With --to gpt2: the license id in the model card's front matter.")
+    @Option(help: "Bundles: the license id in the model card's front matter (default apache-2.0).")
     var license: String?
+
+    @Option(help: "Bundles: the Hub id of the model this one derives from, for the card's base_model (e.g. owner/name).")
+    var baseModel: String?
+
+    @Option(help: "Bundles: use this README.md as the model card instead of the generated one (its YAML front matter is checked; it must state a license).")
+    var modelCard: String?
 
     @Option(help: "Sign the bundle (OpenSSF model signing, see arapack sign --help) with this EC P-256 private key before it moves into place: DST/model.sig, with the conversion's options and parity result in the signed provenance.")
     var sign: String?
@@ -120,7 +130,15 @@ struct ConvertCommand: ParsableCommand {
         if dtype == .int8 && target != .bundle { throw ValidationError("--dtype int8 writes bundles only; --to torch and --to dcp take f32, bf16 or f16") }
         if sign != nil && !target.isBundle { throw ValidationError("--sign applies to bundles only (--to bundle or gpt2)") }
         if keyPasswordFile != nil && sign == nil { throw ValidationError("--key-password-file applies to --sign") }
-        if license != nil && target != .gpt2 { throw ValidationError("--license applies to --to gpt2, whose bundles carry a model card") }
+        if (license != nil || baseModel != nil || modelCard != nil) && !target.isBundle {
+            throw ValidationError("--license, --base-model and --model-card apply to bundles (--to bundle or gpt2), which carry a model card")
+        }
+        if modelCard != nil && (license != nil || baseModel != nil) {
+            throw ValidationError("--model-card is used as written: state the license and base_model in its front matter, not with --license or --base-model")
+        }
+        if let baseModel, !ModelCard.isValidModelID(baseModel) {
+            throw ValidationError("--base-model: \"\(baseModel.escapingControlCharacters)\" is not a Hub model id (owner/name: letters, digits, '-', '_', '.')")
+        }
         if let license, !ModelCard.isValidLicense(license) {
             throw ValidationError("--license: \"\(license)\" is not a license id (letters, digits, '.', '-', '+'; e.g. apache-2.0, mit)")
         }
@@ -169,7 +187,8 @@ struct ConvertCommand: ParsableCommand {
                 let options = BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
                                             int8: Int8Quantization(groupSize: int8GroupSize), keep: keep,
                                             layout: target == .gpt2 ? .gpt2 : .release,
-                                            card: ModelCard.Options(name: splitPath(dst).1, license: license ?? ModelCard.defaultLicense))
+                                            card: ModelCard.Options(name: splitPath(dst).1, license: license ?? ModelCard.defaultLicense, baseModel: baseModel,
+                                                                      userCard: try modelCard.map(readModelCard)))
                 let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath, progress: progress)
                 if let tensors = manifest["quantization"]?["tensors"]?.elements {
                     print(quantizationTable(tensors))
@@ -235,8 +254,20 @@ extension ConvertCommand {
             .init("allow_untied", .bool(allowUntied)),
             .init("source_digest", .bool(!noSourceDigest)),
             .init("license", license.map { .string($0) } ?? .null),
+            .init("base_model", baseModel.map { .string($0) } ?? .null),
+            .init("model_card", modelCard.map { .string(splitPath($0).1) } ?? .null),
         ])
     }
+}
+
+/// The text of a user's model card (a regular file, at most ModelCard.maximumSize bytes, UTF-8).
+func readModelCard(_ path: String) throws -> String {
+    let file = try MappedFile(path: path)
+    guard file.count <= ModelCard.maximumSize else { throw CommandError("\(path): a model card of \(file.count) bytes; at most \(ModelCard.maximumSize)") }
+    let bytes = file.withUnsafeBytes { Array($0) }
+    guard let text = String(validating: bytes, as: UTF8.self) else { throw CommandError("\(path): the model card is not UTF-8") }
+    if let problem = ModelCard.frontMatterProblem(text) { throw CommandError("\(path): \(problem)") }
+    return text
 }
 
 /// The per-tensor quantization report as a table.

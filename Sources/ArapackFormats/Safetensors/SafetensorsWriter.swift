@@ -173,8 +173,14 @@ public struct WrittenFile: Equatable, Sendable {
 /// Writes `text` atomically at `path`; returns its size and SHA-256.
 @discardableResult
 public func writeText(_ text: String, to path: String) throws -> WrittenFile {
+    try writeBytes(Array(text.utf8), to: path)
+}
+
+@discardableResult
+/// Writes bytes atomically; the written file is named by its last path component unless `name` is given.
+public func writeBytes(_ bytes: [UInt8], to path: String, name: String? = nil) throws -> WrittenFile {
     let out = try AtomicFileWriter(destination: path, hashing: true)
-    try out.write(text)
+    try bytes.withUnsafeBytes { try out.write($0) }
     try out.commit()
-    return WrittenFile(name: splitPath(path).1, size: out.bytesWritten, sha256: out.sha256!)
+    return WrittenFile(name: name ?? splitPath(path).1, size: out.bytesWritten, sha256: out.sha256!)
 }
