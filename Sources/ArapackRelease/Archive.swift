@@ -38,7 +38,12 @@ public enum ReleaseArchive {
         var total = 0
         for f in sorted { total += try fileSize(folder + "/" + f) }
         progress.begin("writing \(splitPath(path).1)", total: total)
+        var folders = Set<String>()
         for f in sorted {
+            // A folder inside the bundle (base_tokenizer/) gets its own entry before its first file.
+            if let slash = f.firstIndex(of: "/"), folders.insert(String(f[..<slash])).inserted {
+                try z.write(header(name: name + "/" + f[..<slash] + "/", size: 0, mode: 0o755, directory: true, mtime: mtime, file: path))
+            }
             let file = try MappedFile(path: folder + "/" + f)
             try z.write(header(name: name + "/" + f, size: file.count, mode: 0o644, directory: false, mtime: mtime, file: path))
             try file.withUnsafeBytes { all in
@@ -301,11 +306,14 @@ public struct TarParser {
         let type = header[156]
         switch type {
         case UInt8(ascii: "5"):
-            guard size == 0, parts.count == 1 else { throw ArchiveError(file: file, detail: "unexpected folder entry \"\(name)\"") }
+            guard size == 0, parts.count <= 2 else { throw ArchiveError(file: file, detail: "unexpected folder entry \"\(name)\"") }
         case UInt8(ascii: "0"), 0:
-            guard parts.count == 2 else { throw ArchiveError(file: file, detail: "tar entry \"\(name)\" is nested; a bundle is one flat folder") }
-            guard names.insert(String(parts[1])).inserted else { throw ArchiveError(file: file, detail: "tar entry \"\(name)\" appears twice") }
-            try visitor.begin(name: String(parts[1]), size: size)
+            guard parts.count == 2 || parts.count == 3 else {
+                throw ArchiveError(file: file, detail: "tar entry \"\(name)\" is nested too deep; a bundle holds files at most one folder deep")
+            }
+            let inside = parts.dropFirst().joined(separator: "/")
+            guard names.insert(inside).inserted else { throw ArchiveError(file: file, detail: "tar entry \"\(name)\" appears twice") }
+            try visitor.begin(name: inside, size: size)
             inEntry = true
             remaining = size
             padding = (ReleaseArchive.block - size % ReleaseArchive.block) % ReleaseArchive.block
@@ -354,6 +362,10 @@ public final class ExtractedArchive {
             func begin(name: String, size: Int) throws {
                 // Refused before a byte is written when the header already says so, else as the bytes come.
                 guard size <= limit - total else { throw ExtractedArchive.bomb(archive, limit) }
+                if let slash = name.firstIndex(of: "/") {  // the reader allows one folder level (base_tokenizer/)
+                    let sub = folder + "/" + name[..<slash]
+                    guard mkdir(sub, 0o700) == 0 || errno == EEXIST else { throw FileError(path: sub, operation: "mkdir", code: errno) }
+                }
                 out = try AtomicFileWriter(destination: folder + "/" + name)
             }
             func data(_ bytes: UnsafeRawBufferPointer) throws {
@@ -365,7 +377,7 @@ public final class ExtractedArchive {
         }
         let writer = Writer(root, archive: path, limit: Self.expansionLimit(archiveSize: try fileSize(path)))
         do {
-            try ArchiveReader.read(path, visitor: writer)  // a bundle is one flat folder: its files land in root
+            try ArchiveReader.read(path, visitor: writer)  // the bundle's files land in root
             bundle = root
         } catch {
             removeTree(root)

@@ -38,7 +38,7 @@ public enum BundleVerifier {
         var st = stat()
         guard stat(path, &st) == 0 else { throw SourceError.notFound(path: path) }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            let names = try directoryEntries(path)
+            let names = try BundleFolder.files(path)
             let total = names.reduce(0) { sum, name in
                 if case let .regular(size)? = try? FileKind(atPath: path + "/" + name) { return sum + size }
                 return sum
@@ -53,19 +53,20 @@ public enum BundleVerifier {
         return check(contents, path: path, unlisted: [ModelSignature.defaultFileName] + (signature.map { [$0] } ?? []))
     }
 
+    /// Reads one regular file of a bundle into `visitor` under `name` (its path inside the bundle).
     static func feedFile(_ path: String, name: String, into visitor: BundleContents, progress: Progress) throws {
         // Only regular files, checked before any open: a FIFO would block, a symlink could lead outside the bundle.
         switch try FileKind(atPath: path) {
         case .regular: break
         case .symlink: throw ArchiveError(file: path, detail: "a symlink; a bundle holds regular files only")
-        case .directory, .other: throw ArchiveError(file: path, detail: "not a regular file; a bundle is one flat folder of files")
+        case .directory, .other: throw ArchiveError(file: path, detail: "not a regular file; a bundle holds regular files, at most one folder deep")
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
-            throw ArchiveError(file: path, detail: "not a regular file; a bundle is one flat folder of files")
+            throw ArchiveError(file: path, detail: "not a regular file; a bundle holds regular files, at most one folder deep")
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 << 20, alignment: 64)
         defer { buffer.deallocate() }
@@ -208,7 +209,7 @@ public enum BundleVerifier {
             b.nonFinite.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "tensor \"\($0.key)\" holds \($0.value) NaN/Inf value(s)" }
         }
         run("tokenizer") {
-            guard b.files["tokenizer.json"] != nil else { return [] }
+            guard b.files["tokenizer.json"] != nil || b.files[TokenizerFiles.subfolder + "/tokenizer.json"] != nil else { return [] }
             guard let config else { return ["not checked: config.json is unusable"] }
             let tok = try TokenizerFiles(directory: path, files: Array(b.files.keys)) { name in
                 guard let j = try b.json(name) else { throw ModelError(path, "\(name) is missing") }
@@ -235,6 +236,32 @@ public enum BundleVerifier {
             return m.members == nil ? ["training_metadata.json is not a JSON object"] : []
         }
         return report
+    }
+}
+
+/// The files of a bundle folder: regular files at its top and in folders directly under it (the tokenizer's
+/// base_tokenizer/), by relative path, sorted. Symlinks, FIFOs, devices and deeper folders are refused (lstat,
+/// nothing opened): a bundle is read only through regular files inside it.
+public enum BundleFolder {
+    public static func files(_ folder: String) throws -> [String] {
+        var out: [String] = []
+        for name in try directoryEntries(folder) {
+            switch try FileKind(atPath: folder + "/" + name) {
+            case .regular: out.append(name)
+            case .directory:
+                for inner in try directoryEntries(folder + "/" + name) {
+                    switch try FileKind(atPath: folder + "/" + name + "/" + inner) {
+                    case .regular: out.append(name + "/" + inner)
+                    case .directory: throw ArchiveError(file: folder + "/" + name + "/" + inner, detail: "a folder two deep; a bundle holds regular files, at most one folder deep")
+                    case .symlink: throw ArchiveError(file: folder + "/" + name + "/" + inner, detail: "a symlink; a bundle holds regular files only")
+                    case .other: throw ArchiveError(file: folder + "/" + name + "/" + inner, detail: "not a regular file (a FIFO, device or socket)")
+                    }
+                }
+            case .symlink: throw ArchiveError(file: folder + "/" + name, detail: "a symlink; a bundle holds regular files only")
+            case .other: throw ArchiveError(file: folder + "/" + name, detail: "not a regular file (a FIFO, device or socket)")
+            }
+        }
+        return out.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 }
 

@@ -105,8 +105,12 @@ public enum BundleWriter {
                                    to: directory + "/config.json"))
         files.append(try writeJSON(generationConfig(model.config), to: directory + "/generation_config.json"))
         files.append(try writeJSON(.object(model.trainingMetadata), to: directory + "/training_metadata.json"))
-        for name in tokenizer?.files ?? [] {
-            files.append(try copyFile(tokenizer!.directory + "/" + name, to: directory + "/" + name))
+        if let tokenizer {
+            let sub = directory + "/" + TokenizerFiles.subfolder
+            guard mkdir(sub, 0o755) == 0 else { throw FileError(path: sub, operation: "mkdir", code: errno) }
+            for copy in tokenizer.copies {
+                files.append(try copyFile(tokenizer.directory + "/" + copy.from, to: directory + "/" + copy.to, name: copy.to))
+            }
         }
         progress.begin("hashing the source", total: 0)
         let source = JSONValue.object([
@@ -194,12 +198,12 @@ public enum BundleWriter {
     }
 
     /// Copies a file byte for byte.
-    static func copyFile(_ from: String, to path: String) throws -> WrittenFile {
+    static func copyFile(_ from: String, to path: String, name: String) throws -> WrittenFile {
         let file = try MappedFile(path: from)
         let out = try AtomicFileWriter(destination: path, hashing: true)
         try file.withUnsafeBytes { try out.write($0) }
         try out.commit()
-        return WrittenFile(name: splitPath(path).1, size: out.bytesWritten, sha256: out.sha256!)
+        return WrittenFile(name: name, size: out.bytesWritten, sha256: out.sha256!)
     }
 }
 

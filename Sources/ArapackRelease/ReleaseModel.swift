@@ -97,7 +97,7 @@ public final class ReleaseModel {
         let folder = (format == .safetensors || format == .safetensorsSharded) ? splitPath(resolved).0 : nil
         // A bundle's own tokenizer travels with it unless another is given.
         var tokenizer = tokenizer
-        if tokenizer == nil, let folder, access(folder + "/tokenizer.json", F_OK) == 0 {
+        if tokenizer == nil, let folder, [TokenizerFiles.subfolder + "/tokenizer.json", "tokenizer.json"].contains(where: { access(folder + "/" + $0, F_OK) == 0 }) {
             tokenizer = try TokenizerFiles(directory: folder)
         }
         self.tokenizer = tokenizer

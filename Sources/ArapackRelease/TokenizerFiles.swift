@@ -6,33 +6,80 @@ import Glibc
 /// The HF tokenizer files of a bundle and the checks BUNDLE.md asks for: the JSON parses, the special
 /// tokens agree across tokenizer.json, tokenizer_config.json and special_tokens_map.json, and the
 /// vocabulary fits the embedding.
+///
+/// Two layouts are read: a plain HF tokenizer folder (tokenizer.json at its top), and the published release's
+/// (the HF files in base_tokenizer/, MorphBPE files such as morphbpe_config.json and morphbpe.py at the top,
+/// possibly HF files at the top too). Every tokenizer.json present is checked, and the sets must agree. A
+/// bundle gets the HF files at its top and in base_tokenizer/, so `AutoTokenizer.from_pretrained(bundle)` and
+/// `(bundle, subfolder="base_tokenizer")` both load, plus the MorphBPE files at its top.
 public final class TokenizerFiles {
-    /// Files copied into a bundle when present (tokenizer.json is required).
+    /// HF files copied into a bundle when present (tokenizer.json is required in each set).
     public static let names = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                                "vocab.json", "merges.txt", "tokenizer.model"]
+    /// The published layout's folder of HF tokenizer files.
+    public static let subfolder = "base_tokenizer"
+    /// Top-level files of the published layout carried along (the MorphBPE pre-tokenizer's code and settings).
+    static func isMorphBPEFile(_ name: String) -> Bool {
+        name.hasPrefix("morphbpe") && !name.contains("/") && [".json", ".py", ".txt", ".model"].contains { name.hasSuffix($0) }
+    }
     static let roles = ["bos", "eos", "pad", "mask"]
 
     public let directory: String
-    /// The files present, in `names` order.
+    /// The files present, by path inside `directory`: HF files at the top and in base_tokenizer/, MorphBPE files.
     public let files: [String]
     /// Special token ids by role (`bos`, …) as the tokenizer defines them.
     public let specialIDs: [String: Int]
     /// One more than the largest token id.
     public let vocabularySize: Int
 
-    /// Reads and cross-checks the tokenizer files in `directory`.
+    /// Reads and cross-checks the tokenizer files in `directory` (either layout).
     public convenience init(directory: String) throws {
-        let present = Self.names.filter { access(directory + "/" + $0, F_OK) == 0 }
+        var present = Self.names.filter { access(directory + "/" + $0, F_OK) == 0 }
+        present += Self.names.map { Self.subfolder + "/" + $0 }.filter { access(directory + "/" + $0, F_OK) == 0 }
+        present += try directoryEntries(directory).filter(Self.isMorphBPEFile)
         try self.init(directory: directory, files: present) { try readJSON(directory + "/" + $0) }
     }
 
     /// The largest token id accepted (ids must also fall inside the model's vocabulary).
     static let maximumID = Int(Int32.max)
 
-    /// Cross-checks tokenizer files given by name; `load` parses one of `files` (a folder or an archive).
+    /// Cross-checks tokenizer files given by path inside `directory` (files of other kinds are ignored);
+    /// `load` parses one of `files` (a folder or an archive).
     public init(directory: String, files: [String], load: (String) throws -> JSONValue) throws {
         self.directory = directory
-        self.files = Self.names.filter(files.contains)
+        let sets = ["", Self.subfolder + "/"].filter { prefix in files.contains { $0.hasPrefix(prefix) && Self.names.contains(String($0.dropFirst(prefix.count))) } }
+        guard !sets.isEmpty else {
+            throw ModelError(directory, "no tokenizer.json in the tokenizer folder (nor in its \(Self.subfolder)/ folder)")
+        }
+        var ids: [String: Int]?, size = 0
+        for prefix in sets {
+            let set = Self.names.filter { files.contains(prefix + $0) }
+            let checked = try Self.check(directory: directory + (prefix.isEmpty ? "" : "/" + prefix.dropLast()), files: set) { try load(prefix + $0) }
+            if let earlier = ids, earlier != checked.ids {
+                throw ModelError(directory, "the tokenizer at the top and the one in \(Self.subfolder)/ name different special tokens (\(earlier.sorted { $0.key < $1.key }) and \(checked.ids.sorted { $0.key < $1.key }))")
+            }
+            ids = checked.ids
+            size = max(size, checked.vocabularySize)
+        }
+        let extras = files.filter(Self.isMorphBPEFile).sorted()
+        for name in extras where name.hasSuffix(".json") { _ = try load(name) }
+        self.files = sets.flatMap { prefix in Self.names.filter { files.contains(prefix + $0) }.map { prefix + $0 } } + extras
+        specialIDs = ids!
+        vocabularySize = size
+    }
+
+    /// Where each file goes in a bundle: (path inside `directory`, path inside the bundle). The HF set goes
+    /// both to the top and to base_tokenizer/ (each side taken from the source's own copy when it has one).
+    public var copies: [(from: String, to: String)] {
+        let top = Self.names.filter { files.contains($0) }
+        let base = Self.names.filter { files.contains(Self.subfolder + "/" + $0) }
+        let topSource = top.isEmpty ? base.map { (Self.subfolder + "/" + $0, $0) } : top.map { ($0, $0) }
+        let baseSource = base.isEmpty ? top.map { ($0, Self.subfolder + "/" + $0) } : base.map { (Self.subfolder + "/" + $0, Self.subfolder + "/" + $0) }
+        return (topSource + baseSource + files.filter(Self.isMorphBPEFile).map { ($0, $0) }).map { (from: $0.0, to: $0.1) }
+    }
+
+    /// The checks of one set of HF files (`files` by name, `load` parses one); its special ids and vocabulary size.
+    static func check(directory: String, files: [String], load: (String) throws -> JSONValue) throws -> (ids: [String: Int], vocabularySize: Int) {
         guard files.contains("tokenizer.json") else { throw ModelError(directory, "no tokenizer.json in the tokenizer folder") }
         let tokenizer = try load("tokenizer.json")
         let file = directory + "/tokenizer.json"
@@ -83,7 +130,7 @@ public final class TokenizerFiles {
                 largest = max(largest, items.count - 1)
             }
         }
-        vocabularySize = largest + 1
+        let vocabularySize = largest + 1
 
         // Token strings per role from each side file; where both name one, they must agree.
         var tokenOf: [String: (token: String, origin: String)] = [:]
@@ -115,12 +162,12 @@ public final class TokenizerFiles {
             }
             ids[role] = id
         }
-        specialIDs = ids
+        return (ids, vocabularySize)
     }
 
     /// Token strings by id (vocabulary and added tokens), for display.
     public func tokenStrings() throws -> [Int: String] {
-        let tokenizer = try readJSON(directory + "/tokenizer.json")
+        let tokenizer = try readJSON(directory + "/" + (files.contains("tokenizer.json") ? "tokenizer.json" : Self.subfolder + "/tokenizer.json"))
         var out: [Int: String] = [:]
         for m in tokenizer["model"]?["vocab"]?.members ?? [] { if let id = m.value.intValue { out[id] = m.key } }
         for t in tokenizer["added_tokens"]?.elements ?? [] {

@@ -219,7 +219,7 @@ struct ConvertCommand: ParsableCommand {
                 }
                 if archive {
                     let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
-                    try ReleaseArchive.write(folder: folder.temporaryPath, files: try directoryEntries(folder.temporaryPath),
+                    try ReleaseArchive.write(folder: folder.temporaryPath, files: try BundleFolder.files(folder.temporaryPath),
                                              name: splitPath(dst).1, to: archivePath, mtime: epoch, replacing: force, progress: progress) {
                         try folder.commit(replacing: force)
                     }
