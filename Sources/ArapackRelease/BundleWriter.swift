@@ -70,11 +70,13 @@ public enum BundleWriter {
             let shape = layout.storedShape(of: training, trainingShape)
             let name = layout.name(of: training)
             let transposed = layout.isTransposed(training)
-            if dtype == .i8, shape.count == 2, training != "position_embedding.weight", !options.kept(name) {
-                pending += try quantized(model, training, name: name, shape: shape, q: options.int8, caster: caster, records: records, progress: progress)
-                continue
+            if dtype == .i8, ModelFamily.isLinearModuleWeight(training) {
+                if !options.kept(name) {
+                    pending += try quantized(model, training, name: name, shape: shape, q: options.int8, caster: caster, records: records, progress: progress)
+                    continue
+                }
+                ignored.append(ModelFamily.module(of: name))
             }
-            if dtype == .i8, shape.count == 2 { ignored.append(String(name.dropLast(".weight".count))) }
             let target = dtype == .i8 ? DType.f32 : dtype
             let narrowing = target == .bf16 || target == .f16
             pending.append(PendingTensor(name: name, dtype: target, shape: shape) { out in
@@ -100,7 +102,9 @@ public enum BundleWriter {
         progress.end()
 
         let dtypeName = torchDTypeName[dtype] ?? dtype.name
-        let quantization = dtype == .i8 ? [JSONValue.Member("quantization_config", options.int8.configJSON(ignored: ignored))] : []
+        // The LM head is an nn.Linear the "Linear" target would match; tied (or kept float32) it is not quantized.
+        let quantization = dtype == .i8
+            ? [JSONValue.Member("quantization_config", options.int8.configJSON(ignored: [layout.name(of: ModelFamily.module(of: ModelFamily.lmHead))] + ignored))] : []
         files.append(try writeJSON(model.config.configJSON(layout: layout, torchDtype: dtype == .i8 ? "float32" : dtypeName, extra: quantization),
                                    to: directory + "/config.json"))
         files.append(try writeJSON(generationConfig(model.config), to: directory + "/generation_config.json"))

@@ -2,7 +2,8 @@ import ArapackFormats
 import ArapackTensor
 import CKernels
 
-/// Symmetric int8 weight quantization in the compressed-tensors convention (BUNDLE.md): each 2-D weight
+/// Symmetric int8 weight quantization in the compressed-tensors convention (BUNDLE.md): the weight of each
+/// nn.Linear module of the layers (`ModelFamily.isLinearModuleWeight`: what compressed-tensors can load)
 /// `X` [rows, cols] becomes `X` (I8 in [-127, 127]) and `X_scale` (F32): per output channel ([rows, 1]) or,
 /// with a group size G, per group of G columns ([rows, cols/G]). For each row (or group):
 /// scale = max|x| / 127 (1 when the row is all zeros), q = clamp(round-half-even(x / scale), -127, 127),
@@ -72,14 +73,16 @@ public struct Int8Quantization: Sendable {
         return try Tensor(float32: values, shape: q.shape)
     }
 
-    /// config.json's `quantization_config` (compressed-tensors, int-quantized).
+    /// config.json's `quantization_config` (compressed-tensors, int-quantized): nn.Linear modules targeted, the
+    /// format stated in the group (where compressed-tensors reads it), `ignored` modules (the LM head, --keep) left out.
     public func configJSON(ignored: [String]) -> JSONValue {
         .object([
             .init("quant_method", .string("compressed-tensors")),
             .init("format", .string("int-quantized")),
             .init("quantization_status", .string("compressed")),
             .init("config_groups", .object([.init("group_0", .object([
-                .init("targets", .array([.string("Linear"), .string("Embedding")])),
+                .init("targets", .array([.string("Linear")])),
+                .init("format", .string("int-quantized")),
                 .init("weights", .object([
                     .init("num_bits", .int(8)), .init("type", .string("int")), .init("symmetric", .bool(true)),
                     .init("strategy", .string(groupSize == 0 ? "channel" : "group")),

@@ -55,6 +55,17 @@ public enum ModelFamily {
         return out
     }
 
+    /// Whether a training name is the weight of an `nn.Linear` module of the layers (out_proj, linear1, linear2):
+    /// the weights int8 quantizes. compressed-tensors quantizes modules, so `in_proj_weight` (a bare parameter of
+    /// nn.MultiheadAttention) cannot be; nor the tied embedding, whose tie would carry int8 values into the LM head.
+    public static func isLinearModuleWeight(_ training: String) -> Bool {
+        training.hasPrefix("transformer.layers.")
+            && [".self_attn.out_proj.weight", ".linear1.weight", ".linear2.weight"].contains { training.hasSuffix($0) }
+    }
+
+    /// The module a weight belongs to (`….linear1.weight` → `….linear1`), as compressed-tensors' `ignore` names it.
+    public static func module(of weight: String) -> String { String(weight.dropLast(".weight".count)) }
+
     /// What is wrong with a set of tensors (training names) for `config`: missing, unexpected, misshapen or
     /// non-floating tensors, each naming the tensor as `display` spells it. `lm_head.weight` may be absent
     /// when `headOptional` (a tied model).
