@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The interop tests need a Python with the official `safetensors`
 # package, `jsonschema` and HF `tokenizers` (torch for the checkpoint and bundle interop, `transformers`
-# for the GPT-2 bundles, `model-signing` for signatures; in CI, with CI set, a missing package fails its test): this script makes one in a
+# and `compressed-tensors` for the bundles in transformers (and transformers 4.57.6 beside the venv, on
+# PYTHONPATH from ARAPACK_TRANSFORMERS4), `model-signing` for signatures; in CI, with CI set, a missing package fails its test): this script makes one in a
 # virtualenv outside the repository (ARAPACK_VENV, default /tmp/arapack-venv) unless
 # ARAPACK_PYTHON already names one. torch is installed only from a local CPU wheel
 # (TORCH_WHEEL, default /opt/wheels/torch-*+cpu-*.whl): PyPI's torch pulls gigabytes of CUDA.
@@ -22,6 +23,15 @@ if [ -z "${ARAPACK_PYTHON:-}" ]; then
     if ! "$venv/bin/python" -c "import transformers, sys; sys.exit(transformers.__version__ != '5.24.0')" 2>/dev/null; then
         "$venv/bin/pip" install -q transformers==5.24.0 huggingface-hub==2.4.0 pyyaml==6.0.4
     fi
+    # compressed-tensors loads int8 bundles in transformers.
+    if ! "$venv/bin/python" -c "import compressed_tensors, sys; from importlib.metadata import version; sys.exit(version('compressed-tensors') != '0.20.1')" 2>/dev/null; then
+        "$venv/bin/pip" install -q compressed-tensors==0.20.1
+    fi
+    # The last transformers 4.x, beside the venv (put first on PYTHONPATH by the test that loads a bundle with it).
+    if ! PYTHONPATH="$venv/transformers4" "$venv/bin/python" -c "import transformers, sys; sys.exit(transformers.__version__ != '4.57.6')" 2>/dev/null; then
+        "$venv/bin/pip" install -q --target "$venv/transformers4" --no-deps transformers==4.57.6 huggingface-hub==0.36.0 tokenizers==0.22.1
+    fi
+    export ARAPACK_TRANSFORMERS4="$venv/transformers4"
     # model_signing imports pyOpenSSL without declaring it.
     if ! "$venv/bin/python" -c "import model_signing, OpenSSL, sys; from importlib.metadata import version; sys.exit(version('model-signing') != '1.1.1')" 2>/dev/null; then
         "$venv/bin/pip" install -q model-signing==1.1.1 pyopenssl==26.4.0

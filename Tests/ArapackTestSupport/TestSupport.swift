@@ -94,6 +94,16 @@ public enum TestSupport {
         throw XCTSkip(missing + "; set ARAPACK_PYTHON to a Python with " + modules.joined(separator: ", "))
     }
 
+    /// The value of an environment variable an interop test needs (set by scripts/test.sh); a skip without it,
+    /// a failure in CI.
+    public static func interopSetting(_ name: String) throws -> String {
+        if let value = ProcessInfo.processInfo.environment[name], !value.isEmpty { return value }
+        if let ci = ProcessInfo.processInfo.environment["CI"], !ci.isEmpty, ci != "false" {
+            throw InteropUnavailable(description: "CI must run the interop tests, but \(name) is not set (scripts/test.sh sets it)")
+        }
+        throw XCTSkip("\(name) is not set; scripts/test.sh sets it")
+    }
+
     /// An interop test that CI must run found its Python packages missing.
     public struct InteropUnavailable: Error, CustomStringConvertible {
         public let description: String

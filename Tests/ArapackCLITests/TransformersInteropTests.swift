@@ -1,0 +1,115 @@
+import ArapackFormats
+import ArapackTestSupport
+import Foundation
+import XCTest
+
+/// Native bundles load in transformers as the model card says, through the wrapper arapack writes
+/// (scripts/interop_transformers.py): AR f32, bf16, f16 sharded, ReLU, int8 (compressed-tensors, no quantization
+/// arguments) and MDLM; logits bit-identical to ARBaseline on the source (cast alike), int8 logits equal to
+/// arapack's own forward pass within 1e-4; greedy generate equal to a greedy loop over ARBaseline; top-p sampling;
+/// pipeline; both tokenizer loads; the card's front matter and quick-start code. The last transformers 4.x loads the
+/// AR f32 bundle. Needs `ARAPACK_PYTHON` with torch, transformers, compressed-tensors and yaml, and
+/// `ARAPACK_TRANSFORMERS4` (CI fails when they are missing; scripts/test.sh installs them).
+final class TransformersInteropTests: XCTestCase {
+    static let script = TestSupport.repositoryRoot.appendingPathComponent("scripts/interop_transformers.py").path
+
+    func convert(_ source: String, _ bundle: String, _ options: [String]) throws {
+        let r = try TestSupport.run(TestSupport.arapackBinary, ["convert", TestSupport.fixture(source), bundle] + options)
+        XCTAssertEqual(r.status, 0, r.stderr)
+    }
+
+    func interop(_ python: String, _ bundle: String, _ source: String, _ extra: [String] = [], environment: [String: String]? = nil,
+                 file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let r = try TestSupport.run(python, [Self.script, bundle, TestSupport.fixture(source), "--card"] + extra, environment: environment)
+        XCTAssertEqual(r.status, 0, "\(bundle): " + r.stdout + r.stderr, file: file, line: line)
+        XCTAssertTrue(r.stdout.hasSuffix("\nok\n"), r.stdout, file: file, line: line)
+        XCTAssertFalse(r.stdout.contains("FAIL"), r.stdout, file: file, line: line)
+        return r.stdout
+    }
+
+    func testTransformersLoadsEveryKindOfNativeBundleAsTheCardSays() throws {
+        let python = try TestSupport.interopPython(importing: ["torch", "transformers", "compressed_tensors", "yaml"])
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        let cases: [(source: String, options: [String])] = [
+            ("trained/arafusion_tiny_ar.pt", ["--tokenizer", TestSupport.fixture("trained/tokenizer")]),
+            ("golden/ar_gelu.pt", ["--dtype", "bf16", "--tokenizer", TestSupport.fixture("tokenizer/valid")]),
+            ("golden/ar_long.pt", ["--dtype", "f16", "--max-shard-size", "100kB"]),
+            ("golden/ar_relu.pt", []),
+            ("golden/mdlm_gelu.pt", []),
+        ]
+        for (i, c) in cases.enumerated() {
+            let bundle = dir + "/bundle-\(i)"
+            try convert(c.source, bundle, c.options)
+            let out = try interop(python, bundle, c.source)
+            if c.source.hasPrefix("golden/mdlm") {
+                XCTAssertTrue(out.contains("ok    AutoModelForMaskedLM loads MDLMForMaskedDiffusion"), out)
+            } else {
+                XCTAssertTrue(out.contains("equals a greedy loop over ARBaseline"), out)
+            }
+            if c.options.contains("--tokenizer") {
+                XCTAssertTrue(out.contains("subfolder': 'base_tokenizer'}) loads"), out)
+            }
+        }
+
+        // The check bites: one stored value changed and the bundle no longer matches ARBaseline.
+        let edited = dir + "/bundle-3"
+        var weights = try Data(contentsOf: URL(fileURLWithPath: edited + "/model.safetensors"))
+        weights[weights.count - 1] ^= 0x40  // the exponent of the last float of the last tensor
+        try weights.write(to: URL(fileURLWithPath: edited + "/model.safetensors"))
+        let r = try TestSupport.run(python, [Self.script, edited, TestSupport.fixture("golden/ar_relu.pt")])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("FAIL  logits bit-identical"), r.stdout)
+    }
+
+    /// int8: a plain from_pretrained with compressed-tensors installed loads it, and arapack's forward pass of the
+    /// same bundle gives the same logits within 1e-4 (`verify --golden` on what transformers computed).
+    func testInt8BundlesLoadThroughCompressedTensorsAndAgreeWithArapack() throws {
+        let python = try TestSupport.interopPython(importing: ["torch", "transformers", "compressed_tensors", "yaml"])
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        for (i, options) in [[], ["--int8-group-size", "16"], ["--keep", "model.transformer.layers.1.*"]].enumerated() {
+            let bundle = dir + "/int8-\(i)", golden = dir + "/int8-\(i).golden.safetensors"
+            try convert("trained/arafusion_tiny_ar.pt", bundle, ["--dtype", "int8", "--tokenizer", TestSupport.fixture("trained/tokenizer")] + options)
+            let out = try interop(python, bundle, "trained/arafusion_tiny_ar.pt", ["--golden-out", golden])
+            XCTAssertTrue(out.contains("ok    int8 logits"), out)
+            let verify = try TestSupport.run(TestSupport.arapackBinary, ["verify", bundle, "--golden", golden])
+            XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+            XCTAssertTrue(verify.stdout.contains("parity passed"), verify.stdout)
+        }
+        // What compressed-tensors needs is in config.json: format in the group, Linear targets, the tied head ignored.
+        let config = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/int8-2/config.json"))))
+        let q = try XCTUnwrap(config["quantization_config"])
+        XCTAssertEqual(q["config_groups"]?["group_0"]?["format"], .string("int-quantized"))
+        XCTAssertEqual(q["config_groups"]?["group_0"]?["targets"], .array([.string("Linear")]))
+        XCTAssertEqual(q["ignore"], .array(["model.lm_head", "model.transformer.layers.1.self_attn.out_proj", "model.transformer.layers.1.linear1",
+                                            "model.transformer.layers.1.linear2"].map { .string($0) }))
+    }
+
+    /// The published tokenizer layout (base_tokenizer/ plus MorphBPE files at the top) is kept, and both
+    /// AutoTokenizer loads work; the last transformers 4.x loads the AR f32 bundle with the same checks.
+    func testPublishedTokenizerLayoutAndTheLastTransformers4() throws {
+        let python = try TestSupport.interopPython(importing: ["torch", "transformers", "yaml"])
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        let published = dir + "/published"
+        try FileManager.default.createDirectory(atPath: published + "/base_tokenizer", withIntermediateDirectories: true)
+        for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+            try FileManager.default.copyItem(atPath: TestSupport.fixture("trained/tokenizer/" + name), toPath: published + "/base_tokenizer/" + name)
+        }
+        try writeText("{\"merges_per_word\": 4}\n", to: published + "/morphbpe_config.json")
+        try writeText("def segment(word):\n    return [word]\n", to: published + "/morphbpe.py")
+        let bundle = dir + "/bundle"
+        try convert("trained/arafusion_tiny_ar.pt", bundle, ["--tokenizer", published])
+        for name in ["morphbpe_config.json", "morphbpe.py", "tokenizer.json", "base_tokenizer/tokenizer.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: bundle + "/" + name), name)
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: bundle + "/morphbpe.py")), try Data(contentsOf: URL(fileURLWithPath: published + "/morphbpe.py")))
+        _ = try interop(python, bundle, "trained/arafusion_tiny_ar.pt")
+
+        let t4 = try TestSupport.interopSetting("ARAPACK_TRANSFORMERS4")
+        let out = try interop(python, bundle, "trained/arafusion_tiny_ar.pt", environment: ["PYTHONPATH": t4])
+        XCTAssertTrue(out.hasPrefix("transformers 4.57.6,"), out)
+        XCTAssertTrue(out.contains("ok    logits bit-identical to ARBaseline on the source as float32"), out)
+    }
+}

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Interop check for native release bundles in transformers, loaded as the model card says: with
+`trust_remote_code=True`, through the wrapper arapack writes into the bundle (configuration_arafusion.py,
+modeling_arafusion.py) and config.json's auto_map.
+
+    python scripts/interop_transformers.py BUNDLE SOURCE.pt [--card] [--golden-out FILE]
+
+SOURCE.pt is the training checkpoint the bundle was made from ({"model": state_dict, "config": {...}}).
+Checks, each printed; exits 1 on any failure:
+- AR bundles load with AutoModelForCausalLM as ARAr381MForCausalLM, MDLM bundles with AutoModel and
+  AutoModelForMaskedLM as MDLMForMaskedDiffusion; no missing, unexpected or mismatched keys; `torch_dtype="auto"`
+  gives the dtype config.json states; the LM head is the embedding (tied);
+- logits, computed in float32: f32 bundles bit-identical to ARBaseline (Fixtures/arafusion.py) on the source;
+  bf16/f16 bundles bit-identical to ARBaseline on the source's weights cast the same way; int8 bundles (loaded
+  through compressed-tensors with no quantization arguments) within 1e-4 of ARBaseline on the bundle's weights
+  dequantized here (q * scale), and --golden-out writes their ids and logits for `arapack verify --golden`;
+- AR: greedy `generate` equals a greedy loop over the reference; top-p sampling with the bundle's
+  generation_config runs; a plain `generate(ids)` stops within the positions; `pipeline("text-generation")`
+  runs; the training sampler `model.model.generate(...)` runs and stays within the positions; labels give the
+  shifted cross-entropy; more tokens than positions is a ValueError naming them;
+- with a tokenizer, AutoTokenizer loads it from the bundle and from subfolder="base_tokenizer", with the config's
+  special ids;
+- with --card, the model card's front matter (yaml) and its quick-start code, run as written from the folder
+  that holds the bundle.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import torch
+import transformers
+from safetensors import safe_open
+from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GenerationConfig,
+                          pipeline)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Fixtures"))
+from arafusion import ARBaseline  # noqa: E402
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def bundle_tensors(bundle):
+    """Every tensor of the bundle's safetensors files, int8 pairs dequantized (q * scale, per row or group)."""
+    raw = {}
+    for name in sorted(os.listdir(bundle)):
+        if name.endswith(".safetensors"):
+            with safe_open(os.path.join(bundle, name), "pt") as f:
+                raw.update({k: f.get_tensor(k) for k in f.keys()})
+    out = {}
+    for k, v in raw.items():
+        if k.endswith("_scale"):
+            continue
+        if v.dtype == torch.int8:
+            s = raw[k + "_scale"]
+            out[k] = (v.float().view(v.shape[0], s.shape[1], -1) * s.unsqueeze(-1)).view(v.shape)
+        else:
+            out[k] = v.float()
+    return out
+
+
+def reference(source_path, hf, bundle):
+    """ARBaseline in float32 on what the bundle should hold: the source cast to the bundle's dtype, or for int8
+    the bundle's own weights dequantized."""
+    ck = torch.load(source_path, weights_only=True)
+    model = ARBaseline(**ck["config"]).eval()
+    if "quantization_config" in hf:
+        sd = {k[len("model."):]: v for k, v in bundle_tensors(bundle).items()}
+        sd["lm_head.weight"] = sd["token_embedding.weight"]
+    else:
+        dtype = DTYPES[hf["torch_dtype"]]
+        sd = {k: v.to(dtype).float() for k, v in ck["model"].items()}
+    model.load_state_dict(sd)
+    return model, ck["config"]
+
+
+def greedy(model, ids, steps, eos):
+    out = ids
+    with torch.no_grad():
+        for _ in range(steps):
+            nxt = model(out)[:, -1].argmax(-1, keepdim=True)
+            out = torch.cat([out, nxt], dim=1)
+            if nxt.item() == eos:
+                break
+    return out
+
+
+def main():
+    bundle, source_path = sys.argv[1], sys.argv[2]
+    problems = []
+
+    def check(ok, what):
+        print(("ok    " if ok else "FAIL  ") + what)
+        if not ok:
+            problems.append(what)
+
+    print(f"transformers {transformers.__version__}, torch {torch.__version__}")
+    hf = json.load(open(os.path.join(bundle, "config.json")))
+    causal = hf["model_type"] == "arafusion_ar"
+    int8 = "quantization_config" in hf
+    classes = [AutoModelForCausalLM] if causal else [AutoModel, AutoModelForMaskedLM]
+    expected_class = "ARAr381MForCausalLM" if causal else "MDLMForMaskedDiffusion"
+    for auto in classes:
+        model, info = auto.from_pretrained(bundle, trust_remote_code=True, torch_dtype="auto", output_loading_info=True)
+        model.eval()
+        check(type(model).__name__ == expected_class, f"{auto.__name__} loads {type(model).__name__}")
+    check(not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), f"loading info {info}")
+    dtype = DTYPES[hf["torch_dtype"]]
+    check(model.dtype == dtype, f"torch_dtype auto gives {model.dtype} (config.json says {hf['torch_dtype']})")
+    inner = model.model
+    check(inner.lm_head.weight is inner.token_embedding.weight or
+          inner.lm_head.weight.data_ptr() == inner.token_embedding.weight.data_ptr(), "the LM head is the embedding (tied)")
+
+    ref, config = reference(source_path, hf, bundle)
+    positions = config["max_seq_len"]
+    gen = torch.Generator().manual_seed(0)
+    probe = torch.randint(0, config["vocab_size"], (3, positions), generator=gen)
+    probe[probe == hf["pad_token_id"]] = hf["bos_token_id"]
+    model32 = model if model.dtype == torch.float32 else model.float()
+    with torch.no_grad():
+        a, b = ref(probe), model32(probe).logits
+    diff = (a - b).abs().max().item()
+    if int8:
+        check(diff <= 1e-4, f"int8 logits: max |ARBaseline(dequantized) - {expected_class}| = {diff:.3g} (limit 1e-4)")
+    else:
+        check(torch.equal(a, b), f"logits bit-identical to ARBaseline on the source as {hf['torch_dtype']} "
+                                 f"(max |diff| {diff:.3g} over {tuple(a.shape)})")
+    if "--golden-out" in sys.argv:
+        from safetensors.torch import save_file
+        save_file({"ids": probe.to(torch.int64).contiguous(), "logits": b.float().contiguous()},
+                  sys.argv[sys.argv.index("--golden-out") + 1], metadata={"model": f"transformers {transformers.__version__}"})
+
+    try:
+        with torch.no_grad():
+            model32(torch.ones(1, positions + 1, dtype=torch.long))
+        check(False, "more tokens than positions is refused")
+    except ValueError as e:
+        check(str(positions) in str(e), f"more tokens than positions is a ValueError: {e}")
+
+    with torch.no_grad():
+        out = model32(probe[:1], labels=probe[:1])
+    if causal:
+        want = torch.nn.functional.cross_entropy(out.logits[0, :-1], probe[0, 1:])
+    else:
+        want = torch.nn.functional.cross_entropy(out.logits[0], probe[0])
+    check(out.loss is not None and abs(out.loss.item() - want.item()) < 1e-5, f"labels give the cross-entropy {want.item():.4f}")
+
+    if causal:
+        prompt = probe[:1, :3]
+        steps = positions - prompt.shape[1]
+        mine = model32.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=steps)
+        theirs = greedy(ref, prompt, steps, hf["eos_token_id"])
+        check(torch.equal(mine, theirs), f"greedy generate ({mine.shape[1] - prompt.shape[1]} of at most {steps} tokens) "
+                                         "equals a greedy loop over ARBaseline")
+        generation = GenerationConfig.from_pretrained(bundle)
+        torch.manual_seed(0)
+        sampled = model32.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=generation, max_new_tokens=4)
+        check(generation.do_sample and generation.top_p == 0.9 and sampled.shape[1] <= prompt.shape[1] + 4,
+              f"top-p sampling (temperature {generation.temperature}, top_p {generation.top_p}) runs: {sampled[0].tolist()}")
+        plain = model32.generate(prompt, attention_mask=torch.ones_like(prompt))
+        check(generation.max_length <= positions and plain.shape[1] <= positions,
+              f"plain generate(ids) stops within the {positions} positions ({plain.shape[1]} tokens)")
+        own = inner.generate(prompt, max_new_tokens=2 * positions, temperature=0.8, top_p=0.9, eos_token_id=hf["eos_token_id"])
+        check(own.shape[1] <= positions and torch.equal(own[:, :3], prompt),
+              f"model.model.generate samples within the positions ({own.shape[1]} tokens)")
+        own_greedy = inner.generate(prompt, max_new_tokens=steps, temperature=0, eos_token_id=hf["eos_token_id"])
+        check(torch.equal(own_greedy, theirs), "model.model.generate with temperature 0 is the greedy loop")
+
+    tokenizer_files = os.path.exists(os.path.join(bundle, "tokenizer.json"))
+    if tokenizer_files:
+        for kwargs in ({}, {"subfolder": "base_tokenizer"}):
+            tok = AutoTokenizer.from_pretrained(bundle, **kwargs)
+            ids = {r: tok.convert_tokens_to_ids(getattr(tok, f"{r}_token")) for r in ("bos", "eos", "pad")}
+            check(all(ids[r] == hf[f"{r}_token_id"] for r in ids), f"AutoTokenizer.from_pretrained(bundle, {kwargs}) loads, special ids {ids}")
+        if causal:
+            generator = pipeline("text-generation", model=model32, tokenizer=tok)
+            text = generator("بسم الله", max_new_tokens=4, do_sample=False)
+            check(isinstance(text[0]["generated_text"], str), f"pipeline(\"text-generation\") runs: {text[0]['generated_text']!r}")
+
+    if "--card" in sys.argv:
+        import yaml
+        card = open(os.path.join(bundle, "README.md"), encoding="utf-8").read()
+        front = yaml.safe_load(card.split("---\n")[1])
+        check(front["library_name"] == "transformers" and "custom_code" in front["tags"] and front["language"] == ["ar"]
+              and front["pipeline_tag"] == ("text-generation" if causal else "fill-mask") and "license" in front,
+              f"model card front matter: {front}")
+        blocks = re.findall(r"```python\n(.*?)```", card, re.S)
+        check(len(blocks) >= 1, "model card has quick-start code")
+        if blocks:
+            run = subprocess.run([sys.executable, "-c", blocks[0]], cwd=os.path.dirname(os.path.abspath(bundle)),
+                                 capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            check(run.returncode == 0 and run.stdout.strip() != "",
+                  f"quick-start code runs as written (exit {run.returncode}): {run.stdout.strip()[-200:]} {run.stderr[-600:] if run.returncode else ''}")
+
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
