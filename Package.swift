@@ -39,7 +39,7 @@ let package = Package(
         .testTarget(name: "ArapackFormatsTests", dependencies: ["ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
         .testTarget(name: "ArapackReleaseTests", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
         .testTarget(name: "ArapackInferenceTests", dependencies: ["ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport", "CKernels"]),
-        .testTarget(name: "ArapackCLITests", dependencies: ["arapack", "peak-memory", "ArapackFormats", "ArapackTestSupport"]),
+        .testTarget(name: "ArapackCLITests", dependencies: ["arapack", "peak-memory", "ArapackFormats", "ArapackRelease", "ArapackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

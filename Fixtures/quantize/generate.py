@@ -9,14 +9,20 @@ casts.safetensors:
   ±inf, quiet and signalling NaNs with payloads and both signs, the largest finite floats.
   `bf16` = source.to(torch.bfloat16); `f16_source` = the subset below the float16 range (|x| < 65520,
   and non-finite), `f16` = f16_source.to(torch.float16).
-int8.safetensors: for every 2-D weight of ../golden/ar_odd.pt except the position table, under its release
-  name, `X` (I8) and `X_scale` (F32) per output channel, and `group8.X` / `group8.X_scale` with one scale
+int8.safetensors: for the weight of every nn.Linear module of ARBaseline loaded from ../golden/ar_odd.pt
+  but the tied LM head (out_proj, linear1, linear2 of each layer: what compressed-tensors quantizes; found by
+  torch's module types, not by name), under its release name, `X` (I8) and `X_scale` (F32) per output channel, and `group8.X` / `group8.X_scale` with one scale
   per 8 columns, by the rule scale = amax(|x|)/127 (1 for all-zero rows), q = round(x/scale).clamp(-127, 127).
 """
 import os
 
+import sys
+
 import torch
 from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from arafusion import ARBaseline  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -48,10 +54,12 @@ def main():
               os.path.join(HERE, "casts.safetensors"), metadata={"torch": torch.__version__})
 
     ck = torch.load(os.path.join(os.path.dirname(HERE), "golden", "ar_odd.pt"), weights_only=True)
+    model = ARBaseline(**ck["config"])
+    model.load_state_dict(ck["model"])
+    linear = [m + ".weight" for m, module in model.named_modules() if isinstance(module, torch.nn.Linear) and m != "lm_head"]
     out = {}
-    for name, w in ck["model"].items():
-        if w.dim() != 2 or name in ("position_embedding.weight", "lm_head.weight"):
-            continue
+    for name in linear:
+        w = ck["model"][name]
         for prefix, group in (("", None), ("group8.", 8)):
             x = w if group is None else w.reshape(w.shape[0], -1, group)
             amax = x.abs().amax(dim=-1, keepdim=True)

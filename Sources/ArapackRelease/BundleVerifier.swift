@@ -201,6 +201,8 @@ public enum BundleVerifier {
                 if quantized != (c["quantization_config"]?["quant_method"]?.stringValue == "compressed-tensors") {
                     problems.append(quantized ? "int8 weights without a compressed-tensors quantization_config in config.json"
                                               : "config.json has a quantization_config but the weights are not int8")
+                } else if quantized, let q = c["quantization_config"], layout == .release {
+                    problems += Int8Quantization.loadProblems(q, stored: b.descriptors.mapValues(\.dtype), tied: config.tieWordEmbeddings)
                 }
             }
             return problems

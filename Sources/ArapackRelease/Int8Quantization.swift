@@ -95,6 +95,44 @@ public struct Int8Quantization: Sendable {
     }
 }
 
+extension Int8Quantization {
+    /// What keeps transformers + compressed-tensors from loading an int8 bundle as its `quantization_config`
+    /// declares: each config group states its format and targets nn.Linear only; the tied LM head is ignored;
+    /// the I8 tensors are exactly the weights of the Linear modules not ignored. `stored` maps the bundle's
+    /// tensor names (release names) to their dtype.
+    static func loadProblems(_ q: JSONValue, stored: [String: DType], tied: Bool) -> [String] {
+        var problems: [String] = []
+        let groups = q["config_groups"]?.members ?? []
+        if groups.isEmpty { problems.append("quantization_config has no config_groups") }
+        for g in groups {
+            if g.value["format"]?.stringValue != "int-quantized" {
+                problems.append("quantization_config group \(g.key) states no format \"int-quantized\" (compressed-tensors reads it from the group)")
+            }
+            if g.value["targets"] != .array([.string("Linear")]) {
+                problems.append("quantization_config group \(g.key) targets \(g.value["targets"]?.serialized().prefix(80) ?? "nothing"), not [\"Linear\"]: compressed-tensors cannot load other modules of this model quantized")
+            }
+        }
+        let ignored = Set((q["ignore"]?.elements ?? []).compactMap(\.stringValue))
+        let head = NamingLayout.release.name(of: ModelFamily.module(of: ModelFamily.lmHead))
+        if tied && !ignored.contains(head) {
+            problems.append("quantization_config does not ignore \(head): the tied head would be quantized through the embedding (NaN logits)")
+        }
+        for (name, dtype) in stored.sorted(by: { $0.key < $1.key }) where !name.hasSuffix(scaleSuffix) {
+            guard let training = NamingLayout.release.training(of: name) else { continue }
+            let linear = ModelFamily.isLinearModuleWeight(training)
+            let ignoredHere = ignored.contains(ModelFamily.module(of: name))
+            if dtype == .i8 && !linear {
+                problems.append("\(name) is I8 but is not the weight of an nn.Linear module; compressed-tensors cannot load it quantized")
+            } else if dtype == .i8 && ignoredHere {
+                problems.append("\(name) is I8 but quantization_config ignores its module")
+            } else if linear && !ignoredHere && dtype != .i8 {
+                problems.append("\(name) is \(dtype.name) but quantization_config quantizes its module (ignore it, or store it as I8 with a scale)")
+            }
+        }
+        return problems
+    }
+}
+
 /// What quantization (or a cast) did to one tensor.
 public struct QuantizationRecord: Sendable {
     public var name: String

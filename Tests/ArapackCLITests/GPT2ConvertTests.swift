@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackRelease
 import ArapackTensor
 import ArapackTestSupport
 import Foundation
@@ -45,9 +46,9 @@ final class GPT2ConvertTests: XCTestCase {
         let r = try TestSupport.arapack("convert", gelu, dst, "--to", "gpt2", "--tokenizer", TestSupport.fixture("tokenizer/valid"))
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.hasPrefix("wrote \(dst) (gpt2): arafusion_ar, 2 layers"), r.stdout)
-        XCTAssertEqual(try directoryEntries(dst), [".gitattributes", "README.md", "config.json", "generation_config.json", "manifest.json",
-                                                   "model.safetensors", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json",
-                                                   "training_metadata.json"])
+        XCTAssertEqual(try directoryEntries(dst), [".gitattributes", "README.md", "base_tokenizer", "config.json", "generation_config.json",
+                                                   "manifest.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json",
+                                                   "tokenizer_config.json", "training_metadata.json"], "no wrapper in a GPT-2 bundle")
         let source = try TorchCheckpoint(path: gelu)
         let bundle = try SafetensorsFile(path: dst + "/model.safetensors")
         let mapping = spelledMapping(layers: 2)
@@ -127,7 +128,7 @@ final class GPT2ConvertTests: XCTestCase {
                        "the folder for DST must exist")
         try FileManager.default.createDirectory(atPath: scratch + "/again", withIntermediateDirectories: false)
         XCTAssertEqual(try TestSupport.arapack("convert", gelu, scratch + "/again/g", "--to", "gpt2", "--max-shard-size", "30kB", "--archive").status, 0)
-        for file in try directoryEntries(gpt2) {
+        for file in try BundleFolder.files(gpt2) {
             XCTAssertEqual(try SHA256.hex(ofFile: scratch + "/again/g/" + file), try SHA256.hex(ofFile: gpt2 + "/" + file), file)
         }
         XCTAssertEqual(try SHA256.hex(ofFile: scratch + "/again/g.tar.zst"), try SHA256.hex(ofFile: gpt2 + ".tar.zst"))
@@ -153,8 +154,10 @@ final class GPT2ConvertTests: XCTestCase {
         r = try TestSupport.arapack("convert", gelu, dst, "--to", "gpt2", "--dtype", "int8")
         XCTAssertEqual(r.status, 64)
         XCTAssertTrue(r.stderr.contains("--dtype int8 is not written in the GPT-2 layout"), r.stderr)
-        r = try TestSupport.arapack("convert", gelu, dst, "--license", "mit")
-        XCTAssertEqual(r.status, 64, "--license belongs to --to gpt2")
+        r = try TestSupport.arapack("convert", gelu, dst, "--to", "torch", "--license", "mit")
+        XCTAssertEqual(r.status, 64, "--license belongs to bundles")
+        r = try TestSupport.arapack("convert", gelu, dst, "--base-model", "../etc")
+        XCTAssertEqual(r.status, 64, "a base model is a Hub id")
         r = try TestSupport.arapack("convert", gelu, dst, "--to", "gpt2", "--license", "mit\nlicense: evil")
         XCTAssertEqual(r.status, 64, "a license id cannot break the front matter")
         XCTAssertEqual(try directoryEntries(scratch), [])

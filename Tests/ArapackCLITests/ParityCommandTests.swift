@@ -81,7 +81,7 @@ final class ParityCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("probes       64 × 32 tokens\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains("dtype        int8 (thresholds: int8)"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("model.token_embedding.weight "), "the per-tensor report is printed: \(r.stdout)")
+        XCTAssertTrue(r.stdout.contains("model.transformer.layers.1.linear2.weight "), "the per-tensor report is printed: \(r.stdout)")
         XCTAssertEqual(try TestSupport.arapack("verify", scratch + "/int8").status, 0)
     }
 

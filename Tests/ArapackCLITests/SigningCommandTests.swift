@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackRelease
 import ArapackTestSupport
 import Foundation
 import XCTest
@@ -38,9 +39,12 @@ final class SigningCommandTests: XCTestCase {
     }
 
     func testSignatureListsEveryFileAndVerifies() throws {
+        // Every file, base_tokenizer/ included, but .gitattributes (model_signing leaves git files out by default).
+        let files = try BundleFolder.files(bundle).filter { $0 != "model.sig" && $0 != ".gitattributes" }
+        XCTAssertTrue(files.contains("base_tokenizer/tokenizer.json") && files.contains("modeling_arafusion.py"), "\(files)")
         var r = try TestSupport.arapack("sign", bundle, "--key", scratch + "/key.pem")
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(r.stdout, "signed 8 files of \(bundle): \(bundle)/model.sig (ECDSA P-256, SHA-256)\n")
+        XCTAssertEqual(r.stdout, "signed \(files.count) files of \(bundle): \(bundle)/model.sig (ECDSA P-256, SHA-256)\n")
         let sig = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: bundle + "/model.sig"))) as! [String: Any]
         XCTAssertEqual(sig["mediaType"] as? String, "application/vnd.dev.sigstore.bundle.v0.3+json")
         XCTAssertEqual((sig["dsseEnvelope"] as! [String: Any])["payloadType"] as? String, "application/vnd.in-toto+json")
@@ -49,7 +53,6 @@ final class SigningCommandTests: XCTestCase {
         XCTAssertEqual(s["predicateType"] as? String, "https://model_signing/signature/v1.0")
         let predicate = s["predicate"] as! [String: Any]
         let resources = predicate["resources"] as! [[String: String]]
-        let files = try directoryEntries(bundle).filter { $0 != "model.sig" }
         XCTAssertEqual(resources.map { $0["name"]! }, files.sorted())
         var concatenated: [UInt8] = []
         for r in resources {
@@ -66,7 +69,7 @@ final class SigningCommandTests: XCTestCase {
 
         r = try verify()
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
-        XCTAssertTrue(r.stdout.contains("ok    signature: 8 files of bundle signed under \(scratch)/pub.pem"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("ok    signature: \(files.count) files of bundle signed under \(scratch)/pub.pem"), r.stdout)
         XCTAssertTrue(r.stdout.contains("  source    ar_gelu.pt (torch), sha256 \(manifest["source"]!["sha256"]!.stringValue!), step 100"), r.stdout)
         XCTAssertEqual(try directoryEntries(bundle).filter { $0.contains("tmp") }, [], "the signature was written atomically")
     }

@@ -51,7 +51,7 @@ final class QuantizeTests: XCTestCase {
             let dir = try int8Bundle(groupSize: groupSize, name: "g\(groupSize)")
             let bundle = try SafetensorsFile(path: dir + "/model.safetensors")
             let names = reference.tensorNames.filter { $0.hasPrefix(prefix) && (prefix != "" || !$0.hasPrefix("group8.")) }
-            XCTAssertEqual(names.count, 26)
+            XCTAssertEqual(names.count, 18, "out_proj, linear1, linear2 of 3 layers, each with its scale")
             for name in names {
                 let mine = try bundle.tensor(named: String(name.dropFirst(prefix.count)))
                 let theirs = try reference.tensor(named: name)
@@ -59,8 +59,13 @@ final class QuantizeTests: XCTestCase {
                 XCTAssertEqual(mine.shape, theirs.shape, name)
                 XCTAssertTrue(mine.isBitIdentical(to: theirs), name)
             }
-            // Vectors and the position table stay float32; the config says how the weights are stored.
-            XCTAssertEqual(try bundle.descriptor(named: "model.position_embedding.weight").dtype, .f32)
+            // What compressed-tensors cannot load quantized stays float32: the tied embedding, in_proj_weight (a bare
+            // parameter), vectors and the position table; the config says how the weights are stored.
+            for name in ["model.token_embedding.weight", "model.transformer.layers.0.self_attn.in_proj_weight", "model.position_embedding.weight"] {
+                XCTAssertEqual(try bundle.descriptor(named: name).dtype, .f32, name)
+                XCTAssertFalse(bundle.tensorNames.contains(name + "_scale"), name)
+            }
+            XCTAssertEqual(bundle.tensorNames.filter { $0.hasSuffix("_scale") }.count, 9)
             XCTAssertEqual(try bundle.descriptor(named: "model.ln_f.weight").dtype, .f32)
             let config = try TestSupport.loadJSON(dir + "/config.json")
             XCTAssertEqual(config["torch_dtype"]?.stringValue, "float32")
@@ -68,7 +73,7 @@ final class QuantizeTests: XCTestCase {
             let manifest = try TestSupport.loadJSON(dir + "/manifest.json")
             XCTAssertEqual(manifest["dtype"]?.stringValue, "int8")
             let records = try XCTUnwrap(manifest["quantization"]?["tensors"]?.elements)
-            XCTAssertEqual(records.count, 13)
+            XCTAssertEqual(records.count, 9)
             for r in records { XCTAssertGreaterThan(r["snr_db"]?.doubleValue ?? 0, 40, "\(r)") }
             XCTAssertTrue(try BundleVerifier.verify(path: dir, progress: .silent).passed)
             try TestSupport.validateAgainstSchema("manifest.schema.json", [dir + "/manifest.json"])
@@ -80,7 +85,7 @@ final class QuantizeTests: XCTestCase {
         let dir = try int8Bundle(groupSize: 0, name: "b")
         let model = try ReleaseModel(path: dir)
         XCTAssertEqual(model.dominantDType, .i8)
-        XCTAssertEqual(model.quantizedScales.count, 13)
+        XCTAssertEqual(model.quantizedScales.count, 9)
         let reference = try SafetensorsFile(path: TestSupport.fixture("quantize/int8.safetensors"))
         let q = try reference.tensor(named: "model.transformer.layers.2.linear1.weight").integers(as: Int8.self)
         let s = try reference.tensor(named: "model.transformer.layers.2.linear1.weight_scale").floats()
@@ -95,16 +100,34 @@ final class QuantizeTests: XCTestCase {
     }
 
     func testKeepPatternsAndGroupSizeErrors() throws {
-        let dir = try int8Bundle(groupSize: 0, keep: ["model.token_embedding.weight", "*.linear2.weight"], name: "k")
+        let dir = try int8Bundle(groupSize: 0, keep: ["*.linear2.weight"], name: "k")
         let st = try SafetensorsFile(path: dir + "/model.safetensors")
-        XCTAssertEqual(try st.descriptor(named: "model.token_embedding.weight").dtype, .f32)
         XCTAssertEqual(try st.descriptor(named: "model.transformer.layers.1.linear2.weight").dtype, .f32)
         XCTAssertEqual(try st.descriptor(named: "model.transformer.layers.1.linear1.weight").dtype, .i8)
-        XCTAssertNil(st.tensorNames.first { $0 == "model.token_embedding.weight_scale" })
+        XCTAssertNil(st.tensorNames.first { $0 == "model.transformer.layers.1.linear2.weight_scale" })
         let ignore = try TestSupport.loadJSON(dir + "/config.json")["quantization_config"]?["ignore"]?.elements?.compactMap(\.stringValue)
-        XCTAssertEqual(ignore?.sorted(), ["model.position_embedding", "model.token_embedding", "model.transformer.layers.0.linear2",
-                                          "model.transformer.layers.1.linear2", "model.transformer.layers.2.linear2"])
+        XCTAssertEqual(ignore, ["model.lm_head", "model.transformer.layers.0.linear2", "model.transformer.layers.1.linear2",
+                                "model.transformer.layers.2.linear2"], "the tied head, then the kept Linear modules")
         XCTAssertTrue(try BundleVerifier.verify(path: dir, progress: .silent).passed)
         XCTAssertThrowsError(try int8Bundle(groupSize: 7, name: "bad")) { XCTAssertTrue("\($0)".contains("does not divide"), "\($0)") }
+    }
+
+    /// verify names what would keep transformers + compressed-tensors from loading an int8 bundle as declared.
+    func testVerifyNamesInt8LayoutsCompressedTensorsCannotLoad() throws {
+        let dir = try int8Bundle(groupSize: 0, name: "v")
+        let original = try String(contentsOfFile: dir + "/config.json", encoding: .utf8)
+        for (from, to, fragment) in [
+            ("\"format\": \"int-quantized\",\n        \"weights\"", "\"weights\"", "states no format \"int-quantized\""),
+            ("\"targets\": [\n          \"Linear\"\n        ]", "\"targets\": [\"Linear\", \"Embedding\"]", "not [\"Linear\"]"),
+            ("\"model.lm_head\"", "\"model.position_embedding\"", "does not ignore model.lm_head"),
+            ("\"model.lm_head\"", "\"model.lm_head\", \"model.transformer.layers.0.linear1\"",
+             "model.transformer.layers.0.linear1.weight is I8 but quantization_config ignores its module"),
+        ] {
+            XCTAssertTrue(original.contains(from), from)
+            try writeText(original.replacingOccurrences(of: from, with: to), to: dir + "/config.json")
+            try TestSupport.rehashManifest(dir, file: "config.json")
+            let report = try BundleVerifier.verify(path: dir, progress: .silent)
+            XCTAssertTrue(report.problems.contains { $0.hasPrefix("tensors: ") && $0.contains(fragment) }, fragment + ": \(report.problems)")
+        }
     }
 }

@@ -24,7 +24,7 @@ final class VerifyTests: XCTestCase {
     }
 
     func archive(_ dir: String, to path: String) throws -> String {
-        try ReleaseArchive.write(folder: dir, files: try directoryEntries(dir), name: "release", to: path, mtime: 0, replacing: false, progress: .silent)
+        try ReleaseArchive.write(folder: dir, files: try BundleFolder.files(dir), name: "release", to: path, mtime: 0, replacing: false, progress: .silent)
     }
 
     func testArchiveIsDeterministicAndTarReadsIt() throws {
@@ -37,11 +37,16 @@ final class VerifyTests: XCTestCase {
         let listing = try TestSupport.run("/bin/sh", ["-c", "zstd -dc '\(scratch)/a.tar.zst' | tar --numeric-owner -tvf -"])
         guard listing.status == 0 else { throw XCTSkip("zstd and tar are needed: \(listing.stderr)") }
         let lines = listing.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
-        XCTAssertEqual(lines.map { String($0.last!) }, ["release/", "release/config.json", "release/generation_config.json", "release/manifest.json",
-                                                         "release/model.safetensors", "release/special_tokens_map.json", "release/tokenizer.json",
-                                                         "release/tokenizer_config.json", "release/training_metadata.json"])
-        XCTAssertEqual(lines.first.map { String($0[0]) }, "drwxr-xr-x")
-        XCTAssertTrue(lines.dropFirst().allSatisfy { $0[0] == "-rw-r--r--" && $0[1] == "0/0" }, listing.stdout)
+        let tokenizer = ["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+        XCTAssertEqual(lines.map { String($0.last!) },
+                       ["release/", "release/.gitattributes", "release/README.md", "release/base_tokenizer/"]
+                       + tokenizer.map { "release/base_tokenizer/" + $0 }
+                       + ["release/config.json", "release/configuration_arafusion.py", "release/generation_config.json", "release/manifest.json",
+                          "release/model.safetensors", "release/modeling_arafusion.py"]
+                       + tokenizer.map { "release/" + $0 } + ["release/training_metadata.json"])
+        let folders: Set<Substring> = ["release/", "release/base_tokenizer/"]
+        XCTAssertTrue(lines.allSatisfy { folders.contains($0.last!) ? $0[0] == "drwxr-xr-x" : $0[0] == "-rw-r--r--" }, listing.stdout)
+        XCTAssertTrue(lines.allSatisfy { $0[1] == "0/0" }, listing.stdout)
         XCTAssertTrue(listing.stdout.contains("1970-01-01 00:00"), listing.stdout)
         // And the extracted bytes are the bundle's.
         let extracted = try TestSupport.run("/bin/sh", ["-c", "zstd -dc '\(scratch)/a.tar.zst' | tar -xOf - release/model.safetensors | sha256sum"])
@@ -67,7 +72,7 @@ final class VerifyTests: XCTestCase {
         for path in [dir, scratch + "/good.tar.zst"] {
             let report = try BundleVerifier.verify(path: path, progress: .silent)
             XCTAssertTrue(report.passed, report.text)
-            XCTAssertEqual(report.checks.map(\.name), ["manifest", "config", "tensors", "NaN/Inf", "tokenizer", "training metadata"])
+            XCTAssertEqual(report.checks.map(\.name), ["manifest", "config", "tensors", "NaN/Inf", "tokenizer", "wrapper", "model card", "training metadata"])
         }
     }
 
@@ -157,7 +162,7 @@ final class VerifyTests: XCTestCase {
             func data(_ bytes: UnsafeRawBufferPointer) throws {}
             func end() throws {}
         }
-        for bad in ["a/../../etc/passwd", "/abs/file", "a/b/c", "a/x\nb"] {
+        for bad in ["a/../../etc/passwd", "/abs/file", "a/b/c/d", "a/x\nb"] {
             var tar = try ReleaseArchive.header(name: "a/", size: 0, mode: 0o755, directory: true, mtime: 0, file: "t")
             tar += try ReleaseArchive.header(name: bad, size: 0, mode: 0o644, directory: false, mtime: 0, file: "t")
             tar += [UInt8](repeating: 0, count: 1024)
@@ -198,7 +203,7 @@ final class VerifyTests: XCTestCase {
     static func rewriteManifest(_ dir: String) throws {
         let manifest = try TestSupport.loadJSON(dir + "/manifest.json")
         var members = manifest.members!
-        let files = try directoryEntries(dir).filter { $0 != "manifest.json" }.map { name -> JSONValue in
+        let files = try BundleFolder.files(dir).filter { $0 != "manifest.json" }.map { name -> JSONValue in
             .object([.init("path", .string(name)), .init("size", .int(try MappedFile(path: dir + "/" + name).count)),
                      .init("sha256", .string(try SHA256.hex(ofFile: dir + "/" + name)))])
         }
