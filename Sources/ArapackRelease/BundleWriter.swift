@@ -47,10 +47,13 @@ public enum BundleWriter {
     /// `torch_dtype` names.
     public static let torchDTypeName: [DType: String] = [.f32: "float32", .bf16: "bfloat16", .f16: "float16", .f64: "float64", .i8: "int8"]
 
-    /// Writes the bundle into the existing empty folder `directory`; returns the manifest written.
+    /// Writes the bundle into the existing empty folder `directory`; returns the manifest written. `parity`, when
+    /// given, runs once the weights, configs and tokenizer are in place (it reads the folder as a bundle) and
+    /// returns the parity summary that the model card and the manifest then record (it throws to stop).
     @discardableResult
     public static func write(_ model: ReleaseModel, tokenizer: TokenizerFiles?, options: BundleOptions,
-                             into directory: String, progress: Progress) throws -> JSONValue {
+                             into directory: String, progress: Progress,
+                             parity: ((_ directory: String) throws -> JSONValue)? = nil) throws -> JSONValue {
         // The source digest runs on the second core while the model is written.
         let sourceDigest = options.sourceDigest ? DigestTask(files: model.info.files) : nil
         let dtype = options.dtype ?? model.dominantDType
@@ -130,15 +133,17 @@ public enum BundleWriter {
             .init("method", .string(method)),
             .init("tensors", .array(records.sorted.map(\.json))),
         ])
+        let paritySummary = try parity?(directory)
         if layout == .release {
             for (name, bytes) in ModelWrapper.files { files.append(try writeBytes(bytes, to: directory + "/" + name)) }
         }
         files.append(try writeText(ModelCard.gitAttributes(files), to: directory + "/" + ModelCard.gitAttributesFileName))
         let card = try options.card.userCard.map { try ModelCard(userCard: $0) }
             ?? ModelCard(model: model, layout: layout, dtype: dtypeName, options: options.card, tokenizer: tokenizer,
-                         sourceDigest: source["sha256"]?.stringValue, quantization: report, files: files)
+                         sourceDigest: source["sha256"]?.stringValue, quantization: report, parity: paritySummary, files: files)
         files.append(try writeText(card.text, to: directory + "/" + ModelCard.fileName))
-        let manifest = Manifest.build(config: model.config, layout: layout, dtype: dtypeName, source: source, files: files, quantization: report)
+        let manifest = Manifest.build(config: model.config, layout: layout, dtype: dtypeName, source: source, files: files,
+                                      quantization: report, parity: paritySummary)
         try writeJSON(manifest, to: directory + "/" + Manifest.fileName)
         return manifest
     }
@@ -264,7 +269,7 @@ public enum Manifest {
     public static let formatVersion = 1
 
     static func build(config: ModelConfig, layout: NamingLayout, dtype: String, source: JSONValue, files: [WrittenFile],
-                      quantization: JSONValue? = nil) -> JSONValue {
+                      quantization: JSONValue? = nil, parity: JSONValue? = nil) -> JSONValue {
         let tied: JSONValue = config.tieWordEmbeddings
             ? .array([.array([.string(layout.name(of: ModelFamily.lmHead)), .string(layout.name(of: ModelFamily.embedding))])])
             : .array([])
@@ -279,7 +284,7 @@ public enum Manifest {
             .init("files", .array(files.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }.map {
                 .object([.init("path", .string($0.name)), .init("size", .int($0.size)), .init("sha256", .string($0.sha256))])
             })),
-        ] + (quantization.map { [.init("quantization", $0)] } ?? []))
+        ] + (quantization.map { [.init("quantization", $0)] } ?? []) + (parity.map { [.init("parity", $0)] } ?? []))
     }
 }
 

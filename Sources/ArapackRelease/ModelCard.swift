@@ -77,7 +77,7 @@ public struct ModelCard {
     /// The card of a bundle of `model` written in `layout` with weights of `dtype` (a torch dtype name),
     /// listing `files` (every file written before the card), with the quantization report when there is one.
     init(model: ReleaseModel, layout: NamingLayout, dtype: String, options: Options, tokenizer: TokenizerFiles?, sourceDigest: String?,
-         quantization: JSONValue?, files: [WrittenFile]) {
+         quantization: JSONValue?, parity: JSONValue? = nil, files: [WrittenFile]) {
         let c = model.config
         let gpt2 = layout == .gpt2
         var lines = [
@@ -150,6 +150,20 @@ public struct ModelCard {
                     Self.plain(t[$0].map { $0.stringValue ?? $0.serialized() } ?? "")
                 }.joined(separator: " | ") + " |"
             }
+        }
+        if let p = parity {
+            func show(_ key: String) -> String { Self.plain(p[key].map { $0.stringValue ?? $0.serialized() } ?? "") }
+            lines += [
+                "",
+                "## Parity",
+                "",
+                "arapack's reference forward pass ran the source checkpoint and this bundle on \(show("probes")) probe sequences of "
+                    + "\(show("seq_len")) tokens before release (thresholds: \(show("thresholds"))):",
+                "",
+                "| max abs logit difference | mean KL | top-1 agreement | passed |",
+                "|---|---|---|---|",
+                "| \(show("max_abs_diff")) | \(show("mean_kl")) | \(show("top1_agreement")) | \(show("passed")) |",
+            ]
         }
         lines += [
             "",

@@ -189,16 +189,13 @@ struct ConvertCommand: ParsableCommand {
                                             layout: target == .gpt2 ? .gpt2 : .release,
                                             card: ModelCard.Options(name: splitPath(dst).1, license: license ?? ModelCard.defaultLicense, baseModel: baseModel,
                                                                       userCard: try modelCard.map(readModelCard)))
-                let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath, progress: progress)
-                if let tensors = manifest["quantization"]?["tensors"]?.elements {
-                    print(quantizationTable(tensors))
-                }
                 var parityResult: JSONValue?
-                if parity {
+                let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath,
+                                                      progress: progress, parity: parity ? { directory in
                     progress.begin("parity", total: 0)
-                    var report = try parityOptions.run(bundle: try ReleaseModel(path: folder.temporaryPath), source: model)
+                    var report = try parityOptions.run(bundle: try ReleaseModel(path: directory), source: model)
                     func number(_ v: Double) -> JSONValue { v.isFinite ? .double(v) : .string("\(v)") }
-                    parityResult = .object([
+                    let summary = JSONValue.object([
                         .init("passed", .bool(report.passed)), .init("thresholds", .string(report.thresholds.label)),
                         .init("max_abs_diff", number(report.metrics.maxAbsDiff)), .init("mean_kl", number(report.metrics.meanKL)),
                         .init("top1_agreement", number(report.metrics.top1Agreement)),
@@ -211,6 +208,11 @@ struct ConvertCommand: ParsableCommand {
                         printError("arapack convert: \(dst): parity against \(source) failed: " + report.failures.joined(separator: "; ") + "; nothing written")
                         throw ExitStatus.verificationFailed
                     }
+                    parityResult = summary
+                    return summary
+                } : nil)
+                if let tensors = manifest["quantization"]?["tensors"]?.elements {
+                    print(quantizationTable(tensors))
                 }
                 if let signingKey {
                     let provenance = try ModelSignature.provenance(folder: folder.temporaryPath, options: signedOptions, parity: parityResult)
