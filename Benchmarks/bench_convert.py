@@ -6,7 +6,7 @@ sha256 of the outputs). Whole-process wall time and peak RSS, same machine, same
 page cache (one warm-up run). arapack also hashes the 4.6 GB source for the manifest (the script does not).
 
     swift build -c release --product arapack
-    python Benchmarks/bench_convert.py [/tmp/arapack-bench]     # needs torch and safetensors
+    python Benchmarks/bench_convert.py [/tmp/arapack-bench] [f32,bf16,int8]     # needs torch and safetensors
 """
 import os
 import shutil
@@ -33,7 +33,8 @@ head, emb = sd.pop("lm_head.weight"), sd["token_embedding.weight"]
 assert head.data_ptr() == emb.data_ptr() or torch.equal(head, emb), "untied"
 out = {}
 for k, v in sd.items():
-    if dtype == "int8" and v.dim() == 2 and k != "position_embedding.weight":
+    # int8: the weights of the layers' nn.Linear modules, as arapack quantizes them (what compressed-tensors loads)
+    if dtype == "int8" and k.startswith("transformer.layers.") and k.endswith((".out_proj.weight", ".linear1.weight", ".linear2.weight")):
         amax = v.abs().amax(dim=1, keepdim=True)
         scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
         out["model." + k] = torch.round(v / scale).clamp(-127, 127).to(torch.int8).contiguous()
@@ -80,7 +81,10 @@ def main():
         os.sync()
 
     model_bytes = 381_478_912 * 4
+    only = sys.argv[2].split(",") if len(sys.argv) > 2 else None  # e.g. int8
     for dtype, torch_dtype in [("f32", "float32"), ("bf16", "bfloat16"), ("int8", "int8")]:
+        if only and dtype not in only:
+            continue
         cmd = [ARAPACK, "convert", path, dst, "--dtype", dtype, "--quiet"]
         print(row(f"arapack convert --dtype {dtype}", measure(cmd, runs=5, prepare=fresh), model_bytes))
         print(row(f"arapack convert --dtype {dtype} --no-source-digest", measure(cmd + ["--no-source-digest"], runs=5, prepare=fresh), model_bytes))

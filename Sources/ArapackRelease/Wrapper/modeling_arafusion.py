@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import transformers
 from transformers import GenerationMixin, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutputWithPast, MaskedLMOutput
+from transformers.modeling_outputs import CausalLMOutput, MaskedLMOutput
 
 from .configuration_arafusion import AraFusionARConfig, AraFusionMDLMConfig
 
@@ -149,7 +149,7 @@ class ARAr381MForCausalLM(_AraFusionPreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
                                                labels[:, 1:].reshape(-1), ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=None)
+        return CausalLMOutput(loss=loss, logits=logits)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):
         return {"input_ids": input_ids, "attention_mask": attention_mask}
