@@ -39,8 +39,11 @@ for k, v in sd.items():
         scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
         out["model." + k] = torch.round(v / scale).clamp(-127, 127).to(torch.int8).contiguous()
         out["model." + k + "_scale"] = scale.contiguous()
+    elif dtype == "int8":  # the other matrices (tied embedding, in_proj_weight) bf16; vectors and positions f32
+        wide = v.dim() == 1 or k == "position_embedding.weight"
+        out["model." + k] = v.to(torch.float32 if wide else torch.bfloat16).contiguous()
     else:
-        out["model." + k] = v.to(torch.float32 if dtype == "int8" else getattr(torch, dtype)).contiguous()
+        out["model." + k] = v.to(getattr(torch, dtype)).contiguous()
 os.makedirs(dst, exist_ok=True)
 save_file(out, os.path.join(dst, "model.safetensors"),
           metadata={"format": "pt", "model.lm_head.weight": "model.token_embedding.weight"})

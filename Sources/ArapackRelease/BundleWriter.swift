@@ -80,7 +80,11 @@ public enum BundleWriter {
                 }
                 ignored.append(ModelFamily.module(of: name))
             }
-            let target = dtype == .i8 ? DType.f32 : dtype
+            // int8 bundles: the matrices compressed-tensors cannot load quantized (the tied embedding, in_proj_weight)
+            // as bfloat16, transformers upcasting them to the float32 the config states; vectors, the position
+            // table and --keep'd tensors float32.
+            let bf16InInt8 = shape.count == 2 && training != "position_embedding.weight" && !ModelFamily.isLinearModuleWeight(training) && !options.kept(name)
+            let target = dtype == .i8 ? (bf16InInt8 ? DType.bf16 : .f32) : dtype
             let narrowing = target == .bf16 || target == .f16
             pending.append(PendingTensor(name: name, dtype: target, shape: shape) { out in
                 let t = try model.tensor(training)
@@ -128,6 +132,7 @@ public enum BundleWriter {
         ])
         progress.end()
         let method = dtype == .i8 ? "int8 symmetric, " + (options.int8.groupSize == 0 ? "per channel" : "groups of \(options.int8.groupSize)")
+                                      + ", for the nn.Linear weights; the tied embedding and in_proj_weight cast to bfloat16"
                                   : "cast to \(dtypeName), round to nearest even"
         let report: JSONValue? = records.sorted.isEmpty ? nil : .object([
             .init("method", .string(method)),

@@ -37,6 +37,13 @@ final class QuantizeTests: XCTestCase {
         }
     }
 
+    func bundle(_ dtype: DType, name: String) throws -> String {
+        let dir = scratch + "/" + name
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        try BundleWriter.write(try ReleaseModel(path: TestSupport.fixture("golden/ar_odd.pt")), tokenizer: nil, options: .init(dtype: dtype), into: dir, progress: .silent)
+        return dir
+    }
+
     func int8Bundle(groupSize: Int, keep: [String] = [], name: String) throws -> String {
         let model = try ReleaseModel(path: TestSupport.fixture("golden/ar_odd.pt"))
         let dir = scratch + "/" + name
@@ -59,12 +66,19 @@ final class QuantizeTests: XCTestCase {
                 XCTAssertEqual(mine.shape, theirs.shape, name)
                 XCTAssertTrue(mine.isBitIdentical(to: theirs), name)
             }
-            // What compressed-tensors cannot load quantized stays float32: the tied embedding, in_proj_weight (a bare
-            // parameter), vectors and the position table; the config says how the weights are stored.
-            for name in ["model.token_embedding.weight", "model.transformer.layers.0.self_attn.in_proj_weight", "model.position_embedding.weight"] {
-                XCTAssertEqual(try bundle.descriptor(named: name).dtype, .f32, name)
-                XCTAssertFalse(bundle.tensorNames.contains(name + "_scale"), name)
+            // What compressed-tensors cannot load quantized is bfloat16: the tied embedding and in_proj_weight (a bare
+            // parameter), cast as torch casts; vectors and the position table stay float32; the config says how
+            // the weights are stored.
+            // (bit for bit the --dtype bf16 bundle's tensors, whose casts testCastsEqualTorchBitForBit holds to torch's)
+            let bf16 = try SafetensorsFile(path: try self.bundle(.bf16, name: "bf16-\(groupSize)") + "/model.safetensors")
+            for name in ["model.token_embedding.weight", "model.transformer.layers.0.self_attn.in_proj_weight"] {
+                XCTAssertEqual(try bundle.descriptor(named: name).dtype, .bf16, name)
+                XCTAssertTrue(try bundle.tensor(named: name).isBitIdentical(to: try bf16.tensor(named: name)), name)
             }
+            for name in ["model.position_embedding.weight", "model.transformer.layers.0.norm1.weight"] {
+                XCTAssertEqual(try bundle.descriptor(named: name).dtype, .f32, name)
+            }
+            XCTAssertFalse(bundle.tensorNames.contains { $0.hasSuffix("_scale") && !$0.contains("linear") && !$0.contains("out_proj") })
             XCTAssertEqual(bundle.tensorNames.filter { $0.hasSuffix("_scale") }.count, 9)
             XCTAssertEqual(try bundle.descriptor(named: "model.ln_f.weight").dtype, .f32)
             let config = try TestSupport.loadJSON(dir + "/config.json")
@@ -73,7 +87,7 @@ final class QuantizeTests: XCTestCase {
             let manifest = try TestSupport.loadJSON(dir + "/manifest.json")
             XCTAssertEqual(manifest["dtype"]?.stringValue, "int8")
             let records = try XCTUnwrap(manifest["quantization"]?["tensors"]?.elements)
-            XCTAssertEqual(records.count, 9)
+            XCTAssertEqual(records.count, 9 + 4, "the int8 weights and the bfloat16 casts")
             for r in records { XCTAssertGreaterThan(r["snr_db"]?.doubleValue ?? 0, 40, "\(r)") }
             XCTAssertTrue(try BundleVerifier.verify(path: dir, progress: .silent).passed)
             try TestSupport.validateAgainstSchema("manifest.schema.json", [dir + "/manifest.json"])
@@ -100,8 +114,10 @@ final class QuantizeTests: XCTestCase {
     }
 
     func testKeepPatternsAndGroupSizeErrors() throws {
-        let dir = try int8Bundle(groupSize: 0, keep: ["*.linear2.weight"], name: "k")
+        let dir = try int8Bundle(groupSize: 0, keep: ["*.linear2.weight", "model.token_embedding.weight"], name: "k")
         let st = try SafetensorsFile(path: dir + "/model.safetensors")
+        XCTAssertEqual(try st.descriptor(named: "model.token_embedding.weight").dtype, .f32)
+        XCTAssertEqual(try st.descriptor(named: "model.transformer.layers.1.self_attn.in_proj_weight").dtype, .bf16)
         XCTAssertEqual(try st.descriptor(named: "model.transformer.layers.1.linear2.weight").dtype, .f32)
         XCTAssertEqual(try st.descriptor(named: "model.transformer.layers.1.linear1.weight").dtype, .i8)
         XCTAssertNil(st.tensorNames.first { $0 == "model.transformer.layers.1.linear2.weight_scale" })
