@@ -62,6 +62,20 @@ final class HubBundleTests: XCTestCase {
         }
     }
 
+    /// The wrapper imports torch, transformers and its own configuration module, nothing else.
+    func testTheWrapperImportsOnlyTorchAndTransformers() throws {
+        for name in try directoryEntries(wrapperSources) {
+            let imports = try text(wrapperSources + "/" + name).split(separator: "\n")
+                .filter { $0.hasPrefix("import ") || $0.hasPrefix("from ") }
+                .map { line -> String in
+                    let module = line.split(separator: " ")[1]
+                    return module.hasPrefix(".") ? String(module) : String(module.split(separator: ".")[0])
+                }
+            XCTAssertFalse(imports.isEmpty, name)
+            XCTAssertTrue(Set(imports).isSubset(of: ["torch", "transformers", ".configuration_arafusion"]), "\(name): \(imports)")
+        }
+    }
+
     func testVerifyReportsAChangedWrapperAutoMapOrCard() throws {
         let dst = scratch + "/b"
         _ = try convert(gelu, dst, ["--base-model", "arafusion/ar-381m"])
