@@ -29,7 +29,7 @@ enum BundleSeed {
                               "special_tokens_map.json", "training_metadata.json"]
     static let files: [(name: String, bytes: [UInt8])] = {
         let folder = getenv("ARAPACK_FUZZ_BUNDLE").map { String(cString: $0) } ?? ".build/example/arafusion-tiny"
-        guard let names = try? directoryEntries(folder), names.contains("manifest.json") else {
+        guard let names = try? BundleFolder.files(folder), names.contains("manifest.json") else {
             print("the bundle target needs a bundle folder: ARAPACK_FUZZ_BUNDLE (default \(folder), which setup.sh makes)")
             exit(64)
         }

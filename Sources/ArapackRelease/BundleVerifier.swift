@@ -277,7 +277,10 @@ public final class BundleSnapshot: @unchecked Sendable {
     public init(path: String, files: [(name: String, bytes: [UInt8])], replaceable: Set<String>) throws {
         self.path = path
         base = BundleContents(file: path)
-        for f in files where !replaceable.contains(f.name) { try base.feed(name: f.name, bytes: f.bytes) }
+        for f in files where !replaceable.contains(f.name) {
+            try base.feed(name: f.name, bytes: f.bytes)
+            if f.name.hasSuffix(".json") { _ = try? base.json(f.name) }  // parsed once, not per check
+        }
     }
 
     /// The structural report of the bundle with these files (usually the replaceable ones) added.
@@ -297,6 +300,8 @@ final class BundleContents: ArchiveReader.Visitor {
     let file: String
     private(set) var files: [String: (size: Int, sha256: String)] = [:]
     private var jsonBytes: [String: [UInt8]] = [:]
+    /// JSON files parsed so far (the checks ask for config.json several times; the fuzz target's base files once).
+    private var parsed: [String: JSONValue] = [:]
     private(set) var descriptors: [String: TensorDescriptor] = [:]
     private(set) var nonFinite: [String: Int] = [:]
     private(set) var safetensorsMetadata: [String: [String: String]] = [:]
@@ -317,6 +322,7 @@ final class BundleContents: ArchiveReader.Visitor {
         let c = BundleContents(file: file)
         c.files = files
         c.jsonBytes = jsonBytes
+        c.parsed = parsed
         c.descriptors = descriptors
         c.nonFinite = nonFinite
         c.safetensorsMetadata = safetensorsMetadata
@@ -349,6 +355,7 @@ final class BundleContents: ArchiveReader.Visitor {
     func end() throws {
         guard seen == size else { throw ArchiveError(file: file, detail: "\(name): read \(seen) bytes of \(size)") }
         files[name] = (size, digest.hexDigest())
+        parsed[name] = nil
         if let keep { jsonBytes[name] = keep }
         if let s = scanner {
             let header = try s.finish()
@@ -370,7 +377,12 @@ final class BundleContents: ArchiveReader.Visitor {
             if files[name] != nil { throw ModelError(file + "/" + name, "larger than \(Self.maximumJSONSize) bytes") }
             return nil
         }
-        do { return try JSONParser.parse(bytes) } catch { throw ModelError(file + "/" + name, "not valid JSON: \(error)") }
+        if let value = parsed[name] { return value }
+        do {
+            let value = try JSONParser.parse(bytes)
+            parsed[name] = value
+            return value
+        } catch { throw ModelError(file + "/" + name, "not valid JSON: \(error)") }
     }
 
     /// Tensor descriptors under training names (the layout's names mapped back, GPT-2's transposed shapes turned

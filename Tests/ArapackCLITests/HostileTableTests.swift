@@ -21,6 +21,7 @@ final class HostileTableTests: XCTestCase {
             ("tokenizer", { [trainingDict, "--tokenizer", TestSupport.fixture("tokenizer/hostile/" + $0)] }),
         ]
         var rows = 0
+        var peaks: [(String, Int)] = []
         for (table, command) in tables {
             let expected = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("\(table)/hostile.json")).members, table)
             for row in expected {
@@ -33,9 +34,97 @@ final class HostileTableTests: XCTestCase {
                 XCTAssertTrue(r.stderr.contains(row.value.stringValue!), "\(label): expected \"\(row.value.stringValue!)\" in: \(r.stderr)")
                 XCTAssertTrue(r.stderr.hasPrefix("arapack convert: error: "), "\(label): \(r.stderr)")
                 XCTAssertEqual(try directoryEntries(scratch), ["heads.json"], "\(label): nothing at DST, no temporaries")
+                let peak = try TestSupport.peakMemory(TestSupport.arapackBinary, args)
+                XCTAssertEqual(peak.status, 2, label)
+                XCTAssertLessThan(peak.peakKiB, Self.peakBoundMiB << 10, "\(label): peak memory")
+                removeTree(dst)
+                peaks.append((label, peak.peakKiB))
                 rows += 1
             }
         }
         XCTAssertEqual(rows, 48 + 18 + 7 + 7 + 5)
+        print("largest peaks:", peaks.sorted { $0.1 > $1.1 }.prefix(3).map { "\($0.0) \($0.1 >> 10) MiB" })
+    }
+
+    /// What ROBUSTNESS.md states: every hostile row stays under this resident peak unless its row says otherwise.
+    static let peakBoundMiB = 200
+
+    /// Round two (issue 15, Fixtures/hostile): deep structures, bombs, parser differentials and forged output
+    /// through convert (or the command a row names): exit 2 with one line naming the problem and nothing at DST,
+    /// or exit 0 for files that are hostile but acceptable; every row under its peak-memory bound.
+    func testRoundTwoFixtures() throws {
+        let scratch = try TestSupport.temporaryDirectory()
+        defer { removeTree(scratch) }
+        try writeText("{\"n_heads\": 4, \"activation\": \"gelu\", \"causal\": true, \"layer_norm_eps\": 1e-5}", to: scratch + "/heads.json")
+        let rows = try XCTUnwrap(TestSupport.loadJSON(TestSupport.fixture("hostile/hostile.json")).members)
+        XCTAssertEqual(rows.count, 12)
+        for row in rows {
+            let path = TestSupport.fixture("hostile/hostile/" + row.key)
+            let dst = scratch + "/out"
+            let extra = (row.value["args"]?.elements ?? []).map { $0.stringValue == "heads.json" ? scratch + "/heads.json" : $0.stringValue! }
+            let args = row.value["command"].map { $0.elements!.map { $0.stringValue! } + [path] } ?? (["convert", path, dst] + extra)
+            let r = try TestSupport.run("/usr/bin/timeout", ["120", TestSupport.arapackBinary] + args)
+            if let fragment = row.value["message"]?.stringValue {
+                XCTAssertEqual(r.status, 2, "\(row.key): \(r.stderr)")
+                XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "\(row.key): \(r.stderr)")
+                XCTAssertTrue(r.stderr.contains(fragment) && r.stderr.contains(row.key), "\(row.key): expected \"\(fragment)\" in: \(r.stderr)")
+                XCTAssertFalse(pathExists(dst), "\(row.key): nothing at DST")
+            } else {
+                XCTAssertEqual(r.status, 0, "\(row.key): \(r.stderr)")
+            }
+            XCTAssertEqual(try directoryEntries(scratch).filter { $0 != "out" }, ["heads.json"], "\(row.key): no temporaries")
+            removeTree(dst)
+            let bound = row.value["peak_mib"]?.intValue ?? Self.peakBoundMiB
+            let peak = try TestSupport.peakMemory(TestSupport.arapackBinary, args)
+            XCTAssertEqual(peak.status, r.status, row.key)
+            XCTAssertLessThan(peak.peakKiB, bound << 10, "\(row.key): peak memory \(peak.peakKiB >> 10) MiB, bound \(bound) MiB")
+            removeTree(dst)
+        }
+        // Nothing a row's file named ran.
+        XCTAssertFalse(pathExists("/tmp/arapack_pwned_by_fixture"))
+    }
+
+    /// Self-consistent bundles (the manifest re-hashed after each edit) with absurd values above the file
+    /// formats: `convert` from them is exit 2 naming the file and the field, nothing written, memory bounded.
+    func testAbsurdValuesInsideSelfConsistentBundles() throws {
+        let scratch = try TestSupport.temporaryDirectory()
+        defer { removeTree(scratch) }
+        let bundle = scratch + "/b", sharded = scratch + "/s"
+        XCTAssertEqual(try TestSupport.arapack("convert", TestSupport.fixture("golden/ar_gelu.pt"), bundle, "--tokenizer", TestSupport.fixture("tokenizer/valid")).status, 0)
+        XCTAssertEqual(try TestSupport.arapack("convert", TestSupport.fixture("golden/ar_gelu.pt"), sharded, "--max-shard-size", "30kB").status, 0)
+        let rows: [(bundle: String, file: String, from: String, to: String, fragment: String)] = [
+            (bundle, "config.json", "\"hidden_size\": 32", "\"hidden_size\": 4611686018427387904", "hidden_size"),
+            (bundle, "config.json", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1000000000000", "num_hidden_layers"),
+            (bundle, "config.json", "\"num_attention_heads\": 4", "\"num_attention_heads\": 4611686018427387904", "num_attention_heads"),
+            (bundle, "config.json", "\"vocab_size\": 128", "\"vocab_size\": 0", "vocab_size"),
+            (bundle, "config.json", "\"num_attention_heads\": 4", "\"num_attention_heads\": 3", "not divisible"),
+            (bundle, "config.json", "\"max_position_embeddings\": 16", "\"max_position_embeddings\": null", "max_position_embeddings is null"),
+            (bundle, "config.json", "\"layer_norm_eps\": 1e-05", "\"layer_norm_eps\": 1e400", "layer_norm_eps"),
+            (bundle, "config.json", "\"vocab_size\": 128", "\"vocab_size\": 128, \"vocab_size\": 129", "vocab_size"),
+            (bundle, "tokenizer.json", "\"<pad>\": 5", "\"<pad>\": 9223372036854775807", "no token id in 0...2147483647"),
+            (bundle, "generation_config.json", "\"temperature\": 0.8", "\"temperature\": -1", "temperature -1 is not a positive number"),
+            (bundle, "manifest.json", "\"path\": \"config.json\"", "\"path\": \"../config.json\"", "../config.json is not a relative path"),
+            (sharded, "model.safetensors.index.json", "\"total_size\": ", "\"total_size\": 1180591620717411303424, \"was\": ", "total_size"),
+        ]
+        for row in rows {
+            let path = row.bundle + "/" + row.file
+            let original = try String(contentsOfFile: path, encoding: .utf8)
+            let manifest = try String(contentsOfFile: row.bundle + "/manifest.json", encoding: .utf8)
+            XCTAssertTrue(original.contains(row.from), row.from)
+            try writeText(original.replacingOccurrences(of: row.from, with: row.to), to: path)
+            if row.file != "manifest.json" { try TestSupport.rehashManifest(row.bundle, file: row.file) }
+            let args = ["convert", row.bundle, scratch + "/out"]
+            let r = try TestSupport.run(TestSupport.arapackBinary, args)
+            XCTAssertEqual(r.status, 2, "\(row.to): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            // (the manifest's own problems are named by verify's check, "manifest: …")
+            XCTAssertTrue(r.stderr.contains(row.fragment) && r.stderr.contains(row.file == "manifest.json" ? "(manifest: " : row.file), "\(row.to): \(r.stderr)")
+            XCTAssertFalse(pathExists(scratch + "/out"))
+            let peak = try TestSupport.peakMemory(TestSupport.arapackBinary, args)
+            XCTAssertEqual(peak.status, 2)
+            XCTAssertLessThan(peak.peakKiB, Self.peakBoundMiB << 10, row.to)
+            try writeText(original, to: path)
+            try writeText(manifest, to: row.bundle + "/manifest.json")
+        }
     }
 }

@@ -50,7 +50,8 @@ public final class PickleDict {
 /// set. Nothing is ever called: readers interpret the records they know.
 public final class PickleObject {
     public let callable: PickleGlobal
-    public let args: [PickleValue]
+    /// Emptied by the arena when it goes (objects holding objects would otherwise be freed recursively).
+    public internal(set) var args: [PickleValue]
     public var state: PickleValue?
     init(callable: PickleGlobal, args: [PickleValue]) {
         self.callable = callable
@@ -87,7 +88,7 @@ public final class PickleArena: @unchecked Sendable {
     deinit {
         for l in lists { l.items = [] }
         for d in dicts { d.removeAll() }
-        for o in objects { o.state = nil }
+        for o in objects { o.state = nil; o.args = [] }
     }
 }
 

@@ -2,7 +2,7 @@ import ArapackTensor
 
 /// The storages of one `torch.save` zip (a checkpoint, or one DCP chunk): finds the top folder and byte
 /// order, unpickles `data.pkl` under an allow-list, and materialises tensor references. Storages are
-/// cached per key, so tensors that share one share the same `TensorStorage` object.
+/// cached per key while in use, so tensors that share one share the same `TensorStorage` object.
 final class TorchArchive {
     let archive: ZipArchive
     /// The top folder with its trailing slash.
@@ -10,7 +10,10 @@ final class TorchArchive {
     let bigEndian: Bool
     let file: String
     private let storageLock = NSLockLike()
-    nonisolated(unsafe) private var storages: [String: TensorStorage] = [:]
+    /// Storages by key, held weakly: tensors alive at once share one object, and an inflated storage is freed
+    /// with its last tensor (a check of every tensor in turn keeps one in memory, not all of them).
+    nonisolated(unsafe) private var storages: [String: WeakStorage] = [:]
+    final class WeakStorage { weak var storage: TensorStorage?; init(_ s: TensorStorage) { storage = s } }
 
     private init(archive: ZipArchive, prefix: String, bigEndian: Bool, file: String) {
         self.archive = archive
@@ -64,10 +67,10 @@ final class TorchArchive {
     func materialize(_ r: TorchTensorRef) throws -> Tensor {
         let size = r.dtype.byteSize
         let storage = try storageLock.withLock {
-            if let s = storages[r.storageKey] { return s }
+            if let s = storages[r.storageKey]?.storage { return s }
             var s = try archive.storage(of: prefix + "data/" + r.storageKey)
             if bigEndian, size > 1 { s = Self.byteSwapped(s, elementSize: size) }
-            storages[r.storageKey] = s
+            storages[r.storageKey] = WeakStorage(s)
             return s
         }
         if r.shape.contains(0) { return try Tensor(dtype: r.dtype, shape: r.shape, storage: TensorStorage(byteCount: 0)) }

@@ -103,8 +103,12 @@ extension TorchCheckpoint {
 }
 
 extension PickleValue {
+    /// Strings longer than this (UTF-8 bytes) are rendered as a placeholder, not copied.
+    public static let jsonStringLimit = 4096
+
     /// A JSON rendering of plain values (dicts with string keys, sequences, numbers, strings, bools, None);
-    /// anything else becomes a descriptive string. Stops after `budget` nodes, so shared structures stay cheap.
+    /// anything else becomes a descriptive string. Stops after `budget` nodes (the rest elided as "…"), so
+    /// shared structures stay cheap; 32 levels deep; strings of at most `jsonStringLimit` bytes.
     public func json(budget: Int) -> JSONValue {
         var left = budget
         return json(&left, depth: 0)
@@ -118,9 +122,21 @@ extension PickleValue {
         case let .bool(b): return .bool(b)
         case let .int(i): return .int(i)
         case let .float(f): return f.isFinite ? .double(f) : .string("\(f)")
-        case let .string(s): return .string(s)
-        case let .dict(d): return .object(d.entries.map { .init($0.key.stringValue ?? "\($0.key.kindName)", $0.value.json(&left, depth: depth + 1)) })
-        case .tuple, .list: return .array((sequence ?? []).map { $0.json(&left, depth: depth + 1) })
+        case let .string(s): return s.utf8.count <= Self.jsonStringLimit ? .string(s) : .string("<str of \(s.utf8.count) bytes>")
+        case let .dict(d):
+            var members: [JSONValue.Member] = []
+            for e in d.entries {
+                guard left > 0 else { members.append(.init("…", .string("…"))); break }
+                members.append(.init(e.key.stringValue ?? "\(e.key.kindName)", e.value.json(&left, depth: depth + 1)))
+            }
+            return .object(members)
+        case .tuple, .list:
+            var items: [JSONValue] = []
+            for v in sequence ?? [] {
+                guard left > 0 else { items.append(.string("…")); break }
+                items.append(v.json(&left, depth: depth + 1))
+            }
+            return .array(items)
         default: return .string("<\(kindName)>")
         }
     }

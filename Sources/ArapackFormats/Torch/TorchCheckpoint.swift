@@ -143,16 +143,30 @@ public final class TorchCheckpoint: TensorSource {
 }
 
 extension TorchTensorRef {
+    /// How many Parameters may wrap one tensor record.
+    static let maximumParameterWrapping = 16
+
     /// Reads a tensor record (`_rebuild_tensor_v2/v3`, `_rebuild_parameter*`, `_rebuild_from_type_v2`),
     /// or returns nil when `value` is not a tensor. Throws when a tensor record is malformed or points
     /// outside its storage.
     init?(_ value: PickleValue, file: String, name: String) throws {
-        guard case let .object(o) = value else { return nil }
         func bad(_ detail: String) -> TorchError { TorchError.badTensor(file: file, tensor: name, detail: detail) }
+        // Parameters wrap a tensor; peeled in a loop, so a file's chain of Parameters cannot run the stack out.
+        var value = value, wrappers = 0
+        while case let .object(p) = value, p.callable.module == "torch._utils",
+              p.callable.name == "_rebuild_parameter" || p.callable.name == "_rebuild_parameter_with_state" {
+            wrappers += 1
+            guard wrappers <= Self.maximumParameterWrapping else {
+                throw bad("Parameters wrapped in Parameters more than \(Self.maximumParameterWrapping) deep (torch writes one)")
+            }
+            guard let inner = p.args.first else { throw bad("parameter wraps no tensor") }
+            value = inner
+        }
+        guard case let .object(o) = value else {
+            if wrappers > 0 { throw bad("parameter wraps no tensor") }
+            return nil
+        }
         switch (o.callable.module, o.callable.name) {
-        case ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"):
-            guard let inner = o.args.first, let r = try TorchTensorRef(inner, file: file, name: name) else { throw bad("parameter wraps no tensor") }
-            self = r
         case ("torch._tensor", "_rebuild_from_type_v2"):
             guard o.args.count >= 3, case let .global(function) = o.args[0], let args = o.args[2].tupleValue,
                   let r = try TorchTensorRef(.object(PickleObject(callable: function, args: args)), file: file, name: name)
