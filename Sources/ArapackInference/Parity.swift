@@ -22,47 +22,69 @@ public struct ParityMetrics: Equatable, Sendable {
 
     /// Computes the metrics over `ids.count × L` positions of `vocab` logits each.
     public static func compare(reference a: [Float], candidate b: [Float], ids: [[Int]], vocab: Int, causal: Bool) -> ParityMetrics {
-        precondition(a.count == b.count && a.count % vocab == 0)
-        let positions = a.count / vocab
-        var maxAbs = 0.0, sq = 0.0, sum = 0.0, sumSq = 0.0
-        for i in 0..<a.count {
-            let x = Double(a[i]), y = Double(b[i])
-            let dlt = (x - y).isNaN ? Double.infinity : abs(x - y)
-            maxAbs = max(maxAbs, dlt)
-            sq += (x - y) * (x - y)
-            sum += x
-            sumSq += x * x
-        }
-        let n = Double(a.count)
-        let variance = max(sumSq / n - (sum / n) * (sum / n), .leastNormalMagnitude)
-        var klSum = 0.0, klMax = 0.0, agree = 0
+        var acc = Accumulator(vocab: vocab, causal: causal)
+        acc.add(reference: a, candidate: b, ids: ids)
+        return acc.metrics
+    }
+
+    /// The metrics gathered batch by batch (every statistic is a sum, a count or a maximum), so a parity run
+    /// holds the logits of one batch of probes at a time, not of all of them.
+    public struct Accumulator {
+        let vocab: Int, causal: Bool
+        var maxAbs = 0.0, sq = 0.0, sum = 0.0, sumSq = 0.0, n = 0.0
+        var klSum = 0.0, klMax = 0.0, agree = 0, positions = 0
         var nllA = 0.0, nllB = 0.0, scored = 0
-        let length = ids.first?.count ?? 0
-        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
-        for p in 0..<positions {
-            let ra = UnsafeBufferPointer(rebasing: pa[(p * vocab)..<((p + 1) * vocab)])
-            let rb = UnsafeBufferPointer(rebasing: pb[(p * vocab)..<((p + 1) * vocab)])
-            let la = logSoftmax(ra), lb = logSoftmax(rb)
-            var kl = 0.0
-            for v in 0..<vocab { kl += exp(la[v]) * (la[v] - lb[v]) }
-            kl = max(kl, 0)
-            klSum += kl
-            klMax = max(klMax, kl)
-            if argmax(ra) == argmax(rb) { agree += 1 }
-            let s = p / max(length, 1), i = p % max(length, 1)
-            let target: Int? = causal ? (i + 1 < length ? ids[s][i + 1] : nil) : ids[s][i]
-            if let t = target {
-                nllA -= la[t]
-                nllB -= lb[t]
-                scored += 1
-            }
+
+        public init(vocab: Int, causal: Bool) {
+            self.vocab = vocab
+            self.causal = causal
         }
-        } }
-        let count = Double(max(positions, 1))
-        return ParityMetrics(maxAbsDiff: maxAbs, nmse: sq / n / variance, meanKL: klSum / count, maxKL: klMax,
-                             top1Agreement: Double(agree) / count,
-                             referencePerplexity: exp(nllA / Double(max(scored, 1))), candidatePerplexity: exp(nllB / Double(max(scored, 1))),
-                             positions: positions)
+
+        /// Adds the logits of the sequences `ids` ([ids.count × L × vocab] on each side).
+        public mutating func add(reference a: [Float], candidate b: [Float], ids: [[Int]]) {
+            precondition(a.count == b.count && a.count % vocab == 0)
+            let count = a.count / vocab
+            for i in 0..<a.count {
+                let x = Double(a[i]), y = Double(b[i])
+                let dlt = (x - y).isNaN ? Double.infinity : abs(x - y)
+                maxAbs = max(maxAbs, dlt)
+                sq += (x - y) * (x - y)
+                sum += x
+                sumSq += x * x
+            }
+            n += Double(a.count)
+            let length = ids.first?.count ?? 0
+            a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
+            for p in 0..<count {
+                let ra = UnsafeBufferPointer(rebasing: pa[(p * vocab)..<((p + 1) * vocab)])
+                let rb = UnsafeBufferPointer(rebasing: pb[(p * vocab)..<((p + 1) * vocab)])
+                let la = logSoftmax(ra), lb = logSoftmax(rb)
+                var kl = 0.0
+                for v in 0..<vocab { kl += exp(la[v]) * (la[v] - lb[v]) }
+                kl = max(kl, 0)
+                klSum += kl
+                klMax = max(klMax, kl)
+                if argmax(ra) == argmax(rb) { agree += 1 }
+                let s = p / max(length, 1), i = p % max(length, 1)
+                let target: Int? = causal ? (i + 1 < length ? ids[s][i + 1] : nil) : ids[s][i]
+                if let t = target {
+                    nllA -= la[t]
+                    nllB -= lb[t]
+                    scored += 1
+                }
+            }
+            } }
+            positions += count
+        }
+
+        public var metrics: ParityMetrics {
+            let variance = max(sumSq / max(n, 1) - (sum / max(n, 1)) * (sum / max(n, 1)), .leastNormalMagnitude)
+            let count = Double(max(positions, 1))
+            return ParityMetrics(maxAbsDiff: maxAbs, nmse: sq / max(n, 1) / variance, meanKL: klSum / count, maxKL: klMax,
+                                 top1Agreement: Double(agree) / count,
+                                 referencePerplexity: exp(nllA / Double(max(scored, 1))), candidatePerplexity: exp(nllB / Double(max(scored, 1))),
+                                 positions: positions)
+        }
     }
 
     static func logSoftmax(_ row: UnsafeBufferPointer<Float>) -> [Double] {
@@ -210,7 +232,8 @@ public enum Parity {
     /// The bundle against the model it was converted from: same probes through both forward passes.
     /// `probeIDs` (e.g. held-out text), when given, replace the random probes.
     public static func run(bundle: ReleaseModel, against source: ReleaseModel, probes count: Int, length: Int?, seed: UInt64,
-                           probeIDs: [[Int]]? = nil, thresholds override: ParityThresholds? = nil) throws -> ParityReport {
+                           probeIDs: [[Int]]? = nil, thresholds override: ParityThresholds? = nil,
+                           batchLogitBytes: Int = Parity.batchLogitBytes) throws -> ParityReport {
         guard bundle.config == source.config else {
             throw ModelError(bundle.info.path, "the bundle's config differs from \(source.info.path)'s; parity compares the same model")
         }
@@ -222,9 +245,12 @@ public enum Parity {
         }
         guard L > 0, count > 0 else { throw ModelError(bundle.info.path, "--probes and --seq-len must be positive") }
         let ids = probeIDs ?? probes(count: count, length: L, vocab: c.vocabSize, seed: seed)
-        let reference = try ForwardPass(source).logits(ids)
-        let candidate = try ForwardPass(bundle).logits(ids)
-        let metrics = ParityMetrics.compare(reference: reference, candidate: candidate, ids: ids, vocab: c.vocabSize, causal: c.causal)
+        let referencePass = try ForwardPass(source), candidatePass = try ForwardPass(bundle)
+        var acc = ParityMetrics.Accumulator(vocab: c.vocabSize, causal: c.causal)
+        for batch in batches(ids, vocab: c.vocabSize, bytes: batchLogitBytes) {
+            acc.add(reference: try referencePass.logits(batch), candidate: try candidatePass.logits(batch), ids: batch)
+        }
+        let metrics = acc.metrics
         let thresholds = override ?? defaultThresholds(bundle: bundle, source: source)
         var report = ParityReport(bundle: bundle.info.path, reference: source.info.path, referenceKind: "source",
                                   bundleDType: BundleWriter.torchDTypeName[bundle.dominantDType] ?? bundle.dominantDType.name,
@@ -234,13 +260,26 @@ public enum Parity {
         return report
     }
 
+    /// Logits held at once per side: probes run in batches whose logits fit (at least one sequence), so a
+    /// parity run's memory is the models plus two batches of logits and one batch's activations, whatever
+    /// --probes says (a full-size sequence of 512 tokens has 157 MB of logits).
+    public static let batchLogitBytes = 64 << 20
+
+    /// `ids` cut into batches of whole sequences whose float32 logits stay under `batchLogitBytes`.
+    static func batches(_ ids: [[Int]], vocab: Int, bytes: Int) -> [[[Int]]] {
+        let perSequence = max(1, (ids.first?.count ?? 1) * vocab * 4)
+        let size = max(1, bytes / perSequence)
+        return stride(from: 0, to: ids.count, by: size).map { Array(ids[$0..<min($0 + size, ids.count)]) }
+    }
+
     /// Lossless (same dtype as the source) must be bit-identical; a cast has the defaults of its dtype.
     public static func defaultThresholds(bundle: ReleaseModel, source: ReleaseModel) -> ParityThresholds {
         bundle.dominantDType == source.dominantDType ? .lossless : .cast(bundle.dominantDType)
     }
 
     /// The bundle against golden logits (`ids` I64 [N, L], `logits` F32 [N, L, V]).
-    public static func golden(bundle: ReleaseModel, goldenPath: String, tolerance: Double) throws -> ParityReport {
+    public static func golden(bundle: ReleaseModel, goldenPath: String, tolerance: Double,
+                              batchLogitBytes: Int = Parity.batchLogitBytes) throws -> ParityReport {
         let file = try SafetensorsFile(path: goldenPath)
         let idsTensor = try file.tensor(named: "ids"), logitsTensor = try file.tensor(named: "logits")
         let c = bundle.config
@@ -249,8 +288,16 @@ public enum Parity {
             throw ModelError(goldenPath, "a golden file holds ids (I64 [N, L]) and logits (F32 [N, L, \(c.vocabSize)])")
         }
         let ids = try readIDs(idsTensor, file: goldenPath)
-        let candidate = try ForwardPass(bundle).logits(ids)
-        let metrics = ParityMetrics.compare(reference: try logitsTensor.floats(), candidate: candidate, ids: ids, vocab: c.vocabSize, causal: c.causal)
+        let pass = try ForwardPass(bundle)
+        var acc = ParityMetrics.Accumulator(vocab: c.vocabSize, causal: c.causal)
+        var start = 0
+        for batch in batches(ids, vocab: c.vocabSize, bytes: batchLogitBytes) {
+            let range = (start * batch[0].count * c.vocabSize)..<((start + batch.count) * batch[0].count * c.vocabSize)
+            let golden = logitsTensor.withUnsafeBytes { Array($0.bindMemory(to: Float.self)[range]) }
+            acc.add(reference: golden, candidate: try pass.logits(batch), ids: batch)
+            start += batch.count
+        }
+        let metrics = acc.metrics
         let thresholds = ParityThresholds.golden(tolerance: tolerance)
         return ParityReport(bundle: bundle.info.path, reference: goldenPath, referenceKind: "golden",
                             bundleDType: BundleWriter.torchDTypeName[bundle.dominantDType] ?? bundle.dominantDType.name,

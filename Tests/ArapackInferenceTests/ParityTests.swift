@@ -35,6 +35,31 @@ final class ParityTests: XCTestCase {
         XCTAssertEqual(m.positions, 2)
     }
 
+    /// Probes run in batches whose logits fit a budget: one sequence per batch gives the metrics of one batch
+    /// of all (the sums and maxima gathered across batches), and golden files are compared slice by slice.
+    func testBatchedParityEqualsOneBatch() throws {
+        let source = try ReleaseModel(path: TestSupport.fixture("golden/ar_gelu.pt"))
+        let cast = try ReleaseModel(path: try bundle("golden/ar_gelu.pt", dtype: .bf16))
+        XCTAssertEqual(Parity.batches(Array(repeating: [1, 2, 3], count: 5), vocab: 128, bytes: 2 * 3 * 128 * 4).map(\.count), [2, 2, 1])
+        XCTAssertEqual(Parity.batches(Array(repeating: [1, 2, 3], count: 2), vocab: 128, bytes: 1).map(\.count), [1, 1], "at least one sequence")
+        let whole = try Parity.run(bundle: cast, against: source, probes: 6, length: 9, seed: 3)
+        let single = try Parity.run(bundle: cast, against: source, probes: 6, length: 9, seed: 3, batchLogitBytes: 1)
+        XCTAssertEqual(single.metrics.positions, 54)
+        XCTAssertGreaterThan(whole.metrics.meanKL, 0, "a bf16 cast differs")
+        for (a, b) in [(whole.metrics.maxAbsDiff, single.metrics.maxAbsDiff), (whole.metrics.meanKL, single.metrics.meanKL),
+                       (whole.metrics.maxKL, single.metrics.maxKL), (whole.metrics.nmse, single.metrics.nmse),
+                       (whole.metrics.candidatePerplexity, single.metrics.candidatePerplexity)] {
+            XCTAssertEqual(a, b, accuracy: abs(a) * 1e-5 + 1e-12)
+        }
+        XCTAssertEqual(whole.metrics.top1Agreement, single.metrics.top1Agreement)
+        let golden = TestSupport.fixture("golden/ar_gelu.golden.safetensors")
+        let g1 = try Parity.golden(bundle: source, goldenPath: golden, tolerance: 1e-4)
+        let g2 = try Parity.golden(bundle: source, goldenPath: golden, tolerance: 1e-4, batchLogitBytes: 1)
+        XCTAssertTrue(g1.passed && g2.passed)
+        XCTAssertEqual(g1.metrics.positions, g2.metrics.positions)
+        XCTAssertEqual(g1.metrics.maxAbsDiff, g2.metrics.maxAbsDiff, accuracy: 1e-6)
+    }
+
     func testTop1AndPerplexityByHand() {
         let a: [Float] = [0, 0, 1, 0], b: [Float] = [0, Float(log(3.0)), 1, 0]
         let m = ParityMetrics.compare(reference: a, candidate: b, ids: [[0, 1]], vocab: 2, causal: true)
