@@ -41,29 +41,22 @@ final class Weight: @unchecked Sendable {
 /// `cblas_sgemm` over all positions of all sequences at once (never token by token), its output columns
 /// split across the cores; attention runs per sequence and head on strided views of the packed QKV rows.
 public final class ForwardPass: @unchecked Sendable {
-    /// Deliberate deviations, used only by tests to prove the golden comparisons catch each of them.
-    struct Variant: OptionSet {
-        let rawValue: Int
-        static let noCausalMask = Variant(rawValue: 1)
-        static let tanhGELU = Variant(rawValue: 2)
-        static let wrongEpsilon = Variant(rawValue: 4)
-        static let headsInterleaved = Variant(rawValue: 8)
-        static let untiedZeroHead = Variant(rawValue: 16)
-    }
-
     struct Layer {
         let inProj: Weight, inBias: Weight, outProj: Weight, outBias: Weight
         let linear1: Weight, bias1: Weight, linear2: Weight, bias2: Weight
         let norm1w: Weight, norm1b: Weight, norm2w: Weight, norm2b: Weight
     }
 
-    public let config: ModelConfig
-    let embedding: Weight, positions: Weight, head: Weight
+    /// The config the pass computes (tests change it, and the weights below, to break the pass on purpose).
+    public internal(set) var config: ModelConfig
+    let embedding: Weight, positions: Weight
+    var head: Weight
     let lnfw: Weight, lnfb: Weight
-    let layers: [Layer]
+    var layers: [Layer]
     /// ReLU FFN (otherwise exact-erf GELU), read from the config once.
     let relu: Bool
-    var variant: Variant = []
+    /// A seam for tests: replaces the activation (nil in every production use).
+    var activationOverride: ((UnsafeMutablePointer<Float>, Int) -> Void)?
     /// Whether `linear` may use OpenBLAS's small-matrix kernel (tests turn it off to check the packed path).
     var smallKernel = ForwardPass.openblasHasSmallKernel
 
@@ -112,7 +105,7 @@ public final class ForwardPass: @unchecked Sendable {
                 for c in 0..<d { row[c] = embedding.pointer[t * d + c] + positions.pointer[i * d + c] }
             }
         }
-        let eps = Float(variant.contains(.wrongEpsilon) ? config.layerNormEps * 10 : config.layerNormEps)
+        let eps = Float(config.layerNormEps)
         let headDim = d / config.heads
         let scale = 1 / Float(headDim).squareRoot()
         for layer in layers {
@@ -120,15 +113,13 @@ public final class ForwardPass: @unchecked Sendable {
             linear(h.p, rows: rows, inWidth: d, weight: layer.inProj, bias: layer.inBias, outWidth: 3 * d, into: qkv.p, scratch: tiles)
             // Heads run in parallel, one per core (each GEMM single-threaded, as every GEMM here is).
             nonisolated(unsafe) let qkvp = qkv.p, attnp = attn.p, scoresp = scores.p
-            let interleaved = variant.contains(.headsInterleaved), heads = config.heads
+            let heads = config.heads
             parallel(ids.count * heads, minimum: 2) { worker, range in
                 for task in range {
                     let s = task / heads, j = task % heads
                     let base = qkvp + s * length * 3 * d
-                    // Head j is columns j·hd ..< (j+1)·hd of each of q, k and v. (The test-only broken split
-                    // reads the rows as per-head [q k v] packs instead.)
-                    let q = base + (interleaved ? j * 3 * headDim : j * headDim)
-                    let k = interleaved ? q + headDim : q + d, v = interleaved ? q + 2 * headDim : q + 2 * d
+                    // Head j is columns j·hd ..< (j+1)·hd of each of q, k and v.
+                    let q = base + j * headDim, k = q + d, v = q + 2 * d
                     self.attention(q: q, k: k, v: v, ld: Int32(3 * d), length: length, headDim: headDim, scale: scale,
                                    scores: scoresp + worker * length * length, out: attnp + s * length * d + j * headDim, outLD: Int32(d))
                 }
@@ -143,9 +134,6 @@ public final class ForwardPass: @unchecked Sendable {
                    scratch: tiles)
         }
         layerNorm(x.p, into: h.p, rows: rows, width: d, weight: lnfw, bias: lnfb, eps: eps)
-        if variant.contains(.untiedZeroHead) {
-            return [Float](repeating: 0, count: rows * v)
-        }
         return [Float](unsafeUninitializedCapacity: rows * v) { o, count in
             linear(h.p, rows: rows, inWidth: d, weight: head, bias: nil, outWidth: v, into: o.baseAddress!, scratch: tiles)
             count = rows * v
@@ -218,7 +206,7 @@ public final class ForwardPass: @unchecked Sendable {
     /// the block), which skips almost half the work; the rows' masked tails inside a block are zeroed.
     private func attention(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int32, length: Int,
                            headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, outLD: Int32) {
-        let causal = config.causal && !variant.contains(.noCausalMask)
+        let causal = config.causal
         let block = causal ? Self.queryBlock : length
         for first in stride(from: 0, to: length, by: block) {
             let rows = min(block, length - first), keys = causal ? first + rows : length
@@ -258,13 +246,10 @@ public final class ForwardPass: @unchecked Sendable {
 
     /// Exact GELU (0.5·x·(1 + erf(x/√2))) or ReLU, in place over `count` values.
     private func activate(_ p: UnsafeMutablePointer<Float>, count: Int) {
-        if relu {
+        if let activationOverride {
+            activationOverride(p, count)
+        } else if relu {
             for i in 0..<count { p[i] = max(p[i], 0) }
-        } else if variant.contains(.tanhGELU) {
-            for i in 0..<count {
-                let x = p[i]
-                p[i] = 0.5 * x * (1 + tanhf(0.7978845608 * (x + 0.044715 * x * x * x)))
-            }
         } else {
             arapack_gelu_erf(p, count)
         }

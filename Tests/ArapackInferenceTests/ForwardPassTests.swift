@@ -3,6 +3,7 @@ import ArapackFormats
 import ArapackRelease
 import ArapackTensor
 import ArapackTestSupport
+import Foundation
 import XCTest
 
 /// The forward pass against golden logits from PyTorch's `ARBaseline.eval()` for several twins; each
@@ -68,17 +69,44 @@ final class ForwardPassTests: XCTestCase {
         }
     }
 
+    /// Deliberate bugs, made here by changing what the pass computes from (its config, its weights, or the
+    /// activation seam), each fail the golden logits: the comparisons catch them.
     func testEachDeliberateBugBreaksTheGoldenMatch() throws {
-        let cases: [(String, ForwardPass.Variant)] = [
-            ("ar_gelu", .noCausalMask), ("ar_gelu", .tanhGELU), ("ar_small_scale", .wrongEpsilon),
-            ("ar_odd", .headsInterleaved), ("ar_relu", .untiedZeroHead), ("ar_long", .noCausalMask),
+        let tanhGELU: (UnsafeMutablePointer<Float>, Int) -> Void = { p, n in
+            for i in 0..<n { let x = p[i]; p[i] = 0.5 * x * (1 + tanhf(0.7978845608 * (x + 0.044715 * x * x * x))) }
+        }
+        // q, k and v read as per-head [q k v] packs instead of thirds: the rows of in_proj permuted to match.
+        func interleaved(_ f: ForwardPass) throws {
+            let d = f.config.hiddenSize, hd = d / f.config.heads
+            func permuted(_ w: Weight, width: Int) throws -> Weight {
+                var out = [Float](repeating: 0, count: w.count)
+                for j in 0..<f.config.heads { for t in 0..<3 { for c in 0..<hd {
+                    let to = j * 3 * hd + t * hd + c, from = t * d + j * hd + c
+                    for x in 0..<width { out[to * width + x] = w.pointer[from * width + x] }
+                } } }
+                return try Weight(try Tensor(float32: out, shape: [3 * d, width]))
+            }
+            f.layers = try f.layers.map { l in
+                ForwardPass.Layer(inProj: try permuted(l.inProj, width: d), inBias: try permuted(l.inBias, width: 1), outProj: l.outProj,
+                                  outBias: l.outBias, linear1: l.linear1, bias1: l.bias1, linear2: l.linear2, bias2: l.bias2,
+                                  norm1w: l.norm1w, norm1b: l.norm1b, norm2w: l.norm2w, norm2b: l.norm2b)
+            }
+        }
+        let cases: [(String, String, (ForwardPass) throws -> Void)] = [
+            ("ar_gelu", "no causal mask", { $0.config.causal = false }),
+            ("ar_gelu", "tanh GELU", { $0.activationOverride = tanhGELU }),
+            ("ar_small_scale", "epsilon × 10", { $0.config.layerNormEps *= 10 }),
+            ("ar_odd", "heads interleaved", interleaved),
+            ("ar_relu", "a zero LM head", { f in f.head = try Weight(try Tensor(float32: [Float](repeating: 0, count: f.head.count), shape: [f.head.count])) }),
+            ("ar_long", "no causal mask", { $0.config.causal = false }),
         ]
-        for (name, variant) in cases {
+        for (name, bug, breakIt) in cases {
             let forward = try ForwardPass(try ReleaseModel(path: TestSupport.fixture("golden/\(name).pt")))
-            forward.variant = variant
             let (ids, expected) = try golden(name)
+            XCTAssertLessThan(maxDifference(try forward.logits(ids), expected), 1e-4, "\(name) intact matches")
+            try breakIt(forward)
             let diff = maxDifference(try forward.logits(ids), expected)
-            XCTAssertGreaterThan(diff, 1e-3, "\(name) with \(variant) must not match the golden logits")
+            XCTAssertGreaterThan(diff, 1e-3, "\(name) with \(bug) must not match the golden logits")
         }
     }
 
