@@ -168,6 +168,17 @@ public struct ParityReport: Sendable {
     public var differingTensors: [String] = []
     public var passed: Bool { failures.isEmpty }
 
+    /// The summary a bundle's card, manifest and signed provenance record of a parity run before release.
+    public var summary: JSONValue {
+        func number(_ v: Double) -> JSONValue { v.isFinite ? .double(v) : .string("\(v)") }
+        return .object([
+            .init("passed", .bool(passed)), .init("thresholds", .string(thresholds.label)),
+            .init("max_abs_diff", number(metrics.maxAbsDiff)), .init("mean_kl", number(metrics.meanKL)),
+            .init("top1_agreement", number(metrics.top1Agreement)),
+            .init("probes", .int(probes)), .init("seq_len", .int(sequenceLength)),
+        ])
+    }
+
     public var text: String {
         let m = metrics
         var lines = [

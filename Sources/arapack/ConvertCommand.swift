@@ -150,57 +150,19 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         let progress = Progress(enabled: !quiet && Progress.standardErrorIsTerminal)
         try runReportingErrors("convert") {
-            let dst = destination.count > 1 && destination.hasSuffix("/") ? String(destination.dropLast()) : destination
-            let archivePath = dst + ".tar.zst"
-            let parent = splitPath(dst).0
-            guard parent.isEmpty || pathExists(parent) else { throw CommandError("\(parent): the folder for DST does not exist") }
-            for path in [dst, archivePath, ReleaseArchive.sidecar(of: archivePath)] {
-                for stale in TemporaryFiles.removeStale(of: path) { printError("arapack convert: note: removed \(stale), left by an interrupted run") }
-            }
-            for path in [dst] + (archive ? [archivePath] : []) where pathExists(path) && !force {
-                if path == dst && archive && !pathExists(archivePath) {
-                    throw CommandError("\(dst) already exists but \(archivePath) does not (a run stopped between the two?); pass --force to write both again")
-                }
-                throw CommandError("\(path) already exists; pass --force to replace it")
-            }
-            let signingKey = try sign.map { try ECDSAKey.privateKey(path: $0, passwordFile: keyPasswordFile) }
-            // A release bundle (folder or archive) as source is verified first: damage in it (a lying manifest,
-            // a malformed tokenizer or config) must not be laundered into a fresh bundle with a valid manifest.
-            let sourceIsBundle = (try? SourceDetection.detect(source))?.format == .archive || pathExists(source + "/" + Manifest.fileName)
-            if sourceIsBundle {
-                let check = try BundleVerifier.verify(path: source, progress: progress)
-                if let first = check.problems.first {
-                    throw CommandError("\(source): the source bundle fails verification (\(first)\(check.problems.count > 1 ? "; and \(check.problems.count - 1) more" : "")); run arapack verify \(source)")
-                }
-            }
-            let tokenizerFiles = try tokenizer.map { try TokenizerFiles(directory: $0) }
-            let model = try ReleaseModel(path: source, configFile: config, tokenizer: tokenizerFiles, allowUntied: allowUntied)
-            if !model.assumedFields.isEmpty {
-                printError("arapack convert: note: no config states \(model.assumedFields.joined(separator: ", ")); assumed (pass --config to say otherwise)")
-            }
-            if target == .gpt2 && !model.config.causal {
-                throw CommandError("\(source): an MDLM (bidirectional) model has no GPT-2 form: GPT-2's attention is causal; write a native bundle (--to bundle)")
-            }
-            switch target {
-            case .bundle, .gpt2:
-                let folder = try AtomicDirectory(destination: dst)
-                let options = BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
-                                            int8: Int8Quantization(groupSize: int8GroupSize), keep: keep,
-                                            layout: target == .gpt2 ? .gpt2 : .release,
-                                            card: ModelCard.Options(name: splitPath(dst).1, license: license ?? ModelCard.defaultLicense, baseModel: baseModel,
-                                                                      userCard: try modelCard.map(readModelCard)))
-                var parityResult: JSONValue?
-                let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath,
-                                                      progress: progress, parity: parity ? { directory in
+            var conversion = Conversion(source: source, destination: destination, output: try output())
+            let dst = conversion.destination
+            conversion.configFile = config
+            conversion.tokenizer = tokenizer
+            conversion.allowUntied = allowUntied
+            conversion.archive = archive
+            conversion.force = force
+            conversion.signing = try sign.map { (try ECDSAKey.privateKey(path: $0, passwordFile: keyPasswordFile), signedOptions) }
+            conversion.note = { printError("arapack convert: note: " + $0) }
+            if parity {
+                conversion.parity = { directory, model in
                     progress.begin("parity", total: 0)
                     var report = try parityOptions.run(bundle: try ReleaseModel(path: directory), source: model)
-                    func number(_ v: Double) -> JSONValue { v.isFinite ? .double(v) : .string("\(v)") }
-                    let summary = JSONValue.object([
-                        .init("passed", .bool(report.passed)), .init("thresholds", .string(report.thresholds.label)),
-                        .init("max_abs_diff", number(report.metrics.maxAbsDiff)), .init("mean_kl", number(report.metrics.meanKL)),
-                        .init("top1_agreement", number(report.metrics.top1Agreement)),
-                        .init("probes", .int(report.probes)), .init("seq_len", .int(report.sequenceLength)),
-                    ])
                     progress.end()
                     report.bundle = dst
                     print(report.text)
@@ -208,36 +170,31 @@ struct ConvertCommand: ParsableCommand {
                         printError("arapack convert: \(dst): parity against \(source) failed: " + report.failures.joined(separator: "; ") + "; nothing written")
                         throw ExitStatus.verificationFailed
                     }
-                    parityResult = summary
-                    return summary
-                } : nil)
-                if let tensors = manifest["quantization"]?["tensors"]?.elements {
-                    print(quantizationTable(tensors))
+                    return report.summary
                 }
-                if let signingKey {
-                    let provenance = try ModelSignature.provenance(folder: folder.temporaryPath, options: signedOptions, parity: parityResult)
-                    try ModelSignature.sign(folder: folder.temporaryPath, name: splitPath(dst).1, key: signingKey,
-                                            signaturePath: folder.path(ModelSignature.defaultFileName), provenance: provenance)
-                }
-                if archive {
-                    let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
-                    try ReleaseArchive.write(folder: folder.temporaryPath, files: try BundleFolder.files(folder.temporaryPath),
-                                             name: splitPath(dst).1, to: archivePath, mtime: epoch, replacing: force, progress: progress) {
-                        try folder.commit(replacing: force)
-                    }
-                } else {
-                    try folder.commit(replacing: force)
-                }
-            case .torch:
-                try TrainingExport.writeTorch(model, dtype: dtype?.dtype, to: dst, replacing: force)
-            case .dcp:
-                let folder = try AtomicDirectory(destination: dst)
-                try TrainingExport.writeDCP(model, dtype: dtype?.dtype, into: folder.temporaryPath)
-                try folder.commit(replacing: force)
             }
-            let c = model.config
+            let result = try conversion.run(progress: progress)
+            if let tensors = result.manifest?["quantization"]?["tensors"]?.elements {
+                print(quantizationTable(tensors))
+            }
+            let c = result.model.config
             print("wrote \(dst) (\(target.rawValue)): \(c.modelType), \(c.layers) layers, d \(c.hiddenSize), vocab \(c.vocabSize), " +
-                  "\(c.parameterCount) parameters, \(model.tied ? "tied" : "untied")" + (archive ? "; archive \(archivePath)" : ""))
+                  "\(c.parameterCount) parameters, \(result.model.tied ? "tied" : "untied")" + (archive ? "; archive \(conversion.archivePath)" : ""))
+        }
+    }
+
+    /// What the flags ask to write.
+    func output() throws -> Conversion.Output {
+        switch target {
+        case .bundle, .gpt2:
+            return .bundle(BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
+                                         int8: Int8Quantization(groupSize: int8GroupSize), keep: keep,
+                                         layout: target == .gpt2 ? .gpt2 : .release,
+                                         card: ModelCard.Options(name: splitPath(destination.count > 1 && destination.hasSuffix("/") ? String(destination.dropLast()) : destination).1,
+                                                                 license: license ?? ModelCard.defaultLicense, baseModel: baseModel,
+                                                                 userCard: try modelCard.map(readModelCard))))
+        case .torch: return .torch(dtype: dtype?.dtype)
+        case .dcp: return .dcp(dtype: dtype?.dtype)
         }
     }
 }

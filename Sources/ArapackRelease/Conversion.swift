@@ -1,0 +1,137 @@
+import ArapackFormats
+import ArapackTensor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `arapack convert` does, as a library type: read the source (a release bundle is verified first), check
+/// it against the family, cast or quantize, write the output into a temporary sibling, optionally run parity
+/// and sign, then commit (with the archive, when asked: archive and sidecar on disk before the bundle moves
+/// into place). Nothing exists at the destination unless everything succeeded.
+public struct Conversion {
+    /// What to write.
+    public enum Output {
+        /// A release bundle (native or GPT-2 layout, as the options say).
+        case bundle(BundleOptions)
+        /// A training-style torch.save checkpoint, or a single-rank DCP folder, in `dtype` (nil keeps the source's).
+        case torch(dtype: DType?)
+        case dcp(dtype: DType?)
+    }
+
+    public var source: String
+    /// DST; a trailing slash is ignored.
+    public var destination: String
+    public var output: Output
+    /// A config adding to or checking the source's (`--config`).
+    public var configFile: String?
+    /// A tokenizer folder to check and carry (`--tokenizer`); a source bundle's own is kept otherwise.
+    public var tokenizer: String?
+    public var allowUntied = false
+    /// Also write DST.tar.zst and its .sha256 (bundles).
+    public var archive = false
+    /// Replace an existing DST (only once the new one is complete).
+    public var force = false
+    /// Sign the bundle before it moves into place: the key and the options the signed provenance records.
+    public var signing: (key: ECDSAKey, options: JSONValue)?
+    /// Runs parity on the written bundle (its folder, the source model) and returns the summary the card, the
+    /// manifest and the signature record; it throws to stop the conversion (nothing is then written).
+    public var parity: ((_ bundle: String, _ source: ReleaseModel) throws -> JSONValue)?
+    /// Notes for the user (a stale temporary removed, fields assumed).
+    public var note: (String) -> Void = { _ in }
+
+    public init(source: String, destination: String, output: Output) {
+        self.source = source
+        self.destination = destination.count > 1 && destination.hasSuffix("/") ? String(destination.dropLast()) : destination
+        self.output = output
+    }
+
+    public var archivePath: String { destination + ".tar.zst" }
+
+    /// What a finished conversion reports.
+    public struct Result {
+        public let model: ReleaseModel
+        /// The bundle's manifest (nil for torch and DCP outputs).
+        public let manifest: JSONValue?
+    }
+
+    public func run(progress: Progress) throws -> Result {
+        let dst = destination
+        let parent = splitPath(dst).0
+        guard parent.isEmpty || pathExists(parent) else { throw ConversionError.noParentFolder(parent) }
+        for path in [dst, archivePath, ReleaseArchive.sidecar(of: archivePath)] {
+            for stale in TemporaryFiles.removeStale(of: path) { note("removed \(stale), left by an interrupted run") }
+        }
+        for path in [dst] + (archive ? [archivePath] : []) where pathExists(path) && !force {
+            if path == dst && archive && !pathExists(archivePath) { throw ConversionError.archiveMissing(dst, archivePath) }
+            throw ConversionError.exists(path)
+        }
+        // A release bundle (folder or archive) as source is verified first: damage in it (a lying manifest,
+        // a malformed tokenizer or config) must not be laundered into a fresh bundle with a valid manifest.
+        let sourceIsBundle = (try? SourceDetection.detect(source))?.format == .archive || pathExists(source + "/" + Manifest.fileName)
+        if sourceIsBundle {
+            let check = try BundleVerifier.verify(path: source, progress: progress)
+            if !check.passed { throw ConversionError.damagedSource(source, check.problems) }
+        }
+        let tokenizerFiles = try tokenizer.map { try TokenizerFiles(directory: $0) }
+        let model = try ReleaseModel(path: source, configFile: configFile, tokenizer: tokenizerFiles, allowUntied: allowUntied)
+        if !model.assumedFields.isEmpty {
+            note("no config states \(model.assumedFields.joined(separator: ", ")); assumed (pass --config to say otherwise)")
+        }
+        switch output {
+        case let .bundle(options):
+            if options.layout == .gpt2 && !model.config.causal { throw ConversionError.noGPT2Form(source) }
+            let folder = try AtomicDirectory(destination: dst)
+            var paritySummary: JSONValue?
+            let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath,
+                                                  progress: progress, parity: parity.map { check in { directory in
+                let summary = try check(directory, model)
+                paritySummary = summary
+                return summary
+            } })
+            if let signing {
+                let provenance = try ModelSignature.provenance(folder: folder.temporaryPath, options: signing.options, parity: paritySummary)
+                try ModelSignature.sign(folder: folder.temporaryPath, name: splitPath(dst).1, key: signing.key,
+                                        signaturePath: folder.path(ModelSignature.defaultFileName), provenance: provenance)
+            }
+            if archive {
+                let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
+                try ReleaseArchive.write(folder: folder.temporaryPath, files: try BundleFolder.files(folder.temporaryPath),
+                                         name: splitPath(dst).1, to: archivePath, mtime: epoch, replacing: force, progress: progress) {
+                    try folder.commit(replacing: force)
+                }
+            } else {
+                try folder.commit(replacing: force)
+            }
+            return Result(model: model, manifest: manifest)
+        case let .torch(dtype):
+            try TrainingExport.writeTorch(model, dtype: dtype, to: dst, replacing: force)
+        case let .dcp(dtype):
+            let folder = try AtomicDirectory(destination: dst)
+            try TrainingExport.writeDCP(model, dtype: dtype, into: folder.temporaryPath)
+            try folder.commit(replacing: force)
+        }
+        return Result(model: model, manifest: nil)
+    }
+}
+
+/// Why a conversion stopped before reading the model (exit 2).
+public enum ConversionError: Error, CustomStringConvertible {
+    case noParentFolder(String)
+    case exists(String)
+    case archiveMissing(String, String)
+    case damagedSource(String, [String])
+    case noGPT2Form(String)
+
+    public var description: String {
+        switch self {
+        case let .noParentFolder(parent): return "\(parent): the folder for DST does not exist"
+        case let .exists(path): return "\(path) already exists; pass --force to replace it"
+        case let .archiveMissing(dst, archive):
+            return "\(dst) already exists but \(archive) does not (a run stopped between the two?); pass --force to write both again"
+        case let .damagedSource(source, problems):
+            return "\(source): the source bundle fails verification (\(problems[0])\(problems.count > 1 ? "; and \(problems.count - 1) more" : "")); run arapack verify \(source)"
+        case let .noGPT2Form(source):
+            return "\(source): an MDLM (bidirectional) model has no GPT-2 form: GPT-2's attention is causal; write a native bundle (--to bundle)"
+        }
+    }
+}
