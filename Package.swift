@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "arapack",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "arapack", targets: ["arapack"]),
         .library(name: "ArapackFormats", targets: ["ArapackFormats"]),
@@ -18,7 +17,9 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CSystem"),
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        // No unsafeFlags: SwiftPM refuses them in a dependency, and its release -O2 runs these loops as fast as -O3
+        // did (Benchmarks/kernels/compare_flags.sh, BENCHMARKS.md).
+        .target(name: "CKernels"),
         .target(name: "ArapackTensor"),
         .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL", "CSystem"]),
         .target(name: "ArapackRelease", dependencies: ["ArapackFormats", "ArapackTensor", "CZstd", "CKernels"],
