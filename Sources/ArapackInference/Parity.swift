@@ -264,7 +264,7 @@ public enum Parity {
         let metrics = acc.metrics
         let thresholds = override ?? defaultThresholds(bundle: bundle, source: source)
         var report = ParityReport(bundle: bundle.info.path, reference: source.info.path, referenceKind: "source",
-                                  bundleDType: BundleWriter.torchDTypeName[bundle.dominantDType] ?? bundle.dominantDType.name,
+                                  bundleDType: TorchGlobals.dtypeName[bundle.dominantDType] ?? bundle.dominantDType.name,
                                   probes: ids.count, sequenceLength: L, seed: probeIDs == nil ? seed : nil, metrics: metrics, thresholds: thresholds,
                                   failures: thresholds.failures(metrics))
         if !report.passed && thresholds.kind == .lossless { report.differingTensors = try differingTensors(bundle, source) }
@@ -311,7 +311,7 @@ public enum Parity {
         let metrics = acc.metrics
         let thresholds = ParityThresholds.golden(tolerance: tolerance)
         return ParityReport(bundle: bundle.info.path, reference: goldenPath, referenceKind: "golden",
-                            bundleDType: BundleWriter.torchDTypeName[bundle.dominantDType] ?? bundle.dominantDType.name,
+                            bundleDType: TorchGlobals.dtypeName[bundle.dominantDType] ?? bundle.dominantDType.name,
                             probes: ids.count, sequenceLength: ids[0].count, seed: nil, metrics: metrics, thresholds: thresholds,
                             failures: thresholds.failures(metrics))
     }

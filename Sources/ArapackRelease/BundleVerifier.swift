@@ -182,7 +182,7 @@ public enum BundleVerifier {
             }
             let quantized = b.descriptors.values.contains { $0.dtype == .i8 }
             let weightDType = quantized ? DType.i8 : b.descriptors[emb]?.dtype
-            if let m = manifest, let dtype = m["dtype"]?.stringValue, let d = weightDType, BundleWriter.torchDTypeName[d] != dtype {
+            if let m = manifest, let dtype = m["dtype"]?.stringValue, let d = weightDType, TorchGlobals.dtypeName[d] != dtype {
                 problems.append("the manifest says \(dtype) but the weights are \(d.name)")
             }
             if let index = try b.json("model.safetensors.index.json") {
@@ -195,7 +195,7 @@ public enum BundleVerifier {
                 problems.append("neither model.safetensors nor model.safetensors.index.json")
             }
             if let c = try b.json("config.json"), let d = weightDType {
-                if c["torch_dtype"]?.stringValue != (quantized ? "float32" : BundleWriter.torchDTypeName[d]) {
+                if c["torch_dtype"]?.stringValue != (quantized ? "float32" : TorchGlobals.dtypeName[d]) {
                     problems.append("config.json torch_dtype differs from the weights (\(d.name))")
                 }
                 if quantized != (c["quantization_config"]?["quant_method"]?.stringValue == "compressed-tensors") {

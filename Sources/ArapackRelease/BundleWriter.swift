@@ -44,8 +44,6 @@ public struct BundleOptions: Sendable {
 /// generation_config.json, training_metadata.json, the tokenizer files and manifest.json, every byte
 /// a function of the source and the options (no times, hosts or absolute paths).
 public enum BundleWriter {
-    /// `torch_dtype` names.
-    public static let torchDTypeName: [DType: String] = [.f32: "float32", .bf16: "bfloat16", .f16: "float16", .f64: "float64", .i8: "int8"]
 
     /// Writes the bundle into the existing empty folder `directory`; returns the manifest written. `parity`, when
     /// given, runs once the weights, configs and tokenizer are in place (it reads the folder as a bundle) and
@@ -108,7 +106,7 @@ public enum BundleWriter {
         files += try SafetensorsWriter.writeSharded(pending, metadata: metadata, directory: directory, maxShardSize: options.maxShardSize)
         progress.end()
 
-        let dtypeName = torchDTypeName[dtype] ?? dtype.name
+        let dtypeName = TorchGlobals.dtypeName[dtype] ?? dtype.name
         // The LM head is an nn.Linear the "Linear" target would match; tied (or kept float32) it is not quantized.
         let quantization = dtype == .i8
             ? [JSONValue.Member("quantization_config", options.int8.configJSON(ignored: [layout.name(of: ModelFamily.module(of: ModelFamily.lmHead))] + ignored))] : []

@@ -7,18 +7,13 @@ import ArapackTensor
 public enum DCPWriter {
     static let dataFile = "__0_0.distcp"
     static let metadataModule = "torch.distributed.checkpoint.metadata"
-    /// torch dtype global names by dtype (the canonical spelling).
-    static let dtypeName: [DType: String] = [
-        .f32: "float32", .f64: "float64", .f16: "float16", .bf16: "bfloat16", .i64: "int64", .i32: "int32",
-        .i16: "int16", .i8: "int8", .u8: "uint8", .bool: "bool",
-    ]
 
     /// Writes `stateDict` (names without the `model.` prefix) into the existing, empty folder `directory`.
     public static func write(stateDict: [(name: String, tensor: Tensor)], into directory: String) throws {
         var ranges: [Range<Int>] = []
         let data = try AtomicFileWriter(destination: directory + "/" + dataFile)
         for (name, t) in stateDict {
-            guard dtypeName[t.dtype] != nil else {
+            guard TorchGlobals.dtypeName[t.dtype] != nil else {
                 throw TorchError.badTensor(file: data.destination, tensor: name, detail: "dtype \(t.dtype) cannot be written to a DCP checkpoint")
             }
             let start = data.bytesWritten
@@ -68,7 +63,7 @@ public enum DCPWriter {
                                 dataclass(metadataModule, "TensorProperties") {
                                     // __getstate__ tuple: (dtype, layout, requires_grad, memory format encoding, pin_memory).
                                     p.mark()
-                                    p.global("torch", dtypeName[t.dtype]!)
+                                    p.global("torch", TorchGlobals.dtypeName[t.dtype]!)
                                     p.global("torch.serialization", "_get_layout")
                                     p.mark()
                                     p.string("torch.strided")

@@ -9,13 +9,18 @@ public enum TorchGlobals {
         "ByteStorage": .u8, "BoolStorage": .bool,
     ]
 
-    /// torch dtype globals (`torch.float32`, …) as arapack dtypes (for `_rebuild_tensor_v3`).
-    public static let dtypes: [String: DType] = [
-        "float32": .f32, "float": .f32, "float64": .f64, "double": .f64, "float16": .f16, "half": .f16,
-        "bfloat16": .bf16, "int64": .i64, "long": .i64, "int32": .i32, "int": .i32, "int16": .i16,
-        "short": .i16, "int8": .i8, "uint8": .u8, "bool": .bool, "uint16": .u16, "uint32": .u32,
-        "uint64": .u64, "float8_e4m3fn": .f8e4m3, "float8_e5m2": .f8e5m2,
+    /// The one dtype ↔ torch name table: the canonical name of each dtype, as torch spells its dtype globals
+    /// (`torch.float32`), DCP's metadata and config.json's `torch_dtype` name them.
+    public static let dtypeName: [DType: String] = [
+        .f32: "float32", .f64: "float64", .f16: "float16", .bf16: "bfloat16", .i64: "int64", .i32: "int32", .i16: "int16",
+        .i8: "int8", .u8: "uint8", .bool: "bool", .u16: "uint16", .u32: "uint32", .u64: "uint64",
+        .f8e4m3: "float8_e4m3fn", .f8e5m2: "float8_e5m2",
     ]
+
+    /// torch dtype globals (`torch.float32`, …) as arapack dtypes (for `_rebuild_tensor_v3`): the canonical
+    /// names and torch's aliases.
+    public static let dtypes: [String: DType] = Dictionary(uniqueKeysWithValues: dtypeName.map { ($1, $0) }).merging(
+        ["float": .f32, "double": .f64, "half": .f16, "long": .i64, "int": .i32, "short": .i16]) { canonical, _ in canonical }
 
     /// What `torch.load(weights_only=True)` would accept for a model checkpoint, and arapack reads.
     public static let checkpointAllowList: Set<PickleGlobal> = {
