@@ -68,18 +68,15 @@ public final class ForwardPass: @unchecked Sendable {
         relu = model.config.activation == "relu"
         func w(_ name: String) throws -> Weight { try Weight(model.tensor(name)) }
         embedding = try w(ModelFamily.embedding)
-        positions = try w("position_embedding.weight")
+        positions = try w(ModelFamily.positionEmbedding)
         head = model.tied ? embedding : try w(ModelFamily.lmHead)
-        lnfw = try w("ln_f.weight")
-        lnfb = try w("ln_f.bias")
+        lnfw = try w(ModelFamily.finalNormWeight)
+        lnfb = try w(ModelFamily.finalNormBias)
         layers = try (0..<config.layers).map { i in
-            let p = "transformer.layers.\(i)."
-            return Layer(inProj: try w(p + "self_attn.in_proj_weight"), inBias: try w(p + "self_attn.in_proj_bias"),
-                         outProj: try w(p + "self_attn.out_proj.weight"), outBias: try w(p + "self_attn.out_proj.bias"),
-                         linear1: try w(p + "linear1.weight"), bias1: try w(p + "linear1.bias"),
-                         linear2: try w(p + "linear2.weight"), bias2: try w(p + "linear2.bias"),
-                         norm1w: try w(p + "norm1.weight"), norm1b: try w(p + "norm1.bias"),
-                         norm2w: try w(p + "norm2.weight"), norm2b: try w(p + "norm2.bias"))
+            func t(_ tensor: ModelFamily.LayerTensor) throws -> Weight { try w(tensor.name(layer: i)) }
+            return Layer(inProj: try t(.inProjWeight), inBias: try t(.inProjBias), outProj: try t(.outProjWeight), outBias: try t(.outProjBias),
+                         linear1: try t(.linear1Weight), bias1: try t(.linear1Bias), linear2: try t(.linear2Weight), bias2: try t(.linear2Bias),
+                         norm1w: try t(.norm1Weight), norm1b: try t(.norm1Bias), norm2w: try t(.norm2Weight), norm2b: try t(.norm2Bias))
         }
     }
 

@@ -81,7 +81,7 @@ public enum BundleWriter {
             // int8 bundles: the matrices compressed-tensors cannot load quantized (the tied embedding, in_proj_weight)
             // as bfloat16, transformers upcasting them to the float32 the config states; vectors, the position
             // table and --keep'd tensors float32.
-            let bf16InInt8 = shape.count == 2 && training != "position_embedding.weight" && !ModelFamily.isLinearModuleWeight(training) && !options.kept(name)
+            let bf16InInt8 = shape.count == 2 && training != ModelFamily.positionEmbedding && !ModelFamily.isLinearModuleWeight(training) && !options.kept(name)
             let target = dtype == .i8 ? (bf16InInt8 ? DType.bf16 : .f32) : dtype
             let narrowing = target == .bf16 || target == .f16
             pending.append(PendingTensor(name: name, dtype: target, shape: shape) { out in
@@ -130,7 +130,8 @@ public enum BundleWriter {
         ])
         progress.end()
         let method = dtype == .i8 ? "int8 symmetric, " + (options.int8.groupSize == 0 ? "per channel" : "groups of \(options.int8.groupSize)")
-                                      + ", for the nn.Linear weights; the tied embedding and in_proj_weight cast to bfloat16"
+                                      + ", for the nn.Linear weights; the tied embedding and "
+                                      + "\(ModelFamily.LayerTensor.inProjWeight.rawValue.split(separator: ".").last!) cast to bfloat16"
                                   : "cast to \(dtypeName), round to nearest even"
         let report: JSONValue? = records.sorted.isEmpty ? nil : .object([
             .init("method", .string(method)),

@@ -20,7 +20,42 @@ public enum ModelFamily {
     /// The prefix the HF wrapper class adds (release names).
     public static let releasePrefix = "model."
     public static let embedding = "token_embedding.weight"
+    public static let positionEmbedding = "position_embedding.weight"
+    public static let finalNormWeight = "ln_f.weight"
+    public static let finalNormBias = "ln_f.bias"
     public static let lmHead = "lm_head.weight"
+    /// Every layer's tensors live under this prefix and the layer's index.
+    public static let layerPrefix = "transformer.layers."
+
+    /// The tensors of one encoder layer, by their names under `transformer.layers.{i}.` (the one place that
+    /// spells them; NamingLayout maps them to GPT-2's).
+    public enum LayerTensor: String, CaseIterable, Sendable {
+        case inProjWeight = "self_attn.in_proj_weight", inProjBias = "self_attn.in_proj_bias"
+        case outProjWeight = "self_attn.out_proj.weight", outProjBias = "self_attn.out_proj.bias"
+        case linear1Weight = "linear1.weight", linear1Bias = "linear1.bias"
+        case linear2Weight = "linear2.weight", linear2Bias = "linear2.bias"
+        case norm1Weight = "norm1.weight", norm1Bias = "norm1.bias", norm2Weight = "norm2.weight", norm2Bias = "norm2.bias"
+
+        /// The training name of this tensor in layer `i`.
+        public func name(layer i: Int) -> String { ModelFamily.layerPrefix + "\(i)." + rawValue }
+
+        /// The shape a config implies.
+        public func shape(_ c: ModelConfig) -> [Int] {
+            let d = c.hiddenSize, f = c.intermediateSize
+            switch self {
+            case .inProjWeight: return [3 * d, d]
+            case .inProjBias: return [3 * d]
+            case .outProjWeight: return [d, d]
+            case .linear1Weight: return [f, d]
+            case .linear1Bias: return [f]
+            case .linear2Weight: return [d, f]
+            case .outProjBias, .linear2Bias, .norm1Weight, .norm1Bias, .norm2Weight, .norm2Bias: return [d]
+            }
+        }
+
+        /// The weights of nn.Linear modules (what int8 quantizes; see `isLinearModuleWeight`).
+        public var isLinearModuleWeight: Bool { self == .outProjWeight || self == .linear1Weight || self == .linear2Weight }
+    }
 
     /// A training key without the DDP / torch.compile / FSDP1 / activation-checkpointing wrappers.
     public static func normalize(_ key: String) -> String {
@@ -40,27 +75,29 @@ public enum ModelFamily {
     /// Tensor names and shapes a config implies (training names; `lm_head.weight` included).
     public static func expectedShapes(_ c: ModelConfig) -> [(name: String, shape: [Int])] {
         let d = c.hiddenSize
-        var out: [(String, [Int])] = [(embedding, [c.vocabSize, d]), ("position_embedding.weight", [c.maxPositions, d])]
+        var out: [(String, [Int])] = [(embedding, [c.vocabSize, d]), (positionEmbedding, [c.maxPositions, d])]
         for i in 0..<c.layers {
-            let p = "transformer.layers.\(i)."
-            out += [
-                (p + "self_attn.in_proj_weight", [3 * d, d]), (p + "self_attn.in_proj_bias", [3 * d]),
-                (p + "self_attn.out_proj.weight", [d, d]), (p + "self_attn.out_proj.bias", [d]),
-                (p + "linear1.weight", [c.intermediateSize, d]), (p + "linear1.bias", [c.intermediateSize]),
-                (p + "linear2.weight", [d, c.intermediateSize]), (p + "linear2.bias", [d]),
-                (p + "norm1.weight", [d]), (p + "norm1.bias", [d]), (p + "norm2.weight", [d]), (p + "norm2.bias", [d]),
-            ]
+            out += LayerTensor.allCases.map { ($0.name(layer: i), $0.shape(c)) }
         }
-        out += [("ln_f.weight", [d]), ("ln_f.bias", [d]), (lmHead, [c.vocabSize, d])]
+        out += [(finalNormWeight, [d]), (finalNormBias, [d]), (lmHead, [c.vocabSize, d])]
         return out
+    }
+
+    /// A training name as (layer index, tensor of the layer), or nil for a name outside the layers.
+    public static func layerTensor(_ training: String) -> (layer: Int, tensor: LayerTensor)? {
+        guard training.hasPrefix(layerPrefix) else { return nil }
+        let rest = training.dropFirst(layerPrefix.count)
+        guard let dot = rest.firstIndex(of: "."), let i = Int(rest[..<dot]), let t = LayerTensor(rawValue: String(rest[rest.index(after: dot)...])) else {
+            return nil
+        }
+        return (i, t)
     }
 
     /// Whether a training name is the weight of an `nn.Linear` module of the layers (out_proj, linear1, linear2):
     /// the weights int8 quantizes. compressed-tensors quantizes modules, so `in_proj_weight` (a bare parameter of
     /// nn.MultiheadAttention) cannot be; nor the tied embedding, whose tie would carry int8 values into the LM head.
     public static func isLinearModuleWeight(_ training: String) -> Bool {
-        training.hasPrefix("transformer.layers.")
-            && [".self_attn.out_proj.weight", ".linear1.weight", ".linear2.weight"].contains { training.hasSuffix($0) }
+        layerTensor(training)?.tensor.isLinearModuleWeight ?? false
     }
 
     /// The module a weight belongs to (`….linear1.weight` → `….linear1`), as compressed-tensors' `ignore` names it.
@@ -118,11 +155,11 @@ public enum ModelFamily {
             f["vocab_size"] = e[0]
             f["hidden_size"] = e[1]
         }
-        if let p = shapes["position_embedding.weight"], p.count == 2 { f["max_position_embeddings"] = p[0] }
-        if let l = shapes["transformer.layers.0.linear1.weight"], l.count == 2 { f["intermediate_size"] = l[0] }
+        if let p = shapes[positionEmbedding], p.count == 2 { f["max_position_embeddings"] = p[0] }
+        if let l = shapes[LayerTensor.linear1Weight.name(layer: 0)], l.count == 2 { f["intermediate_size"] = l[0] }
         let layerIndices = shapes.keys.compactMap { key -> Int? in
-            guard key.hasPrefix("transformer.layers.") else { return nil }
-            return Int(key.dropFirst("transformer.layers.".count).prefix { $0 != "." })
+            guard key.hasPrefix(layerPrefix) else { return nil }
+            return Int(key.dropFirst(layerPrefix.count).prefix { $0 != "." })
         }
         if let top = layerIndices.max() { f["num_hidden_layers"] = top + 1 }
         return f

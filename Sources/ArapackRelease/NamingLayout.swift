@@ -9,20 +9,20 @@ public enum NamingLayout: String, Sendable, CaseIterable {
     /// GPT-2's names for the per-layer training keys (after `transformer.layers.{i}.` / `transformer.h.{i}.`),
     /// and whether the weight is stored transposed.
     static let gpt2LayerNames: [(training: String, gpt2: String, transposed: Bool)] = [
-        ("norm1.weight", "ln_1.weight", false), ("norm1.bias", "ln_1.bias", false),
-        ("self_attn.in_proj_weight", "attn.c_attn.weight", true), ("self_attn.in_proj_bias", "attn.c_attn.bias", false),
-        ("self_attn.out_proj.weight", "attn.c_proj.weight", true), ("self_attn.out_proj.bias", "attn.c_proj.bias", false),
-        ("norm2.weight", "ln_2.weight", false), ("norm2.bias", "ln_2.bias", false),
-        ("linear1.weight", "mlp.c_fc.weight", true), ("linear1.bias", "mlp.c_fc.bias", false),
-        ("linear2.weight", "mlp.c_proj.weight", true), ("linear2.bias", "mlp.c_proj.bias", false),
-    ]
+        (.norm1Weight, "ln_1.weight", false), (.norm1Bias, "ln_1.bias", false),
+        (.inProjWeight, "attn.c_attn.weight", true), (.inProjBias, "attn.c_attn.bias", false),
+        (.outProjWeight, "attn.c_proj.weight", true), (.outProjBias, "attn.c_proj.bias", false),
+        (.norm2Weight, "ln_2.weight", false), (.norm2Bias, "ln_2.bias", false),
+        (.linear1Weight, "mlp.c_fc.weight", true), (.linear1Bias, "mlp.c_fc.bias", false),
+        (.linear2Weight, "mlp.c_proj.weight", true), (.linear2Bias, "mlp.c_proj.bias", false),
+    ].map { (t: ModelFamily.LayerTensor, gpt2: String, transposed: Bool) in (t.rawValue, gpt2, transposed) }
     /// GPT-2's names for the training keys outside the layers.
     static let gpt2TopNames: [(training: String, gpt2: String)] = [
-        (ModelFamily.embedding, "transformer.wte.weight"), ("position_embedding.weight", "transformer.wpe.weight"),
-        ("ln_f.weight", "transformer.ln_f.weight"), ("ln_f.bias", "transformer.ln_f.bias"),
+        (ModelFamily.embedding, "transformer.wte.weight"), (ModelFamily.positionEmbedding, "transformer.wpe.weight"),
+        (ModelFamily.finalNormWeight, "transformer.ln_f.weight"), (ModelFamily.finalNormBias, "transformer.ln_f.bias"),
         (ModelFamily.lmHead, ModelFamily.lmHead),
     ]
-    static let trainingLayerPrefix = "transformer.layers."
+    static let trainingLayerPrefix = ModelFamily.layerPrefix
     static let gpt2LayerPrefix = "transformer.h."
 
     /// The layout a set of stored names is in: release when every name has the `model.` prefix, GPT-2 when

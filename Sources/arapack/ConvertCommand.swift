@@ -67,13 +67,13 @@ struct ConvertCommand: ParsableCommand {
     @Option(name: .customLong("to"), help: "What to write: bundle, gpt2 (a bundle in transformers' stock GPT-2 layout, AR only), torch or dcp.")
     var target: Target = .bundle
 
-    @Option(help: "Cast the floating weights to f32, bf16 or f16, or quantize to int8 the weights of the layers' nn.Linear modules (out_proj, linear1, linear2: symmetric, per output channel, compressed-tensors layout X I8 + X_scale F32, loadable by transformers + compressed-tensors); the tied embedding and in_proj_weight, which compressed-tensors cannot load quantized, are stored as bf16; vectors and the position table stay f32. Default: keep the source's dtype.")
+    @Option(help: "Cast the floating weights to f32, bf16 or f16, or quantize to int8 the weights of the layers' nn.Linear modules (out_proj, linear1, linear2: symmetric, per output channel, compressed-tensors layout X I8 + X_scale F32, loadable by transformers + compressed-tensors); the tied embedding and the attention input projections (in_proj), which compressed-tensors cannot load quantized, are stored as bf16; vectors and the position table stay f32. Default: keep the source's dtype.")
     var dtype: CastTarget?
 
     @Option(help: "With --dtype int8: one scale per this many columns instead of one per row (0 = per channel).")
     var int8GroupSize = 0
 
-    @Option(help: "With --dtype int8: keep the weights whose release name matches this glob in float32 (repeatable), e.g. 'model.token_embedding.weight' or 'model.transformer.layers.0.*'.")
+    @Option(help: "With --dtype int8: keep the weights whose release name matches this glob in float32 (repeatable), e.g. '\(ModelFamily.releasePrefix + ModelFamily.embedding)' or '\(ModelFamily.releasePrefix + ModelFamily.layerPrefix)0.*'.")
     var keep: [String] = []
 
     @Option(help: "A config (training names like d_model or config.json names) adding to or checking the source's.")

@@ -1,0 +1,55 @@
+@testable import ArapackRelease
+import ArapackTestSupport
+import Foundation
+import XCTest
+
+/// The family's tensor names have one home: ModelFamily (the table) and NamingLayout (its mapping to GPT-2).
+final class ModelFamilyTableTests: XCTestCase {
+    /// A tensor name of the family spelled in a string literal anywhere else in the Swift sources fails this.
+    func testTensorNamesAreSpelledOnlyInTheTable() throws {
+        let pattern = try NSRegularExpression(pattern:
+            #"(token_embedding|position_embedding|out_proj|linear1|linear2|norm1|norm2|ln_f|lm_head)\.(weight|bias)|in_proj_(weight|bias)|transformer\.layers\."#)
+        let root = TestSupport.repositoryRoot
+        var offenders: [String] = []
+        for folder in ["Sources", "Fuzz", "Benchmarks/ArapackBench"] {
+            let base = root.appendingPathComponent(folder)
+            for case let url as URL in FileManager.default.enumerator(at: base, includingPropertiesForKeys: nil)! where url.pathExtension == "swift" {
+                if ["ModelFamily.swift", "NamingLayout.swift"].contains(url.lastPathComponent) { continue }
+                let text = try String(contentsOf: url, encoding: .utf8)
+                for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                    let code = line.hasPrefix("///") || line.trimmingCharacters(in: .whitespaces).hasPrefix("//") ? "" : String(line)
+                    // Only string literals count (comments may cite names).
+                    let literals = code.split(separator: "\"", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
+                    for literal in literals where pattern.firstMatch(in: String(literal), range: NSRange(literal.startIndex..., in: literal)) != nil {
+                        offenders.append("\(url.path.dropFirst(root.path.count + 1)):\(n + 1): \(literal)")
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(offenders, [], "tensor names spelled outside ModelFamily / NamingLayout")
+    }
+
+    /// The table's layer tensors, names and shapes as ARCHITECTURE.md spells them.
+    func testTheLayerTableMatchesTheSpec() throws {
+        let c = ModelConfig(vocabSize: 11, hiddenSize: 8, layers: 2, heads: 2, intermediateSize: 12, maxPositions: 5, activation: "gelu",
+                            layerNormEps: 1e-5, dropout: 0, causal: true, tieWordEmbeddings: true, bos: 1, eos: 2, pad: 3, mask: 4)
+        let shapes = Dictionary(uniqueKeysWithValues: ModelFamily.expectedShapes(c).map { ($0.name, $0.shape) })
+        let spec: [String: [Int]] = [
+            "token_embedding.weight": [11, 8], "position_embedding.weight": [5, 8],
+            "transformer.layers.1.self_attn.in_proj_weight": [24, 8], "transformer.layers.1.self_attn.in_proj_bias": [24],
+            "transformer.layers.1.self_attn.out_proj.weight": [8, 8], "transformer.layers.1.self_attn.out_proj.bias": [8],
+            "transformer.layers.1.linear1.weight": [12, 8], "transformer.layers.1.linear1.bias": [12],
+            "transformer.layers.1.linear2.weight": [8, 12], "transformer.layers.1.linear2.bias": [8],
+            "transformer.layers.1.norm1.weight": [8], "transformer.layers.1.norm1.bias": [8],
+            "transformer.layers.1.norm2.weight": [8], "transformer.layers.1.norm2.bias": [8],
+            "ln_f.weight": [8], "ln_f.bias": [8], "lm_head.weight": [11, 8],
+        ]
+        for (name, shape) in spec { XCTAssertEqual(shapes[name], shape, name) }
+        XCTAssertEqual(shapes.count, 4 + 12 * 2 + 1)
+        XCTAssertEqual(ModelFamily.layerTensor("transformer.layers.1.linear2.weight")?.layer, 1)
+        XCTAssertNil(ModelFamily.layerTensor("transformer.layers.x.linear2.weight"))
+        XCTAssertEqual(["transformer.layers.0.self_attn.out_proj.weight", "transformer.layers.3.linear1.weight", "transformer.layers.0.linear2.weight",
+                        "transformer.layers.0.self_attn.in_proj_weight", "token_embedding.weight", "lm_head.weight"].map(ModelFamily.isLinearModuleWeight),
+                       [true, true, true, false, false, false])
+    }
+}
