@@ -18,8 +18,6 @@ Checks, each printed; exits 1 on any failure:
 """
 import json
 import os
-import re
-import subprocess
 import sys
 
 import torch
@@ -28,8 +26,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Fixtures"))
 from arafusion import ARBaseline  # noqa: E402
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from transformers_checks import DTYPES, Checks, card_quick_start, greedy  # noqa: E402
 
 def reference(source_path, dtype):
     """ARBaseline on the source's weights, rounded to `dtype` and computed in float32."""
@@ -40,26 +38,9 @@ def reference(source_path, dtype):
     return model, ck["config"]
 
 
-def greedy(model, ids, steps, eos):
-    """Appends the argmax token `steps` times, stopping after `eos` as generate does."""
-    out = ids
-    with torch.no_grad():
-        for _ in range(steps):
-            nxt = model(out)[:, -1].argmax(-1, keepdim=True)
-            out = torch.cat([out, nxt], dim=1)
-            if nxt.item() == eos:
-                break
-    return out
-
-
 def main():
     bundle, source_path = sys.argv[1], sys.argv[2]
-    problems = []
-
-    def check(ok, what):
-        print(("ok    " if ok else "FAIL  ") + what)
-        if not ok:
-            problems.append(what)
+    check = Checks()
 
     hf = json.load(open(os.path.join(bundle, "config.json")))
     model, info = AutoModelForCausalLM.from_pretrained(bundle, torch_dtype="auto", output_loading_info=True)
@@ -100,20 +81,12 @@ def main():
         check(all(ids[r] == hf[f"{r}_token_id"] for r in ids), f"AutoTokenizer loads, special ids {ids}")
 
     if "--card" in sys.argv:
-        card = open(os.path.join(bundle, "README.md"), encoding="utf-8").read()
+        card = card_quick_start(bundle, check)
         front = card.split("---\n")[1]
         check("library_name: transformers" in front and "custom_code" not in card.split("## ")[0],
               "model card front matter: transformers, no custom_code")
-        blocks = re.findall(r"```python\n(.*?)```", card, re.S)
-        check(len(blocks) >= 1, "model card has quick-start code")
-        if blocks:
-            run = subprocess.run([sys.executable, "-c", blocks[0]], cwd=os.path.dirname(os.path.abspath(bundle)),
-                                 capture_output=True, text=True)
-            check(run.returncode == 0 and run.stdout.strip() != "",
-                  f"quick-start code runs as written (exit {run.returncode}): {run.stdout.strip()[-200:]} {run.stderr[-400:] if run.returncode else ''}")
 
-    print("ok" if not problems else f"{len(problems)} problem(s)")
-    sys.exit(1 if problems else 0)
+    check.finish()
 
 
 if __name__ == "__main__":

@@ -25,8 +25,6 @@ Checks, each printed; exits 1 on any failure:
 """
 import json
 import os
-import re
-import subprocess
 import sys
 
 import torch
@@ -38,8 +36,8 @@ from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Fixtures"))
 from arafusion import ARBaseline  # noqa: E402
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from transformers_checks import DTYPES, Checks, card_quick_start, greedy  # noqa: E402
 
 def bundle_tensors(bundle):
     """Every tensor of the bundle's safetensors files, int8 pairs dequantized (q * scale, per row or group)."""
@@ -75,25 +73,9 @@ def reference(source_path, hf, bundle):
     return model, ck["config"]
 
 
-def greedy(model, ids, steps, eos):
-    out = ids
-    with torch.no_grad():
-        for _ in range(steps):
-            nxt = model(out)[:, -1].argmax(-1, keepdim=True)
-            out = torch.cat([out, nxt], dim=1)
-            if nxt.item() == eos:
-                break
-    return out
-
-
 def main():
     bundle, source_path = sys.argv[1], sys.argv[2]
-    problems = []
-
-    def check(ok, what):
-        print(("ok    " if ok else "FAIL  ") + what)
-        if not ok:
-            problems.append(what)
+    check = Checks()
 
     print(f"transformers {transformers.__version__}, torch {torch.__version__}")
     hf = json.load(open(os.path.join(bundle, "config.json")))
@@ -180,21 +162,13 @@ def main():
 
     if "--card" in sys.argv:
         import yaml
-        card = open(os.path.join(bundle, "README.md"), encoding="utf-8").read()
+        card = card_quick_start(bundle, check)
         front = yaml.safe_load(card.split("---\n")[1])
         check(front["library_name"] == "transformers" and "custom_code" in front["tags"] and front["language"] == ["ar"]
               and front["pipeline_tag"] == ("text-generation" if causal else "fill-mask") and "license" in front,
               f"model card front matter: {front}")
-        blocks = re.findall(r"```python\n(.*?)```", card, re.S)
-        check(len(blocks) >= 1, "model card has quick-start code")
-        if blocks:
-            run = subprocess.run([sys.executable, "-c", blocks[0]], cwd=os.path.dirname(os.path.abspath(bundle)),
-                                 capture_output=True, text=True, stdin=subprocess.DEVNULL)
-            check(run.returncode == 0 and run.stdout.strip() != "",
-                  f"quick-start code runs as written (exit {run.returncode}): {run.stdout.strip()[-200:]} {run.stderr[-600:] if run.returncode else ''}")
 
-    print("ok" if not problems else f"{len(problems)} problem(s)")
-    sys.exit(1 if problems else 0)
+    check.finish()
 
 
 if __name__ == "__main__":
