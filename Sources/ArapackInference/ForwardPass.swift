@@ -28,6 +28,7 @@ final class Weight: @unchecked Sendable {
         } else {
             let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(count, 1))
             try t.copyFloats(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<count]))
+            t.storage.discardMappedPages()  // the narrow bytes were read once; the widened copy is what stays
             pointer = UnsafePointer(buffer.baseAddress!)
             owned = buffer
             owner = t.storage
@@ -35,6 +36,11 @@ final class Weight: @unchecked Sendable {
     }
 
     deinit { owned?.deallocate() }
+
+    /// Drops the pages of a weight read in place from a mapping (they reload from the page cache if read again).
+    func discardMappedPages() {
+        if owned == nil, let storage = owner as? TensorStorage { storage.discardMappedPages() }
+    }
 }
 
 /// The reference forward pass of ARCHITECTURE.md in float32 on the CPU: every matrix product is
@@ -77,6 +83,17 @@ public final class ForwardPass: @unchecked Sendable {
             return Layer(inProj: try t(.inProjWeight), inBias: try t(.inProjBias), outProj: try t(.outProjWeight), outBias: try t(.outProjBias),
                          linear1: try t(.linear1Weight), bias1: try t(.linear1Bias), linear2: try t(.linear2Weight), bias2: try t(.linear2Bias),
                          norm1w: try t(.norm1Weight), norm1b: try t(.norm1Bias), norm2w: try t(.norm2Weight), norm2b: try t(.norm2Bias))
+        }
+    }
+
+    /// Drops the mapped pages of every weight read in place: once a pass is done, the source's mapping stops
+    /// counting against the process (parity runs one model after the other).
+    func discardMappedPages() {
+        for w in [embedding, positions, head, lnfw, lnfb] { w.discardMappedPages() }
+        for l in layers {
+            for w in [l.inProj, l.inBias, l.outProj, l.outBias, l.linear1, l.bias1, l.linear2, l.bias2, l.norm1w, l.norm1b, l.norm2w, l.norm2b] {
+                w.discardMappedPages()
+            }
         }
     }
 

@@ -256,10 +256,17 @@ public enum Parity {
         }
         guard L > 0, count > 0 else { throw ModelError(bundle.info.path, "--probes and --seq-len must be positive") }
         let ids = probeIDs ?? probes(count: count, length: L, vocab: c.vocabSize, seed: seed)
-        let referencePass = try ForwardPass(source), candidatePass = try ForwardPass(bundle)
+        // One model after the other: the reference's logits for a batch of probes, its pass dropped (and its mapped
+        // pages), then the candidate's. Only one model's weights are resident at a time, plus two batches of logits.
+        func logits(_ model: ReleaseModel, _ batch: [[Int]]) throws -> [Float] {
+            let pass = try ForwardPass(model)
+            defer { pass.discardMappedPages() }
+            return try pass.logits(batch)
+        }
         var acc = ParityMetrics.Accumulator(vocab: c.vocabSize, causal: c.causal)
         for batch in batches(ids, vocab: c.vocabSize, bytes: batchLogitBytes) {
-            acc.add(reference: try referencePass.logits(batch), candidate: try candidatePass.logits(batch), ids: batch)
+            let reference = try logits(source, batch)
+            acc.add(reference: reference, candidate: try logits(bundle, batch), ids: batch)
         }
         let metrics = acc.metrics
         let thresholds = override ?? defaultThresholds(bundle: bundle, source: source)
@@ -272,9 +279,10 @@ public enum Parity {
     }
 
     /// Logits held at once per side: probes run in batches whose logits fit (at least one sequence), so a
-    /// parity run's memory is the models plus two batches of logits and one batch's activations, whatever
-    /// --probes says (a full-size sequence of 512 tokens has 157 MB of logits).
-    public static let batchLogitBytes = 64 << 20
+    /// parity run's memory is one model's weights (the reference's pass is dropped before the candidate's is
+    /// built) plus two batches of logits and one batch's activations, whatever --probes says (a full-size
+    /// sequence of 512 tokens has 157 MB of logits; the default 8 × 64 probes fit one batch).
+    public static let batchLogitBytes = 256 << 20
 
     /// `ids` cut into batches of whole sequences whose float32 logits stay under `batchLogitBytes`.
     static func batches(_ ids: [[Int]], vocab: Int, bytes: Int) -> [[[Int]]] {
