@@ -123,7 +123,7 @@ public enum BundleVerifier {
         var config: ModelConfig?
         run("config") {
             guard let c = try b.json("config.json") else { return ["no config.json"] }
-            guard let type = c["model_type"]?.stringValue, ["arafusion_ar", "arafusion_mdlm", ConfigAssembly.gpt2ModelType].contains(type) else {
+            guard let type = c["model_type"]?.stringValue, [ModelConfig.causalModelType, ModelConfig.bidirectionalModelType, ConfigAssembly.gpt2ModelType].contains(type) else {
                 return ["model_type must be arafusion_ar, arafusion_mdlm or gpt2"]
             }
             b.layout = type == ConfigAssembly.gpt2ModelType ? .gpt2 : .release

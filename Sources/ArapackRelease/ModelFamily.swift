@@ -181,7 +181,9 @@ public struct ModelConfig: Equatable, Sendable {
     public var tieWordEmbeddings: Bool
     public var bos: Int, eos: Int, pad: Int, mask: Int
 
-    public var modelType: String { causal ? "arafusion_ar" : "arafusion_mdlm" }
+    /// config.json's `model_type` of each member of the family (causal, bidirectional).
+    public static let causalModelType = "arafusion_ar", bidirectionalModelType = "arafusion_mdlm"
+    public var modelType: String { causal ? Self.causalModelType : Self.bidirectionalModelType }
     /// config.json's `model_type` in a layout (`gpt2` for the GPT-2 form).
     public func modelType(in layout: NamingLayout) -> String { layout == .gpt2 ? ConfigAssembly.gpt2ModelType : modelType }
     public var architecture: String { causal ? "ARAr381MForCausalLM" : "MDLMForMaskedDiffusion" }
@@ -198,6 +200,13 @@ public struct ModelConfig: Equatable, Sendable {
             .init("architectures", .array([.string(architecture)])),
             .init("model_type", .string(modelType)),
             .init("auto_map", ModelWrapper.autoMap(self)),
+        ] + hfFields + commonTail(torchDtype: torchDtype) + extra)
+    }
+
+    /// The model's own fields of config.json (ARCHITECTURE.md's names), in order: written by `hfJSON`, required by
+    /// `verify` (with the common tail), so the list is spelled once.
+    private var hfFields: [JSONValue.Member] {
+        [
             .init("vocab_size", .int(vocabSize)),
             .init("hidden_size", .int(hiddenSize)),
             .init("num_hidden_layers", .int(layers)),
@@ -208,7 +217,7 @@ public struct ModelConfig: Equatable, Sendable {
             .init("layer_norm_eps", .double(layerNormEps)),
             .init("dropout", .double(dropout)),
             .init("is_causal", .bool(causal)),
-        ] + commonTail(torchDtype: torchDtype) + extra)
+        ]
     }
 
     /// config.json of a bundle in `layout`: the family's own, or a stock GPT2Config (ARCHITECTURE.md, "The GPT-2
@@ -254,14 +263,15 @@ public struct ModelConfig: Equatable, Sendable {
         ]
     }
 
-    /// Fields a bundle's config.json must state in `layout`.
+    /// Fields a bundle's config.json must state in `layout`: the ones its writer writes (`dropout`, which
+    /// defaults to 0, and `mask_token_id` in the GPT-2 form excepted).
     public static func requiredConfigFields(_ layout: NamingLayout) -> [String] {
-        layout == .gpt2
-            ? ["vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "n_positions", "activation_function", "layer_norm_epsilon",
-               "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "torch_dtype"]
-            : ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-               "max_position_embeddings", "hidden_act", "layer_norm_eps", "is_causal", "tie_word_embeddings",
-               "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id", "torch_dtype"]
+        let any = ModelConfig(vocabSize: 1, hiddenSize: 1, layers: 1, heads: 1, intermediateSize: 1, maxPositions: 1, activation: "gelu",
+                              layerNormEps: 1e-5, dropout: 0, causal: true, tieWordEmbeddings: true, bos: 0, eos: 0, pad: 0, mask: 0)
+        let written = layout == .gpt2
+            ? ["vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "n_positions", "activation_function", "layer_norm_epsilon"]
+            : any.hfFields.map(\.key).filter { $0 != "dropout" }
+        return written + any.commonTail(torchDtype: "float32").map(\.key).filter { layout != .gpt2 || $0 != "mask_token_id" }
     }
 
     /// The training script's `config` dict (ARCHITECTURE.md), as `--to torch` stores it.
@@ -329,8 +339,8 @@ public struct ConfigAssembly {
         if gpt2Style { try add("is_causal", .bool(true), origin: origin + " model_type gpt2") }
         if hfStyle, values["is_causal"] == nil, let type = config["model_type"]?.stringValue {
             switch type {
-            case "arafusion_ar": try add("is_causal", .bool(true), origin: origin + " model_type")
-            case "arafusion_mdlm": try add("is_causal", .bool(false), origin: origin + " model_type")
+            case ModelConfig.causalModelType: try add("is_causal", .bool(true), origin: origin + " model_type")
+            case ModelConfig.bidirectionalModelType: try add("is_causal", .bool(false), origin: origin + " model_type")
             default: throw ModelError(origin, "model_type \"\(type)\" is not an AraFusion model (arafusion_ar or arafusion_mdlm)")
             }
         }
