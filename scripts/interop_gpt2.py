@@ -23,19 +23,8 @@ import sys
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Fixtures"))
-from arafusion import ARBaseline  # noqa: E402
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from transformers_checks import DTYPES, Checks, card_quick_start, greedy  # noqa: E402
-
-def reference(source_path, dtype):
-    """ARBaseline on the source's weights, rounded to `dtype` and computed in float32."""
-    ck = torch.load(source_path, weights_only=True)
-    model = ARBaseline(**ck["config"]).eval()
-    sd = {k: v.to(dtype).float() for k, v in ck["model"].items()}
-    model.load_state_dict(sd)
-    return model, ck["config"]
+from transformers_checks import DTYPES, Checks, card_quick_start, greedy, reference  # noqa: E402
 
 
 def main():

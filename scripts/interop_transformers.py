@@ -33,11 +33,8 @@ from safetensors import safe_open
 from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GenerationConfig,
                           pipeline)
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Fixtures"))
-from arafusion import ARBaseline  # noqa: E402
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from transformers_checks import DTYPES, Checks, card_quick_start, greedy  # noqa: E402
+from transformers_checks import DTYPES, Checks, card_quick_start, greedy, reference  # noqa: E402
 
 def bundle_tensors(bundle):
     """Every tensor of the bundle's safetensors files, int8 pairs dequantized (q * scale, per row or group)."""
@@ -58,19 +55,12 @@ def bundle_tensors(bundle):
     return out
 
 
-def reference(source_path, hf, bundle):
+def bundle_reference(source_path, hf, bundle):
     """ARBaseline in float32 on what the bundle should hold: the source cast to the bundle's dtype, or for int8
     the bundle's own weights dequantized."""
-    ck = torch.load(source_path, weights_only=True)
-    model = ARBaseline(**ck["config"]).eval()
     if "quantization_config" in hf:
-        sd = {k[len("model."):]: v for k, v in bundle_tensors(bundle).items()}
-        sd["lm_head.weight"] = sd["token_embedding.weight"]
-    else:
-        dtype = DTYPES[hf["torch_dtype"]]
-        sd = {k: v.to(dtype).float() for k, v in ck["model"].items()}
-    model.load_state_dict(sd)
-    return model, ck["config"]
+        return reference(source_path, torch.float32, {k[len("model."):]: v for k, v in bundle_tensors(bundle).items()})
+    return reference(source_path, DTYPES[hf["torch_dtype"]])
 
 
 def main():
@@ -94,7 +84,7 @@ def main():
     check(inner.lm_head.weight is inner.token_embedding.weight or
           inner.lm_head.weight.data_ptr() == inner.token_embedding.weight.data_ptr(), "the LM head is the embedding (tied)")
 
-    ref, config = reference(source_path, hf, bundle)
+    ref, config = bundle_reference(source_path, hf, bundle)
     positions = config["max_seq_len"]
     gen = torch.Generator().manual_seed(0)
     probe = torch.randint(0, config["vocab_size"], (3, positions), generator=gen)

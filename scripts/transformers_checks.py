@@ -7,7 +7,21 @@ import sys
 
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Fixtures"))
+from arafusion import ARBaseline  # noqa: E402
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def reference(source_path, dtype, state_dict=None):
+    """ARBaseline in float32 on the source's weights rounded to `dtype` (what a cast bundle holds), or on
+    `state_dict` (training names, the LM head left to the tie) when given; and the source's training config."""
+    ck = torch.load(source_path, weights_only=True)
+    model = ARBaseline(**ck["config"]).eval()
+    sd = {k: v.to(dtype).float() for k, v in ck["model"].items()} if state_dict is None else dict(state_dict)
+    sd.setdefault("lm_head.weight", sd["token_embedding.weight"])
+    model.load_state_dict(sd)
+    return model, ck["config"]
 
 
 def greedy(model, ids, steps, eos):

@@ -52,10 +52,11 @@ public enum ModelWrapper {
             }
         }
         for (name, bytes) in files {
-            if let found = read(name), found != bytes {
+            switch read(name) {
+            case nil: problems.append("\(name) is missing")
+            case let found? where found != bytes:
                 problems.append("\(name) differs from the wrapper arapack \(arapackVersion) writes (changed, or from another version)")
-            } else if read(name) == nil {
-                problems.append("\(name) is missing")
+            default: break
             }
         }
         return problems

@@ -190,7 +190,7 @@ struct ConvertCommand: ParsableCommand {
             return .bundle(BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
                                          int8: Int8Quantization(groupSize: int8GroupSize), keep: keep,
                                          layout: target == .gpt2 ? .gpt2 : .release,
-                                         card: ModelCard.Options(name: splitPath(destination.count > 1 && destination.hasSuffix("/") ? String(destination.dropLast()) : destination).1,
+                                         card: ModelCard.Options(name: splitPath(Conversion.trimmed(destination)).1,
                                                                  license: license ?? ModelCard.defaultLicense, baseModel: baseModel,
                                                                  userCard: try modelCard.map(readModelCard))))
         case .torch: return .torch(dtype: dtype?.dtype)
