@@ -6,8 +6,8 @@ let package = Package(
     products: [
         .executable(name: "arapack", targets: ["arapack"]),
         .library(name: "ArapackFormats", targets: ["ArapackFormats"]),
+        .library(name: "ArapackModel", targets: ["ArapackModel"]),
         .library(name: "ArapackRelease", targets: ["ArapackRelease"]),
-        .library(name: "ArapackInference", targets: ["ArapackInference"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -22,25 +22,26 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "ArapackTensor"),
         .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL", "CSystem"]),
-        .target(name: "ArapackRelease", dependencies: ["ArapackFormats", "ArapackTensor", "CZstd", "CKernels"],
+        // One way down: arapack (CLI) → ArapackRelease → ArapackModel → ArapackFormats → ArapackTensor.
+        .target(name: "ArapackModel", dependencies: ["ArapackFormats", "ArapackTensor", "CBLAS", "CKernels"]),
+        .target(name: "ArapackRelease", dependencies: ["ArapackModel", "ArapackFormats", "ArapackTensor", "CZstd", "CKernels"],
                 resources: [.embedInCode("Wrapper/configuration_arafusion.py"), .embedInCode("Wrapper/modeling_arafusion.py")]),
-        .target(name: "ArapackInference", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor", "CBLAS", "CKernels"]),
         .executableTarget(
             name: "arapack",
             dependencies: [
-                "ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "CSystem",
+                "ArapackRelease", "ArapackModel", "ArapackFormats", "ArapackTensor", "CSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .executableTarget(name: "arapack-bench", dependencies: ["ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "CBLAS"], path: "Benchmarks/ArapackBench"),
-        .executableTarget(name: "arapack-fuzz", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor"], path: "Fuzz/ArapackFuzz"),
+        .executableTarget(name: "arapack-bench", dependencies: ["ArapackRelease", "ArapackModel", "ArapackFormats", "ArapackTensor", "CBLAS"], path: "Benchmarks/ArapackBench"),
+        .executableTarget(name: "arapack-fuzz", dependencies: ["ArapackRelease", "ArapackModel", "ArapackFormats", "ArapackTensor"], path: "Fuzz/ArapackFuzz"),
         .target(name: "ArapackTestSupport", dependencies: ["ArapackFormats"], path: "Tests/ArapackTestSupport"),
         .executableTarget(name: "peak-memory", path: "Tests/PeakMemory"),
         .testTarget(name: "ArapackTensorTests", dependencies: ["ArapackTensor"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZstd", "COpenSSL", "CBLAS"]),
         .testTarget(name: "ArapackFormatsTests", dependencies: ["ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
-        .testTarget(name: "ArapackReleaseTests", dependencies: ["ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
-        .testTarget(name: "ArapackInferenceTests", dependencies: ["ArapackInference", "ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport", "CKernels"]),
-        .testTarget(name: "ArapackCLITests", dependencies: ["arapack", "peak-memory", "ArapackFormats", "ArapackRelease", "ArapackTestSupport"]),
+        .testTarget(name: "ArapackModelTests", dependencies: ["ArapackModel", "ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport", "CKernels"]),
+        .testTarget(name: "ArapackReleaseTests", dependencies: ["ArapackRelease", "ArapackModel", "ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
+        .testTarget(name: "ArapackCLITests", dependencies: ["arapack", "peak-memory", "ArapackFormats", "ArapackModel", "ArapackRelease", "ArapackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -3,7 +3,7 @@
 (Fixtures/trained/arafusion_tiny_ar.pt), measured on held-out text (Fixtures/trained/heldout.safetensors,
 64 × 32 tokens never trained on) with arapack's own parity metrics: mean / max KL(f32 ‖ bundle), top-1
 agreement, perplexity of each side. Also the float32 bundle against PyTorch's logits (golden). The parity
-defaults in Sources/ArapackInference/Parity.swift are set from this table with margin.
+defaults in Sources/ArapackModel/ParityMetrics.swift are set from this table with margin.
 
     swift build -c release --product arapack
     python Benchmarks/measure_parity.py

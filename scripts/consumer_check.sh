@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # arapack's libraries as a package dependency: a throwaway package that depends on this checkout by path and
-# uses ArapackFormats (a safe torch.save reader) and ArapackInference must build. SwiftPM refuses a dependency
+# uses ArapackFormats (a safe torch.save reader) and ArapackModel (the config and forward pass) must build. SwiftPM refuses a dependency
 # whose targets use unsafeFlags, so this fails if one comes back.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,19 +17,20 @@ let package = Package(
     targets: [
         .executableTarget(name: "Consumer", dependencies: [
             .product(name: "ArapackFormats", package: "$(basename "$root")"),
-            .product(name: "ArapackInference", package: "$(basename "$root")"),
+            .product(name: "ArapackModel", package: "$(basename "$root")"),
         ]),
     ]
 )
 SWIFT
 cat > "$work/Sources/Consumer/main.swift" <<'SWIFT'
 import ArapackFormats
-import ArapackInference
+import ArapackModel
 
 let checkpoint = try TorchCheckpoint(path: CommandLine.arguments[1])
-print(checkpoint.tensorNames.count, "tensors")
+let names = checkpoint.tensorNames.map(ModelFamily.normalize)
+print(names.count, "tensors,", names.filter { ModelFamily.layerTensor($0) != nil }.count, "in layers")
 SWIFT
 swift build --package-path "$work" 2>&1 | tail -1
 out=$("$work/.build/debug/Consumer" "$root/Fixtures/torch/valid/training_dict.pt")
-[ "$out" = "29 tensors" ] || { echo "consumer check: unexpected output: $out" >&2; exit 1; }
+[ "$out" = "29 tensors, 24 in layers" ] || { echo "consumer check: unexpected output: $out" >&2; exit 1; }
 echo "consumer check: a package depending on arapack's libraries builds and reads a checkpoint ($out)"

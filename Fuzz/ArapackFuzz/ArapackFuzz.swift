@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackModel
 import ArapackRelease
 import ArapackTensor
 import Foundation

@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackModel
 import ArapackTensor
 #if canImport(Glibc)
 import Glibc
@@ -166,7 +167,7 @@ public enum BundleVerifier {
             guard let config else { return ["not checked: config.json is unusable"] }
             var problems: [String] = []
             let layout = b.layout
-            let foreign = b.descriptors.keys.filter { layout.training(of: $0) == nil && !$0.hasSuffix(Int8Quantization.scaleSuffix) }.sorted()
+            let foreign = b.descriptors.keys.filter { layout.training(of: $0) == nil && !$0.hasSuffix(ModelFamily.int8ScaleSuffix) }.sorted()
             if !foreign.isEmpty {
                 problems.append(layout == .gpt2 ? "tensor names not of the GPT-2 form: \(ModelFamily.list(foreign))"
                                                 : "tensor names without the model. prefix: \(ModelFamily.list(foreign))")
@@ -390,11 +391,11 @@ final class BundleContents: ArchiveReader.Visitor {
     var trainingDescriptors: [String: TensorDescriptor] {
         var byTraining: [String: TensorDescriptor] = [:]
         for (k, v) in descriptors {
-            let base = k.hasSuffix(Int8Quantization.scaleSuffix) ? String(k.dropLast(Int8Quantization.scaleSuffix.count)) : k
+            let base = k.hasSuffix(ModelFamily.int8ScaleSuffix) ? String(k.dropLast(ModelFamily.int8ScaleSuffix.count)) : k
             guard let training = layout.training(of: base) else { byTraining[k] = v; continue }
             var d = v
             if layout.isTransposed(training), d.shape.count == 2 { d.shape.reverse() }
-            byTraining[base == k ? training : training + Int8Quantization.scaleSuffix] = d
+            byTraining[base == k ? training : training + ModelFamily.int8ScaleSuffix] = d
         }
         return ModelFamily.foldQuantized(byTraining).tensors
     }

@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackModel
 import ArapackTensor
 import Dispatch
 #if canImport(Glibc)
@@ -170,7 +171,7 @@ public enum BundleWriter {
             cache.values = all
             return all
         }
-        let scaleName = name + Int8Quantization.scaleSuffix
+        let scaleName = name + ModelFamily.int8ScaleSuffix
         return [
             PendingTensor(name: scaleName, dtype: .f32, shape: scaleShape) { out in
                 try scales().withUnsafeBytes { try out.write($0) }

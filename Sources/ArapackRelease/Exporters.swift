@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackModel
 import ArapackTensor
 
 /// Writes a model back in training form: a `torch.save` training dict or a DCP folder.

@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackModel
 import ArapackTensor
 import CKernels
 
@@ -12,9 +13,6 @@ public struct Int8Quantization: Sendable {
     /// 0: one scale per row; otherwise one per `groupSize` columns (which must divide the row).
     public var groupSize: Int
     public init(groupSize: Int = 0) { self.groupSize = groupSize }
-
-    /// The suffix naming a weight's scale tensor (`….weight` → `….weight_scale`).
-    public static let scaleSuffix = "_scale"
 
     /// Columns per scale for a row of `cols`.
     func group(_ cols: Int) -> Int { groupSize == 0 ? cols : groupSize }
@@ -117,7 +115,7 @@ extension Int8Quantization {
         if tied && !ignored.contains(head) {
             problems.append("quantization_config does not ignore \(head): the tied head would be quantized through the embedding (NaN logits)")
         }
-        for (name, dtype) in stored.sorted(by: { $0.key < $1.key }) where !name.hasSuffix(scaleSuffix) {
+        for (name, dtype) in stored.sorted(by: { $0.key < $1.key }) where !name.hasSuffix(ModelFamily.int8ScaleSuffix) {
             guard let training = NamingLayout.release.training(of: name) else { continue }
             let linear = ModelFamily.isLinearModuleWeight(training)
             let ignoredHere = ignored.contains(ModelFamily.module(of: name))

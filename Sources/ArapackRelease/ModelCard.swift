@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackModel
 
 /// The model card (README.md, YAML front matter and a body) and the `.gitattributes` the Hugging Face Hub
 /// expects, built only from what arapack knows about the bundle: no times, hosts or absolute paths.

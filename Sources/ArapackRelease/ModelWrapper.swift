@@ -1,12 +1,13 @@
 import ArapackFormats
+import ArapackModel
 
 /// The transformers wrapper every native bundle carries (BUNDLE.md): two Python files written here, in
 /// `Sources/ArapackRelease/Wrapper/`, compiled into the binary and written byte for byte into each bundle,
 /// and config.json's `auto_map` pointing at their classes. GPT-2 bundles load with stock transformers and
 /// carry none.
 public enum ModelWrapper {
-    public static let configurationFile = "configuration_arafusion.py"
-    public static let modelingFile = "modeling_arafusion.py"
+    public static let configurationFile = ModelConfig.configurationModule + ".py"
+    public static let modelingFile = ModelConfig.modelingModule + ".py"
 
     /// The files, in the order they are written.
     public static let files: [(name: String, bytes: [UInt8])] = [
@@ -17,16 +18,6 @@ public enum ModelWrapper {
     /// The bytes this arapack writes under `name`, or nil for a file that is not part of the wrapper.
     public static func bytes(of name: String) -> [UInt8]? { files.first { $0.name == name }?.bytes }
 
-    /// config.json's `auto_map`: the config class and the model classes of the family member, as
-    /// `module.Class` (module = file name without `.py`).
-    public static func autoMap(_ c: ModelConfig) -> JSONValue {
-        let config = moduleName(configurationFile) + "." + (c.causal ? "AraFusionARConfig" : "AraFusionMDLMConfig")
-        let model = moduleName(modelingFile) + "." + c.architecture
-        let classes = c.causal ? [("AutoModelForCausalLM", model)] : [("AutoModel", model), ("AutoModelForMaskedLM", model)]
-        return .object([.init("AutoConfig", .string(config))] + classes.map { .init($0.0, .string($0.1)) })
-    }
-
-    static func moduleName(_ file: String) -> String { String(file.dropLast(".py".count)) }
 
     /// What `verify` finds wrong with the wrapper of a native bundle whose config.json is `config`: every
     /// `auto_map` entry names a file of the bundle and a class that file defines; the wrapper files are the
@@ -37,8 +28,8 @@ public enum ModelWrapper {
         guard let map = config["auto_map"]?.members else {
             return ["config.json has no auto_map: transformers cannot find the model's code (trust_remote_code loads nothing)"]
         }
-        if config["auto_map"] != autoMap(c) {
-            problems.append("config.json auto_map is not the one arapack \(arapackVersion) writes for \(c.modelType): \(autoMap(c).serialized())")
+        if config["auto_map"] != c.autoMap {
+            problems.append("config.json auto_map is not the one arapack \(arapackVersion) writes for \(c.modelType): \(c.autoMap.serialized())")
         }
         for entry in map {
             guard let reference = entry.value.stringValue, let dot = reference.lastIndex(of: ".") else {

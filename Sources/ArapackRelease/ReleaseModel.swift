@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackModel
 import ArapackTensor
 #if canImport(Glibc)
 import Glibc
@@ -221,5 +222,12 @@ public func readJSON(_ path: String) throws -> JSONValue {
         return try file.withUnsafeBytes { try JSONParser.parse($0) }
     } catch let e as JSONError {
         throw ModelError(path, "not valid JSON: \(e)")
+    }
+}
+
+extension ForwardPass {
+    /// The reference forward pass over a model read from any source.
+    public convenience init(_ model: ReleaseModel) throws {
+        try self.init(config: model.config, tensor: model.tensor)
     }
 }

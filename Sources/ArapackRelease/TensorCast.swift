@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackModel
 import ArapackTensor
 import CKernels
 

@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackModel
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,5 @@
 import ArapackFormats
-import ArapackInference
+import ArapackModel
 import ArapackRelease
 import ArapackTensor
 import ArgumentParser

@@ -1,5 +1,4 @@
 import ArapackFormats
-import ArapackInference
 import ArapackRelease
 import ArgumentParser
 

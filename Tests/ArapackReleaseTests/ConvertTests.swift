@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackModel
 @testable import ArapackRelease
 import ArapackTensor
 import ArapackTestSupport

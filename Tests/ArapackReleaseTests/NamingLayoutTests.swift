@@ -1,4 +1,5 @@
 import ArapackFormats
+@testable import ArapackModel
 @testable import ArapackRelease
 import ArapackTensor
 import XCTest

@@ -1,6 +1,6 @@
 import ArapackFormats
-@testable import ArapackInference
-import ArapackRelease
+@testable import ArapackModel
+@testable import ArapackRelease
 import ArapackTensor
 import ArapackTestSupport
 import Foundation

@@ -1,4 +1,4 @@
-@testable import ArapackRelease
+@testable import ArapackModel
 import ArapackTestSupport
 import Foundation
 import XCTest
@@ -51,5 +51,26 @@ final class ModelFamilyTableTests: XCTestCase {
         XCTAssertEqual(["transformer.layers.0.self_attn.out_proj.weight", "transformer.layers.3.linear1.weight", "transformer.layers.0.linear2.weight",
                         "transformer.layers.0.self_attn.in_proj_weight", "token_embedding.weight", "lm_head.weight"].map(ModelFamily.isLinearModuleWeight),
                        [true, true, true, false, false, false])
+    }
+
+    /// Modules depend one way: arapack (CLI) → ArapackRelease → ArapackModel → ArapackFormats → ArapackTensor.
+    /// A source file importing a module above its own fails this.
+    func testModulesDependOneWay() throws {
+        let order = ["ArapackTensor", "ArapackFormats", "ArapackModel", "ArapackRelease", "arapack"]
+        let root = TestSupport.repositoryRoot.appendingPathComponent("Sources")
+        var offenders: [String] = []
+        for (rank, module) in order.enumerated() {
+            let base = root.appendingPathComponent(module)
+            for case let url as URL in FileManager.default.enumerator(at: base, includingPropertiesForKeys: nil)! where url.pathExtension == "swift" {
+                for line in try String(contentsOf: url, encoding: .utf8).split(separator: "\n") where line.hasPrefix("import ") || line.hasPrefix("@testable import ") {
+                    let imported = String(line.split(separator: " ").last!)
+                    if let r = order.firstIndex(of: imported), r >= rank, imported != module {
+                        offenders.append("\(module)/\(url.lastPathComponent) imports \(imported)")
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(offenders, [])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("ArapackInference").path), "the forward pass lives in ArapackModel")
     }
 }

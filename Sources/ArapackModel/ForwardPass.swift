@@ -1,5 +1,4 @@
 import ArapackFormats
-import ArapackRelease
 import ArapackTensor
 import CBLAS
 import CKernels
@@ -66,16 +65,17 @@ public final class ForwardPass: @unchecked Sendable {
     /// Whether `linear` may use OpenBLAS's small-matrix kernel (tests turn it off to check the packed path).
     var smallKernel = ForwardPass.openblasHasSmallKernel
 
-    /// Reads the weights of `model` (any source: f32 mapped in place, other dtypes widened once).
-    public init(_ model: ReleaseModel) throws {
+    /// Reads the weights of a model of `config`, each by its training name through `tensor` (any source: f32
+    /// mapped in place, other dtypes widened once). A tied model's head is its embedding.
+    public init(config: ModelConfig, tensor: (String) throws -> Tensor) throws {
         // OpenBLAS runs single-threaded: the forward pass spreads every GEMM over the cores itself.
         openblas_set_num_threads(1)
-        config = model.config
-        relu = model.config.activation == "relu"
-        func w(_ name: String) throws -> Weight { try Weight(model.tensor(name)) }
+        self.config = config
+        relu = config.activation == "relu"
+        func w(_ name: String) throws -> Weight { try Weight(tensor(name)) }
         embedding = try w(ModelFamily.embedding)
         positions = try w(ModelFamily.positionEmbedding)
-        head = model.tied ? embedding : try w(ModelFamily.lmHead)
+        head = config.tieWordEmbeddings ? embedding : try w(ModelFamily.lmHead)
         lnfw = try w(ModelFamily.finalNormWeight)
         lnfb = try w(ModelFamily.finalNormBias)
         layers = try (0..<config.layers).map { i in
@@ -88,7 +88,7 @@ public final class ForwardPass: @unchecked Sendable {
 
     /// Drops the mapped pages of every weight read in place: once a pass is done, the source's mapping stops
     /// counting against the process (parity runs one model after the other).
-    func discardMappedPages() {
+    public func discardMappedPages() {
         for w in [embedding, positions, head, lnfw, lnfb] { w.discardMappedPages() }
         for l in layers {
             for w in [l.inProj, l.inBias, l.outProj, l.outBias, l.linear1, l.bias1, l.linear2, l.bias2, l.norm1w, l.norm1b, l.norm2w, l.norm2b] {

@@ -127,14 +127,17 @@ public enum ModelFamily {
         return problems
     }
 
+    /// What an int8 weight's scale tensor adds to the weight's name (BUNDLE.md).
+    public static let int8ScaleSuffix = "_scale"
+
     /// Folds int8 pairs (BUNDLE.md): a weight `X` (I8 [rows, cols]) with `X_scale` (F32 [rows, groups],
     /// groups dividing cols) stands for one float32 tensor `X`. Returns the descriptors with each pair folded
     /// and, by weight name, the name of its scale.
     public static func foldQuantized(_ tensors: [String: TensorDescriptor]) -> (tensors: [String: TensorDescriptor], scales: [String: String]) {
         var out = tensors
         var scales: [String: String] = [:]
-        for (name, scale) in tensors where name.hasSuffix(Int8Quantization.scaleSuffix) {
-            let base = String(name.dropLast(Int8Quantization.scaleSuffix.count))
+        for (name, scale) in tensors where name.hasSuffix(ModelFamily.int8ScaleSuffix) {
+            let base = String(name.dropLast(ModelFamily.int8ScaleSuffix.count))
             guard let q = tensors[base], q.dtype == .i8, q.shape.count == 2, scale.dtype == .f32, scale.shape.count == 2,
                   scale.shape[0] == q.shape[0], scale.shape[1] > 0, q.shape[1] % scale.shape[1] == 0 else { continue }
             out[base]!.dtype = .f32
@@ -144,12 +147,12 @@ public enum ModelFamily {
         return (out, scales)
     }
 
-    static func list(_ names: [String]) -> String {
+    public static func list(_ names: [String]) -> String {
         names.prefix(5).joined(separator: ", ") + (names.count > 5 ? ", … (\(names.count - 5) more)" : "")
     }
 
     /// Config fields the tensor shapes determine (HF names), or nil where the tensor is absent.
-    static func fieldsFromShapes(_ shapes: [String: [Int]]) -> [String: Int] {
+    public static func fieldsFromShapes(_ shapes: [String: [Int]]) -> [String: Int] {
         var f: [String: Int] = [:]
         if let e = shapes[embedding], e.count == 2 {
             f["vocab_size"] = e[0]
@@ -199,8 +202,19 @@ public struct ModelConfig: Equatable, Sendable {
         .object([
             .init("architectures", .array([.string(architecture)])),
             .init("model_type", .string(modelType)),
-            .init("auto_map", ModelWrapper.autoMap(self)),
+            .init("auto_map", autoMap),
         ] + hfFields + commonTail(torchDtype: torchDtype) + extra)
+    }
+
+    /// The Python modules of the transformers wrapper (ArapackRelease/Wrapper) that `auto_map` names.
+    public static let configurationModule = "configuration_arafusion", modelingModule = "modeling_arafusion"
+
+    /// config.json's `auto_map`: the config class and the model classes of the family member, as `module.Class`.
+    public var autoMap: JSONValue {
+        let config = Self.configurationModule + "." + (causal ? "AraFusionARConfig" : "AraFusionMDLMConfig")
+        let model = Self.modelingModule + "." + architecture
+        let classes = causal ? [("AutoModelForCausalLM", model)] : [("AutoModel", model), ("AutoModelForMaskedLM", model)]
+        return .object([.init("AutoConfig", .string(config))] + classes.map { .init($0.0, .string($0.1)) })
     }
 
     /// The model's own fields of config.json (ARCHITECTURE.md's names), in order: written by `hfJSON`, required by
@@ -347,7 +361,7 @@ public struct ConfigAssembly {
     }
 
     /// Refuses a GPT2Config whose GPT2LMHeadModel would compute something else than the AraFusion AR model.
-    static func checkGPT2(_ config: JSONValue, origin: String) throws {
+    public static func checkGPT2(_ config: JSONValue, origin: String) throws {
         if let act = config["activation_function"]?.stringValue, act != "gelu" && act != "relu" {
             throw ModelError(origin, "activation_function \"\(act)\" is not one of the family's: \"gelu\" (exact erf) or \"relu\"")
         }
@@ -430,10 +444,10 @@ public struct ConfigAssembly {
         return config
     }
 
-    static func same(_ a: JSONValue, _ b: JSONValue) -> Bool {
+    public static func same(_ a: JSONValue, _ b: JSONValue) -> Bool {
         if let x = a.doubleValue, let y = b.doubleValue { return x == y }
         return a == b
     }
 
-    static func show(_ v: JSONValue) -> String { v.serialized() }
+    public static func show(_ v: JSONValue) -> String { v.serialized() }
 }

@@ -1,5 +1,5 @@
 import ArapackFormats
-@testable import ArapackInference
+@testable import ArapackModel
 import ArapackRelease
 import ArapackTensor
 import ArapackTestSupport

@@ -1,156 +1,9 @@
 import ArapackFormats
-import ArapackRelease
+import ArapackModel
 import ArapackTensor
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Logit-parity metrics of BUNDLE.md between a reference (the source, or golden logits) and a candidate.
-public struct ParityMetrics: Equatable, Sendable {
-    public var maxAbsDiff: Double
-    /// Mean squared error over the variance of the reference logits.
-    public var nmse: Double
-    /// KL(reference ‖ candidate) of the softmax distributions, mean and max over positions.
-    public var meanKL: Double
-    public var maxKL: Double
-    /// Fraction of positions whose arg-max token agrees.
-    public var top1Agreement: Double
-    /// Perplexity of each side on the probes (next-token for causal models, same-position otherwise).
-    public var referencePerplexity: Double
-    public var candidatePerplexity: Double
-    public var positions: Int
-
-    /// Computes the metrics over `ids.count × L` positions of `vocab` logits each.
-    public static func compare(reference a: [Float], candidate b: [Float], ids: [[Int]], vocab: Int, causal: Bool) -> ParityMetrics {
-        var acc = Accumulator(vocab: vocab, causal: causal)
-        acc.add(reference: a, candidate: b, ids: ids)
-        return acc.metrics
-    }
-
-    /// The metrics gathered batch by batch (every statistic is a sum, a count or a maximum), so a parity run
-    /// holds the logits of one batch of probes at a time, not of all of them.
-    public struct Accumulator {
-        let vocab: Int, causal: Bool
-        var maxAbs = 0.0, sq = 0.0, sum = 0.0, sumSq = 0.0, n = 0.0
-        var klSum = 0.0, klMax = 0.0, agree = 0, positions = 0
-        var nllA = 0.0, nllB = 0.0, scored = 0
-
-        public init(vocab: Int, causal: Bool) {
-            self.vocab = vocab
-            self.causal = causal
-        }
-
-        /// Adds the logits of the sequences `ids` ([ids.count × L × vocab] on each side).
-        public mutating func add(reference a: [Float], candidate b: [Float], ids: [[Int]]) {
-            precondition(a.count == b.count && a.count % vocab == 0)
-            let count = a.count / vocab
-            for i in 0..<a.count {
-                let x = Double(a[i]), y = Double(b[i])
-                let dlt = (x - y).isNaN ? Double.infinity : abs(x - y)
-                maxAbs = max(maxAbs, dlt)
-                sq += (x - y) * (x - y)
-                sum += x
-                sumSq += x * x
-            }
-            n += Double(a.count)
-            let length = ids.first?.count ?? 0
-            a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
-            for p in 0..<count {
-                let ra = UnsafeBufferPointer(rebasing: pa[(p * vocab)..<((p + 1) * vocab)])
-                let rb = UnsafeBufferPointer(rebasing: pb[(p * vocab)..<((p + 1) * vocab)])
-                let la = logSoftmax(ra), lb = logSoftmax(rb)
-                var kl = 0.0
-                for v in 0..<vocab { kl += exp(la[v]) * (la[v] - lb[v]) }
-                kl = max(kl, 0)
-                klSum += kl
-                klMax = max(klMax, kl)
-                if argmax(ra) == argmax(rb) { agree += 1 }
-                let s = p / max(length, 1), i = p % max(length, 1)
-                let target: Int? = causal ? (i + 1 < length ? ids[s][i + 1] : nil) : ids[s][i]
-                if let t = target {
-                    nllA -= la[t]
-                    nllB -= lb[t]
-                    scored += 1
-                }
-            }
-            } }
-            positions += count
-        }
-
-        public var metrics: ParityMetrics {
-            let variance = max(sumSq / max(n, 1) - (sum / max(n, 1)) * (sum / max(n, 1)), .leastNormalMagnitude)
-            let count = Double(max(positions, 1))
-            return ParityMetrics(maxAbsDiff: maxAbs, nmse: sq / max(n, 1) / variance, meanKL: klSum / count, maxKL: klMax,
-                                 top1Agreement: Double(agree) / count,
-                                 referencePerplexity: exp(nllA / Double(max(scored, 1))), candidatePerplexity: exp(nllB / Double(max(scored, 1))),
-                                 positions: positions)
-        }
-    }
-
-    static func logSoftmax(_ row: UnsafeBufferPointer<Float>) -> [Double] {
-        var top = -Double.infinity
-        for x in row { top = max(top, Double(x)) }
-        var total = 0.0
-        for x in row { total += exp(Double(x) - top) }
-        let logTotal = top + Glibc.log(total)
-        return row.map { Double($0) - logTotal }
-    }
-
-    static func argmax(_ row: UnsafeBufferPointer<Float>) -> Int {
-        var best = 0
-        for i in 1..<row.count where row[i] > row[best] { best = i }
-        return best
-    }
-}
-
-/// Pass/fail limits for a parity run.
-public struct ParityThresholds: Equatable, Sendable {
-    /// What the limits are for.
-    public enum Kind: String, Sendable {
-        /// Bit-identical required (the bundle keeps the source's dtype).
-        case lossless
-        case bf16, f16, int8
-        /// Against logits computed elsewhere.
-        case golden
-    }
-    public var kind: Kind
-    /// Whether a flag replaced some of the kind's default limits.
-    public var overridden = false
-    public var maxAbsDiff: Double?
-    public var maxMeanKL: Double?
-    public var minTop1: Double?
-
-    /// Lossless conversions must be bit-identical.
-    public static let lossless = ParityThresholds(kind: .lossless, maxAbsDiff: 0, maxMeanKL: nil, minTop1: nil)
-
-    /// Defaults for a narrowed or quantized bundle, set with margin from measurements on a model trained on
-    /// Arabic text (Fixtures/trained, held-out text; BENCHMARKS.md): mean KL measured 2.0e-4 (bf16), 3.0e-6
-    /// (f16), 1.6e-3 (int8 per channel); top-1 agreement 0.988, 0.9985, 0.966.
-    public static func cast(_ dtype: DType) -> ParityThresholds {
-        switch dtype {
-        case .f16: return ParityThresholds(kind: .f16, maxAbsDiff: nil, maxMeanKL: 3e-5, minTop1: 0.99)
-        case .i8: return ParityThresholds(kind: .int8, maxAbsDiff: nil, maxMeanKL: 1e-2, minTop1: 0.90)
-        default: return ParityThresholds(kind: .bf16, maxAbsDiff: nil, maxMeanKL: 1e-3, minTop1: 0.95)
-        }
-    }
-
-    /// Against logits computed elsewhere: an absolute tolerance.
-    public static func golden(tolerance: Double) -> ParityThresholds {
-        ParityThresholds(kind: .golden, maxAbsDiff: tolerance, maxMeanKL: nil, minTop1: nil)
-    }
-
-    /// The kind as reports print it: `lossless`, `bf16 (overridden)`, ….
-    public var label: String { kind.rawValue + (overridden ? " (overridden)" : "") }
-
-    /// What fails, one phrase each.
-    public func failures(_ m: ParityMetrics) -> [String] {
-        var out: [String] = []
-        if let t = maxAbsDiff, !(m.maxAbsDiff <= t) { out.append("max |Δlogit| \(fmt(m.maxAbsDiff)) > \(fmt(t))") }
-        if let t = maxMeanKL, !(m.meanKL <= t) { out.append("mean KL \(fmt(m.meanKL)) > \(fmt(t))") }
-        if let t = minTop1, !(m.top1Agreement >= t) { out.append("top-1 agreement \(fmt(m.top1Agreement)) < \(fmt(t))") }
-        return out
-    }
-}
 
 /// A parity run: what was compared, the metrics, the limits, the verdict.
 public struct ParityReport: Sendable {
@@ -185,11 +38,11 @@ public struct ParityReport: Sendable {
             "parity \(bundle) against \(referenceKind) \(reference)",
             "probes       \(probes) × \(sequenceLength) tokens" + (seed.map { ", seed \($0)" } ?? ""),
             "dtype        \(bundleDType) (thresholds: \(thresholds.label))",
-            "max |Δlogit| \(fmt(m.maxAbsDiff))" + (thresholds.maxAbsDiff.map { "   limit \(fmt($0))" } ?? ""),
-            "NMSE         \(fmt(m.nmse))",
-            "KL mean/max  \(fmt(m.meanKL)) / \(fmt(m.maxKL))" + (thresholds.maxMeanKL.map { "   limit mean \(fmt($0))" } ?? ""),
-            "top-1 agree  \(fmt(m.top1Agreement))" + (thresholds.minTop1.map { "   limit \(fmt($0))" } ?? ""),
-            "perplexity   \(fmt(m.referencePerplexity)) (reference) / \(fmt(m.candidatePerplexity)) (bundle)",
+            "max |Δlogit| \(metricText(m.maxAbsDiff))" + (thresholds.maxAbsDiff.map { "   limit \(metricText($0))" } ?? ""),
+            "NMSE         \(metricText(m.nmse))",
+            "KL mean/max  \(metricText(m.meanKL)) / \(metricText(m.maxKL))" + (thresholds.maxMeanKL.map { "   limit mean \(metricText($0))" } ?? ""),
+            "top-1 agree  \(metricText(m.top1Agreement))" + (thresholds.minTop1.map { "   limit \(metricText($0))" } ?? ""),
+            "perplexity   \(metricText(m.referencePerplexity)) (reference) / \(metricText(m.candidatePerplexity)) (bundle)",
         ]
         if !differingTensors.isEmpty { lines.append("differs      " + differingTensors.joined(separator: ", ")) }
         lines.append(passed ? "parity passed" : "parity FAILED: " + failures.joined(separator: "; "))
@@ -356,20 +209,4 @@ public enum Parity {
         }
         return out
     }
-}
-
-/// Six significant digits for ordinary magnitudes, `1.23e-05` style otherwise.
-func fmt(_ v: Double) -> String {
-    if v == 0 { return "0" }
-    if !v.isFinite { return "\(v)" }
-    let exponent = Int(floor(log10(abs(v))))
-    if exponent >= -3 && exponent < 6 {
-        let digits = max(0, min(6 - exponent - 1, 9))
-        let p = pow(10.0, Double(digits))
-        var text = "\((v * p).rounded() / p)"
-        if text.hasSuffix(".0") { text.removeLast(2) }
-        return text
-    }
-    let mantissa = (v / pow(10.0, Double(exponent)) * 100).rounded() / 100
-    return "\(mantissa)e\(exponent < 0 ? "-" : "+")\(abs(exponent) < 10 ? "0" : "")\(abs(exponent))"
 }
