@@ -42,6 +42,21 @@ final class Weight: @unchecked Sendable {
     }
 }
 
+/// Ids the forward pass cannot compute on.
+public enum ForwardError: Error, Equatable, CustomStringConvertible, Sendable {
+    case raggedBatch
+    case tooLong(length: Int, limit: Int)
+    case tokenOutsideVocabulary(id: Int, vocabSize: Int)
+
+    public var description: String {
+        switch self {
+        case .raggedBatch: return "forward: all sequences must have the same length"
+        case let .tooLong(length, limit): return "forward: sequence length \(length) exceeds max_position_embeddings \(limit)"
+        case let .tokenOutsideVocabulary(id, vocab): return "forward: token id \(id) is outside the vocabulary of \(vocab)"
+        }
+    }
+}
+
 /// The reference forward pass of ARCHITECTURE.md in float32 on the CPU: every matrix product is
 /// `cblas_sgemm` over all positions of all sequences at once (never token by token), its output columns
 /// split across the cores; attention runs per sequence and head on strided views of the packed QKV rows.
@@ -100,14 +115,14 @@ public final class ForwardPass: @unchecked Sendable {
     /// Logits `[N, L, V]` (row-major) for `N` sequences of `L` token ids each.
     public func logits(_ ids: [[Int]]) throws -> [Float] {
         guard let length = ids.first?.count, length > 0 else { return [] }
-        guard ids.allSatisfy({ $0.count == length }) else { throw ModelError("forward", "all sequences must have the same length") }
+        guard ids.allSatisfy({ $0.count == length }) else { throw ForwardError.raggedBatch }
         guard length <= config.maxPositions else {
-            throw ModelError("forward", "sequence length \(length) exceeds max_position_embeddings \(config.maxPositions)")
+            throw ForwardError.tooLong(length: length, limit: config.maxPositions)
         }
         let d = config.hiddenSize, f = config.intermediateSize, v = config.vocabSize
         let rows = ids.count * length
         for seq in ids {
-            for t in seq where t < 0 || t >= v { throw ModelError("forward", "token id \(t) is outside the vocabulary of \(v)") }
+            for t in seq where t < 0 || t >= v { throw ForwardError.tokenOutsideVocabulary(id: t, vocabSize: v) }
         }
         let x = Scratch(rows * d), h = Scratch(rows * d), qkv = Scratch(rows * 3 * d), attn = Scratch(rows * d)
         let ffn = Scratch(rows * f), scores = Scratch(Self.cores * length * length), tiles = Scratch(Self.cores * Self.chunk(rows: rows) * rows)

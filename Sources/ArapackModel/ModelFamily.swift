@@ -1,15 +1,53 @@
 import ArapackFormats
 import ArapackTensor
 
-/// Why a model could not be assembled from a source: names, shapes, config or tie disagree.
-public struct ModelError: Error, Equatable, CustomStringConvertible, Sendable {
-    public let source: String
-    public let detail: String
-    public init(_ source: String, _ detail: String) {
-        self.source = source
-        self.detail = detail
+/// A config that cannot be an AraFusion model's. `origin` is the file or flag that stated a value, `source`
+/// the model being assembled (both as the user named them).
+public enum ConfigError: Error, Equatable, CustomStringConvertible, Sendable {
+    case notAnObject(origin: String, found: String)
+    case nullSize(origin: String, field: String)
+    case unknownModelType(origin: String, modelType: String)
+    case gpt2Activation(origin: String, activation: String)
+    case gpt2Flag(origin: String, field: String, required: Bool, found: String)
+    /// Two sources state different values for one field.
+    case conflict(source: String, field: String, first: String, firstOrigin: String, second: String, secondOrigin: String)
+    case headsNotInferable(source: String)
+    case missing(source: String, field: String)
+    case notPositiveInteger(source: String, field: String, found: String, origin: String)
+    case outOfBounds(source: String, field: String, value: Int, origin: String, bounds: ClosedRange<Int>)
+    case activation(source: String, found: String, origin: String)
+    case layerNormEps(source: String, found: String, origin: String)
+    case dropout(source: String, found: String, origin: String)
+    case causalNotBoolean(source: String)
+    case headsDoNotDivide(source: String, hiddenSize: Int, hiddenOrigin: String, heads: Int, headsOrigin: String)
+    case specialTokenOutsideVocabulary(source: String, role: String, id: Int, vocabSize: Int)
+
+    public var description: String {
+        switch self {
+        case let .notAnObject(origin, found): return "\(origin): a config must be a JSON object, found \(found)"
+        case let .nullSize(origin, field): return "\(origin): \(field) is null; it must be a positive integer"
+        case let .unknownModelType(origin, type):
+            return "\(origin): model_type \"\(type)\" is not an AraFusion model (\(ModelConfig.causalModelType) or \(ModelConfig.bidirectionalModelType))"
+        case let .gpt2Activation(origin, act):
+            return "\(origin): activation_function \"\(act)\" is not one of the family's: \"gelu\" (exact erf) or \"relu\""
+        case let .gpt2Flag(origin, field, required, found): return "\(origin): \(field) must be \(required) for the AraFusion model, found \(found)"
+        case let .conflict(source, field, first, firstOrigin, second, secondOrigin):
+            return "\(source): \(field) is \(first) in \(firstOrigin) but \(second) in \(secondOrigin)"
+        case let .headsNotInferable(source):
+            return "\(source): the number of attention heads cannot be inferred from the tensors; pass --config with n_heads (or num_attention_heads)"
+        case let .missing(source, field): return "\(source): \(field) is not stated by any config and cannot be inferred"
+        case let .notPositiveInteger(source, field, found, origin): return "\(source): \(field) must be a positive integer, found \(found) in \(origin)"
+        case let .outOfBounds(source, field, value, origin, bounds):
+            return "\(source): \(field) \(value) in \(origin) is outside \(bounds.lowerBound)...\(bounds.upperBound), the sizes arapack accepts"
+        case let .activation(source, found, origin): return "\(source): hidden_act must be \"gelu\" or \"relu\", found \"\(found)\" in \(origin)"
+        case let .layerNormEps(source, found, origin): return "\(source): layer_norm_eps must be a finite number in (0, 1], found \(found) in \(origin)"
+        case let .dropout(source, found, origin): return "\(source): dropout must be a number in [0, 1], found \(found) in \(origin)"
+        case let .causalNotBoolean(source): return "\(source): is_causal (causal) must be true or false"
+        case let .headsDoNotDivide(source, hidden, hiddenOrigin, heads, headsOrigin):
+            return "\(source): hidden_size \(hidden) (\(hiddenOrigin)) is not divisible by num_attention_heads \(heads) (\(headsOrigin))"
+        case let .specialTokenOutsideVocabulary(source, role, id, vocab): return "\(source): \(role)_token_id \(id) is outside the vocabulary of \(vocab)"
+        }
     }
-    public var description: String { "\(source): \(detail)" }
 }
 
 /// The AraFusion model family (ARCHITECTURE.md): its tensor names and how a config maps to shapes.
@@ -336,7 +374,7 @@ public struct ConfigAssembly {
 
     /// Adds a config in either the training script's names or config.json names. Unknown fields are ignored.
     public mutating func add(_ config: JSONValue, origin: String) throws {
-        guard let members = config.members else { throw ModelError(origin, "a config must be a JSON object, found \(config.kindName)") }
+        guard let members = config.members else { throw ConfigError.notAnObject(origin: origin, found: config.kindName) }
         let gpt2Style = config["model_type"]?.stringValue == Self.gpt2ModelType
         let hfStyle = !gpt2Style && members.contains { $0.key == "hidden_size" || $0.key == "num_hidden_layers" }
         if gpt2Style { try Self.checkGPT2(config, origin: origin) }
@@ -346,7 +384,7 @@ public struct ConfigAssembly {
             if m.value == .null {
                 // GPT2Config's n_inner may be null (4 × n_embd); the shapes then state it. Any other null size is an error.
                 if gpt2Style && m.key == "n_inner" || !Self.integerFields.contains(field) { continue }
-                throw ModelError(origin, "\(m.key) is null; it must be a positive integer")
+                throw ConfigError.nullSize(origin: origin, field: m.key)
             }
             try add(field, m.value, origin: origin)
         }
@@ -355,7 +393,7 @@ public struct ConfigAssembly {
             switch type {
             case ModelConfig.causalModelType: try add("is_causal", .bool(true), origin: origin + " model_type")
             case ModelConfig.bidirectionalModelType: try add("is_causal", .bool(false), origin: origin + " model_type")
-            default: throw ModelError(origin, "model_type \"\(type)\" is not an AraFusion model (arafusion_ar or arafusion_mdlm)")
+            default: throw ConfigError.unknownModelType(origin: origin, modelType: type)
             }
         }
     }
@@ -363,11 +401,11 @@ public struct ConfigAssembly {
     /// Refuses a GPT2Config whose GPT2LMHeadModel would compute something else than the AraFusion AR model.
     public static func checkGPT2(_ config: JSONValue, origin: String) throws {
         if let act = config["activation_function"]?.stringValue, act != "gelu" && act != "relu" {
-            throw ModelError(origin, "activation_function \"\(act)\" is not one of the family's: \"gelu\" (exact erf) or \"relu\"")
+            throw ConfigError.gpt2Activation(origin: origin, activation: act)
         }
         for (field, required) in [("scale_attn_weights", true), ("scale_attn_by_inverse_layer_idx", false), ("add_cross_attention", false)] {
             if let v = config[field], v != .null, v.boolValue != required {
-                throw ModelError(origin, "\(field) must be \(required) for the AraFusion model, found \(v.serialized())")
+                throw ConfigError.gpt2Flag(origin: origin, field: field, required: required, found: v.serialized())
             }
         }
     }
@@ -383,7 +421,7 @@ public struct ConfigAssembly {
     public mutating func add(_ field: String, _ value: JSONValue, origin: String) throws {
         if let existing = values[field] {
             guard Self.same(existing.value, value) else {
-                throw ModelError(source, "\(field) is \(Self.show(existing.value)) in \(existing.origin) but \(Self.show(value)) in \(origin)")
+                throw ConfigError.conflict(source: source, field: field, first: Self.show(existing.value), firstOrigin: existing.origin, second: Self.show(value), secondOrigin: origin)
             }
             return
         }
@@ -398,15 +436,15 @@ public struct ConfigAssembly {
         func int(_ f: String) throws -> Int {
             guard let v = values[f] else {
                 if f == "num_attention_heads" {
-                    throw ModelError(source, "the number of attention heads cannot be inferred from the tensors; pass --config with n_heads (or num_attention_heads)")
+                    throw ConfigError.headsNotInferable(source: source)
                 }
-                throw ModelError(source, "\(f) is not stated by any config and cannot be inferred")
+                throw ConfigError.missing(source: source, field: f)
             }
             guard let i = v.value.intValue, i > 0 || f.hasSuffix("_token_id") && i >= 0 else {
-                throw ModelError(source, "\(f) must be a positive integer, found \(Self.show(v.value).prefix(40)) in \(v.origin)")
+                throw ConfigError.notPositiveInteger(source: source, field: f, found: String(Self.show(v.value).prefix(40)), origin: v.origin)
             }
             if let range = Self.bounds[f], !range.contains(i) {
-                throw ModelError(source, "\(f) \(i) in \(v.origin) is outside \(range.lowerBound)...\(range.upperBound), the sizes arapack accepts")
+                throw ConfigError.outOfBounds(source: source, field: f, value: i, origin: v.origin, bounds: range)
             }
             return i
         }
@@ -420,14 +458,14 @@ public struct ConfigAssembly {
             values[f] = (.int(d), "the AraFusion defaults")
         }
         let act = defaulted("hidden_act", .string("gelu")).stringValue ?? ""
-        guard act == "gelu" || act == "relu" else { throw ModelError(source, "hidden_act must be \"gelu\" or \"relu\", found \"\(act.escapingControlCharacters.prefix(40))\" in \(origin("hidden_act"))") }
+        guard act == "gelu" || act == "relu" else { throw ConfigError.activation(source: source, found: String(act.escapingControlCharacters.prefix(40)), origin: origin("hidden_act")) }
         guard let eps = defaulted("layer_norm_eps", .double(1e-5)).doubleValue, eps.isFinite, eps > 0, eps <= 1 else {
-            throw ModelError(source, "layer_norm_eps must be a finite number in (0, 1], found \(Self.show(values["layer_norm_eps"]?.value ?? .null).prefix(40)) in \(origin("layer_norm_eps"))")
+            throw ConfigError.layerNormEps(source: source, found: String(Self.show(values["layer_norm_eps"]?.value ?? .null).prefix(40)), origin: origin("layer_norm_eps"))
         }
         if let d = values["dropout"], !(d.value.doubleValue.map { $0.isFinite && (0...1).contains($0) } ?? false) {
-            throw ModelError(source, "dropout must be a number in [0, 1], found \(Self.show(d.value).prefix(40)) in \(d.origin)")
+            throw ConfigError.dropout(source: source, found: String(Self.show(d.value).prefix(40)), origin: d.origin)
         }
-        guard let causal = defaulted("is_causal", .bool(true)).boolValue else { throw ModelError(source, "is_causal (causal) must be true or false") }
+        guard let causal = defaulted("is_causal", .bool(true)).boolValue else { throw ConfigError.causalNotBoolean(source: source) }
         let config = ModelConfig(
             vocabSize: try int("vocab_size"), hiddenSize: try int("hidden_size"), layers: try int("num_hidden_layers"),
             heads: try int("num_attention_heads"), intermediateSize: try int("intermediate_size"),
@@ -436,10 +474,10 @@ public struct ConfigAssembly {
             tieWordEmbeddings: values["tie_word_embeddings"]?.value.boolValue ?? true,
             bos: try int("bos_token_id"), eos: try int("eos_token_id"), pad: try int("pad_token_id"), mask: try int("mask_token_id"))
         guard config.hiddenSize % config.heads == 0 else {
-            throw ModelError(source, "hidden_size \(config.hiddenSize) (\(origin("hidden_size"))) is not divisible by num_attention_heads \(config.heads) (\(origin("num_attention_heads")))")
+            throw ConfigError.headsDoNotDivide(source: source, hiddenSize: config.hiddenSize, hiddenOrigin: origin("hidden_size"), heads: config.heads, headsOrigin: origin("num_attention_heads"))
         }
         for (name, id) in [("bos", config.bos), ("eos", config.eos), ("pad", config.pad), ("mask", config.mask)] where id >= config.vocabSize {
-            throw ModelError(source, "\(name)_token_id \(id) is outside the vocabulary of \(config.vocabSize)")
+            throw ConfigError.specialTokenOutsideVocabulary(source: source, role: name, id: id, vocabSize: config.vocabSize)
         }
         return config
     }

@@ -5,11 +5,48 @@ import CZstd
 import Glibc
 #endif
 
-/// Why an archive could not be written or read.
-public struct ArchiveError: Error, Equatable, CustomStringConvertible, Sendable {
-    public let file: String
-    public let detail: String
-    public var description: String { "\(file): \(detail)" }
+/// Why an archive could not be written or read. `file` is the archive; offsets are into its tar stream.
+public enum ArchiveError: Error, Equatable, CustomStringConvertible, Sendable {
+    case nameTooLong(file: String, name: String)
+    case zstdContext(file: String)
+    case zstd(file: String, message: String)
+    case zstdTruncated(file: String)
+    case tarTruncated(file: String)
+    case entryAfterEnd(file: String, offset: Int)
+    case badNumber(file: String, offset: Int, text: String)
+    case checksum(file: String, offset: Int)
+    case sizeOutOfRange(file: String, entry: String)
+    case notRelative(file: String, entry: String)
+    case outsideTop(file: String, entry: String, top: String)
+    case unexpectedFolder(file: String, entry: String)
+    case tooDeep(file: String, entry: String)
+    case duplicate(file: String, entry: String)
+    case entryType(file: String, entry: String, type: UInt8)
+    /// Unpacking would write more than `limit` bytes.
+    case bomb(file: String, limit: Int)
+
+    public var description: String {
+        switch self {
+        case let .nameTooLong(file, name): return "\(file): entry name \"\(name)\" is too long for a ustar archive"
+        case let .zstdContext(file): return "\(file): zstd could not allocate a context"
+        case let .zstd(file, message): return "\(file): zstd: \(message)"
+        case let .zstdTruncated(file): return "\(file): the zstd stream is truncated"
+        case let .tarTruncated(file): return "\(file): the tar stream ends inside an entry or without its end blocks"
+        case let .entryAfterEnd(file, offset): return "\(file): tar entry at offset \(offset) after the end blocks"
+        case let .badNumber(file, offset, text): return "\(file): tar header at offset \(offset): bad number \"\(text)\""
+        case let .checksum(file, offset): return "\(file): tar header at offset \(offset): checksum mismatch"
+        case let .sizeOutOfRange(file, entry): return "\(file): tar entry \"\(entry)\": size out of range"
+        case let .notRelative(file, entry): return "\(file): tar entry \"\(entry)\" is not a plain relative path"
+        case let .outsideTop(file, entry, top): return "\(file): tar entry \"\(entry)\" is outside the top folder \"\(top)\""
+        case let .unexpectedFolder(file, entry): return "\(file): unexpected folder entry \"\(entry)\""
+        case let .tooDeep(file, entry): return "\(file): tar entry \"\(entry)\" is nested too deep; a bundle holds files at most one folder deep"
+        case let .duplicate(file, entry): return "\(file): tar entry \"\(entry)\" appears twice"
+        case let .entryType(file, entry, type):
+            return "\(file): tar entry \"\(entry)\" has type '\(Character(Unicode.Scalar(type)))'; only files and one folder are allowed"
+        case let .bomb(file, limit):
+            return "\(file): unpacks to more than \(limit) bytes (8 × the archive's size + 256 MiB): a decompression bomb? nothing was kept"
+        }
+    }
 }
 
 /// Deterministic release archives: a POSIX (ustar) tar of one folder, entries sorted by name, modes
@@ -82,7 +119,7 @@ public enum ReleaseArchive {
         var prefix: [UInt8] = [], rest = bytes
         if bytes.count > 100 {
             guard let cut = bytes.indices.reversed().first(where: { bytes[$0] == UInt8(ascii: "/") && $0 <= 155 && bytes.count - $0 - 1 <= 100 }) else {
-                throw ArchiveError(file: file, detail: "entry name \"\(name)\" is too long for a ustar archive")
+                throw ArchiveError.nameTooLong(file: file, name: name)
             }
             prefix = Array(bytes[..<cut])
             rest = Array(bytes[(cut + 1)...])
@@ -124,7 +161,7 @@ final class ZstdWriter {
 
     init(_ out: AtomicFileWriter) throws {
         self.out = out
-        guard let c = ZSTD_createCCtx() else { throw ArchiveError(file: out.destination, detail: "zstd could not allocate a context") }
+        guard let c = ZSTD_createCCtx() else { throw ArchiveError.zstdContext(file: out.destination) }
         context = c
         ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, ReleaseArchive.compressionLevel)
         ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1)
@@ -153,7 +190,7 @@ final class ZstdWriter {
             return (r, output.pos)
         }
         if ZSTD_isError(left) != 0 {
-            throw ArchiveError(file: out.destination, detail: "zstd: " + String(cString: ZSTD_getErrorName(left)))
+            throw ArchiveError.zstd(file: out.destination, message: String(cString: ZSTD_getErrorName(left)))
         }
         try buffer.withUnsafeBytes { try out.write(UnsafeRawBufferPointer(rebasing: $0[0..<produced])) }
         return left
@@ -177,7 +214,7 @@ public enum ArchiveReader {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
         defer { close(fd) }
-        guard let dctx = ZSTD_createDCtx() else { throw ArchiveError(file: path, detail: "zstd could not allocate a context") }
+        guard let dctx = ZSTD_createDCtx() else { throw ArchiveError.zstdContext(file: path) }
         defer { ZSTD_freeDCtx(dctx) }
         ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 27)
         var parser = TarParser(file: path, visitor: visitor)
@@ -200,12 +237,12 @@ public enum ArchiveReader {
                 var outBuf = ZSTD_outBuffer(dst: output.baseAddress, size: outSize, pos: 0)
                 lastResult = ZSTD_decompressStream(dctx, &outBuf, &inBuf)
                 if ZSTD_isError(lastResult) != 0 {
-                    throw ArchiveError(file: path, detail: "zstd: " + String(cString: ZSTD_getErrorName(lastResult)))
+                    throw ArchiveError.zstd(file: path, message: String(cString: ZSTD_getErrorName(lastResult)))
                 }
                 try parser.feed(UnsafeRawBufferPointer(rebasing: output[0..<outBuf.pos]))
             }
         }
-        guard sawInput, lastResult == 0 else { throw ArchiveError(file: path, detail: "the zstd stream is truncated") }
+        guard sawInput, lastResult == 0 else { throw ArchiveError.zstdTruncated(file: path) }
         return try parser.finish()
     }
 }
@@ -261,7 +298,7 @@ public struct TarParser {
 
     public mutating func finish() throws -> String {
         guard !inEntry, header.isEmpty, zeroBlocks >= 1, let top else {
-            throw ArchiveError(file: file, detail: "the tar stream ends inside an entry or without its end blocks")
+            throw ArchiveError.tarTruncated(file: file)
         }
         return top
     }
@@ -272,25 +309,25 @@ public struct TarParser {
             zeroBlocks += 1
             return
         }
-        guard zeroBlocks == 0 else { throw ArchiveError(file: file, detail: "tar entry at offset \(at) after the end blocks") }
+        guard zeroBlocks == 0 else { throw ArchiveError.entryAfterEnd(file: file, offset: at) }
         func text(_ r: Range<Int>) -> String { String(decoding: header[r].prefix { $0 != 0 }, as: UTF8.self) }
         func octal(_ r: Range<Int>) throws -> Int {
             let s = text(r).trimmingSpaces
             guard let v = Int(s.isEmpty ? "0" : s, radix: 8), v >= 0 else {
-                throw ArchiveError(file: file, detail: "tar header at offset \(at): bad number \"\(s)\"")
+                throw ArchiveError.badNumber(file: file, offset: at, text: s)
             }
             return v
         }
         var sum = 0
         for (i, b) in header.enumerated() { sum += (148..<156).contains(i) ? 32 : Int(b) }
-        guard try octal(148..<156) == sum else { throw ArchiveError(file: file, detail: "tar header at offset \(at): checksum mismatch") }
+        guard try octal(148..<156) == sum else { throw ArchiveError.checksum(file: file, offset: at) }
         let prefix = text(345..<500)
         let name = prefix.isEmpty ? text(0..<100) : prefix + "/" + text(0..<100)
         let size: Int
         if header[124] & 0x80 != 0 {
             var v = 0
             for i in 125..<136 {
-                guard v < (Int.max >> 8) else { throw ArchiveError(file: file, detail: "tar entry \"\(name)\": size out of range") }
+                guard v < (Int.max >> 8) else { throw ArchiveError.sizeOutOfRange(file: file, entry: name) }
                 v = v << 8 | Int(header[i])
             }
             size = v
@@ -299,20 +336,20 @@ public struct TarParser {
         }
         let parts = name.split(separator: "/", omittingEmptySubsequences: false).filter { !$0.isEmpty }
         guard !name.hasPrefix("/"), !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else {
-            throw ArchiveError(file: file, detail: "tar entry \"\(name)\" is not a plain relative path")
+            throw ArchiveError.notRelative(file: file, entry: name)
         }
         if top == nil { top = String(parts[0]) }
-        guard parts[0] == top! else { throw ArchiveError(file: file, detail: "tar entry \"\(name)\" is outside the top folder \"\(top!)\"") }
+        guard parts[0] == top! else { throw ArchiveError.outsideTop(file: file, entry: name, top: top!) }
         let type = header[156]
         switch type {
         case UInt8(ascii: "5"):
-            guard size == 0, parts.count <= 2 else { throw ArchiveError(file: file, detail: "unexpected folder entry \"\(name)\"") }
+            guard size == 0, parts.count <= 2 else { throw ArchiveError.unexpectedFolder(file: file, entry: name) }
         case UInt8(ascii: "0"), 0:
             guard parts.count == 2 || parts.count == 3 else {
-                throw ArchiveError(file: file, detail: "tar entry \"\(name)\" is nested too deep; a bundle holds files at most one folder deep")
+                throw ArchiveError.tooDeep(file: file, entry: name)
             }
             let inside = parts.dropFirst().joined(separator: "/")
-            guard names.insert(inside).inserted else { throw ArchiveError(file: file, detail: "tar entry \"\(name)\" appears twice") }
+            guard names.insert(inside).inserted else { throw ArchiveError.duplicate(file: file, entry: name) }
             try visitor.begin(name: inside, size: size)
             inEntry = true
             remaining = size
@@ -322,7 +359,7 @@ public struct TarParser {
                 inEntry = false
             }
         default:
-            throw ArchiveError(file: file, detail: "tar entry \"\(name)\" has type '\(Character(Unicode.Scalar(type)))'; only files and one folder are allowed")
+            throw ArchiveError.entryType(file: file, entry: name, type: type)
         }
     }
 }
@@ -398,6 +435,6 @@ public final class ExtractedArchive {
     }
 
     static func bomb(_ archive: String, _ limit: Int) -> ArchiveError {
-        ArchiveError(file: archive, detail: "unpacks to more than \(limit) bytes (8 × the archive's size + 256 MiB): a decompression bomb? nothing was kept")
+        ArchiveError.bomb(file: archive, limit: limit)
     }
 }

@@ -59,15 +59,15 @@ public enum BundleVerifier {
         // Only regular files, checked before any open: a FIFO would block, a symlink could lead outside the bundle.
         switch try FileKind(atPath: path) {
         case .regular: break
-        case .symlink: throw ArchiveError(file: path, detail: "a symlink; a bundle holds regular files only")
-        case .directory, .other: throw ArchiveError(file: path, detail: "not a regular file; a bundle holds regular files, at most one folder deep")
+        case .symlink: throw BundleError.notRegular(path: path, kind: .symlink)
+        case .directory, .other: throw BundleError.notRegular(path: path, kind: .notAFile)
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
-            throw ArchiveError(file: path, detail: "not a regular file; a bundle holds regular files, at most one folder deep")
+            throw BundleError.notRegular(path: path, kind: .notAFile)
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 << 20, alignment: 64)
         defer { buffer.deallocate() }
@@ -215,7 +215,7 @@ public enum BundleVerifier {
             guard b.files["tokenizer.json"] != nil || b.files[TokenizerFiles.subfolder + "/tokenizer.json"] != nil else { return [] }
             guard let config else { return ["not checked: config.json is unusable"] }
             let tok = try TokenizerFiles(directory: path, files: Array(b.files.keys)) { name in
-                guard let j = try b.json(name) else { throw ModelError(path, "\(name) is missing") }
+                guard let j = try b.json(name) else { throw BundleError.missingFile(bundle: path, name: name) }
                 return j
             }
             try tok.check(against: config, configOrigin: "config.json")
@@ -255,13 +255,13 @@ public enum BundleFolder {
                 for inner in try directoryEntries(folder + "/" + name) {
                     switch try FileKind(atPath: folder + "/" + name + "/" + inner) {
                     case .regular: out.append(name + "/" + inner)
-                    case .directory: throw ArchiveError(file: folder + "/" + name + "/" + inner, detail: "a folder two deep; a bundle holds regular files, at most one folder deep")
-                    case .symlink: throw ArchiveError(file: folder + "/" + name + "/" + inner, detail: "a symlink; a bundle holds regular files only")
-                    case .other: throw ArchiveError(file: folder + "/" + name + "/" + inner, detail: "not a regular file (a FIFO, device or socket)")
+                    case .directory: throw BundleError.notRegular(path: folder + "/" + name + "/" + inner, kind: .folderTwoDeep)
+                    case .symlink: throw BundleError.notRegular(path: folder + "/" + name + "/" + inner, kind: .symlink)
+                    case .other: throw BundleError.notRegular(path: folder + "/" + name + "/" + inner, kind: .special)
                     }
                 }
-            case .symlink: throw ArchiveError(file: folder + "/" + name, detail: "a symlink; a bundle holds regular files only")
-            case .other: throw ArchiveError(file: folder + "/" + name, detail: "not a regular file (a FIFO, device or socket)")
+            case .symlink: throw BundleError.notRegular(path: folder + "/" + name, kind: .symlink)
+            case .other: throw BundleError.notRegular(path: folder + "/" + name, kind: .special)
             }
         }
         return out.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
@@ -354,14 +354,14 @@ final class BundleContents: ArchiveReader.Visitor {
     }
 
     func end() throws {
-        guard seen == size else { throw ArchiveError(file: file, detail: "\(name): read \(seen) bytes of \(size)") }
+        guard seen == size else { throw BundleError.shortRead(file: file, name: name, read: seen, size: size) }
         files[name] = (size, digest.hexDigest())
         parsed[name] = nil
         if let keep { jsonBytes[name] = keep }
         if let s = scanner {
             let header = try s.finish()
             for e in header.entries {
-                guard descriptors[e.name] == nil else { throw ArchiveError(file: file, detail: "tensor \"\(e.name)\" appears in two shards") }
+                guard descriptors[e.name] == nil else { throw BundleError.tensorInTwoShards(file: file, tensor: e.name) }
                 descriptors[e.name] = TensorDescriptor(dtype: e.dtype, shape: e.shape)
             }
             for (k, v) in s.nonFinite { nonFinite[k] = v }
@@ -375,7 +375,7 @@ final class BundleContents: ArchiveReader.Visitor {
     /// A JSON file of the bundle, parsed (nil when absent).
     func json(_ name: String) throws -> JSONValue? {
         guard let bytes = jsonBytes[name] else {
-            if files[name] != nil { throw ModelError(file + "/" + name, "larger than \(Self.maximumJSONSize) bytes") }
+            if files[name] != nil { throw BundleError.jsonTooLarge(file: file + "/" + name, limit: Self.maximumJSONSize) }
             return nil
         }
         if let value = parsed[name] { return value }
@@ -383,7 +383,7 @@ final class BundleContents: ArchiveReader.Visitor {
             let value = try JSONParser.parse(bytes)
             parsed[name] = value
             return value
-        } catch { throw ModelError(file + "/" + name, "not valid JSON: \(error)") }
+        } catch { throw BundleError.invalidJSON(file: file + "/" + name, detail: "\(error)") }
     }
 
     /// Tensor descriptors under training names (the layout's names mapped back, GPT-2's transposed shapes turned
@@ -452,7 +452,7 @@ final class SafetensorsStreamScanner {
         while !rest.isEmpty {
             while entryIndex < header.entries.count, header.entries[entryIndex].dataRange.upperBound <= position { entryIndex += 1 }
             guard entryIndex < header.entries.count else {
-                throw ArchiveError(file: file, detail: "bytes after the last tensor")
+                throw BundleError.bytesAfterLastTensor(file: file)
             }
             let e = header.entries[entryIndex]
             let n = min(rest.count, e.dataRange.upperBound - position)
@@ -478,7 +478,45 @@ final class SafetensorsStreamScanner {
     }
 
     func finish() throws -> SafetensorsHeader {
-        guard let header else { throw ArchiveError(file: file, detail: "the safetensors header is incomplete") }
+        guard let header else { throw BundleError.incompleteHeader(file: file) }
         return header
+    }
+}
+
+/// A bundle (or a file meant for one) that cannot be read as one.
+public enum BundleError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// What stands where a bundle's regular file should be.
+    public enum Entry: Sendable { case symlink, notAFile, folderTwoDeep, special }
+
+    case notRegular(path: String, kind: Entry)
+    case missingFile(bundle: String, name: String)
+    case jsonTooLarge(file: String, limit: Int)
+    case invalidJSON(file: String, detail: String)
+    case shortRead(file: String, name: String, read: Int, size: Int)
+    case tensorInTwoShards(file: String, tensor: String)
+    case bytesAfterLastTensor(file: String)
+    case incompleteHeader(file: String)
+    case bidirectionalAsGPT2(source: String)
+    case int8AsGPT2(source: String)
+    /// `--model-card` with front matter the Hub would not read (`ModelCard.frontMatterProblem`).
+    case modelCard(problem: String)
+
+    public var description: String {
+        switch self {
+        case let .notRegular(path, .symlink): return "\(path): a symlink; a bundle holds regular files only"
+        case let .notRegular(path, .notAFile): return "\(path): not a regular file; a bundle holds regular files, at most one folder deep"
+        case let .notRegular(path, .folderTwoDeep): return "\(path): a folder two deep; a bundle holds regular files, at most one folder deep"
+        case let .notRegular(path, .special): return "\(path): not a regular file (a FIFO, device or socket)"
+        case let .missingFile(bundle, name): return "\(bundle): \(name) is missing"
+        case let .jsonTooLarge(file, limit): return "\(file): larger than \(limit) bytes"
+        case let .invalidJSON(file, detail): return "\(file): not valid JSON: \(detail)"
+        case let .shortRead(file, name, read, size): return "\(file): \(name): read \(read) bytes of \(size)"
+        case let .tensorInTwoShards(file, tensor): return "\(file): tensor \"\(tensor)\" appears in two shards"
+        case let .bytesAfterLastTensor(file): return "\(file): bytes after the last tensor"
+        case let .incompleteHeader(file): return "\(file): the safetensors header is incomplete"
+        case let .bidirectionalAsGPT2(source): return "\(source): an MDLM (bidirectional) model has no GPT-2 form: GPT-2 attention is causal"
+        case let .int8AsGPT2(source): return "\(source): int8 is not written in the GPT-2 layout (write a native bundle for int8)"
+        case let .modelCard(problem): return "--model-card: \(problem)"
+        }
     }
 }

@@ -58,8 +58,8 @@ public enum BundleWriter {
         let dtype = options.dtype ?? model.dominantDType
         let layout = options.layout
         if layout == .gpt2 {
-            guard model.config.causal else { throw ModelError(model.info.path, "an MDLM (bidirectional) model has no GPT-2 form: GPT-2 attention is causal") }
-            guard dtype != .i8 else { throw ModelError(model.info.path, "int8 is not written in the GPT-2 layout (write a native bundle for int8)") }
+            guard model.config.causal else { throw BundleError.bidirectionalAsGPT2(source: model.info.path) }
+            guard dtype != .i8 else { throw BundleError.int8AsGPT2(source: model.info.path) }
         }
         var files: [WrittenFile] = []
 

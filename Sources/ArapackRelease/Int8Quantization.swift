@@ -19,9 +19,9 @@ public struct Int8Quantization: Sendable {
 
     /// The scale tensor's shape for a weight of `shape`, or an error when the group size does not divide it.
     public func scaleShape(_ shape: [Int], name: String) throws -> [Int] {
-        guard shape.count == 2 else { throw ModelError(name, "int8 quantization applies to 2-D weights") }
+        guard shape.count == 2 else { throw CastError.int8NotMatrix(tensor: name) }
         guard shape[1] % group(shape[1]) == 0 else {
-            throw ModelError(name, "--int8-group-size \(groupSize) does not divide the \(shape[1]) columns")
+            throw CastError.int8GroupSize(tensor: name, groupSize: groupSize, columns: shape[1])
         }
         return [shape[0], shape[1] / group(shape[1])]
     }
@@ -56,7 +56,7 @@ public struct Int8Quantization: Sendable {
     public static func dequantize(_ q: Tensor, scale: Tensor, name: String) throws -> Tensor {
         guard q.dtype == .i8, q.shape.count == 2, scale.dtype == .f32, scale.shape.count == 2, scale.shape[0] == q.shape[0],
               scale.shape[1] > 0, q.shape[1] % scale.shape[1] == 0 else {
-            throw ModelError(name, "a quantized weight is I8 [rows, cols] with an F32 scale [rows, groups] whose groups divide cols; found \(q.dtype.name) \(q.shape) and \(scale.dtype.name) \(scale.shape)")
+            throw CastError.int8Pair(tensor: name, weightDType: q.dtype, weightShape: q.shape, scaleDType: scale.dtype, scaleShape: scale.shape)
         }
         let rows = q.shape[0], cols = q.shape[1], groups = scale.shape[1], g = cols / groups
         let s = try scale.floats()

@@ -48,7 +48,7 @@ public struct ModelCard {
 
     /// The user's own card, after `frontMatterProblem` finds nothing wrong with it.
     public init(userCard: String) throws {
-        if let problem = Self.frontMatterProblem(userCard) { throw ModelError("--model-card", problem) }
+        if let problem = Self.frontMatterProblem(userCard) { throw BundleError.modelCard(problem: problem) }
         text = userCard
     }
 

@@ -99,15 +99,15 @@ public enum Parity {
                            probeIDs: [[Int]]? = nil, thresholds override: ParityThresholds? = nil,
                            batchLogitBytes: Int = Parity.batchLogitBytes) throws -> ParityReport {
         guard bundle.config == source.config else {
-            throw ModelError(bundle.info.path, "the bundle's config differs from \(source.info.path)'s; parity compares the same model")
+            throw ParityError.configsDiffer(bundle: bundle.info.path, source: source.info.path)
         }
         let c = bundle.config
         // A length past the positions is refused, not shortened (and before any probe is drawn).
         let L = probeIDs?.first?.count ?? length ?? min(c.maxPositions, 64)
         guard L <= c.maxPositions else {
-            throw ModelError("parity", "probe length \(L) exceeds max_position_embeddings \(c.maxPositions)")
+            throw ParityError.probeTooLong(length: L, limit: c.maxPositions)
         }
-        guard L > 0, count > 0 else { throw ModelError(bundle.info.path, "--probes and --seq-len must be positive") }
+        guard L > 0, count > 0 else { throw ParityError.noProbes(bundle: bundle.info.path) }
         let ids = probeIDs ?? probes(count: count, length: L, vocab: c.vocabSize, seed: seed)
         // One model after the other: the reference's logits for a batch of probes, its pass dropped (and its mapped
         // pages), then the candidate's. Only one model's weights are resident at a time, plus two batches of logits.
@@ -157,7 +157,7 @@ public enum Parity {
         let c = bundle.config
         guard idsTensor.dtype == .i64, idsTensor.shape.count == 2, logitsTensor.dtype == .f32,
               logitsTensor.shape == idsTensor.shape + [c.vocabSize] else {
-            throw ModelError(goldenPath, "a golden file holds ids (I64 [N, L]) and logits (F32 [N, L, \(c.vocabSize)])")
+            throw ParityError.goldenLayout(file: goldenPath, vocabSize: c.vocabSize)
         }
         let ids = try readIDs(idsTensor, file: goldenPath)
         let pass = try ForwardPass(bundle)
@@ -180,7 +180,7 @@ public enum Parity {
     /// Token-id sequences from an I64 [N, L] tensor.
     public static func readIDs(_ t: Tensor, file: String) throws -> [[Int]] {
         guard t.dtype == .i64 || t.dtype == .i32, t.shape.count == 2, t.shape[0] > 0, t.shape[1] > 0 else {
-            throw ModelError(file, "ids must be an I64 (or I32) tensor [N, L], found \(t.dtype.name) \(t.shape)")
+            throw ParityError.idsLayout(file: file, dtype: t.dtype, shape: t.shape)
         }
         let flat = t.dtype == .i64 ? try t.integers(as: Int64.self).map(Int.init) : try t.integers(as: Int32.self).map(Int.init)
         let L = t.shape[1]
@@ -208,5 +208,24 @@ public enum Parity {
             out.append("\(ModelFamily.releasePrefix)\(training) (\(count) element\(count == 1 ? "" : "s"))")
         }
         return out
+    }
+}
+
+/// A parity run that cannot start: the two sides or the probes do not fit.
+public enum ParityError: Error, Equatable, CustomStringConvertible, Sendable {
+    case configsDiffer(bundle: String, source: String)
+    case probeTooLong(length: Int, limit: Int)
+    case noProbes(bundle: String)
+    case goldenLayout(file: String, vocabSize: Int)
+    case idsLayout(file: String, dtype: DType, shape: [Int])
+
+    public var description: String {
+        switch self {
+        case let .configsDiffer(bundle, source): return "\(bundle): the bundle's config differs from \(source)'s; parity compares the same model"
+        case let .probeTooLong(length, limit): return "parity: probe length \(length) exceeds max_position_embeddings \(limit)"
+        case let .noProbes(bundle): return "\(bundle): --probes and --seq-len must be positive"
+        case let .goldenLayout(file, vocab): return "\(file): a golden file holds ids (I64 [N, L]) and logits (F32 [N, L, \(vocab)])"
+        case let .idsLayout(file, dtype, shape): return "\(file): ids must be an I64 (or I32) tensor [N, L], found \(dtype.name) \(shape)"
+        }
     }
 }

@@ -62,7 +62,7 @@ public final class ReleaseModel {
         for name in sourceNames {
             let training = layout == .training ? ModelFamily.normalize(name) : layout.training(of: name) ?? name
             if let other = byTraining[training] {
-                throw ModelError(path, "tensors \"\(other)\" and \"\(name)\" both name \"\(training)\" once wrappers are removed")
+                throw ReleaseModelError.sameTrainingName(path: path, first: other, second: name, training: training)
             }
             byTraining[training] = name
         }
@@ -86,7 +86,7 @@ public final class ReleaseModel {
         }
 
         guard byTraining[ModelFamily.embedding] != nil else {
-            throw ModelError(path, "not an AraFusion model: none of its \(sourceNames.count) tensors is \(ModelFamily.embedding) (found \(ModelFamily.list(sourceNames.sorted())))")
+            throw ReleaseModelError.notAraFusion(path: path, tensorCount: sourceNames.count, found: ModelFamily.list(sourceNames.sorted()))
         }
         try assembly.addShapes(descriptors.mapValues(\.shape))
 
@@ -119,7 +119,7 @@ public final class ReleaseModel {
             emb.storage.discardMappedPages()
             if !equal {
                 guard allowUntied else {
-                    throw ModelError(path, "the model is untied: \(headName) differs from \(embName) (\(try Self.difference(head, emb))); pass --allow-untied to release it with tie_word_embeddings false")
+                    throw ReleaseModelError.untied(path: path, head: headName, embedding: embName, difference: try Self.difference(head, emb))
                 }
                 try assembly.add("tie_word_embeddings", .bool(false), origin: "the tensors (untied)")
             } else if !assembly.has("tie_word_embeddings") {
@@ -137,7 +137,7 @@ public final class ReleaseModel {
 
         // Every expected tensor present with its shape; nothing unexpected.
         if let problem = ModelFamily.tensorProblems(config, descriptors, headOptional: config.tieWordEmbeddings, display: { byTraining[$0] ?? $0 }).first {
-            throw ModelError(path, problem)
+            throw ReleaseModelError.tensors(path: path, problem: problem)
         }
         let expected = ModelFamily.expectedShapes(config)
         names = expected.filter { $0.name != ModelFamily.lmHead || !config.tieWordEmbeddings }.map { ($0.name, byTraining[$0.name]!) }
@@ -146,13 +146,13 @@ public final class ReleaseModel {
     /// The tensor under its training name (`lm_head.weight` of a tied model is the embedding).
     public func tensor(_ training: String) throws -> Tensor {
         let name = training == ModelFamily.lmHead && tied ? ModelFamily.embedding : training
-        guard let s = names.first(where: { $0.training == name })?.source else { throw ModelError(info.path, "no tensor \(training)") }
+        guard let s = names.first(where: { $0.training == name })?.source else { throw ReleaseModelError.noTensor(path: info.path, name: training) }
         return try Self.read(source, s, scale: quantizedScales[name], transposed: layout.isTransposed(name))
     }
 
     /// The shape of a tensor under its training name (GPT-2's transposed weights turned back).
     public func shape(of training: String) throws -> [Int] {
-        guard let s = names.first(where: { $0.training == training })?.source else { throw ModelError(info.path, "no tensor \(training)") }
+        guard let s = names.first(where: { $0.training == training })?.source else { throw ReleaseModelError.noTensor(path: info.path, name: training) }
         return layout.storedShape(of: training, try source.descriptor(named: s).shape)
     }
 
@@ -221,7 +221,7 @@ public func readJSON(_ path: String) throws -> JSONValue {
     do {
         return try file.withUnsafeBytes { try JSONParser.parse($0) }
     } catch let e as JSONError {
-        throw ModelError(path, "not valid JSON: \(e)")
+        throw BundleError.invalidJSON(file: path, detail: "\(e)")
     }
 }
 
@@ -229,5 +229,26 @@ extension ForwardPass {
     /// The reference forward pass over a model read from any source.
     public convenience init(_ model: ReleaseModel) throws {
         try self.init(config: model.config, tensor: model.tensor)
+    }
+}
+
+/// A source that is not a releasable AraFusion model.
+public enum ReleaseModelError: Error, Equatable, CustomStringConvertible, Sendable {
+    case sameTrainingName(path: String, first: String, second: String, training: String)
+    case notAraFusion(path: String, tensorCount: Int, found: String)
+    case untied(path: String, head: String, embedding: String, difference: String)
+    /// What the family's shape check found (a tensor missing, unexpected or of the wrong shape).
+    case tensors(path: String, problem: String)
+    case noTensor(path: String, name: String)
+
+    public var description: String {
+        switch self {
+        case let .sameTrainingName(path, a, b, training): return "\(path): tensors \"\(a)\" and \"\(b)\" both name \"\(training)\" once wrappers are removed"
+        case let .notAraFusion(path, count, found): return "\(path): not an AraFusion model: none of its \(count) tensors is \(ModelFamily.embedding) (found \(found))"
+        case let .untied(path, head, embedding, difference):
+            return "\(path): the model is untied: \(head) differs from \(embedding) (\(difference)); pass --allow-untied to release it with tie_word_embeddings false"
+        case let .tensors(path, problem): return "\(path): \(problem)"
+        case let .noTensor(path, name): return "\(path): no tensor \(name)"
+        }
     }
 }

@@ -141,7 +141,7 @@ final class TensorCaster {
             } else {
                 let overflows = FloatConversion.countFloat16Overflows(f)
                 guard overflows == 0 else {
-                    throw ModelError(file, "tensor \"\(name)\": \(overflows) value(s) exceed the float16 range (|x| ≥ 65520) and would become infinite; keep it in bf16 or f32")
+                    throw CastError.float16Overflow(file: file, tensor: name, count: overflows)
                 }
                 FloatConversion.convertToF16(f, dst)
             }
@@ -214,5 +214,25 @@ extension Tensor {
             }
         }
         return try Tensor(dtype: dtype, shape: [shape[1], shape[0]], storage: storage)
+    }
+}
+
+/// A tensor that cannot take the dtype asked for (a narrowing cast or int8 quantization).
+public enum CastError: Error, Equatable, CustomStringConvertible, Sendable {
+    case float16Overflow(file: String, tensor: String, count: Int)
+    case int8NotMatrix(tensor: String)
+    case int8GroupSize(tensor: String, groupSize: Int, columns: Int)
+    /// An int8 weight and its scale that do not make a pair (BUNDLE.md).
+    case int8Pair(tensor: String, weightDType: DType, weightShape: [Int], scaleDType: DType, scaleShape: [Int])
+
+    public var description: String {
+        switch self {
+        case let .float16Overflow(file, tensor, count):
+            return "\(file): tensor \"\(tensor)\": \(count) value(s) exceed the float16 range (|x| ≥ 65520) and would become infinite; keep it in bf16 or f32"
+        case let .int8NotMatrix(tensor): return "\(tensor): int8 quantization applies to 2-D weights"
+        case let .int8GroupSize(tensor, group, columns): return "\(tensor): --int8-group-size \(group) does not divide the \(columns) columns"
+        case let .int8Pair(tensor, weightDType, weightShape, scaleDType, scaleShape):
+            return "\(tensor): a quantized weight is I8 [rows, cols] with an F32 scale [rows, groups] whose groups divide cols; found \(weightDType.name) \(weightShape) and \(scaleDType.name) \(scaleShape)"
+        }
     }
 }

@@ -50,14 +50,14 @@ public final class TokenizerFiles {
         self.directory = directory
         let sets = ["", Self.subfolder + "/"].filter { prefix in files.contains { $0.hasPrefix(prefix) && Self.names.contains(String($0.dropFirst(prefix.count))) } }
         guard !sets.isEmpty else {
-            throw ModelError(directory, "no tokenizer.json in the tokenizer folder (nor in its \(Self.subfolder)/ folder)")
+            throw TokenizerError.noTokenizer(directory: directory, subfolder: Self.subfolder)
         }
         var ids: [String: Int]?, size = 0
         for prefix in sets {
             let set = Self.names.filter { files.contains(prefix + $0) }
             let checked = try Self.check(directory: directory + (prefix.isEmpty ? "" : "/" + prefix.dropLast()), files: set) { try load(prefix + $0) }
             if let earlier = ids, earlier != checked.ids {
-                throw ModelError(directory, "the tokenizer at the top and the one in \(Self.subfolder)/ name different special tokens (\(earlier.sorted { $0.key < $1.key }) and \(checked.ids.sorted { $0.key < $1.key }))")
+                throw TokenizerError.setsDisagree(directory: directory, top: earlier, subfolder: checked.ids)
             }
             ids = checked.ids
             size = max(size, checked.vocabularySize)
@@ -81,18 +81,18 @@ public final class TokenizerFiles {
 
     /// The checks of one set of HF files (`files` by name, `load` parses one); its special ids and vocabulary size.
     static func check(directory: String, files: [String], load: (String) throws -> JSONValue) throws -> (ids: [String: Int], vocabularySize: Int) {
-        guard files.contains("tokenizer.json") else { throw ModelError(directory, "no tokenizer.json in the tokenizer folder") }
+        guard files.contains("tokenizer.json") else { throw TokenizerError.noTokenizer(directory: directory, subfolder: nil) }
         let tokenizer = try load("tokenizer.json")
         let file = directory + "/tokenizer.json"
         guard let model = tokenizer["model"], model.members != nil else {
-            throw ModelError(file, "model must be an object (the tokenizer's algorithm and vocabulary), found \(tokenizer["model"]?.kindName ?? "nothing")")
+            throw TokenizerError.modelNotObject(file: file, found: tokenizer["model"]?.kindName ?? "nothing")
         }
         if let merges = model["merges"] {
-            guard let list = merges.elements else { throw ModelError(file, "model.merges must be an array, found \(merges.kindName)") }
+            guard let list = merges.elements else { throw TokenizerError.mergesNotArray(file: file, found: merges.kindName) }
             for (i, m) in list.enumerated() {
                 let pair = m.stringValue.map { $0.split(separator: " ", omittingEmptySubsequences: false).count == 2 }
                     ?? (m.elements.map { $0.count == 2 && $0.allSatisfy { $0.stringValue != nil } } ?? false)
-                guard pair else { throw ModelError(file, "model.merges[\(i)] is not a pair of tokens (\"a b\" or [\"a\", \"b\"])") }
+                guard pair else { throw TokenizerError.mergeNotPair(file: file, index: i) }
             }
         }
         var idOf: [String: Int] = [:]
@@ -100,17 +100,17 @@ public final class TokenizerFiles {
         var largest = -1
         func checked(_ value: JSONValue?, _ what: String) throws -> Int {
             guard let id = value?.intValue, (0...Self.maximumID).contains(id) else {
-                throw ModelError(file, "\(what) has no token id in 0...\(Self.maximumID) (found \(value.map { String($0.serialized().prefix(30)) } ?? "nothing"))")
+                throw TokenizerError.badID(file: file, entry: what, found: value.map { String($0.serialized().prefix(30)) } ?? "nothing", maximum: Self.maximumID)
             }
             return id
         }
         for (i, t) in (tokenizer["added_tokens"]?.elements ?? []).enumerated() {
             guard let content = t["content"]?.stringValue else {
-                throw ModelError(file, "added_tokens[\(i)] lacks a content string")
+                throw TokenizerError.addedTokenWithoutContent(file: file, index: i)
             }
             let id = try checked(t["id"], "added_tokens[\(i)]")
             if let other = contentOf[id], other != content {
-                throw ModelError(file, "added tokens \"\(other.escapingControlCharacters)\" and \"\(content.escapingControlCharacters)\" both have id \(id)")
+                throw TokenizerError.sharedID(file: file, first: other, second: content, id: id)
             }
             contentOf[id] = content
             idOf[content] = id
@@ -140,10 +140,10 @@ public final class TokenizerFiles {
             for role in Self.roles {
                 guard let v = json[role + "_token"], v != .null else { continue }
                 guard let token = v.stringValue ?? v["content"]?.stringValue else {
-                    throw ModelError(directory + "/" + file, "\(role)_token is neither a string nor {\"content\": …}")
+                    throw TokenizerError.specialTokenForm(file: directory + "/" + file, role: role)
                 }
                 if let earlier = tokenOf[role], earlier.token != token {
-                    throw ModelError(directory, "\(role) token is \"\(earlier.token)\" in \(earlier.origin) but \"\(token)\" in \(file)")
+                    throw TokenizerError.specialTokenConflict(directory: directory, role: role, first: earlier.token, firstFile: earlier.origin, second: token, secondFile: file)
                 }
                 tokenOf[role] = (token, file)
             }
@@ -151,7 +151,7 @@ public final class TokenizerFiles {
                 for m in decoder {
                     guard let content = m.value["content"]?.stringValue, let id = Int(m.key) else { continue }
                     guard idOf[content] == id else {
-                        throw ModelError(directory, "tokenizer_config.json added_tokens_decoder gives \"\(content)\" id \(id) but tokenizer.json gives \(idOf[content].map(String.init) ?? "none")")
+                        throw TokenizerError.decoderDisagrees(directory: directory, token: content, id: id, tokenizerID: idOf[content])
                     }
                 }
             }
@@ -159,7 +159,7 @@ public final class TokenizerFiles {
         var ids: [String: Int] = [:]
         for (role, t) in tokenOf {
             guard let id = idOf[t.token] else {
-                throw ModelError(directory, "\(role) token \"\(t.token)\" named in \(t.origin) is not in tokenizer.json's vocabulary")
+                throw TokenizerError.specialTokenUnknown(directory: directory, role: role, token: t.token, file: t.origin)
             }
             ids[role] = id
         }
@@ -187,11 +187,54 @@ public final class TokenizerFiles {
     /// Checks the tokenizer against a model config: special ids equal, vocabulary within the embedding rows.
     public func check(against config: ModelConfig, configOrigin: String) throws {
         guard vocabularySize <= config.vocabSize else {
-            throw ModelError(directory, "the tokenizer vocabulary has \(vocabularySize) tokens but the embedding has \(config.vocabSize) rows")
+            throw TokenizerError.vocabularyTooLarge(directory: directory, tokens: vocabularySize, rows: config.vocabSize)
         }
         let configIDs = ["bos": config.bos, "eos": config.eos, "pad": config.pad, "mask": config.mask]
         for (role, id) in specialIDs.sorted(by: { $0.key < $1.key }) where configIDs[role] != id {
-            throw ModelError(directory, "\(role)_token_id is \(id) in the tokenizer but \(configIDs[role]!) in \(configOrigin)")
+            throw TokenizerError.specialIDDiffers(directory: directory, role: role, tokenizerID: id, configID: configIDs[role]!, configOrigin: configOrigin)
+        }
+    }
+}
+
+/// Tokenizer files that disagree with themselves, with each other or with the model.
+public enum TokenizerError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// No tokenizer.json (`subfolder`: where else it was looked for).
+    case noTokenizer(directory: String, subfolder: String?)
+    case setsDisagree(directory: String, top: [String: Int], subfolder: [String: Int])
+    case modelNotObject(file: String, found: String)
+    case mergesNotArray(file: String, found: String)
+    case mergeNotPair(file: String, index: Int)
+    case badID(file: String, entry: String, found: String, maximum: Int)
+    case addedTokenWithoutContent(file: String, index: Int)
+    case sharedID(file: String, first: String, second: String, id: Int)
+    case specialTokenForm(file: String, role: String)
+    case specialTokenConflict(directory: String, role: String, first: String, firstFile: String, second: String, secondFile: String)
+    case decoderDisagrees(directory: String, token: String, id: Int, tokenizerID: Int?)
+    case specialTokenUnknown(directory: String, role: String, token: String, file: String)
+    case vocabularyTooLarge(directory: String, tokens: Int, rows: Int)
+    case specialIDDiffers(directory: String, role: String, tokenizerID: Int, configID: Int, configOrigin: String)
+
+    public var description: String {
+        switch self {
+        case let .noTokenizer(directory, subfolder?): return "\(directory): no tokenizer.json in the tokenizer folder (nor in its \(subfolder)/ folder)"
+        case let .noTokenizer(directory, nil): return "\(directory): no tokenizer.json in the tokenizer folder"
+        case let .setsDisagree(directory, top, sub):
+            return "\(directory): the tokenizer at the top and the one in \(TokenizerFiles.subfolder)/ name different special tokens (\(top.sorted { $0.key < $1.key }) and \(sub.sorted { $0.key < $1.key }))"
+        case let .modelNotObject(file, found): return "\(file): model must be an object (the tokenizer's algorithm and vocabulary), found \(found)"
+        case let .mergesNotArray(file, found): return "\(file): model.merges must be an array, found \(found)"
+        case let .mergeNotPair(file, i): return "\(file): model.merges[\(i)] is not a pair of tokens (\"a b\" or [\"a\", \"b\"])"
+        case let .badID(file, entry, found, maximum): return "\(file): \(entry) has no token id in 0...\(maximum) (found \(found))"
+        case let .addedTokenWithoutContent(file, i): return "\(file): added_tokens[\(i)] lacks a content string"
+        case let .sharedID(file, a, b, id):
+            return "\(file): added tokens \"\(a.escapingControlCharacters)\" and \"\(b.escapingControlCharacters)\" both have id \(id)"
+        case let .specialTokenForm(file, role): return "\(file): \(role)_token is neither a string nor {\"content\": …}"
+        case let .specialTokenConflict(directory, role, a, aFile, b, bFile): return "\(directory): \(role) token is \"\(a)\" in \(aFile) but \"\(b)\" in \(bFile)"
+        case let .decoderDisagrees(directory, token, id, tokenizerID):
+            return "\(directory): tokenizer_config.json added_tokens_decoder gives \"\(token)\" id \(id) but tokenizer.json gives \(tokenizerID.map(String.init) ?? "none")"
+        case let .specialTokenUnknown(directory, role, token, file): return "\(directory): \(role) token \"\(token)\" named in \(file) is not in tokenizer.json's vocabulary"
+        case let .vocabularyTooLarge(directory, tokens, rows): return "\(directory): the tokenizer vocabulary has \(tokens) tokens but the embedding has \(rows) rows"
+        case let .specialIDDiffers(directory, role, tokenizerID, configID, configOrigin):
+            return "\(directory): \(role)_token_id is \(tokenizerID) in the tokenizer but \(configID) in \(configOrigin)"
         }
     }
 }

@@ -1,4 +1,5 @@
 @testable import ArapackModel
+import ArapackFormats
 import ArapackTestSupport
 import Foundation
 import XCTest
@@ -72,5 +73,31 @@ final class ModelFamilyTableTests: XCTestCase {
         }
         XCTAssertEqual(offenders, [])
         XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("ArapackInference").path), "the forward pass lives in ArapackModel")
+    }
+
+    /// Config errors are cases carrying their context, so a caller (or a test) can tell them apart without
+    /// reading text; the text names the model, the field, the value and where it was stated.
+    func testConfigErrorsAreTypedCases() throws {
+        func error(_ json: String) -> ConfigError? {
+            var a = ConfigAssembly(source: "m.pt")
+            do {
+                try a.add(try JSONParser.parse(Array(json.utf8)), origin: "config.json")
+                _ = try a.resolve()
+                return nil
+            } catch { return error as? ConfigError }
+        }
+        let base = #""vocab_size": 64, "hidden_size": 12, "num_hidden_layers": 1, "intermediate_size": 48, "max_position_embeddings": 8"#
+        XCTAssertNil(error("{\(base), \"num_attention_heads\": 3}"))
+        let heads = error("{\(base), \"num_attention_heads\": 5}")
+        XCTAssertEqual(heads, .headsDoNotDivide(source: "m.pt", hiddenSize: 12, hiddenOrigin: "config.json", heads: 5, headsOrigin: "config.json"))
+        XCTAssertEqual(heads?.description, "m.pt: hidden_size 12 (config.json) is not divisible by num_attention_heads 5 (config.json)")
+        XCTAssertEqual(error("{\(base), \"num_attention_heads\": 3, \"layer_norm_eps\": -1}"),
+                       .layerNormEps(source: "m.pt", found: "-1", origin: "config.json"))
+        XCTAssertEqual(error("{\(base), \"num_attention_heads\": 3, \"bos_token_id\": 64}"),
+                       .specialTokenOutsideVocabulary(source: "m.pt", role: "bos", id: 64, vocabSize: 64))
+        guard case .outOfBounds(_, "num_hidden_layers", 1_000_000_000_000, "config.json", _)? = error(#"{"vocab_size": 64, "hidden_size": 12, "num_hidden_layers": 1000000000000, "intermediate_size": 48, "max_position_embeddings": 8, "num_attention_heads": 3}"#) else {
+            return XCTFail("10^12 layers is out of bounds")
+        }
+        XCTAssertEqual(error("[1]"), .notAnObject(origin: "config.json", found: "array"))
     }
 }
