@@ -284,14 +284,7 @@ public struct ModelConfig: Equatable, Sendable {
         .object([
             .init("architectures", .array([.string("GPT2LMHeadModel")])),
             .init("model_type", .string(ConfigAssembly.gpt2ModelType)),
-            .init("vocab_size", .int(vocabSize)),
-            .init("n_embd", .int(hiddenSize)),
-            .init("n_layer", .int(layers)),
-            .init("n_head", .int(heads)),
-            .init("n_inner", .int(intermediateSize)),
-            .init("n_positions", .int(maxPositions)),
-            .init("activation_function", .string(activation)),
-            .init("layer_norm_epsilon", .double(layerNormEps)),
+        ] + gpt2Fields + [
             .init("resid_pdrop", .double(0)),
             .init("embd_pdrop", .double(0)),
             .init("attn_pdrop", .double(0)),
@@ -301,6 +294,21 @@ public struct ModelConfig: Equatable, Sendable {
             .init("add_cross_attention", .bool(false)),
             .init("use_cache", .bool(true)),
         ] + commonTail(torchDtype: torchDtype))
+    }
+
+    /// The model's own fields of a GPT2Config, in order: written by `gpt2JSON`, required by `verify` (with the common
+    /// tail), so the list is spelled once.
+    private var gpt2Fields: [JSONValue.Member] {
+        [
+            .init("vocab_size", .int(vocabSize)),
+            .init("n_embd", .int(hiddenSize)),
+            .init("n_layer", .int(layers)),
+            .init("n_head", .int(heads)),
+            .init("n_inner", .int(intermediateSize)),
+            .init("n_positions", .int(maxPositions)),
+            .init("activation_function", .string(activation)),
+            .init("layer_norm_epsilon", .double(layerNormEps)),
+        ]
     }
 
     /// The members both config.json forms end with: the tie, the special ids and the dtype.
@@ -321,7 +329,7 @@ public struct ModelConfig: Equatable, Sendable {
         let any = ModelConfig(vocabSize: 1, hiddenSize: 1, layers: 1, heads: 1, intermediateSize: 1, maxPositions: 1, activation: "gelu",
                               layerNormEps: 1e-5, dropout: 0, causal: true, tieWordEmbeddings: true, bos: 0, eos: 0, pad: 0, mask: 0)
         let written = layout == .gpt2
-            ? ["vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "n_positions", "activation_function", "layer_norm_epsilon"]
+            ? any.gpt2Fields.map(\.key)
             : any.hfFields.map(\.key).filter { $0 != "dropout" }
         return written + any.commonTail(torchDtype: "float32").map(\.key).filter { layout != .gpt2 || $0 != "mask_token_id" }
     }

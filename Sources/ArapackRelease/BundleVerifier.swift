@@ -90,19 +90,17 @@ public enum BundleVerifier {
         func run(_ name: String, _ body: () throws -> [String]) {
             do { report.checks.append(.init(name: name, problems: try body())) } catch { report.checks.append(.init(name: name, problems: ["\(error)"])) }
         }
-        var manifest: JSONValue?
+        var manifest: Manifest?
         run("manifest") {
-            guard let m = try b.json(Manifest.fileName) else { return ["no manifest.json"] }
+            guard let json = try b.json(Manifest.fileName) else { return ["no manifest.json"] }
+            let m: Manifest
+            do { m = try Manifest(json: json) } catch let e as JSONDecodingError { return ["\(Manifest.fileName) \(e)"] }
             manifest = m
             var problems: [String] = []
-            if m["format_version"]?.intValue != Manifest.formatVersion { problems.append("format_version is not \(Manifest.formatVersion)") }
-            let listed = m["files"]?.elements ?? []
+            if m.formatVersion != Manifest.currentFormatVersion { problems.append("format_version is not \(Manifest.currentFormatVersion)") }
             var seen = Set<String>()
-            for f in listed {
-                guard let name = f["path"]?.stringValue, let size = f["size"]?.intValue, let digest = f["sha256"]?.stringValue else {
-                    problems.append("a files entry lacks path, size or sha256")
-                    continue
-                }
+            for f in m.files {
+                let (name, size, digest) = (f.path, f.size, f.sha256)
                 guard ModelSignature.isRelativePath(name) else {
                     problems.append("\(name) is not a relative path inside the bundle (absolute, empty, or with . or ..)")
                     continue
@@ -140,9 +138,9 @@ public enum BundleVerifier {
             let resolved = try assembly.resolve()
             config = resolved
             var problems: [String] = []
-            if let m = manifest, m["model_type"]?.stringValue != resolved.modelType(in: b.layout) { problems.append("manifest model_type differs from config.json") }
-            if let m = manifest, m["parameter_count"]?.intValue != resolved.parameterCount {
-                problems.append("manifest parameter_count \(m["parameter_count"]?.intValue ?? -1) but the config implies \(resolved.parameterCount)")
+            if let m = manifest, m.modelType != resolved.modelType(in: b.layout) { problems.append("manifest model_type differs from config.json") }
+            if let m = manifest, m.parameterCount != resolved.parameterCount {
+                problems.append("manifest parameter_count \(m.parameterCount) but the config implies \(resolved.parameterCount)")
             }
             if let g = try b.json("generation_config.json") {
                 for (field, id) in [("bos_token_id", resolved.bos), ("eos_token_id", resolved.eos), ("pad_token_id", resolved.pad)] where g[field]?.intValue != id {
@@ -183,8 +181,8 @@ public enum BundleVerifier {
             }
             let quantized = b.descriptors.values.contains { $0.dtype == .i8 }
             let weightDType = quantized ? DType.i8 : b.descriptors[emb]?.dtype
-            if let m = manifest, let dtype = m["dtype"]?.stringValue, let d = weightDType, TorchGlobals.dtypeName[d] != dtype {
-                problems.append("the manifest says \(dtype) but the weights are \(d.name)")
+            if let m = manifest, let d = weightDType, TorchGlobals.dtypeName[d] != m.dtype {
+                problems.append("the manifest says \(m.dtype) but the weights are \(d.name)")
             }
             if let index = try b.json("model.safetensors.index.json") {
                 let map = index["weight_map"]?.members ?? []
@@ -500,6 +498,7 @@ public enum BundleError: Error, Equatable, CustomStringConvertible, Sendable {
     case int8AsGPT2(source: String)
     /// `--model-card` with front matter the Hub would not read (`ModelCard.frontMatterProblem`).
     case modelCard(problem: String)
+    case manifest(file: String, problem: JSONDecodingError)
 
     public var description: String {
         switch self {
@@ -517,6 +516,7 @@ public enum BundleError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .bidirectionalAsGPT2(source): return "\(source): an MDLM (bidirectional) model has no GPT-2 form: GPT-2 attention is causal"
         case let .int8AsGPT2(source): return "\(source): int8 is not written in the GPT-2 layout (write a native bundle for int8)"
         case let .modelCard(problem): return "--model-card: \(problem)"
+        case let .manifest(file, problem): return "\(file): \(problem)"
         }
     }
 }

@@ -56,7 +56,7 @@ public struct Conversion {
     public struct Result {
         public let model: ReleaseModel
         /// The bundle's manifest (nil for torch and DCP outputs).
-        public let manifest: JSONValue?
+        public let manifest: Manifest?
     }
 
     public func run(progress: Progress) throws -> Result {

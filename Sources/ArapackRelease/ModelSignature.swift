@@ -279,14 +279,14 @@ public enum ModelSignature {
     /// when an existing bundle is signed).
     public static func provenance(folder: String, options: JSONValue?, parity: JSONValue?) throws -> JSONValue {
         let path = trimmed(folder) + "/" + Manifest.fileName
-        let manifest = try readJSON(path)
+        let manifest = try Manifest(path: path)
         return .object([
             .init("builder", .object([.init("name", .string("arapack")), .init("version", .string(arapackVersion))])),
-            .init("source", manifest["source"] ?? .null),
+            .init("source", manifest.source),
             .init("bundle", .object([
-                .init("model_type", manifest["model_type"] ?? .null),
-                .init("dtype", manifest["dtype"] ?? .null),
-                .init("parameter_count", manifest["parameter_count"] ?? .null),
+                .init("model_type", .string(manifest.modelType)),
+                .init("dtype", .string(manifest.dtype)),
+                .init("parameter_count", .int(manifest.parameterCount)),
                 .init("manifest_sha256", .string(try SHA256.hex(ofFile: path))),
             ])),
             .init("options", options ?? .null),
@@ -298,10 +298,11 @@ public enum ModelSignature {
     public static func provenanceProblems(_ provenance: JSONValue, folder: String) throws -> [String] {
         let path = trimmed(folder) + "/" + Manifest.fileName
         guard pathExists(path) else { return ["the provenance describes a bundle, but there is no manifest.json"] }
-        let manifest = try readJSON(path)
+        let manifest = try Manifest(path: path)
         var problems: [String] = []
-        if provenance["source"] != manifest["source"] { problems.append("the provenance's source differs from manifest.json's") }
-        for field in ["model_type", "dtype", "parameter_count"] where provenance["bundle"]?[field] != manifest[field] {
+        if provenance["source"] != manifest.source { problems.append("the provenance's source differs from manifest.json's") }
+        for (field, value) in [("model_type", JSONValue.string(manifest.modelType)), ("dtype", .string(manifest.dtype)),
+                               ("parameter_count", .int(manifest.parameterCount))] where provenance["bundle"]?[field] != value {
             problems.append("the provenance's \(field) differs from manifest.json's")
         }
         if provenance["bundle"]?["manifest_sha256"]?.stringValue != (try SHA256.hex(ofFile: path)) {

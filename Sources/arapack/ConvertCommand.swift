@@ -174,7 +174,7 @@ struct ConvertCommand: ParsableCommand {
                 }
             }
             let result = try conversion.run(progress: progress)
-            if let tensors = result.manifest?["quantization"]?["tensors"]?.elements {
+            if let tensors = result.manifest?.quantization?["tensors"]?.elements {
                 print(quantizationTable(tensors))
             }
             let c = result.model.config

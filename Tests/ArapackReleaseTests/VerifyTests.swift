@@ -27,6 +27,29 @@ final class VerifyTests: XCTestCase {
         try ReleaseArchive.write(folder: dir, files: try BundleFolder.files(dir), name: "release", to: path, mtime: 0, replacing: false, progress: .silent)
     }
 
+    /// manifest.json is one type read and written by the same code: decoding a written manifest and writing it
+    /// again gives the file's bytes; its fields are the bundle's.
+    func testManifestReadsBackToTheBytesWritten() throws {
+        let dir = try makeBundle("m")
+        let path = dir + "/" + Manifest.fileName
+        let manifest = try Manifest(path: path)
+        XCTAssertEqual(manifest.json.serialized(pretty: true) + "\n", try String(contentsOfFile: path, encoding: .utf8))
+        XCTAssertEqual(manifest.formatVersion, 1)
+        XCTAssertEqual(manifest.modelType, "arafusion_ar")
+        XCTAssertEqual(manifest.tiedGroups, [["model.lm_head.weight", "model.token_embedding.weight"]])
+        XCTAssertEqual(manifest.files.map(\.path), try BundleFolder.files(dir).filter { $0 != Manifest.fileName })
+        let weights = try XCTUnwrap(manifest.files.first { $0.path == "model.safetensors" })
+        XCTAssertEqual(weights.sha256, try SHA256.hex(ofFile: dir + "/model.safetensors"))
+        XCTAssertNil(manifest.quantization)
+        // A files entry with a size that is not an integer is named by its place.
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let broken = text.replacingOccurrences(of: "\"size\": \(weights.size)", with: "\"size\": \"\(weights.size)\"")
+        XCTAssertNotEqual(broken, text)
+        try broken.write(toFile: path, atomically: false, encoding: .utf8)
+        let index = try XCTUnwrap(manifest.files.firstIndex { $0.path == "model.safetensors" })
+        XCTAssertThrowsError(try Manifest(path: path)) { XCTAssertEqual("\($0)", "\(path): files[\(index)].size: expected an integer") }
+    }
+
     func testArchiveIsDeterministicAndTarReadsIt() throws {
         let a = try archive(try makeBundle("a"), to: scratch + "/a.tar.zst")
         let b = try archive(try makeBundle("b"), to: scratch + "/b.tar.zst")
