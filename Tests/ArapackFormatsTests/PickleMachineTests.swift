@@ -90,6 +90,13 @@ final class PickleMachineTests: XCTestCase {
         XCTAssertThrowsError(try DCPCheckpoint(directory: TestSupport.fixture("fuzz/dcp/leak-774ea783"))) {
             XCTAssertTrue("\($0)".contains("memo key 2624022 was never stored"), "\($0)")
         }
+        // deep-pickle/stack-3accf449: (opcode, 12-bit count) triples, expanded as the fuzz target does.
+        let program = try Data(contentsOf: URL(fileURLWithPath: TestSupport.fixture("fuzz/deep-pickle/stack-3accf449")))
+        XCTAssertEqual(Array(program), [0x28, 0x85, 0x0b, 0x74, 0x14, 0x14])
+        let marksThenTuples: [UInt8] = [0x80, 0x02] + [UInt8](repeating: 0x28, count: 0x50b + 1) + [UInt8](repeating: 0x74, count: 0x414 + 1) + [0x2e]
+        XCTAssertThrowsError(try load(marksThenTuples)) { error in
+            XCTAssertEqual(error as? PickleError, .limitExceeded(offset: 2 + 1292 + 1000, what: "values nested in values (tuples, persistent ids)", limit: 1000))
+        }
     }
 
     /// Values nested in values (tuples in tuples, persistent ids in persistent ids) are freed and walked by
