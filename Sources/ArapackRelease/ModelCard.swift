@@ -56,9 +56,21 @@ public struct ModelCard {
     /// `---` and the next `---` as YAML metadata: here each line in it must be a `key: value` mapping entry
     /// (keys unique), a list item or an indented continuation, and `license` must be stated.
     public static func frontMatterProblem(_ card: String) -> String? {
-        let lines = card.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+        // The lines up to the closing ---, read no further (the body can be long).
+        // Split on LF scalars: a String's Characters join CR LF into one, which is not "\n".
+        var lines: [Substring] = []
+        var rest = card[...].unicodeScalars
+        while !rest.isEmpty {
+            let end = rest.firstIndex(of: "\n") ?? rest.endIndex
+            var line = rest[..<end]
+            if line.last == "\r" { line = line.dropLast() }
+            lines.append(Substring(line))
+            if lines.count == 1 ? lines[0] != "---" : lines.last == "---" { break }
+            rest = end == rest.endIndex ? rest[end...] : rest[rest.index(after: end)...]
+        }
         guard lines.first == "---" else { return "the card does not begin with a YAML front matter block (a first line ---)" }
-        guard let close = lines.dropFirst().firstIndex(of: "---") else { return "the front matter block has no closing --- line" }
+        guard lines.count > 1, lines.last == "---" else { return "the front matter block has no closing --- line" }
+        let close = lines.count - 1
         var keys = Set<String>()
         for (i, line) in lines[1..<close].enumerated() where !line.allSatisfy({ $0 == " " }) && !line.hasPrefix("#") {
             if line.contains("\t") { return "front matter line \(i + 2) holds a tab (YAML indents with spaces)" }

@@ -37,7 +37,7 @@ public enum ModelWrapper {
             }
             let file = String(reference[..<dot]) + ".py", name = String(reference[reference.index(after: dot)...])
             guard let bytes = read(file) else { problems.append("auto_map \(entry.key) names \(file), which is not in the bundle"); continue }
-            guard String(decoding: bytes, as: UTF8.self).contains("\nclass \(name)(") else {
+            guard contains(bytes, Array("\nclass \(name)(".utf8)) else {
                 problems.append("auto_map \(entry.key) names class \(name), which \(file) does not define")
                 continue
             }
@@ -52,4 +52,8 @@ public enum ModelWrapper {
         }
         return problems
     }
+
+    /// Whether `needle` occurs in `bytes` (searched as bytes: the wrapper files are tens of kilobytes, and a
+    /// String search would compare Characters).
+    static func contains(_ bytes: [UInt8], _ needle: [UInt8]) -> Bool { bytes.firstRange(of: needle) != nil }
 }

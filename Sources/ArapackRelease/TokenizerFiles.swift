@@ -55,6 +55,9 @@ public final class TokenizerFiles {
         var ids: [String: Int]?, size = 0
         for prefix in sets {
             let set = Self.names.filter { files.contains(prefix + $0) }
+            // The second set is usually a copy of the first (arapack writes the same bytes to both places).
+            if prefix != sets[0], set == Self.names.filter({ files.contains(sets[0] + $0) }),
+               try set.allSatisfy({ try load(prefix + $0) == load(sets[0] + $0) }) { continue }
             let checked = try Self.check(directory: directory + (prefix.isEmpty ? "" : "/" + prefix.dropLast()), files: set) { try load(prefix + $0) }
             if let earlier = ids, earlier != checked.ids {
                 throw TokenizerError.setsDisagree(directory: directory, top: earlier, subfolder: checked.ids)
