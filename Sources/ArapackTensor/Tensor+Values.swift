@@ -1,3 +1,8 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
 #if !_endian(little)
 #error("arapack reads and writes little-endian tensor data by copying bytes: little-endian hosts only")
 #endif
@@ -33,10 +38,22 @@ extension Tensor {
         switch dtype {
         case .f32:
             withUnsafeBytes { UnsafeMutableRawBufferPointer(destination).copyMemory(from: $0) }
-        case .bf16:
-            rawElements(as: UInt16.self).withUnsafeBufferPointer { FloatConversion.convertFromBF16($0, destination) }
-        case .f16:
-            rawElements(as: UInt16.self).withUnsafeBufferPointer { FloatConversion.convertFromF16($0, destination) }
+        case .bf16, .f16:
+            let convert = dtype == .bf16 ? FloatConversion.convertFromBF16 : FloatConversion.convertFromF16
+            withHalfWords { source in
+                // Large tensors (a full-size model's weights) are widened on every core: the work is the
+                // destination's fresh pages as much as the shifts.
+                let chunks = source.count >= 1 << 20 ? max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) : 1
+                let step = (source.count + chunks - 1) / chunks
+                // Each chunk reads and writes its own range of the two buffers, which outlive the call.
+                nonisolated(unsafe) let (from, to) = (source, destination)
+                DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                    let range = (c * step)..<min(from.count, (c + 1) * step)
+                    if !range.isEmpty {
+                        convert(UnsafeBufferPointer(rebasing: from[range]), UnsafeMutableBufferPointer(rebasing: to[range]))
+                    }
+                }
+            }
         case .f64:
             for (i, bits) in rawElements(as: UInt64.self).enumerated() { destination[i] = Float(Double(bitPattern: bits)) }
         case .f8e4m3:
@@ -45,6 +62,16 @@ extension Tensor {
             withUnsafeBytes { raw in for i in raw.indices { destination[i] = FloatConversion.float(f8e5m2Bits: raw[i]) } }
         default:
             throw TensorError.wrongDType(expected: DType.allCases.filter(\.isFloatingPoint), found: dtype)
+        }
+    }
+
+    /// The elements as 16-bit words: the bytes themselves when aligned (a mapping or an owned buffer), else a copy.
+    private func withHalfWords<R>(_ body: (UnsafeBufferPointer<UInt16>) -> R) -> R {
+        withUnsafeBytes { raw in
+            if Int(bitPattern: raw.baseAddress) % MemoryLayout<UInt16>.alignment == 0 {
+                return body(raw.bindMemory(to: UInt16.self))
+            }
+            return rawElements(as: UInt16.self).withUnsafeBufferPointer(body)
         }
     }
 
