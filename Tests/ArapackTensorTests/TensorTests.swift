@@ -48,4 +48,36 @@ final class TensorTests: XCTestCase {
         let i = try Tensor(dtype: .i32, shape: [1], bytes: [0x00, 0x00, 0x80, 0x7F])
         XCTAssertEqual(i.nonFiniteCount(), 0)
     }
+
+    /// bf16 and f16 widen to float32 element by element, aligned (read in place, split across cores when
+    /// large) or not (copied first): every element equals the bit formula (bf16 is the top half of a float32).
+    func testHalfPrecisionWidensAlignedAndUnaligned() throws {
+        let count = (1 << 20) + 3
+        var words = [UInt16](repeating: 0, count: count)
+        var state: UInt32 = 12345
+        for i in 0..<count { state = state &* 1664525 &+ 1013904223; words[i] = UInt16(truncatingIfNeeded: state >> 16) }
+        let bytes = words.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }
+        let storage = TensorStorage(copying: [0] + bytes)
+        for offset in [1, 0] {
+            let t = offset == 1 ? try Tensor(dtype: .bf16, shape: [count], storage: storage, byteOffset: 1)
+                                : try Tensor(dtype: .bf16, shape: [count], bytes: bytes)
+            let out = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
+            defer { out.deallocate() }
+            try t.copyFloats(into: out)
+            var mismatches = 0
+            for i in 0..<count where out[i].bitPattern != UInt32(words[i]) << 16 { mismatches += 1 }
+            XCTAssertEqual(mismatches, 0, "byte offset \(offset)")
+        }
+        let f16 = try Tensor(dtype: .f16, shape: [count], bytes: bytes)
+        let out = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
+        defer { out.deallocate() }
+        try f16.copyFloats(into: out)
+        // Float16 is the platform's own conversion here, independent of FloatConversion's.
+        var mismatches = 0
+        for i in 0..<count {
+            let expected = Float(Float16(bitPattern: words[i]))
+            if !(out[i] == expected || (out[i].isNaN && expected.isNaN)) { mismatches += 1 }
+        }
+        XCTAssertEqual(mismatches, 0)
+    }
 }
