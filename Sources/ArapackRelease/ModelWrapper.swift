@@ -1,5 +1,8 @@
 import ArapackFormats
 import ArapackModel
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The transformers wrapper every native bundle carries (BUNDLE.md): two Python files written here, in
 /// `Sources/ArapackRelease/Wrapper/`, compiled into the binary and written byte for byte into each bundle,
@@ -53,7 +56,16 @@ public enum ModelWrapper {
         return problems
     }
 
-    /// Whether `needle` occurs in `bytes` (searched as bytes: the wrapper files are tens of kilobytes, and a
-    /// String search would compare Characters).
-    static func contains(_ bytes: [UInt8], _ needle: [UInt8]) -> Bool { bytes.firstRange(of: needle) != nil }
+    /// Whether `needle` occurs in `bytes`: a plain scan for the first byte and a compare (the wrapper files are
+    /// tens of kilobytes; a String search compares Characters, and the generic collection search was slower still).
+    static func contains(_ bytes: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard let first = needle.first else { return true }
+        guard bytes.count >= needle.count else { return false }
+        return bytes.withUnsafeBufferPointer { b in
+            needle.withUnsafeBufferPointer { n in
+                for i in 0...(b.count - n.count) where b[i] == first && memcmp(b.baseAddress! + i, n.baseAddress!, n.count) == 0 { return true }
+                return false
+            }
+        }
+    }
 }
