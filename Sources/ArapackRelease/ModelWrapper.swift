@@ -48,7 +48,7 @@ public enum ModelWrapper {
         for (name, bytes) in files {
             switch read(name) {
             case nil: problems.append("\(name) is missing")
-            case let found? where found != bytes:
+            case let found? where !same(found, bytes):
                 problems.append("\(name) differs from the wrapper arapack \(arapackVersion) writes (changed, or from another version)")
             default: break
             }
@@ -56,16 +56,26 @@ public enum ModelWrapper {
         return problems
     }
 
-    /// Whether `needle` occurs in `bytes`: a plain scan for the first byte and a compare (the wrapper files are
+    /// Whether `needle` occurs in `bytes`: memchr for the first byte, memcmp for the rest (the wrapper files are
     /// tens of kilobytes; a String search compares Characters, and the generic collection search was slower still).
     static func contains(_ bytes: [UInt8], _ needle: [UInt8]) -> Bool {
         guard let first = needle.first else { return true }
         guard bytes.count >= needle.count else { return false }
-        return bytes.withUnsafeBufferPointer { b in
-            needle.withUnsafeBufferPointer { n in
-                for i in 0...(b.count - n.count) where b[i] == first && memcmp(b.baseAddress! + i, n.baseAddress!, n.count) == 0 { return true }
+        return bytes.withUnsafeBytes { b in
+            needle.withUnsafeBytes { n in
+                var at = b.baseAddress!
+                let end = b.baseAddress! + (b.count - n.count + 1)
+                while at < end, let hit = memchr(at, Int32(first), end - at) {
+                    if memcmp(hit, n.baseAddress!, n.count) == 0 { return true }
+                    at = UnsafeRawPointer(hit) + 1
+                }
                 return false
             }
         }
+    }
+
+    /// Byte equality of two files through memcmp.
+    static func same(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 } }
     }
 }
