@@ -52,13 +52,21 @@ public final class TokenizerFiles {
         guard !sets.isEmpty else {
             throw TokenizerError.noTokenizer(directory: directory, subfolder: Self.subfolder)
         }
+        // Each file parsed once, though the copy comparison below and the checks both read it.
+        var parsed: [String: JSONValue] = [:]
+        func parse(_ name: String) throws -> JSONValue {
+            if let v = parsed[name] { return v }
+            let v = try load(name)
+            parsed[name] = v
+            return v
+        }
         var ids: [String: Int]?, size = 0
         for prefix in sets {
             let set = Self.names.filter { files.contains(prefix + $0) }
             // The second set is usually a copy of the first (arapack writes the same bytes to both places).
             if prefix != sets[0], set == Self.names.filter({ files.contains(sets[0] + $0) }),
-               try set.allSatisfy({ try load(prefix + $0) == load(sets[0] + $0) }) { continue }
-            let checked = try Self.check(directory: directory + (prefix.isEmpty ? "" : "/" + prefix.dropLast()), files: set) { try load(prefix + $0) }
+               try set.allSatisfy({ try parse(prefix + $0) == parse(sets[0] + $0) }) { continue }
+            let checked = try Self.check(directory: directory + (prefix.isEmpty ? "" : "/" + prefix.dropLast()), files: set) { try parse(prefix + $0) }
             if let earlier = ids, earlier != checked.ids {
                 throw TokenizerError.setsDisagree(directory: directory, top: earlier, subfolder: checked.ids)
             }
@@ -66,7 +74,7 @@ public final class TokenizerFiles {
             size = max(size, checked.vocabularySize)
         }
         let extras = files.filter(Self.isMorphBPEFile).sorted()
-        for name in extras where name.hasSuffix(".json") { _ = try load(name) }
+        for name in extras where name.hasSuffix(".json") { _ = try parse(name) }
         self.files = sets.flatMap { prefix in Self.names.filter { files.contains(prefix + $0) }.map { prefix + $0 } } + extras
         specialIDs = ids!
         vocabularySize = size
