@@ -5,7 +5,7 @@
 # .metadata reader), json (config / JSON parser), tokenizer (tokenizer.json checks), torch (whole
 # torch.save reader), tar (release-archive tar parser), signature (OpenSSF model-signing signature parser), config
 # (any JSON assembled as a model config, sized, written in both forms, GPT-2 round trip checked), deep-pickle
-# (pickles expanded from (opcode, count) programs, run on a 1 MiB stack: thousands deep from a few bytes), bundle (the
+# (pickles expanded from (opcode, count) programs, run on a 512 KiB stack: thousands deep from a few bytes), bundle (the
 # structural verifier on the example bundle with one JSON file replaced by the input). Seeds come from Fixtures/ (copied to a work folder
 # under .build-fuzz/). A crash, leak or timeout stops the run: libFuzzer writes the input to
 # .build-fuzz/findings/<target>/ and the script exits 1 (make it a fixture and a test, then fix it).
