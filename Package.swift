@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "ArapackTensor"),
         .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL", "CSystem"]),
         // One way down: arapack (CLI) → ArapackRelease → ArapackModel → ArapackFormats → ArapackTensor.
-        .target(name: "ArapackModel", dependencies: ["ArapackFormats", "ArapackTensor", "CBLAS", "CKernels"]),
+        .target(name: "ArapackModel", dependencies: ["ArapackFormats", "ArapackTensor", "CKernels"]),
         .target(name: "ArapackRelease", dependencies: ["ArapackModel", "ArapackFormats", "ArapackTensor", "CZstd", "CKernels"],
                 resources: [.embedInCode("Wrapper/configuration_arafusion.py"), .embedInCode("Wrapper/modeling_arafusion.py")]),
         .executableTarget(

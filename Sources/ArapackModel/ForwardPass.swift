@@ -1,6 +1,5 @@
 import ArapackFormats
 import ArapackTensor
-import CBLAS
 import CKernels
 import Dispatch
 #if canImport(Glibc)
@@ -47,19 +46,28 @@ public enum ForwardError: Error, Equatable, CustomStringConvertible, Sendable {
     case raggedBatch
     case tooLong(length: Int, limit: Int)
     case tokenOutsideVocabulary(id: Int, vocabSize: Int)
+    case unknownISA(String, supported: [String])
+    case isaNotSupported(String, best: String)
 
     public var description: String {
         switch self {
         case .raggedBatch: return "forward: all sequences must have the same length"
         case let .tooLong(length, limit): return "forward: sequence length \(length) exceeds max_position_embeddings \(limit)"
         case let .tokenOutsideVocabulary(id, vocab): return "forward: token id \(id) is outside the vocabulary of \(vocab)"
+        case let .unknownISA(value, supported):
+            return "ARAPACK_ISA=\(value.escapingControlCharacters): expected one of \(supported.joined(separator: ", "))"
+        case let .isaNotSupported(value, best):
+            return "ARAPACK_ISA=\(value): this CPU does not run it (the widest it runs is \(best))"
         }
     }
 }
 
-/// The reference forward pass of ARCHITECTURE.md in float32 on the CPU: every matrix product is
-/// `cblas_sgemm` over all positions of all sequences at once (never token by token), its output columns
-/// split across the cores; attention runs per sequence and head on strided views of the packed QKV rows.
+/// The reference forward pass of ARCHITECTURE.md in float32 on the CPU, batch-, thread- and CPU-invariant: a
+/// sequence's logits have the same bits whatever batch it runs in, however many cores share the work and whichever
+/// instruction set the kernels use (`KernelISA`). Every matrix product is CKernels' `arapack_gemm_nt` (each output
+/// one chain of fused multiply-adds in k order) over all positions of all sequences at once, its output columns
+/// split across the cores; attention runs per sequence and head (`arapack_attention`); LayerNorm, softmax and GELU
+/// are CKernels' fixed-order loops.
 public final class ForwardPass: @unchecked Sendable {
     struct Layer {
         let inProj: Weight, inBias: Weight, outProj: Weight, outBias: Weight
@@ -77,14 +85,12 @@ public final class ForwardPass: @unchecked Sendable {
     let relu: Bool
     /// A seam for tests: replaces the activation (nil in every production use).
     var activationOverride: ((UnsafeMutablePointer<Float>, Int) -> Void)?
-    /// Whether `linear` may use OpenBLAS's small-matrix kernel (tests turn it off to check the packed path).
-    var smallKernel = ForwardPass.openblasHasSmallKernel
 
     /// Reads the weights of a model of `config`, each by its training name through `tensor` (any source: f32
     /// mapped in place, other dtypes widened once). A tied model's head is its embedding.
+    /// Throws `ForwardError` when `ARAPACK_ISA` names an instruction set this CPU cannot run.
     public init(config: ModelConfig, tensor: (String) throws -> Tensor) throws {
-        // OpenBLAS runs single-threaded: the forward pass spreads every GEMM over the cores itself.
-        openblas_set_num_threads(1)
+        try KernelISA.configureFromEnvironment()
         self.config = config
         relu = config.activation == "relu"
         func w(_ name: String) throws -> Weight { try Weight(tensor(name)) }
@@ -124,8 +130,13 @@ public final class ForwardPass: @unchecked Sendable {
         for seq in ids {
             for t in seq where t < 0 || t >= v { throw ForwardError.tokenOutsideVocabulary(id: t, vocabSize: v) }
         }
+        let packed = arapack_packed_rows(rows)
         let x = Scratch(rows * d), h = Scratch(rows * d), qkv = Scratch(rows * 3 * d), attn = Scratch(rows * d)
-        let ffn = Scratch(rows * f), scores = Scratch(Self.cores * length * length), tiles = Scratch(Self.cores * Self.chunk(rows: rows) * rows)
+        let ffn = Scratch(rows * f), packedInput = Scratch(packed * max(d, f))
+        let headDim = d / config.heads
+        let attentionScratch = (headDim + 1) * length
+        let scores = Scratch(Self.cores * attentionScratch), tiles = Scratch(Self.cores * Self.chunk(rows: packed) * packed)
+        let work = Work(packed: packedInput, tiles: tiles)
 
         // x = E[t] + Pos[0..L)
         for (s, seq) in ids.enumerated() {
@@ -135,72 +146,59 @@ public final class ForwardPass: @unchecked Sendable {
             }
         }
         let eps = Float(config.layerNormEps)
-        let headDim = d / config.heads
         let scale = 1 / Float(headDim).squareRoot()
         for layer in layers {
             layerNorm(x.p, into: h.p, rows: rows, width: d, weight: layer.norm1w, bias: layer.norm1b, eps: eps)
-            linear(h.p, rows: rows, inWidth: d, weight: layer.inProj, bias: layer.inBias, outWidth: 3 * d, into: qkv.p, scratch: tiles)
+            linear(h.p, rows: rows, inWidth: d, weight: layer.inProj, bias: layer.inBias, outWidth: 3 * d, into: qkv.p, work: work)
             // Heads run in parallel, one per core (each GEMM single-threaded, as every GEMM here is).
             nonisolated(unsafe) let qkvp = qkv.p, attnp = attn.p, scoresp = scores.p
-            let heads = config.heads
+            let heads = config.heads, causal = config.causal
             parallel(ids.count * heads, minimum: 2) { worker, range in
                 for task in range {
                     let s = task / heads, j = task % heads
                     let base = qkvp + s * length * 3 * d
                     // Head j is columns j·hd ..< (j+1)·hd of each of q, k and v.
                     let q = base + j * headDim, k = q + d, v = q + 2 * d
-                    self.attention(q: q, k: k, v: v, ld: Int32(3 * d), length: length, headDim: headDim, scale: scale,
-                                   scores: scoresp + worker * length * length, out: attnp + s * length * d + j * headDim, outLD: Int32(d))
+                    arapack_attention(q, k, v, 3 * d, length, headDim, scale, causal ? 1 : 0, scoresp + worker * attentionScratch,
+                                      attnp + s * length * d + j * headDim, d)
                 }
             }
             // x += attn · out_projᵀ + b
             linear(attn.p, rows: rows, inWidth: d, weight: layer.outProj, bias: layer.outBias, outWidth: d, into: x.p, accumulate: true,
-                   scratch: tiles)
+                   work: work)
             layerNorm(x.p, into: h.p, rows: rows, width: d, weight: layer.norm2w, bias: layer.norm2b, eps: eps)
             linear(h.p, rows: rows, inWidth: d, weight: layer.linear1, bias: layer.bias1, outWidth: f, into: ffn.p, activate: true,
-                   scratch: tiles)
+                   work: work)
             linear(ffn.p, rows: rows, inWidth: f, weight: layer.linear2, bias: layer.bias2, outWidth: d, into: x.p, accumulate: true,
-                   scratch: tiles)
+                   work: work)
         }
         layerNorm(x.p, into: h.p, rows: rows, width: d, weight: lnfw, bias: lnfb, eps: eps)
         return [Float](unsafeUninitializedCapacity: rows * v) { o, count in
-            linear(h.p, rows: rows, inWidth: d, weight: head, bias: nil, outWidth: v, into: o.baseAddress!, scratch: tiles)
+            linear(h.p, rows: rows, inWidth: d, weight: head, bias: nil, outWidth: v, into: o.baseAddress!, work: work)
             count = rows * v
         }
     }
 
     /// y = x · Wᵀ + b, or y = (y + b) + x · Wᵀ with `accumulate` (no bias: y = x · Wᵀ), x [rows, inWidth],
     /// W [outWidth, inWidth]; with `activate`, the FFN's activation is applied to each chunk while it is in
-    /// cache. The output columns are split across the cores, each computing its share a chunk at a time
-    /// with single-threaded sgemm (OpenBLAS's own threads stay idle, so they never spin against the
-    /// attention and element-wise work between GEMMs). A chunk is computed transposed, `W[chunk] · xᵀ`, into
-    /// the core's scratch and added into y: for few rows that orientation runs 7–11% faster in OpenBLAS's
-    /// packed GEMM than x · Wᵀ, and it is the one its small-matrix kernel takes (`smallKernelRows`).
+    /// cache. x is packed into 16-row panels once; the output columns are split across the cores, each computing
+    /// its share `chunk` columns at a time, transposed (`W[chunk] · xᵀ`, `arapack_gemm_nt`), into its scratch, then
+    /// added into y. Which core computes a column, and how many rows there are, change no bit of it.
     private func linear(_ x: UnsafePointer<Float>, rows: Int, inWidth: Int, weight: Weight, bias: Weight?,
                         outWidth: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false, activate: Bool = false,
-                        scratch: Scratch) {
-        nonisolated(unsafe) let x = x, w = weight.pointer, y = y, t = scratch.p, b = bias?.pointer
-        let chunk = Self.chunk(rows: rows), small = smallKernel ? Self.smallKernelRows(rows: rows, inWidth: inWidth) : nil
+                        work: Work) {
+        let packed = arapack_packed_rows(rows)
+        arapack_pack_rows(x, inWidth, rows, inWidth, work.packed.p)
+        nonisolated(unsafe) let xp = work.packed.p, w = weight.pointer, y = y, t = work.tiles.p, b = bias?.pointer
+        let chunk = Self.chunk(rows: packed)
         // Each core takes a run of 64-column blocks, and computes it `chunk` columns at a time.
         parallel(outWidth / 64, minimum: 2) { part, blocks in
-            let t = t + part * chunk * rows
+            let t = t + part * chunk * packed
             let end = blocks.upperBound == outWidth / 64 ? outWidth : blocks.upperBound * 64
             for first in stride(from: blocks.lowerBound * 64, to: end, by: chunk) {
                 let cols = min(chunk, end - first)
-                if let block = small {
-                    // OpenBLAS's unpacked small-matrix kernel, 4 weight rows × up to `block` rows of x per call.
-                    for c in stride(from: 0, to: cols, by: 4) {
-                        for r in stride(from: 0, to: rows, by: block) {
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(min(4, cols - c)), Int32(min(block, rows - r)),
-                                        Int32(inWidth), 1, w + (first + c) * inWidth, Int32(inWidth), x + r * inWidth, Int32(inWidth),
-                                        0, t + c * rows + r, Int32(rows))
-                        }
-                    }
-                } else {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cols), Int32(rows), Int32(inWidth),
-                                1, w + first * inWidth, Int32(inWidth), x, Int32(inWidth), 0, t, Int32(rows))
-                }
-                arapack_add_transposed(t, cols, rows, y + first, outWidth, b.map { $0 + first }, accumulate ? 1 : 0)
+                arapack_gemm_nt(xp, rows, inWidth, w + first * inWidth, inWidth, cols, t, packed)
+                arapack_add_transposed(t, packed, cols, rows, y + first, outWidth, b.map { $0 + first }, accumulate ? 1 : 0)
                 if activate {
                     for r in 0..<rows { self.activate(y + r * outWidth + first, count: cols) }
                 }
@@ -208,49 +206,11 @@ public final class ForwardPass: @unchecked Sendable {
         }
     }
 
-    /// Rows of x per call when OpenBLAS's small-matrix kernel should do the product, or nil for its packed
-    /// GEMM. With few rows, packing the weights costs as much as the product (each weight is read from
-    /// memory once and used `rows` times), and the small-matrix kernel, which reads the operands where they
-    /// lie, runs faster: single-core, inner width 1,024, 17% at 16 rows, 12% at 64, 10% at 128, 3% at 256; no
-    /// faster at 512 rows, and slower at inner width 4,096. OpenBLAS 0.3 takes a TN call into that kernel
-    /// when M·N ≤ 1,200, M·N·K ≤ 10⁶ and K ≥ 32, and has it only for its AVX-512 cores
-    /// (`openblasHasSmallKernel`); elsewhere the packed GEMM runs.
-    static func smallKernelRows(rows: Int, inWidth: Int) -> Int? {
-        guard rows <= 256, (32...1024).contains(inWidth) else { return nil }
-        return min(300, 1_000_000 / (4 * inWidth)) / 16 * 16
-    }
-
-    static let openblasHasSmallKernel = ["skylakex", "cooperlake", "sapphirerapids"]
-        .contains(String(cString: openblas_get_corename()).lowercased())
-
-    /// Output columns per sgemm in `linear`, a multiple of 64: OpenBLAS packs x again for every call, so more
-    /// rows want wider chunks (512 at 128 rows, 2048 at 512 measured best), while each core's scratch of
-    /// `chunk × rows` floats stays within 8 MiB.
+    /// Output columns per GEMM call in `linear`, a multiple of 64, so that each core's scratch of `chunk × rows`
+    /// floats stays within 8 MiB.
     static func chunk(rows: Int) -> Int {
         max(64, min(4 * rows, 2048, (1 << 21) / max(rows, 1)) / 64 * 64)
     }
-
-    /// softmax(q·kᵀ·scale + mask)·v for one head of one sequence; q, k, v rows `ld` apart.
-    /// Causal attention goes in blocks of query rows, each against only the keys it can see (0 ..< end of
-    /// the block), which skips almost half the work; the rows' masked tails inside a block are zeroed.
-    private func attention(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int32, length: Int,
-                           headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, outLD: Int32) {
-        let causal = config.causal
-        let block = causal ? Self.queryBlock : length
-        for first in stride(from: 0, to: length, by: block) {
-            let rows = min(block, length - first), keys = causal ? first + rows : length
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(keys), Int32(headDim), scale,
-                        q + first * Int(ld), ld, k, ld, 0, scores, Int32(keys))
-            for i in 0..<rows {
-                arapack_softmax(scores + i * keys, causal ? first + i + 1 : keys, keys)
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(headDim), Int32(keys), 1,
-                        scores, Int32(keys), v, ld, 0, out + first * Int(outLD), outLD)
-        }
-    }
-
-    /// Query rows per block of causal attention.
-    static let queryBlock = 64
 
     /// Runs `body(part, range)` over `0..<count` split into one contiguous range per core; `part` (below
     /// `cores`) tells a call which core's scratch it owns.
@@ -283,6 +243,11 @@ public final class ForwardPass: @unchecked Sendable {
             arapack_gelu_erf(p, count)
         }
     }
+}
+
+/// The scratch `linear` shares across a pass: the packed input, and each core's tile of transposed output.
+struct Work {
+    let packed: Scratch, tiles: Scratch
 }
 
 /// A zeroed float buffer freed with its owner.

@@ -1,14 +1,17 @@
 #include "ckernels.h"
-#include "simd.h"
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-// Element-wise kernels of the forward pass. Each loop is written once (an always-inline body) and
-// compiled twice: for the baseline x86-64 target and for AVX2 + FMA, picked at run time. The exp and
-// erf here are the ones PyTorch's vectorised CPU kernels use in kind: a Cephes-style expf (within 2 ulp)
-// and Abramowitz-Stegun 7.1.26 for erf (absolute error below 1.5e-7), which Vectorized<float>::erf
-// also implements, so GELU agrees with torch's vectorised GELU far inside the golden tolerance.
+// Element-wise kernels of the forward pass, and its attention. Each loop is written once (an always-inline body)
+// and compiled for the baseline x86-64 target and for AVX2 + FMA, picked by arapack_isa(). Floating-point
+// contraction is off, and the only fused multiply-adds are explicit fmaf calls, so both builds (and every
+// vector width the compiler picks) compute the same operations in the same order: the same bits on every CPU.
+// The exp and erf here are the ones PyTorch's vectorised CPU kernels use in kind: a Cephes-style expf (within
+// 2 ulp) and Abramowitz-Stegun 7.1.26 for erf (absolute error below 1.5e-7), which Vectorized<float>::erf also
+// implements, so GELU agrees with torch's vectorised GELU far inside the golden tolerance.
+
+#pragma STDC FP_CONTRACT OFF
 
 #define LANES 16
 #define INLINE static inline __attribute__((always_inline))
@@ -112,19 +115,48 @@ INLINE void add_transposed_body(const float *t, size_t ldt, size_t cols, size_t 
     }
 }
 
+
+/// One head of attention for one sequence (see arapack_attention): k transposed once into kt (head_dim × length),
+/// then per query row: scores as FMA chains over the head's dimensions, softmax over the visible keys, and the
+/// output as FMA chains over those keys in order.
+INLINE void attention_body(const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
+                           float scale, int causal, float *kt, float *s, float *out, size_t out_ld) {
+    for (size_t j = 0; j < length; j++)
+        for (size_t c = 0; c < head_dim; c++) kt[c * length + j] = k[j * ld + c];
+    for (size_t i = 0; i < length; i++) {
+        size_t visible = causal ? i + 1 : length;
+        const float *qi = q + i * ld;
+        for (size_t j = 0; j < visible; j++) s[j] = 0.0f;
+        for (size_t c = 0; c < head_dim; c++) {
+            float qc = qi[c];
+            const float *kc = kt + c * length;
+            for (size_t j = 0; j < visible; j++) s[j] = fmaf(qc, kc[j], s[j]);
+        }
+        for (size_t j = 0; j < visible; j++) s[j] = s[j] * scale;
+        softmax_body(s, visible, visible);
+        float *o = out + i * out_ld;
+        for (size_t c = 0; c < head_dim; c++) o[c] = 0.0f;
+        for (size_t j = 0; j < visible; j++) {
+            float p = s[j];
+            const float *vj = v + j * ld;
+            for (size_t c = 0; c < head_dim; c++) o[c] = fmaf(p, vj[c], o[c]);
+        }
+    }
+}
+
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "simd.h"
 #define FAST __attribute__((target("avx2,fma")))
 FAST static void gelu_fast(float *p, size_t n) { gelu_body(p, n); }
 // 8 × 8 blocks transposed in registers; the same additions in the same order as the scalar form, so both
 // give identical bits. The ragged right and bottom edges go through the scalar form.
-FAST static void add_transposed_fast(const float *t, size_t cols, size_t rows, float *y, size_t ldy, const float *bias,
-                                     int accumulate) {
+FAST static void add_transposed_fast(const float *t, size_t ldt, size_t cols, size_t rows, float *y, size_t ldy,
+                                     const float *bias, int accumulate) {
     size_t rows8 = rows - rows % 8, cols8 = cols - cols % 8;
     for (size_t r = 0; r < rows8; r += 8) {
         for (size_t c = 0; c < cols8; c += 8) {
             __m256 v[8], u[8];
-            for (int i = 0; i < 8; i++) v[i] = _mm256_loadu_ps(t + (c + i) * rows + r);
+            for (int i = 0; i < 8; i++) v[i] = _mm256_loadu_ps(t + (c + i) * ldt + r);
             arapack_transpose8_ps(v, u);  // u[j]: y row r+j, columns c ..< c+8
             __m256 b = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
             for (int j = 0; j < 8; j++) {
@@ -137,41 +169,54 @@ FAST static void add_transposed_fast(const float *t, size_t cols, size_t rows, f
         }
     }
     if (cols8 < cols)
-        add_transposed_body(t + cols8 * rows, rows, cols - cols8, rows8, y + cols8, ldy, bias ? bias + cols8 : 0, accumulate);
+        add_transposed_body(t + cols8 * ldt, ldt, cols - cols8, rows8, y + cols8, ldy, bias ? bias + cols8 : 0, accumulate);
     if (rows8 < rows)
-        add_transposed_body(t + rows8, rows, cols, rows - rows8, y + rows8 * ldy, ldy, bias, accumulate);
+        add_transposed_body(t + rows8, ldt, cols, rows - rows8, y + rows8 * ldy, ldy, bias, accumulate);
 }
 FAST static void layer_norm_fast(const float *x, float *y, size_t n, const float *weight, const float *bias, float eps) {
     layer_norm_body(x, y, n, weight, bias, eps);
 }
 FAST static void softmax_fast(float *row, size_t visible, size_t length) { softmax_body(row, visible, length); }
+FAST static void attention_fast(const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
+                                float scale, int causal, float *kt, float *s, float *out, size_t out_ld) {
+    attention_body(q, k, v, ld, length, head_dim, scale, causal, kt, s, out, out_ld);
+}
 #endif
 
 void arapack_gelu_erf(float *p, size_t n) {
 #if defined(__x86_64__)
-    if (arapack_fast_ok()) { gelu_fast(p, n); return; }
+    if (arapack_isa() != ARAPACK_ISA_GENERIC) { gelu_fast(p, n); return; }
 #endif
     gelu_body(p, n);
 }
 
 void arapack_softmax(float *row, size_t visible, size_t length) {
 #if defined(__x86_64__)
-    if (arapack_fast_ok()) { softmax_fast(row, visible, length); return; }
+    if (arapack_isa() != ARAPACK_ISA_GENERIC) { softmax_fast(row, visible, length); return; }
 #endif
     softmax_body(row, visible, length);
 }
 
-void arapack_add_transposed(const float *t, size_t cols, size_t rows, float *y, size_t ldy, const float *bias,
+void arapack_add_transposed(const float *t, size_t ldt, size_t cols, size_t rows, float *y, size_t ldy, const float *bias,
                             int accumulate) {
 #if defined(__x86_64__)
-    if (arapack_fast_ok()) { add_transposed_fast(t, cols, rows, y, ldy, bias, accumulate); return; }
+    if (arapack_isa() != ARAPACK_ISA_GENERIC) { add_transposed_fast(t, ldt, cols, rows, y, ldy, bias, accumulate); return; }
 #endif
-    add_transposed_body(t, rows, cols, rows, y, ldy, bias, accumulate);
+    add_transposed_body(t, ldt, cols, rows, y, ldy, bias, accumulate);
 }
 
 void arapack_layer_norm(const float *x, float *y, size_t n, const float *weight, const float *bias, float eps) {
 #if defined(__x86_64__)
-    if (arapack_fast_ok()) { layer_norm_fast(x, y, n, weight, bias, eps); return; }
+    if (arapack_isa() != ARAPACK_ISA_GENERIC) { layer_norm_fast(x, y, n, weight, bias, eps); return; }
 #endif
     layer_norm_body(x, y, n, weight, bias, eps);
+}
+
+void arapack_attention(const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
+                       float scale, int causal, float *scratch, float *out, size_t out_ld) {
+    float *kt = scratch, *s = scratch + head_dim * length;
+#if defined(__x86_64__)
+    if (arapack_isa() != ARAPACK_ISA_GENERIC) { attention_fast(q, k, v, ld, length, head_dim, scale, causal, kt, s, out, out_ld); return; }
+#endif
+    attention_body(q, k, v, ld, length, head_dim, scale, causal, kt, s, out, out_ld);
 }

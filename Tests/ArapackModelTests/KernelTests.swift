@@ -58,7 +58,7 @@ final class KernelTests: XCTestCase {
             for (withBias, accumulate) in [(true, true), (true, false), (false, true), (false, false)] {
                 var y = start
                 bias.withUnsafeBufferPointer { b in
-                    arapack_add_transposed(t, cols, rows, &y, ldy, withBias ? b.baseAddress : nil, accumulate ? 1 : 0)
+                    arapack_add_transposed(t, rows, cols, rows, &y, ldy, withBias ? b.baseAddress : nil, accumulate ? 1 : 0)
                 }
                 for r in 0..<rows {
                     for c in 0..<ldy {

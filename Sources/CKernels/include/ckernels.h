@@ -18,6 +18,13 @@ float arapack_max_abs(const float *x, size_t n);
 /// error below 1.5e-7, as PyTorch's vectorised CPU kernel computes it).
 void arapack_gelu_erf(float *p, size_t n);
 
+/// softmax(q·kᵀ·scale + mask)·v for one head of one sequence of `length` positions: q, k, v rows `ld` apart,
+/// `head_dim` wide; out rows `out_ld` apart; causal masks keys after the query. Each score is one FMA chain over
+/// the head's dimensions, each output one FMA chain over the visible keys in order: the same bits whatever the
+/// batch and the CPU. scratch holds head_dim · length + length floats.
+void arapack_attention(const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
+                       float scale, int causal, float *scratch, float *out, size_t out_ld);
+
 /// In-place softmax of row[0..<visible]; row[visible..<length] is set to 0 (masked positions).
 void arapack_softmax(float *row, size_t visible, size_t length);
 
@@ -25,15 +32,49 @@ void arapack_softmax(float *row, size_t visible, size_t length);
 /// in order), then y[i] = (x[i] − mean) · (1/√(variance + eps)) · weight[i] + bias[i] in float.
 void arapack_layer_norm(const float *x, float *y, size_t n, const float *weight, const float *bias, float eps);
 
-/// y[r·ldy + c] = base + t[c·rows + r] for r < rows, c < cols: a GEMM's transposed result (t, cols × rows)
+/// y[r·ldy + c] = base + t[c·ldt + r] for r < rows, c < cols: a GEMM's transposed result (t, cols rows of ldt)
 /// added into row-major y. base is bias[c], plus y's own value first when accumulate is non-zero
 /// ((y + bias) + t); with no bias, base is y's value (accumulate) or nothing (y = t exactly).
-void arapack_add_transposed(const float *t, size_t cols, size_t rows, float *y, size_t ldy, const float *bias,
+void arapack_add_transposed(const float *t, size_t ldt, size_t cols, size_t rows, float *y, size_t ldy, const float *bias,
                             int accumulate);
 
 /// dst[c · dst_stride + r] = src[r · src_stride + c] for r < rows, c < cols, elements of `element_size` bytes
 /// (1, 2, 4 or 8; strides in elements), in 32 × 32 tiles so both sides stay in cache. src and dst must not overlap.
 void arapack_transpose(const void *src, size_t src_stride, void *dst, size_t dst_stride, size_t rows, size_t cols,
                        size_t element_size);
+
+/// Instruction sets the forward pass's kernels are built for. Every kernel gives the same bits on each.
+enum { ARAPACK_ISA_GENERIC = 0, ARAPACK_ISA_AVX2 = 1, ARAPACK_ISA_AVX512 = 2 };
+
+/// The widest instruction set this CPU runs.
+int arapack_isa_best(void);
+
+/// The instruction set the kernels use now (the widest, unless arapack_set_isa chose another).
+int arapack_isa(void);
+
+/// Makes the kernels use `isa`; -1 (and no change) when this CPU cannot run it.
+int arapack_set_isa(int isa);
+
+/// Rows of x rounded up to whole 16-row panels: the packed layout's row count.
+size_t arapack_packed_rows(size_t rows);
+
+/// Packs x (rows × k, rows ldx apart) into 16-row panels: xp[p·k·16 + i·16 + lane] = x[(p·16 + lane)·ldx + i],
+/// zero for rows past `rows`. xp holds arapack_packed_rows(rows) · k floats.
+void arapack_pack_rows(const float *x, size_t ldx, size_t rows, size_t k, float *xp);
+
+/// t[c·ldt + r] = Σ_i w[c·ldw + i] · x[r][i] for c < cols and every packed row r (ldt ≥ the packed rows), x packed
+/// by arapack_pack_rows. Each element is one chain of fused multiply-adds in i order starting at +0, so it has the
+/// same bits whatever the rows, the columns asked for, the caller's thread and the instruction set.
+void arapack_gemm_nt(const float *xp, size_t rows, size_t k, const float *w, size_t ldw, size_t cols, float *t, size_t ldt);
+
+/// e^x in double within about 1 ulp, the same bits on every CPU (no C-library dispatch).
+double arapack_exp(double x);
+
+/// The natural logarithm in double within about 1 ulp, the same bits on every CPU.
+double arapack_log(double x);
+
+/// One position's logits: a (reference) and b (candidate), n each. out[0] = log Σ exp(a), out[1] = log Σ exp(b),
+/// out[2] = KL(softmax a ‖ softmax b) = Σ p_a · (log p_a − log p_b); sums in double over fixed lanes in order.
+void arapack_softmax_kl(const float *a, const float *b, size_t n, double out[3]);
 
 #endif

@@ -1,0 +1,164 @@
+#include "ckernels.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// The forward pass's matrix product, batch-, thread- and instruction-set-invariant by construction: every
+// output element is one chain of fused multiply-adds in k order from 0 (acc = fma(x[k], w[k], acc), starting
+// at +0), whatever the number of rows, the tile it falls in, the thread that computes it and the vector width.
+// An FMA rounds once, so a 16-lane AVX-512 FMA, an 8-lane AVX2 FMA and the C library's fmaf give the same bits
+// for the same chain. The kernels vectorise across rows (lanes are rows of x, packed 16 to a panel) and tile
+// across weight rows (a broadcast per weight element); the k loop is blocked (KC) and rows are blocked (MC)
+// for the caches, and a block's partial sums are stored to t and reloaded, which changes no bit.
+
+#pragma STDC FP_CONTRACT OFF
+
+#define PANEL 16
+#define KC 512
+#define MC 128
+
+static int active_isa = -1;
+
+int arapack_isa_best(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return ARAPACK_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ARAPACK_ISA_AVX2;
+#endif
+    return ARAPACK_ISA_GENERIC;
+}
+
+int arapack_isa(void) {
+    int isa = __atomic_load_n(&active_isa, __ATOMIC_RELAXED);
+    if (isa < 0) {
+        isa = arapack_isa_best();
+        __atomic_store_n(&active_isa, isa, __ATOMIC_RELAXED);
+    }
+    return isa;
+}
+
+int arapack_set_isa(int isa) {
+    if (isa < ARAPACK_ISA_GENERIC || isa > arapack_isa_best()) return -1;
+    __atomic_store_n(&active_isa, isa, __ATOMIC_RELAXED);
+    return 0;
+}
+
+size_t arapack_packed_rows(size_t rows) { return (rows + PANEL - 1) / PANEL * PANEL; }
+
+void arapack_pack_rows(const float *x, size_t ldx, size_t rows, size_t k, float *xp) {
+    size_t padded = arapack_packed_rows(rows);
+    for (size_t p = 0; p < padded / PANEL; p++) {
+        float *panel = xp + p * k * PANEL;
+        for (size_t lane = 0; lane < PANEL; lane++) {
+            size_t r = p * PANEL + lane;
+            if (r < rows) {
+                const float *row = x + r * ldx;
+                for (size_t i = 0; i < k; i++) panel[i * PANEL + lane] = row[i];
+            } else {
+                for (size_t i = 0; i < k; i++) panel[i * PANEL + lane] = 0.0f;
+            }
+        }
+    }
+}
+
+// The chain for one element, in C: the reference every vector kernel matches (and the path of CPUs without FMA,
+// where fmaf is the C library's exact software fused multiply-add).
+static void gemm_generic(const float *xp, size_t panels, size_t k, const float *w, size_t ldw, size_t cols, float *t,
+                         size_t ldt) {
+    for (size_t c = 0; c < cols; c++) {
+        for (size_t p = 0; p < panels; p++) {
+            for (size_t lane = 0; lane < PANEL; lane++) {
+                float acc = 0.0f;
+                const float *x = xp + p * k * PANEL + lane;
+                const float *wr = w + c * ldw;
+                for (size_t i = 0; i < k; i++) acc = fmaf(x[i * PANEL], wr[i], acc);
+                t[c * ldt + p * PANEL + lane] = acc;
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// One tile: P panels (P·16 rows) × NC weight rows, over kc values of k starting at xp/w; t holds the tile's
+// partial sums (rows contiguous, columns ldt apart), loaded first unless this is the first k block.
+#define TILE_KERNEL(NAME, TARGET, VEC, LANES, LOADU, STOREU, ZERO, SET1, FMADD, P, NC)                          \
+    __attribute__((target(TARGET))) static void NAME(const float *xp, size_t pstride, const float *w, size_t ldw,   \
+                                                     size_t kc, float *t, size_t ldt, int first) {                \
+        enum { V = (P) * PANEL / (LANES) };                                                                      \
+        VEC acc[NC][V];                                                                                          \
+        for (int j = 0; j < (NC); j++)                                                                           \
+            for (int v = 0; v < V; v++)                                                                          \
+                acc[j][v] = first ? ZERO() : LOADU(t + j * ldt + v * (LANES));                                   \
+        for (size_t i = 0; i < kc; i++) {                                                                        \
+            VEC a[V];                                                                                            \
+            for (int v = 0; v < V; v++)                                                                          \
+                a[v] = LOADU(xp + (v * (LANES)) / PANEL * pstride + i * PANEL + (v * (LANES)) % PANEL);           \
+            for (int j = 0; j < (NC); j++) {                                                                     \
+                VEC b = SET1(w[j * ldw + i]);                                                                    \
+                for (int v = 0; v < V; v++) acc[j][v] = FMADD(a[v], b, acc[j][v]);                              \
+            }                                                                                                    \
+        }                                                                                                        \
+        for (int j = 0; j < (NC); j++)                                                                           \
+            for (int v = 0; v < V; v++) STOREU(t + j * ldt + v * (LANES), acc[j][v]);                            \
+    }
+
+#define AVX512_TILE(NAME, P, NC) \
+    TILE_KERNEL(NAME, "avx512f", __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_setzero_ps, _mm512_set1_ps, _mm512_fmadd_ps, P, NC)
+#define AVX2_TILE(NAME, P, NC) \
+    TILE_KERNEL(NAME, "avx2,fma", __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_setzero_ps, _mm256_set1_ps, _mm256_fmadd_ps, P, NC)
+
+AVX512_TILE(avx512_p2_c12, 2, 12)
+AVX512_TILE(avx512_p1_c12, 1, 12)
+AVX512_TILE(avx512_p2_c1, 2, 1)
+AVX512_TILE(avx512_p1_c1, 1, 1)
+AVX2_TILE(avx2_p1_c6, 1, 6)
+AVX2_TILE(avx2_p1_c1, 1, 1)
+
+typedef void (*tile_fn)(const float *, size_t, const float *, size_t, size_t, float *, size_t, int);
+
+// The blocked loops around the tiles: k blocks of KC, row blocks of MC, then columns NC at a time (the weight
+// rows stay in L1 while every row panel of the block passes them), the ragged column edge one weight row at a
+// time, the ragged panel edge with a one-panel tile.
+static void gemm_tiled(const float *xp, size_t panels, size_t k, const float *w, size_t ldw, size_t cols, float *t,
+                       size_t ldt, int p_wide, int nc, tile_fn wide, tile_fn wide_one, tile_fn narrow, tile_fn narrow_one) {
+    size_t pstride = k * PANEL, cols_tiled = cols - cols % (size_t)nc;
+    for (size_t k0 = 0; k0 < k; k0 += KC) {
+        size_t kc = k - k0 < KC ? k - k0 : KC;
+        int first = k0 == 0;
+        for (size_t p0 = 0; p0 < panels; p0 += MC / PANEL) {
+            size_t p1 = p0 + MC / PANEL < panels ? p0 + MC / PANEL : panels;
+            for (size_t c = 0; c < cols; c += (c < cols_tiled ? (size_t)nc : 1)) {
+                int whole = c < cols_tiled;
+                const float *wc = w + c * ldw + k0;
+                size_t p = p0;
+                for (; p + (size_t)p_wide <= p1; p += (size_t)p_wide)
+                    (whole ? wide : wide_one)(xp + p * pstride + k0 * PANEL, pstride, wc, ldw, kc, t + c * ldt + p * PANEL, ldt, first);
+                for (; p < p1; p++)
+                    (whole ? narrow : narrow_one)(xp + p * pstride + k0 * PANEL, pstride, wc, ldw, kc, t + c * ldt + p * PANEL, ldt, first);
+            }
+        }
+    }
+}
+#endif
+
+void arapack_gemm_nt(const float *xp, size_t rows, size_t k, const float *w, size_t ldw, size_t cols, float *t, size_t ldt) {
+    size_t panels = arapack_packed_rows(rows) / PANEL;
+    if (k == 0) {
+        for (size_t c = 0; c < cols; c++) memset(t + c * ldt, 0, panels * PANEL * sizeof(float));
+        return;
+    }
+#if defined(__x86_64__)
+    switch (arapack_isa()) {
+    case ARAPACK_ISA_AVX512:
+        gemm_tiled(xp, panels, k, w, ldw, cols, t, ldt, 2, 12, avx512_p2_c12, avx512_p2_c1, avx512_p1_c12, avx512_p1_c1);
+        return;
+    case ARAPACK_ISA_AVX2:
+        gemm_tiled(xp, panels, k, w, ldw, cols, t, ldt, 1, 6, avx2_p1_c6, avx2_p1_c1, avx2_p1_c6, avx2_p1_c1);
+        return;
+    default: break;
+    }
+#endif
+    gemm_generic(xp, panels, k, w, ldw, cols, t, ldt);
+}
