@@ -3,14 +3,18 @@ import ArapackModel
 import ArapackRelease
 import ArapackTensor
 import CBLAS
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Release-build benchmark driver.
 ///   arapack-bench read-model SOURCE            read every model tensor's bytes once (a NaN/Inf scan)
-///   arapack-bench forward SOURCE L REPEATS     time the reference forward pass on 1 × L tokens (after one warm-up)
+///   arapack-bench forward SOURCE L REPEATS [N] time the reference forward pass on N × L tokens (N = 1 unless given;
+///                                              after one warm-up)
 ///   arapack-bench sgemm M N K REPEATS          cblas_sgemm throughput for C[M,N] = A[M,K]·B[N,K]ᵀ, and for Cᵀ = B·Aᵀ
+///   arapack-bench gemm M N K REPEATS           the forward pass's own invariant GEMM (arapack_gemm_nt, one thread,
+///                                              the instruction set ARAPACK_ISA picks) on the same product
 /// Whole-process timing comes from Benchmarks/*.py; `forward` and `sgemm` also print their own timings.
 let arguments = CommandLine.arguments
 
@@ -34,11 +38,11 @@ do {
             bytes += t.byteCount
         }
         print("\(source.tensorNames.count) tensors, \(bytes) bytes, \(nonFinite) non-finite")
-    case (5, "forward"):
+    case (5, "forward"), (6, "forward"):
         let model = try ReleaseModel(path: arguments[2])
-        let length = Int(arguments[3])!, repeats = Int(arguments[4])!
+        let length = Int(arguments[3])!, repeats = Int(arguments[4])!, batch = arguments.count == 6 ? Int(arguments[5])! : 1
         let forward = try ForwardPass(model)
-        let ids = Parity.probes(count: 1, length: length, vocab: model.config.vocabSize, seed: 0)
+        let ids = Parity.probes(count: batch, length: length, vocab: model.config.vocabSize, seed: 0)
         _ = try forward.logits(ids)
         var times: [Double] = []
         for _ in 0..<repeats {
@@ -48,9 +52,9 @@ do {
         }
         let c = model.config
         let d = Double(c.hiddenSize), f = Double(c.intermediateSize), l = Double(length)
-        let flops = l * (Double(c.layers) * (2 * 4 * d * d + 2 * 2 * d * f + 4 * l * d) + 2 * d * Double(c.vocabSize))
+        let flops = Double(batch) * l * (Double(c.layers) * (2 * 4 * d * d + 2 * 2 * d * f + 4 * l * d) + 2 * d * Double(c.vocabSize))
         let t = median(times)
-        print("forward 1x\(length): median \(String(t)) s, \(flops / t / 1e9) GFLOP/s (\(flops / 1e9) GFLOP)")
+        print("forward \(batch)x\(length) (\(KernelISA.active), \(forward.threads) threads): median \(String(t)) s, \(flops / t / 1e9) GFLOP/s (\(flops / 1e9) GFLOP)")
     case (6, "sgemm"):
         let m = Int(arguments[2])!, n = Int(arguments[3])!, k = Int(arguments[4])!, repeats = Int(arguments[5])!
         let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: n * k)
@@ -75,8 +79,27 @@ do {
             let t = median(times)
             print("sgemm \(m)x\(n)x\(k) \(transposed ? "(Cᵀ = B·Aᵀ)" : "(C = A·Bᵀ)"): median \(String(t)) s, \(2 * Double(m) * Double(n) * Double(k) / t / 1e9) GFLOP/s")
         }
+    case (6, "gemm"):
+        let m = Int(arguments[2])!, n = Int(arguments[3])!, k = Int(arguments[4])!, repeats = Int(arguments[5])!
+        try KernelISA.configureFromEnvironment()
+        let a = (0..<m * k).map { Float($0 % 7) * 0.25 }, b = (0..<n * k).map { Float($0 % 5) * 0.5 }
+        let packed = arapack_packed_rows(m)
+        var xp = [Float](repeating: 0, count: packed * k), t = [Float](repeating: 0, count: packed * n)
+        func run() {
+            arapack_pack_rows(a, k, m, k, &xp)
+            arapack_gemm_nt(xp, m, k, b, k, n, &t, packed)
+        }
+        run()
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            let t0 = now()
+            run()
+            times.append(now() - t0)
+        }
+        let time = median(times)
+        print("gemm \(m)x\(n)x\(k) (\(KernelISA.active), one thread): median \(String(time)) s, \(2 * Double(m) * Double(n) * Double(k) / time / 1e9) GFLOP/s")
     default:
-        print("usage: arapack-bench read-model SOURCE | forward SOURCE L REPEATS | sgemm M N K REPEATS")
+        print("usage: arapack-bench read-model SOURCE | forward SOURCE L REPEATS [N] | sgemm M N K REPEATS | gemm M N K REPEATS")
         exit(64)
     }
 } catch {

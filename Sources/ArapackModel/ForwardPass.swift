@@ -81,6 +81,8 @@ public final class ForwardPass: @unchecked Sendable {
     var head: Weight
     let lnfw: Weight, lnfb: Weight
     var layers: [Layer]
+    /// Threads the work is split into (`defaultThreads` unless the initialiser was given a count).
+    public let threads: Int
     /// ReLU FFN (otherwise exact-erf GELU), read from the config once.
     let relu: Bool
     /// A seam for tests: replaces the activation (nil in every production use).
@@ -88,9 +90,11 @@ public final class ForwardPass: @unchecked Sendable {
 
     /// Reads the weights of a model of `config`, each by its training name through `tensor` (any source: f32
     /// mapped in place, other dtypes widened once). A tied model's head is its embedding.
-    /// Throws `ForwardError` when `ARAPACK_ISA` names an instruction set this CPU cannot run.
-    public init(config: ModelConfig, tensor: (String) throws -> Tensor) throws {
+    /// Throws `ForwardError` when `ARAPACK_ISA` names an instruction set this CPU cannot run. `threads` (at least
+    /// 1) sets how many threads share the work.
+    public init(config: ModelConfig, threads: Int = ForwardPass.defaultThreads, tensor: (String) throws -> Tensor) throws {
         try KernelISA.configureFromEnvironment()
+        self.threads = max(1, threads)
         self.config = config
         relu = config.activation == "relu"
         func w(_ name: String) throws -> Weight { try Weight(tensor(name)) }
@@ -135,7 +139,7 @@ public final class ForwardPass: @unchecked Sendable {
         let ffn = Scratch(rows * f), packedInput = Scratch(packed * max(d, f))
         let headDim = d / config.heads
         let attentionScratch = (headDim + 1) * length
-        let scores = Scratch(Self.cores * attentionScratch), tiles = Scratch(Self.cores * Self.chunk(rows: packed) * packed)
+        let scores = Scratch(threads * attentionScratch), tiles = Scratch(threads * Self.chunk(rows: packed) * packed)
         let work = Work(packed: packedInput, tiles: tiles)
 
         // x = E[t] + Pos[0..L)
@@ -213,16 +217,21 @@ public final class ForwardPass: @unchecked Sendable {
     }
 
     /// Runs `body(part, range)` over `0..<count` split into one contiguous range per core; `part` (below
-    /// `cores`) tells a call which core's scratch it owns.
+    /// `threads`) tells a call which core's scratch it owns.
     private func parallel(_ count: Int, minimum: Int = 64, _ body: (Int, Range<Int>) -> Void) {
-        let parts = count >= minimum ? min(Self.cores, count) : 1
+        let parts = count >= minimum ? min(threads, count) : 1
         nonisolated(unsafe) let run = body
         DispatchQueue.concurrentPerform(iterations: parts) { i in
             run(i, (count * i / parts)..<(count * (i + 1) / parts))
         }
     }
 
-    static let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    /// Threads a pass splits its work into by default: `ARAPACK_THREADS` when it names a count from 1 to 1,024,
+    /// otherwise one per online core. The count changes how fast a pass runs, never a bit of what it computes.
+    public static let defaultThreads: Int = {
+        if let text = getenv("ARAPACK_THREADS").map({ String(cString: $0) }), let n = Int(text), (1...1024).contains(n) { return n }
+        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }()
 
     /// LayerNorm over each row (`arapack_layer_norm`: mean and biased variance in double, then scale and shift).
     private func layerNorm(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int,

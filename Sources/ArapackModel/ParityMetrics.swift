@@ -1,5 +1,6 @@
 import ArapackFormats
 import ArapackTensor
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,21 +55,21 @@ public struct ParityMetrics: Equatable, Sendable {
             n += Double(a.count)
             let length = ids.first?.count ?? 0
             a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
+            var stats = [0.0, 0.0, 0.0]
             for p in 0..<count {
                 let ra = UnsafeBufferPointer(rebasing: pa[(p * vocab)..<((p + 1) * vocab)])
                 let rb = UnsafeBufferPointer(rebasing: pb[(p * vocab)..<((p + 1) * vocab)])
-                let la = logSoftmax(ra), lb = logSoftmax(rb)
-                var kl = 0.0
-                for v in 0..<vocab { kl += exp(la[v]) * (la[v] - lb[v]) }
-                kl = max(kl, 0)
+                // log-partitions and KL(a ‖ b) by CKernels' own exp and log: the same bits on every CPU.
+                arapack_softmax_kl(ra.baseAddress!, rb.baseAddress!, vocab, &stats)
+                let kl = max(stats[2], 0)
                 klSum += kl
                 klMax = max(klMax, kl)
                 if argmax(ra) == argmax(rb) { agree += 1 }
                 let s = p / max(length, 1), i = p % max(length, 1)
                 let target: Int? = causal ? (i + 1 < length ? ids[s][i + 1] : nil) : ids[s][i]
                 if let t = target {
-                    nllA -= la[t]
-                    nllB -= lb[t]
+                    nllA -= Double(ra[t]) - stats[0]
+                    nllB -= Double(rb[t]) - stats[1]
                     scored += 1
                 }
             }
@@ -81,18 +82,9 @@ public struct ParityMetrics: Equatable, Sendable {
             let count = Double(max(positions, 1))
             return ParityMetrics(maxAbsDiff: maxAbs, nmse: sq / max(n, 1) / variance, meanKL: klSum / count, maxKL: klMax,
                                  top1Agreement: Double(agree) / count,
-                                 referencePerplexity: exp(nllA / Double(max(scored, 1))), candidatePerplexity: exp(nllB / Double(max(scored, 1))),
+                                 referencePerplexity: arapack_exp(nllA / Double(max(scored, 1))), candidatePerplexity: arapack_exp(nllB / Double(max(scored, 1))),
                                  positions: positions)
         }
-    }
-
-    static func logSoftmax(_ row: UnsafeBufferPointer<Float>) -> [Double] {
-        var top = -Double.infinity
-        for x in row { top = max(top, Double(x)) }
-        var total = 0.0
-        for x in row { total += exp(Double(x) - top) }
-        let logTotal = top + Glibc.log(total)
-        return row.map { Double($0) - logTotal }
     }
 
     static func argmax(_ row: UnsafeBufferPointer<Float>) -> Int {
@@ -158,7 +150,7 @@ public func metricText(_ v: Double) -> String {
     let exponent = Int(floor(log10(abs(v))))
     if exponent >= -3 && exponent < 6 {
         let digits = max(0, min(6 - exponent - 1, 9))
-        let p = pow(10.0, Double(digits))
+        let p = Double("1e\(digits)")!  // exact, where pow's last bit may depend on the C library's build
         var text = "\((v * p).rounded() / p)"
         if text.hasSuffix(".0") { text.removeLast(2) }
         return text

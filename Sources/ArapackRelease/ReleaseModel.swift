@@ -226,9 +226,9 @@ public func readJSON(_ path: String) throws -> JSONValue {
 }
 
 extension ForwardPass {
-    /// The reference forward pass over a model read from any source.
-    public convenience init(_ model: ReleaseModel) throws {
-        try self.init(config: model.config, tensor: model.tensor)
+    /// The reference forward pass over a model read from any source, its work split into `threads`.
+    public convenience init(_ model: ReleaseModel, threads: Int = ForwardPass.defaultThreads) throws {
+        try self.init(config: model.config, threads: threads, tensor: model.tensor)
     }
 }
 

@@ -83,25 +83,26 @@ static void gemm_generic(const float *xp, size_t panels, size_t k, const float *
 
 // One tile: P panels (P·16 rows) × NC weight rows, over kc values of k starting at xp/w; t holds the tile's
 // partial sums (rows contiguous, columns ldt apart), loaded first unless this is the first k block.
+#define UNROLL _Pragma("clang loop unroll(full)")
 #define TILE_KERNEL(NAME, TARGET, VEC, LANES, LOADU, STOREU, ZERO, SET1, FMADD, P, NC)                          \
     __attribute__((target(TARGET))) static void NAME(const float *xp, size_t pstride, const float *w, size_t ldw,   \
                                                      size_t kc, float *t, size_t ldt, int first) {                \
         enum { V = (P) * PANEL / (LANES) };                                                                      \
         VEC acc[NC][V];                                                                                          \
-        for (int j = 0; j < (NC); j++)                                                                           \
-            for (int v = 0; v < V; v++)                                                                          \
+        UNROLL for (int j = 0; j < (NC); j++)                                                                        \
+            UNROLL for (int v = 0; v < V; v++)                                                                          \
                 acc[j][v] = first ? ZERO() : LOADU(t + j * ldt + v * (LANES));                                   \
         for (size_t i = 0; i < kc; i++) {                                                                        \
             VEC a[V];                                                                                            \
-            for (int v = 0; v < V; v++)                                                                          \
+            UNROLL for (int v = 0; v < V; v++)                                                                          \
                 a[v] = LOADU(xp + (v * (LANES)) / PANEL * pstride + i * PANEL + (v * (LANES)) % PANEL);           \
-            for (int j = 0; j < (NC); j++) {                                                                     \
+            UNROLL for (int j = 0; j < (NC); j++) {                                                                     \
                 VEC b = SET1(w[j * ldw + i]);                                                                    \
-                for (int v = 0; v < V; v++) acc[j][v] = FMADD(a[v], b, acc[j][v]);                              \
+                UNROLL for (int v = 0; v < V; v++) acc[j][v] = FMADD(a[v], b, acc[j][v]);                              \
             }                                                                                                    \
         }                                                                                                        \
-        for (int j = 0; j < (NC); j++)                                                                           \
-            for (int v = 0; v < V; v++) STOREU(t + j * ldt + v * (LANES), acc[j][v]);                            \
+        UNROLL for (int j = 0; j < (NC); j++)                                                                        \
+            UNROLL for (int v = 0; v < V; v++) STOREU(t + j * ldt + v * (LANES), acc[j][v]);                            \
     }
 
 #define AVX512_TILE(NAME, P, NC) \

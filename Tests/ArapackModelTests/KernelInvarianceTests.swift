@@ -1,0 +1,133 @@
+import ArapackFormats
+@testable import ArapackModel
+import ArapackRelease
+import ArapackTensor
+import ArapackTestSupport
+import CKernels
+import Foundation
+import XCTest
+
+/// The same bits on every machine: the GEMM against an independent chain of fused multiply-adds on each
+/// instruction set this CPU runs; every twin's logits the same bits whatever the batch, the thread count and the
+/// instruction set; the parity metrics' exp and log against the C library's within an ulp or two.
+final class KernelInvarianceTests: XCTestCase {
+    override func tearDown() { try? KernelISA.use(.best) }
+
+    /// y[c][r] = Σ_k w[c][k]·x[r][k] as Swift's own fused multiply-add chain (`addingProduct`), k from 0.
+    func referenceProduct(_ x: [Float], rows: Int, k: Int, _ w: [Float], cols: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: cols * rows)
+        for c in 0..<cols {
+            for r in 0..<rows {
+                var acc: Float = 0
+                for i in 0..<k { acc = acc.addingProduct(x[r * k + i], w[c * k + i]) }
+                out[c * rows + r] = acc
+            }
+        }
+        return out
+    }
+
+    func product(_ x: [Float], rows: Int, k: Int, _ w: [Float], cols: Int) -> [Float] {
+        let packed = Int(arapack_packed_rows(rows))
+        var xp = [Float](repeating: .nan, count: packed * k)
+        arapack_pack_rows(x, k, rows, k, &xp)
+        var t = [Float](repeating: .nan, count: cols * packed)
+        arapack_gemm_nt(xp, rows, k, w, k, cols, &t, packed)
+        return (0..<cols).flatMap { c in t[(c * packed)..<(c * packed + rows)] }
+    }
+
+    func testGEMMIsOneFusedChainPerOutputOnEveryInstructionSet() throws {
+        var rng = SplitMix(seed: 11)
+        // Rows around the 16-row panels and 128-row blocks, columns around the 6- and 12-wide tiles, inner widths
+        // around the 512-wide k blocks; values of mixed magnitude so that any other summation order shows.
+        for (rows, cols, k) in [(1, 1, 1), (5, 13, 7), (16, 12, 64), (17, 25, 511), (33, 6, 512), (140, 37, 513), (3, 64, 1100)] {
+            let x = (0..<rows * k).map { _ in rng.float() * (rng.next() % 4 == 0 ? 1000 : 1) }
+            let w = (0..<cols * k).map { _ in rng.float() }
+            let want = referenceProduct(x, rows: rows, k: k, w, cols: cols)
+            for isa in KernelISA.supported {
+                try KernelISA.use(isa)
+                let got = product(x, rows: rows, k: k, w, cols: cols)
+                XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), "\(rows)×\(k) · (\(cols)×\(k))ᵀ on \(isa)")
+            }
+        }
+        // A plain float sum in another order differs on these inputs: the comparison above can fail.
+        let x = (0..<600).map { _ in rng.float() * 1000 }, w = (0..<600).map { _ in rng.float() }
+        let chain = referenceProduct(x, rows: 1, k: 600, w, cols: 1)[0]
+        let pairwise = stride(from: 0, to: 600, by: 2).map { x[$0] * w[$0] + x[$0 + 1] * w[$0 + 1] }.reduce(0, +)
+        XCTAssertNotEqual(chain.bitPattern, pairwise.bitPattern)
+    }
+
+    /// The twins and narrowed bundles of one of them, each with a batch of sequences of one length.
+    func models() throws -> [(String, ReleaseModel)] {
+        var out: [(String, ReleaseModel)] = []
+        for name in ["ar_gelu", "ar_relu", "mdlm_gelu", "ar_odd", "ar_long"] {
+            out.append((name, try ReleaseModel(path: TestSupport.fixture("golden/\(name).pt"))))
+        }
+        let source = try ReleaseModel(path: TestSupport.fixture("golden/ar_gelu.pt"))
+        for dtype in [DType.bf16, .f16, .i8] {
+            let dir = try TestSupport.temporaryDirectory()
+            addTeardownBlock { removeTree(dir) }
+            try BundleWriter.write(source, tokenizer: nil, options: .init(dtype: dtype), into: dir, progress: .silent)
+            out.append(("ar_gelu \(dtype.name)", try ReleaseModel(path: dir)))
+        }
+        return out
+    }
+
+    func testLogitsAreTheSameBitsWhateverTheBatchThreadsAndInstructionSet() throws {
+        for (name, model) in try models() {
+            let c = model.config
+            let length = min(c.maxPositions, 19)
+            let ids = Parity.probes(count: 6, length: length, vocab: c.vocabSize, seed: 5)
+            let perRow = length * c.vocabSize
+            try KernelISA.use(.best)
+            let whole = try ForwardPass(model, threads: ForwardPass.defaultThreads).logits(ids)
+            for isa in KernelISA.supported {
+                try KernelISA.use(isa)
+                for threads in [1, 2, 3] {
+                    let pass = try ForwardPass(model, threads: threads)
+                    XCTAssertEqual(try pass.logits(ids).map(\.bitPattern), whole.map(\.bitPattern), "\(name): batch of 6 on \(isa), \(threads) threads")
+                    for (s, sequence) in ids.enumerated() where s % 2 == (threads % 2) {
+                        let alone = try pass.logits([sequence])
+                        XCTAssertEqual(alone.map(\.bitPattern), whole[(s * perRow)..<((s + 1) * perRow)].map(\.bitPattern),
+                                       "\(name): sequence \(s) alone on \(isa), \(threads) threads")
+                    }
+                    let pair = try pass.logits(Array(ids[2..<4]))
+                    XCTAssertEqual(pair.map(\.bitPattern), whole[(2 * perRow)..<(4 * perRow)].map(\.bitPattern), "\(name): batch of 2 on \(isa)")
+                }
+            }
+        }
+    }
+
+    func testOwnExpAndLogAgreeWithTheCLibrary() {
+        var rng = SplitMix(seed: 3)
+        for _ in 0..<20_000 {
+            let x = Double(rng.float()) * 700
+            let e = arapack_exp(x), want = Foundation.exp(x)
+            XCTAssertLessThanOrEqual(abs(e - want), 2 * want.ulp, "exp(\(x))")
+            let y = abs(x) * Double(rng.next() % 1000 + 1)
+            XCTAssertLessThanOrEqual(abs(arapack_log(y) - Foundation.log(y)), 2 * abs(Foundation.log(y)).ulp + 1e-300, "log(\(y))")
+        }
+        XCTAssertEqual(arapack_exp(0), 1)
+        XCTAssertEqual(arapack_exp(-800), 0)
+        XCTAssertEqual(arapack_exp(800), .infinity)
+        XCTAssertEqual(arapack_exp(-744), Foundation.exp(-744), "subnormal results round once")
+        XCTAssertTrue(arapack_exp(.nan).isNaN)
+        XCTAssertEqual(arapack_log(1), 0)
+        XCTAssertEqual(arapack_log(0), -.infinity)
+        XCTAssertTrue(arapack_log(-1).isNaN)
+    }
+}
+
+/// SplitMix64: test data that is the same on every run and machine.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// A float in [−1, 1).
+    mutating func float() -> Float { Float(Int64(bitPattern: next()) >> 40) / Float(1 << 23) }
+}
