@@ -2,7 +2,9 @@
 a greedy loop over a reference model, the printed check list, and running a model card's quick-start code."""
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import sys
 
 import torch
@@ -53,13 +55,18 @@ class Checks:
 
 
 def card_quick_start(bundle, check):
-    """Runs the first ```python block of the bundle's README.md as written, from the folder holding the bundle."""
+    """Runs the first ```python block of the bundle's README.md as written, from a folder where the bundle stands
+    under the name the card loads it by (`from_pretrained("./NAME", ...)`: the release's name, not the folder's)."""
     card = open(os.path.join(bundle, "README.md"), encoding="utf-8").read()
     blocks = re.findall(r"```python\n(.*?)```", card, re.S)
     check(len(blocks) >= 1, "model card has quick-start code")
-    if blocks:
-        run = subprocess.run([sys.executable, "-c", blocks[0]], cwd=os.path.dirname(os.path.abspath(bundle)),
-                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    names = re.findall(r'from_pretrained\("\./([^"/]+)"', blocks[0]) if blocks else []
+    check(len(set(names)) == 1, f"the quick start loads the release's folder by one name: {sorted(set(names))}")
+    if blocks and names:
+        where = tempfile.mkdtemp()
+        os.symlink(os.path.abspath(bundle), os.path.join(where, names[0]))
+        run = subprocess.run([sys.executable, "-c", blocks[0]], cwd=where, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        shutil.rmtree(where)
         check(run.returncode == 0 and run.stdout.strip() != "",
               f"quick-start code runs as written (exit {run.returncode}): {run.stdout.strip()[-200:]} {run.stderr[-600:] if run.returncode else ''}")
     return card

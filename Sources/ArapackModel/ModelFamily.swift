@@ -230,6 +230,15 @@ public struct ModelConfig: Equatable, Sendable {
     public var architecture: String { causal ? "ARAr381MForCausalLM" : "MDLMForMaskedDiffusion" }
 
     /// Parameters with the tied matrix counted once (twice when untied).
+    /// The name a release of this model goes by when no Hub repository is named: the family and the size,
+    /// e.g. `AraFusion-AR-381M` (`AraFusion-MDLM-…` for the bidirectional twin).
+    public var defaultReleaseName: String {
+        let n = parameterCount
+        let size = n >= 1_000_000_000 ? "\((n + 50_000_000) / 100_000_000 / 10).\((n + 50_000_000) / 100_000_000 % 10)B"
+            : n >= 1_000_000 ? "\((n + 500_000) / 1_000_000)M" : n >= 1_000 ? "\((n + 500) / 1_000)K" : "\(n)"
+        return "AraFusion-\(causal ? "AR" : "MDLM")-\(size)"
+    }
+
     public var parameterCount: Int {
         ModelFamily.expectedShapes(self).filter { $0.name != ModelFamily.lmHead || !tieWordEmbeddings }
             .reduce(0) { $0 + $1.shape.reduce(1, *) }

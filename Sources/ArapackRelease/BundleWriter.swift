@@ -26,7 +26,7 @@ public struct BundleOptions: Sendable {
     public var card: ModelCard.Options
     public init(dtype: DType? = nil, maxShardSize: Int? = nil, sourceDigest: Bool = true,
                 int8: Int8Quantization = .init(), keep: [String] = [], layout: NamingLayout = .release,
-                card: ModelCard.Options = .init(name: "model")) {
+                card: ModelCard.Options = .init()) {
         precondition(layout != .training, "a bundle is in the release or the GPT-2 layout")
         self.layout = layout
         self.card = card

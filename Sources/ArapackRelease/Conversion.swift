@@ -85,6 +85,7 @@ public struct Conversion {
         switch output {
         case let .bundle(options):
             if options.layout == .gpt2 && !model.config.causal { throw ConversionError.noGPT2Form(source) }
+            let releaseName = options.card.releaseName(model.config)
             let folder = try AtomicDirectory(destination: dst)
             var paritySummary: JSONValue?
             let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath,
@@ -95,13 +96,13 @@ public struct Conversion {
             } })
             if let signing {
                 let provenance = try ModelSignature.provenance(folder: folder.temporaryPath, options: signing.options, parity: paritySummary)
-                try ModelSignature.sign(folder: folder.temporaryPath, name: splitPath(dst).1, key: signing.key,
+                try ModelSignature.sign(folder: folder.temporaryPath, name: releaseName, key: signing.key,
                                         signaturePath: folder.path(ModelSignature.defaultFileName), provenance: provenance)
             }
             if archive {
                 let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
                 try ReleaseArchive.write(folder: folder.temporaryPath, files: try BundleFolder.files(folder.temporaryPath),
-                                         name: splitPath(dst).1, to: archivePath, mtime: epoch, replacing: force, progress: progress) {
+                                         name: releaseName, to: archivePath, mtime: epoch, replacing: force, progress: progress) {
                     try folder.commit(replacing: force)
                 }
             } else {

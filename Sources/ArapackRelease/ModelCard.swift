@@ -6,20 +6,31 @@ import ArapackModel
 public struct ModelCard {
     /// What the user chooses about the card.
     public struct Options: Sendable {
-        /// The bundle's name (DST's last path component), used in the quick-start code as the folder to load.
-        public var name: String
+        /// The Hub repository the release is published as (`OWNER/NAME`, `--repo-id`): the card's title is its name
+        /// and the quick start loads it. Without one, both use the model's family and size (`AraFusion-AR-381M`),
+        /// never the output folder's name, so that a release's bytes do not depend on where it was written.
+        public var repoID: String?
         /// An SPDX-style license id for the front matter.
         public var license: String
         /// The Hub id of the model this one derives from, for the front matter's `base_model`.
         public var baseModel: String?
         /// The user's own card (`--model-card`), used instead of the generated one after its front matter is checked.
         public var userCard: String?
-        public init(name: String, license: String = ModelCard.defaultLicense, baseModel: String? = nil, userCard: String? = nil) {
-            self.name = name
+        public init(repoID: String? = nil, license: String = ModelCard.defaultLicense, baseModel: String? = nil, userCard: String? = nil) {
+            self.repoID = repoID
             self.license = license
             self.baseModel = baseModel
             self.userCard = userCard
         }
+
+        /// The name the release goes by (its card's title, its archive's top folder, its signature's subject):
+        /// the repository's name, or the family and size of `config`.
+        public func releaseName(_ config: ModelConfig) -> String {
+            repoID.flatMap { $0.split(separator: "/").last.map(String.init) } ?? config.defaultReleaseName
+        }
+
+        /// What the quick start loads: the Hub repository, or the release's folder (the archive unpacks to it).
+        func repository(_ config: ModelConfig) -> String { repoID ?? "./" + releaseName(config) }
     }
 
     public static let fileName = "README.md"
@@ -107,7 +118,7 @@ public struct ModelCard {
         ] + (gpt2 ? ["- gpt2"] : ["- custom_code"]) + (dtype == "int8" ? ["- compressed-tensors", "- int8"] : []) + [
             "---",
             "",
-            "# \(Self.plain(options.name))",
+            "# \(Self.plain(options.releaseName(c)))",
             "",
             "An AraFusion \(c.causal ? "autoregressive (causal)" : "masked-diffusion (bidirectional)") Arabic language model, "
                 + "released by arapack \(arapackVersion)"
@@ -183,7 +194,8 @@ public struct ModelCard {
             "## Quick start",
             "",
             "```python",
-        ] + Self.quickStart(c, layout: layout, int8: dtype == "int8", name: options.name, tokenizer: tokenizer != nil) + [
+        ] + Self.quickStart(c, layout: layout, int8: dtype == "int8", repository: options.repository(c),
+                                 published: options.repoID != nil, tokenizer: tokenizer != nil) + [
             "```",
             "",
             "## Files",
@@ -198,24 +210,25 @@ public struct ModelCard {
         text = lines.joined(separator: "\n")
     }
 
-    /// Python that loads this bundle from the folder it sits in and runs it, as written: the forward pass and,
+    /// Python that loads this bundle from `repository` (its Hub id, or its folder) and runs it, as written: the forward pass and,
     /// for the causal model, sampling with `generate` and with the training code's own sampler.
-    static func quickStart(_ c: ModelConfig, layout: NamingLayout, int8: Bool, name: String, tokenizer: Bool) -> [String] {
-        let folder = JSONValue.string("./" + name).serialized()
+    static func quickStart(_ c: ModelConfig, layout: NamingLayout, int8: Bool, repository: String, published: Bool,
+                           tokenizer: Bool) -> [String] {
+        let repo = JSONValue.string(repository).serialized()
         let gpt2 = layout == .gpt2
         let modelClass = c.causal ? "AutoModelForCausalLM" : "AutoModelForMaskedLM"
         var code = [
             "import torch",
             "from transformers import \(modelClass)" + (tokenizer ? ", AutoTokenizer" : "") + (c.causal ? ", GenerationConfig" : ""),
             "",
-            "repo = \(folder)  # this folder, or the Hub repository it is published as",
+            "# " + (published ? "the Hub repository; or the folder it was downloaded to" : "this release's folder (its archive unpacks to it); or the Hub repository it is published as"),
         ] + (int8 ? ["# int8 weights in the compressed-tensors format: pip install compressed-tensors"] : []) + [
-            "model = \(modelClass).from_pretrained(repo\(gpt2 ? "" : ", trust_remote_code=True"), torch_dtype=\"auto\")",
+            "model = \(modelClass).from_pretrained(\(repo)\(gpt2 ? "" : ", trust_remote_code=True"), torch_dtype=\"auto\")",
         ]
         let positions = gpt2 ? "model.config.n_positions" : "model.config.max_position_embeddings"
         if tokenizer {
             code += [
-                "tokenizer = AutoTokenizer.from_pretrained(repo, subfolder=\"base_tokenizer\")",
+                "tokenizer = AutoTokenizer.from_pretrained(\(repo), subfolder=\"base_tokenizer\")",
                 "ids = tokenizer(\"بسم الله الرحمن الرحيم\", return_tensors=\"pt\").input_ids[:, : \(positions) // 2]",
             ]
         } else {

@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackModel
 import ArapackRelease
 import ArgumentParser
 import CSystem
@@ -17,6 +18,10 @@ struct Arapack: ParsableCommand {
         discussion: """
             Exit status: 0 success; 1 verification or parity failed; 2 the input could not be read \
             (unreadable, malformed, unsafe, inconsistent); 64 usage error.
+
+            The reference forward pass (parity, run) gives the same bits on every machine, batch and thread count. \
+            ARAPACK_ISA=avx512|avx2|generic makes its kernels use a narrower instruction set than the CPU's widest \
+            (to check that on one machine); ARAPACK_THREADS=N sets how many threads share it.
             """,
         version: version,
         subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, SignCommand.self, RunCommand.self]
@@ -33,6 +38,11 @@ struct Arapack: ParsableCommand {
         TemporaryFiles.removeOnInterrupt()
         do {
             var command = try parseAsRoot()
+            do {
+                try KernelISA.configureFromEnvironment()
+            } catch {
+                throw ValidationError("\(error)")
+            }
             try command.run()
         } catch {
             exit(withError: error)

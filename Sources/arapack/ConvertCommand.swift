@@ -99,6 +99,9 @@ struct ConvertCommand: ParsableCommand {
 
     @OptionGroup var parityOptions: ParityOptions
 
+    @Option(help: "Bundles: the Hub repository the release is published as (OWNER/NAME): the card's title and the repository its quick start loads, the archive's top folder and the signature's subject. Without it they are the model's family and size (e.g. AraFusion-AR-381M), never DST's name: a release's bytes depend only on the source, the options and arapack's version.")
+    var repoID: String?
+
     @Option(help: "Bundles: the license id in the model card's front matter (default apache-2.0).")
     var license: String?
 
@@ -135,6 +138,10 @@ struct ConvertCommand: ParsableCommand {
         }
         if modelCard != nil && (license != nil || baseModel != nil) {
             throw ValidationError("--model-card is used as written: state the license and base_model in its front matter, not with --license or --base-model")
+        }
+        if repoID != nil && !target.isBundle { throw ValidationError("--repo-id applies to bundles only (--to bundle or gpt2)") }
+        if let repoID, !ModelCard.isValidModelID(repoID) {
+            throw ValidationError("--repo-id: \"\(repoID.escapingControlCharacters)\" is not a Hub repository id (owner/name: letters, digits, '-', '_', '.')")
         }
         if let baseModel, !ModelCard.isValidModelID(baseModel) {
             throw ValidationError("--base-model: \"\(baseModel.escapingControlCharacters)\" is not a Hub model id (owner/name: letters, digits, '-', '_', '.')")
@@ -190,7 +197,7 @@ struct ConvertCommand: ParsableCommand {
             return .bundle(BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
                                          int8: Int8Quantization(groupSize: int8GroupSize), keep: keep,
                                          layout: target == .gpt2 ? .gpt2 : .release,
-                                         card: ModelCard.Options(name: splitPath(Conversion.trimmed(destination)).1,
+                                         card: ModelCard.Options(repoID: repoID,
                                                                  license: license ?? ModelCard.defaultLicense, baseModel: baseModel,
                                                                  userCard: try modelCard.map(readModelCard))))
         case .torch: return .torch(dtype: dtype?.dtype)
@@ -202,20 +209,23 @@ struct ConvertCommand: ParsableCommand {
 extension ConvertCommand {
     /// The options that shaped the bundle, as the signed provenance records them (file names only, no paths).
     var signedOptions: JSONValue {
-        .object([
+        func text(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
+        let members: [JSONValue.Member] = [
             .init("to", .string(target.rawValue)),
-            .init("dtype", dtype.map { .string($0.rawValue) } ?? .null),
+            .init("dtype", text(dtype?.rawValue)),
             .init("int8_group_size", dtype == .int8 ? .int(int8GroupSize) : .null),
             .init("keep", .array(keep.map { .string($0) })),
             .init("max_shard_size", maxShardSize.flatMap(parseSize).map { .int($0) } ?? .null),
-            .init("config", config.map { .string(splitPath($0).1) } ?? .null),
-            .init("tokenizer", tokenizer.map { .string(splitPath($0.hasSuffix("/") ? String($0.dropLast()) : $0).1) } ?? .null),
+            .init("config", text(config.map { splitPath($0).1 })),
+            .init("tokenizer", text(tokenizer.map { splitPath($0.hasSuffix("/") ? String($0.dropLast()) : $0).1 })),
             .init("allow_untied", .bool(allowUntied)),
             .init("source_digest", .bool(!noSourceDigest)),
-            .init("license", license.map { .string($0) } ?? .null),
-            .init("base_model", baseModel.map { .string($0) } ?? .null),
-            .init("model_card", modelCard.map { .string(splitPath($0).1) } ?? .null),
-        ])
+            .init("license", text(license)),
+            .init("repo_id", text(repoID)),
+            .init("base_model", text(baseModel)),
+            .init("model_card", text(modelCard.map { splitPath($0).1 })),
+        ]
+        return .object(members)
     }
 }
 

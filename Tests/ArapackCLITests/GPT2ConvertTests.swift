@@ -80,7 +80,7 @@ final class GPT2ConvertTests: XCTestCase {
         XCTAssertTrue(card.hasPrefix("---\nlicense: apache-2.0\nlanguage:\n- ar\nlibrary_name: transformers\npipeline_tag: text-generation\n"), card)
         XCTAssertFalse(card.contains("custom_code"), "no remote code in a GPT-2 bundle")
         XCTAssertTrue(card.contains("| parameters | 21760 "), card)
-        XCTAssertTrue(card.contains("repo = \"./gpt2\""), card)
+        XCTAssertTrue(card.contains("from_pretrained(\"./AraFusion-AR-22K\", torch_dtype"), card)
         XCTAssertTrue(card.contains("| model.safetensors | \(try fileSize(dst + "/model.safetensors")) | `\(try SHA256.hex(ofFile: dst + "/model.safetensors"))` |"), card)
         XCTAssertEqual(try String(contentsOfFile: dst + "/.gitattributes", encoding: .utf8).split(separator: "\n").first,
                        "*.safetensors filter=lfs diff=lfs merge=lfs -text")

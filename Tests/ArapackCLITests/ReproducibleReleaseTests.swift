@@ -1,0 +1,88 @@
+import ArapackFormats
+import ArapackModel
+import ArapackRelease
+import ArapackTestSupport
+import Foundation
+import XCTest
+
+/// A release's bytes depend only on the source, the options and arapack's version: not on DST's name or depth,
+/// the instruction set, the thread count; parity reports are the same bits under every setting.
+final class ReproducibleReleaseTests: XCTestCase {
+    var scratch = ""
+    override func setUpWithError() throws { scratch = try TestSupport.temporaryDirectory() }
+    override func tearDown() { removeTree(scratch) }
+
+    let source = TestSupport.fixture("trained/arafusion_tiny_ar.pt")
+    let tokenizer = TestSupport.fixture("trained/tokenizer")
+
+    /// Every file below `folder`, by relative path, with its bytes.
+    func tree(_ folder: String) throws -> [String: Data] {
+        var out: [String: Data] = [:]
+        for name in try BundleFolder.files(folder) {
+            out[name] = try Data(contentsOf: URL(fileURLWithPath: folder + "/" + name))
+        }
+        return out
+    }
+
+    func convert(_ dst: String, _ extra: [String] = [], environment: [String: String] = [:]) throws {
+        try FileManager.default.createDirectory(atPath: splitPath(dst).0, withIntermediateDirectories: true)
+        let r = try TestSupport.run(TestSupport.arapackBinary, ["convert", source, dst, "--tokenizer", tokenizer, "--dtype", "bf16", "--parity", "--archive",
+                                                                "--quiet"] + extra, environment: environment.merging(["SOURCE_DATE_EPOCH": ""]) { $1 })
+        XCTAssertEqual(r.status, 0, r.stderr)
+    }
+
+    func testReleaseBytesDoNotDependOnTheFolderTheInstructionSetOrTheThreads() throws {
+        let a = scratch + "/a", b = scratch + "/deeper/by/three/another-name"
+        try convert(a)
+        try convert(b, environment: ["ARAPACK_ISA": "avx2", "ARAPACK_THREADS": "1"])
+        let first = try tree(a), second = try tree(b)
+        XCTAssertEqual(first.keys.sorted(), second.keys.sorted())
+        XCTAssertGreaterThanOrEqual(first.count, 8)
+        for (name, bytes) in first { XCTAssertEqual(bytes, second[name], "\(name) differs") }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: a + ".tar.zst")), try Data(contentsOf: URL(fileURLWithPath: b + ".tar.zst")),
+                       "the archives differ")
+        // The card and the archive name the release by the model's family and size, never by the folder.
+        let card = String(decoding: first["README.md"]!, as: UTF8.self)
+        XCTAssertTrue(card.contains("\n# AraFusion-AR-135K\n"), card)
+        XCTAssertTrue(card.contains("from_pretrained(\"./AraFusion-AR-135K\", trust_remote_code=True"), card)
+        XCTAssertFalse(card.contains("another-name") || card.contains("\"./a\""), card)
+        let listing = try TestSupport.run("/bin/sh", ["-c", "zstd -dc '\(b).tar.zst' | tar -tf - | head -1"])
+        XCTAssertEqual(listing.stdout, "AraFusion-AR-135K/\n")
+    }
+
+    func testRepoIDNamesTheCardTheArchiveAndTheQuickStart() throws {
+        let dst = scratch + "/out"
+        try convert(dst, ["--repo-id", "arafusion/AraFusion-AR-demo"])
+        let card = try String(contentsOfFile: dst + "/README.md", encoding: .utf8)
+        XCTAssertTrue(card.contains("\n# AraFusion-AR-demo\n"), card)
+        XCTAssertTrue(card.contains("from_pretrained(\"arafusion/AraFusion-AR-demo\", trust_remote_code=True"), card)
+        XCTAssertTrue(card.contains("AutoTokenizer.from_pretrained(\"arafusion/AraFusion-AR-demo\", subfolder=\"base_tokenizer\")"), card)
+        let listing = try TestSupport.run("/bin/sh", ["-c", "zstd -dc '\(dst).tar.zst' | tar -tf - | head -1"])
+        XCTAssertEqual(listing.stdout, "AraFusion-AR-demo/\n")
+        let bad = try TestSupport.arapack("convert", source, scratch + "/bad", "--repo-id", "a/b/c")
+        XCTAssertEqual(bad.status, 64)
+        XCTAssertTrue(bad.stderr.contains("--repo-id: \"a/b/c\" is not a Hub repository id"), bad.stderr)
+        XCTAssertFalse(pathExists(scratch + "/bad"))
+    }
+
+    func testParityReportsAreTheSameBitsUnderEverySetting() throws {
+        let bundle = scratch + "/bundle"
+        try convert(bundle)
+        var reports: [String: Data] = [:]
+        var settings: [[String: String]] = [[:], ["ARAPACK_THREADS": "1"], ["ARAPACK_THREADS": "3"]]
+        settings += KernelISA.supported.map { ["ARAPACK_ISA": $0.rawValue] }
+        for (i, environment) in settings.enumerated() {
+            let report = scratch + "/report\(i).json"
+            let r = try TestSupport.run(TestSupport.arapackBinary, ["verify", bundle, "--parity", "--against", source, "--probes", "3", "--report", report],
+                                        environment: environment)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            reports["\(environment)"] = try Data(contentsOf: URL(fileURLWithPath: report))
+        }
+        let first = reports["[:]"]!
+        XCTAssertTrue(String(decoding: first, as: UTF8.self).contains("\"mean_kl\""))
+        for (setting, bytes) in reports { XCTAssertEqual(bytes, first, "the report under \(setting) differs") }
+        let bad = try TestSupport.run(TestSupport.arapackBinary, ["verify", bundle], environment: ["ARAPACK_ISA": "avx9"])
+        XCTAssertEqual(bad.status, 64)
+        XCTAssertTrue(bad.stderr.contains("ARAPACK_ISA=avx9: expected one of generic, avx2, avx512"), bad.stderr)
+    }
+}
