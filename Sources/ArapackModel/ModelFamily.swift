@@ -229,7 +229,6 @@ public struct ModelConfig: Equatable, Sendable {
     public func modelType(in layout: NamingLayout) -> String { layout == .gpt2 ? ConfigAssembly.gpt2ModelType : modelType }
     public var architecture: String { causal ? "ARAr381MForCausalLM" : "MDLMForMaskedDiffusion" }
 
-    /// Parameters with the tied matrix counted once (twice when untied).
     /// The name a release of this model goes by when no Hub repository is named: the family and the size,
     /// e.g. `AraFusion-AR-381M` (`AraFusion-MDLM-…` for the bidirectional twin).
     public var defaultReleaseName: String {
@@ -239,6 +238,22 @@ public struct ModelConfig: Equatable, Sendable {
         return "AraFusion-\(causal ? "AR" : "MDLM")-\(size)"
     }
 
+    /// What differs between the functions the two configs compute, one `name: this vs other` phrase each: the
+    /// sizes, the activation, the LayerNorm eps, the causality and the tie; never training-only settings (dropout)
+    /// or the special token ids, which no logit depends on. Empty: the same function.
+    public func functionDifferences(from other: ModelConfig) -> [String] {
+        let fields: [(String, String, String)] = [
+            ("vocab_size", "\(vocabSize)", "\(other.vocabSize)"), ("hidden_size", "\(hiddenSize)", "\(other.hiddenSize)"),
+            ("num_hidden_layers", "\(layers)", "\(other.layers)"), ("num_attention_heads", "\(heads)", "\(other.heads)"),
+            ("intermediate_size", "\(intermediateSize)", "\(other.intermediateSize)"),
+            ("max_position_embeddings", "\(maxPositions)", "\(other.maxPositions)"), ("hidden_act", activation, other.activation),
+            ("layer_norm_eps", "\(layerNormEps)", "\(other.layerNormEps)"), ("is_causal", "\(causal)", "\(other.causal)"),
+            ("tie_word_embeddings", "\(tieWordEmbeddings)", "\(other.tieWordEmbeddings)"),
+        ]
+        return fields.filter { $0.1 != $0.2 }.map { "\($0.0) \($0.1) vs \($0.2)" }
+    }
+
+    /// Parameters with the tied matrix counted once (twice when untied).
     public var parameterCount: Int {
         ModelFamily.expectedShapes(self).filter { $0.name != ModelFamily.lmHead || !tieWordEmbeddings }
             .reduce(0) { $0 + $1.shape.reduce(1, *) }

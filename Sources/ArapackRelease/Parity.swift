@@ -98,8 +98,10 @@ public enum Parity {
     public static func run(bundle: ReleaseModel, against source: ReleaseModel, probes count: Int, length: Int?, seed: UInt64,
                            probeIDs: [[Int]]? = nil, thresholds override: ParityThresholds? = nil,
                            batchLogitBytes: Int = Parity.batchLogitBytes) throws -> ParityReport {
-        guard bundle.config == source.config else {
-            throw ParityError.configsDiffer(bundle: bundle.info.path, source: source.info.path)
+        // The same function, not the same config: a GPT-2 export sets the training-only dropout to 0.
+        let differences = bundle.config.functionDifferences(from: source.config)
+        guard differences.isEmpty else {
+            throw ParityError.configsDiffer(bundle: bundle.info.path, source: source.info.path, differences: differences)
         }
         let c = bundle.config
         // A length past the positions is refused, not shortened (and before any probe is drawn).
@@ -213,7 +215,7 @@ public enum Parity {
 
 /// A parity run that cannot start: the two sides or the probes do not fit.
 public enum ParityError: Error, Equatable, CustomStringConvertible, Sendable {
-    case configsDiffer(bundle: String, source: String)
+    case configsDiffer(bundle: String, source: String, differences: [String])
     case probeTooLong(length: Int, limit: Int)
     case noProbes(bundle: String)
     case goldenLayout(file: String, vocabSize: Int)
@@ -221,7 +223,8 @@ public enum ParityError: Error, Equatable, CustomStringConvertible, Sendable {
 
     public var description: String {
         switch self {
-        case let .configsDiffer(bundle, source): return "\(bundle): the bundle's config differs from \(source)'s; parity compares the same model"
+        case let .configsDiffer(bundle, source, differences):
+            return "\(bundle): the bundle computes another function than \(source) (\(differences.joined(separator: ", "))); parity compares the same model"
         case let .probeTooLong(length, limit): return "parity: probe length \(length) exceeds max_position_embeddings \(limit)"
         case let .noProbes(bundle): return "\(bundle): --probes and --seq-len must be positive"
         case let .goldenLayout(file, vocab): return "\(file): a golden file holds ids (I64 [N, L]) and logits (F32 [N, L, \(vocab)])"

@@ -203,8 +203,8 @@ final class SigningCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("options   to=gpt2 dtype=bf16"), r.stdout)
         XCTAssertTrue(r.stdout.contains("  parity    passed (bf16,"), r.stdout)
-        XCTAssertEqual((try statement(dst + "/model.sig")["subject"] as! [[String: Any]])[0]["name"] as? String, "signed",
-                       "the model's name is DST's, not the temporary folder's")
+        XCTAssertEqual((try statement(dst + "/model.sig")["subject"] as! [[String: Any]])[0]["name"] as? String, "AraFusion-AR-22K",
+                       "the model's name is the release's (family and size, without --repo-id), not a folder's")
         r = try TestSupport.arapack("verify", dst + ".tar.zst")
         XCTAssertEqual(r.status, 0, "the archive carries model.sig, which the manifest does not list: " + r.stdout)
         // A key that cannot sign stops the conversion before anything is written.
