@@ -7,7 +7,7 @@ KL, top-1 agreement). Each side is a whole process: wall time and peak resident 
 alternating the two sides (this VM drifts +-20% over minutes), each round's ratio from runs made seconds apart.
 
     swift build -c release --product arapack
-    ROUNDS=3 python Benchmarks/bench_parity.py [/tmp/arapack-bench]     # needs torch, safetensors
+    ROUNDS=3 python Benchmarks/bench_parity.py [/tmp/arapack-bench]     # needs torch, safetensors; ARAPACK_BIN names another build
 
 The bf16 bundle is made first (`arapack convert full_training.pt WORK/parity-bf16 --dtype bf16`) when missing.
 `python Benchmarks/bench_parity.py --torch-side BUNDLE CHECKPOINT` runs the PyTorch side alone (one model at a
@@ -19,7 +19,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARAPACK = os.path.join(ROOT, ".build/release/arapack")
+ARAPACK = os.environ.get("ARAPACK_BIN", os.path.join(ROOT, ".build/release/arapack"))
 PROBES, LENGTH, SEED = 8, 64, 0
 
 
