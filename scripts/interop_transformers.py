@@ -18,6 +18,11 @@ Checks, each printed; exits 1 on any failure:
   generation_config runs; a plain `generate(ids)` stops within the positions; `pipeline("text-generation")`
   runs; the training sampler `model.model.generate(...)` runs and stays within the positions; labels give the
   shifted cross-entropy; more tokens than positions is a ValueError naming them;
+- a key/value cache (transformers' DynamicCache, used by generate by default): cached step logits within 1e-5
+  of the logit scale of the uncached forward, greedy generate with and without the cache equal to the greedy loop, logits_to_keep;
+  padding: a batch of prompts of different lengths, left-padded, generates greedily each row's tokens alone (AR),
+  and each row's logits, left- or right-padded, are within 1e-5 of the logit scale of the row alone (AR and MDLM); a padded batch
+  wider than the positions is a ValueError;
 - with a tokenizer, AutoTokenizer loads it from the bundle and from subfolder="base_tokenizer", with the config's
   special ids;
 - with --card, the model card's front matter (yaml) and its quick-start code, run as written from the folder
@@ -61,6 +66,79 @@ def bundle_reference(source_path, hf, bundle):
     if "quantization_config" in hf:
         return reference(source_path, torch.float32, {k[len("model."):]: v for k, v in bundle_tensors(bundle).items()})
     return reference(source_path, DTYPES[hf["torch_dtype"]])
+
+
+# transformers 5 calls the key/value cache `cache`, 4.x `past_key_values`.
+CACHE = "cache" if int(transformers.__version__.split(".")[0]) >= 5 else "past_key_values"
+
+
+def padded(rows, pad, left):
+    """`rows` (1-D id tensors) padded with `pad` to one width, on the left or the right, and the attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        span = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, span], mask[i, span] = r, 1
+    return ids, mask
+
+
+def cache_and_padding(model, ref, probe, hf, causal, check):
+    """The key/value cache and padded batches against the uncached forward and each row alone."""
+    positions = probe.shape[1]
+    pad, eos = hf["pad_token_id"], hf["eos_token_id"]
+    rows = [probe[0, :3], probe[1, : positions // 2], probe[2, :5]]
+    with torch.no_grad():
+        if causal:
+            full = model(probe).logits
+            # Float32 logits carry a rounding error of about 1e-6 of their scale whichever way they are computed
+            # (ARCHITECTURE.md), so two ways agree to a bound on that scale: 1e-5 · max(1, max |logit|).
+            bound = 1e-5 * max(1.0, full.abs().max().item())
+            out = model(probe[:, :4], use_cache=True)
+            worst = (out.logits - full[:, :4]).abs().max().item()
+            cache = getattr(out, CACHE)
+            for t in range(4, positions):
+                out = model(probe[:, t:t + 1], use_cache=True, **{CACHE: cache})
+                cache = getattr(out, CACHE)
+                worst = max(worst, (out.logits[:, 0] - full[:, t]).abs().max().item())
+            check(worst <= bound and cache.get_seq_length() == positions,
+                  f"cached logits, one token a step, within {bound:.3g} of the uncached forward (max |diff| {worst:.3g})")
+            kept = model(probe, logits_to_keep=1).logits
+            check(kept.shape[1] == 1 and torch.equal(kept[:, 0], full[:, -1]), "logits_to_keep=1 gives the last position's logits")
+            generated = model.generate(probe[:1, :3], attention_mask=torch.ones_like(probe[:1, :3]), do_sample=False,
+                                       max_new_tokens=positions - 3, return_dict_in_generate=True)
+            used = getattr(generated, CACHE)
+            check(used is not None and used.get_seq_length() == generated.sequences.shape[1] - 1,
+                  f"generate uses a key/value cache by default ({type(used).__name__} of {used.get_seq_length() if used else 0} positions)")
+            uncached = model.generate(probe[:1, :3], attention_mask=torch.ones_like(probe[:1, :3]), do_sample=False,
+                                      max_new_tokens=positions - 3, use_cache=False)
+            check(torch.equal(uncached, generated.sequences), "generate with use_cache=False gives the cached tokens")
+            ids, mask = padded(rows, pad, left=True)
+            steps = positions - ids.shape[1]
+            batch = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=steps, pad_token_id=pad)
+            same = True
+            for i, r in enumerate(rows):
+                alone = greedy(ref, r.unsqueeze(0), steps, eos)[0, len(r):]
+                mine = batch[i, ids.shape[1]:][: len(alone)]
+                same &= torch.equal(mine, alone)
+            check(same, f"a left-padded batch of prompts ({[len(r) for r in rows]} tokens) generates each row's greedy tokens alone")
+        for left in (True, False):
+            ids, mask = padded(rows, pad, left)
+            logits = model(ids, attention_mask=mask).logits
+            bound = 1e-5 * max(1.0, logits.abs().max().item())
+            worst = 0.0
+            for i, r in enumerate(rows):
+                alone = model(r.unsqueeze(0)).logits[0]
+                mine = logits[i, ids.shape[1] - len(r):] if left else logits[i, : len(r)]
+                worst = max(worst, (mine - alone).abs().max().item())
+            check(worst <= bound, f"{'left' if left else 'right'}-padded batch: each row's logits within {bound:.3g} of the row "
+                                  f"alone (max |diff| {worst:.3g})")
+        wide = torch.cat([torch.full((1, 1), pad), probe[:1]], dim=1)
+        try:
+            model(wide, attention_mask=torch.cat([torch.zeros(1, 1, dtype=torch.long), torch.ones_like(probe[:1])], dim=1))
+            check(False, "a padded batch wider than the positions is refused")
+        except ValueError as e:
+            check(str(positions) in str(e), f"a padded batch wider than the positions is a ValueError: {e}")
 
 
 def main():
@@ -139,6 +217,8 @@ def main():
         own_greedy = inner.generate(prompt, max_new_tokens=steps, temperature=0, eos_token_id=hf["eos_token_id"])
         check(torch.equal(own_greedy, theirs), "model.model.generate with temperature 0 is the greedy loop")
 
+    cache_and_padding(model32, ref, probe, hf, causal, check)
+
     tokenizer_files = os.path.exists(os.path.join(bundle, "tokenizer.json"))
     if tokenizer_files:
         for kwargs in ({}, {"subfolder": "base_tokenizer"}):
@@ -152,7 +232,8 @@ def main():
 
     if "--card" in sys.argv:
         import yaml
-        card = card_quick_start(bundle, check)
+        # The card's perplexity against the training module where the bundle computes in float32.
+        card = card_quick_start(bundle, check, ref if hf["torch_dtype"] == "float32" and not int8 else None)
         front = yaml.safe_load(card.split("---\n")[1])
         check(front["library_name"] == "transformers" and "custom_code" in front["tags"] and front["language"] == ["ar"]
               and front["pipeline_tag"] == ("text-generation" if causal else "fill-mask") and "license" in front,

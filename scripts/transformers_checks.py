@@ -1,5 +1,6 @@
 """What the transformers interop scripts (interop_gpt2.py, interop_transformers.py) share: the dtype names,
 a greedy loop over a reference model, the printed check list, and running a model card's quick-start code."""
+import math
 import os
 import re
 import shutil
@@ -54,19 +55,38 @@ class Checks:
         sys.exit(1 if self.problems else 0)
 
 
-def card_quick_start(bundle, check):
-    """Runs the first ```python block of the bundle's README.md as written, from a folder where the bundle stands
-    under the name the card loads it by (`from_pretrained("./NAME", ...)`: the release's name, not the folder's)."""
+def card_quick_start(bundle, check, reference_model=None):
+    """Runs every ```python block of the bundle's README.md as written, each in a fresh process, from a folder where
+    the bundle stands under the name the card loads it by (`from_pretrained("./NAME", ...)`: the release's name, not
+    the folder's). With `reference_model` (ARBaseline in float32 on the bundle's weights), the perplexity the card
+    prints must equal the reference's on the same ids within 1e-4 relative."""
     card = open(os.path.join(bundle, "README.md"), encoding="utf-8").read()
     blocks = re.findall(r"```python\n(.*?)```", card, re.S)
     check(len(blocks) >= 1, "model card has quick-start code")
-    names = re.findall(r'from_pretrained\("\./([^"/]+)"', blocks[0]) if blocks else []
-    check(len(set(names)) == 1, f"the quick start loads the release's folder by one name: {sorted(set(names))}")
-    if blocks and names:
-        where = tempfile.mkdtemp()
-        os.symlink(os.path.abspath(bundle), os.path.join(where, names[0]))
-        run = subprocess.run([sys.executable, "-c", blocks[0]], cwd=where, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        shutil.rmtree(where)
+    names = set(re.findall(r'from_pretrained\("\./([^"/]+)"', card))
+    check(len(names) == 1, f"the card's code loads the release's folder by one name: {sorted(names)}")
+    if not blocks or len(names) != 1:
+        return card
+    where = tempfile.mkdtemp()
+    os.symlink(os.path.abspath(bundle), os.path.join(where, names.pop()))
+    for code in blocks:
+        title = code.split("\n")[0] if "def perplexity" not in code else "perplexity"
+        run = subprocess.run([sys.executable, "-c", code], cwd=where, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         check(run.returncode == 0 and run.stdout.strip() != "",
-              f"quick-start code runs as written (exit {run.returncode}): {run.stdout.strip()[-200:]} {run.stderr[-600:] if run.returncode else ''}")
+              f"card code block ({len(code.splitlines())} lines, {'batch inference' if 'padding=True' in code else title}) runs as written "
+              f"(exit {run.returncode}): {run.stdout.strip()[-200:]} {run.stderr[-600:] if run.returncode else ''}")
+        if "def perplexity" in code and run.returncode == 0 and reference_model is not None:
+            printed = float(re.search(r"perplexity: (\S+)", run.stdout).group(1))
+            text = re.search(r"perplexity\('(.*?)'\)", code).group(1)
+            positions = reference_model.position_embedding.num_embeddings  # the card truncates to the model's positions
+            from transformers import AutoTokenizer
+            tokenizer = AutoTokenizer.from_pretrained(bundle, subfolder="base_tokenizer")
+            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=positions).input_ids
+            with torch.no_grad():
+                logits = reference_model(ids)
+                loss = torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, 1:])
+            want = math.exp(loss.item())
+            check(abs(printed - want) <= 1e-4 * want,
+                  f"the card's perplexity {printed:.6g} equals the training module's {want:.6g} within 1e-4 relative ({ids.shape[1]} tokens)")
+    shutil.rmtree(where)
     return card

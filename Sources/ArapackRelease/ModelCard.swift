@@ -189,14 +189,9 @@ public struct ModelCard {
                 "| \(show("max_abs_diff")) | \(show("mean_kl")) | \(show("top1_agreement")) | \(show("passed")) |",
             ]
         }
+        lines += Self.examples(c, layout: layout, int8: dtype == "int8", repository: options.repository(c),
+                               published: options.repoID != nil, tokenizer: tokenizer != nil)
         lines += [
-            "",
-            "## Quick start",
-            "",
-            "```python",
-        ] + Self.quickStart(c, layout: layout, int8: dtype == "int8", repository: options.repository(c),
-                                 published: options.repoID != nil, tokenizer: tokenizer != nil) + [
-            "```",
             "",
             "## Files",
             "",
@@ -208,62 +203,6 @@ public struct ModelCard {
         }
         lines += ["", "`manifest.json` lists every file of the bundle with its size and SHA-256; `arapack verify` checks them.", ""]
         text = lines.joined(separator: "\n")
-    }
-
-    /// Python that loads this bundle from `repository` (its Hub id, or its folder) and runs it, as written: the forward pass and,
-    /// for the causal model, sampling with `generate` and with the training code's own sampler.
-    static func quickStart(_ c: ModelConfig, layout: NamingLayout, int8: Bool, repository: String, published: Bool,
-                           tokenizer: Bool) -> [String] {
-        let repo = JSONValue.string(repository).serialized()
-        let gpt2 = layout == .gpt2
-        let modelClass = c.causal ? "AutoModelForCausalLM" : "AutoModelForMaskedLM"
-        var code = [
-            "import torch",
-            "from transformers import \(modelClass)" + (tokenizer ? ", AutoTokenizer" : "") + (c.causal ? ", GenerationConfig" : ""),
-            "",
-            "# " + (published ? "the Hub repository; or the folder it was downloaded to" : "this release's folder (its archive unpacks to it); or the Hub repository it is published as"),
-        ] + (int8 ? ["# int8 weights in the compressed-tensors format: pip install compressed-tensors"] : []) + [
-            "model = \(modelClass).from_pretrained(\(repo)\(gpt2 ? "" : ", trust_remote_code=True"), torch_dtype=\"auto\")",
-        ]
-        let positions = gpt2 ? "model.config.n_positions" : "model.config.max_position_embeddings"
-        if tokenizer {
-            code += [
-                "tokenizer = AutoTokenizer.from_pretrained(\(repo), subfolder=\"base_tokenizer\")",
-                "ids = tokenizer(\"بسم الله الرحمن الرحيم\", return_tensors=\"pt\").input_ids[:, : \(positions) // 2]",
-            ]
-        } else {
-            code.append("ids = torch.tensor([[\(c.bos)]])")
-        }
-        code += [
-            "with torch.no_grad():",
-            "    logits = model(ids).logits  # [1, tokens, vocabulary]",
-        ]
-        let show = tokenizer ? { (v: String) in "print(tokenizer.decode(\(v)))" } : { (v: String) in "print(\(v).tolist())" }
-        if c.causal {
-            code += [
-                "room = \(positions) - ids.shape[1]  # new tokens never pass the model's positions",
-                "output = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=GenerationConfig(",
-                "    do_sample=True, temperature=0.8, top_p=0.9, max_new_tokens=min(128, room), eos_token_id=\(c.eos), pad_token_id=\(c.pad)))",
-                show("output[0]"),
-            ]
-            if !gpt2 {
-                code += [
-                    "# the training code's own sampler, on the module the model holds",
-                    "generated = model.model.generate(ids, max_new_tokens=min(100, room), temperature=0.8, top_p=0.9, eos_token_id=\(c.eos))",
-                    show("generated[0]"),
-                ]
-            }
-        } else {
-            code += [
-                "# bidirectional: predict a masked position from both sides",
-                "masked = ids.clone()",
-                "masked[0, -1] = \(c.mask)  # the mask token",
-                "with torch.no_grad():",
-                "    predicted = model(masked).logits[0, -1].argmax()",
-                show("predicted.view(1)"),
-            ]
-        }
-        return code
     }
 
     /// `.gitattributes`: safetensors and archives through LFS, and any other file past the Hub's limit by name.

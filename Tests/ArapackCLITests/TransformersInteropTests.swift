@@ -112,4 +112,42 @@ final class TransformersInteropTests: XCTestCase {
         XCTAssertTrue(out.hasPrefix("transformers 4.57.6,"), out)
         XCTAssertTrue(out.contains("ok    logits bit-identical to ARBaseline on the source as float32"), out)
     }
+
+    /// Every code block of the generated card (quick start, the training sampler, generate with a GenerationConfig,
+    /// batch inference over padded prompts, perplexity) runs as written on a bundle with 512 positions, in
+    /// transformers 5 and 4; the printed perplexity equals the training module's within 1e-4 relative. The model:
+    /// the trained twin's weights and tokenizer with its position table grown to 512 rows and the 0.1 dropout the real
+    /// runs train with (made here by real PyTorch).
+    func testTheCardsExamplesRunAsWrittenOnA512PositionBundle() throws {
+        let python = try TestSupport.interopPython(importing: ["torch", "transformers", "yaml"])
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        let source = dir + "/ar512.pt"
+        let script = """
+            import sys, torch
+            ck = torch.load(sys.argv[1], weights_only=True)
+            model, config = dict(ck["model"]), dict(ck["config"], max_seq_len=512, dropout=0.1)
+            old = model["position_embedding.weight"]
+            grown = torch.randn(512, old.shape[1], generator=torch.Generator().manual_seed(0)) * old.std()
+            grown[: old.shape[0]] = old
+            model["position_embedding.weight"] = grown
+            torch.save({"model": model, "config": config, "step": ck.get("step", 0)}, sys.argv[2])
+            """
+        let made = try TestSupport.run(python, ["-c", script, TestSupport.fixture("trained/arafusion_tiny_ar.pt"), source])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        let bundle = dir + "/bundle"
+        let r = try TestSupport.run(TestSupport.arapackBinary, ["convert", source, bundle, "--tokenizer", TestSupport.fixture("trained/tokenizer")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let t4 = try TestSupport.interopSetting("ARAPACK_TRANSFORMERS4")
+        for environment in [nil, ["PYTHONPATH": t4]] {
+            let run = try TestSupport.run(python, [Self.script, bundle, source, "--card"], environment: environment)
+            XCTAssertEqual(run.status, 0, run.stdout + run.stderr)
+            XCTAssertTrue(run.stdout.hasPrefix(environment == nil ? "transformers 5." : "transformers 4.57.6,"), run.stdout)
+            for fragment in ["runs as written", "batch inference) runs as written", "perplexity) runs as written",
+                             "ok    the card's perplexity", "ok    a left-padded batch of prompts", "ok    generate uses a key/value cache"] {
+                XCTAssertTrue(run.stdout.contains(fragment), "\(fragment): " + run.stdout)
+            }
+            XCTAssertFalse(run.stdout.contains("FAIL"), run.stdout)
+        }
+    }
 }
