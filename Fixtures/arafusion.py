@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 TINY = dict(vocab_size=128, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=16,
-            dropout=0.0, activation="gelu", causal=True, layer_norm_eps=1e-5)
+            dropout=0.1, activation="gelu", causal=True, layer_norm_eps=1e-5)  # the dropout the real runs train with
 
 
 class ARBaseline(nn.Module):

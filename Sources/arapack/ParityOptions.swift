@@ -52,6 +52,9 @@ struct ParityOptions: ParsableArguments {
 
     /// The source opened with the bundle's config (so a DCP folder or a config-less checkpoint needs nothing more).
     static func openSource(_ path: String, for bundle: ReleaseModel) throws -> ReleaseModel {
-        try ReleaseModel(path: path, config: (bundle.config.hfJSON(torchDtype: "float32"), "the bundle's config.json"), allowUntied: !bundle.tied)
+        // The bundle's config fills what the source may not record (the head count); not its dropout, which a
+        // GPT-2 export sets to 0 whatever the source trained with and which no logit depends on.
+        let members = bundle.config.hfJSON(torchDtype: "float32").members?.filter { $0.key != "dropout" } ?? []
+        return try ReleaseModel(path: path, config: (.object(members), "the bundle's config.json"), allowUntied: !bundle.tied)
     }
 }

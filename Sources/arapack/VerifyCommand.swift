@@ -21,12 +21,15 @@ struct VerifyCommand: ParsableCommand {
             signed statement carries arapack's provenance (source SHA-256, arapack version, options, parity \
             result), it is printed and checked against manifest.json.
 
-            --parity --against SRC runs the reference forward pass (float32, OpenBLAS) of the bundle and of SRC \
+            --parity --against SRC runs the reference forward pass (float32; the same bits on every machine, \
+            batch and thread count: see ARAPACK_ISA in arapack --help) of the bundle and of SRC \
             on --probes sequences of --seq-len ids drawn from --seed, and compares the logits: max |Δlogit|, \
             NMSE, mean and max KL(SRC ‖ bundle), top-1 agreement, perplexity of each side. A bundle in the \
             source's dtype must be bit-identical (a failure names the tensors that differ); bf16 and f16 bundles \
             have default limits that --max-mean-kl / --min-top1 override. --golden FILE compares against \
-            logits computed elsewhere (ids I64 [N, L], logits F32 [N, L, V]) within --tolerance.
+            logits computed elsewhere (ids I64 [N, L], logits F32 [N, L, V]) within --tolerance. Parity compares \
+            models that compute the same function (sizes, activation, eps, causality, tie), whatever their \
+            training-only settings (a GPT-2 export's dropout is 0).
 
             Exit status: 0 all checks passed; 1 a check or parity failed (each failure named); 2 the bundle or \
             source could not be read; 64 usage error.

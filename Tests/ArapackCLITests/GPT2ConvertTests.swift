@@ -95,10 +95,16 @@ final class GPT2ConvertTests: XCTestCase {
             let v = try TestSupport.arapack("verify", target)
             XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
         }
-        // A float32 GPT-2 bundle is lossless: only the layout changed.
+        // A float32 GPT-2 bundle is lossless: only the layout changed. The source trained with dropout 0.1, as the real
+        // runs do; the export sets every dropout to 0, and parity compares the function, not training-only settings.
+        XCTAssertTrue(try TestSupport.arapack("inspect", gelu).stdout.contains("\"dropout\":0.1"), "the fixture records the dropout it trained with")
+        XCTAssertEqual(try TestSupport.loadJSON(gpt2 + "/config.json")["resid_pdrop"]?.serialized(), "0.0")
         var r = try TestSupport.arapack("verify", gpt2, "--parity", "--against", gelu)
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("thresholds: lossless") && r.stdout.contains("max |Δlogit| 0 "), r.stdout)
+        r = try TestSupport.arapack("convert", gelu, scratch + "/g-parity", "--to", "gpt2", "--parity")
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("thresholds: lossless") && r.stdout.contains("parity passed"), r.stdout)
         r = try TestSupport.arapack("verify", gpt2, "--golden", TestSupport.fixture("golden/ar_gelu.golden.safetensors"))
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         let runGPT2 = try TestSupport.arapack("run", gpt2, "--ids", "1,7,9,3")

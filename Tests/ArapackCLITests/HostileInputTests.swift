@@ -103,7 +103,7 @@ final class HostileInputTests: XCTestCase {
             ("\"max_position_embeddings\": 16", "\"max_position_embeddings\": \"16\"", "max_position_embeddings"),
             ("\"layer_norm_eps\": 1e-05", "\"layer_norm_eps\": 1e400", "layer_norm_eps"),
             ("\"layer_norm_eps\": 1e-05", "\"layer_norm_eps\": -1e-05", "layer_norm_eps must be a finite number"),
-            ("\"dropout\": 0.0", "\"dropout\": 7", "dropout must be a number in [0, 1]"),
+            ("\"dropout\": 0.1", "\"dropout\": 7", "dropout must be a number in [0, 1]"),
             ("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"tanh\"", "hidden_act"),
         ]) { edit, r in
             XCTAssertEqual(r.status, 1, edit.to + ": " + r.stdout + r.stderr)
