@@ -76,25 +76,33 @@ struct VerifyCommand: ParsableCommand {
     func run() throws {
         let progress = Progress(enabled: !quiet && Progress.standardErrorIsTerminal)
         try runReportingErrors("verify") {
+            // With a signature, nothing in the bundle is parsed before its bytes are authenticated: the signature is
+            // checked first (the files are only hashed), and a file that differs stops the run, exit 1, naming it.
+            var signed: ModelSignature.Contents?
+            if let signature, let publicKey {
+                let key = try ECDSAKey.publicKey(path: publicKey)
+                do {
+                    signed = try ModelSignature.verify(folder: bundle, signaturePath: signature, key: key)
+                } catch let mismatch as SignatureMismatch {
+                    print("verify \(bundle.escapingControlCharacters)\nFAIL  signature: " + mismatch.problems.joined(separator: "; "))
+                    print("nothing else was checked: the bundle's files are read only once the signature covers them")
+                    printError("arapack verify: \(bundle): signature: \(mismatch.problems[0])"
+                               + (mismatch.problems.count > 1 ? " (and \(mismatch.problems.count - 1) more)" : ""))
+                    throw ExitStatus.verificationFailed
+                }
+            }
             let signatureInside = signature.flatMap { ModelSignature.relativeName(of: $0, inside: bundle) }
             let structural = try BundleVerifier.verify(path: bundle, signature: signatureInside, progress: progress)
             print(structural.text)
             var signatureProblems: [String] = []
-            if let signature, let publicKey {
-                let key = try ECDSAKey.publicKey(path: publicKey)
-                do {
-                    let signed = try ModelSignature.verify(folder: bundle, signaturePath: signature, key: key)
-                    print("\nok    signature: \(signed.resources.count) files of \(signed.modelName.escapingControlCharacters) signed under \(publicKey)")
-                    if let provenance = signed.provenance {
-                        signatureProblems = try ModelSignature.provenanceProblems(provenance, folder: bundle).map { "provenance: " + $0 }
-                        print(ModelSignature.provenanceText(provenance).joined(separator: "\n"))
-                        for p in signatureProblems { print("FAIL  " + p) }
-                    } else {
-                        print("      no arapack provenance in the signed statement")
-                    }
-                } catch let mismatch as SignatureMismatch {
-                    signatureProblems = mismatch.problems.map { "signature: " + $0 }
-                    print("\nFAIL  signature: " + mismatch.problems.joined(separator: "; "))
+            if let signed, let publicKey {
+                print("\nok    signature: \(signed.resources.count) files of \(signed.modelName.escapingControlCharacters) signed under \(publicKey)")
+                if let provenance = signed.provenance {
+                    signatureProblems = try ModelSignature.provenanceProblems(provenance, folder: bundle).map { "provenance: " + $0 }
+                    print(ModelSignature.provenanceText(provenance).joined(separator: "\n"))
+                    for p in signatureProblems { print("FAIL  " + p) }
+                } else {
+                    print("      no arapack provenance in the signed statement")
                 }
             }
             var reports: [ParityReport] = []

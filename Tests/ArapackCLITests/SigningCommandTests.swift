@@ -121,6 +121,34 @@ final class SigningCommandTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("the signature does not verify") || r.stderr.contains("does not match the resources"), r.stdout + r.stderr)
     }
 
+    /// Authenticate, then parse: with a signature, one byte changed in any file, where a parser would choke on it
+    /// (the safetensors header, a JSON file, the card, the wrapper), is exit 1 naming that file as differing from
+    /// the signed one; no structural check runs on the unauthenticated bytes.
+    func testEveryFileKindIsAuthenticatedBeforeAnyParserReadsIt() throws {
+        XCTAssertEqual(try TestSupport.arapack("sign", bundle, "--key", scratch + "/key.pem").status, 0)
+        // (file, the byte to change: a structural one, so that a parser reading it first would fail another way)
+        let kinds: [(String, String)] = [("model.safetensors", "{"), ("config.json", "{"), ("manifest.json", "{"), ("tokenizer.json", "{"),
+                                         ("base_tokenizer/tokenizer_config.json", "{"), ("generation_config.json", "{"),
+                                         ("training_metadata.json", "{"), ("README.md", "-"), ("modeling_arafusion.py", "i")]
+        for (name, byte) in kinds {
+            let path = bundle + "/" + name
+            let original = try Data(contentsOf: URL(fileURLWithPath: path))
+            var changed = original
+            let at = try XCTUnwrap(changed.firstIndex(of: byte.utf8.first!), name)
+            changed[at] = UInt8(ascii: "#")
+            try changed.write(to: URL(fileURLWithPath: path))
+            let r = try verify()
+            XCTAssertEqual(r.status, 1, name + ": " + r.stdout + r.stderr)
+            XCTAssertTrue(r.stdout.contains("FAIL  signature: \(name) differs from the signed file"), name + ": " + r.stdout)
+            XCTAssertTrue(r.stderr.hasPrefix("arapack verify: \(bundle): signature: \(name) differs from the signed file"), name + ": " + r.stderr)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            let checks = r.stdout.split(separator: "\n").filter { $0.hasPrefix("ok ") || $0.hasPrefix("FAIL ") }
+            XCTAssertEqual(checks.count, 1, name + ": a structural check ran on unauthenticated bytes: " + r.stdout)
+            try original.write(to: URL(fileURLWithPath: path))
+        }
+        XCTAssertEqual(try verify().status, 0)
+    }
+
     func testHostileSignatureFilesAreExitTwo() throws {
         XCTAssertEqual(try TestSupport.arapack("sign", bundle, "--key", scratch + "/key.pem").status, 0)
         let good = try String(contentsOfFile: bundle + "/model.sig", encoding: .utf8)
