@@ -127,4 +127,71 @@ final class HostileTableTests: XCTestCase {
             try writeText(manifest, to: row.bundle + "/manifest.json")
         }
     }
+
+    /// Round three (issue 27): small torch.save files whose DEFLATE'd data.pkl inflates to gigabytes, made by
+    /// Fixtures/hostile/pickle_bomb.py (a 1 GiB string or 1 GiB of opcodes in about 1 MB, 10 GiB in about 10 MB), and
+    /// pickles just under the 4 MiB cap built to allocate the most per byte: `inspect`, `convert` and `inspect
+    /// --check-data` refuse the bombs unread and read the rest, each within 300 MiB and 5 s of CPU.
+    func testSmallFilesThatInflateToGigabytesCostLittle() throws {
+        let scratch = try TestSupport.temporaryDirectory()
+        defer { removeTree(scratch) }
+        let source = TestSupport.fixture("torch/valid/training_dict.pt")
+        let generator = TestSupport.fixture("hostile/pickle_bomb.py")
+        var files: [(name: String, refused: Bool)] = []
+        for (kind, size) in [("string", 1 << 30), ("opcodes", 1 << 30), ("string", 10 << 30), ("opcodes", 10 << 30)] {
+            let name = "\(kind)-\(size >> 30)GiB.pt"
+            let made = try TestSupport.run("/usr/bin/env", ["python3"] + [generator, source, scratch + "/" + name, kind, String(size)])
+            XCTAssertEqual(made.status, 0, made.stderr)
+            XCTAssertLessThan(try fileSize(scratch + "/" + name), size >> 9, "\(name): a small file")
+            files.append((name, true))
+        }
+        // Just under the cap: 4 MiB of opcodes that each build a value (empty tuples, lists, memoized dicts) in one list.
+        let data = try XCTUnwrap(ZipReaderForTests.dataPickle(of: source))
+        for (label, unit) in [("tuples", [UInt8](")".utf8)), ("lists", [UInt8]("]".utf8)), ("dicts", [0x7D, 0x94] as [UInt8])] {
+            var pickle = Array(data.dropLast(2)) + [0x58, 1, 0, 0, 0, 0x78, 0x28]
+            while pickle.count + unit.count + 3 <= 4 << 20 { pickle += unit }
+            pickle += [0x6C, 0x75, 0x2E]
+            let name = "max-\(label).pt"
+            let made = try TestSupport.run("/usr/bin/env", ["python3"] + ["-c", """
+                import sys, zipfile
+                src, out, pkl = sys.argv[1:4]
+                with zipfile.ZipFile(src) as z, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as o:
+                    for i in z.infolist():
+                        o.writestr(i.filename, open(pkl, "rb").read() if i.filename.endswith("/data.pkl") else z.read(i.filename))
+                """, source, scratch + "/" + name, try { let p = scratch + "/\(label).pkl"; try Data(pickle).write(to: URL(fileURLWithPath: p)); return p }()])
+            XCTAssertEqual(made.status, 0, made.stderr)
+            files.append((name, false))
+        }
+        for file in files {
+            let path = scratch + "/" + file.name
+            for args in [["inspect", path], ["inspect", "--check-data", path], ["convert", path, scratch + "/out"]] {
+                let start = Date()
+                let peak = try TestSupport.peakMemory(TestSupport.arapackBinary, args)
+                let seconds = Date().timeIntervalSince(start)
+                XCTAssertLessThan(peak.peakKiB, 300 << 10, "\(args.joined(separator: " ")): peak \(peak.peakKiB >> 10) MiB")
+                XCTAssertLessThan(seconds, 5, "\(args.joined(separator: " ")): \(seconds) s")
+                if file.refused {
+                    XCTAssertEqual(peak.status, 2, args.joined(separator: " "))
+                    let r = try TestSupport.run(TestSupport.arapackBinary, args)
+                    XCTAssertTrue(r.stderr.contains("arapack reads checkpoint pickles of at most 4194304") && r.stderr.contains("refused unread"), r.stderr)
+                }
+                removeTree(scratch + "/out")
+            }
+        }
+    }
+}
+
+/// The inflated `data.pkl` of a torch.save file, by Python's zipfile (not arapack's reader).
+enum ZipReaderForTests {
+    static func dataPickle(of path: String) throws -> Data? {
+        let out = try TestSupport.temporaryDirectory()
+        defer { removeTree(out) }
+        let r = try TestSupport.run("/usr/bin/env", ["python3"] + ["-c", """
+            import sys, zipfile
+            z = zipfile.ZipFile(sys.argv[1])
+            open(sys.argv[2], "wb").write(z.read([n for n in z.namelist() if n.endswith("/data.pkl")][0]))
+            """, path, out + "/data.pkl"])
+        guard r.status == 0 else { return nil }
+        return try Data(contentsOf: URL(fileURLWithPath: out + "/data.pkl"))
+    }
 }

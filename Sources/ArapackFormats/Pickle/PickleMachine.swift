@@ -9,7 +9,23 @@ public struct PickleLimits: Sendable {
     /// such a chain recurses, so a chain 100,000 deep would overflow the stack. Lists, dicts and objects
     /// are freed by their arena one by one and do not count.
     public var valueNesting = 1000
+    /// Bytes in any one string or bytes object. A checkpoint's strings are names, paths and config values (the
+    /// longest in a 70B-sized training checkpoint's pickle is under 100 bytes); a long one is only a way to make
+    /// a small compressed file cost memory (ROBUSTNESS.md).
+    public var stringBytes = 16 << 20
+    /// Lists, dicts and objects built, about 100 bytes each. A 70B-sized training checkpoint's pickle builds about
+    /// 15,000; DCP metadata builds a few per chunk (2.9 million at 512 ranks of a 70B model), so the default is wide
+    /// and a torch.save pickle, whose size is capped, gets a tighter one (`TorchArchive`).
+    public var containers = 1 << 24
     public init() {}
+
+    /// The limits for a checkpoint's `data.pkl`: a million containers (about 100 MB), 60 times what a 70B-sized
+    /// training checkpoint builds.
+    public static var checkpoint: PickleLimits {
+        var limits = PickleLimits()
+        limits.containers = 1 << 20
+        return limits
+    }
 }
 
 /// A pickle interpreter that builds values and inert records and never calls anything.
@@ -84,8 +100,14 @@ public struct PickleMachine {
         return text
     }
 
+    /// The next `n` bytes as one string or bytes object's contents, `n` within `limits.stringBytes`.
+    private mutating func text(_ n: Int) throws -> UnsafeRawBufferPointer {
+        guard n <= limits.stringBytes else { throw PickleError.limitExceeded(offset: opcodeOffset, what: "bytes in one string", limit: limits.stringBytes) }
+        return try take(n)
+    }
+
     private mutating func utf8(_ n: Int) throws -> String {
-        let raw = try take(n)
+        let raw = try text(n)
         guard let s = String(validating: raw, as: UTF8.self) else {
             throw PickleError.malformed(offset: position - n, detail: "string is not valid UTF-8")
         }
@@ -96,6 +118,9 @@ public struct PickleMachine {
 
     private mutating func push(_ v: PickleValue, nesting n: Int = 0) throws {
         guard stack.count < limits.stackDepth else { throw PickleError.limitExceeded(offset: opcodeOffset, what: "stack depth", limit: limits.stackDepth) }
+        guard arena.count <= limits.containers else {
+            throw PickleError.limitExceeded(offset: opcodeOffset, what: "lists, dicts and objects", limit: limits.containers)
+        }
         guard n <= limits.valueNesting else {
             throw PickleError.limitExceeded(offset: opcodeOffset, what: "values nested in values (tuples, persistent ids)", limit: limits.valueNesting)
         }
@@ -258,10 +283,10 @@ public struct PickleMachine {
             case 0x8D: try push(.string(try utf8(try u64())))                // BINUNICODE8
             case 0x54, 0x55:                                                 // BINSTRING, SHORT_BINSTRING (latin-1)
                 let n = op == 0x55 ? try u8() : try i32()
-                try push(.string(Self.latin1(try take(n))))
-            case 0x42: try push(.bytes(Array(try take(try u32()))))          // BINBYTES
-            case 0x43: try push(.bytes(Array(try take(try u8()))))           // SHORT_BINBYTES
-            case 0x8E, 0x96: try push(.bytes(Array(try take(try u64()))))    // BINBYTES8, BYTEARRAY8
+                try push(.string(Self.latin1(try text(n))))
+            case 0x42: try push(.bytes(Array(try text(try u32()))))          // BINBYTES
+            case 0x43: try push(.bytes(Array(try text(try u8()))))           // SHORT_BINBYTES
+            case 0x8E, 0x96: try push(.bytes(Array(try text(try u64()))))    // BINBYTES8, BYTEARRAY8
             case 0x29: try push(.tuple([]))                                  // EMPTY_TUPLE
             case 0x85: try pushTuple([try popNested()])                      // TUPLE1
             case 0x86: let b = try popNested(); let a = try popNested(); try pushTuple([a, b])

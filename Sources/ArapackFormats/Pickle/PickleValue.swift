@@ -67,6 +67,9 @@ public final class PickleArena: @unchecked Sendable {
     private var dicts: [PickleDict] = []
     private var objects: [PickleObject] = []
 
+    /// Containers made so far (lists, dicts, objects).
+    var count: Int { lists.count + dicts.count + objects.count }
+
     func list(_ items: [PickleValue] = []) -> PickleList {
         let l = PickleList(items)
         lists.append(l)

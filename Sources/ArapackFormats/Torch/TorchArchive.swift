@@ -22,11 +22,14 @@ final class TorchArchive {
         self.file = file
     }
 
+    /// The largest `data.pkl` read: a checkpoint's pickle holds its structure, not its tensors (a 70B-sized training
+    /// checkpoint with AdamW state, 2,892 tensors, pickles to 194 KB; ROBUSTNESS.md), so 4 MiB leaves a twenty-fold margin
+    /// and keeps a compressed pickle from costing more than a few hundred MB to read.
+    static let maxPickleBytes = 4 << 20
+
     /// Checks the layout and unpickles `data.pkl`.
     static func open(_ archive: ZipArchive, file path: String, allowed: Set<PickleGlobal>?) throws -> (TorchArchive, PickleMachine.Result) {
-        guard let pkl = archive.entries.first(where: { $0.name.hasSuffix("/data.pkl") && $0.name.split(separator: "/").count == 2 }) else {
-            throw TorchError.layout(file: path, detail: "no <archive>/data.pkl entry")
-        }
+        let pkl = try pickleEntry(of: archive, file: path)
         let prefix = String(pkl.name.dropLast("data.pkl".count))
         for e in archive.entries where !e.name.hasPrefix(prefix) {
             throw TorchError.layout(file: path, detail: "entry \(e.name) is outside the top folder \(prefix)")
@@ -37,9 +40,28 @@ final class TorchArchive {
             guard text == "little" || text == "big" else { throw TorchError.layout(file: path, detail: "byteorder is \"\(text)\"") }
             bigEndian = text == "big"
         }
+        let result = try unpickle(pkl, of: archive, file: path, allowed: allowed)
+        return (TorchArchive(archive: archive, prefix: prefix, bigEndian: bigEndian, file: path), result)
+    }
+
+    /// The archive's `<top>/data.pkl` entry, its size checked against the zip directory before a byte is inflated
+    /// (the inflater stops at that size).
+    static func pickleEntry(of archive: ZipArchive, file path: String) throws -> ZipArchive.Entry {
+        guard let pkl = archive.entries.first(where: { $0.name.hasSuffix("/data.pkl") && $0.name.split(separator: "/").count == 2 }) else {
+            throw TorchError.layout(file: path, detail: "no <archive>/data.pkl entry")
+        }
+        guard pkl.size <= maxPickleBytes else {
+            throw TorchError.layout(file: path, detail: "\(pkl.name) is \(pkl.size) bytes; arapack reads checkpoint pickles of at most "
+                                    + "\(maxPickleBytes) (a 70B-sized training checkpoint's is 0.2 MB): refused unread")
+        }
+        return pkl
+    }
+
+    /// `pkl` unpickled under `allowed` (nil: every global kept as an inert record, for scanning) and the
+    /// checkpoint limits.
+    static func unpickle(_ pkl: ZipArchive.Entry, of archive: ZipArchive, file path: String, allowed: Set<PickleGlobal>?) throws -> PickleMachine.Result {
         do {
-            let result = try archive.storage(of: pkl.name).withUnsafeBytes { try PickleMachine.load($0, allowed: allowed) }
-            return (TorchArchive(archive: archive, prefix: prefix, bigEndian: bigEndian, file: path), result)
+            return try archive.storage(of: pkl.name).withUnsafeBytes { try PickleMachine.load($0, allowed: allowed, limits: .checkpoint) }
         } catch let e as PickleError {
             throw TorchError.unsafePickle(file: path, detail: "data.pkl: \(e)")
         }

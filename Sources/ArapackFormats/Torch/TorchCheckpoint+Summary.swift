@@ -38,15 +38,8 @@ extension TorchCheckpoint {
     /// is ever called), classified for the report.
     public static func scanGlobals(path: String) throws -> [GlobalReportRow] {
         let archive = try ZipArchive(path: path)
-        guard let pkl = archive.entries.first(where: { $0.name.hasSuffix("/data.pkl") }) else {
-            throw TorchError.layout(file: path, detail: "no <archive>/data.pkl entry")
-        }
-        do {
-            let result = try archive.storage(of: pkl.name).withUnsafeBytes { try PickleMachine.load($0, allowed: nil) }
-            return result.globals.map(GlobalReportRow.init)
-        } catch let e as PickleError {
-            throw TorchError.unsafePickle(file: path, detail: "data.pkl: \(e)")
-        }
+        let result = try TorchArchive.unpickle(try TorchArchive.pickleEntry(of: archive, file: path), of: archive, file: path, allowed: nil)
+        return result.globals.map(GlobalReportRow.init)
     }
 
     /// The structure of the training dict; tensors outside the state dict are counted, not read.
