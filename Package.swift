@@ -36,7 +36,7 @@ let package = Package(
         .executableTarget(name: "arapack-fuzz", dependencies: ["ArapackRelease", "ArapackModel", "ArapackFormats", "ArapackTensor"], path: "Fuzz/ArapackFuzz"),
         .target(name: "ArapackTestSupport", dependencies: ["ArapackFormats"], path: "Tests/ArapackTestSupport"),
         .executableTarget(name: "peak-memory", path: "Tests/PeakMemory"),
-        .testTarget(name: "ArapackTensorTests", dependencies: ["ArapackTensor"]),
+        .testTarget(name: "ArapackTensorTests", dependencies: ["ArapackTensor", "ArapackTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZstd", "COpenSSL", "CBLAS"]),
         .testTarget(name: "ArapackFormatsTests", dependencies: ["ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
         .testTarget(name: "ArapackModelTests", dependencies: ["ArapackModel", "ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport", "CKernels"]),

@@ -26,6 +26,18 @@ func now() -> Double {
 
 func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
+/// The median wall time of `repeats` runs of `body`, after one untimed run.
+func medianTime(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+    try body()
+    var times: [Double] = []
+    for _ in 0..<repeats {
+        let t0 = now()
+        try body()
+        times.append(now() - t0)
+    }
+    return median(times)
+}
+
 do {
     switch (arguments.count, arguments.count > 1 ? arguments[1] : "") {
     case (3, "read-model"):
@@ -43,17 +55,10 @@ do {
         let length = Int(arguments[3])!, repeats = Int(arguments[4])!, batch = arguments.count == 6 ? Int(arguments[5])! : 1
         let forward = try ForwardPass(model)
         let ids = Parity.probes(count: batch, length: length, vocab: model.config.vocabSize, seed: 0)
-        _ = try forward.logits(ids)
-        var times: [Double] = []
-        for _ in 0..<repeats {
-            let t0 = now()
-            _ = try forward.logits(ids)
-            times.append(now() - t0)
-        }
+        let t = try medianTime(repeats) { _ = try forward.logits(ids) }
         let c = model.config
         let d = Double(c.hiddenSize), f = Double(c.intermediateSize), l = Double(length)
         let flops = Double(batch) * l * (Double(c.layers) * (2 * 4 * d * d + 2 * 2 * d * f + 4 * l * d) + 2 * d * Double(c.vocabSize))
-        let t = median(times)
         print("forward \(batch)x\(length) (\(KernelISA.active), \(forward.threads) threads): median \(String(t)) s, \(flops / t / 1e9) GFLOP/s (\(flops / 1e9) GFLOP)")
     case (6, "sgemm"):
         let m = Int(arguments[2])!, n = Int(arguments[3])!, k = Int(arguments[4])!, repeats = Int(arguments[5])!
@@ -69,14 +74,7 @@ do {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, &c, Int32(n))
                 }
             }
-            run()
-            var times: [Double] = []
-            for _ in 0..<repeats {
-                let t0 = now()
-                run()
-                times.append(now() - t0)
-            }
-            let t = median(times)
+            let t = medianTime(repeats, run)
             print("sgemm \(m)x\(n)x\(k) \(transposed ? "(Cᵀ = B·Aᵀ)" : "(C = A·Bᵀ)"): median \(String(t)) s, \(2 * Double(m) * Double(n) * Double(k) / t / 1e9) GFLOP/s")
         }
     case (6, "gemm"):
@@ -89,14 +87,7 @@ do {
             arapack_pack_rows(a, k, m, k, &xp)
             arapack_gemm_nt(xp, m, k, b, k, n, &t, packed)
         }
-        run()
-        var times: [Double] = []
-        for _ in 0..<repeats {
-            let t0 = now()
-            run()
-            times.append(now() - t0)
-        }
-        let time = median(times)
+        let time = medianTime(repeats, run)
         print("gemm \(m)x\(n)x\(k) (\(KernelISA.active), one thread): median \(String(time)) s, \(2 * Double(m) * Double(n) * Double(k) / time / 1e9) GFLOP/s")
     default:
         print("usage: arapack-bench read-model SOURCE | forward SOURCE L REPEATS [N] | sgemm M N K REPEATS | gemm M N K REPEATS")

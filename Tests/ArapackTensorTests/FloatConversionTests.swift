@@ -1,4 +1,5 @@
 @testable import ArapackTensor
+import ArapackTestSupport
 import XCTest
 
 final class FloatConversionTests: XCTestCase {
@@ -83,18 +84,5 @@ final class FloatConversionTests: XCTestCase {
         XCTAssertTrue(FloatConversion.float(f8e4m3Bits: 0x7F).isNaN)
         XCTAssertEqual(FloatConversion.float(f8e5m2Bits: 0x7B), 57344)
         XCTAssertEqual(FloatConversion.float(f8e5m2Bits: 0x7C), .infinity)
-    }
-}
-
-/// A small deterministic generator for test data.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
