@@ -46,7 +46,23 @@ final class PickleMachineTests: XCTestCase {
         limits.memoEntries = 2
         // three MEMOIZEs
         XCTAssertThrowsError(try load([0x80, 0x04, 0x4e, 0x94, 0x94, 0x94, 0x2e], limits: limits)) { XCTAssertTrue("\($0)".contains("memo entries limit")) }
-        XCTAssertThrowsError(try load([0x80, 0x02, 0x58, 0xff, 0xff, 0xff, 0x7f])) { XCTAssertTrue("\($0)".contains("ends early")) }
+        XCTAssertThrowsError(try load([0x80, 0x02, 0x58, 0x10, 0x00, 0x00, 0x00, 0x61])) { XCTAssertTrue("\($0)".contains("ends early")) }
+        // A string past the limit is refused by its declared length, before its bytes are looked at.
+        XCTAssertThrowsError(try load([0x80, 0x02, 0x58, 0xff, 0xff, 0xff, 0x7f])) {
+            XCTAssertEqual($0 as? PickleError, .limitExceeded(offset: 2, what: "bytes in one string", limit: 16 << 20))
+        }
+        var small = PickleLimits()
+        small.stringBytes = 2
+        XCTAssertNoThrow(try load([0x80, 0x02, 0x43, 0x02, 0x61, 0x62, 0x2e], limits: small))
+        XCTAssertThrowsError(try load([0x80, 0x02, 0x43, 0x03, 0x61, 0x62, 0x63, 0x2e], limits: small)) {
+            XCTAssertEqual($0 as? PickleError, .limitExceeded(offset: 2, what: "bytes in one string", limit: 2))
+        }
+        var few = PickleLimits()
+        few.containers = 3
+        XCTAssertNoThrow(try load([0x80, 0x02, 0x28, 0x5d, 0x7d, 0x6c, 0x2e], limits: few), "three containers: [[], {}]")
+        XCTAssertThrowsError(try load([0x80, 0x02, 0x28, 0x5d, 0x5d, 0x7d, 0x6c, 0x2e], limits: few)) {  // [[], [], {}]: four
+            XCTAssertEqual($0 as? PickleError, .limitExceeded(offset: 6, what: "lists, dicts and objects", limit: 3))
+        }
         XCTAssertThrowsError(try load([0x80, 0x02, 0x68, 0x05, 0x2e])) { XCTAssertTrue("\($0)".contains("never stored")) }
         XCTAssertThrowsError(try load([0x80, 0x02, 0x2e])) { XCTAssertTrue("\($0)".contains("STOP with 0 values")) }
         XCTAssertThrowsError(try load([0x80, 0x02, 0x4e, 0x61, 0x2e])) { XCTAssertTrue("\($0)".contains("underflow") || "\($0)".contains("non-list")) }
