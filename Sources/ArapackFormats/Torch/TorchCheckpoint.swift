@@ -59,10 +59,10 @@ public final class TorchCheckpoint: TensorSource {
         try self.init(file: try MappedFile(path: path), allowed: allowed)
     }
 
-    /// Reads a checkpoint already mapped (`file.path` names it in errors); `inflateLimit` caps each
-    /// DEFLATE entry's inflated size (the fuzz target lowers it to keep inputs fast).
+    /// Reads a checkpoint already mapped (`file.path` names it in errors); `inflateLimit` caps what its DEFLATE
+    /// entries inflate to (default `ZipArchive.inflateBudget(archiveSize:)`; the fuzz target lowers it).
     public init(file: MappedFile, allowed: Set<PickleGlobal>? = TorchGlobals.checkpointAllowList,
-                inflateLimit: Int = ZipArchive.defaultInflateLimit) throws {
+                inflateLimit: Int? = nil) throws {
         let path = file.path
         self.path = path
         let archive = try ZipArchive(file: file, inflateLimit: inflateLimit)

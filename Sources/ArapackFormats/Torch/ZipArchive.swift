@@ -7,9 +7,16 @@ import ArapackTensor
 /// zero-copy; DEFLATE entries are inflated under a size cap. Names are checked: no absolute paths,
 /// no `..`.
 public final class ZipArchive {
-    /// Largest inflated size of one DEFLATE entry (overridable per archive).
-    /// What all DEFLATE entries of one archive may inflate to, together (each entry is also held to it).
+    /// The most all DEFLATE entries of one archive may inflate to, together (each entry is also held to it).
     public static let defaultInflateLimit = 1 << 30
+
+    /// What the DEFLATE entries of an archive of `size` bytes may inflate to by default: sixteen times its size
+    /// (tensor bytes barely compress; torch.save stores them uncompressed), at least 64 MiB, at most
+    /// `defaultInflateLimit`. So a small file cannot cost much: a 1.4 MB zip of eight 160 MiB DEFLATE storages was
+    /// read to its 1 GiB budget in 400 MiB (issue 27); it now stops at 64 MiB.
+    public static func inflateBudget(archiveSize size: Int) -> Int {
+        min(defaultInflateLimit, max(64 << 20, size.multipliedReportingOverflow(by: 16).overflow ? Int.max : size * 16))
+    }
 
     /// One entry.
     public struct Entry: Sendable {
@@ -44,12 +51,13 @@ public final class ZipArchive {
     public var entriesRead: Set<String> { readLock.withLock { served } }
 
     /// Opens the archive filling `file` (or `range` of it), validating its directory.
-    public init(file: MappedFile, range: Range<Int>? = nil, label: String? = nil, inflateLimit: Int = ZipArchive.defaultInflateLimit) throws {
+    /// `inflateLimit` caps what its DEFLATE entries inflate to together (default: `inflateBudget(archiveSize:)`).
+    public init(file: MappedFile, range: Range<Int>? = nil, label: String? = nil, inflateLimit: Int? = nil) throws {
         let r = range ?? 0..<file.count
         self.file = file
         self.base = r.lowerBound
         self.length = r.count
-        self.inflateLimit = inflateLimit
+        self.inflateLimit = inflateLimit ?? Self.inflateBudget(archiveSize: r.count)
         let name = label ?? file.path
         self.label = name
         let parsed = try file.withUnsafeBytes { all in
