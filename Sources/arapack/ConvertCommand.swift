@@ -120,7 +120,7 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Replace an existing DST (only once the new one is complete).")
     var force = false
 
-    @Flag(help: "No progress line.")
+    @Flag(help: "Only the line that says what was written: no progress line, parity report or quantization table (errors still go to standard error; the manifest and the card keep both reports).")
     var quiet = false
 
     func validate() throws {
@@ -172,7 +172,7 @@ struct ConvertCommand: ParsableCommand {
                     var report = try parityOptions.run(bundle: try ReleaseModel(path: directory), source: model)
                     progress.end()
                     report.bundle = dst
-                    print(report.text)
+                    if !quiet { print(report.text) }
                     guard report.passed else {
                         printError("arapack convert: \(dst): parity against \(source) failed: " + report.failures.joined(separator: "; ") + "; nothing written")
                         throw ExitStatus.verificationFailed
@@ -181,7 +181,7 @@ struct ConvertCommand: ParsableCommand {
                 }
             }
             let result = try conversion.run(progress: progress)
-            if let tensors = result.manifest?.quantization?["tensors"]?.elements {
+            if !quiet, let tensors = result.manifest?.quantization?["tensors"]?.elements {
                 print(quantizationTable(tensors))
             }
             let c = result.model.config

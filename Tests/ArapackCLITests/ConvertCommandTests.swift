@@ -223,6 +223,20 @@ final class ConvertCommandTests: XCTestCase {
         XCTAssertTrue(quiet.hasPrefix("wrote \(scratch)/p2"), quiet)
     }
 
+    /// --quiet means quiet: an int8 conversion with parity prints only the line saying what was written (the
+    /// quantization table and the parity report stay in the manifest and the card); without it, both are printed.
+    func testQuietPrintsOnlyWhatWasWritten() throws {
+        let source = TestSupport.fixture("golden/ar_gelu.pt")
+        let quiet = try TestSupport.arapack("convert", source, scratch + "/q", "--dtype", "int8", "--parity", "--quiet")
+        XCTAssertEqual(quiet.status, 0, quiet.stderr)
+        XCTAssertEqual(quiet.stdout.split(separator: "\n").count, 1, quiet.stdout)
+        XCTAssertTrue(quiet.stdout.hasPrefix("wrote \(scratch)/q (bundle)"), quiet.stdout)
+        XCTAssertTrue(try String(contentsOfFile: scratch + "/q/README.md", encoding: .utf8).contains("## Quantization"))
+        let loud = try TestSupport.arapack("convert", source, scratch + "/l", "--dtype", "int8", "--parity")
+        XCTAssertEqual(loud.status, 0, loud.stderr)
+        XCTAssertTrue(loud.stdout.contains("parity passed") && loud.stdout.contains("max |error|"), loud.stdout)
+    }
+
     func testStaleTemporariesOfDeadRunsAreRemoved() throws {
         // What a run killed while writing, or between its renames, leaves: the bundle, the archive, its sidecar.
         let stale = scratch + "/.b.arapack-tmp-999999999-1"
