@@ -70,10 +70,10 @@ def card_quick_start(bundle, check, reference_model=None):
     where = tempfile.mkdtemp()
     os.symlink(os.path.abspath(bundle), os.path.join(where, names.pop()))
     for code in blocks:
-        title = code.split("\n")[0] if "def perplexity" not in code else "perplexity"
+        kind = "perplexity" if "def perplexity" in code else "batch inference" if "padding=True" in code else "quick start"
         run = subprocess.run([sys.executable, "-c", code], cwd=where, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         check(run.returncode == 0 and run.stdout.strip() != "",
-              f"card code block ({len(code.splitlines())} lines, {'batch inference' if 'padding=True' in code else title}) runs as written "
+              f"card code block ({len(code.splitlines())} lines, {kind}) runs as written "
               f"(exit {run.returncode}): {run.stdout.strip()[-200:]} {run.stderr[-600:] if run.returncode else ''}")
         if "def perplexity" in code and run.returncode == 0 and reference_model is not None:
             printed = float(re.search(r"perplexity: (\S+)", run.stdout).group(1))

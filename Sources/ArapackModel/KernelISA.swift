@@ -19,15 +19,21 @@ public enum KernelISA: String, CaseIterable, Sendable {
     /// The instruction set the kernels use now.
     public static var active: KernelISA { KernelISA(code: arapack_isa()) }
 
-    /// Uses the set `ARAPACK_ISA` names (once per process; later calls check the same value again). Throws
-    /// `ForwardError.unknownISA` for a name not in the list and `.isaNotSupported` for a set this CPU lacks.
+    /// Uses the set `ARAPACK_ISA` names. The variable is read and applied once per process (the first call); later
+    /// calls only report the same outcome, so a later `use(_:)` stays in force. Throws `ForwardError.unknownISA` for
+    /// a name not in the list and `.isaNotSupported` for a set this CPU lacks.
     public static func configureFromEnvironment() throws {
-        guard let value = getenv("ARAPACK_ISA").map({ String(cString: $0) }), !value.isEmpty else { return }
-        guard let isa = KernelISA(rawValue: value.lowercased()) else {
-            throw ForwardError.unknownISA(value, supported: allCases.map(\.rawValue))
-        }
-        try use(isa)
+        try environmentChoice.get()
     }
+
+    private static let environmentChoice: Result<Void, ForwardError> = {
+        guard let value = getenv("ARAPACK_ISA").map({ String(cString: $0) }), !value.isEmpty else { return .success(()) }
+        guard let isa = KernelISA(rawValue: value.lowercased()) else {
+            return .failure(.unknownISA(value, supported: allCases.map(\.rawValue)))
+        }
+        guard arapack_set_isa(isa.code) == 0 else { return .failure(.isaNotSupported(isa.rawValue, best: best.rawValue)) }
+        return .success(())
+    }()
 
     /// Makes the kernels use `isa`; throws `ForwardError.isaNotSupported` when this CPU cannot run it.
     public static func use(_ isa: KernelISA) throws {

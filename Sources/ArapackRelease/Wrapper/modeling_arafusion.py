@@ -111,7 +111,9 @@ class AraFusionTransformer(nn.Module):
         x = self.token_embedding(ids) + self.position_embedding(position_ids)
         query = torch.arange(past, total, device=ids.device)[:, None]
         key = torch.arange(total, device=ids.device)[None, :]
-        allowed = keep[:, None, :] & ((key <= query) if self.causal else torch.ones_like(key <= query))
+        allowed = keep[:, None, :]
+        if self.causal:
+            allowed = allowed & (key <= query)
         # A padding position attends to itself, so that no row of the softmax is empty (its output is unused).
         allowed = (allowed | (key == query))[:, None]
         for index, layer in enumerate(self.transformer.layers):
