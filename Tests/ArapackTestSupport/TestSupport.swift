@@ -126,17 +126,17 @@ public enum TestSupport {
         XCTAssertEqual(r.stdout, "valid \(documents.count)\n", file: file, line: line)
     }
 
-    /// Runs `executable` with output discarded and returns its exit status and its own peak resident
-    /// memory in KiB, through the `peak-memory` helper (a child spawned straight from the test process
+    /// Runs `executable` with output discarded and returns its exit status, its own peak resident memory in KiB
+    /// and the CPU time it used (user + system, seconds), through the `peak-memory` helper (a child spawned straight from the test process
     /// would report at least the test process's own peak: Linux carries the high-water mark across exec).
-    public static func peakMemory(_ executable: String, _ arguments: [String]) throws -> (status: Int32, peakKiB: Int) {
+    public static func peakMemory(_ executable: String, _ arguments: [String]) throws -> (status: Int32, peakKiB: Int, cpuSeconds: Double) {
         let helper = Bundle.main.bundleURL.appendingPathComponent("peak-memory").path
         let r = try run(helper, [executable] + arguments)
         let fields = r.stdout.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        guard r.status == 0, fields.count == 2 else {
+        guard r.status == 0, fields.count == 3 else {
             throw NSError(domain: "peak-memory", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.stdout + r.stderr])
         }
-        return (Int32(fields[0]), fields[1])
+        return (Int32(fields[0]), fields[1], Double(fields[2]) / 1000)
     }
 
     /// The result of running a process.

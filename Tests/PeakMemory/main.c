@@ -1,5 +1,5 @@
-// peak-memory PROGRAM [ARG...]: runs PROGRAM with its output discarded and prints "<exit status> <peak KiB>",
-// the program's own peak resident memory from wait4.
+// peak-memory PROGRAM [ARG...]: runs PROGRAM with its output discarded and prints "<exit status> <peak KiB> <CPU ms>",
+// the program's own peak resident memory and user + system CPU time from wait4.
 //
 // The tests need this small intermediate because Linux carries a parent's memory high-water mark into a
 // child: a child spawned straight from the test process (vfork + exec) reports at least the test process's
@@ -33,6 +33,7 @@ int main(int argc, char **argv) {
         return 70;
     }
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    printf("%d %ld\n", code, usage.ru_maxrss);
+    long cpu_ms = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000L + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1000L;
+    printf("%d %ld %ld\n", code, usage.ru_maxrss, cpu_ms);
     return 0;
 }

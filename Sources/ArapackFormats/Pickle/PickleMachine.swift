@@ -19,11 +19,11 @@ public struct PickleLimits: Sendable {
     public var containers = 1 << 24
     public init() {}
 
-    /// The limits for a checkpoint's `data.pkl`: a million containers (about 100 MB), 60 times what a 70B-sized
+    /// The limits for a checkpoint's `data.pkl`: half a million containers (about 50 MB), 35 times what a 70B-sized
     /// training checkpoint builds.
     public static var checkpoint: PickleLimits {
         var limits = PickleLimits()
-        limits.containers = 1 << 20
+        limits.containers = 1 << 19
         return limits
     }
 }
