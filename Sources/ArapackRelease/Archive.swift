@@ -21,6 +21,7 @@ public enum ArchiveError: Error, Equatable, CustomStringConvertible, Sendable {
     case unexpectedFolder(file: String, entry: String)
     case tooDeep(file: String, entry: String)
     case duplicate(file: String, entry: String)
+    case tooManyEntries(file: String, limit: Int)
     case entryType(file: String, entry: String, type: UInt8)
     /// Unpacking would write more than `limit` bytes.
     case bomb(file: String, limit: Int)
@@ -41,6 +42,7 @@ public enum ArchiveError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .unexpectedFolder(file, entry): return "\(file): unexpected folder entry \"\(entry)\""
         case let .tooDeep(file, entry): return "\(file): tar entry \"\(entry)\" is nested too deep; a bundle holds files at most one folder deep"
         case let .duplicate(file, entry): return "\(file): tar entry \"\(entry)\" appears twice"
+        case let .tooManyEntries(file, limit): return "\(file): more than \(limit) entries; a bundle holds a release's dozen files and its shards"
         case let .entryType(file, entry, type):
             return "\(file): tar entry \"\(entry)\" has type '\(Character(Unicode.Scalar(type)))'; only files and one folder are allowed"
         case let .bomb(file, limit):
@@ -218,6 +220,10 @@ public enum ArchiveReader {
         defer { ZSTD_freeDCtx(dctx) }
         ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 27)
         var parser = TarParser(file: path, visitor: visitor)
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileError(path: path, operation: "fstat", code: errno) }
+        let limit = expansionLimit(archiveSize: Int(st.st_size))
+        var unpacked = 0
         let inSize = ZSTD_DStreamInSize(), outSize = ZSTD_DStreamOutSize()
         let input = UnsafeMutableRawBufferPointer.allocate(byteCount: inSize, alignment: 64)
         let output = UnsafeMutableRawBufferPointer.allocate(byteCount: outSize, alignment: 64)
@@ -239,11 +245,20 @@ public enum ArchiveReader {
                 if ZSTD_isError(lastResult) != 0 {
                     throw ArchiveError.zstd(file: path, message: String(cString: ZSTD_getErrorName(lastResult)))
                 }
+                unpacked += outBuf.pos
+                guard unpacked <= limit else { throw ArchiveError.bomb(file: path, limit: limit) }
                 try parser.feed(UnsafeRawBufferPointer(rebasing: output[0..<outBuf.pos]))
             }
         }
         guard sawInput, lastResult == 0 else { throw ArchiveError.zstdTruncated(file: path) }
         return try parser.finish()
+    }
+
+    /// What an archive may unpack to: 8 × its own size + 256 MiB. Weights barely compress (zstd saves 5-25%
+    /// on them), so a stream that expands further (a frame of RLE blocks turns 4 bytes into 128 KiB) is refused
+    /// as a decompression bomb as it is read, before TMPDIR fills or the CPU spends minutes on it.
+    static func expansionLimit(archiveSize: Int) -> Int {
+        archiveSize > (Int.max - (256 << 20)) / 8 ? Int.max : 8 * archiveSize + (256 << 20)
     }
 }
 
@@ -260,6 +275,8 @@ public struct TarParser {
     private var names = Set<String>()
     private var offset = 0
 
+    private static let zeros = [UInt8](repeating: 0, count: 1 << 16)
+
     public init(file: String, visitor: ArchiveReader.Visitor) {
         self.file = file
         self.visitor = visitor
@@ -268,7 +285,13 @@ public struct TarParser {
     public mutating func feed(_ chunk: UnsafeRawBufferPointer) throws {
         var i = 0
         while i < chunk.count {
-            if inEntry && remaining > 0 {
+            if zeroBlocks >= 2 {
+                // After the end-of-archive marker only zero padding may follow; checked a buffer at a time.
+                let n = min(Self.zeros.count, chunk.count - i)
+                guard memcmp(chunk.baseAddress! + i, Self.zeros, n) == 0 else { throw ArchiveError.entryAfterEnd(file: file, offset: offset) }
+                i += n
+                offset += n
+            } else if inEntry && remaining > 0 {
                 let n = min(remaining, chunk.count - i)
                 try visitor.data(UnsafeRawBufferPointer(rebasing: chunk[i..<(i + n)]))
                 remaining -= n
@@ -350,6 +373,7 @@ public struct TarParser {
             }
             let inside = parts.dropFirst().joined(separator: "/")
             guard names.insert(inside).inserted else { throw ArchiveError.duplicate(file: file, entry: name) }
+            guard names.count <= BundleFolder.maximumFiles else { throw ArchiveError.tooManyEntries(file: file, limit: BundleFolder.maximumFiles) }
             try visitor.begin(name: inside, size: size)
             inEntry = true
             remaining = size
@@ -406,13 +430,12 @@ public final class ExtractedArchive {
                 out = try AtomicFileWriter(destination: folder + "/" + name)
             }
             func data(_ bytes: UnsafeRawBufferPointer) throws {
-                total += bytes.count
-                guard total <= limit else { throw ExtractedArchive.bomb(archive, limit) }
+                total += bytes.count  // (the reader refuses the stream past the limit)
                 try out!.write(bytes)
             }
             func end() throws { try out!.commit(replacing: false); out = nil }
         }
-        let writer = Writer(root, archive: path, limit: Self.expansionLimit(archiveSize: try fileSize(path)))
+        let writer = Writer(root, archive: path, limit: ArchiveReader.expansionLimit(archiveSize: try fileSize(path)))
         do {
             try ArchiveReader.read(path, visitor: writer)  // the bundle's files land in root
             bundle = root
@@ -426,12 +449,6 @@ public final class ExtractedArchive {
     deinit {
         removeTree(root)
         TemporaryFiles.unregister(root)
-    }
-
-    /// What an archive may unpack to: 8 × its own size + 256 MiB. Weights barely compress (zstd saves 5-25%
-    /// on them), so an archive that expands further is refused as a decompression bomb before TMPDIR fills.
-    static func expansionLimit(archiveSize: Int) -> Int {
-        archiveSize > (Int.max - (256 << 20)) / 8 ? Int.max : 8 * archiveSize + (256 << 20)
     }
 
     static func bomb(_ archive: String, _ limit: Int) -> ArchiveError {

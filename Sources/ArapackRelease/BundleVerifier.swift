@@ -244,15 +244,23 @@ public enum BundleVerifier {
 /// base_tokenizer/), by relative path, sorted. Symlinks, FIFOs, devices and deeper folders are refused (lstat,
 /// nothing opened): a bundle is read only through regular files inside it.
 public enum BundleFolder {
+    /// Files a bundle may hold: a release has a dozen plus its shards (200 for a terabyte in 5 GB shards); a
+    /// folder of thousands of tiny files is refused before any is opened (each costs a hash, a check, a line).
+    public static let maximumFiles = 10_000
+
     public static func files(_ folder: String) throws -> [String] {
         var out: [String] = []
+        func add(_ name: String) throws {
+            guard out.count < maximumFiles else { throw BundleError.tooManyFiles(folder: folder, limit: maximumFiles) }
+            out.append(name)
+        }
         for name in try directoryEntries(folder) {
             switch try FileKind(atPath: folder + "/" + name) {
-            case .regular: out.append(name)
+            case .regular: try add(name)
             case .directory:
                 for inner in try directoryEntries(folder + "/" + name) {
                     switch try FileKind(atPath: folder + "/" + name + "/" + inner) {
-                    case .regular: out.append(name + "/" + inner)
+                    case .regular: try add(name + "/" + inner)
                     case .directory: throw BundleError.notRegular(path: folder + "/" + name + "/" + inner, kind: .folderTwoDeep)
                     case .symlink: throw BundleError.notRegular(path: folder + "/" + name + "/" + inner, kind: .symlink)
                     case .other: throw BundleError.notRegular(path: folder + "/" + name + "/" + inner, kind: .special)
@@ -499,6 +507,7 @@ public enum BundleError: Error, Equatable, CustomStringConvertible, Sendable {
     /// `--model-card` with front matter the Hub would not read (`ModelCard.frontMatterProblem`).
     case modelCard(problem: String)
     case manifest(file: String, problem: JSONDecodingError)
+    case tooManyFiles(folder: String, limit: Int)
 
     public var description: String {
         switch self {
@@ -517,6 +526,7 @@ public enum BundleError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .int8AsGPT2(source): return "\(source): int8 is not written in the GPT-2 layout (write a native bundle for int8)"
         case let .modelCard(problem): return "--model-card: \(problem)"
         case let .manifest(file, problem): return "\(file): \(problem)"
+        case let .tooManyFiles(folder, limit): return "\(folder): more than \(limit) files; a bundle holds a release's dozen files and its shards"
         }
     }
 }

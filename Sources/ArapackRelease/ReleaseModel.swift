@@ -215,9 +215,10 @@ public final class ReleaseModel {
 
 }
 
-/// Reads and parses a JSON file, naming the file in any error.
+/// Reads and parses a JSON file of at most `BundleContents.maximumJSONSize` bytes, naming the file in any error.
 public func readJSON(_ path: String) throws -> JSONValue {
     let file = try MappedFile(path: path)
+    guard file.count <= BundleContents.maximumJSONSize else { throw BundleError.jsonTooLarge(file: path, limit: BundleContents.maximumJSONSize) }
     do {
         return try file.withUnsafeBytes { try JSONParser.parse($0) }
     } catch let e as JSONError {

@@ -180,6 +180,74 @@ final class HostileTableTests: XCTestCase {
     }
 }
 
+extension HostileTableTests {
+    /// Round three, the sweep (issue 27, item 3): inputs built by Fixtures/hostile/cost_sweep.py to cost the most per
+    /// byte in each reader that is not a pickle: JSON of tiny values, tokenizers with huge merges lists, DCP metadata
+    /// of millions of empty dicts, bundles and archives of thousands of tiny files, zstd frames that claim or unpack
+    /// to tens of GiB. Each is read within its budget (ROBUSTNESS.md): 300 MiB peak and 5 s of CPU in the debug
+    /// build, accepted or refused with one line naming the file and the limit.
+    func testEverySmallInputThatCostsMostPerByteStaysInItsBudget() throws {
+        let scratch = try TestSupport.temporaryDirectory()
+        defer { removeTree(scratch) }
+        let generator = TestSupport.fixture("hostile/cost_sweep.py")
+        let checkpoint = TestSupport.fixture("torch/valid/training_dict.pt")
+        let bundle = scratch + "/bundle"
+        XCTAssertEqual(try TestSupport.arapack("convert", TestSupport.fixture("golden/ar_gelu.pt"), bundle, "--tokenizer", TestSupport.fixture("tokenizer/valid")).status, 0)
+        func copyOfBundle(_ name: String) throws -> String {
+            XCTAssertEqual(try TestSupport.run("/bin/cp", ["-r", bundle, scratch + "/" + name]).status, 0)
+            return scratch + "/" + name
+        }
+        // (kind, size, what the generator reads, the arapack command made from the generated path, nil if accepted
+        // or the fragment of the one-line error)
+        let rows: [(kind: String, size: Int, source: String?, command: (String) -> [String], refusal: String?)] = [
+            ("json-numbers", 2_000_000, nil, { ["convert", checkpoint, scratch + "/out", "--config", $0] }, nil),
+            ("json-numbers", 10_000_000, nil, { ["convert", checkpoint, scratch + "/out", "--config", $0] }, "more than 4194304 values"),
+            ("json-numbers", 67_000_000, nil, { ["convert", checkpoint, scratch + "/out", "--config", $0] }, "more than 4194304 values"),
+            ("json-numbers", 68_000_000, nil, { ["convert", checkpoint, scratch + "/out", "--config", $0] }, "larger than 67108864 bytes"),
+            ("json-objects", 10_000_000, nil, { ["convert", checkpoint, scratch + "/out", "--config", $0] }, nil),
+            ("tokenizer-merges", 10_000_000, TestSupport.fixture("tokenizer/valid"), { ["convert", checkpoint, scratch + "/out", "--tokenizer", $0] }, nil),
+            ("tokenizer-arrays", 10_000_000, TestSupport.fixture("tokenizer/valid"), { ["convert", checkpoint, scratch + "/out", "--tokenizer", $0] }, "is not a pair of tokens"),
+            ("dcp-dicts", 2_000_000, TestSupport.fixture("dcp/valid/full_shard"), { ["convert", $0, scratch + "/out"] }, "lists, dicts and objects limit of 250000"),
+            ("dcp-dicts", 10_000_000, TestSupport.fixture("dcp/valid/full_shard"), { ["inspect", $0] }, "lists, dicts and objects limit of 1250000"),
+            ("bundle-files", 20_000, try copyOfBundle("unlisted"), { _ in ["convert", scratch + "/unlisted", scratch + "/out"] }, "more than 10000 files"),
+            ("bundle-files", 9_985, try copyOfBundle("listed"), { _ in ["convert", scratch + "/listed", scratch + "/out"] }, nil),
+            ("archive-entries", 20_000, nil, { ["convert", $0, scratch + "/out"] }, "more than 10000 entries"),
+            ("zstd-claims", 1_000_000, nil, { ["convert", $0, scratch + "/out"] }, "a decompression bomb?"),
+            ("zstd-claims", 10_000_000, nil, { ["verify", $0] }, "a decompression bomb?"),
+            ("zstd-skippable", 1_000, nil, { ["convert", $0, scratch + "/out"] }, "header length 18446744069822294608"),
+        ]
+        var measured: [String] = []
+        for (i, row) in rows.enumerated() {
+            let made = "\(scratch)/zs\(i)" + (row.kind.hasPrefix("zstd") || row.kind.hasPrefix("archive") ? ".tar.zst" : row.kind.hasPrefix("json") ? ".json" : "")
+            let out = row.kind == "bundle-files" ? (row.refusal == nil ? "listed" : "unlisted") : made
+            let generated = try TestSupport.run("/usr/bin/env", ["python3", generator, row.kind, out, String(row.size)] + (row.source.map { [$0] } ?? []))
+            XCTAssertEqual(generated.status, 0, generated.stderr)
+            let args = row.command(made)
+            let label = "\(row.kind) \(row.size): \(args.first!)"
+            // First under a timeout (a broken limit would spend minutes), then measured.
+            let r = try TestSupport.run("/usr/bin/timeout", ["60", TestSupport.arapackBinary] + args)
+            XCTAssertNotEqual(r.status, 124, "\(label): still running after 60 s")
+            guard r.status != 124 else { continue }
+            removeTree(scratch + "/out")
+            let peak = try TestSupport.peakMemory(TestSupport.arapackBinary, args)
+            measured.append("\(label) \(peak.peakKiB >> 10) MiB \(peak.cpuSeconds) s")
+            XCTAssertLessThan(peak.peakKiB, 300 << 10, "\(label): peak \(peak.peakKiB >> 10) MiB")
+            XCTAssertLessThan(peak.cpuSeconds, 5, "\(label): \(peak.cpuSeconds) s of CPU")
+            XCTAssertEqual(peak.status, r.status, label)
+            if let fragment = row.refusal {
+                XCTAssertEqual(r.status, 2, "\(label): \(r.stderr)")
+                XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "\(label): \(r.stderr)")
+                XCTAssertTrue(r.stderr.contains(fragment) && r.stderr.contains(args.first == "convert" && row.kind == "bundle-files" ? args[1] : made), "\(label): expected \"\(fragment)\" in: \(r.stderr)")
+                XCTAssertFalse(pathExists(scratch + "/out"), label)
+            } else {
+                XCTAssertEqual(r.status, 0, "\(label): \(r.stderr)")
+            }
+            removeTree(scratch + "/out")
+        }
+        print("cost sweep:", measured.joined(separator: "; "))
+    }
+}
+
 /// The inflated `data.pkl` of a torch.save file, by Python's zipfile (not arapack's reader).
 enum ZipReaderForTests {
     static func dataPickle(of path: String) throws -> Data? {

@@ -77,7 +77,7 @@ public final class DCPCheckpoint: TensorSource {
         self.directory = directory
         let loaded: PickleMachine.Result
         do {
-            loaded = try meta.withUnsafeBytes { try PickleMachine.load($0, allowed: DCPGlobals.allowList) }
+            loaded = try meta.withUnsafeBytes { try PickleMachine.load($0, allowed: DCPGlobals.allowList, limits: .metadata(bytes: $0.count)) }
         } catch let e as PickleError {
             throw DCPError.metadata(directory: directory, detail: "\(e)")
         }

@@ -15,6 +15,10 @@ public struct JSONError: Error, Equatable, CustomStringConvertible, Sendable {
 public struct JSONParser {
     /// Maximum nesting of arrays and objects.
     public static let maximumDepth = 128
+    /// Maximum values (numbers, strings, literals, arrays, objects) in one document, about 24 bytes each once
+    /// parsed: 4,194,304, twice the 1.8 million of the largest tokenizer.json we know (a 262,144-token vocabulary
+    /// with its merges), so that a file of a few MB of `0,` costs at most ~100 MB (ROBUSTNESS.md).
+    public static let maximumValues = 1 << 22
 
     /// Parses `bytes` as one JSON value with optional surrounding whitespace.
     /// With `rejectDuplicateKeys`, an object naming a key twice is an error naming the key.
@@ -38,6 +42,7 @@ public struct JSONParser {
     private let bytes: UnsafeRawBufferPointer
     private let rejectDuplicates: Bool
     private var position = 0
+    private var values = 0
 
     private init(bytes: UnsafeRawBufferPointer, rejectDuplicates: Bool) {
         self.bytes = bytes
@@ -62,6 +67,8 @@ public struct JSONParser {
 
     private mutating func parseValue(depth: Int) throws -> JSONValue {
         guard depth < Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
+        values += 1
+        guard values <= Self.maximumValues else { throw error("more than \(Self.maximumValues) values") }
         guard let c = current else { throw error("unexpected end of input") }
         switch c {
         case UInt8(ascii: "{"): return try parseObject(depth: depth)

@@ -26,6 +26,16 @@ public struct PickleLimits: Sendable {
         limits.containers = 1 << 19
         return limits
     }
+
+    /// The limits for a DCP `.metadata` of `bytes` (read as it lies, not compressed): one container per 8 bytes
+    /// (at least 65,536, at most the default). torch writes 17-25 bytes per container (a chunk's record, its dict,
+    /// its storage entry; measured on 64-rank metadata of 700 tensors), so real metadata gets 2-3× headroom, and a
+    /// file of empty dicts (1 byte each, ~130 bytes built) costs at most ~16 × its size.
+    public static func metadata(bytes: Int) -> PickleLimits {
+        var limits = PickleLimits()
+        limits.containers = min(limits.containers, max(1 << 16, bytes / 8))
+        return limits
+    }
 }
 
 /// A pickle interpreter that builds values and inert records and never calls anything.
