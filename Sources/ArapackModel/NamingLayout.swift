@@ -1,10 +1,11 @@
 import ArapackTensor
 
 /// How a file names (and lays out) the family's tensors (ARCHITECTURE.md): the training module's own keys,
-/// the release bundle's `model.` + training key, or transformers' stock GPT-2 (`GPT2LMHeadModel`) keys, whose
-/// linear weights are `Conv1D`s stored `[in, out]`, the transpose of `nn.Linear`'s `[out, in]`.
+/// the release bundle's `model.` + training key, transformers' stock GPT-2 (`GPT2LMHeadModel`) keys, whose
+/// linear weights are `Conv1D`s stored `[in, out]`, the transpose of `nn.Linear`'s `[out, in]`, or llama.cpp's
+/// GGUF names for its `gpt2` architecture (ARCHITECTURE.md, "The GGUF form"; stored as `nn.Linear` stores them).
 public enum NamingLayout: String, Sendable, CaseIterable {
-    case training, release, gpt2
+    case training, release, gpt2, gguf
 
     /// GPT-2's names for the per-layer training keys (after `transformer.layers.{i}.` / `transformer.h.{i}.`),
     /// and whether the weight is stored transposed.
@@ -24,12 +25,28 @@ public enum NamingLayout: String, Sendable, CaseIterable {
     ]
     static let trainingLayerPrefix = ModelFamily.layerPrefix
     static let gpt2LayerPrefix = "transformer.h."
+    /// llama.cpp's names (gguf-py's `MODEL_TENSOR` names for `gpt2`): q, k, v fused as in `in_proj`.
+    static let ggufLayerNames: [(training: String, gguf: String)] = [
+        (.norm1Weight, "attn_norm.weight"), (.norm1Bias, "attn_norm.bias"),
+        (.inProjWeight, "attn_qkv.weight"), (.inProjBias, "attn_qkv.bias"),
+        (.outProjWeight, "attn_output.weight"), (.outProjBias, "attn_output.bias"),
+        (.norm2Weight, "ffn_norm.weight"), (.norm2Bias, "ffn_norm.bias"),
+        (.linear1Weight, "ffn_up.weight"), (.linear1Bias, "ffn_up.bias"),
+        (.linear2Weight, "ffn_down.weight"), (.linear2Bias, "ffn_down.bias"),
+    ].map { (t: ModelFamily.LayerTensor, gguf: String) in (t.rawValue, gguf) }
+    static let ggufTopNames: [(training: String, gguf: String)] = [
+        (ModelFamily.embedding, "token_embd.weight"), (ModelFamily.positionEmbedding, "position_embd.weight"),
+        (ModelFamily.finalNormWeight, "output_norm.weight"), (ModelFamily.finalNormBias, "output_norm.bias"),
+        (ModelFamily.lmHead, "output.weight"),
+    ]
+    static let ggufLayerPrefix = "blk."
 
     /// The layout a set of stored names is in: release when every name has the `model.` prefix, GPT-2 when
     /// GPT-2's token embedding is among them, training otherwise.
     public static func detect(_ names: [String]) -> NamingLayout {
         if !names.isEmpty && names.allSatisfy({ $0.hasPrefix(ModelFamily.releasePrefix) }) { return .release }
         if names.contains(gpt2TopNames[0].gpt2) { return .gpt2 }
+        if names.contains(ggufTopNames[0].gguf) { return .gguf }
         return .training
     }
 
@@ -43,6 +60,11 @@ public enum NamingLayout: String, Sendable, CaseIterable {
             guard let (layer, rest) = Self.split(training, prefix: Self.trainingLayerPrefix),
                   let entry = Self.gpt2LayerNames.first(where: { $0.training == rest }) else { return training }
             return Self.gpt2LayerPrefix + layer + "." + entry.gpt2
+        case .gguf:
+            if let top = Self.ggufTopNames.first(where: { $0.training == training }) { return top.gguf }
+            guard let (layer, rest) = Self.split(training, prefix: Self.trainingLayerPrefix),
+                  let entry = Self.ggufLayerNames.first(where: { $0.training == rest }) else { return training }
+            return Self.ggufLayerPrefix + layer + "." + entry.gguf
         }
     }
 
@@ -56,6 +78,11 @@ public enum NamingLayout: String, Sendable, CaseIterable {
             if let top = Self.gpt2TopNames.first(where: { $0.gpt2 == stored }) { return top.training }
             guard let (layer, rest) = Self.split(stored, prefix: Self.gpt2LayerPrefix),
                   let entry = Self.gpt2LayerNames.first(where: { $0.gpt2 == rest }) else { return nil }
+            return Self.trainingLayerPrefix + layer + "." + entry.training
+        case .gguf:
+            if let top = Self.ggufTopNames.first(where: { $0.gguf == stored }) { return top.training }
+            guard let (layer, rest) = Self.split(stored, prefix: Self.ggufLayerPrefix),
+                  let entry = Self.ggufLayerNames.first(where: { $0.gguf == rest }) else { return nil }
             return Self.trainingLayerPrefix + layer + "." + entry.training
         }
     }

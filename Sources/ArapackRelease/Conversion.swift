@@ -16,6 +16,8 @@ public struct Conversion {
         /// A training-style torch.save checkpoint, or a single-rank DCP folder, in `dtype` (nil keeps the source's).
         case torch(dtype: DType?)
         case dcp(dtype: DType?)
+        /// One GGUF file for llama.cpp (AR models with GELU and a tokenizer only).
+        case gguf(GGUFOptions)
     }
 
     public var source: String
@@ -111,6 +113,8 @@ public struct Conversion {
             return Result(model: model, manifest: manifest)
         case let .torch(dtype):
             try TrainingExport.writeTorch(model, dtype: dtype, to: dst, replacing: force)
+        case let .gguf(options):
+            try GGUFExport.write(model, options: options, to: dst, replacing: force, progress: progress)
         case let .dcp(dtype):
             let folder = try AtomicDirectory(destination: dst)
             try TrainingExport.writeDCP(model, dtype: dtype, into: folder.temporaryPath)

@@ -177,9 +177,14 @@ public final class TokenizerFiles {
         return (ids, vocabularySize)
     }
 
+    /// The path of the (first) tokenizer.json: at the top, else in base_tokenizer/.
+    public var tokenizerJSON: String {
+        directory + "/" + (files.contains("tokenizer.json") ? "tokenizer.json" : Self.subfolder + "/tokenizer.json")
+    }
+
     /// Token strings by id (vocabulary and added tokens), for display.
     public func tokenStrings() throws -> [Int: String] {
-        let tokenizer = try readJSON(directory + "/" + (files.contains("tokenizer.json") ? "tokenizer.json" : Self.subfolder + "/tokenizer.json"))
+        let tokenizer = try readJSON(tokenizerJSON)
         var out: [Int: String] = [:]
         for m in tokenizer["model"]?["vocab"]?.members ?? [] { if let id = m.value.intValue { out[id] = m.key } }
         for t in tokenizer["added_tokens"]?.elements ?? [] {

@@ -48,14 +48,16 @@ struct ConvertCommand: ParsableCommand {
     )
 
     enum Target: String, ExpressibleByArgument, CaseIterable {
-        case bundle, gpt2, torch, dcp
+        case bundle, gpt2, torch, dcp, gguf
         /// Whether the target is a release bundle (native or GPT-2).
         var isBundle: Bool { self == .bundle || self == .gpt2 }
     }
 
     enum CastTarget: String, ExpressibleByArgument, CaseIterable {
-        case f32, bf16, f16, int8
-        var dtype: DType { [.f32: DType.f32, .bf16: .bf16, .f16: .f16, .int8: .i8][self]! }
+        case f32, bf16, f16, int8, q8_0
+        /// The dtype of a bundle, checkpoint or DCP (q8_0 is GGUF's alone).
+        var dtype: DType? { [.f32: DType.f32, .bf16: .bf16, .f16: .f16, .int8: .i8][self] }
+        var ggufType: GGUF.TensorType? { [.f32: GGUF.TensorType.f32, .bf16: .bf16, .f16: .f16, .q8_0: .q8_0][self] }
     }
 
     @Argument(help: "The checkpoint, DCP folder, safetensors file or bundle to convert.")
@@ -64,10 +66,10 @@ struct ConvertCommand: ParsableCommand {
     @Argument(help: "Where to write the result (a folder for bundle and dcp, a file for torch).")
     var destination: String
 
-    @Option(name: .customLong("to"), help: "What to write: bundle, gpt2 (a bundle in transformers' stock GPT-2 layout, AR only), torch or dcp.")
+    @Option(name: .customLong("to"), help: "What to write: bundle, gpt2 (a bundle in transformers' stock GPT-2 layout, AR only), torch, dcp or gguf (one file for llama.cpp, AR with GELU only; needs a tokenizer).")
     var target: Target = .bundle
 
-    @Option(help: "Cast the floating weights to f32, bf16 or f16, or quantize to int8 the weights of the layers' nn.Linear modules (out_proj, linear1, linear2: symmetric, per output channel, compressed-tensors layout X I8 + X_scale F32, loadable by transformers + compressed-tensors); the tied embedding and the attention input projections (in_proj), which compressed-tensors cannot load quantized, are stored as bf16; vectors and the position table stay f32. Default: keep the source's dtype.")
+    @Option(help: "Cast the floating weights to f32, bf16 or f16, or quantize to int8 the weights of the layers' nn.Linear modules (out_proj, linear1, linear2: symmetric, per output channel, compressed-tensors layout X I8 + X_scale F32, loadable by transformers + compressed-tensors); the tied embedding and the attention input projections (in_proj), which compressed-tensors cannot load quantized, are stored as bf16; vectors and the position table stay f32. With --to gguf: f32, bf16, f16 or q8_0 (GGUF's blocks of 32 int8 with a float16 scale) for the matrices, vectors and positions f32. Default: keep the source's dtype.")
     var dtype: CastTarget?
 
     @Option(help: "With --dtype int8: one scale per this many columns instead of one per row (0 = per channel).")
@@ -81,6 +83,9 @@ struct ConvertCommand: ParsableCommand {
 
     @Option(help: "A folder with tokenizer.json (and tokenizer_config.json, special_tokens_map.json) to check and copy.")
     var tokenizer: String?
+
+    @Flag(help: "With --to gguf: write the file although llama.cpp's tokenizer would give other ids than the tokenizer's (the reason is recorded in the file's arapack.tokenizer_mismatch and printed by inspect).")
+    var allowTokenizerMismatch = false
 
     @Option(help: "Shard model.safetensors when its tensors exceed this size (bytes, or with kB/MB/GB/KiB/MiB/GiB).")
     var maxShardSize: String?
@@ -130,7 +135,9 @@ struct ConvertCommand: ParsableCommand {
         if dtype == .int8 && target == .gpt2 {
             throw ValidationError("--dtype int8 is not written in the GPT-2 layout: compressed-tensors' per-channel int8 layout is made for nn.Linear weights ([out, in], a scale per output row), and GPT-2 keeps its linear layers as Conv1D ([in, out]); write a native int8 bundle (--to bundle) or use f32, bf16 or f16 with --to gpt2")
         }
-        if dtype == .int8 && target != .bundle { throw ValidationError("--dtype int8 writes bundles only; --to torch and --to dcp take f32, bf16 or f16") }
+        if dtype == .int8 && target != .bundle { throw ValidationError("--dtype int8 writes bundles only; --to torch and --to dcp take f32, bf16 or f16, --to gguf also q8_0") }
+        if dtype == .q8_0 && target != .gguf { throw ValidationError("--dtype q8_0 is GGUF's block format: it applies to --to gguf (bundles take int8)") }
+        if allowTokenizerMismatch && target != .gguf { throw ValidationError("--allow-tokenizer-mismatch applies to --to gguf") }
         if sign != nil && !target.isBundle { throw ValidationError("--sign applies to bundles only (--to bundle or gpt2)") }
         if keyPasswordFile != nil && sign == nil { throw ValidationError("--key-password-file applies to --sign") }
         if (license != nil || baseModel != nil || modelCard != nil) && !target.isBundle {
@@ -194,7 +201,7 @@ struct ConvertCommand: ParsableCommand {
     func output() throws -> Conversion.Output {
         switch target {
         case .bundle, .gpt2:
-            return .bundle(BundleOptions(dtype: dtype?.dtype, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
+            return .bundle(BundleOptions(dtype: dtype?.dtype ?? nil, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
                                          int8: Int8Quantization(groupSize: int8GroupSize), keep: keep,
                                          layout: target == .gpt2 ? .gpt2 : .release,
                                          card: ModelCard.Options(repoID: repoID,
@@ -202,6 +209,7 @@ struct ConvertCommand: ParsableCommand {
                                                                  userCard: try modelCard.map(readModelCard))))
         case .torch: return .torch(dtype: dtype?.dtype)
         case .dcp: return .dcp(dtype: dtype?.dtype)
+        case .gguf: return .gguf(GGUFOptions(type: dtype?.ggufType, allowTokenizerMismatch: allowTokenizerMismatch))
         }
     }
 }

@@ -1,0 +1,133 @@
+import ArapackFormats
+import ArapackModel
+import ArapackTensor
+
+/// What a GGUF file is written as.
+public struct GGUFOptions: Sendable {
+    /// The matrices' type (nil: the source's floating dtype); vectors and the position table are always float32.
+    public var type: GGUF.TensorType?
+    /// Write the file although llama.cpp would tokenize differently from the tokenizer (recorded in the file).
+    public var allowTokenizerMismatch = false
+    /// `general.name` (the release's name).
+    public var name: String?
+
+    public init(type: GGUF.TensorType?, allowTokenizerMismatch: Bool = false, name: String? = nil) {
+        self.type = type
+        self.allowTokenizerMismatch = allowTokenizerMismatch
+        self.name = name
+    }
+}
+
+/// Writes an AR model as one GGUF file for llama.cpp's `gpt2` architecture (ARCHITECTURE.md, "The GGUF form"):
+/// its metadata, the tokenizer, the tensors under llama.cpp's names with the tie stored once. Streams like every
+/// other writer: each tensor cast or quantized slice by slice as it is written, atomically.
+public enum GGUFExport {
+    /// The metadata key recording why llama.cpp tokenizes differently, in a file written with the mismatch allowed.
+    public static let mismatchKey = "arapack.tokenizer_mismatch"
+
+    /// What stops a model from having a GGUF form (checked before anything is read or written).
+    public static func check(_ config: ModelConfig, source: String) throws {
+        guard config.causal else { throw GGUFExportError.bidirectional(source: source) }
+        guard config.activation == "gelu" else { throw GGUFExportError.activation(source: source, found: config.activation) }
+    }
+
+    /// Writes `model` to `path`; returns the tokenizer mismatch written with it, if any.
+    @discardableResult
+    public static func write(_ model: ReleaseModel, options: GGUFOptions, to path: String, replacing: Bool, progress: Progress) throws -> String? {
+        let config = model.config
+        try check(config, source: model.info.path)
+        let requested = options.type ?? GGUF.TensorType.allCases.first { $0.dtype == model.dominantDType } ?? .f32
+        guard let tokenizerFiles = model.tokenizer else { throw GGUFExportError.noTokenizer(source: model.info.path) }
+        let tokenizer = try GGUFTokenizer(readJSON(tokenizerFiles.tokenizerJSON), file: tokenizerFiles.tokenizerJSON, config: config)
+        if let mismatch = tokenizer.mismatch, !options.allowTokenizerMismatch {
+            throw GGUFExportError.tokenizer(file: tokenizerFiles.tokenizerJSON, reason: mismatch)
+        }
+        var metadata: [(key: String, value: GGUF.Value)] = [
+            ("general.architecture", .string("gpt2")),
+            ("general.name", .string(options.name ?? config.defaultReleaseName)),
+            ("general.file_type", .uint32(requested.fileType)),
+        ]
+        if requested == .q8_0 { metadata.append(("general.quantization_version", .uint32(2))) }
+        metadata += [
+            ("gpt2.context_length", .uint32(UInt32(config.maxPositions))),
+            ("gpt2.embedding_length", .uint32(UInt32(config.hiddenSize))),
+            ("gpt2.block_count", .uint32(UInt32(config.layers))),
+            ("gpt2.feed_forward_length", .uint32(UInt32(config.intermediateSize))),
+            ("gpt2.attention.head_count", .uint32(UInt32(config.heads))),
+            ("gpt2.attention.layer_norm_epsilon", .float32(Float(config.layerNormEps))),
+        ]
+        metadata += tokenizer.metadata
+        if let mismatch = tokenizer.mismatch { metadata.append((mismatchKey, .string(mismatch))) }
+
+        let caster = TensorCaster()
+        var pending: [PendingGGUFTensor] = []
+        for (training, shape) in ModelFamily.expectedShapes(config) where !(training == ModelFamily.lmHead && model.tied) {
+            let type = Self.type(of: training, shape: shape, requested: requested)
+            let name = NamingLayout.gguf.name(of: training)
+            pending.append(PendingGGUFTensor(name: name, shape: shape, type: type) { out in
+                let t = try model.tensor(training)
+                if let dtype = type.dtype {
+                    try caster.write(t, as: dtype, name: name, to: out)
+                } else {
+                    try Self.writeQ8_0(t, name: name, caster: caster, to: out)
+                }
+                progress.advance(type.byteCount(elements: shape.reduce(1, *))!)
+            })
+        }
+        progress.begin("writing GGUF", total: pending.reduce(0) { $0 + $1.byteCount })
+        try GGUFWriter.write(metadata: metadata, tensors: pending, to: path, replacing: replacing)
+        progress.end()
+        return tokenizer.mismatch
+    }
+
+    /// The type a tensor is stored in: vectors and the position table float32 (llama.cpp adds them in float32);
+    /// matrices as requested, Q8_0 falling back to float16 when a row is not whole blocks of 32 (as llama.cpp's
+    /// own converter does).
+    static func type(of training: String, shape: [Int], requested: GGUF.TensorType) -> GGUF.TensorType {
+        guard shape.count == 2, training != ModelFamily.positionEmbedding else { return .f32 }
+        if requested == .q8_0 && shape[1] % 32 != 0 { return .f16 }
+        return requested
+    }
+
+    /// Streams `t` as Q8_0 blocks along its rows, a slice of whole rows at a time.
+    static func writeQ8_0(_ t: Tensor, name: String, caster: TensorCaster, to out: AtomicFileWriter) throws {
+        let columns = t.shape.last!
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TensorCaster.sliceElements / 32 * 34, alignment: 16)
+        defer { buffer.deallocate() }
+        try caster.floatRows(t, rowLength: columns) { rows, values in
+            let blocks = values.count / 32
+            for b in 0..<blocks {
+                let block = UnsafeBufferPointer(rebasing: values[(b * 32)..<(b * 32 + 32)])
+                guard block.allSatisfy(\.isFinite) else {
+                    throw GGUFExportError.nonFinite(file: out.destination, tensor: name, row: rows.lowerBound + b * 32 / columns)
+                }
+                GGUF.quantizeQ8_0(block, into: UnsafeMutableRawBufferPointer(rebasing: buffer[(b * 34)..<(b * 34 + 34)]))
+            }
+            try out.write(UnsafeRawBufferPointer(rebasing: buffer[0..<(blocks * 34)]))
+        }
+    }
+}
+
+/// Why a model or its tokenizer has no GGUF form (exit 2, before anything is written).
+public enum GGUFExportError: Error, Equatable, CustomStringConvertible, Sendable {
+    case bidirectional(source: String)
+    case activation(source: String, found: String)
+    case noTokenizer(source: String)
+    case tokenizer(file: String, reason: String)
+    case nonFinite(file: String, tensor: String, row: Int)
+
+    public var description: String {
+        switch self {
+        case let .bidirectional(source):
+            return "\(source): an MDLM (bidirectional) model has no GGUF form: llama.cpp's gpt2 architecture is causal"
+        case let .activation(source, found):
+            return "\(source): activation \"\(found)\" has no GGUF form: llama.cpp's gpt2 architecture always applies GELU (src/models/gpt2.cpp, LLM_FFN_GELU)"
+        case let .noTokenizer(source):
+            return "\(source): a GGUF file carries its tokenizer: pass --tokenizer DIR (or convert from a bundle that has one)"
+        case let .tokenizer(file, reason):
+            return "\(file): llama.cpp would not tokenize text as this tokenizer does: \(reason); pass --allow-tokenizer-mismatch to write it anyway (the file records why)"
+        case let .nonFinite(file, tensor, row):
+            return "\(file): tensor \(tensor) holds NaN or infinity (row \(row)); Q8_0 cannot store it"
+        }
+    }
+}
