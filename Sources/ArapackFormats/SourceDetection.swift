@@ -11,6 +11,7 @@ public enum SourceFormat: String, Sendable, CaseIterable {
     case torchLegacy = "torch-legacy"
     case dcp
     case archive = "tar.zst"
+    case gguf
 }
 
 /// Why a source could not be opened.
@@ -48,6 +49,7 @@ public enum SourceDetection {
         if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) || head.starts(with: [0x50, 0x4B, 0x05, 0x06]) { return (.torchZip, path) }
         if head.starts(with: legacyTorchMagic) { return (.torchLegacy, path) }
         if head.starts(with: [0x28, 0xB5, 0x2F, 0xFD]) { return (.archive, path) }
+        if head.starts(with: GGUF.magic) { return (.gguf, path) }
         if let first = head.first(where: { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }), first == UInt8(ascii: "{") {
             return (.safetensorsSharded, path)
         }
@@ -64,6 +66,7 @@ public enum SourceDetection {
         case .torchZip: return try TorchCheckpoint(path: resolved)
         case .torchLegacy: throw TorchError.legacyFormat(file: path)
         case .dcp: return try DCPCheckpoint(directory: resolved)
+        case .gguf: return try GGUFFile(path: resolved)
         case .archive:
             throw SourceError.unsupported(path: path, format: format.rawValue, detail: "reading this format is not supported yet")
         }

@@ -108,6 +108,7 @@ public final class ReleaseModel {
                 metadata = m
             }
         }
+        if let gguf = source as? GGUFFile { try GGUFExport.describe(gguf, into: &assembly) }
         if let configFile { try assembly.add(try readJSON(configFile), origin: configFile) }
         if let extraConfig { try assembly.add(extraConfig.value, origin: extraConfig.origin) }
 
@@ -159,7 +160,10 @@ public final class ReleaseModel {
     /// The bundle's weight dtype: int8 when any weight is quantized, else the embedding's.
     public var dominantDType: DType {
         if !quantizedScales.isEmpty { return .i8 }
-        return (try? source.descriptor(named: names.first { $0.training == ModelFamily.embedding }!.source).dtype) ?? .f32
+        let embedding = names.first { $0.training == ModelFamily.embedding }!.source
+        // A GGUF's Q8_0 is 8-bit too (its tensors are read dequantized to float32).
+        if let gguf = source as? GGUFFile, (try? gguf.entry(named: embedding))?.type == .q8_0 { return .i8 }
+        return (try? source.descriptor(named: embedding).dtype) ?? .f32
     }
 
     /// A source tensor, dequantized to float32 when it has a scale, transposed back when its layout stores it

@@ -6,14 +6,16 @@ import ArgumentParser
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check a release bundle (folder or .tar.zst) against its manifest, the model family and, with --parity, its source.",
+        abstract: "Check a release bundle (folder or .tar.zst) or GGUF file against its manifest, the model family and, with --parity, its source.",
         discussion: """
             Structural checks, reading every byte once: each file's size and SHA-256 against manifest.json, no \
             file missing or unlisted; config.json complete and consistent with the tensor shapes; every tensor \
             present with its shape and nothing else; the tie (no stored LM head and the alias recorded when \
             tie_word_embeddings is true); dtype agreeing across manifest, config and tensors; no NaN or Inf; the \
             tokenizer's special ids and vocabulary agreeing with config.json; training_metadata.json present. \
-            An archive is read as a stream and never unpacked to disk.
+            An archive is read as a stream and never unpacked to disk. A GGUF file (from --to gguf) is parsed \
+            strictly, then checked: its gpt2 metadata against the tensors, the tie stored once, tensor types, NaN/Inf, \
+            and its tokenizer (tokens for every embedding row, token types, special ids, merges or scores).
 
             --signature SIG --public-key PUB.pem also checks an OpenSSF model-signing signature (key mode) of the \
             folder, made by arapack sign or by model_signing sign key: the signature verifies under PUB.pem and \
@@ -92,7 +94,9 @@ struct VerifyCommand: ParsableCommand {
                 }
             }
             let signatureInside = signature.flatMap { ModelSignature.relativeName(of: $0, inside: bundle) }
-            let structural = try BundleVerifier.verify(path: bundle, signature: signatureInside, progress: progress)
+            let structural = try SourceDetection.detect(bundle).format == .gguf
+                ? try GGUFVerifier.verify(path: bundle)
+                : try BundleVerifier.verify(path: bundle, signature: signatureInside, progress: progress)
             print(structural.text)
             var signatureProblems: [String] = []
             if let signed, let publicKey {

@@ -105,6 +105,11 @@ public struct InspectReport: Sendable {
         var metadata: [String: String] = [:]
         if let s = source as? SafetensorsFile { metadata = s.metadata }
         if let s = source as? ShardedSafetensors { metadata = s.shards.first?.file.metadata ?? [:] }
+        if let g = source as? GGUFFile {
+            for (key, value) in g.metadata { metadata[key] = value.summary }
+            // The stored type of each tensor (a Q8_0 tensor is listed as the float32 arapack reads it as).
+            for e in g.entries where e.type == .q8_0 { metadata["tensor type " + e.name] = e.type.name }
+        }
         var report = InspectReport(path: path, format: source.formatName, files: files, metadata: metadata, tensors: rows)
         if let ckpt = source as? TorchCheckpoint {
             report.checkpoint = ckpt.summary
