@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar signature config deep-pickle bundle)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar signature config deep-pickle bundle gguf)
 
 swift build -c release --product arapack-fuzz --build-path .build-fuzz \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -D -Xswiftc FUZZING 2>&1 | grep -v "warning: Cannot export local symbol" || true
@@ -41,6 +41,7 @@ seed() {  # the fixture files that exercise a target
                     [ -f ".build/example/arafusion-tiny/$f" ] && { printf "\\x$(printf %02x $i)" > ".build-fuzz/seed-bundle-$i"; cat ".build/example/arafusion-tiny/$f" >> ".build-fuzz/seed-bundle-$i"; echo ".build-fuzz/seed-bundle-$i"; }
                     i=$((i+1)); done ;;
         # (opcode, count) programs: deep tuples, lists with APPEND, dicts, persistent ids.
+        gguf) ls Fixtures/fuzz/seeds/gguf/* Fixtures/gguf/hostile/*.gguf ;;
         deep-pickle) printf ')\x00\x00\x85\xff\xff' > .build-fuzz/seed-tuples; printf ']\xff\xffa\xff\xfe' > .build-fuzz/seed-lists
                      printf 'N\x00\x00Q\xff\xff' > .build-fuzz/seed-persid; echo .build-fuzz/seed-tuples .build-fuzz/seed-lists .build-fuzz/seed-persid ;;
         tokenizer) ls Fixtures/tokenizer/valid/tokenizer.json Fixtures/tokenizer/hostile/*/tokenizer.json ;;

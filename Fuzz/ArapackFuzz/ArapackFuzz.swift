@@ -15,7 +15,7 @@ import Glibc
 // A target must never crash, hang or allocate without bound; throwing (refusing the input) is fine.
 
 enum FuzzTarget: String, CaseIterable {
-    case safetensors, zip, pickle, dcp, json, tokenizer, torch, tar, signature, config
+    case safetensors, zip, pickle, dcp, json, tokenizer, torch, tar, signature, config, gguf
     /// A valid bundle (ARAPACK_FUZZ_BUNDLE, default the example setup.sh makes) with one JSON file replaced:
     /// the input's first byte picks the file, the rest is its content.
     case bundle
@@ -90,6 +90,16 @@ let everyAllowList = TorchGlobals.checkpointAllowList.union(DCPGlobals.allowList
 /// Runs one input through one parser; errors are the expected outcome for most inputs.
 func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
     switch target {
+    case .gguf:
+        // The strict reader, every tensor read (Q8_0 dequantized) and scanned, the metadata read as a config and as a tokenizer.
+        if let file = try? MappedFile(copying: bytes, label: "fuzz.gguf"), let g = try? GGUFFile(file: file) {
+            for name in g.tensorNames { _ = try? g.tensor(named: name).nonFiniteCount() }
+            var assembly = ConfigAssembly(source: "fuzz.gguf")
+            try? GGUFExport.describe(g, into: &assembly)
+            _ = try? assembly.resolve()
+            _ = GGUFVerifier.tokenizerProblems(g, vocab: nil)
+            _ = g.metadata.map(\.value.summary)
+        }
     case .safetensors:
         _ = try? SafetensorsHeader.parse(bytes, fileSize: bytes.count, file: "fuzz")
     case .pickle:

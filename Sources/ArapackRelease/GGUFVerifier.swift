@@ -45,7 +45,7 @@ public enum GGUFVerifier {
         }
     }
 
-    static func tokenizerProblems(_ file: GGUFFile, vocab: Int?) -> [String] {
+    public static func tokenizerProblems(_ file: GGUFFile, vocab: Int?) -> [String] {
         var out: [String] = []
         guard case let .strings(tokens)? = file["tokenizer.ggml.tokens"] else { return ["no tokenizer.ggml.tokens (an array of strings)"] }
         let model = file["tokenizer.ggml.model"]?.stringValue

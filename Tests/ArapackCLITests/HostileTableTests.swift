@@ -19,6 +19,7 @@ final class HostileTableTests: XCTestCase {
             ("dcp", { [TestSupport.fixture("dcp/hostile/" + $0), "--config", scratch + "/heads.json"] }),
             ("release", { [TestSupport.fixture("release/hostile/" + $0)] }),
             ("tokenizer", { [trainingDict, "--tokenizer", TestSupport.fixture("tokenizer/hostile/" + $0)] }),
+            ("gguf", { [TestSupport.fixture("gguf/hostile/" + $0)] }),
         ]
         var rows = 0
         var peaks: [(String, Int)] = []
@@ -42,7 +43,7 @@ final class HostileTableTests: XCTestCase {
                 rows += 1
             }
         }
-        XCTAssertEqual(rows, 48 + 18 + 7 + 7 + 5)
+        XCTAssertEqual(rows, 48 + 18 + 7 + 7 + 5 + 22)
         print("largest peaks:", peaks.sorted { $0.1 > $1.1 }.prefix(3).map { "\($0.0) \($0.1 >> 10) MiB" })
     }
 

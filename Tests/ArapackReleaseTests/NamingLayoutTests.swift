@@ -53,6 +53,27 @@ final class NamingLayoutTests: XCTestCase {
         XCTAssertEqual(NamingLayout.detect(["module.token_embedding.weight", "model.x"]), .training)
     }
 
+    /// ARCHITECTURE.md, "The GGUF form": llama.cpp's gpt2 names, nothing transposed.
+    func testGGUFNamesAreTheSpecsTable() {
+        let table: [(String, String)] = [
+            ("token_embedding.weight", "token_embd.weight"), ("position_embedding.weight", "position_embd.weight"),
+            ("transformer.layers.11.norm1.weight", "blk.11.attn_norm.weight"), ("transformer.layers.11.norm1.bias", "blk.11.attn_norm.bias"),
+            ("transformer.layers.2.norm2.weight", "blk.2.ffn_norm.weight"), ("transformer.layers.2.norm2.bias", "blk.2.ffn_norm.bias"),
+            ("transformer.layers.3.self_attn.in_proj_weight", "blk.3.attn_qkv.weight"), ("transformer.layers.3.self_attn.in_proj_bias", "blk.3.attn_qkv.bias"),
+            ("transformer.layers.0.self_attn.out_proj.weight", "blk.0.attn_output.weight"), ("transformer.layers.0.self_attn.out_proj.bias", "blk.0.attn_output.bias"),
+            ("transformer.layers.10.linear1.weight", "blk.10.ffn_up.weight"), ("transformer.layers.10.linear1.bias", "blk.10.ffn_up.bias"),
+            ("transformer.layers.1.linear2.weight", "blk.1.ffn_down.weight"), ("transformer.layers.1.linear2.bias", "blk.1.ffn_down.bias"),
+            ("ln_f.weight", "output_norm.weight"), ("ln_f.bias", "output_norm.bias"), ("lm_head.weight", "output.weight"),
+        ]
+        for (training, gguf) in table {
+            XCTAssertEqual(NamingLayout.gguf.name(of: training), gguf)
+            XCTAssertEqual(NamingLayout.gguf.training(of: gguf), training)
+            XCTAssertFalse(NamingLayout.gguf.isTransposed(training))
+        }
+        XCTAssertNil(NamingLayout.gguf.training(of: "blk.01.ffn_up.weight"))
+        XCTAssertEqual(NamingLayout.detect(["token_embd.weight", "blk.0.attn_qkv.weight"]), .gguf)
+    }
+
     func testTransposeOfEveryElementSize() throws {
         for dtype in [DType.i8, .bf16, .f32, .f64] {
             for (rows, cols) in [(1, 1), (3, 70), (37, 33), (64, 32), (65, 1)] {

@@ -69,11 +69,15 @@ public final class GGUFFile: TensorSource {
     public var formatName: String { "gguf" }
     public var path: String { file.path }
 
-    public init(path: String) throws {
-        let mapped = try MappedFile(path: path)
+    public convenience init(path: String) throws {
+        try self.init(file: try MappedFile(path: path))
+    }
+
+    /// Validates a mapped (or copied) file.
+    public init(file mapped: MappedFile) throws {
         file = mapped
         let parsed = try mapped.withUnsafeBytes { bytes in
-            var parser = Parser(bytes: bytes, file: path)
+            var parser = Parser(bytes: bytes, file: mapped.path)
             return try parser.parse()
         }
         (metadata, entries, alignment) = parsed

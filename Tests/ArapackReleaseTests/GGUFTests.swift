@@ -1,0 +1,98 @@
+import ArapackFormats
+import ArapackModel
+import ArapackRelease
+import ArapackTensor
+import ArapackTestSupport
+import Foundation
+import XCTest
+
+/// The GGUF writer, reader and export without llama.cpp (GGUFInteropTests has llama.cpp and gguf-py).
+final class GGUFTests: XCTestCase {
+    /// Q8_0 worked by hand: d = max|x| / 127, each value round-half-away-from-zero of x / d, d stored as float16.
+    func testQ8_0BlocksAsGGMLDefinesThem() {
+        func quantize(_ x: [Float]) -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: 34)
+            x.withUnsafeBufferPointer { b in out.withUnsafeMutableBytes { GGUF.quantizeQ8_0(b, into: $0) } }
+            return out
+        }
+        // max 127 → d = 1 (float16 0x3C00); 2.5 → 3 and -2.5 → -3 (half away from zero, not to even); -127 → 0x81.
+        var x = [Float](repeating: 0, count: 32)
+        x[0] = 127; x[1] = 2.5; x[2] = -2.5; x[3] = -127; x[4] = 0.49
+        let q = quantize(x)
+        XCTAssertEqual(Array(q[0..<2]), [0x00, 0x3C])
+        XCTAssertEqual(Array(q[2..<7]), [127, 3, 0xFD, 0x81, 0])
+        // An all-zero block: d = 0, every q 0 (no division by zero).
+        XCTAssertEqual(quantize([Float](repeating: 0, count: 32)), [UInt8](repeating: 0, count: 34))
+        // d = 1/127: its float16 is rounded (0x2008), the values use the float32 d: 1 → 127.
+        var y = [Float](repeating: 0, count: 32)
+        y[31] = 1
+        let r = quantize(y)
+        XCTAssertEqual(UInt16(r[0]) | UInt16(r[1]) << 8, FloatConversion.f16Bits(Float(1) / 127))
+        XCTAssertEqual(r[33], 127)
+    }
+
+    /// A model written as GGUF reads back through arapack's reader as the same model: every tensor bit-equal in f32,
+    /// the config from the metadata, the tie stored once, vectors and positions f32 in every type.
+    func testEveryTypeReadsBackAsTheModel() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        let source = TestSupport.fixture("trained/arafusion_tiny_ar.pt")
+        let tokenizer = try TokenizerFiles(directory: TestSupport.fixture("gguf/bytelevel"))
+        let model = try ReleaseModel(path: source, tokenizer: tokenizer)
+        for type in GGUF.TensorType.allCases {
+            let path = dir + "/\(type.name).gguf"
+            try GGUFExport.write(model, options: GGUFOptions(type: type), to: path, replacing: false, progress: Progress(enabled: false))
+            let file = try GGUFFile(path: path)
+            XCTAssertEqual(file["general.architecture"], .string("gpt2"))
+            XCTAssertEqual(file["general.file_type"]?.intValue, Int(type.fileType))
+            XCTAssertFalse(file.tensorNames.contains("output.weight"), "tied: stored once")
+            for e in file.entries {
+                XCTAssertEqual(e.range.lowerBound % 32, 0, e.name)
+                if e.shape.count == 1 || e.name == "position_embd.weight" { XCTAssertEqual(e.type, .f32, e.name) } else { XCTAssertEqual(e.type, type, e.name) }
+            }
+            let back = try ReleaseModel(path: path)
+            XCTAssertEqual(back.config.functionDifferences(from: model.config), [], type.name)
+            XCTAssertTrue(back.tied)
+            if type == .f32 {
+                for (training, _) in model.names {
+                    XCTAssertTrue(try back.tensor(training).isBitIdentical(to: model.tensor(training)), training)
+                }
+            }
+            XCTAssertEqual(try GGUFVerifier.verify(path: path).problems, [], type.name)
+        }
+    }
+
+    /// `--to gguf` refuses what llama.cpp's gpt2 graph cannot compute, and the flags that do not apply, before
+    /// anything is written; the same input gives the same bytes whatever DST is called.
+    func testConvertRefusesWhatHasNoGGUFFormAndWritesTheSameBytes() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        let tok = TestSupport.fixture("tokenizer/valid")
+        let rows: [(args: [String], status: Int32, fragment: String)] = [
+            (["golden/mdlm_gelu.pt", "--tokenizer", tok], 2, "an MDLM (bidirectional) model has no GGUF form"),
+            (["golden/ar_relu.pt", "--tokenizer", tok], 2, "activation \"relu\" has no GGUF form: llama.cpp's gpt2 architecture always applies GELU"),
+            (["golden/ar_gelu.pt"], 2, "a GGUF file carries its tokenizer: pass --tokenizer DIR"),
+            (["golden/ar_gelu.pt", "--tokenizer", tok], 2, "pre-tokenizer Whitespace: llama.cpp reproduces ByteLevel"),
+            (["golden/ar_gelu.pt", "--tokenizer", tok, "--dtype", "int8"], 64, "--dtype int8 writes bundles only"),
+            (["golden/ar_gelu.pt", "--tokenizer", tok, "--archive"], 64, "--archive applies to bundles only"),
+        ]
+        for row in rows {
+            let r = try TestSupport.run(TestSupport.arapackBinary, ["convert", TestSupport.fixture(row.args[0]), dir + "/x.gguf", "--to", "gguf"] + row.args.dropFirst())
+            XCTAssertEqual(r.status, row.status, r.stderr)
+            XCTAssertTrue(r.stderr.contains(row.fragment), r.stderr)
+            XCTAssertEqual(try directoryEntries(dir), [], "nothing written")
+        }
+        let q8 = try TestSupport.run(TestSupport.arapackBinary, ["convert", TestSupport.fixture("golden/ar_gelu.pt"), dir + "/x.gguf", "--dtype", "q8_0"])
+        XCTAssertEqual(q8.status, 64)
+        XCTAssertTrue(q8.stderr.contains("--dtype q8_0 is GGUF's block format"), q8.stderr)
+        try FileManager.default.createDirectory(atPath: dir + "/deeper/and/deeper", withIntermediateDirectories: true)
+        var digests: [String] = []
+        for dst in [dir + "/a.gguf", dir + "/deeper/and/deeper/other-name.gguf"] {
+            let r = try TestSupport.arapack("convert", TestSupport.fixture("trained/arafusion_tiny_ar.pt"), dst, "--to", "gguf", "--dtype", "q8_0",
+                                           "--tokenizer", TestSupport.fixture("gguf/metaspace"))
+            XCTAssertEqual(r.status, 0, r.stderr)
+            digests.append(try SHA256.hex(ofFile: dst))
+        }
+        XCTAssertEqual(digests[0], digests[1])
+    }
+}
