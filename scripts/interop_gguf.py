@@ -10,6 +10,8 @@ Prints one JSON line of measurements, then "ok"; exit 1 naming the check that fa
                                                      llama.cpp's logits on held-out ids against the training module
                                                      (with --tanh: its GELU made the tanh approximation llama.cpp uses)
   interop_gguf.py greedy GGUF CHECKPOINT             llama.cpp's greedy continuation equals the training module's
+  interop_gguf.py golden GGUF CHECKPOINT OUT          llama.cpp's logits on the held-out ids as a golden file
+                                                     (ids I64 [N, L], logits F32 [N, L, V]) for arapack verify --golden
 """
 import json
 import os
@@ -52,10 +54,14 @@ def probes(config):
     return torch.randint(0, config["vocab_size"], (16, config["max_seq_len"]), generator=g).tolist()
 
 
+# The key/value cache in float32 (llama.cpp's default is float16) with ARAPACK_KV_F32=1.
+KV = {"type_k": 0, "type_v": 0} if os.environ.get("ARAPACK_KV_F32") else {}
+
+
 def llama(path, config=None, vocab_only=False):
     from llama_cpp import Llama
     return Llama(model_path=path, n_ctx=max(config["max_seq_len"], 256) if config else 512, logits_all=not vocab_only,
-                 vocab_only=vocab_only, n_threads=1, seed=0, verbose=False)
+                 vocab_only=vocab_only, n_threads=1, seed=0, verbose=False, **KV)
 
 
 def log_softmax(x):
@@ -92,6 +98,21 @@ def logits(args):
         fail(f"top-1 agreement {report['top1']} < {opts['--min-top1']}")
     if worst > float(opts.get("--max-abs", "inf")):
         fail(f"max |logit difference| {worst} > {opts['--max-abs']}")
+
+
+def golden(args):
+    path, checkpoint, out = args
+    from safetensors.torch import save_file
+    _, config, _ = training_module(checkpoint)
+    llm = llama(path, config)
+    rows = probes(config)
+    logits = []
+    for row in rows:
+        llm.reset()
+        llm.eval(row)
+        logits.append(np.array(llm.scores[:len(row)], dtype=np.float32))
+    save_file({"ids": torch.tensor(rows, dtype=torch.int64), "logits": torch.from_numpy(np.stack(logits))}, out)
+    print(json.dumps({"probes": len(rows), "length": len(rows[0])}))
 
 
 def greedy(args):
@@ -208,7 +229,7 @@ def structure(args):
 
 def main():
     command, args = sys.argv[1], sys.argv[2:]
-    {"structure": structure, "tokenizer": tokenizer, "logits": logits, "greedy": greedy}[command](args)
+    {"structure": structure, "tokenizer": tokenizer, "logits": logits, "greedy": greedy, "golden": golden}[command](args)
     print("ok")
 
 

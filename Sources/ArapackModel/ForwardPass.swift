@@ -83,8 +83,11 @@ public final class ForwardPass: @unchecked Sendable {
     var layers: [Layer]
     /// Threads the work is split into (`defaultThreads` unless the initialiser was given a count).
     public let threads: Int
-    /// ReLU FFN (otherwise exact-erf GELU), read from the config once.
+    /// ReLU FFN (otherwise GELU), read from the config once.
     let relu: Bool
+    /// GELU as llama.cpp computes it (a float16 table of the tanh approximation) instead of exact erf GELU: what a
+    /// GGUF file computes in llama.cpp.
+    public let llamaCppGELU: Bool
     /// A seam for tests: replaces the activation (nil in every production use).
     var activationOverride: ((UnsafeMutablePointer<Float>, Int) -> Void)?
 
@@ -92,11 +95,14 @@ public final class ForwardPass: @unchecked Sendable {
     /// mapped in place, other dtypes widened once). A tied model's head is its embedding.
     /// Throws `ForwardError` when `ARAPACK_ISA` names an instruction set this CPU cannot run. `threads` (at least
     /// 1) sets how many threads share the work.
-    public init(config: ModelConfig, threads: Int = ForwardPass.defaultThreads, tensor: (String) throws -> Tensor) throws {
+    /// With `llamaCppGELU`, GELU is llama.cpp's (`arapack_gelu_ggml`).
+    public init(config: ModelConfig, threads: Int = ForwardPass.defaultThreads, llamaCppGELU: Bool = false,
+                tensor: (String) throws -> Tensor) throws {
         try KernelISA.configureFromEnvironment()
         self.threads = max(1, threads)
         self.config = config
         relu = config.activation == "relu"
+        self.llamaCppGELU = llamaCppGELU
         func w(_ name: String) throws -> Weight { try Weight(tensor(name)) }
         embedding = try w(ModelFamily.embedding)
         positions = try w(ModelFamily.positionEmbedding)
@@ -248,6 +254,8 @@ public final class ForwardPass: @unchecked Sendable {
             activationOverride(p, count)
         } else if relu {
             for i in 0..<count { p[i] = max(p[i], 0) }
+        } else if llamaCppGELU {
+            arapack_gelu_ggml(p, count)
         } else {
             arapack_gelu_erf(p, count)
         }

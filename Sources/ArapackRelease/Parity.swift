@@ -148,7 +148,8 @@ public enum Parity {
 
     /// Lossless (same dtype as the source) must be bit-identical; a cast has the defaults of its dtype.
     public static func defaultThresholds(bundle: ReleaseModel, source: ReleaseModel) -> ParityThresholds {
-        bundle.dominantDType == source.dominantDType ? .lossless : .cast(bundle.dominantDType)
+        guard bundle.dominantDType == source.dominantDType else { return .cast(bundle.dominantDType) }
+        return bundle.computesLlamaCppGELU == source.computesLlamaCppGELU ? .lossless : .gguf
     }
 
     /// The bundle against golden logits (`ids` I64 [N, L], `logits` F32 [N, L, V]).

@@ -157,6 +157,9 @@ public final class ReleaseModel {
         return layout.storedShape(of: training, try source.descriptor(named: s).shape)
     }
 
+    /// Whether the model is a GGUF file, which llama.cpp runs with its own GELU.
+    public var computesLlamaCppGELU: Bool { info.format == SourceFormat.gguf.rawValue && config.activation == "gelu" }
+
     /// The bundle's weight dtype: int8 when any weight is quantized, else the embedding's.
     public var dominantDType: DType {
         if !quantizedScales.isEmpty { return .i8 }
@@ -232,8 +235,9 @@ public func readJSON(_ path: String) throws -> JSONValue {
 
 extension ForwardPass {
     /// The reference forward pass over a model read from any source, its work split into `threads`.
+    /// A GGUF file's pass computes GELU as llama.cpp does (ARCHITECTURE.md, "The GGUF form").
     public convenience init(_ model: ReleaseModel, threads: Int = ForwardPass.defaultThreads) throws {
-        try self.init(config: model.config, threads: threads, tensor: model.tensor)
+        try self.init(config: model.config, threads: threads, llamaCppGELU: model.computesLlamaCppGELU, tensor: model.tensor)
     }
 }
 

@@ -1,5 +1,6 @@
 #include "ckernels.h"
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -219,4 +220,70 @@ void arapack_attention(const float *q, const float *k, const float *v, size_t ld
     if (arapack_isa() != ARAPACK_ISA_GENERIC) { attention_fast(q, k, v, ld, length, head_dim, scale, causal, kt, s, out, out_ld); return; }
 #endif
     attention_body(q, k, v, ld, length, head_dim, scale, causal, kt, s, out, out_ld);
+}
+
+// llama.cpp's GELU (ggml-cpu's ggml_vec_gelu_f32 with GGML_GELU_FP16): 0 at or below −10, x at or above 10, else a
+// float16 table of the tanh approximation, 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))), looked up at x rounded to
+// float16. The table is computed here in double precision with arapack's own exp, rounded once to float16, so it is the
+// same on every machine (ggml's own is computed in float with the C library's tanhf; they differ at most at a rounding
+// boundary of float16).
+static uint16_t gelu_ggml_table[1 << 16];
+static pthread_once_t gelu_ggml_once = PTHREAD_ONCE_INIT;
+
+static uint16_t f32_to_f16(float f) {  // round to nearest even; overflow to infinity; NaN stays NaN
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t sign = (u >> 16) & 0x8000, e = (u >> 23) & 0xFF, m = u & 0x7FFFFF;
+    if (e == 0xFF) return (uint16_t)(sign | 0x7C00 | (m ? 0x200 | (m >> 13) : 0));
+    int32_t exp = (int32_t)e - 127 + 15;
+    if (exp >= 31) return (uint16_t)(sign | 0x7C00);
+    if (exp <= 0) {
+        if (exp < -10) return (uint16_t)sign;
+        m |= 0x800000;
+        uint32_t shift = (uint32_t)(14 - exp), half = 1u << (shift - 1), rest = m & ((1u << shift) - 1);
+        uint32_t h = m >> shift;
+        if (rest > half || (rest == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)exp << 10) | (m >> 13), rest = m & 0x1FFF;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+static float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1F, m = h & 0x3FF, u;
+    if (e == 0) {
+        if (m == 0) { u = sign; } else {
+            int shift = 0;
+            while (!(m & 0x400)) { m <<= 1; shift++; }
+            u = sign | ((uint32_t)(113 - shift) << 23) | ((m & 0x3FF) << 13);
+        }
+    } else if (e == 31) {
+        u = sign | 0x7F800000 | (m << 13);
+    } else {
+        u = sign | ((e + 112) << 23) | (m << 13);
+    }
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static void gelu_ggml_fill(void) {
+    for (uint32_t i = 0; i < (1u << 16); i++) {
+        double x = f16_to_f32((uint16_t)i);
+        double u = 0.79788456080286535587989211986876 * x * (1.0 + 0.044715 * x * x);
+        double e = arapack_exp(-2.0 * fabs(u));
+        double t = copysign((1.0 - e) / (1.0 + e), u);
+        gelu_ggml_table[i] = f32_to_f16((float)(0.5 * x * (1.0 + t)));
+    }
+}
+
+void arapack_gelu_ggml(float *p, size_t n) {
+    pthread_once(&gelu_ggml_once, gelu_ggml_fill);
+    for (size_t i = 0; i < n; i++) {
+        float x = p[i];
+        if (x <= -10.0f) p[i] = 0.0f;
+        else if (x >= 10.0f) p[i] = x;
+        else p[i] = f16_to_f32(gelu_ggml_table[f32_to_f16(x)]);
+    }
 }

@@ -81,6 +81,27 @@ final class GGUFInteropTests: XCTestCase {
         let f32 = dir + "/0-f32.gguf"
         try check(python, ["logits", f32, trained, "--tanh", "--max-kl", "1e-5", "--min-top1", "1.0"])
         try check(python, ["greedy", f32, trained])
+
+        // arapack's own pass over a GGUF file computes llama.cpp's GELU: against llama.cpp's logits (its key/value
+        // cache in float32, ARAPACK_KV_F32) it is far closer than the exact-GELU pass over the same weights.
+        let golden = dir + "/llama.safetensors"
+        let made = try TestSupport.run(python, [script, "golden", f32, trained, golden], environment: ProcessInfo.processInfo.environment.merging(["ARAPACK_KV_F32": "1"]) { $1 })
+        XCTAssertEqual(made.status, 0, made.stdout + made.stderr)
+        let back = dir + "/back"
+        XCTAssertEqual(try TestSupport.arapack("convert", f32, back).status, 0)
+        var meanKL: [Double] = []
+        for (model, bound) in [(f32, "0.01"), (back, "0.1")] {
+            let r = try TestSupport.run(TestSupport.arapackBinary, ["verify", model, "--golden", golden, "--tolerance", bound, "--report", dir + "/r.json"])
+            XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+            let report = try TestSupport.loadJSON(dir + "/r.json")
+            meanKL.append(try XCTUnwrap(report["parity"]?.elements?.first?["metrics"]?["mean_kl"]?.doubleValue))
+        }
+        print("mean KL against llama.cpp: llama.cpp's GELU \(meanKL[0]), exact GELU \(meanKL[1])")
+        XCTAssertLessThan(meanKL[0] * 20, meanKL[1])
+        // And a GGUF against its own source: llama.cpp's GELU on one side, reported under the gguf limits.
+        let parity = try TestSupport.arapack("verify", f32, "--parity", "--against", trained)
+        XCTAssertEqual(parity.status, 0, parity.stdout + parity.stderr)
+        XCTAssertTrue(parity.stdout.contains("(thresholds: gguf)"), parity.stdout)
     }
 
     /// The checks bite: a file whose Q8_0 scales are shifted by one block, or whose tokens are reversed, fails them.

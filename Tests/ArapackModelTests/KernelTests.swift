@@ -24,6 +24,37 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(Double(nan[1]), 0.5 * (1 + erf(1 / 2.0.squareRoot())), accuracy: 1e-6)
     }
 
+    /// llama.cpp's GELU (ggml-cpu with GGML_GELU_FP16): for every float16 input in (−10, 10), the float16 of the tanh
+    /// approximation computed here with Foundation's tanh in double (an independent reference); x itself at or above
+    /// 10, 0 at or below −10; float32 inputs are looked up at their float16 rounding. The kernel's table uses arapack's
+    /// own exp and rounds through float32: at most one float16 step apart, and almost everywhere equal.
+    func testLlamaCppGELUIsTheFloat16TableOfTheTanhApproximation() {
+        var inputs: [Float] = [], expected: [Float] = []
+        for bits in UInt16.min...UInt16.max {
+            let x = Float(Float16(bitPattern: bits))
+            guard x.isFinite, x > -10, x < 10 else { continue }
+            let d = Double(x)
+            let y = 0.5 * d * (1 + tanh(0.7978845608028654 * d * (1 + 0.044715 * d * d)))
+            inputs.append(x)
+            expected.append(Float(Float16(y)))
+        }
+        var got = inputs
+        arapack_gelu_ggml(&got, got.count)
+        var differing = 0
+        for i in inputs.indices where got[i] != expected[i] {
+            differing += 1
+            let steps = abs(Int(Float16(got[i]).bitPattern) - Int(Float16(expected[i]).bitPattern))
+            XCTAssertLessThanOrEqual(steps, 1, "x = \(inputs[i]): \(got[i]) against \(expected[i])")
+        }
+        XCTAssertLessThan(differing, inputs.count / 1000, "\(differing) of \(inputs.count) differ by one float16 step")
+        var edges: [Float] = [-10, -10.5, 10, 12.25, 1e4, 0.30000001]
+        arapack_gelu_ggml(&edges, edges.count)
+        XCTAssertEqual(Array(edges[0..<5]), [0, 0, 10, 12.25, 1e4])
+        // 0.30000001 is looked up at its float16, 0.2999267578125.
+        let h = Double(Float(Float16(Float(0.30000001))))
+        XCTAssertEqual(edges[5], Float(Float16(0.5 * h * (1 + tanh(0.7978845608028654 * h * (1 + 0.044715 * h * h))))))
+    }
+
     func testSoftmaxOverTheVisiblePrefixZeroesTheRest() {
         var rng = SystemRandomNumberGenerator()
         for (visible, length, spread) in [(100, 131, Float(8)), (1, 64, 1), (64, 64, 30), (17, 40, 200), (513, 513, 3)] {

@@ -18,6 +18,10 @@ float arapack_max_abs(const float *x, size_t n);
 /// error below 1.5e-7, as PyTorch's vectorised CPU kernel computes it).
 void arapack_gelu_erf(float *p, size_t n);
 
+/// llama.cpp's GELU as ggml-cpu computes it: 0 at or below −10, x at or above 10, else a float16 table of the tanh
+/// approximation looked up at x rounded to float16 (the table computed once, in double, with arapack_exp).
+void arapack_gelu_ggml(float *p, size_t n);
+
 /// softmax(q·kᵀ·scale + mask)·v for one head of one sequence of `length` positions: q, k, v rows `ld` apart,
 /// `head_dim` wide; out rows `out_ld` apart; causal masks keys after the query. Each score is one FMA chain over
 /// the head's dimensions, each output one FMA chain over the visible keys in order: the same bits whatever the
