@@ -33,6 +33,10 @@ final class OutputPinTests: XCTestCase {
         out.append(("trained gpt2 bf16", "trained/arafusion_tiny_ar.pt", ["--to", "gpt2", "--dtype", "bf16", "--tokenizer", TestSupport.fixture("trained/tokenizer")]))
         out.append(("golden/ar_odd torch", "golden/ar_odd.pt", ["--to", "torch"]))
         out.append(("golden/ar_odd dcp bf16", "golden/ar_odd.pt", ["--to", "dcp", "--dtype", "bf16"]))
+        for dtype in ["f32", "q8_0"] {
+            out.append(("trained gguf \(dtype)", "trained/arafusion_tiny_ar.pt", ["--to", "gguf", "--dtype", dtype, "--tokenizer", TestSupport.fixture("gguf/metaspace")]))
+        }
+        out.append(("golden/ar_gelu gguf bf16", "golden/ar_gelu.pt", ["--to", "gguf", "--dtype", "bf16", "--tokenizer", TestSupport.fixture("tokenizer/valid"), "--allow-tokenizer-mismatch"]))
         return out
     }
 
