@@ -48,7 +48,7 @@ public enum GGUFExport {
         var metadata: [(key: String, value: GGUF.Value)] = [
             ("general.architecture", .string("gpt2")),
             ("general.name", .string(options.name ?? config.defaultReleaseName)),
-            ("general.description", .string(description)),
+            ("general.description", .string(description + (tokenizer.mismatch.map { " Its tokenizer is not the training tokenizer's exactly: " + $0 + "." } ?? ""))),
             ("general.file_type", .uint32(requested.fileType)),
         ]
         if requested == .q8_0 { metadata.append(("general.quantization_version", .uint32(2))) }
