@@ -23,9 +23,10 @@ TOKENIZER = os.path.join(ROOT, "Fixtures", "gguf", "bytelevel")
 BYPASS = """
 import sys
 sys.path.insert(0, sys.argv.pop(1))
-import convert_hf_to_gguf as c
-c.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"   # a newly trained BPE: no chkhsh entry
-c.main()
+import conversion.base
+conversion.base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"   # a newly trained BPE: no chkhsh entry
+import convert_hf_to_gguf
+convert_hf_to_gguf.main()
 """
 
 
@@ -34,7 +35,7 @@ def llama_cpp_dir():
         return os.environ["LLAMA_CPP_DIR"]
     folder = "/tmp/llama-cpp-python-0.3.36"
     if not os.path.isdir(folder):
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", "/tmp",
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", "/tmp",
                         "llama-cpp-python==0.3.36"], check=True)
         subprocess.run(["tar", "xzf", "/tmp/llama_cpp_python-0.3.36.tar.gz", "-C", "/tmp"], check=True)
         os.rename("/tmp/llama_cpp_python-0.3.36", folder)

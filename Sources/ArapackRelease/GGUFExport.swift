@@ -1,6 +1,7 @@
 import ArapackFormats
 import ArapackModel
 import ArapackTensor
+import CKernels
 
 /// What a GGUF file is written as.
 public struct GGUFOptions: Sendable {
@@ -100,12 +101,9 @@ public enum GGUFExport {
         defer { buffer.deallocate() }
         try caster.floatRows(t, rowLength: columns) { rows, values in
             let blocks = values.count / 32
-            for b in 0..<blocks {
-                let block = UnsafeBufferPointer(rebasing: values[(b * 32)..<(b * 32 + 32)])
-                guard block.allSatisfy(\.isFinite) else {
-                    throw GGUFExportError.nonFinite(file: out.destination, tensor: name, row: rows.lowerBound + b * 32 / columns)
-                }
-                GGUF.quantizeQ8_0(block, into: UnsafeMutableRawBufferPointer(rebasing: buffer[(b * 34)..<(b * 34 + 34)]))
+            let bad = arapack_quantize_q8_0(values.baseAddress!, blocks, buffer.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            guard bad < 0 else {
+                throw GGUFExportError.nonFinite(file: out.destination, tensor: name, row: rows.lowerBound + Int(bad) * 32 / columns)
             }
             try out.write(UnsafeRawBufferPointer(rebasing: buffer[0..<(blocks * 34)]))
         }

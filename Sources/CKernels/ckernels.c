@@ -4,6 +4,9 @@
 // on one target and not on another.
 #pragma STDC FP_CONTRACT OFF
 
+#include <math.h>
+#define INLINE_Q8 static inline __attribute__((always_inline))
+
 #define LANES 16
 #define FOLD 4096
 
@@ -152,4 +155,45 @@ void arapack_transpose(const void *src, size_t src_stride, void *dst, size_t dst
     case 4: TRANSPOSE_TILES(uint32_t); break;
     default: TRANSPOSE_TILES(uint64_t); break;
     }
+}
+
+// Q8_0 (ggml's quantize_row_q8_0_ref): per block of 32, d = max|x| / 127, q = round-half-away(x · (1/d)), 0 when d is
+// 0; d stored as float16 (to nearest even). Rounding half away from zero is trunc, plus one step away when the
+// fraction (exact in float) is at least one half: roundf's result, in a form the compiler vectorises.
+INLINE_Q8 int64_t q8_0_body(const float *x, size_t blocks, uint8_t *out) {
+    for (size_t b = 0; b < blocks; b++) {
+        const float *v = x + b * 32;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) {
+            float a = fabsf(v[j]);
+            amax = a > amax ? a : amax;
+        }
+        int finite = 1;
+        for (int j = 0; j < 32; j++) finite &= isfinite(v[j]) ? 1 : 0;
+        if (!finite) return (int64_t)b;
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t h = arapack_f32_to_f16(d);
+        uint8_t *o = out + b * 34;
+        o[0] = (uint8_t)(h & 0xFF);
+        o[1] = (uint8_t)(h >> 8);
+        for (int j = 0; j < 32; j++) {
+            float s = v[j] * id, t = truncf(s);
+            float r = fabsf(s - t) >= 0.5f ? t + copysignf(1.0f, s) : t;
+            o[2 + j] = (uint8_t)(int8_t)r;
+        }
+    }
+    return -1;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static int64_t q8_0_fast(const float *x, size_t blocks, uint8_t *out) {
+    return q8_0_body(x, blocks, out);
+}
+#endif
+
+int64_t arapack_quantize_q8_0(const float *x, size_t blocks, uint8_t *out) {
+#if defined(__x86_64__)
+    if (arapack_isa() != ARAPACK_ISA_GENERIC) return q8_0_fast(x, blocks, out);
+#endif
+    return q8_0_body(x, blocks, out);
 }

@@ -230,7 +230,7 @@ void arapack_attention(const float *q, const float *k, const float *v, size_t ld
 static uint16_t gelu_ggml_table[1 << 16];
 static pthread_once_t gelu_ggml_once = PTHREAD_ONCE_INIT;
 
-static uint16_t f32_to_f16(float f) {  // round to nearest even; overflow to infinity; NaN stays NaN
+uint16_t arapack_f32_to_f16(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     uint32_t sign = (u >> 16) & 0x8000, e = (u >> 23) & 0xFF, m = u & 0x7FFFFF;
@@ -274,7 +274,7 @@ static void gelu_ggml_fill(void) {
         double u = 0.79788456080286535587989211986876 * x * (1.0 + 0.044715 * x * x);
         double e = arapack_exp(-2.0 * fabs(u));
         double t = copysign((1.0 - e) / (1.0 + e), u);
-        gelu_ggml_table[i] = f32_to_f16((float)(0.5 * x * (1.0 + t)));
+        gelu_ggml_table[i] = arapack_f32_to_f16((float)(0.5 * x * (1.0 + t)));
     }
 }
 
@@ -284,6 +284,6 @@ void arapack_gelu_ggml(float *p, size_t n) {
         float x = p[i];
         if (x <= -10.0f) p[i] = 0.0f;
         else if (x >= 10.0f) p[i] = x;
-        else p[i] = f16_to_f32(gelu_ggml_table[f32_to_f16(x)]);
+        else p[i] = f16_to_f32(gelu_ggml_table[arapack_f32_to_f16(x)]);
     }
 }

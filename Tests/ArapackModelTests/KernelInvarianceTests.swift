@@ -97,6 +97,25 @@ final class KernelInvarianceTests: XCTestCase {
         }
     }
 
+    /// GGUF's Q8_0 and llama.cpp's GELU: the same bits on every instruction set (values with ties at one half and
+    /// blocks of every magnitude).
+    func testQ8_0AndLlamaCppGELUAreTheSameBitsOnEveryInstructionSet() throws {
+        var rng = SplitMix64(seed: 11)
+        let x = (0..<(32 * 4096)).map { i in (rng.float() * 254 - 127) * (i % 96 < 32 ? 1 : i % 96 < 64 ? 1e-3 : 1e4) }
+        var outputs: [[UInt8]] = [], gelus: [[UInt32]] = []
+        for isa in KernelISA.supported {
+            try KernelISA.use(isa)
+            var out = [UInt8](repeating: 0, count: 4096 * 34)
+            XCTAssertEqual(arapack_quantize_q8_0(x, 4096, &out), -1)
+            outputs.append(out)
+            var g = x.map { $0 / 1e4 }
+            arapack_gelu_ggml(&g, g.count)
+            gelus.append(g.map(\.bitPattern))
+        }
+        XCTAssertEqual(Set(outputs).count, 1)
+        XCTAssertEqual(Set(gelus).count, 1)
+    }
+
     func testOwnExpAndLogAgreeWithTheCLibrary() {
         var rng = SplitMix64(seed: 3)
         for _ in 0..<20_000 {

@@ -55,6 +55,39 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(edges[5], Float(Float16(0.5 * h * (1 + tanh(0.7978845608028654 * h * (1 + 0.044715 * h * h))))))
     }
 
+    /// GGUF's Q8_0 worked by hand: d = max|x| / 127, each value round-half-away-from-zero of x / d, d stored as float16.
+    func testQ8_0BlocksAsGGMLDefinesThem() {
+        func quantize(_ x: [Float]) -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: 34)
+            XCTAssertEqual(arapack_quantize_q8_0(x, 1, &out), -1)
+            return out
+        }
+        // max 127 → d = 1 (float16 0x3C00); 2.5 → 3 and -2.5 → -3 (half away from zero, not to even); -127 → 0x81.
+        var x = [Float](repeating: 0, count: 32)
+        x[0] = 127; x[1] = 2.5; x[2] = -2.5; x[3] = -127; x[4] = 0.49
+        let q = quantize(x)
+        XCTAssertEqual(Array(q[0..<2]), [0x00, 0x3C])
+        XCTAssertEqual(Array(q[2..<7]), [127, 3, 0xFD, 0x81, 0])
+        // An all-zero block: d = 0, every q 0 (no division by zero).
+        XCTAssertEqual(quantize([Float](repeating: 0, count: 32)), [UInt8](repeating: 0, count: 34))
+        // d = 1/127: its float16 is rounded (0x2008), the values use the float32 d: 1 → 127.
+        var y = [Float](repeating: 0, count: 32)
+        y[31] = 1
+        let r = quantize(y)
+        XCTAssertEqual(UInt16(r[0]) | UInt16(r[1]) << 8, Float16(Float(1) / 127).bitPattern)
+        XCTAssertEqual(r[33], 127)
+    }
+
+    /// A block holding NaN or infinity is named (its index), not quantized.
+    func testQ8_0RefusesNonFiniteBlocks() {
+        var x = [Float](repeating: 1, count: 96)
+        x[70] = .infinity
+        var out = [UInt8](repeating: 0, count: 3 * 34)
+        XCTAssertEqual(arapack_quantize_q8_0(x, 3, &out), 2)
+        x[70] = .nan
+        XCTAssertEqual(arapack_quantize_q8_0(x, 3, &out), 2)
+    }
+
     func testSoftmaxOverTheVisiblePrefixZeroesTheRest() {
         var rng = SystemRandomNumberGenerator()
         for (visible, length, spread) in [(100, 131, Float(8)), (1, 64, 1), (64, 64, 30), (17, 40, 200), (513, 513, 3)] {

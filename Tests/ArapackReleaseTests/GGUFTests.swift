@@ -8,29 +8,6 @@ import XCTest
 
 /// The GGUF writer, reader and export without llama.cpp (GGUFInteropTests has llama.cpp and gguf-py).
 final class GGUFTests: XCTestCase {
-    /// Q8_0 worked by hand: d = max|x| / 127, each value round-half-away-from-zero of x / d, d stored as float16.
-    func testQ8_0BlocksAsGGMLDefinesThem() {
-        func quantize(_ x: [Float]) -> [UInt8] {
-            var out = [UInt8](repeating: 0, count: 34)
-            x.withUnsafeBufferPointer { b in out.withUnsafeMutableBytes { GGUF.quantizeQ8_0(b, into: $0) } }
-            return out
-        }
-        // max 127 → d = 1 (float16 0x3C00); 2.5 → 3 and -2.5 → -3 (half away from zero, not to even); -127 → 0x81.
-        var x = [Float](repeating: 0, count: 32)
-        x[0] = 127; x[1] = 2.5; x[2] = -2.5; x[3] = -127; x[4] = 0.49
-        let q = quantize(x)
-        XCTAssertEqual(Array(q[0..<2]), [0x00, 0x3C])
-        XCTAssertEqual(Array(q[2..<7]), [127, 3, 0xFD, 0x81, 0])
-        // An all-zero block: d = 0, every q 0 (no division by zero).
-        XCTAssertEqual(quantize([Float](repeating: 0, count: 32)), [UInt8](repeating: 0, count: 34))
-        // d = 1/127: its float16 is rounded (0x2008), the values use the float32 d: 1 → 127.
-        var y = [Float](repeating: 0, count: 32)
-        y[31] = 1
-        let r = quantize(y)
-        XCTAssertEqual(UInt16(r[0]) | UInt16(r[1]) << 8, FloatConversion.f16Bits(Float(1) / 127))
-        XCTAssertEqual(r[33], 127)
-    }
-
     /// A model written as GGUF reads back through arapack's reader as the same model: every tensor bit-equal in f32,
     /// the config from the metadata, the tie stored once, vectors and positions f32 in every type.
     func testEveryTypeReadsBackAsTheModel() throws {

@@ -79,18 +79,4 @@ public enum GGUF {
         }
         static let arrayCode: UInt32 = 9
     }
-
-    /// Q8_0 of 32 float32 values into 34 bytes, bit for bit as ggml's reference `quantize_row_q8_0_ref` and gguf-py:
-    /// d = max|x| / 127, q = round-half-away(x × (1/d)) (0 when d is 0), then d stored as float16 (to nearest even).
-    public static func quantizeQ8_0(_ block: UnsafeBufferPointer<Float>, into out: UnsafeMutableRawBufferPointer) {
-        precondition(block.count == 32 && out.count == 34)
-        var amax: Float = 0
-        for x in block { amax = max(amax, abs(x)) }
-        let d = amax / 127
-        let id: Float = d == 0 ? 0 : 1 / d
-        out.storeBytes(of: FloatConversion.f16Bits(d).littleEndian, as: UInt16.self)
-        for (i, x) in block.enumerated() {
-            out[2 + i] = UInt8(bitPattern: Int8((x * id).rounded(.toNearestOrAwayFromZero)))
-        }
-    }
 }

@@ -22,6 +22,14 @@ void arapack_gelu_erf(float *p, size_t n);
 /// approximation looked up at x rounded to float16 (the table computed once, in double, with arapack_exp).
 void arapack_gelu_ggml(float *p, size_t n);
 
+/// float32 → float16 bits, round to nearest even, overflow to infinity, NaN stays NaN.
+uint16_t arapack_f32_to_f16(float f);
+
+/// GGUF's Q8_0 of `blocks` blocks of 32 values into 34 bytes each (float16 d = max|x| / 127, then 32 int8
+/// round-half-away(x / d)), bit for bit as ggml's reference quantizer and gguf-py. Returns −1, or the index of the
+/// first block holding a NaN or infinity (nothing is written for it).
+int64_t arapack_quantize_q8_0(const float *x, size_t blocks, uint8_t *out);
+
 /// softmax(q·kᵀ·scale + mask)·v for one head of one sequence of `length` positions: q, k, v rows `ld` apart,
 /// `head_dim` wide; out rows `out_ld` apart; causal masks keys after the query. Each score is one FMA chain over
 /// the head's dimensions, each output one FMA chain over the visible keys in order: the same bits whatever the
