@@ -309,6 +309,8 @@ public struct ModelConfig: Equatable, Sendable {
             .init("architectures", .array([.string("GPT2LMHeadModel")])),
             .init("model_type", .string(ConfigAssembly.gpt2ModelType)),
         ] + gpt2Fields + [
+            // GPT2Config's older name for the context (transformers ignores it; llama.cpp's convert_hf_to_gguf.py reads it).
+            .init("n_ctx", .int(maxPositions)),
             .init("resid_pdrop", .double(0)),
             .init("embd_pdrop", .double(0)),
             .init("attn_pdrop", .double(0)),
@@ -380,7 +382,7 @@ public struct ConfigAssembly {
     /// GPT2Config names → config.json names (a GPT-2 bundle's config.json).
     static let gpt2Names = [
         "vocab_size": "vocab_size", "n_embd": "hidden_size", "n_layer": "num_hidden_layers", "n_head": "num_attention_heads",
-        "n_inner": "intermediate_size", "n_positions": "max_position_embeddings", "activation_function": "hidden_act",
+        "n_inner": "intermediate_size", "n_positions": "max_position_embeddings", "n_ctx": "max_position_embeddings", "activation_function": "hidden_act",
         "layer_norm_epsilon": "layer_norm_eps", "tie_word_embeddings": "tie_word_embeddings", "bos_token_id": "bos_token_id",
         "eos_token_id": "eos_token_id", "pad_token_id": "pad_token_id", "mask_token_id": "mask_token_id",
     ]
