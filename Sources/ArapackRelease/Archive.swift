@@ -231,11 +231,8 @@ public enum ArchiveReader {
         var lastResult = 0
         var sawInput = false
         while true {
-            let n = Glibc.read(fd, input.baseAddress, inSize)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileError(path: path, operation: "read", code: errno)
-            }
+            let n = retryingOnInterrupt { Glibc.read(fd, input.baseAddress, inSize) }
+            guard n >= 0 else { throw FileError(path: path, operation: "read", code: errno) }
             if n == 0 { break }
             sawInput = true
             var inBuf = ZSTD_inBuffer(src: input.baseAddress, size: n, pos: 0)

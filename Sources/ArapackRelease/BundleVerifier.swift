@@ -73,11 +73,8 @@ public enum BundleVerifier {
         defer { buffer.deallocate() }
         try visitor.begin(name: name, size: Int(st.st_size))
         while true {
-            let n = read(fd, buffer.baseAddress, buffer.count)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileError(path: path, operation: "read", code: errno)
-            }
+            let n = retryingOnInterrupt { read(fd, buffer.baseAddress, buffer.count) }
+            guard n >= 0 else { throw FileError(path: path, operation: "read", code: errno) }
             if n == 0 { break }
             try visitor.data(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             progress.advance(n)

@@ -124,7 +124,7 @@ public enum BundleWriter {
         }
         progress.begin("hashing the source", total: 0)
         let source = JSONValue.object([
-            .init("file", .string(splitPath(model.info.path.hasSuffix("/") ? String(model.info.path.dropLast()) : model.info.path).1)),
+            .init("file", .string(splitPath(trimmingTrailingSlashes(model.info.path)).1)),
             .init("format", .string(model.info.format)),
             .init("sha256", try sourceDigest.map { .string(try $0.wait()) } ?? .null),
             .init("step", model.step.map { .int($0) } ?? .null),
@@ -221,114 +221,6 @@ public enum BundleWriter {
     }
 }
 
-/// SHA-256 of a source, computed on another thread: the file's digest for one file; for several (a DCP
-/// folder, shards), the digest of the lines `<sha256>  <file name>\n` sorted by name. Released before it
-/// finished (the conversion failed), it stops at the next 64 MiB block and waits for its thread: no work may
-/// outlive the process's exit, where OpenSSL's and the C library's state is torn down under it.
-final class DigestTask: @unchecked Sendable {
-    /// What the worker shares with the task (the worker must not retain the task, whose release stops it).
-    private final class Shared: @unchecked Sendable {
-        let group = DispatchGroup()
-        let stop = CancellationFlag()
-        var result: Result<String, Error> = .success("")
-    }
-    private let shared = Shared()
-
-    init(files: [String]) {
-        let shared = self.shared
-        shared.group.enter()
-        DispatchQueue.global().async {
-            shared.result = Result { try DigestTask.digest(files, cancelled: { shared.stop.isSet }) }
-            shared.group.leave()
-        }
-    }
-
-    deinit {
-        shared.stop.set()
-        shared.group.wait()
-    }
-
-    func wait() throws -> String {
-        shared.group.wait()
-        return try shared.result.get()
-    }
-
-    static func digest(_ files: [String], cancelled: @escaping () -> Bool = { false }) throws -> String {
-        if files.count == 1 { return try SHA256.hex(ofFile: files[0], cancelled: cancelled) }
-        let lines = try files.map { (splitPath($0).1, try SHA256.hex(ofFile: $0, cancelled: cancelled)) }.sorted { $0.0 < $1.0 }
-        return Array(lines.map { "\($0.1)  \($0.0)\n" }.joined().utf8).withUnsafeBytes { SHA256.hex(of: $0) }
-    }
-}
-
-/// A flag one thread sets and another reads.
-final class CancellationFlag: @unchecked Sendable {
-    private let lock = NSLockLike()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
-}
-
-/// manifest.json: what a bundle holds and how to check it. Written by `BundleWriter` and read by `verify` and
-/// `sign` through this one type (`JSONValueEncoder` / `JSONValueDecoder`: members in declaration order, the
-/// bytes `OutputPinTests` pins).
-public struct Manifest: Codable, Equatable, Sendable {
-    public static let fileName = "manifest.json"
-    public static let currentFormatVersion = 1
-
-    /// One file of the bundle (a path inside it, one folder deep at most).
-    public struct File: Codable, Equatable, Sendable {
-        public var path: String
-        public var size: Int
-        public var sha256: String
-    }
-
-    public var formatVersion: Int
-    public var arapackVersion: String
-    public var modelType: String
-    public var parameterCount: Int
-    /// The weights' torch dtype name (`float32`, `bfloat16`, `int8`, …).
-    public var dtype: String
-    /// Tensor names that share one tensor (the LM head and the embedding of a tied model).
-    public var tiedGroups: [[String]]
-    /// What the bundle was converted from (file, format, SHA-256, step), as the conversion recorded it.
-    public var source: JSONValue
-    /// Every file but the manifest, sorted by path (bytewise).
-    public var files: [File]
-    /// The int8 report (BUNDLE.md), when the weights are quantized.
-    public var quantization: JSONValue?
-    /// The parity summary, when `--parity` ran before the bundle was finished.
-    public var parity: JSONValue?
-
-    enum CodingKeys: String, CodingKey {
-        case formatVersion = "format_version", arapackVersion = "arapack_version", modelType = "model_type"
-        case parameterCount = "parameter_count", dtype, tiedGroups = "tied_groups", source, files, quantization, parity
-    }
-
-    init(config: ModelConfig, layout: NamingLayout, dtype: String, source: JSONValue, files: [WrittenFile],
-         quantization: JSONValue? = nil, parity: JSONValue? = nil) {
-        formatVersion = Self.currentFormatVersion
-        arapackVersion = ArapackRelease.arapackVersion
-        modelType = config.modelType(in: layout)
-        parameterCount = config.parameterCount
-        self.dtype = dtype
-        tiedGroups = config.tieWordEmbeddings ? [[layout.name(of: ModelFamily.lmHead), layout.name(of: ModelFamily.embedding)]] : []
-        self.source = source
-        self.files = files.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }.map { File(path: $0.name, size: $0.size, sha256: $0.sha256) }
-        self.quantization = quantization
-        self.parity = parity
-    }
-
-    /// Decodes a parsed manifest.json; an error names the field and what was expected.
-    public init(json: JSONValue) throws { self = try JSONValueDecoder().decode(Manifest.self, from: json) }
-
-    /// Reads and decodes the manifest.json at `path`.
-    public init(path: String) throws {
-        do { try self.init(json: try readJSON(path)) } catch let e as JSONDecodingError { throw BundleError.manifest(file: path, problem: e) }
-    }
-
-    /// The manifest as written (encoding plain values cannot fail).
-    public var json: JSONValue { try! JSONValueEncoder().encode(self) }
-}
 
 /// Quantization records gathered while tensors are written.
 final class RecordBox: @unchecked Sendable {

@@ -43,16 +43,11 @@ public struct Conversion {
 
     public init(source: String, destination: String, output: Output) {
         self.source = source
-        self.destination = Self.trimmed(destination)
+        self.destination = trimmingTrailingSlashes(destination)
         self.output = output
     }
 
     public var archivePath: String { destination + ".tar.zst" }
-
-    /// A destination path without its trailing slash (`out/` names the folder `out`).
-    public static func trimmed(_ destination: String) -> String {
-        destination.count > 1 && destination.hasSuffix("/") ? String(destination.dropLast()) : destination
-    }
 
     /// What a finished conversion reports.
     public struct Result {

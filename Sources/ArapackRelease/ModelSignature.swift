@@ -330,8 +330,7 @@ public enum ModelSignature {
     }
 
     static func trimmed(_ path: String) -> String {
-        var p = path
-        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        var p = trimmingTrailingSlashes(path)
         while p.hasPrefix("./") && p.count > 2 { p.removeFirst(2) }
         return p
     }

@@ -225,7 +225,7 @@ extension ConvertCommand {
             .init("keep", .array(keep.map { .string($0) })),
             .init("max_shard_size", maxShardSize.flatMap(parseSize).map { .int($0) } ?? .null),
             .init("config", text(config.map { splitPath($0).1 })),
-            .init("tokenizer", text(tokenizer.map { splitPath($0.hasSuffix("/") ? String($0.dropLast()) : $0).1 })),
+            .init("tokenizer", text(tokenizer.map { splitPath(trimmingTrailingSlashes($0)).1 })),
             .init("allow_untied", .bool(allowUntied)),
             .init("source_digest", .bool(!noSourceDigest)),
             .init("license", text(license)),

@@ -33,7 +33,7 @@ struct SignCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors("sign") {
-            let folder = bundle.count > 1 && bundle.hasSuffix("/") ? String(bundle.dropLast()) : bundle
+            let folder = trimmingTrailingSlashes(bundle)
             let path = signature ?? folder + "/" + ModelSignature.defaultFileName
             let signed = try ModelSignature.sign(folder: folder, key: try key.load(), signaturePath: path,
                                                  provenance: try ModelSignature.provenance(folder: folder, options: nil, parity: nil))

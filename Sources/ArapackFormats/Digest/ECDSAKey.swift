@@ -173,8 +173,7 @@ public final class ECDSAKey {
         defer { bytes.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) } }
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, $0.count - done) }
-            if n < 0 && errno == EINTR { continue }
+            let n = bytes.withUnsafeMutableBytes { b in retryingOnInterrupt { read(fd, b.baseAddress! + done, b.count - done) } }
             guard n > 0 else { throw KeyError.unreadable(file: path, detail: n == 0 ? "shorter than its size" : String(cString: strerror(errno))) }
             done += n
         }

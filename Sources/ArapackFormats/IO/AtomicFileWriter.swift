@@ -134,11 +134,8 @@ public final class AtomicFileWriter {
         }
         var done = 0
         while done < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileError(path: temporaryPath, operation: "write", code: errno)
-            }
+            let n = retryingOnInterrupt { Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }
+            guard n >= 0 else { throw FileError(path: temporaryPath, operation: "write", code: errno) }
             done += n
             writtenToFile += n
         }
@@ -340,6 +337,14 @@ public func syncDirectory(of path: String) {
         fsync(fd)
         close(fd)
     }
+}
+
+/// `path` without trailing slashes (`out/` and `out//` name the folder `out`; `/` stays `/`): the one place a path
+/// given on the command line is trimmed.
+public func trimmingTrailingSlashes(_ path: String) -> String {
+    var p = Substring(path)
+    while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
+    return String(p)
 }
 
 /// Splits a path into folder and last component (`("", name)` for a bare name).

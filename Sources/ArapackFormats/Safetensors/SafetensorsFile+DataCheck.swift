@@ -76,8 +76,7 @@ extension SafetensorsFile {
     private func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
         var done = 0
         while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
-            if n < 0, errno == EINTR { continue }
+            let n = retryingOnInterrupt { pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done)) }
             guard n > 0 else { throw FileError(path: path, operation: "read", code: n == 0 ? EIO : errno) }
             done += n
         }

@@ -1,0 +1,64 @@
+import ArapackFormats
+import ArapackModel
+
+/// manifest.json: what a bundle holds and how to check it. Written by `BundleWriter` and read by `verify` and
+/// `sign` through this one type (`JSONValueEncoder` / `JSONValueDecoder`: members in declaration order, the
+/// bytes `OutputPinTests` pins).
+public struct Manifest: Codable, Equatable, Sendable {
+    public static let fileName = "manifest.json"
+    public static let currentFormatVersion = 1
+
+    /// One file of the bundle (a path inside it, one folder deep at most).
+    public struct File: Codable, Equatable, Sendable {
+        public var path: String
+        public var size: Int
+        public var sha256: String
+    }
+
+    public var formatVersion: Int
+    public var arapackVersion: String
+    public var modelType: String
+    public var parameterCount: Int
+    /// The weights' torch dtype name (`float32`, `bfloat16`, `int8`, …).
+    public var dtype: String
+    /// Tensor names that share one tensor (the LM head and the embedding of a tied model).
+    public var tiedGroups: [[String]]
+    /// What the bundle was converted from (file, format, SHA-256, step), as the conversion recorded it.
+    public var source: JSONValue
+    /// Every file but the manifest, sorted by path (bytewise).
+    public var files: [File]
+    /// The int8 report (BUNDLE.md), when the weights are quantized.
+    public var quantization: JSONValue?
+    /// The parity summary, when `--parity` ran before the bundle was finished.
+    public var parity: JSONValue?
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion = "format_version", arapackVersion = "arapack_version", modelType = "model_type"
+        case parameterCount = "parameter_count", dtype, tiedGroups = "tied_groups", source, files, quantization, parity
+    }
+
+    init(config: ModelConfig, layout: NamingLayout, dtype: String, source: JSONValue, files: [WrittenFile],
+         quantization: JSONValue? = nil, parity: JSONValue? = nil) {
+        formatVersion = Self.currentFormatVersion
+        arapackVersion = ArapackRelease.arapackVersion
+        modelType = config.modelType(in: layout)
+        parameterCount = config.parameterCount
+        self.dtype = dtype
+        tiedGroups = config.tieWordEmbeddings ? [[layout.name(of: ModelFamily.lmHead), layout.name(of: ModelFamily.embedding)]] : []
+        self.source = source
+        self.files = files.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }.map { File(path: $0.name, size: $0.size, sha256: $0.sha256) }
+        self.quantization = quantization
+        self.parity = parity
+    }
+
+    /// Decodes a parsed manifest.json; an error names the field and what was expected.
+    public init(json: JSONValue) throws { self = try JSONValueDecoder().decode(Manifest.self, from: json) }
+
+    /// Reads and decodes the manifest.json at `path`.
+    public init(path: String) throws {
+        do { try self.init(json: try readJSON(path)) } catch let e as JSONDecodingError { throw BundleError.manifest(file: path, problem: e) }
+    }
+
+    /// The manifest as written (encoding plain values cannot fail).
+    public var json: JSONValue { try! JSONValueEncoder().encode(self) }
+}
