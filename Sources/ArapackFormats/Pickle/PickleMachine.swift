@@ -265,128 +265,159 @@ public struct PickleMachine {
     private mutating func run() throws -> PickleValue {
         while true {
             opcodeOffset = position
-            let op = UInt8(try u8())
+            let byte = UInt8(try u8())
+            guard let op = PickleOpcode(rawValue: byte) else { throw PickleError.unsupportedOpcode(opcode: byte, offset: opcodeOffset) }
             switch op {
-            case 0x80: // PROTO
+            case .proto:
                 let proto = try u8()
                 guard proto <= 5 else { throw PickleError.malformed(offset: opcodeOffset, detail: "protocol \(proto) is newer than 5") }
-            case 0x95: // FRAME
+            case .frame:
                 _ = try u64()
-            case 0x2E: // STOP
+            case .stop:
                 guard stack.count == 1, marks.isEmpty else { throw PickleError.malformed(offset: opcodeOffset, detail: "STOP with \(stack.count) values on the stack") }
                 return stack[0]
-            case 0x4E: try push(.none)
-            case 0x88: try push(.bool(true))
-            case 0x89: try push(.bool(false))
-            case 0x4A: try push(.int(try i32()))                             // BININT
-            case 0x4B: try push(.int(try u8()))                              // BININT1
-            case 0x4D: try push(.int(try u16()))                             // BININT2
-            case 0x8A: try push(integer(littleEndian: try take(try u8())))   // LONG1
-            case 0x8B:                                                       // LONG4
-                let n = try i32()
-                guard n >= 0, n <= limits.integerBytes else { throw PickleError.limitExceeded(offset: opcodeOffset, what: "integer bytes", limit: limits.integerBytes) }
-                try push(integer(littleEndian: try take(n)))
-            case 0x47:                                                       // BINFLOAT (big-endian)
-                try push(.float(Double(bitPattern: UInt64(bigEndian: try take(8).loadUnaligned(as: UInt64.self)))))
-            case 0x58: try push(.string(try utf8(try u32())))                // BINUNICODE
-            case 0x8C: try push(.string(try utf8(try u8())))                 // SHORT_BINUNICODE
-            case 0x8D: try push(.string(try utf8(try u64())))                // BINUNICODE8
-            case 0x54, 0x55:                                                 // BINSTRING, SHORT_BINSTRING (latin-1)
-                let n = op == 0x55 ? try u8() : try i32()
-                try push(.string(Self.latin1(try text(n))))
-            case 0x42: try push(.bytes(Array(try text(try u32()))))          // BINBYTES
-            case 0x43: try push(.bytes(Array(try text(try u8()))))           // SHORT_BINBYTES
-            case 0x8E, 0x96: try push(.bytes(Array(try text(try u64()))))    // BINBYTES8, BYTEARRAY8
-            case 0x29: try push(.tuple([]))                                  // EMPTY_TUPLE
-            case 0x85: try pushTuple([try popNested()])                      // TUPLE1
-            case 0x86: let b = try popNested(); let a = try popNested(); try pushTuple([a, b])
-            case 0x87: let c = try popNested(); let b = try popNested(); let a = try popNested(); try pushTuple([a, b, c])
-            case 0x74:                                                       // TUPLE
-                let items = try popToMarkNested()
-                try push(.tuple(items.values), nesting: 1 + items.nesting)
-            case 0x5D: try push(.list(arena.list()))                         // EMPTY_LIST
-            case 0x6C: try push(.list(arena.list(try popToMark())))          // LIST
-            case 0x7D: try push(.dict(arena.dict()))                         // EMPTY_DICT
-            case 0x64:                                                       // DICT
-                let items = try popToMark()
-                let d = arena.dict()
-                try setItems(d, items)
-                try push(.dict(d))
-            case 0x8F: try push(.list(arena.list()))                         // EMPTY_SET
-            case 0x91: try push(.list(arena.list(try popToMark())))          // FROZENSET
-            case 0x90:                                                       // ADDITEMS
-                let items = try popToMark()
-                guard case let .list(l) = try pop() else { throw PickleError.malformed(offset: opcodeOffset, detail: "ADDITEMS on a non-set") }
-                l.items += items
-                try push(.list(l))
-            case 0x61:                                                       // APPEND
-                let v = try pop()
-                guard case let .list(l)? = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "APPEND to a non-list") }
-                l.items.append(v)
-            case 0x65:                                                       // APPENDS
-                let items = try popToMark()
-                guard case let .list(l)? = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "APPENDS to a non-list") }
-                l.items += items
-            case 0x73:                                                       // SETITEM
-                let v = try pop(); let k = try pop()
-                guard case let .dict(d)? = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "SETITEM on a \(stack.last?.kindName ?? "empty stack")") }
-                d.set(k, v)
-            case 0x75:                                                       // SETITEMS
-                let items = try popToMark()
-                guard case let .dict(d)? = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "SETITEMS on a \(stack.last?.kindName ?? "empty stack")") }
-                try setItems(d, items)
-            case 0x28:                                                       // MARK
-                guard marks.count < limits.markDepth else { throw PickleError.limitExceeded(offset: opcodeOffset, what: "MARK depth", limit: limits.markDepth) }
-                marks.append(stack.count)
-            case 0x30: _ = try pop()                                         // POP
-            case 0x31: _ = try popToMark()                                   // POP_MARK
-            case 0x32:                                                       // DUP
-                guard let top = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "DUP on an empty stack") }
-                try push(top, nesting: nesting.last ?? 0)
-            case 0x71: try memoize(try u8())                                 // BINPUT
-            case 0x72: try memoize(try u32())                                // LONG_BINPUT
-            case 0x94: try memoize(memo.count)                               // MEMOIZE
-            case 0x68: try fetch(try u8())                                   // BINGET
-            case 0x6A: try fetch(try u32())                                  // LONG_BINGET
-            case 0x63:                                                       // GLOBAL
-                let module = try line(); let name = try line()
-                try push(try named(module, name))
-            case 0x93:                                                       // STACK_GLOBAL
-                let n = try pop(); let m = try pop()
-                guard let module = m.stringValue, let name = n.stringValue else {
-                    throw PickleError.malformed(offset: opcodeOffset, detail: "STACK_GLOBAL needs two strings, found \(m.kindName) and \(n.kindName)")
-                }
-                try push(try named(module, name))
-            case 0x52:                                                       // REDUCE
-                let args = try popNested(); let callable = try pop()
-                guard let a = args.value.tupleValue else { throw PickleError.malformed(offset: opcodeOffset, detail: "REDUCE arguments are a \(args.value.kindName), not a tuple") }
-                try pushConstructed(try construct(callable, a), from: args.nesting)
-            case 0x81:                                                       // NEWOBJ
-                let args = try popNested(); let cls = try pop()
-                guard let a = args.value.tupleValue else { throw PickleError.malformed(offset: opcodeOffset, detail: "NEWOBJ arguments are not a tuple") }
-                try pushConstructed(try construct(cls, a), from: args.nesting)
-            case 0x92:                                                       // NEWOBJ_EX
-                _ = try pop(); let args = try popNested(); let cls = try pop()
-                guard let a = args.value.tupleValue else { throw PickleError.malformed(offset: opcodeOffset, detail: "NEWOBJ_EX arguments are not a tuple") }
-                try pushConstructed(try construct(cls, a), from: args.nesting)
-            case 0x62:                                                       // BUILD
-                let state = try pop()
-                guard let target = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "BUILD on an empty stack") }
-                switch target {
-                case let .object(o): o.state = state
-                case let .dict(d): d.state = state
-                default: throw PickleError.malformed(offset: opcodeOffset, detail: "BUILD on a \(target.kindName)")
-                }
-            case 0x51:                                                       // BINPERSID
-                let id = try popNested()
-                try push(.persistent(id.value), nesting: 1 + id.nesting)
-            case 0x69:                                                       // INST: names a class inline
-                let module = try line(); let name = try line()
-                _ = try named(module, name)
-                throw PickleError.unsupportedOpcode(opcode: op, offset: opcodeOffset)
-            default:
-                throw PickleError.unsupportedOpcode(opcode: op, offset: opcodeOffset)
+            case .pushNone, .newTrue, .newFalse, .binInt, .binInt1, .binInt2, .long1, .long4, .binFloat, .binUnicode, .shortBinUnicode,
+                 .binUnicode8, .binString, .shortBinString, .binBytes, .shortBinBytes, .binBytes8, .byteArray8:
+                try push(try scalar(op))
+            case .emptyTuple, .tuple1, .tuple2, .tuple3, .tuple, .emptyList, .list, .append, .appends, .emptyDict, .dict, .setItem,
+                 .setItems, .emptySet, .frozenSet, .addItems:
+                try container(op)
+            case .mark, .pop, .popMark, .dup, .binPut, .longBinPut, .memoize, .binGet, .longBinGet:
+                try stackOrMemo(op)
+            case .global, .stackGlobal, .reduce, .newObj, .newObjEx, .build, .binPersID, .inst:
+                try object(op)
             }
+        }
+    }
+
+    /// A scalar opcode's value (its argument read from the bytes).
+    private mutating func scalar(_ op: PickleOpcode) throws -> PickleValue {
+        switch op {
+        case .pushNone: return .none
+        case .newTrue: return .bool(true)
+        case .newFalse: return .bool(false)
+        case .binInt: return .int(try i32())
+        case .binInt1: return .int(try u8())
+        case .binInt2: return .int(try u16())
+        case .long1: return integer(littleEndian: try take(try u8()))
+        case .long4:
+            let n = try i32()
+            guard n >= 0, n <= limits.integerBytes else { throw PickleError.limitExceeded(offset: opcodeOffset, what: "integer bytes", limit: limits.integerBytes) }
+            return integer(littleEndian: try take(n))
+        case .binFloat: return .float(Double(bitPattern: UInt64(bigEndian: try take(8).loadUnaligned(as: UInt64.self))))  // big-endian
+        case .binUnicode: return .string(try utf8(try u32()))
+        case .shortBinUnicode: return .string(try utf8(try u8()))
+        case .binUnicode8: return .string(try utf8(try u64()))
+        case .binString, .shortBinString:  // latin-1
+            return .string(Self.latin1(try text(op == .shortBinString ? try u8() : try i32())))
+        case .binBytes: return .bytes(Array(try text(try u32())))
+        case .shortBinBytes: return .bytes(Array(try text(try u8())))
+        default: return .bytes(Array(try text(try u64())))  // BINBYTES8, BYTEARRAY8
+        }
+    }
+
+    /// Builds or fills a tuple, list, dict or set.
+    private mutating func container(_ op: PickleOpcode) throws {
+        func list(_ opcode: String) throws -> PickleList {
+            guard case let .list(l)? = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "\(opcode) to a non-list") }
+            return l
+        }
+        func dict(_ opcode: String) throws -> PickleDict {
+            guard case let .dict(d)? = stack.last else {
+                throw PickleError.malformed(offset: opcodeOffset, detail: "\(opcode) on a \(stack.last?.kindName ?? "empty stack")")
+            }
+            return d
+        }
+        switch op {
+        case .emptyTuple: try push(.tuple([]))
+        case .tuple1: try pushTuple([try popNested()])
+        case .tuple2: let b = try popNested(); let a = try popNested(); try pushTuple([a, b])
+        case .tuple3: let c = try popNested(); let b = try popNested(); let a = try popNested(); try pushTuple([a, b, c])
+        case .tuple:
+            let items = try popToMarkNested()
+            try push(.tuple(items.values), nesting: 1 + items.nesting)
+        case .emptyList, .emptySet: try push(.list(arena.list()))
+        case .list, .frozenSet: try push(.list(arena.list(try popToMark())))
+        case .emptyDict: try push(.dict(arena.dict()))
+        case .dict:
+            let items = try popToMark()
+            let d = arena.dict()
+            try setItems(d, items)
+            try push(.dict(d))
+        case .addItems:
+            let items = try popToMark()
+            guard case let .list(l) = try pop() else { throw PickleError.malformed(offset: opcodeOffset, detail: "ADDITEMS on a non-set") }
+            l.items += items
+            try push(.list(l))
+        case .append:
+            let v = try pop()
+            try list("APPEND").items.append(v)
+        case .appends:
+            let items = try popToMark()
+            try list("APPENDS").items += items
+        case .setItem:
+            let v = try pop(); let k = try pop()
+            try dict("SETITEM").set(k, v)
+        default:  // SETITEMS
+            let items = try popToMark()
+            try setItems(try dict("SETITEMS"), items)
+        }
+    }
+
+    /// MARK, POP, DUP and the memo.
+    private mutating func stackOrMemo(_ op: PickleOpcode) throws {
+        switch op {
+        case .mark:
+            guard marks.count < limits.markDepth else { throw PickleError.limitExceeded(offset: opcodeOffset, what: "MARK depth", limit: limits.markDepth) }
+            marks.append(stack.count)
+        case .pop: _ = try pop()
+        case .popMark: _ = try popToMark()
+        case .dup:
+            guard let top = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "DUP on an empty stack") }
+            try push(top, nesting: nesting.last ?? 0)
+        case .binPut: try memoize(try u8())
+        case .longBinPut: try memoize(try u32())
+        case .memoize: try memoize(memo.count)
+        case .binGet: try fetch(try u8())
+        default: try fetch(try u32())  // LONG_BINGET
+        }
+    }
+
+    /// Globals (checked against the allow-list), constructed objects, BUILD and persistent ids.
+    private mutating func object(_ op: PickleOpcode) throws {
+        switch op {
+        case .global:
+            let module = try line(); let name = try line()
+            try push(try named(module, name))
+        case .stackGlobal:
+            let n = try pop(); let m = try pop()
+            guard let module = m.stringValue, let name = n.stringValue else {
+                throw PickleError.malformed(offset: opcodeOffset, detail: "STACK_GLOBAL needs two strings, found \(m.kindName) and \(n.kindName)")
+            }
+            try push(try named(module, name))
+        case .reduce, .newObj, .newObjEx:
+            if op == .newObjEx { _ = try pop() }  // its keyword arguments
+            let args = try popNested(); let callable = try pop()
+            guard let a = args.value.tupleValue else {
+                throw PickleError.malformed(offset: opcodeOffset, detail: op == .reduce ? "REDUCE arguments are a \(args.value.kindName), not a tuple"
+                                            : "\(op == .newObj ? "NEWOBJ" : "NEWOBJ_EX") arguments are not a tuple")
+            }
+            try pushConstructed(try construct(callable, a), from: args.nesting)
+        case .build:
+            let state = try pop()
+            guard let target = stack.last else { throw PickleError.malformed(offset: opcodeOffset, detail: "BUILD on an empty stack") }
+            switch target {
+            case let .object(o): o.state = state
+            case let .dict(d): d.state = state
+            default: throw PickleError.malformed(offset: opcodeOffset, detail: "BUILD on a \(target.kindName)")
+            }
+        case .binPersID:
+            let id = try popNested()
+            try push(.persistent(id.value), nesting: 1 + id.nesting)
+        default:  // INST names a class inline: the global is checked (and reported), then the opcode refused
+            let module = try line(); let name = try line()
+            _ = try named(module, name)
+            throw PickleError.unsupportedOpcode(opcode: op.rawValue, offset: opcodeOffset)
         }
     }
 
