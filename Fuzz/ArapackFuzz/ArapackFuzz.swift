@@ -101,7 +101,23 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
             _ = g.metadata.map(\.value.summary)
         }
     case .safetensors:
-        _ = try? SafetensorsHeader.parse(bytes, fileSize: bytes.count, file: "fuzz")
+        // The strict reader, and the streaming scanner verify uses fed in uneven pieces: both must judge the header alike.
+        let strict = try? SafetensorsHeader.parse(bytes, fileSize: bytes.count, file: "fuzz")
+        let scanner = SafetensorsStreamScanner(file: "fuzz", size: bytes.count)
+        var at = 0, piece = 1
+        var streamed: SafetensorsHeader?
+        do {
+            while at < bytes.count {
+                let n = min(piece, bytes.count - at)
+                try scanner.feed(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)]))
+                at += n
+                piece = piece * 3 % 1021 + 1
+            }
+            streamed = try scanner.finish()
+        } catch {}
+        if let strict, streamed == nil || streamed!.entries.map(\.name) != strict.entries.map(\.name) {
+            fatalError("the streaming scanner refused or read differently a header the strict reader accepts")
+        }
     case .pickle:
         _ = try? PickleMachine.load(bytes, allowed: nil)
         _ = try? PickleMachine.load(bytes, allowed: everyAllowList)

@@ -406,85 +406,6 @@ final class BundleContents: ArchiveReader.Visitor {
     var trainingShapes: [String: [Int]] { trainingDescriptors.mapValues(\.shape) }
 }
 
-/// Validates a safetensors file arriving as a byte stream: the header (every rule of the strict reader),
-/// then each tensor's bytes counted for NaN/Inf as they pass. Memory: the header plus one element.
-final class SafetensorsStreamScanner {
-    let file: String
-    let size: Int
-    private var headerBytes: [UInt8] = []
-    private var header: SafetensorsHeader?
-    private var position = 0
-    private var entryIndex = 0
-    private var carry: [UInt8] = []
-    private(set) var nonFinite: [String: Int] = [:]
-
-    init(file: String, size: Int) {
-        self.file = file
-        self.size = size
-    }
-
-    func feed(_ bytes: UnsafeRawBufferPointer) throws {
-        var rest = bytes
-        if header == nil {
-            let need = headerBytes.count < 8 ? 8 : 8 + headerLength()
-            let n = min(need - headerBytes.count, rest.count)
-            headerBytes += rest.prefix(n)
-            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
-            if headerBytes.count == 8 && headerLength() > SafetensorsHeader.maximumHeaderLength {
-                _ = try headerBytes.withUnsafeBytes { try SafetensorsHeader.parse($0, fileSize: size, file: file) }
-            }
-            if headerBytes.count >= 8, headerBytes.count == 8 + headerLength() {
-                header = try headerBytes.withUnsafeBytes { try SafetensorsHeader.parse($0, fileSize: size, file: file) }
-                header!.entries.forEach { nonFinite[$0.name] = 0 }
-            }
-            if header == nil {
-                if !rest.isEmpty { try feed(rest) }
-                return
-            }
-        }
-        try scan(rest)
-    }
-
-    private func headerLength() -> Int {
-        Int(min(UInt64(littleEndian: headerBytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }), UInt64(Int.max - 8)))
-    }
-
-    private func scan(_ bytes: UnsafeRawBufferPointer) throws {
-        guard let header else { return }
-        var rest = bytes
-        while !rest.isEmpty {
-            while entryIndex < header.entries.count, header.entries[entryIndex].dataRange.upperBound <= position { entryIndex += 1 }
-            guard entryIndex < header.entries.count else {
-                throw BundleError.bytesAfterLastTensor(file: file)
-            }
-            let e = header.entries[entryIndex]
-            let n = min(rest.count, e.dataRange.upperBound - position)
-            var piece = UnsafeRawBufferPointer(rebasing: rest[0..<n])
-            let element = e.dtype.byteSize
-            var count = 0
-            if !carry.isEmpty {
-                let take = min(element - carry.count, piece.count)
-                carry += piece.prefix(take)
-                piece = UnsafeRawBufferPointer(rebasing: piece[take...])
-                if carry.count == element {
-                    count += carry.withUnsafeBytes { NonFinite.count($0, dtype: e.dtype) }
-                    carry = []
-                }
-            }
-            let whole = piece.count / element * element
-            count += NonFinite.count(UnsafeRawBufferPointer(rebasing: piece[0..<whole]), dtype: e.dtype)
-            carry += piece[whole...]
-            nonFinite[e.name, default: 0] += count
-            position += n
-            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
-        }
-    }
-
-    func finish() throws -> SafetensorsHeader {
-        guard let header else { throw BundleError.incompleteHeader(file: file) }
-        return header
-    }
-}
 
 /// A bundle (or a file meant for one) that cannot be read as one.
 public enum BundleError: Error, Equatable, CustomStringConvertible, Sendable {
@@ -497,8 +418,6 @@ public enum BundleError: Error, Equatable, CustomStringConvertible, Sendable {
     case invalidJSON(file: String, detail: String)
     case shortRead(file: String, name: String, read: Int, size: Int)
     case tensorInTwoShards(file: String, tensor: String)
-    case bytesAfterLastTensor(file: String)
-    case incompleteHeader(file: String)
     case bidirectionalAsGPT2(source: String)
     case int8AsGPT2(source: String)
     /// `--model-card` with front matter the Hub would not read (`ModelCard.frontMatterProblem`).
@@ -517,8 +436,6 @@ public enum BundleError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .invalidJSON(file, detail): return "\(file): not valid JSON: \(detail)"
         case let .shortRead(file, name, read, size): return "\(file): \(name): read \(read) bytes of \(size)"
         case let .tensorInTwoShards(file, tensor): return "\(file): tensor \"\(tensor)\" appears in two shards"
-        case let .bytesAfterLastTensor(file): return "\(file): bytes after the last tensor"
-        case let .incompleteHeader(file): return "\(file): the safetensors header is incomplete"
         case let .bidirectionalAsGPT2(source): return "\(source): an MDLM (bidirectional) model has no GPT-2 form: GPT-2 attention is causal"
         case let .int8AsGPT2(source): return "\(source): int8 is not written in the GPT-2 layout (write a native bundle for int8)"
         case let .modelCard(problem): return "--model-card: \(problem)"

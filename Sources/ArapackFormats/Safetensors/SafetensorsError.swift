@@ -18,6 +18,9 @@ public enum SafetensorsError: Error, Equatable, CustomStringConvertible, Sendabl
     case tensorNotFound(file: String, tensor: String)
     case invalidIndex(file: String, detail: String)
     case invalidTensorName(file: String, tensor: String, detail: String)
+    /// A stream (`SafetensorsStreamScanner`) that goes on past the last tensor's data, or ends inside the header.
+    case bytesAfterLastTensor(file: String)
+    case incompleteHeader(file: String)
 
     public var description: String {
         switch self {
@@ -53,6 +56,8 @@ public enum SafetensorsError: Error, Equatable, CustomStringConvertible, Sendabl
             return "\(file): \(detail)"
         case let .invalidTensorName(file, tensor, detail):
             return "\(file): tensor \"\(tensor)\": \(detail)"
+        case let .bytesAfterLastTensor(file): return "\(file): bytes after the last tensor"
+        case let .incompleteHeader(file): return "\(file): the safetensors header is incomplete"
         }
     }
 }
