@@ -76,11 +76,11 @@ public final class ForwardPass: @unchecked Sendable {
     }
 
     /// The config the pass computes (tests change it, and the weights below, to break the pass on purpose).
-    public internal(set) var config: ModelConfig
+    public let config: ModelConfig
     let embedding: Weight, positions: Weight
-    var head: Weight
+    let head: Weight
     let lnfw: Weight, lnfb: Weight
-    var layers: [Layer]
+    let layers: [Layer]
     /// Threads the work is split into (`defaultThreads` unless the initialiser was given a count).
     public let threads: Int
     /// ReLU FFN (otherwise GELU), read from the config once.
@@ -88,8 +88,6 @@ public final class ForwardPass: @unchecked Sendable {
     /// GELU as llama.cpp computes it (a float16 table of the tanh approximation) instead of exact erf GELU: what a
     /// GGUF file computes in llama.cpp.
     public let llamaCppGELU: Bool
-    /// A seam for tests: replaces the activation (nil in every production use).
-    var activationOverride: ((UnsafeMutablePointer<Float>, Int) -> Void)?
 
     /// Reads the weights of a model of `config`, each by its training name through `tensor` (any source: f32
     /// mapped in place, other dtypes widened once). A tied model's head is its embedding.
@@ -250,9 +248,7 @@ public final class ForwardPass: @unchecked Sendable {
 
     /// Exact GELU (0.5·x·(1 + erf(x/√2))) or ReLU, in place over `count` values.
     private func activate(_ p: UnsafeMutablePointer<Float>, count: Int) {
-        if let activationOverride {
-            activationOverride(p, count)
-        } else if relu {
+        if relu {
             for i in 0..<count { p[i] = max(p[i], 0) }
         } else if llamaCppGELU {
             arapack_gelu_ggml(p, count)

@@ -59,43 +59,55 @@ final class ForwardPassTests: XCTestCase {
         }
     }
 
-    /// Deliberate bugs, made here by changing what the pass computes from (its config, its weights, or the
-    /// activation seam), each fail the golden logits: the comparisons catch them.
+    /// Deliberate bugs, each a pass built through the production initialiser from a changed config, changed weights
+    /// or llama.cpp's GELU, fail the golden logits: the comparisons catch them.
     func testEachDeliberateBugBreaksTheGoldenMatch() throws {
-        let tanhGELU: (UnsafeMutablePointer<Float>, Int) -> Void = { p, n in
-            for i in 0..<n { let x = p[i]; p[i] = 0.5 * x * (1 + tanhf(0.7978845608 * (x + 0.044715 * x * x * x))) }
+        typealias Broken = (ReleaseModel) throws -> ForwardPass
+        func with(_ change: @escaping (inout ModelConfig) -> Void) -> Broken {
+            { model in
+                var config = model.config
+                change(&config)
+                return try ForwardPass(config: config, tensor: model.tensor)
+            }
         }
         // q, k and v read as per-head [q k v] packs instead of thirds: the rows of in_proj permuted to match.
-        func interleaved(_ f: ForwardPass) throws {
-            let d = f.config.hiddenSize, hd = d / f.config.heads
-            func permuted(_ w: Weight, width: Int) throws -> Weight {
+        let interleaved: Broken = { model in
+            let d = model.config.hiddenSize, heads = model.config.heads, hd = d / heads
+            return try ForwardPass(config: model.config) { name in
+                let t = try model.tensor(name)
+                guard name.hasSuffix("in_proj_weight") || name.hasSuffix("in_proj_bias") else { return t }
+                let w = try t.floats(), width = w.count / (3 * d)
                 var out = [Float](repeating: 0, count: w.count)
-                for j in 0..<f.config.heads { for t in 0..<3 { for c in 0..<hd {
-                    let to = j * 3 * hd + t * hd + c, from = t * d + j * hd + c
-                    for x in 0..<width { out[to * width + x] = w.pointer[from * width + x] }
+                for j in 0..<heads { for p in 0..<3 { for c in 0..<hd {
+                    let to = j * 3 * hd + p * hd + c, from = p * d + j * hd + c
+                    for x in 0..<width { out[to * width + x] = w[from * width + x] }
                 } } }
-                return try Weight(try Tensor(float32: out, shape: [3 * d, width]))
-            }
-            f.layers = try f.layers.map { l in
-                ForwardPass.Layer(inProj: try permuted(l.inProj, width: d), inBias: try permuted(l.inBias, width: 1), outProj: l.outProj,
-                                  outBias: l.outBias, linear1: l.linear1, bias1: l.bias1, linear2: l.linear2, bias2: l.bias2,
-                                  norm1w: l.norm1w, norm1b: l.norm1b, norm2w: l.norm2w, norm2b: l.norm2b)
+                return try Tensor(float32: out, shape: t.shape)
             }
         }
-        let cases: [(String, String, (ForwardPass) throws -> Void)] = [
-            ("ar_gelu", "no causal mask", { $0.config.causal = false }),
-            ("ar_gelu", "tanh GELU", { $0.activationOverride = tanhGELU }),
-            ("ar_small_scale", "epsilon × 10", { $0.config.layerNormEps *= 10 }),
+        // The LM head zeroed: an untied pass whose head is zeros.
+        let zeroHead: Broken = { model in
+            var config = model.config
+            config.tieWordEmbeddings = false
+            return try ForwardPass(config: config) { name in
+                guard name == ModelFamily.lmHead else { return try model.tensor(name) }
+                let shape = try model.tensor(ModelFamily.embedding).shape
+                return try Tensor(float32: [Float](repeating: 0, count: shape.reduce(1, *)), shape: shape)
+            }
+        }
+        let cases: [(String, String, Broken)] = [
+            ("ar_gelu", "no causal mask", with { $0.causal = false }),
+            ("ar_gelu", "tanh GELU (llama.cpp's)", { try ForwardPass(config: $0.config, llamaCppGELU: true, tensor: $0.tensor) }),
+            ("ar_small_scale", "epsilon × 10", with { $0.layerNormEps *= 10 }),
             ("ar_odd", "heads interleaved", interleaved),
-            ("ar_relu", "a zero LM head", { f in f.head = try Weight(try Tensor(float32: [Float](repeating: 0, count: f.head.count), shape: [f.head.count])) }),
-            ("ar_long", "no causal mask", { $0.config.causal = false }),
+            ("ar_relu", "a zero LM head", zeroHead),
+            ("ar_long", "no causal mask", with { $0.causal = false }),
         ]
-        for (name, bug, breakIt) in cases {
-            let forward = try ForwardPass(try ReleaseModel(path: TestSupport.fixture("golden/\(name).pt")))
+        for (name, bug, broken) in cases {
+            let model = try ReleaseModel(path: TestSupport.fixture("golden/\(name).pt"))
             let (ids, expected) = try golden(name)
-            XCTAssertLessThan(maxDifference(try forward.logits(ids), expected), 1e-4, "\(name) intact matches")
-            try breakIt(forward)
-            let diff = maxDifference(try forward.logits(ids), expected)
+            XCTAssertLessThan(maxDifference(try ForwardPass(model).logits(ids), expected), 1e-4, "\(name) intact matches")
+            let diff = maxDifference(try broken(model).logits(ids), expected)
             XCTAssertGreaterThan(diff, 1e-3, "\(name) with \(bug) must not match the golden logits")
         }
     }
