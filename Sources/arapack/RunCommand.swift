@@ -52,20 +52,15 @@ struct RunCommand: ParsableCommand {
             let release = try ReleaseModel(path: model, configFile: config, allowUntied: true)
             let c = release.config
             let logits = try ForwardPass(release).logits([tokens])
-            let last = Array(logits[((tokens.count - 1) * c.vocabSize)...])
+            let next = ForwardPass.nextTokens(logits[((tokens.count - 1) * c.vocabSize)...], k: topK)
             let checksum = logits.withUnsafeBytes { SHA256.hex(of: $0) }
             let names = (try? release.tokenizer.map { try $0.tokenStrings() }) ?? nil
-            var top = Array(last.indices)
-            top.sort { last[$0] > last[$1] || last[$0] == last[$1] && $0 < $1 }
-            let maxLogit = Double(last[top[0]])
-            let total = last.reduce(0.0) { $0 + exp(Double($1) - maxLogit) }
             print("model     \(model): \(c.modelType), \(c.layers) layers, d \(c.hiddenSize), vocab \(c.vocabSize)")
             print("input     \(tokens.count) tokens: \(tokens.map(String.init).joined(separator: ","))")
             print("next      rank  id      logit      prob" + (names == nil ? "" : "      token"))
-            for (rank, id) in top.prefix(topK).enumerated() {
-                let p = exp(Double(last[id]) - maxLogit) / total
-                let token = names.flatMap { $0[id] }.map { "  \($0.debugDescription)" } ?? ""
-                print("          \(pad(rank + 1, 4))  \(pad(id, 6))  \(pad(last[id], 9))  \(pad(p, 8))" + token)
+            for (rank, t) in next.enumerated() {
+                let token = names.flatMap { $0[t.id] }.map { "  \($0.debugDescription)" } ?? ""
+                print("          \(pad(rank + 1, 4))  \(pad(t.id, 6))  \(pad(t.logit, 9))  \(pad(t.probability, 8))" + token)
             }
             print("checksum  sha256 of logits [\(tokens.count), \(c.vocabSize)] f32-le: \(checksum)")
         }

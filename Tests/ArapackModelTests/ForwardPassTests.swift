@@ -112,6 +112,16 @@ final class ForwardPassTests: XCTestCase {
         }
     }
 
+    /// `arapack run`'s next-token list: by logit, ties by the smaller id, probabilities of the whole row's softmax.
+    func testNextTokensAreRankedByLogitWithTheirProbabilities() {
+        let row: [Float] = [1, 3, 3, 0, -2]
+        let next = ForwardPass.nextTokens(row[...], k: 3)
+        XCTAssertEqual(next.map(\.id), [1, 2, 0])
+        let z = row.reduce(0.0) { $0 + Foundation.exp(Double($1) - 3) }
+        for t in next { XCTAssertEqual(t.probability, Foundation.exp(Double(t.logit) - 3) / z, accuracy: 1e-15) }
+        XCTAssertEqual(ForwardPass.nextTokens(row[2...], k: 9).map(\.id), [0, 1, 2], "ids count from the slice's start")
+    }
+
     func testBundleAndCheckpointGiveBitIdenticalLogits() throws {
         let source = try ReleaseModel(path: TestSupport.fixture("golden/ar_odd.pt"))
         let (ids, _) = try golden("ar_odd")
