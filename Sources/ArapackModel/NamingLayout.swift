@@ -1,3 +1,4 @@
+import ArapackFormats
 import ArapackTensor
 
 /// How a file names (and lays out) the family's tensors (ARCHITECTURE.md): the training module's own keys,
@@ -85,6 +86,20 @@ public enum NamingLayout: String, Sendable, CaseIterable {
                   let entry = Self.ggufLayerNames.first(where: { $0.gguf == rest }) else { return nil }
             return Self.trainingLayerPrefix + layer + "." + entry.training
         }
+    }
+
+    /// The training name a stored tensor stands for: wrappers removed from training-layout names, a name this layout
+    /// does not know kept as it is (the family's shape check then reports it). The one stored → training mapping of
+    /// every reader (a source opened for conversion, a bundle under verify).
+    public func trainingName(of stored: String) -> String {
+        self == .training ? ModelFamily.normalize(stored) : training(of: stored) ?? stored
+    }
+
+    /// A stored tensor's descriptor as the training module holds it (GPT-2's transposed weights turned back).
+    public func trainingDescriptor(of training: String, _ stored: TensorDescriptor) -> TensorDescriptor {
+        var d = stored
+        if isTransposed(training), d.shape.count == 2 { d.shape.reverse() }
+        return d
     }
 
     /// Whether this layout stores the training tensor transposed (GPT-2's Conv1D weights).

@@ -443,11 +443,8 @@ final class BundleContents: ArchiveReader.Visitor {
     var trainingDescriptors: [String: TensorDescriptor] {
         var byTraining: [String: TensorDescriptor] = [:]
         for (k, v) in descriptors {
-            let base = k.hasSuffix(ModelFamily.int8ScaleSuffix) ? String(k.dropLast(ModelFamily.int8ScaleSuffix.count)) : k
-            guard let training = layout.training(of: base) else { byTraining[k] = v; continue }
-            var d = v
-            if layout.isTransposed(training), d.shape.count == 2 { d.shape.reverse() }
-            byTraining[base == k ? training : training + ModelFamily.int8ScaleSuffix] = d
+            let training = layout.trainingName(of: k)
+            byTraining[training] = layout.trainingDescriptor(of: training, v)
         }
         return ModelFamily.foldQuantized(byTraining).tensors
     }

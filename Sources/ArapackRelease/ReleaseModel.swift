@@ -60,7 +60,7 @@ public final class ReleaseModel {
         self.layout = layout
         var byTraining: [String: String] = [:]
         for name in sourceNames {
-            let training = layout == .training ? ModelFamily.normalize(name) : layout.training(of: name) ?? name
+            let training = layout.trainingName(of: name)
             if let other = byTraining[training] {
                 throw ReleaseModelError.sameTrainingName(path: path, first: other, second: name, training: training)
             }
@@ -69,9 +69,7 @@ public final class ReleaseModel {
         // Every tensor's dtype and shape under its training name; int8 pairs stand for one float32 tensor.
         var stored: [String: TensorDescriptor] = [:]
         for (training, name) in byTraining {
-            var d = try source.descriptor(named: name)
-            if layout.isTransposed(training), d.shape.count == 2 { d.shape.reverse() }
-            stored[training] = d
+            stored[training] = layout.trainingDescriptor(of: training, try source.descriptor(named: name))
         }
         let (descriptors, scaleNames) = ModelFamily.foldQuantized(stored)
         var scales: [String: String] = [:]
