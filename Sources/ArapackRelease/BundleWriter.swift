@@ -134,10 +134,7 @@ public enum BundleWriter {
                                       + ", for the nn.Linear weights; the tied embedding and "
                                       + "\(ModelFamily.LayerTensor.inProjWeight.rawValue.split(separator: ".").last!) cast to bfloat16"
                                   : "cast to \(dtypeName), round to nearest even"
-        let report: JSONValue? = records.sorted.isEmpty ? nil : .object([
-            .init("method", .string(method)),
-            .init("tensors", .array(records.sorted.map(\.json))),
-        ])
+        let report = records.sorted.isEmpty ? nil : QuantizationReport(method: method, tensors: records.sorted)
         let paritySummary = try parity?(directory)
         if layout == .release {
             for (name, bytes) in ModelWrapper.files { files.append(try writeBytes(bytes, to: directory + "/" + name)) }

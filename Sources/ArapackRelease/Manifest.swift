@@ -28,7 +28,7 @@ public struct Manifest: Codable, Equatable, Sendable {
     /// Every file but the manifest, sorted by path (bytewise).
     public var files: [File]
     /// The int8 report (BUNDLE.md), when the weights are quantized.
-    public var quantization: JSONValue?
+    public var quantization: QuantizationReport?
     /// The parity summary, when `--parity` ran before the bundle was finished.
     public var parity: JSONValue?
 
@@ -38,7 +38,7 @@ public struct Manifest: Codable, Equatable, Sendable {
     }
 
     init(config: ModelConfig, layout: NamingLayout, dtype: String, source: JSONValue, files: [WrittenFile],
-         quantization: JSONValue? = nil, parity: JSONValue? = nil) {
+         quantization: QuantizationReport? = nil, parity: JSONValue? = nil) {
         formatVersion = Self.currentFormatVersion
         arapackVersion = ArapackRelease.arapackVersion
         modelType = config.modelType(in: layout)

@@ -101,7 +101,7 @@ public struct ModelCard {
     /// The card of a bundle of `model` written in `layout` with weights of `dtype` (a torch dtype name),
     /// listing `files` (every file written before the card), with the quantization report when there is one.
     init(model: ReleaseModel, layout: NamingLayout, dtype: String, options: Options, tokenizer: TokenizerFiles?, sourceDigest: String?,
-         quantization: JSONValue?, parity: JSONValue? = nil, files: [WrittenFile]) {
+         quantization: QuantizationReport?, parity: JSONValue? = nil, files: [WrittenFile]) {
         let c = model.config
         let gpt2 = layout == .gpt2
         var lines = [
@@ -160,20 +160,16 @@ public struct ModelCard {
             "Source: \(Self.plain(model.info.format)) checkpoint" + (sourceDigest.map { ", SHA-256 `\($0)`" } ?? "")
                 + (model.step.map { ", step \($0)" } ?? "") + ".",
         ]
-        if let q = quantization, let tensors = q["tensors"]?.elements {
+        if let q = quantization {
             lines += [
                 "",
                 "## Quantization",
                 "",
-                "\(Self.plain(q["method"]?.stringValue ?? "")); the error of each tensor against the source:",
+                "\(Self.plain(q.method)); the error of each tensor against the source:",
                 "",
                 "| tensor | max abs error | SNR (dB) | bytes before | bytes after |",
                 "|---|---|---|---|---|",
-            ] + tensors.map { t in
-                "| \(Self.plain(t["name"]?.stringValue ?? "")) | " + ["max_abs_error", "snr_db", "bytes_before", "bytes_after"].map {
-                    Self.plain(t[$0].map { $0.stringValue ?? $0.serialized() } ?? "")
-                }.joined(separator: " | ") + " |"
-            }
+            ] + q.tensors.map { t in "| \(Self.plain(t.name)) | " + t.cells.map(Self.plain).joined(separator: " | ") + " |" }
         }
         if let p = parity {
             func show(_ key: String) -> String { Self.plain(p[key].map { $0.stringValue ?? $0.serialized() } ?? "") }

@@ -188,8 +188,8 @@ struct ConvertCommand: ParsableCommand {
                 }
             }
             let result = try conversion.run(progress: progress)
-            if !quiet, let tensors = result.manifest?.quantization?["tensors"]?.elements {
-                print(quantizationTable(tensors))
+            if !quiet, let report = result.manifest?.quantization {
+                print(quantizationTable(report.tensors))
             }
             let c = result.model.config
             print("wrote \(dst) (\(target.rawValue)): \(c.modelType), \(c.layers) layers, d \(c.hiddenSize), vocab \(c.vocabSize), " +
@@ -248,10 +248,10 @@ func readModelCard(_ path: String) throws -> String {
 }
 
 /// The per-tensor quantization report as a table.
-func quantizationTable(_ rows: [JSONValue]) -> String {
+func quantizationTable(_ rows: [QuantizationRecord]) -> String {
     let header = ["tensor", "max |error|", "SNR dB", "bytes before", "bytes after"]
     let cells = rows.map { r in
-        [r["name"]?.stringValue ?? ""] + ["max_abs_error", "snr_db", "bytes_before", "bytes_after"].map { r[$0]?.serialized() ?? "" }
+        [r.name] + r.cells
     }
     return alignColumns([header] + cells, rightAligned: [1, 2, 3, 4]).joined(separator: "\n")
 }
