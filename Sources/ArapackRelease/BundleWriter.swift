@@ -52,7 +52,7 @@ public enum BundleWriter {
     @discardableResult
     public static func write(_ model: ReleaseModel, tokenizer: TokenizerFiles?, options: BundleOptions,
                              into directory: String, progress: Progress,
-                             parity: ((_ directory: String) throws -> JSONValue)? = nil) throws -> Manifest {
+                             parity: ((_ directory: String) throws -> ParitySummary)? = nil) throws -> Manifest {
         // The source digest runs on the second core while the model is written.
         let sourceDigest = options.sourceDigest ? DigestTask(files: model.info.files) : nil
         let dtype = options.dtype ?? model.dominantDType

@@ -37,7 +37,7 @@ public struct Conversion {
     public var signing: (key: ECDSAKey, options: JSONValue)?
     /// Runs parity on the written bundle (its folder, the source model) and returns the summary the card, the
     /// manifest and the signature record; it throws to stop the conversion (nothing is then written).
-    public var parity: ((_ bundle: String, _ source: ReleaseModel) throws -> JSONValue)?
+    public var parity: ((_ bundle: String, _ source: ReleaseModel) throws -> ParitySummary)?
     /// Notes for the user (a stale temporary removed, fields assumed).
     public var note: (String) -> Void = { _ in }
 
@@ -84,7 +84,7 @@ public struct Conversion {
             if options.layout == .gpt2 && !model.config.causal { throw ConversionError.noGPT2Form(source) }
             let releaseName = options.card.releaseName(model.config)
             let folder = try AtomicDirectory(destination: dst)
-            var paritySummary: JSONValue?
+            var paritySummary: ParitySummary?
             let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath,
                                                   progress: progress, parity: parity.map { check in { directory in
                 let summary = try check(directory, model)

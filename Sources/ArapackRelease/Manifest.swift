@@ -30,7 +30,7 @@ public struct Manifest: Codable, Equatable, Sendable {
     /// The int8 report (BUNDLE.md), when the weights are quantized.
     public var quantization: QuantizationReport?
     /// The parity summary, when `--parity` ran before the bundle was finished.
-    public var parity: JSONValue?
+    public var parity: ParitySummary?
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", arapackVersion = "arapack_version", modelType = "model_type"
@@ -38,7 +38,7 @@ public struct Manifest: Codable, Equatable, Sendable {
     }
 
     init(config: ModelConfig, layout: NamingLayout, dtype: String, source: JSONValue, files: [WrittenFile],
-         quantization: QuantizationReport? = nil, parity: JSONValue? = nil) {
+         quantization: QuantizationReport? = nil, parity: ParitySummary? = nil) {
         formatVersion = Self.currentFormatVersion
         arapackVersion = ArapackRelease.arapackVersion
         modelType = config.modelType(in: layout)

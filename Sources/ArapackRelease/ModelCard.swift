@@ -101,7 +101,7 @@ public struct ModelCard {
     /// The card of a bundle of `model` written in `layout` with weights of `dtype` (a torch dtype name),
     /// listing `files` (every file written before the card), with the quantization report when there is one.
     init(model: ReleaseModel, layout: NamingLayout, dtype: String, options: Options, tokenizer: TokenizerFiles?, sourceDigest: String?,
-         quantization: QuantizationReport?, parity: JSONValue? = nil, files: [WrittenFile]) {
+         quantization: QuantizationReport?, parity: ParitySummary? = nil, files: [WrittenFile]) {
         let c = model.config
         let gpt2 = layout == .gpt2
         var lines = [
@@ -172,17 +172,16 @@ public struct ModelCard {
             ] + q.tensors.map { t in "| \(Self.plain(t.name)) | " + t.cells.map(Self.plain).joined(separator: " | ") + " |" }
         }
         if let p = parity {
-            func show(_ key: String) -> String { Self.plain(p[key].map { $0.stringValue ?? $0.serialized() } ?? "") }
             lines += [
                 "",
                 "## Parity",
                 "",
-                "arapack's reference forward pass ran the source checkpoint and this bundle on \(show("probes")) probe sequences of "
-                    + "\(show("seq_len")) tokens before release (thresholds: \(show("thresholds"))):",
+                "arapack's reference forward pass ran the source checkpoint and this bundle on \(p.probes) probe sequences of "
+                    + "\(p.seqLen) tokens before release (thresholds: \(Self.plain(p.thresholds))):",
                 "",
                 "| max abs logit difference | mean KL | top-1 agreement | passed |",
                 "|---|---|---|---|",
-                "| \(show("max_abs_diff")) | \(show("mean_kl")) | \(show("top1_agreement")) | \(show("passed")) |",
+                "| \(ParitySummary.text(p.maxAbsDiff)) | \(ParitySummary.text(p.meanKL)) | \(ParitySummary.text(p.top1Agreement)) | \(p.passed) |",
             ]
         }
         lines += Self.examples(c, layout: layout, int8: dtype == "int8", repository: options.repository(c),

@@ -277,7 +277,7 @@ public enum ModelSignature {
     /// SHA-256, step) and of the bundle (model type, dtype, parameters), the manifest's own SHA-256, arapack's
     /// version, and the options and parity result of the conversion that wrote it (null when not known, as
     /// when an existing bundle is signed).
-    public static func provenance(folder: String, options: JSONValue?, parity: JSONValue?) throws -> JSONValue {
+    public static func provenance(folder: String, options: JSONValue?, parity: ParitySummary?) throws -> JSONValue {
         let path = trimmed(folder) + "/" + Manifest.fileName
         let manifest = try Manifest(path: path)
         return .object([
@@ -290,7 +290,7 @@ public enum ModelSignature {
                 .init("manifest_sha256", .string(try SHA256.hex(ofFile: path))),
             ])),
             .init("options", options ?? .null),
-            .init("parity", parity ?? .null),
+            .init("parity", try parity.map { try JSONValueEncoder().encode($0) } ?? .null),
         ])
     }
 
@@ -321,8 +321,13 @@ public enum ModelSignature {
             "  bundle    \(show(p["bundle"]?["model_type"])), \(show(p["bundle"]?["dtype"])), \(show(p["bundle"]?["parameter_count"])) parameters",
             "  options   " + (p["options"]?.members.map { $0.map { "\($0.key.escapingControlCharacters)=\(show($0.value))" }.joined(separator: " ") } ?? "not recorded"),
         ]
-        if let parity = p["parity"], parity != .null {
-            lines.append("  parity    " + (parity["passed"]?.boolValue == true ? "passed" : "FAILED") + " (\(show(parity["thresholds"])), max |Δlogit| \(show(parity["max_abs_diff"])), mean KL \(show(parity["mean_kl"])), top-1 \(show(parity["top1_agreement"])))")
+        if let recorded = p["parity"], recorded != .null {
+            if let s = try? JSONValueDecoder().decode(ParitySummary.self, from: recorded) {
+                lines.append("  parity    " + (s.passed ? "passed" : "FAILED") + " (\(s.thresholds.escapingControlCharacters), max |Δlogit| \(ParitySummary.text(s.maxAbsDiff)), "
+                             + "mean KL \(ParitySummary.text(s.meanKL)), top-1 \(ParitySummary.text(s.top1Agreement)))")
+            } else {
+                lines.append("  parity    recorded, but not as arapack writes it: \(show(recorded))")
+            }
         } else {
             lines.append("  parity    not run when signed")
         }

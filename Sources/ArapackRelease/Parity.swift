@@ -22,14 +22,9 @@ public struct ParityReport: Sendable {
     public var passed: Bool { failures.isEmpty }
 
     /// The summary a bundle's card, manifest and signed provenance record of a parity run before release.
-    public var summary: JSONValue {
-        func number(_ v: Double) -> JSONValue { v.isFinite ? .double(v) : .string("\(v)") }
-        return .object([
-            .init("passed", .bool(passed)), .init("thresholds", .string(thresholds.label)),
-            .init("max_abs_diff", number(metrics.maxAbsDiff)), .init("mean_kl", number(metrics.meanKL)),
-            .init("top1_agreement", number(metrics.top1Agreement)),
-            .init("probes", .int(probes)), .init("seq_len", .int(sequenceLength)),
-        ])
+    public var summary: ParitySummary {
+        ParitySummary(passed: passed, thresholds: thresholds.label, maxAbsDiff: metrics.maxAbsDiff, meanKL: metrics.meanKL,
+                      top1Agreement: metrics.top1Agreement, probes: probes, seqLen: sequenceLength)
     }
 
     public var text: String {
@@ -75,6 +70,59 @@ public struct ParityReport: Sendable {
             .init("passed", .bool(passed)),
             .init("failures", .array(failures.map { .string($0) })),
         ])
+    }
+}
+
+/// What a parity run before release records: manifest.json's `parity`, the card's parity section and the signed
+/// provenance read this one type (keys spelled once, in `CodingKeys`; a non-finite metric is written as its name).
+public struct ParitySummary: Codable, Equatable, Sendable {
+    public var passed: Bool
+    /// The thresholds' label (`lossless`, `bf16 (overridden)`, …).
+    public var thresholds: String
+    public var maxAbsDiff: Double
+    public var meanKL: Double
+    public var top1Agreement: Double
+    public var probes: Int
+    public var seqLen: Int
+
+    public enum CodingKeys: String, CodingKey {
+        case passed, thresholds, maxAbsDiff = "max_abs_diff", meanKL = "mean_kl", top1Agreement = "top1_agreement", probes
+        case seqLen = "seq_len"
+    }
+
+    public init(passed: Bool, thresholds: String, maxAbsDiff: Double, meanKL: Double, top1Agreement: Double, probes: Int, seqLen: Int) {
+        (self.passed, self.thresholds, self.maxAbsDiff, self.meanKL) = (passed, thresholds, maxAbsDiff, meanKL)
+        (self.top1Agreement, self.probes, self.seqLen) = (top1Agreement, probes, seqLen)
+    }
+
+    /// A metric as written and shown: its JSON number, or `nan` / `inf` for a non-finite one.
+    public static func text(_ v: Double) -> String { v.isFinite ? JSONValue.double(v).serialized() : "\(v)" }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        func number(_ v: Double, _ key: CodingKeys) throws { try c.encode(v.isFinite ? JSONValue.double(v) : .string("\(v)"), forKey: key) }
+        try c.encode(passed, forKey: .passed)
+        try c.encode(thresholds, forKey: .thresholds)
+        try number(maxAbsDiff, .maxAbsDiff)
+        try number(meanKL, .meanKL)
+        try number(top1Agreement, .top1Agreement)
+        try c.encode(probes, forKey: .probes)
+        try c.encode(seqLen, forKey: .seqLen)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func number(_ key: CodingKeys) throws -> Double {
+            if let v = try? c.decode(Double.self, forKey: key) { return v }
+            return Double(try c.decode(String.self, forKey: key)) ?? .nan
+        }
+        passed = try c.decode(Bool.self, forKey: .passed)
+        thresholds = try c.decode(String.self, forKey: .thresholds)
+        maxAbsDiff = try number(.maxAbsDiff)
+        meanKL = try number(.meanKL)
+        top1Agreement = try number(.top1Agreement)
+        probes = try c.decode(Int.self, forKey: .probes)
+        seqLen = try c.decode(Int.self, forKey: .seqLen)
     }
 }
 
