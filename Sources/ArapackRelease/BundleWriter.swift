@@ -146,7 +146,7 @@ public enum BundleWriter {
         files.append(try writeText(card.text, to: directory + "/" + ModelCard.fileName))
         let manifest = Manifest(config: model.config, layout: layout, dtype: dtypeName, source: source, files: files,
                                 quantization: report, parity: paritySummary)
-        try writeJSON(manifest.json, to: directory + "/" + Manifest.fileName)
+        try writeText(manifest.text, to: directory + "/" + Manifest.fileName)
         return manifest
     }
 

@@ -84,15 +84,10 @@ public struct Conversion {
             if options.layout == .gpt2 && !model.config.causal { throw ConversionError.noGPT2Form(source) }
             let releaseName = options.card.releaseName(model.config)
             let folder = try AtomicDirectory(destination: dst)
-            var paritySummary: ParitySummary?
             let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath,
-                                                  progress: progress, parity: parity.map { check in { directory in
-                let summary = try check(directory, model)
-                paritySummary = summary
-                return summary
-            } })
+                                                  progress: progress, parity: parity.map { check in { try check($0, model) } })
             if let signing {
-                let provenance = try ModelSignature.provenance(folder: folder.temporaryPath, options: signing.options, parity: paritySummary)
+                let provenance = Provenance(manifest: manifest, manifestSHA256: manifest.sha256, options: signing.options, parity: manifest.parity)
                 try ModelSignature.sign(folder: folder.temporaryPath, name: releaseName, key: signing.key,
                                         signaturePath: folder.path(ModelSignature.defaultFileName), provenance: provenance)
             }

@@ -61,4 +61,10 @@ public struct Manifest: Codable, Equatable, Sendable {
 
     /// The manifest as written (encoding plain values cannot fail).
     public var json: JSONValue { try! JSONValueEncoder().encode(self) }
+
+    /// manifest.json's text, as written.
+    public var text: String { json.serialized(pretty: true) + "\n" }
+
+    /// The SHA-256 of manifest.json (of `text`), without reading it back.
+    public var sha256: String { Array(text.utf8).withUnsafeBytes { SHA256.hex(of: $0) } }
 }

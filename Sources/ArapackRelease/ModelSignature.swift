@@ -67,11 +67,11 @@ public enum ModelSignature {
     /// files signed.
     @discardableResult
     public static func sign(folder: String, name: String? = nil, key: ECDSAKey, signaturePath: String,
-                            provenance: JSONValue?) throws -> [Resource] {
+                            provenance: Provenance?) throws -> [Resource] {
         let resources = try hash(folder: folder, ignoring: ignoredPaths, signaturePath: signaturePath)
         let inside = relativeName(of: signaturePath, inside: folder)
         let statement = Self.statement(name: name ?? splitPath(trimmed(folder)).1, resources: resources,
-                                       ignoring: ignoredPaths + (inside.map { [$0] } ?? []), provenance: provenance)
+                                       ignoring: ignoredPaths + (inside.map { [$0] } ?? []), provenance: provenance?.json)
         let payload = Array(statement.serialized(pretty: true).utf8)
         let signature = try key.sign(pae(payload))
         let hint = try key.publicKeyPEM().withUnsafeBytes { SHA256.hex(of: $0) }
@@ -273,65 +273,25 @@ public enum ModelSignature {
         return parent.hasPrefix(base + "/") ? String(parent.dropFirst(base.count + 1)) + "/" + name : nil
     }
 
-    /// arapack's provenance for the bundle in `folder`: what its manifest.json says of the source (file, format,
-    /// SHA-256, step) and of the bundle (model type, dtype, parameters), the manifest's own SHA-256, arapack's
-    /// version, and the options and parity result of the conversion that wrote it (null when not known, as
-    /// when an existing bundle is signed).
-    public static func provenance(folder: String, options: JSONValue?, parity: ParitySummary?) throws -> JSONValue {
+    /// arapack's provenance for the bundle in `folder`, from its manifest.json on disk (`arapack sign` of an existing
+    /// bundle; a conversion builds it from the manifest it holds).
+    public static func provenance(folder: String, options: JSONValue?, parity: ParitySummary?) throws -> Provenance {
         let path = trimmed(folder) + "/" + Manifest.fileName
-        let manifest = try Manifest(path: path)
-        return .object([
-            .init("builder", .object([.init("name", .string("arapack")), .init("version", .string(arapackVersion))])),
-            .init("source", manifest.source),
-            .init("bundle", .object([
-                .init("model_type", .string(manifest.modelType)),
-                .init("dtype", .string(manifest.dtype)),
-                .init("parameter_count", .int(manifest.parameterCount)),
-                .init("manifest_sha256", .string(try SHA256.hex(ofFile: path))),
-            ])),
-            .init("options", options ?? .null),
-            .init("parity", try parity.map { try JSONValueEncoder().encode($0) } ?? .null),
-        ])
+        return Provenance(manifest: try Manifest(path: path), manifestSHA256: try SHA256.hex(ofFile: path), options: options, parity: parity)
     }
 
     /// Where a signed provenance disagrees with the bundle's manifest.json (which the signature also covers).
-    public static func provenanceProblems(_ provenance: JSONValue, folder: String) throws -> [String] {
+    public static func provenanceProblems(_ recorded: JSONValue, folder: String) throws -> [String] {
         let path = trimmed(folder) + "/" + Manifest.fileName
         guard pathExists(path) else { return ["the provenance describes a bundle, but there is no manifest.json"] }
-        let manifest = try Manifest(path: path)
-        var problems: [String] = []
-        if provenance["source"] != manifest.source { problems.append("the provenance's source differs from manifest.json's") }
-        for (field, value) in [("model_type", JSONValue.string(manifest.modelType)), ("dtype", .string(manifest.dtype)),
-                               ("parameter_count", .int(manifest.parameterCount))] where provenance["bundle"]?[field] != value {
-            problems.append("the provenance's \(field) differs from manifest.json's")
-        }
-        if provenance["bundle"]?["manifest_sha256"]?.stringValue != (try SHA256.hex(ofFile: path)) {
-            problems.append("the provenance names another manifest.json")
-        }
-        return problems
+        guard let provenance = Provenance(json: recorded) else { return ["the provenance is not in the form arapack writes"] }
+        return provenance.problems(against: try Manifest(path: path), manifestSHA256: try SHA256.hex(ofFile: path))
     }
 
     /// The provenance as lines for `verify` (names from the file escaped).
-    public static func provenanceText(_ p: JSONValue) -> [String] {
-        func show(_ v: JSONValue?) -> String { (v.map { $0.stringValue ?? $0.serialized() } ?? "null").escapingControlCharacters }
-        let s = p["source"]
-        var lines = [
-            "provenance  built by \(show(p["builder"]?["name"])) \(show(p["builder"]?["version"]))",
-            "  source    \(show(s?["file"])) (\(show(s?["format"]))), sha256 \(show(s?["sha256"])), step \(show(s?["step"]))",
-            "  bundle    \(show(p["bundle"]?["model_type"])), \(show(p["bundle"]?["dtype"])), \(show(p["bundle"]?["parameter_count"])) parameters",
-            "  options   " + (p["options"]?.members.map { $0.map { "\($0.key.escapingControlCharacters)=\(show($0.value))" }.joined(separator: " ") } ?? "not recorded"),
-        ]
-        if let recorded = p["parity"], recorded != .null {
-            if let s = try? JSONValueDecoder().decode(ParitySummary.self, from: recorded) {
-                lines.append("  parity    " + (s.passed ? "passed" : "FAILED") + " (\(s.thresholds.escapingControlCharacters), max |Δlogit| \(ParitySummary.text(s.maxAbsDiff)), "
-                             + "mean KL \(ParitySummary.text(s.meanKL)), top-1 \(ParitySummary.text(s.top1Agreement)))")
-            } else {
-                lines.append("  parity    recorded, but not as arapack writes it: \(show(recorded))")
-            }
-        } else {
-            lines.append("  parity    not run when signed")
-        }
-        return lines
+    public static func provenanceText(_ recorded: JSONValue) -> [String] {
+        Provenance(json: recorded)?.lines
+            ?? ["provenance  recorded, but not in the form arapack writes: " + String(recorded.serialized().prefix(200)).escapingControlCharacters]
     }
 
     static func trimmed(_ path: String) -> String {
