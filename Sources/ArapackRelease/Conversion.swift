@@ -35,9 +35,10 @@ public struct Conversion {
     public var force = false
     /// Sign the bundle before it moves into place: the key and the options the signed provenance records.
     public var signing: (key: ECDSAKey, options: JSONValue)?
-    /// Runs parity on the written bundle (its folder, the source model) and returns the summary the card, the
-    /// manifest and the signature record; it throws to stop the conversion (nothing is then written).
-    public var parity: ((_ bundle: String, _ source: ReleaseModel) throws -> ParitySummary)?
+    /// Parity of the written bundle against the source before anything moves into place (`--parity`): a failure
+    /// stops the conversion (`ConversionError.parityFailed`, nothing written); the summary goes into the card, the
+    /// manifest and the signed provenance.
+    public var parity: ParityRequest?
     /// Notes for the user (a stale temporary removed, fields assumed).
     public var note: (String) -> Void = { _ in }
 
@@ -54,6 +55,8 @@ public struct Conversion {
         public let model: ReleaseModel
         /// The bundle's manifest (nil for torch and DCP outputs).
         public let manifest: Manifest?
+        /// The parity run, when one was asked for.
+        public var parity: ParityReport? = nil
     }
 
     public func run(progress: Progress) throws -> Result {
@@ -84,8 +87,17 @@ public struct Conversion {
             if options.layout == .gpt2 && !model.config.causal { throw ConversionError.noGPT2Form(source) }
             let releaseName = options.card.releaseName(model.config)
             let folder = try AtomicDirectory(destination: dst)
+            var report: ParityReport?
             let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath,
-                                                  progress: progress, parity: parity.map { check in { try check($0, model) } })
+                                                  progress: progress, parity: parity.map { request in { directory in
+                progress.begin("parity", total: 0)
+                var run = try request.run(bundle: try ReleaseModel(path: directory), source: model)
+                progress.end()
+                run.bundle = dst
+                report = run
+                guard run.passed else { throw ConversionError.parityFailed(run) }
+                return run.summary
+            } })
             if let signing {
                 let provenance = Provenance(manifest: manifest, manifestSHA256: manifest.sha256, options: signing.options, parity: manifest.parity)
                 try ModelSignature.sign(folder: folder.temporaryPath, name: releaseName, key: signing.key,
@@ -100,7 +112,7 @@ public struct Conversion {
             } else {
                 try folder.commit(replacing: force)
             }
-            return Result(model: model, manifest: manifest)
+            return Result(model: model, manifest: manifest, parity: report)
         case let .torch(dtype):
             try TrainingExport.writeTorch(model, dtype: dtype, to: dst, replacing: force)
         case let .gguf(options):
@@ -121,6 +133,8 @@ public enum ConversionError: Error, CustomStringConvertible {
     case archiveMissing(String, String)
     case damagedSource(String, [String])
     case noGPT2Form(String)
+    /// `--parity` failed: the report says how (nothing was written).
+    case parityFailed(ParityReport)
 
     public var description: String {
         switch self {
@@ -130,6 +144,8 @@ public enum ConversionError: Error, CustomStringConvertible {
             return "\(dst) already exists but \(archive) does not (a run stopped between the two?); pass --force to write both again"
         case let .damagedSource(source, problems):
             return "\(source): the source bundle fails verification (\(problems[0])\(problems.count > 1 ? "; and \(problems.count - 1) more" : "")); run arapack verify \(source)"
+        case let .parityFailed(report):
+            return "\(report.bundle): parity against \(report.reference) failed: " + report.failures.joined(separator: "; ") + "; nothing written"
         case let .noGPT2Form(source):
             return "\(source): an MDLM (bidirectional) model has no GPT-2 form: GPT-2's attention is causal; write a native bundle (--to bundle)"
         }

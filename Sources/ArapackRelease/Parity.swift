@@ -126,6 +126,50 @@ public struct ParitySummary: Codable, Equatable, Sendable {
     }
 }
 
+/// How a parity run probes and judges (`verify --parity`, `convert --parity`): the probes and the limits that replace
+/// the defaults of the bundle's kind.
+public struct ParityRequest: Sendable {
+    public var probes = 8
+    /// Tokens per probe (nil: min(max_position_embeddings, 64)).
+    public var sequenceLength: Int?
+    public var seed: UInt64 = 0
+    /// A safetensors file of probe ids (I64 [N, L]) instead of random ones.
+    public var probeIDsFile: String?
+    public var maxAbsDiff: Double?
+    public var maxMeanKL: Double?
+    public var minTop1: Double?
+
+    public init() {}
+
+    /// A request that cannot run on this model (a usage error: exit 64).
+    public struct Problem: Error, CustomStringConvertible, Sendable {
+        public let description: String
+    }
+
+    /// Runs `bundle` against `source`; explicit limits replace the defaults of the bundle's kind.
+    public func run(bundle: ReleaseModel, source: ReleaseModel) throws -> ParityReport {
+        if let l = sequenceLength, l > bundle.config.maxPositions {
+            throw Problem(description: "--seq-len \(l) is more than the model's max_position_embeddings (\(bundle.config.maxPositions))")
+        }
+        var t = Parity.defaultThresholds(bundle: bundle, source: source)
+        if maxAbsDiff != nil || maxMeanKL != nil || minTop1 != nil {
+            t.overridden = true
+            if let v = maxAbsDiff { t.maxAbsDiff = v }
+            if let v = maxMeanKL { t.maxMeanKL = v }
+            if let v = minTop1 { t.minTop1 = v }
+        }
+        return try Parity.run(bundle: bundle, against: source, probes: probes, length: sequenceLength, seed: seed,
+                              probeIDs: try probeIDsFile.map(Parity.probeIDs(file:)), thresholds: t)
+    }
+
+    /// The source at `path` opened with `bundle`'s config (so a DCP folder or a config-less checkpoint needs nothing
+    /// more): not its dropout, which a GPT-2 export sets to 0 whatever the source trained with and no logit depends on.
+    public static func openSource(_ path: String, for bundle: ReleaseModel) throws -> ReleaseModel {
+        let members = bundle.config.hfJSON(torchDtype: "float32").members?.filter { $0.key != "dropout" } ?? []
+        return try ReleaseModel(path: path, config: (.object(members), "the bundle's config.json"), allowUntied: !bundle.tied)
+    }
+}
+
 /// Runs parity checks (BUNDLE.md, Parity).
 public enum Parity {
     /// `count` sequences of `length` token ids drawn uniformly from the vocabulary by SplitMix64 from `seed`.

@@ -173,21 +173,16 @@ struct ConvertCommand: ParsableCommand {
             conversion.force = force
             conversion.signing = try sign.map { (try ECDSAKey.privateKey(path: $0, passwordFile: keyPasswordFile), signedOptions) }
             conversion.note = { printError("arapack convert: note: " + $0) }
-            if parity {
-                conversion.parity = { directory, model in
-                    progress.begin("parity", total: 0)
-                    var report = try parityOptions.run(bundle: try ReleaseModel(path: directory), source: model)
-                    progress.end()
-                    report.bundle = dst
-                    if !quiet { print(report.text) }
-                    guard report.passed else {
-                        printError("arapack convert: \(dst): parity against \(source) failed: " + report.failures.joined(separator: "; ") + "; nothing written")
-                        throw ExitStatus.verificationFailed
-                    }
-                    return report.summary
-                }
+            conversion.parity = parity ? parityOptions.request : nil
+            let result: Conversion.Result
+            do {
+                result = try conversion.run(progress: progress)
+            } catch let ConversionError.parityFailed(report) {
+                if !quiet { print(report.text) }
+                printError("arapack convert: \(ConversionError.parityFailed(report))")
+                throw ExitStatus.verificationFailed
             }
-            let result = try conversion.run(progress: progress)
+            if !quiet, let report = result.parity { print(report.text) }
             if !quiet, let report = result.manifest?.quantization {
                 print(quantizationTable(report.tensors))
             }

@@ -1,3 +1,4 @@
+import ArapackRelease
 import ArgumentParser
 #if canImport(Glibc)
 import Glibc
@@ -17,6 +18,9 @@ func runReportingErrors(_ stage: String, _ body: () throws -> Void) throws {
     } catch let code as ExitCode {
         throw code
     } catch let usage as UsageError {
+        printError("arapack \(stage): error: \(usage)")
+        throw ExitCode(64)
+    } catch let usage as ParityRequest.Problem {
         printError("arapack \(stage): error: \(usage)")
         throw ExitCode(64)
     } catch {

@@ -33,28 +33,14 @@ struct ParityOptions: ParsableArguments {
     /// Most probe sequences a parity run takes (each holds L × vocabulary logits per side).
     static let maximumProbes = 4096
 
-    /// Runs the bundle against its source; explicit limits replace the defaults of the bundle's kind.
-    /// A --seq-len past the model's positions is a usage error naming the limit.
-    func run(bundle: ReleaseModel, source: ReleaseModel) throws -> ParityReport {
-        if let l = seqLen, l > bundle.config.maxPositions {
-            throw UsageError("--seq-len \(l) is more than the model's max_position_embeddings (\(bundle.config.maxPositions))")
-        }
-        var t = Parity.defaultThresholds(bundle: bundle, source: source)
-        if maxAbsDiff != nil || maxMeanKl != nil || minTop1 != nil {
-            t.overridden = true
-            if let v = maxAbsDiff { t.maxAbsDiff = v }
-            if let v = maxMeanKl { t.maxMeanKL = v }
-            if let v = minTop1 { t.minTop1 = v }
-        }
-        return try Parity.run(bundle: bundle, against: source, probes: probes, length: seqLen, seed: seed,
-                              probeIDs: try probeIds.map(Parity.probeIDs(file:)), thresholds: t)
-    }
-
-    /// The source opened with the bundle's config (so a DCP folder or a config-less checkpoint needs nothing more).
-    static func openSource(_ path: String, for bundle: ReleaseModel) throws -> ReleaseModel {
-        // The bundle's config fills what the source may not record (the head count); not its dropout, which a
-        // GPT-2 export sets to 0 whatever the source trained with and which no logit depends on.
-        let members = bundle.config.hfJSON(torchDtype: "float32").members?.filter { $0.key != "dropout" } ?? []
-        return try ReleaseModel(path: path, config: (.object(members), "the bundle's config.json"), allowUntied: !bundle.tied)
+    /// The request the flags make.
+    var request: ParityRequest {
+        var r = ParityRequest()
+        r.probes = probes
+        r.sequenceLength = seqLen
+        r.seed = seed
+        r.probeIDsFile = probeIds
+        (r.maxAbsDiff, r.maxMeanKL, r.minTop1) = (maxAbsDiff, maxMeanKl, minTop1)
+        return r
     }
 }

@@ -113,7 +113,7 @@ struct VerifyCommand: ParsableCommand {
             if parity || golden != nil {
                 let model = try ReleaseModel(path: bundle)
                 if let against {
-                    reports.append(try parityOptions.run(bundle: model, source: try ParityOptions.openSource(against, for: model)))
+                    reports.append(try parityOptions.request.run(bundle: model, source: try ParityRequest.openSource(against, for: model)))
                 }
                 if let golden {
                     reports.append(try Parity.golden(bundle: model, goldenPath: golden, tolerance: parityOptions.maxAbsDiff ?? tolerance))
