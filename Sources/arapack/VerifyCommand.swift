@@ -78,66 +78,25 @@ struct VerifyCommand: ParsableCommand {
     func run() throws {
         let progress = Progress(enabled: !quiet && Progress.standardErrorIsTerminal)
         try runReportingErrors("verify") {
-            // With a signature, nothing in the bundle is parsed before its bytes are authenticated: the signature is
-            // checked first (the files are only hashed), and a file that differs stops the run, exit 1, naming it.
-            var signed: ModelSignature.Contents?
-            if let signature, let publicKey {
-                let key = try ECDSAKey.publicKey(path: publicKey)
-                do {
-                    signed = try ModelSignature.verify(folder: bundle, signaturePath: signature, key: key)
-                } catch let mismatch as SignatureMismatch {
-                    print("verify \(bundle.escapingControlCharacters)\nFAIL  signature: " + mismatch.problems.joined(separator: "; "))
-                    print("nothing else was checked: the bundle's files are read only once the signature covers them")
-                    printError("arapack verify: \(bundle): signature: \(mismatch.problems[0])"
-                               + (mismatch.problems.count > 1 ? " (and \(mismatch.problems.count - 1) more)" : ""))
-                    throw ExitStatus.verificationFailed
-                }
+            var request = VerificationRequest(path: bundle)
+            if let signature, let publicKey { request.signature = (signature, publicKey) }
+            if let against { request.parity = (parityOptions.request, against) }
+            if let golden { request.golden = (golden, parityOptions.maxAbsDiff ?? tolerance) }
+            let result: Verification
+            do {
+                result = try request.run(progress: progress)
+            } catch let mismatch as SignatureMismatch {
+                // Authenticate, then parse: a file that differs stops the run before any parser reads the bundle.
+                print("verify \(bundle.escapingControlCharacters)\nFAIL  signature: " + mismatch.problems.joined(separator: "; "))
+                print("nothing else was checked: the bundle's files are read only once the signature covers them")
+                printError("arapack verify: \(bundle): signature: \(mismatch.problems[0])"
+                           + (mismatch.problems.count > 1 ? " (and \(mismatch.problems.count - 1) more)" : ""))
+                throw ExitStatus.verificationFailed
             }
-            let signatureInside = signature.flatMap { ModelSignature.relativeName(of: $0, inside: bundle) }
-            let structural = try SourceDetection.detect(bundle).format == .gguf
-                ? try GGUFVerifier.verify(path: bundle)
-                : try BundleVerifier.verify(path: bundle, signature: signatureInside, progress: progress)
-            print(structural.text)
-            var signatureProblems: [String] = []
-            if let signed, let publicKey {
-                print("\nok    signature: \(signed.resources.count) files of \(signed.modelName.escapingControlCharacters) signed under \(publicKey)")
-                if let provenance = signed.provenance {
-                    signatureProblems = try ModelSignature.provenanceProblems(provenance, folder: bundle).map { "provenance: " + $0 }
-                    print(ModelSignature.provenanceText(provenance).joined(separator: "\n"))
-                    for p in signatureProblems { print("FAIL  " + p) }
-                } else {
-                    print("      no arapack provenance in the signed statement")
-                }
-            }
-            var reports: [ParityReport] = []
-            if parity || golden != nil {
-                let model = try ReleaseModel(path: bundle)
-                if let against {
-                    reports.append(try parityOptions.request.run(bundle: model, source: try ParityRequest.openSource(against, for: model)))
-                }
-                if let golden {
-                    reports.append(try Parity.golden(bundle: model, goldenPath: golden, tolerance: parityOptions.maxAbsDiff ?? tolerance))
-                }
-                for r in reports { print("\n" + r.text) }
-            }
-            if let report {
-                let doc = JSONValue.object([
-                    .init("bundle", .string(bundle)),
-                    .init("arapack_version", .string(arapackVersion)),
-                    .init("structural", .object([
-                        .init("passed", .bool(structural.passed)),
-                        .init("checks", .array(structural.checks.map { c in
-                            .object([.init("name", .string(c.name)), .init("passed", .bool(c.ok)), .init("problems", .array(c.problems.map { .string($0) }))])
-                        })),
-                    ])),
-                    .init("parity", .array(reports.map(\.json))),
-                    .init("passed", .bool(structural.passed && reports.allSatisfy(\.passed))),
-                ])
-                try writeText(doc.serialized(pretty: true) + "\n", to: report)
-            }
-            let failures = structural.problems + signatureProblems + reports.flatMap { r in r.failures.map { "parity against \(r.referenceKind): \($0)" + (r.differingTensors.isEmpty ? "" : " (differs: \(r.differingTensors.joined(separator: ", ")))") } }
-            if let first = failures.first {
-                printError("arapack verify: \(bundle): \(first)" + (failures.count > 1 ? " (and \(failures.count - 1) more)" : ""))
+            print(result.text)
+            if let report { try writeText(result.json.serialized(pretty: true) + "\n", to: report) }
+            if let first = result.failures.first {
+                printError("arapack verify: \(bundle): \(first)" + (result.failures.count > 1 ? " (and \(result.failures.count - 1) more)" : ""))
                 throw ExitStatus.verificationFailed
             }
         }
