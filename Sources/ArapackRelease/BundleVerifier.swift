@@ -464,8 +464,6 @@ public enum BundleError: Error, Equatable, CustomStringConvertible, Sendable {
     case invalidJSON(file: String, detail: String)
     case shortRead(file: String, name: String, read: Int, size: Int)
     case tensorInTwoShards(file: String, tensor: String)
-    case bidirectionalAsGPT2(source: String)
-    case int8AsGPT2(source: String)
     /// `--model-card` with front matter the Hub would not read (`ModelCard.frontMatterProblem`).
     case modelCard(problem: String)
     case manifest(file: String, problem: JSONDecodingError)
@@ -482,8 +480,6 @@ public enum BundleError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .invalidJSON(file, detail): return "\(file): not valid JSON: \(detail)"
         case let .shortRead(file, name, read, size): return "\(file): \(name): read \(read) bytes of \(size)"
         case let .tensorInTwoShards(file, tensor): return "\(file): tensor \"\(tensor)\" appears in two shards"
-        case let .bidirectionalAsGPT2(source): return "\(source): an MDLM (bidirectional) model has no GPT-2 form: GPT-2 attention is causal"
-        case let .int8AsGPT2(source): return "\(source): int8 is not written in the GPT-2 layout (write a native bundle for int8)"
         case let .modelCard(problem): return "--model-card: \(problem)"
         case let .manifest(file, problem): return "\(file): \(problem)"
         case let .tooManyFiles(folder, limit): return "\(folder): more than \(limit) files; a bundle holds a release's dozen files and its shards"

@@ -57,10 +57,7 @@ public enum BundleWriter {
         let sourceDigest = options.sourceDigest ? DigestTask(files: model.info.files) : nil
         let dtype = options.dtype ?? model.dominantDType
         let layout = options.layout
-        if layout == .gpt2 {
-            guard model.config.causal else { throw BundleError.bidirectionalAsGPT2(source: model.info.path) }
-            guard dtype != .i8 else { throw BundleError.int8AsGPT2(source: model.info.path) }
-        }
+        try ReleaseForm(bundleLayout: layout).check(model.config, dtype: dtype, source: model.info.path)
         var files: [WrittenFile] = []
 
         var pending: [PendingTensor] = []

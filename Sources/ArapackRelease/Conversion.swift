@@ -84,7 +84,7 @@ public struct Conversion {
         }
         switch output {
         case let .bundle(options):
-            if options.layout == .gpt2 && !model.config.causal { throw ConversionError.noGPT2Form(source) }
+            try ReleaseForm(bundleLayout: options.layout).check(model.config, dtype: options.dtype ?? model.dominantDType, source: source)
             let releaseName = options.card.releaseName(model.config)
             let folder = try AtomicDirectory(destination: dst)
             var report: ParityReport?
@@ -116,6 +116,7 @@ public struct Conversion {
         case let .torch(dtype):
             try TrainingExport.writeTorch(model, dtype: dtype, to: dst, replacing: force)
         case let .gguf(options):
+            try ReleaseForm.gguf.check(model.config, dtype: nil, source: source)
             try GGUFExport.write(model, options: options, to: dst, replacing: force, progress: progress)
         case let .dcp(dtype):
             let folder = try AtomicDirectory(destination: dst)
@@ -132,7 +133,6 @@ public enum ConversionError: Error, CustomStringConvertible {
     case exists(String)
     case archiveMissing(String, String)
     case damagedSource(String, [String])
-    case noGPT2Form(String)
     /// `--parity` failed: the report says how (nothing was written).
     case parityFailed(ParityReport)
 
@@ -146,8 +146,6 @@ public enum ConversionError: Error, CustomStringConvertible {
             return "\(source): the source bundle fails verification (\(problems[0])\(problems.count > 1 ? "; and \(problems.count - 1) more" : "")); run arapack verify \(source)"
         case let .parityFailed(report):
             return "\(report.bundle): parity against \(report.reference) failed: " + report.failures.joined(separator: "; ") + "; nothing written"
-        case let .noGPT2Form(source):
-            return "\(source): an MDLM (bidirectional) model has no GPT-2 form: GPT-2's attention is causal; write a native bundle (--to bundle)"
         }
     }
 }

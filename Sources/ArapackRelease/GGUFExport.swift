@@ -29,17 +29,11 @@ public enum GGUFExport {
     /// What every file says about how llama.cpp computes it.
     public static let description = "An AraFusion AR model, converted by arapack. llama.cpp's gpt2 graph computes GELU with the tanh approximation, read from a float16 table, where AraFusion uses exact erf GELU: logits differ slightly (on the trained twin, in float32: mean KL 1.2e-6, max |logit difference| 0.035, top-1 agreement 1.0; README, \"GGUF\")."
 
-    /// What stops a model from having a GGUF form (checked before anything is read or written).
-    public static func check(_ config: ModelConfig, source: String) throws {
-        guard config.causal else { throw GGUFExportError.bidirectional(source: source) }
-        guard config.activation == "gelu" else { throw GGUFExportError.activation(source: source, found: config.activation) }
-    }
-
     /// Writes `model` to `path`; returns the tokenizer mismatch written with it, if any.
     @discardableResult
     public static func write(_ model: ReleaseModel, options: GGUFOptions, to path: String, replacing: Bool, progress: Progress) throws -> String? {
         let config = model.config
-        try check(config, source: model.info.path)
+        try ReleaseForm.gguf.check(config, dtype: nil, source: model.info.path)
         let requested = options.type ?? GGUF.TensorType.allCases.first { $0.dtype == model.dominantDType } ?? .f32
         guard let tokenizerFiles = model.tokenizer else { throw GGUFExportError.noTokenizer(source: model.info.path) }
         let tokenizer = try GGUFTokenizer(readJSON(tokenizerFiles.tokenizerJSON), file: tokenizerFiles.tokenizerJSON, config: config)
@@ -112,18 +106,12 @@ public enum GGUFExport {
 
 /// Why a model or its tokenizer has no GGUF form (exit 2, before anything is written).
 public enum GGUFExportError: Error, Equatable, CustomStringConvertible, Sendable {
-    case bidirectional(source: String)
-    case activation(source: String, found: String)
     case noTokenizer(source: String)
     case tokenizer(file: String, reason: String)
     case nonFinite(file: String, tensor: String, row: Int)
 
     public var description: String {
         switch self {
-        case let .bidirectional(source):
-            return "\(source): an MDLM (bidirectional) model has no GGUF form: llama.cpp's gpt2 architecture is causal"
-        case let .activation(source, found):
-            return "\(source): activation \"\(found)\" has no GGUF form: llama.cpp's gpt2 architecture always applies GELU (src/models/gpt2.cpp, LLM_FFN_GELU)"
         case let .noTokenizer(source):
             return "\(source): a GGUF file carries its tokenizer: pass --tokenizer DIR (or convert from a bundle that has one)"
         case let .tokenizer(file, reason):

@@ -51,6 +51,8 @@ struct ConvertCommand: ParsableCommand {
         case bundle, gpt2, torch, dcp, gguf
         /// Whether the target is a release bundle (native or GPT-2).
         var isBundle: Bool { self == .bundle || self == .gpt2 }
+        /// The release form written, for the release targets.
+        var form: ReleaseForm? { ReleaseForm(rawValue: rawValue) }
     }
 
     enum CastTarget: String, ExpressibleByArgument, CaseIterable {
@@ -132,7 +134,7 @@ struct ConvertCommand: ParsableCommand {
         if archive && !target.isBundle { throw ValidationError("--archive applies to bundles only (--to bundle or gpt2)") }
         if maxShardSize != nil && !target.isBundle { throw ValidationError("--max-shard-size applies to bundles only") }
         if parity && !target.isBundle { throw ValidationError("--parity applies to bundles only (--to bundle or gpt2)") }
-        if dtype == .int8 && target == .gpt2 {
+        if let form = target.form, let d = dtype?.dtype, !form.accepts(d), target == .gpt2 {
             throw ValidationError("--dtype int8 is not written in the GPT-2 layout: compressed-tensors' per-channel int8 layout is made for nn.Linear weights ([out, in], a scale per output row), and GPT-2 keeps its linear layers as Conv1D ([in, out]); write a native int8 bundle (--to bundle) or use f32, bf16 or f16 with --to gpt2")
         }
         if dtype == .int8 && target != .bundle { throw ValidationError("--dtype int8 writes bundles only; --to torch and --to dcp take f32, bf16 or f16, --to gguf also q8_0") }
@@ -198,7 +200,7 @@ struct ConvertCommand: ParsableCommand {
         case .bundle, .gpt2:
             return .bundle(BundleOptions(dtype: dtype?.dtype ?? nil, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
                                          int8: Int8Quantization(groupSize: int8GroupSize), keep: keep,
-                                         layout: target == .gpt2 ? .gpt2 : .release,
+                                         layout: target.form!.layout,
                                          card: ModelCard.Options(repoID: repoID,
                                                                  license: license ?? ModelCard.defaultLicense, baseModel: baseModel,
                                                                  userCard: try modelCard.map(readModelCard))))

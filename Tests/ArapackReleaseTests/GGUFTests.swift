@@ -8,6 +8,30 @@ import XCTest
 
 /// The GGUF writer, reader and export without llama.cpp (GGUFInteropTests has llama.cpp and gguf-py).
 final class GGUFTests: XCTestCase {
+    /// What each release form holds, in one place, matched by case: the native bundle everything; the GPT-2 and GGUF
+    /// forms causal models without int8; GGUF GELU only (llama.cpp's gpt2 graph always applies GELU).
+    func testEachReleaseFormRefusesWhatItCannotHold() throws {
+        let ar = try ReleaseModel(path: TestSupport.fixture("golden/ar_gelu.pt")).config
+        let mdlm = try ReleaseModel(path: TestSupport.fixture("golden/mdlm_gelu.pt")).config
+        let relu = try ReleaseModel(path: TestSupport.fixture("golden/ar_relu.pt")).config
+        let rows: [(ReleaseForm, ModelConfig, DType?, ReleaseFormError?)] = [
+            (.bundle, mdlm, .i8, nil), (.bundle, relu, nil, nil),
+            (.gpt2, ar, .bf16, nil), (.gpt2, relu, nil, nil),
+            (.gpt2, mdlm, nil, .bidirectional(form: .gpt2, source: "s")), (.gpt2, ar, .i8, .int8(form: .gpt2, source: "s")),
+            (.gguf, ar, nil, nil), (.gguf, mdlm, nil, .bidirectional(form: .gguf, source: "s")),
+            (.gguf, relu, nil, .activation(form: .gguf, source: "s", found: "relu")), (.gguf, ar, .i8, .int8(form: .gguf, source: "s")),
+        ]
+        for (form, config, dtype, expected) in rows {
+            do {
+                try form.check(config, dtype: dtype, source: "s")
+                XCTAssertNil(expected, "\(form) accepted what it must refuse")
+            } catch let e as ReleaseFormError {
+                XCTAssertEqual(e, expected, "\(form)")
+            }
+        }
+        XCTAssertEqual(ReleaseForm.allCases.map(\.layout), [.release, .gpt2, .gguf])
+    }
+
     /// A model written as GGUF reads back through arapack's reader as the same model: every tensor bit-equal in f32,
     /// the config from the metadata, the tie stored once, vectors and positions f32 in every type.
     func testEveryTypeReadsBackAsTheModel() throws {
