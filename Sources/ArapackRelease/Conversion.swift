@@ -84,7 +84,6 @@ public struct Conversion {
         }
         switch output {
         case let .bundle(options):
-            try ReleaseForm(bundleLayout: options.layout).check(model.config, dtype: options.dtype ?? model.dominantDType, source: source)
             let releaseName = options.card.releaseName(model.config)
             let folder = try AtomicDirectory(destination: dst)
             var report: ParityReport?
@@ -116,7 +115,6 @@ public struct Conversion {
         case let .torch(dtype):
             try TrainingExport.writeTorch(model, dtype: dtype, to: dst, replacing: force)
         case let .gguf(options):
-            try ReleaseForm.gguf.check(model.config, dtype: nil, source: source)
             try GGUFExport.write(model, options: options, to: dst, replacing: force, progress: progress)
         case let .dcp(dtype):
             let folder = try AtomicDirectory(destination: dst)

@@ -156,7 +156,7 @@ public final class ReleaseModel {
     }
 
     /// Whether the model is a GGUF file, which llama.cpp runs with its own GELU.
-    public var computesLlamaCppGELU: Bool { info.format == SourceFormat.gguf.rawValue && config.activation == "gelu" }
+    public var computesLlamaCppGELU: Bool { source is GGUFFile && config.activation == "gelu" }
 
     /// The bundle's weight dtype: int8 when any weight is quantized, else the embedding's.
     public var dominantDType: DType {

@@ -134,7 +134,7 @@ struct ConvertCommand: ParsableCommand {
         if archive && !target.isBundle { throw ValidationError("--archive applies to bundles only (--to bundle or gpt2)") }
         if maxShardSize != nil && !target.isBundle { throw ValidationError("--max-shard-size applies to bundles only") }
         if parity && !target.isBundle { throw ValidationError("--parity applies to bundles only (--to bundle or gpt2)") }
-        if let form = target.form, let d = dtype?.dtype, !form.accepts(d), target == .gpt2 {
+        if target == .gpt2, let d = dtype?.dtype, !ReleaseForm.gpt2.accepts(d) {
             throw ValidationError("--dtype int8 is not written in the GPT-2 layout: compressed-tensors' per-channel int8 layout is made for nn.Linear weights ([out, in], a scale per output row), and GPT-2 keeps its linear layers as Conv1D ([in, out]); write a native int8 bundle (--to bundle) or use f32, bf16 or f16 with --to gpt2")
         }
         if dtype == .int8 && target != .bundle { throw ValidationError("--dtype int8 writes bundles only; --to torch and --to dcp take f32, bf16 or f16, --to gguf also q8_0") }
