@@ -158,13 +158,12 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
             if (try? assembly.add(json, origin: "fuzz")) != nil, let c = try? assembly.resolve() {
                 _ = c.parameterCount
                 _ = ModelFamily.expectedShapes(c).count
-                _ = c.configJSON(layout: .gpt2, torchDtype: "float32").serialized()
-                _ = c.configJSON(layout: .release, torchDtype: "bfloat16").serialized()
+                for form in ReleaseForms.bundles { _ = form.configJSON(c, torchDtype: "bfloat16", extra: []).serialized() }
                 // A causal config written as a GPT2Config reads back as itself (dropouts are written 0).
                 var expected = c
                 expected.dropout = 0
                 var again = ConfigAssembly(source: "fuzz")
-                if c.causal, (try? again.add(c.gpt2JSON(torchDtype: "float32"), origin: "gpt2")) != nil, let back = try? again.resolve(), back != expected {
+                if c.causal, (try? again.add(GPT2Bundle().configJSON(c, torchDtype: "float32", extra: []), origin: "gpt2")) != nil, let back = try? again.resolve(), back != expected {
                     fatalError("GPT2Config round trip changed the config")
                 }
             }

@@ -225,8 +225,6 @@ public struct ModelConfig: Equatable, Sendable {
     /// config.json's `model_type` of each member of the family (causal, bidirectional).
     public static let causalModelType = "arafusion_ar", bidirectionalModelType = "arafusion_mdlm"
     public var modelType: String { causal ? Self.causalModelType : Self.bidirectionalModelType }
-    /// config.json's `model_type` in a layout (`gpt2` for the GPT-2 form).
-    public func modelType(in layout: NamingLayout) -> String { layout == .gpt2 ? ConfigAssembly.gpt2ModelType : modelType }
     public var architecture: String { causal ? "ARAr381MForCausalLM" : "MDLMForMaskedDiffusion" }
 
     /// The name a release of this model goes by when no Hub repository is named: the family and the size,
@@ -296,49 +294,8 @@ public struct ModelConfig: Equatable, Sendable {
         ]
     }
 
-    /// config.json of a bundle in `layout`: the family's own, or a stock GPT2Config (ARCHITECTURE.md, "The GPT-2
-    /// form") for `.gpt2`.
-    public func configJSON(layout: NamingLayout, torchDtype: String, extra: [JSONValue.Member] = []) -> JSONValue {
-        layout == .gpt2 ? gpt2JSON(torchDtype: torchDtype) : hfJSON(torchDtype: torchDtype, extra: extra)
-    }
-
-    /// A stock GPT2Config that makes transformers' `GPT2LMHeadModel` compute this (causal) model: every dropout 0,
-    /// scores scaled by 1/sqrt(head_dim) and nothing else, exact GELU (`gelu`, not `gelu_new`) or ReLU.
-    public func gpt2JSON(torchDtype: String) -> JSONValue {
-        .object([
-            .init("architectures", .array([.string("GPT2LMHeadModel")])),
-            .init("model_type", .string(ConfigAssembly.gpt2ModelType)),
-        ] + gpt2Fields + [
-            // GPT2Config's older name for the context (transformers ignores it; llama.cpp's convert_hf_to_gguf.py reads it).
-            .init("n_ctx", .int(maxPositions)),
-            .init("resid_pdrop", .double(0)),
-            .init("embd_pdrop", .double(0)),
-            .init("attn_pdrop", .double(0)),
-            .init("scale_attn_weights", .bool(true)),
-            .init("scale_attn_by_inverse_layer_idx", .bool(false)),
-            .init("reorder_and_upcast_attn", .bool(false)),
-            .init("add_cross_attention", .bool(false)),
-            .init("use_cache", .bool(true)),
-        ] + commonTail(torchDtype: torchDtype))
-    }
-
-    /// The model's own fields of a GPT2Config, in order: written by `gpt2JSON`, required by `verify` (with the common
-    /// tail), so the list is spelled once.
-    private var gpt2Fields: [JSONValue.Member] {
-        [
-            .init("vocab_size", .int(vocabSize)),
-            .init("n_embd", .int(hiddenSize)),
-            .init("n_layer", .int(layers)),
-            .init("n_head", .int(heads)),
-            .init("n_inner", .int(intermediateSize)),
-            .init("n_positions", .int(maxPositions)),
-            .init("activation_function", .string(activation)),
-            .init("layer_norm_epsilon", .double(layerNormEps)),
-        ]
-    }
-
-    /// The members both config.json forms end with: the tie, the special ids and the dtype.
-    private func commonTail(torchDtype: String) -> [JSONValue.Member] {
+    /// The members every config.json form ends with: the tie, the special ids and the dtype.
+    public func commonTail(torchDtype: String) -> [JSONValue.Member] {
         [
             .init("tie_word_embeddings", .bool(tieWordEmbeddings)),
             .init("bos_token_id", .int(bos)),
@@ -349,16 +306,14 @@ public struct ModelConfig: Equatable, Sendable {
         ]
     }
 
-    /// Fields a bundle's config.json must state in `layout`: the ones its writer writes (`dropout`, which
-    /// defaults to 0, and `mask_token_id` in the GPT-2 form excepted).
-    public static func requiredConfigFields(_ layout: NamingLayout) -> [String] {
-        let any = ModelConfig(vocabSize: 1, hiddenSize: 1, layers: 1, heads: 1, intermediateSize: 1, maxPositions: 1, activation: "gelu",
-                              layerNormEps: 1e-5, dropout: 0, causal: true, tieWordEmbeddings: true, bos: 0, eos: 0, pad: 0, mask: 0)
-        let written = layout == .gpt2
-            ? any.gpt2Fields.map(\.key)
-            : any.hfFields.map(\.key).filter { $0 != "dropout" }
-        return written + any.commonTail(torchDtype: "float32").map(\.key).filter { layout != .gpt2 || $0 != "mask_token_id" }
-    }
+    /// A config of the smallest sizes, for the field names of the config.json forms.
+    public static let placeholder = ModelConfig(vocabSize: 1, hiddenSize: 1, layers: 1, heads: 1, intermediateSize: 1, maxPositions: 1,
+                                                activation: "gelu", layerNormEps: 1e-5, dropout: 0, causal: true, tieWordEmbeddings: true,
+                                                bos: 0, eos: 0, pad: 0, mask: 0)
+    /// The names of the family's own config.json fields, in order (`hfJSON` writes them).
+    public static var hfFieldNames: [String] { placeholder.hfFields.map(\.key) }
+    /// The names of the common tail, in order.
+    public static var commonTailNames: [String] { placeholder.commonTail(torchDtype: "float32").map(\.key) }
 
     /// The training script's `config` dict (ARCHITECTURE.md), as `--to torch` stores it.
     public var trainingJSON: JSONValue {

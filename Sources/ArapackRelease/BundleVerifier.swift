@@ -93,7 +93,7 @@ public enum BundleVerifier {
         run("tensors") { try checks.tensorProblems() }
         run("NaN/Inf") { checks.nonFiniteProblems() }
         run("tokenizer") { try checks.tokenizerProblems() }
-        if b.layout == .release { run("wrapper") { try checks.wrapperProblems() } }
+        for extra in checks.extraChecks() { report.checks.append(.init(name: extra.name, problems: extra.problems)) }
         run("model card") { checks.modelCardProblems() }
         run("training metadata") { try checks.trainingMetadataProblems() }
         return report
@@ -150,23 +150,22 @@ struct BundleChecks {
     /// generation config.
     mutating func configProblems() throws -> [String] {
         guard let c = try b.json("config.json") else { return ["no config.json"] }
-        guard let type = c["model_type"]?.stringValue, [ModelConfig.causalModelType, ModelConfig.bidirectionalModelType, ConfigAssembly.gpt2ModelType].contains(type) else {
-            return ["model_type must be arafusion_ar, arafusion_mdlm or gpt2"]
+        guard let type = c["model_type"]?.stringValue, let form = ReleaseForms.bundleForm(modelType: type) else {
+            let types = ReleaseForms.bundles.flatMap(\.modelTypes)
+            return ["model_type must be " + types.dropLast().joined(separator: ", ") + " or " + types.last!]
         }
-        b.layout = type == ConfigAssembly.gpt2ModelType ? .gpt2 : .release
+        b.form = form
         var assembly = ConfigAssembly(source: "config.json")
         try assembly.add(c, origin: "config.json")
-        for field in ModelConfig.requiredConfigFields(b.layout) where c[field] == nil {
+        for field in form.requiredConfigFields where c[field] == nil {
             return ["config.json lacks \(field)"]
         }
-        if b.layout == .gpt2, c["architectures"] != .array([.string("GPT2LMHeadModel")]) {
-            return ["config.json architectures must be [\"GPT2LMHeadModel\"] in a GPT-2 bundle"]
-        }
+        if let problem = form.configProblems(c).first { return [problem] }
         try assembly.addShapes(b.trainingShapes)
         let resolved = try assembly.resolve()
         config = resolved
         var problems: [String] = []
-        if let m = manifest, m.modelType != resolved.modelType(in: b.layout) { problems.append("manifest model_type differs from config.json") }
+        if let m = manifest, m.modelType != form.modelType(resolved) { problems.append("manifest model_type differs from config.json") }
         if let m = manifest, m.parameterCount != resolved.parameterCount {
             problems.append("manifest parameter_count \(m.parameterCount) but the config implies \(resolved.parameterCount)")
         }
@@ -198,12 +197,9 @@ struct BundleChecks {
     func tensorProblems() throws -> [String] {
         guard let config else { return ["not checked: config.json is unusable"] }
         var problems: [String] = []
-        let layout = b.layout
+        let layout = b.form.layout
         let foreign = b.descriptors.keys.filter { layout.training(of: $0) == nil && !$0.hasSuffix(ModelFamily.int8ScaleSuffix) }.sorted()
-        if !foreign.isEmpty {
-            problems.append(layout == .gpt2 ? "tensor names not of the GPT-2 form: \(ModelFamily.list(foreign))"
-                                            : "tensor names without the model. prefix: \(ModelFamily.list(foreign))")
-        }
+        if !foreign.isEmpty { problems.append("tensor names \(b.form.foreignNames): \(ModelFamily.list(foreign))") }
         problems += ModelFamily.tensorProblems(config, b.trainingDescriptors, headOptional: config.tieWordEmbeddings,
                                                display: { layout.name(of: $0) })
         let head = layout.name(of: ModelFamily.lmHead), emb = layout.name(of: ModelFamily.embedding)
@@ -234,7 +230,7 @@ struct BundleChecks {
     /// The weights' dtype as the manifest and config.json state it; int8 with the quantization config that loads it.
     func dtypeProblems(_ config: ModelConfig) throws -> (manifest: [String], config: [String]) {
         let quantized = b.descriptors.values.contains { $0.dtype == .i8 }
-        guard let d = quantized ? DType.i8 : b.descriptors[b.layout.name(of: ModelFamily.embedding)]?.dtype else { return ([], []) }
+        guard let d = quantized ? DType.i8 : b.descriptors[b.form.layout.name(of: ModelFamily.embedding)]?.dtype else { return ([], []) }
         var inManifest: [String] = []
         if let m = manifest, TorchGlobals.dtypeName[d] != m.dtype { inManifest.append("the manifest says \(m.dtype) but the weights are \(d.name)") }
         guard let c = try b.json("config.json") else { return (inManifest, []) }
@@ -245,7 +241,7 @@ struct BundleChecks {
         if quantized != (c["quantization_config"]?["quant_method"]?.stringValue == "compressed-tensors") {
             problems.append(quantized ? "int8 weights without a compressed-tensors quantization_config in config.json"
                                       : "config.json has a quantization_config but the weights are not int8")
-        } else if quantized, let q = c["quantization_config"], b.layout == .release {
+        } else if quantized, let q = c["quantization_config"], b.form.accepts(.i8) {
             problems += Int8Quantization.loadProblems(q, stored: b.descriptors.mapValues(\.dtype), tied: config.tieWordEmbeddings)
         }
         return (inManifest, problems)
@@ -267,9 +263,9 @@ struct BundleChecks {
         return []
     }
 
-    func wrapperProblems() throws -> [String] {
-        guard let c = try b.json("config.json"), let config else { return ["not checked: config.json is unusable"] }
-        return ModelWrapper.problems(config: c, expected: config, read: b.bytes)
+    /// The checks the bundle's form adds (the native bundle's wrapper).
+    func extraChecks() -> [(name: String, problems: [String])] {
+        b.form.extraChecks(config: try? b.json("config.json"), resolved: config, read: b.bytes)
     }
 
     func modelCardProblems() -> [String] {
@@ -358,8 +354,8 @@ final class BundleContents: ArchiveReader.Visitor {
     private(set) var descriptors: [String: TensorDescriptor] = [:]
     private(set) var nonFinite: [String: Int] = [:]
     private(set) var safetensorsMetadata: [String: [String: String]] = [:]
-    /// How the bundle names its tensors (set from config.json's model_type before the tensors are checked).
-    var layout: NamingLayout = .release
+    /// The bundle's form (set from config.json's model_type before the tensors are checked; the native bundle until then).
+    var form: any BundleForm = NativeBundle()
 
     private var name = ""
     private var size = 0
@@ -443,8 +439,8 @@ final class BundleContents: ArchiveReader.Visitor {
     var trainingDescriptors: [String: TensorDescriptor] {
         var byTraining: [String: TensorDescriptor] = [:]
         for (k, v) in descriptors {
-            let training = layout.trainingName(of: k)
-            byTraining[training] = layout.trainingDescriptor(of: training, v)
+            let training = form.layout.trainingName(of: k)
+            byTraining[training] = form.layout.trainingDescriptor(of: training, v)
         }
         return ModelFamily.foldQuantized(byTraining).tensors
     }

@@ -20,15 +20,14 @@ public struct BundleOptions: Sendable {
     /// With `dtype` int8: the quantization, and glob patterns of (release) names kept in float32.
     public var int8: Int8Quantization
     public var keep: [String]
-    /// How tensors are named: `.release` (the family's own bundle) or `.gpt2` (transformers' stock GPT-2).
-    public var layout: NamingLayout
+    /// The bundle form written: the native bundle or transformers' stock GPT-2 layout.
+    public var form: any BundleForm
     /// The model card: the bundle's name, the license, the base model, or the user's own card.
     public var card: ModelCard.Options
     public init(dtype: DType? = nil, maxShardSize: Int? = nil, sourceDigest: Bool = true,
-                int8: Int8Quantization = .init(), keep: [String] = [], layout: NamingLayout = .release,
+                int8: Int8Quantization = .init(), keep: [String] = [], form: any BundleForm = NativeBundle(),
                 card: ModelCard.Options = .init()) {
-        precondition(layout != .training, "a bundle is in the release or the GPT-2 layout")
-        self.layout = layout
+        self.form = form
         self.card = card
         self.dtype = dtype
         self.maxShardSize = maxShardSize
@@ -56,8 +55,8 @@ public enum BundleWriter {
         // The source digest runs on the second core while the model is written.
         let sourceDigest = options.sourceDigest ? DigestTask(files: model.info.files) : nil
         let dtype = options.dtype ?? model.dominantDType
-        let layout = options.layout
-        try ReleaseForm(bundleLayout: layout).check(model.config, dtype: dtype, source: model.info.path)
+        let form = options.form, layout = form.layout
+        try form.check(model.config, dtype: dtype, source: model.info.path)
         var files: [WrittenFile] = []
 
         var pending: [PendingTensor] = []
@@ -108,7 +107,7 @@ public enum BundleWriter {
         // The LM head is an nn.Linear the "Linear" target would match; tied (or kept float32) it is not quantized.
         let quantization = dtype == .i8
             ? [JSONValue.Member("quantization_config", options.int8.configJSON(ignored: [layout.name(of: ModelFamily.module(of: ModelFamily.lmHead))] + ignored))] : []
-        files.append(try writeJSON(model.config.configJSON(layout: layout, torchDtype: dtype == .i8 ? "float32" : dtypeName, extra: quantization),
+        files.append(try writeJSON(form.configJSON(model.config, torchDtype: dtype == .i8 ? "float32" : dtypeName, extra: quantization),
                                    to: directory + "/config.json"))
         files.append(try writeJSON(generationConfig(model.config), to: directory + "/generation_config.json"))
         files.append(try writeJSON(.object(model.trainingMetadata), to: directory + "/training_metadata.json"))
@@ -133,15 +132,13 @@ public enum BundleWriter {
                                   : "cast to \(dtypeName), round to nearest even"
         let report = records.sorted.isEmpty ? nil : QuantizationReport(method: method, tensors: records.sorted)
         let paritySummary = try parity?(directory)
-        if layout == .release {
-            for (name, bytes) in ModelWrapper.files { files.append(try writeBytes(bytes, to: directory + "/" + name)) }
-        }
+        for (name, bytes) in form.extraFiles { files.append(try writeBytes(bytes, to: directory + "/" + name)) }
         files.append(try writeText(ModelCard.gitAttributes(files), to: directory + "/" + ModelCard.gitAttributesFileName))
         let card = try options.card.userCard.map { try ModelCard(userCard: $0) }
-            ?? ModelCard(model: model, layout: layout, dtype: dtypeName, options: options.card, tokenizer: tokenizer,
+            ?? ModelCard(model: model, form: form, dtype: dtypeName, options: options.card, tokenizer: tokenizer,
                          sourceDigest: source["sha256"]?.stringValue, quantization: report, parity: paritySummary, files: files)
         files.append(try writeText(card.text, to: directory + "/" + ModelCard.fileName))
-        let manifest = Manifest(config: model.config, layout: layout, dtype: dtypeName, source: source, files: files,
+        let manifest = Manifest(config: model.config, form: form, dtype: dtypeName, source: source, files: files,
                                 quantization: report, parity: paritySummary)
         try writeText(manifest.text, to: directory + "/" + Manifest.fileName)
         return manifest

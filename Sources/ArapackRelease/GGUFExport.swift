@@ -33,7 +33,7 @@ public enum GGUFExport {
     @discardableResult
     public static func write(_ model: ReleaseModel, options: GGUFOptions, to path: String, replacing: Bool, progress: Progress) throws -> String? {
         let config = model.config
-        try ReleaseForm.gguf.check(config, dtype: nil, source: model.info.path)
+        try GGUFRelease().check(config, dtype: nil, source: model.info.path)
         let requested = options.type ?? GGUF.TensorType.allCases.first { $0.dtype == model.dominantDType } ?? .f32
         guard let tokenizerFiles = model.tokenizer else { throw GGUFExportError.noTokenizer(source: model.info.path) }
         let tokenizer = try GGUFTokenizer(readJSON(tokenizerFiles.tokenizerJSON), file: tokenizerFiles.tokenizerJSON, config: config)

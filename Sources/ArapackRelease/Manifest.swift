@@ -37,14 +37,14 @@ public struct Manifest: Codable, Equatable, Sendable {
         case parameterCount = "parameter_count", dtype, tiedGroups = "tied_groups", source, files, quantization, parity
     }
 
-    init(config: ModelConfig, layout: NamingLayout, dtype: String, source: JSONValue, files: [WrittenFile],
+    init(config: ModelConfig, form: any BundleForm, dtype: String, source: JSONValue, files: [WrittenFile],
          quantization: QuantizationReport? = nil, parity: ParitySummary? = nil) {
         formatVersion = Self.currentFormatVersion
         arapackVersion = ArapackRelease.arapackVersion
-        modelType = config.modelType(in: layout)
+        modelType = form.modelType(config)
         parameterCount = config.parameterCount
         self.dtype = dtype
-        tiedGroups = config.tieWordEmbeddings ? [[layout.name(of: ModelFamily.lmHead), layout.name(of: ModelFamily.embedding)]] : []
+        tiedGroups = config.tieWordEmbeddings ? [[form.layout.name(of: ModelFamily.lmHead), form.layout.name(of: ModelFamily.embedding)]] : []
         self.source = source
         self.files = files.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }.map { File(path: $0.name, size: $0.size, sha256: $0.sha256) }
         self.quantization = quantization

@@ -98,12 +98,11 @@ public struct ModelCard {
         return keys.contains("license") ? nil : "the front matter states no license"
     }
 
-    /// The card of a bundle of `model` written in `layout` with weights of `dtype` (a torch dtype name),
+    /// The card of a bundle of `model` written in `form` with weights of `dtype` (a torch dtype name),
     /// listing `files` (every file written before the card), with the quantization report when there is one.
-    init(model: ReleaseModel, layout: NamingLayout, dtype: String, options: Options, tokenizer: TokenizerFiles?, sourceDigest: String?,
+    init(model: ReleaseModel, form: any BundleForm, dtype: String, options: Options, tokenizer: TokenizerFiles?, sourceDigest: String?,
          quantization: QuantizationReport?, parity: ParitySummary? = nil, files: [WrittenFile]) {
         let c = model.config
-        let gpt2 = layout == .gpt2
         var lines = [
             "---",
             "license: \(options.license)",
@@ -115,22 +114,20 @@ public struct ModelCard {
             "tags:",
             "- arafusion",
             "- arapack",
-        ] + (gpt2 ? ["- gpt2"] : ["- custom_code"]) + (dtype == "int8" ? ["- compressed-tensors", "- int8"] : []) + [
+        ] + form.cardTags.map { "- " + $0 } + (dtype == "int8" ? ["- compressed-tensors", "- int8"] : []) + [
             "---",
             "",
             "# \(Self.plain(options.releaseName(c)))",
             "",
             "An AraFusion \(c.causal ? "autoregressive (causal)" : "masked-diffusion (bidirectional)") Arabic language model, "
                 + "released by arapack \(arapackVersion)"
-                + (gpt2 ? " in transformers' stock GPT-2 layout: it loads as `GPT2LMHeadModel` with no remote code."
-                        : ". The model's code is in this repository (`\(ModelWrapper.modelingFile)`, `\(ModelWrapper.configurationFile)`): "
-                          + "load it with `trust_remote_code=True`; it imports only torch and transformers."),
+                + form.cardLoading,
             "",
             "## Model details",
             "",
             "| | |",
             "|---|---|",
-            "| architecture | \(gpt2 ? "GPT2LMHeadModel" : c.architecture) (`model_type` \(c.modelType(in: layout))) |",
+            "| architecture | \(form.architecture(c)) (`model_type` \(form.modelType(c))) |",
             "| parameters | \(c.parameterCount) (\(c.tieWordEmbeddings ? "the tied embedding / LM head counted once" : "untied")) |",
             "| layers | \(c.layers) |",
             "| hidden size | \(c.hiddenSize) |",
@@ -184,7 +181,7 @@ public struct ModelCard {
                 "| \(ParitySummary.text(p.maxAbsDiff)) | \(ParitySummary.text(p.meanKL)) | \(ParitySummary.text(p.top1Agreement)) | \(p.passed) |",
             ]
         }
-        lines += Self.examples(c, layout: layout, int8: dtype == "int8", repository: options.repository(c),
+        lines += Self.examples(c, form: form, int8: dtype == "int8", repository: options.repository(c),
                                published: options.repoID != nil, tokenizer: tokenizer != nil)
         lines += [
             "",

@@ -22,9 +22,7 @@ public struct VerificationRequest {
             signed = (try ModelSignature.verify(folder: path, signaturePath: signature.path, key: key), signature.publicKey)
         }
         let inside = signature.flatMap { ModelSignature.relativeName(of: $0.path, inside: path) }
-        var result = Verification(path: path, structural: try SourceDetection.detect(path).format == .gguf
-                                    ? try GGUFVerifier.verify(path: path)
-                                    : try BundleVerifier.verify(path: path, signature: inside, progress: progress))
+        var result = Verification(path: path, structural: try ReleaseForms.reading(path).verify(path: path, signature: inside, progress: progress))
         if let signed {
             result.signature = signed
             if let recorded = signed.contents.provenance {

@@ -47,12 +47,23 @@ struct ConvertCommand: ParsableCommand {
             """
     )
 
-    enum Target: String, ExpressibleByArgument, CaseIterable {
-        case bundle, gpt2, torch, dcp, gguf
-        /// Whether the target is a release bundle (native or GPT-2).
-        var isBundle: Bool { self == .bundle || self == .gpt2 }
+    /// What `--to` names: a release form (`ReleaseForms.all`), or a training format.
+    struct Target: ExpressibleByArgument {
+        static let trainingFormats = ["torch", "dcp"]
+        /// The dtypes a training format stores.
+        static let trainingDtypes = ["f32", "bf16", "f16"]
+        let name: String
+        init?(argument: String) {
+            guard ReleaseForms.named(argument) != nil || Self.trainingFormats.contains(argument) else { return nil }
+            name = argument
+        }
+        static var allValueStrings: [String] { ReleaseForms.all.map(\.name) + trainingFormats }
+        var defaultValueDescription: String { name }
         /// The release form written, for the release targets.
-        var form: ReleaseForm? { ReleaseForm(rawValue: rawValue) }
+        var form: (any ReleaseForm)? { ReleaseForms.named(name) }
+        /// The bundle form written, for the bundle targets.
+        var bundleForm: (any BundleForm)? { form as? any BundleForm }
+        var isBundle: Bool { bundleForm != nil }
     }
 
     enum CastTarget: String, ExpressibleByArgument, CaseIterable {
@@ -69,7 +80,7 @@ struct ConvertCommand: ParsableCommand {
     var destination: String
 
     @Option(name: .customLong("to"), help: "What to write: bundle, gpt2 (a bundle in transformers' stock GPT-2 layout, AR only), torch, dcp or gguf (one file for llama.cpp, AR with GELU only; needs a tokenizer).")
-    var target: Target = .bundle
+    var target = Target(argument: "bundle")!
 
     @Option(help: "Cast the floating weights to f32, bf16 or f16, or quantize to int8 the weights of the layers' nn.Linear modules (out_proj, linear1, linear2: symmetric, per output channel, compressed-tensors layout X I8 + X_scale F32, loadable by transformers + compressed-tensors); the tied embedding and the attention input projections (in_proj), which compressed-tensors cannot load quantized, are stored as bf16; vectors and the position table stay f32. With --to gguf: f32, bf16, f16 or q8_0 (GGUF's blocks of 32 int8 with a float16 scale) for the matrices, vectors and positions f32. Default: keep the source's dtype.")
     var dtype: CastTarget?
@@ -134,12 +145,13 @@ struct ConvertCommand: ParsableCommand {
         if archive && !target.isBundle { throw ValidationError("--archive applies to bundles only (--to bundle or gpt2)") }
         if maxShardSize != nil && !target.isBundle { throw ValidationError("--max-shard-size applies to bundles only") }
         if parity && !target.isBundle { throw ValidationError("--parity applies to bundles only (--to bundle or gpt2)") }
-        if target == .gpt2, let d = dtype?.dtype, !ReleaseForm.gpt2.accepts(d) {
-            throw ValidationError("--dtype int8 is not written in the GPT-2 layout: compressed-tensors' per-channel int8 layout is made for nn.Linear weights ([out, in], a scale per output row), and GPT-2 keeps its linear layers as Conv1D ([in, out]); write a native int8 bundle (--to bundle) or use f32, bf16 or f16 with --to gpt2")
+        if let d = dtype?.rawValue, let form = target.form, !form.dtypes.contains(d) {
+            throw ValidationError("--dtype \(d) is not written in the \(form.title): \(form.dtypeAdvice(d))")
         }
-        if dtype == .int8 && target != .bundle { throw ValidationError("--dtype int8 writes bundles only; --to torch and --to dcp take f32, bf16 or f16, --to gguf also q8_0") }
-        if dtype == .q8_0 && target != .gguf { throw ValidationError("--dtype q8_0 is GGUF's block format: it applies to --to gguf (bundles take int8)") }
-        if allowTokenizerMismatch && target != .gguf { throw ValidationError("--allow-tokenizer-mismatch applies to --to gguf") }
+        if let d = dtype?.rawValue, target.form == nil, !Target.trainingDtypes.contains(d) {
+            throw ValidationError("--dtype \(d): --to \(target.name) takes \(Target.trainingDtypes.joined(separator: ", "))")
+        }
+        if allowTokenizerMismatch && !(target.form is GGUFRelease) { throw ValidationError("--allow-tokenizer-mismatch applies to --to gguf") }
         if sign != nil && !target.isBundle { throw ValidationError("--sign applies to bundles only (--to bundle or gpt2)") }
         if keyPasswordFile != nil && sign == nil { throw ValidationError("--key-password-file applies to --sign") }
         if (license != nil || baseModel != nil || modelCard != nil) && !target.isBundle {
@@ -189,24 +201,24 @@ struct ConvertCommand: ParsableCommand {
                 print(quantizationTable(report.tensors))
             }
             let c = result.model.config
-            print("wrote \(dst) (\(target.rawValue)): \(c.modelType), \(c.layers) layers, d \(c.hiddenSize), vocab \(c.vocabSize), " +
+            print("wrote \(dst) (\(target.name)): \(c.modelType), \(c.layers) layers, d \(c.hiddenSize), vocab \(c.vocabSize), " +
                   "\(c.parameterCount) parameters, \(result.model.tied ? "tied" : "untied")" + (archive ? "; archive \(conversion.archivePath)" : ""))
         }
     }
 
     /// What the flags ask to write.
     func output() throws -> Conversion.Output {
-        switch target {
-        case .bundle, .gpt2:
+        if let form = target.bundleForm {
             return .bundle(BundleOptions(dtype: dtype?.dtype ?? nil, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
-                                         int8: Int8Quantization(groupSize: int8GroupSize), keep: keep,
-                                         layout: target.form!.layout,
+                                         int8: Int8Quantization(groupSize: int8GroupSize), keep: keep, form: form,
                                          card: ModelCard.Options(repoID: repoID,
                                                                  license: license ?? ModelCard.defaultLicense, baseModel: baseModel,
                                                                  userCard: try modelCard.map(readModelCard))))
-        case .torch: return .torch(dtype: dtype?.dtype)
-        case .dcp: return .dcp(dtype: dtype?.dtype)
-        case .gguf: return .gguf(GGUFOptions(type: dtype?.ggufType, allowTokenizerMismatch: allowTokenizerMismatch))
+        }
+        switch target.name {
+        case "torch": return .torch(dtype: dtype?.dtype)
+        case "dcp": return .dcp(dtype: dtype?.dtype)
+        default: return .gguf(GGUFOptions(type: dtype?.ggufType, allowTokenizerMismatch: allowTokenizerMismatch))
         }
     }
 }
@@ -216,7 +228,7 @@ extension ConvertCommand {
     var signedOptions: JSONValue {
         func text(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
         let members: [JSONValue.Member] = [
-            .init("to", .string(target.rawValue)),
+            .init("to", .string(target.name)),
             .init("dtype", text(dtype?.rawValue)),
             .init("int8_group_size", dtype == .int8 ? .int(int8GroupSize) : .null),
             .init("keep", .array(keep.map { .string($0) })),

@@ -14,22 +14,30 @@ final class GGUFTests: XCTestCase {
         let ar = try ReleaseModel(path: TestSupport.fixture("golden/ar_gelu.pt")).config
         let mdlm = try ReleaseModel(path: TestSupport.fixture("golden/mdlm_gelu.pt")).config
         let relu = try ReleaseModel(path: TestSupport.fixture("golden/ar_relu.pt")).config
-        let rows: [(ReleaseForm, ModelConfig, DType?, ReleaseFormError?)] = [
-            (.bundle, mdlm, .i8, nil), (.bundle, relu, nil, nil),
-            (.gpt2, ar, .bf16, nil), (.gpt2, relu, nil, nil),
-            (.gpt2, mdlm, nil, .bidirectional(form: .gpt2, source: "s")), (.gpt2, ar, .i8, .int8(form: .gpt2, source: "s")),
-            (.gguf, ar, nil, nil), (.gguf, mdlm, nil, .bidirectional(form: .gguf, source: "s")),
-            (.gguf, relu, nil, .activation(form: .gguf, source: "s", found: "relu")), (.gguf, ar, .i8, .int8(form: .gguf, source: "s")),
+        let (bundle, gpt2, gguf): (any ReleaseForm, any ReleaseForm, any ReleaseForm) = (NativeBundle(), GPT2Bundle(), GGUFRelease())
+        let rows: [(any ReleaseForm, ModelConfig, DType?, ReleaseFormError.Refusal?)] = [
+            (bundle, mdlm, .i8, nil), (bundle, relu, nil, nil), (bundle, ar, .f16, nil),
+            (gpt2, ar, .bf16, nil), (gpt2, relu, nil, nil),
+            (gpt2, mdlm, nil, .bidirectional), (gpt2, ar, .i8, .dtype("int8")),
+            (gguf, ar, nil, nil), (gguf, ar, .bf16, nil), (gguf, mdlm, nil, .bidirectional),
+            (gguf, relu, nil, .activation("relu")), (gguf, ar, .i8, .dtype("int8")),
         ]
         for (form, config, dtype, expected) in rows {
             do {
                 try form.check(config, dtype: dtype, source: "s")
-                XCTAssertNil(expected, "\(form) accepted what it must refuse")
+                XCTAssertNil(expected, "\(form.name) accepted what it must refuse")
             } catch let e as ReleaseFormError {
-                XCTAssertEqual(e, expected, "\(form)")
+                XCTAssertEqual(e.refusal, expected, form.name)
+                XCTAssertEqual(e.form, form.name)
+                XCTAssertEqual(e.source, "s")
             }
         }
-        XCTAssertEqual(ReleaseForm.allCases.map(\.layout), [.release, .gpt2, .gguf])
+        XCTAssertEqual(ReleaseForms.all.map(\.name), ["bundle", "gpt2", "gguf"])
+        XCTAssertEqual(ReleaseForms.all.map(\.layout), [.release, .gpt2, .gguf])
+        XCTAssertEqual(ReleaseForms.bundles.map(\.name), ["bundle", "gpt2"])
+        XCTAssertEqual(ReleaseForms.bundleForm(modelType: "gpt2")?.name, "gpt2")
+        XCTAssertEqual(ReleaseForms.bundleForm(modelType: "arafusion_mdlm")?.name, "bundle")
+        XCTAssertNil(ReleaseForms.bundleForm(modelType: "llama"))
     }
 
     /// A model written as GGUF reads back through arapack's reader as the same model: every tensor bit-equal in f32,
@@ -74,7 +82,7 @@ final class GGUFTests: XCTestCase {
             (["golden/ar_relu.pt", "--tokenizer", tok], 2, "activation \"relu\" has no GGUF form: llama.cpp's gpt2 architecture always applies GELU"),
             (["golden/ar_gelu.pt"], 2, "a GGUF file carries its tokenizer: pass --tokenizer DIR"),
             (["golden/ar_gelu.pt", "--tokenizer", tok], 2, "pre-tokenizer Whitespace: llama.cpp reproduces ByteLevel"),
-            (["golden/ar_gelu.pt", "--tokenizer", tok, "--dtype", "int8"], 64, "--dtype int8 writes bundles only"),
+            (["golden/ar_gelu.pt", "--tokenizer", tok, "--dtype", "int8"], 64, "--dtype int8 is not written in the GGUF form: it stores f32, bf16, f16, q8_0; int8 is written by --to bundle"),
             (["golden/ar_gelu.pt", "--tokenizer", tok, "--archive"], 64, "--archive applies to bundles only"),
         ]
         for row in rows {
@@ -85,7 +93,7 @@ final class GGUFTests: XCTestCase {
         }
         let q8 = try TestSupport.run(TestSupport.arapackBinary, ["convert", TestSupport.fixture("golden/ar_gelu.pt"), dir + "/x.gguf", "--dtype", "q8_0"])
         XCTAssertEqual(q8.status, 64)
-        XCTAssertTrue(q8.stderr.contains("--dtype q8_0 is GGUF's block format"), q8.stderr)
+        XCTAssertTrue(q8.stderr.contains("--dtype q8_0 is not written in the native bundle: it stores f32, bf16, f16, int8; q8_0 is written by --to gguf"), q8.stderr)
         try FileManager.default.createDirectory(atPath: dir + "/deeper/and/deeper", withIntermediateDirectories: true)
         var digests: [String] = []
         for dst in [dir + "/a.gguf", dir + "/deeper/and/deeper/other-name.gguf"] {

@@ -93,14 +93,14 @@ final class NamingLayoutTests: XCTestCase {
 
     func testGPT2ConfigReadsBackAsTheSameModelAndRefusesOtherFunctions() throws {
         var assembly = ConfigAssembly(source: "test")
-        try assembly.add(config.gpt2JSON(torchDtype: "float32"), origin: "config.json")
+        try assembly.add(GPT2Bundle().configJSON(config, torchDtype: "float32"), origin: "config.json")
         XCTAssertEqual(try assembly.resolve(), config)
-        XCTAssertEqual(config.modelType(in: .gpt2), "gpt2")
-        XCTAssertEqual(config.modelType(in: .release), "arafusion_ar")
+        XCTAssertEqual(GPT2Bundle().modelType(config), "gpt2")
+        XCTAssertEqual(NativeBundle().modelType(config), "arafusion_ar")
         for (field, value, fragment) in [("activation_function", JSONValue.string("gelu_new"), "activation_function \"gelu_new\""),
                                          ("scale_attn_weights", .bool(false), "scale_attn_weights must be true"),
                                          ("add_cross_attention", .bool(true), "add_cross_attention must be false")] {
-            guard case var .object(members) = config.gpt2JSON(torchDtype: "float32") else { return XCTFail() }
+            guard case var .object(members) = GPT2Bundle().configJSON(config, torchDtype: "float32") else { return XCTFail() }
             members = members.map { $0.key == field ? .init(field, value) : $0 }
             var a = ConfigAssembly(source: "test")
             XCTAssertThrowsError(try a.add(.object(members), origin: "config.json"), field) { error in

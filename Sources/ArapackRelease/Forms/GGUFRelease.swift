@@ -1,0 +1,31 @@
+import ArapackFormats
+import ArapackModel
+import ArapackTensor
+
+/// One GGUF file for llama.cpp's gpt2 architecture (ARCHITECTURE.md, "The GGUF form"), written by `GGUFExport` and
+/// read back by `GGUFVerifier`: causal models with GELU (llama.cpp's gpt2 graph always applies it) and a tokenizer;
+/// matrices f32, bf16, f16 or q8_0.
+public struct GGUFRelease: ReleaseForm {
+    public init() {}
+    public var name: String { "gguf" }
+    public var title: String { "GGUF form" }
+    public var layout: NamingLayout { .gguf }
+    public var dtypes: [String] { ["f32", "bf16", "f16", "q8_0"] }
+
+    public func check(_ config: ModelConfig, dtype: DType?, source: String) throws {
+        guard config.causal else {
+            throw ReleaseFormError(self, source: source, refusal: .bidirectional, reason: "llama.cpp's gpt2 architecture is causal")
+        }
+        guard config.activation == "gelu" else {
+            throw ReleaseFormError(self, source: source, refusal: .activation(config.activation),
+                                   reason: "llama.cpp's gpt2 architecture always applies GELU (src/models/gpt2.cpp, LLM_FFN_GELU)")
+        }
+        try checkDtype(dtype, source: source)
+    }
+
+    public func isWritten(as format: SourceFormat) -> Bool { format == .gguf }
+
+    public func verify(path: String, signature: String?, progress: Progress) throws -> VerifyReport {
+        try GGUFVerifier.verify(path: path)
+    }
+}

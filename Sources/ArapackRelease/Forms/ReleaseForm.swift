@@ -1,0 +1,114 @@
+import ArapackFormats
+import ArapackModel
+import ArapackTensor
+
+/// A form a release is written in: how it names the family's tensors, what it holds (checked once, as soon as the
+/// model's config is known, before a byte is written) and how a written one is read back (`verify`). Each form is
+/// one type in its own file; `ReleaseForms.all` lists them.
+public protocol ReleaseForm: Sendable {
+    /// The name `convert --to` takes, the signed provenance records and errors carry.
+    var name: String { get }
+    /// What the form is, for `convert --help` and error messages ("the GPT-2 form").
+    var title: String { get }
+    /// How the form names the family's tensors.
+    var layout: NamingLayout { get }
+    /// The `--dtype` values the form stores (`f32`, `bf16`, `f16`, `int8`, `q8_0`).
+    var dtypes: [String] { get }
+    /// Why the form does not store `dtype` (a `--dtype` name it does not list), for the error that refuses it.
+    func dtypeAdvice(_ dtype: String) -> String
+    /// Refuses a model this form cannot compute (`ReleaseFormError`): the form's own rules; `dtype` is the weights'
+    /// dtype (nil: the source's).
+    func check(_ config: ModelConfig, dtype: DType?, source: String) throws
+    /// Whether a release of this form can be at `format` (what `SourceDetection` found there).
+    func isWritten(as format: SourceFormat) -> Bool
+    /// The structural checks of a written release at `path` (`verify`); `signature` is a signature file inside it
+    /// that the release does not list.
+    func verify(path: String, signature: String?, progress: Progress) throws -> VerifyReport
+}
+
+extension ReleaseForm {
+    /// What the form stores, and which forms write `dtype`.
+    public func dtypeAdvice(_ dtype: String) -> String {
+        let writers = ReleaseForms.all.filter { $0.dtypes.contains(dtype) }.map { "--to " + $0.name }
+        return "it stores " + dtypes.joined(separator: ", ") + (writers.isEmpty ? "" : "; \(dtype) is written by " + writers.joined(separator: " or "))
+    }
+
+    /// Refuses weights in a dtype the form does not store.
+    func checkDtype(_ dtype: DType?, source: String) throws {
+        guard let dtype, !accepts(dtype) else { return }
+        let name = ReleaseForms.dtypeName(dtype)
+        throw ReleaseFormError(self, source: source, refusal: .dtype(name), reason: dtypeAdvice(name))
+    }
+
+    /// Whether the form stores weights as `dtype` (nil: the source's, always accepted).
+    public func accepts(_ dtype: DType?) -> Bool {
+        guard let dtype else { return true }
+        return dtypes.contains(ReleaseForms.dtypeName(dtype))
+    }
+}
+
+/// Every release form, and the lookups over them.
+public enum ReleaseForms {
+    /// The forms, in the order `convert --to` lists them. Adding a form: its file, and a line here.
+    public static let all: [any ReleaseForm] = [NativeBundle(), GPT2Bundle(), GGUFRelease()]
+
+    /// The form `convert --to` names.
+    public static func named(_ name: String) -> (any ReleaseForm)? { all.first { $0.name == name } }
+
+    /// The bundle forms (folders with config.json).
+    public static var bundles: [any BundleForm] { all.compactMap { $0 as? any BundleForm } }
+
+    /// The bundle form whose config.json carries `modelType`.
+    public static func bundleForm(modelType: String) -> (any BundleForm)? { bundles.first { $0.modelTypes.contains(modelType) } }
+
+    /// The form a written release at `path` is read back as: by its bytes (a GGUF file), else a bundle (its
+    /// config.json then says which bundle form).
+    public static func reading(_ path: String) throws -> any ReleaseForm {
+        let format = try SourceDetection.detect(path).format
+        return all.first { $0.isWritten(as: format) } ?? NativeBundle()
+    }
+
+    /// `--dtype`'s name of a tensor dtype.
+    static func dtypeName(_ dtype: DType) -> String {
+        switch dtype {
+        case .i8: return "int8"
+        default: return dtype.name.lowercased()
+        }
+    }
+}
+
+/// A model a release form cannot hold (exit 2, before anything is written). Matched by `form` and `refusal`; the
+/// text is the form's own.
+public struct ReleaseFormError: Error, CustomStringConvertible, Sendable {
+    public enum Refusal: Equatable, Sendable {
+        /// A bidirectional (MDLM) model in a causal form.
+        case bidirectional
+        /// An activation the form's consumer cannot compute.
+        case activation(String)
+        /// Weights in a dtype the form does not store (its `--dtype` name).
+        case dtype(String)
+    }
+
+    /// The form's name (`ReleaseForm.name`).
+    public let form: String
+    public let source: String
+    public let refusal: Refusal
+    /// Why, in the form's words.
+    let reason: String
+
+    init(_ form: some ReleaseForm, source: String, refusal: Refusal, reason: String) {
+        self.form = form.name
+        self.source = source
+        self.refusal = refusal
+        self.reason = reason
+    }
+
+    public var description: String {
+        let title = ReleaseForms.named(form)?.title ?? form
+        switch refusal {
+        case .bidirectional: return "\(source): an MDLM (bidirectional) model has no \(title): \(reason)"
+        case let .activation(found): return "\(source): activation \"\(found)\" has no \(title): \(reason)"
+        case let .dtype(dtype): return "\(source): \(dtype) is not written in the \(title) (\(reason))"
+        }
+    }
+}
