@@ -119,12 +119,8 @@ public enum BundleWriter {
             }
         }
         progress.begin("hashing the source", total: 0)
-        let source = JSONValue.object([
-            .init("file", .string(splitPath(trimmingTrailingSlashes(model.info.path)).1)),
-            .init("format", .string(model.info.format)),
-            .init("sha256", try sourceDigest.map { .string(try $0.wait()) } ?? .null),
-            .init("step", model.step.map { .int($0) } ?? .null),
-        ])
+        let source = Manifest.Source(file: splitPath(trimmingTrailingSlashes(model.info.path)).1, format: model.info.format,
+                                     sha256: try sourceDigest.map { try $0.wait() }, step: model.step)
         progress.end()
         let method = dtype == .i8 ? "int8 symmetric, " + (options.int8.groupSize == 0 ? "per channel" : "groups of \(options.int8.groupSize)")
                                       + ", for the nn.Linear weights; the tied embedding and "
@@ -136,7 +132,7 @@ public enum BundleWriter {
         files.append(try writeText(ModelCard.gitAttributes(files), to: directory + "/" + ModelCard.gitAttributesFileName))
         let card = try options.card.userCard.map { try ModelCard(userCard: $0) }
             ?? ModelCard(model: model, form: form, dtype: dtypeName, options: options.card, tokenizer: tokenizer,
-                         sourceDigest: source["sha256"]?.stringValue, quantization: report, parity: paritySummary, files: files)
+                         sourceDigest: source.sha256, quantization: report, parity: paritySummary, files: files)
         files.append(try writeText(card.text, to: directory + "/" + ModelCard.fileName))
         let manifest = Manifest(config: model.config, form: form, dtype: dtypeName, source: source, files: files,
                                 quantization: report, parity: paritySummary)

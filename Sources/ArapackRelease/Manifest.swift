@@ -23,8 +23,38 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var dtype: String
     /// Tensor names that share one tensor (the LM head and the embedding of a tied model).
     public var tiedGroups: [[String]]
+    /// What a bundle was converted from, as the conversion recorded it (the manifest's and the provenance's `source`).
+    public struct Source: Codable, Equatable, Sendable {
+        /// The source's file or folder name (no path).
+        public var file: String
+        /// Its format, as `SourceDetection` names it (`torch`, `dcp`, `safetensors`, …).
+        public var format: String
+        /// The SHA-256 of its bytes (null with `--no-source-digest`).
+        public var sha256: String?
+        /// The training step it records (null when it records none).
+        public var step: Int?
+
+        public init(file: String, format: String, sha256: String?, step: Int?) {
+            self.file = file
+            self.format = format
+            self.sha256 = sha256
+            self.step = step
+        }
+
+        enum CodingKeys: String, CodingKey { case file, format, sha256, step }
+
+        /// Every key written, null where unknown.
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(file, forKey: .file)
+            try c.encode(format, forKey: .format)
+            if let sha256 { try c.encode(sha256, forKey: .sha256) } else { try c.encodeNil(forKey: .sha256) }
+            if let step { try c.encode(step, forKey: .step) } else { try c.encodeNil(forKey: .step) }
+        }
+    }
+
     /// What the bundle was converted from (file, format, SHA-256, step), as the conversion recorded it.
-    public var source: JSONValue
+    public var source: Source
     /// Every file but the manifest, sorted by path (bytewise).
     public var files: [File]
     /// The int8 report (BUNDLE.md), when the weights are quantized.
@@ -37,7 +67,7 @@ public struct Manifest: Codable, Equatable, Sendable {
         case parameterCount = "parameter_count", dtype, tiedGroups = "tied_groups", source, files, quantization, parity
     }
 
-    init(config: ModelConfig, form: any BundleForm, dtype: String, source: JSONValue, files: [WrittenFile],
+    init(config: ModelConfig, form: any BundleForm, dtype: String, source: Source, files: [WrittenFile],
          quantization: QuantizationReport? = nil, parity: ParitySummary? = nil) {
         formatVersion = Self.currentFormatVersion
         arapackVersion = ArapackRelease.arapackVersion

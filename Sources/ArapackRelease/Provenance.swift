@@ -24,7 +24,7 @@ public struct Provenance: Codable, Equatable, Sendable {
 
     public var builder: Builder
     /// manifest.json's `source`.
-    public var source: JSONValue
+    public var source: Manifest.Source
     public var bundle: Bundle
     /// The conversion's options as the command line gave them (file names only), or null.
     public var options: JSONValue
@@ -79,7 +79,7 @@ public struct Provenance: Codable, Equatable, Sendable {
         func show(_ v: JSONValue?) -> String { (v.map { $0.stringValue ?? $0.serialized() } ?? "null").escapingControlCharacters }
         var lines = [
             "provenance  built by \(builder.name.escapingControlCharacters) \(builder.version.escapingControlCharacters)",
-            "  source    \(show(source["file"])) (\(show(source["format"]))), sha256 \(show(source["sha256"])), step \(show(source["step"]))",
+            "  source    \(source.file.escapingControlCharacters) (\(source.format.escapingControlCharacters)), sha256 \((source.sha256 ?? "null").escapingControlCharacters), step \(source.step.map(String.init) ?? "null")",
             "  bundle    \(bundle.modelType.escapingControlCharacters), \(bundle.dtype.escapingControlCharacters), \(bundle.parameterCount) parameters",
             "  options   " + (options.members.map { $0.map { "\($0.key.escapingControlCharacters)=\(show($0.value))" }.joined(separator: " ") } ?? "not recorded"),
         ]
