@@ -460,8 +460,8 @@ public enum BundleError: Error, Equatable, CustomStringConvertible, Sendable {
     case invalidJSON(file: String, detail: String)
     case shortRead(file: String, name: String, read: Int, size: Int)
     case tensorInTwoShards(file: String, tensor: String)
-    /// `--model-card` with front matter the Hub would not read (`ModelCard.frontMatterProblem`).
-    case modelCard(problem: String)
+    /// A user's model card (`--model-card`) that is too large, not UTF-8, or has front matter the Hub would not read.
+    case modelCard(file: String, problem: String)
     case manifest(file: String, problem: JSONDecodingError)
     case tooManyFiles(folder: String, limit: Int)
 
@@ -476,7 +476,7 @@ public enum BundleError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .invalidJSON(file, detail): return "\(file): not valid JSON: \(detail)"
         case let .shortRead(file, name, read, size): return "\(file): \(name): read \(read) bytes of \(size)"
         case let .tensorInTwoShards(file, tensor): return "\(file): tensor \"\(tensor)\" appears in two shards"
-        case let .modelCard(problem): return "--model-card: \(problem)"
+        case let .modelCard(file, problem): return "\(file): \(problem)"
         case let .manifest(file, problem): return "\(file): \(problem)"
         case let .tooManyFiles(folder, limit): return "\(folder): more than \(limit) files; a bundle holds a release's dozen files and its shards"
         }

@@ -130,7 +130,7 @@ public enum BundleWriter {
         let paritySummary = try parity?(directory)
         for (name, bytes) in form.extraFiles { files.append(try writeBytes(bytes, to: directory + "/" + name)) }
         files.append(try writeText(ModelCard.gitAttributes(files), to: directory + "/" + ModelCard.gitAttributesFileName))
-        let card = try options.card.userCard.map { try ModelCard(userCard: $0) }
+        let card = options.card.userCard
             ?? ModelCard(model: model, form: form, dtype: dtypeName, options: options.card, tokenizer: tokenizer,
                          sourceDigest: source.sha256, quantization: report, parity: paritySummary, files: files)
         files.append(try writeText(card.text, to: directory + "/" + ModelCard.fileName))

@@ -1,9 +1,10 @@
 import ArapackFormats
 import ArapackModel
+import ArapackTensor
 
 /// The model card (README.md, YAML front matter and a body) and the `.gitattributes` the Hugging Face Hub
 /// expects, built only from what arapack knows about the bundle: no times, hosts or absolute paths.
-public struct ModelCard {
+public struct ModelCard: Sendable {
     /// What the user chooses about the card.
     public struct Options: Sendable {
         /// The Hub repository the release is published as (`OWNER/NAME`, `--repo-id`): the card's title is its name
@@ -14,9 +15,9 @@ public struct ModelCard {
         public var license: String
         /// The Hub id of the model this one derives from, for the front matter's `base_model`.
         public var baseModel: String?
-        /// The user's own card (`--model-card`), used instead of the generated one after its front matter is checked.
-        public var userCard: String?
-        public init(repoID: String? = nil, license: String = ModelCard.defaultLicense, baseModel: String? = nil, userCard: String? = nil) {
+        /// The user's own card (`--model-card`, read and checked by `ModelCard(userCardAt:)`), used instead of the generated one.
+        public var userCard: ModelCard?
+        public init(repoID: String? = nil, license: String = ModelCard.defaultLicense, baseModel: String? = nil, userCard: ModelCard? = nil) {
             self.repoID = repoID
             self.license = license
             self.baseModel = baseModel
@@ -57,10 +58,18 @@ public struct ModelCard {
     /// The card's text.
     public let text: String
 
-    /// The user's own card, after `frontMatterProblem` finds nothing wrong with it.
-    public init(userCard: String) throws {
-        if let problem = Self.frontMatterProblem(userCard) { throw BundleError.modelCard(problem: problem) }
-        text = userCard
+    /// The user's own card at `path` (`--model-card`): a regular file of at most `maximumSize` bytes, UTF-8, whose
+    /// front matter `frontMatterProblem` finds nothing wrong with. Checked here, once.
+    public init(userCardAt path: String) throws {
+        let file = try MappedFile(path: path)
+        guard file.count <= Self.maximumSize else {
+            throw BundleError.modelCard(file: path, problem: "a model card of \(file.count) bytes; at most \(Self.maximumSize)")
+        }
+        guard let text = String(validating: file.withUnsafeBytes { Array($0) }, as: UTF8.self) else {
+            throw BundleError.modelCard(file: path, problem: "the model card is not UTF-8")
+        }
+        if let problem = Self.frontMatterProblem(text) { throw BundleError.modelCard(file: path, problem: problem) }
+        self.text = text
     }
 
     /// What is wrong with a card's YAML front matter, or nil. The Hub reads the block between a first line

@@ -213,7 +213,7 @@ struct ConvertCommand: ParsableCommand {
                                          int8: Int8Quantization(groupSize: int8GroupSize), keep: keep, form: form,
                                          card: ModelCard.Options(repoID: repoID,
                                                                  license: license ?? ModelCard.defaultLicense, baseModel: baseModel,
-                                                                 userCard: try modelCard.map(readModelCard))))
+                                                                 userCard: try modelCard.map(ModelCard.init(userCardAt:)))))
         }
         switch target.name {
         case "torch": return .torch(dtype: dtype?.dtype)
@@ -244,16 +244,6 @@ extension ConvertCommand {
         ]
         return .object(members)
     }
-}
-
-/// The text of a user's model card (a regular file, at most ModelCard.maximumSize bytes, UTF-8).
-func readModelCard(_ path: String) throws -> String {
-    let file = try MappedFile(path: path)
-    guard file.count <= ModelCard.maximumSize else { throw CommandError("\(path): a model card of \(file.count) bytes; at most \(ModelCard.maximumSize)") }
-    let bytes = file.withUnsafeBytes { Array($0) }
-    guard let text = String(validating: bytes, as: UTF8.self) else { throw CommandError("\(path): the model card is not UTF-8") }
-    if let problem = ModelCard.frontMatterProblem(text) { throw CommandError("\(path): \(problem)") }
-    return text
 }
 
 /// The per-tensor quantization report as a table.
