@@ -58,11 +58,52 @@ public enum BundleWriter {
         let form = options.form, layout = form.layout
         try form.check(model.config, dtype: dtype, source: model.info.path)
         var files: [WrittenFile] = []
+        let records = RecordBox()
+        let (pending, ignored) = try pendingTensors(model, dtype: dtype, options: options, records: records, progress: progress)
+        progress.begin("writing weights", total: pending.reduce(0) { $0 + $1.byteCount })
+        var metadata = ["format": "pt"]
+        if model.tied {
+            metadata[layout.name(of: ModelFamily.lmHead)] = layout.name(of: ModelFamily.embedding)
+        }
+        files += try SafetensorsWriter.writeSharded(pending, metadata: metadata, directory: directory, maxShardSize: options.maxShardSize)
+        progress.end()
 
+        let dtypeName = TorchGlobals.dtypeName[dtype] ?? dtype.name
+        // The LM head is an nn.Linear the "Linear" target would match; tied (or kept float32) it is not quantized.
+        let quantization = dtype == .i8
+            ? [JSONValue.Member("quantization_config", options.int8.configJSON(ignored: [layout.name(of: ModelFamily.module(of: ModelFamily.lmHead))] + ignored))] : []
+        files.append(try writeJSON(form.configJSON(model.config, torchDtype: dtype == .i8 ? "float32" : dtypeName, extra: quantization),
+                                   to: directory + "/config.json"))
+        files.append(try writeJSON(generationConfig(model.config), to: directory + "/generation_config.json"))
+        files.append(try writeJSON(.object(model.trainingMetadata), to: directory + "/training_metadata.json"))
+        if let tokenizer { files += try copy(tokenizer, into: directory) }
+        progress.begin("hashing the source", total: 0)
+        let source = Manifest.Source(file: splitPath(trimmingTrailingSlashes(model.info.path)).1, format: model.info.format,
+                                     sha256: try sourceDigest.map { try $0.wait() }, step: model.step)
+        progress.end()
+        let report = records.sorted.isEmpty ? nil : QuantizationReport(method: quantizationMethod(dtype, dtypeName: dtypeName, options: options),
+                                                                       tensors: records.sorted)
+        let paritySummary = try parity?(directory)
+        for (name, bytes) in form.extraFiles { files.append(try writeBytes(bytes, to: directory + "/" + name)) }
+        files.append(try writeText(ModelCard.gitAttributes(files), to: directory + "/" + ModelCard.gitAttributesFileName))
+        let card = options.card.userCard
+            ?? ModelCard(model: model, form: form, dtype: dtypeName, options: options.card, tokenizer: tokenizer,
+                         sourceDigest: source.sha256, quantization: report, parity: paritySummary, files: files)
+        files.append(try writeText(card.text, to: directory + "/" + ModelCard.fileName))
+        let manifest = Manifest(config: model.config, form: form, dtype: dtypeName, source: source, files: files,
+                                quantization: report, parity: paritySummary)
+        try writeText(manifest.text, to: directory + "/" + Manifest.fileName)
+        return manifest
+    }
+
+    /// The tensors of the bundle, each to be cast (or quantized) as it is written, and the names of the linear
+    /// modules kept unquantized in an int8 bundle.
+    static func pendingTensors(_ model: ReleaseModel, dtype: DType, options: BundleOptions, records: RecordBox,
+                               progress: Progress) throws -> (pending: [PendingTensor], ignored: [String]) {
+        let layout = options.form.layout
         var pending: [PendingTensor] = []
         var ignored: [String] = []
         let caster = TensorCaster()
-        let records = RecordBox()
         for (training, _) in model.names {
             let trainingShape = try model.shape(of: training)
             let shape = layout.storedShape(of: training, trainingShape)
@@ -95,49 +136,24 @@ public enum BundleWriter {
                 progress.advance(Shape.byteCount(shape, dtype: target)!)
             })
         }
-        progress.begin("writing weights", total: pending.reduce(0) { $0 + $1.byteCount })
-        var metadata = ["format": "pt"]
-        if model.tied {
-            metadata[layout.name(of: ModelFamily.lmHead)] = layout.name(of: ModelFamily.embedding)
-        }
-        files += try SafetensorsWriter.writeSharded(pending, metadata: metadata, directory: directory, maxShardSize: options.maxShardSize)
-        progress.end()
+        return (pending, ignored)
+    }
 
-        let dtypeName = TorchGlobals.dtypeName[dtype] ?? dtype.name
-        // The LM head is an nn.Linear the "Linear" target would match; tied (or kept float32) it is not quantized.
-        let quantization = dtype == .i8
-            ? [JSONValue.Member("quantization_config", options.int8.configJSON(ignored: [layout.name(of: ModelFamily.module(of: ModelFamily.lmHead))] + ignored))] : []
-        files.append(try writeJSON(form.configJSON(model.config, torchDtype: dtype == .i8 ? "float32" : dtypeName, extra: quantization),
-                                   to: directory + "/config.json"))
-        files.append(try writeJSON(generationConfig(model.config), to: directory + "/generation_config.json"))
-        files.append(try writeJSON(.object(model.trainingMetadata), to: directory + "/training_metadata.json"))
-        if let tokenizer {
-            let sub = directory + "/" + TokenizerFiles.subfolder
-            guard mkdir(sub, 0o755) == 0 else { throw FileError(path: sub, operation: "mkdir", code: errno) }
-            for copy in tokenizer.copies {
-                files.append(try copyFile(tokenizer.directory + "/" + copy.from, to: directory + "/" + copy.to, name: copy.to))
-            }
+    /// The method the quantization report names.
+    static func quantizationMethod(_ dtype: DType, dtypeName: String, options: BundleOptions) -> String {
+        dtype == .i8 ? "int8 symmetric, " + (options.int8.groupSize == 0 ? "per channel" : "groups of \(options.int8.groupSize)")
+                         + ", for the nn.Linear weights; the tied embedding and "
+                         + "\(ModelFamily.LayerTensor.inProjWeight.rawValue.split(separator: ".").last!) cast to bfloat16"
+                     : "cast to \(dtypeName), round to nearest even"
+    }
+
+    /// The tokenizer's files, copied into the bundle (and its base_tokenizer/ folder).
+    static func copy(_ tokenizer: TokenizerFiles, into directory: String) throws -> [WrittenFile] {
+        let sub = directory + "/" + TokenizerFiles.subfolder
+        guard mkdir(sub, 0o755) == 0 else { throw FileError(path: sub, operation: "mkdir", code: errno) }
+        return try tokenizer.copies.map { copy in
+            try copyFile(tokenizer.directory + "/" + copy.from, to: directory + "/" + copy.to, name: copy.to)
         }
-        progress.begin("hashing the source", total: 0)
-        let source = Manifest.Source(file: splitPath(trimmingTrailingSlashes(model.info.path)).1, format: model.info.format,
-                                     sha256: try sourceDigest.map { try $0.wait() }, step: model.step)
-        progress.end()
-        let method = dtype == .i8 ? "int8 symmetric, " + (options.int8.groupSize == 0 ? "per channel" : "groups of \(options.int8.groupSize)")
-                                      + ", for the nn.Linear weights; the tied embedding and "
-                                      + "\(ModelFamily.LayerTensor.inProjWeight.rawValue.split(separator: ".").last!) cast to bfloat16"
-                                  : "cast to \(dtypeName), round to nearest even"
-        let report = records.sorted.isEmpty ? nil : QuantizationReport(method: method, tensors: records.sorted)
-        let paritySummary = try parity?(directory)
-        for (name, bytes) in form.extraFiles { files.append(try writeBytes(bytes, to: directory + "/" + name)) }
-        files.append(try writeText(ModelCard.gitAttributes(files), to: directory + "/" + ModelCard.gitAttributesFileName))
-        let card = options.card.userCard
-            ?? ModelCard(model: model, form: form, dtype: dtypeName, options: options.card, tokenizer: tokenizer,
-                         sourceDigest: source.sha256, quantization: report, parity: paritySummary, files: files)
-        files.append(try writeText(card.text, to: directory + "/" + ModelCard.fileName))
-        let manifest = Manifest(config: model.config, form: form, dtype: dtypeName, source: source, files: files,
-                                quantization: report, parity: paritySummary)
-        try writeText(manifest.text, to: directory + "/" + Manifest.fileName)
-        return manifest
     }
 
     /// The pending I8 weight and F32 scale of one quantized tensor. The scale is laid out first (F32 ranks

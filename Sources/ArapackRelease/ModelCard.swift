@@ -112,7 +112,28 @@ public struct ModelCard: Sendable {
     init(model: ReleaseModel, form: any BundleForm, dtype: String, options: Options, tokenizer: TokenizerFiles?, sourceDigest: String?,
          quantization: QuantizationReport?, parity: ParitySummary? = nil, files: [WrittenFile]) {
         let c = model.config
-        var lines = [
+        var lines = Self.frontMatter(c, form: form, dtype: dtype, options: options)
+        lines += [
+            "",
+            "# \(Self.plain(options.releaseName(c)))",
+            "",
+            "An AraFusion \(c.causal ? "autoregressive (causal)" : "masked-diffusion (bidirectional)") Arabic language model, "
+                + "released by arapack \(arapackVersion)"
+                + form.cardLoading,
+        ]
+        lines += Self.details(c, form: form, dtype: dtype)
+        lines += Self.training(model, sourceDigest: sourceDigest)
+        if let q = quantization { lines += Self.quantization(q) }
+        if let p = parity { lines += Self.parity(p) }
+        lines += Self.examples(c, form: form, int8: dtype == "int8", repository: options.repository(c),
+                               published: options.repoID != nil, tokenizer: tokenizer != nil)
+        lines += Self.files(files)
+        text = lines.joined(separator: "\n")
+    }
+
+    /// The YAML front matter the Hub reads: license, language, pipeline and tags.
+    static func frontMatter(_ c: ModelConfig, form: any BundleForm, dtype: String, options: Options) -> [String] {
+        [
             "---",
             "license: \(options.license)",
         ] + (options.baseModel.map { ["base_model: \($0)"] } ?? []) + [
@@ -125,12 +146,12 @@ public struct ModelCard: Sendable {
             "- arapack",
         ] + form.cardTags.map { "- " + $0 } + (dtype == "int8" ? ["- compressed-tensors", "- int8"] : []) + [
             "---",
-            "",
-            "# \(Self.plain(options.releaseName(c)))",
-            "",
-            "An AraFusion \(c.causal ? "autoregressive (causal)" : "masked-diffusion (bidirectional)") Arabic language model, "
-                + "released by arapack \(arapackVersion)"
-                + form.cardLoading,
+        ]
+    }
+
+    /// The model details table.
+    static func details(_ c: ModelConfig, form: any BundleForm, dtype: String) -> [String] {
+        [
             "",
             "## Model details",
             "",
@@ -148,10 +169,12 @@ public struct ModelCard: Sendable {
             "| attention | \(c.causal ? "causal" : "bidirectional"), pre-LayerNorm blocks, LayerNorm eps \(JSONValue.double(c.layerNormEps).serialized()) |",
             "| weights | \(dtype) |",
             "| special tokens | bos \(c.bos), eos \(c.eos), pad \(c.pad), mask \(c.mask) |",
-            "",
-            "## Training",
-            "",
         ]
+    }
+
+    /// What the source records of its training, and the source itself.
+    static func training(_ model: ReleaseModel, sourceDigest: String?) -> [String] {
+        var lines = ["", "## Training", ""]
         if model.trainingMetadata.isEmpty {
             lines.append("The source recorded no training metadata.")
         } else {
@@ -161,49 +184,52 @@ public struct ModelCard: Sendable {
                 lines.append("- \(Self.plain(m.key)): \(Self.plain(String(m.value.serialized().prefix(300))))")
             }
         }
-        lines += [
+        return lines + [
             "",
             "Source: \(Self.plain(model.info.format)) checkpoint" + (sourceDigest.map { ", SHA-256 `\($0)`" } ?? "")
                 + (model.step.map { ", step \($0)" } ?? "") + ".",
         ]
-        if let q = quantization {
-            lines += [
-                "",
-                "## Quantization",
-                "",
-                "\(Self.plain(q.method)); the error of each tensor against the source:",
-                "",
-                "| tensor | max abs error | SNR (dB) | bytes before | bytes after |",
-                "|---|---|---|---|---|",
-            ] + q.tensors.map { t in "| \(Self.plain(t.name)) | " + t.cells.map(Self.plain).joined(separator: " | ") + " |" }
-        }
-        if let p = parity {
-            lines += [
-                "",
-                "## Parity",
-                "",
-                "arapack's reference forward pass ran the source checkpoint and this bundle on \(p.probes) probe sequences of "
-                    + "\(p.seqLen) tokens before release (thresholds: \(Self.plain(p.thresholds))):",
-                "",
-                "| max abs logit difference | mean KL | top-1 agreement | passed |",
-                "|---|---|---|---|",
-                "| \(ParitySummary.text(p.maxAbsDiff)) | \(ParitySummary.text(p.meanKL)) | \(ParitySummary.text(p.top1Agreement)) | \(p.passed) |",
-            ]
-        }
-        lines += Self.examples(c, form: form, int8: dtype == "int8", repository: options.repository(c),
-                               published: options.repoID != nil, tokenizer: tokenizer != nil)
-        lines += [
+    }
+
+    /// The int8 report: each tensor's error against the source.
+    static func quantization(_ q: QuantizationReport) -> [String] {
+        [
+            "",
+            "## Quantization",
+            "",
+            "\(Self.plain(q.method)); the error of each tensor against the source:",
+            "",
+            "| tensor | max abs error | SNR (dB) | bytes before | bytes after |",
+            "|---|---|---|---|---|",
+        ] + q.tensors.map { t in "| \(Self.plain(t.name)) | " + t.cells.map(Self.plain).joined(separator: " | ") + " |" }
+    }
+
+    /// The parity run before release.
+    static func parity(_ p: ParitySummary) -> [String] {
+        [
+            "",
+            "## Parity",
+            "",
+            "arapack's reference forward pass ran the source checkpoint and this bundle on \(p.probes) probe sequences of "
+                + "\(p.seqLen) tokens before release (thresholds: \(Self.plain(p.thresholds))):",
+            "",
+            "| max abs logit difference | mean KL | top-1 agreement | passed |",
+            "|---|---|---|---|",
+            "| \(ParitySummary.text(p.maxAbsDiff)) | \(ParitySummary.text(p.meanKL)) | \(ParitySummary.text(p.top1Agreement)) | \(p.passed) |",
+        ]
+    }
+
+    /// Every file written before the card, with its size and SHA-256.
+    static func files(_ files: [WrittenFile]) -> [String] {
+        [
             "",
             "## Files",
             "",
             "| file | bytes | SHA-256 |",
             "|---|---|---|",
-        ]
-        for f in files.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }) {
-            lines.append("| \(Self.plain(f.name)) | \(f.size) | `\(f.sha256)` |")
-        }
-        lines += ["", "`manifest.json` lists every file of the bundle with its size and SHA-256; `arapack verify` checks them.", ""]
-        text = lines.joined(separator: "\n")
+        ] + files.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }).map { f in
+            "| \(Self.plain(f.name)) | \(f.size) | `\(f.sha256)` |"
+        } + ["", "`manifest.json` lists every file of the bundle with its size and SHA-256; `arapack verify` checks them.", ""]
     }
 
     /// `.gitattributes`: safetensors and archives through LFS, and any other file past the Hub's limit by name.

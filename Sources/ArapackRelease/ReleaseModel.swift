@@ -58,25 +58,7 @@ public final class ReleaseModel {
         let sourceNames = source.tensorNames
         let layout = NamingLayout.detect(sourceNames)
         self.layout = layout
-        var byTraining: [String: String] = [:]
-        for name in sourceNames {
-            let training = layout.trainingName(of: name)
-            if let other = byTraining[training] {
-                throw ReleaseModelError.sameTrainingName(path: path, first: other, second: name, training: training)
-            }
-            byTraining[training] = name
-        }
-        // Every tensor's dtype and shape under its training name; int8 pairs stand for one float32 tensor.
-        var stored: [String: TensorDescriptor] = [:]
-        for (training, name) in byTraining {
-            stored[training] = layout.trainingDescriptor(of: training, try source.descriptor(named: name))
-        }
-        let (descriptors, scaleNames) = ModelFamily.foldQuantized(stored)
-        var scales: [String: String] = [:]
-        for (base, scale) in scaleNames {
-            scales[base] = byTraining[scale]
-            byTraining.removeValue(forKey: scale)
-        }
+        let (byTraining, descriptors, scales) = try Self.trainingNames(source, layout: layout, path: path)
         quantizedScales = scales
         let source = self.source
         func load(_ training: String) throws -> Tensor {
@@ -110,23 +92,7 @@ public final class ReleaseModel {
         if let configFile { try assembly.add(try readJSON(configFile), origin: configFile) }
         if let extraConfig { try assembly.add(extraConfig.value, origin: extraConfig.origin) }
 
-        // The tie: shared storage or equal bits; otherwise an untied model, refused unless allowed.
-        if let headName = byTraining[ModelFamily.lmHead], let embName = byTraining[ModelFamily.embedding] {
-            let head = try load(ModelFamily.lmHead), emb = try load(ModelFamily.embedding)
-            let equal = head.sharesStorage(with: emb) || head.isBitIdentical(to: emb)
-            head.storage.discardMappedPages()
-            emb.storage.discardMappedPages()
-            if !equal {
-                guard allowUntied else {
-                    throw ReleaseModelError.untied(path: path, head: headName, embedding: embName, difference: try Self.difference(head, emb))
-                }
-                try assembly.add("tie_word_embeddings", .bool(false), origin: "the tensors (untied)")
-            } else if !assembly.has("tie_word_embeddings") {
-                try assembly.add("tie_word_embeddings", .bool(true), origin: "the tensors (tied)")
-            }
-        } else if byTraining[ModelFamily.lmHead] == nil, assembly.has("tie_word_embeddings") == false {
-            try assembly.add("tie_word_embeddings", .bool(true), origin: "the tensors (no separate LM head)")
-        }
+        try Self.addTie(byTraining, load: load, allowUntied: allowUntied, path: path, to: &assembly)
         try tokenizer?.contribute(to: &assembly)
         let config = try assembly.resolve()
         try tokenizer?.check(against: config, configOrigin: "the config")
@@ -140,6 +106,53 @@ public final class ReleaseModel {
         }
         let expected = ModelFamily.expectedShapes(config)
         names = expected.filter { $0.name != ModelFamily.lmHead || !config.tieWordEmbeddings }.map { ($0.name, byTraining[$0.name]!) }
+    }
+
+    /// The source's tensors under training names (`NamingLayout`), their descriptors (int8 pairs folded into one
+    /// float32 tensor) and the scale of each quantized weight (source names); two names for one training name are refused.
+    static func trainingNames(_ source: TensorSource, layout: NamingLayout, path: String) throws
+        -> (byTraining: [String: String], descriptors: [String: TensorDescriptor], scales: [String: String]) {
+        var byTraining: [String: String] = [:]
+        for name in source.tensorNames {
+            let training = layout.trainingName(of: name)
+            if let other = byTraining[training] {
+                throw ReleaseModelError.sameTrainingName(path: path, first: other, second: name, training: training)
+            }
+            byTraining[training] = name
+        }
+        var stored: [String: TensorDescriptor] = [:]
+        for (training, name) in byTraining {
+            stored[training] = layout.trainingDescriptor(of: training, try source.descriptor(named: name))
+        }
+        let (descriptors, scaleNames) = ModelFamily.foldQuantized(stored)
+        var scales: [String: String] = [:]
+        for (base, scale) in scaleNames {
+            scales[base] = byTraining[scale]
+            byTraining.removeValue(forKey: scale)
+        }
+        return (byTraining, descriptors, scales)
+    }
+
+    /// The tie: shared storage or equal bits; otherwise an untied model, refused unless allowed. No separate LM
+    /// head is a tied model unless a config says otherwise.
+    static func addTie(_ byTraining: [String: String], load: (String) throws -> Tensor, allowUntied: Bool, path: String,
+                       to assembly: inout ConfigAssembly) throws {
+        if let headName = byTraining[ModelFamily.lmHead], let embName = byTraining[ModelFamily.embedding] {
+            let head = try load(ModelFamily.lmHead), emb = try load(ModelFamily.embedding)
+            let equal = head.sharesStorage(with: emb) || head.isBitIdentical(to: emb)
+            head.storage.discardMappedPages()
+            emb.storage.discardMappedPages()
+            if !equal {
+                guard allowUntied else {
+                    throw ReleaseModelError.untied(path: path, head: headName, embedding: embName, difference: try difference(head, emb))
+                }
+                try assembly.add("tie_word_embeddings", .bool(false), origin: "the tensors (untied)")
+            } else if !assembly.has("tie_word_embeddings") {
+                try assembly.add("tie_word_embeddings", .bool(true), origin: "the tensors (tied)")
+            }
+        } else if byTraining[ModelFamily.lmHead] == nil, assembly.has("tie_word_embeddings") == false {
+            try assembly.add("tie_word_embeddings", .bool(true), origin: "the tensors (no separate LM head)")
+        }
     }
 
     /// The tensor under its training name (`lm_head.weight` of a tied model is the embedding).

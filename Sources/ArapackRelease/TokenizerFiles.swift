@@ -93,8 +93,44 @@ public final class TokenizerFiles {
     /// The checks of one set of HF files (`files` by name, `load` parses one); its special ids and vocabulary size.
     static func check(directory: String, files: [String], load: (String) throws -> JSONValue) throws -> (ids: [String: Int], vocabularySize: Int) {
         guard files.contains("tokenizer.json") else { throw TokenizerError.noTokenizer(directory: directory, subfolder: nil) }
-        let tokenizer = try load("tokenizer.json")
-        let file = directory + "/tokenizer.json"
+        let (idOf, vocabularySize) = try vocabulary(try load("tokenizer.json"), file: directory + "/tokenizer.json")
+
+        // Token strings per role from each side file; where both name one, they must agree.
+        var tokenOf: [String: (token: String, origin: String)] = [:]
+        for file in ["tokenizer_config.json", "special_tokens_map.json"] where files.contains(file) {
+            let json = try load(file)
+            for role in Self.roles {
+                guard let v = json[role + "_token"], v != .null else { continue }
+                guard let token = v.stringValue ?? v["content"]?.stringValue else {
+                    throw TokenizerError.specialTokenForm(file: directory + "/" + file, role: role)
+                }
+                if let earlier = tokenOf[role], earlier.token != token {
+                    throw TokenizerError.specialTokenConflict(directory: directory, role: role, first: earlier.token, firstFile: earlier.origin, second: token, secondFile: file)
+                }
+                tokenOf[role] = (token, file)
+            }
+            if file == "tokenizer_config.json", let decoder = json["added_tokens_decoder"]?.members {
+                for m in decoder {
+                    guard let content = m.value["content"]?.stringValue, let id = Int(m.key) else { continue }
+                    guard idOf[content] == id else {
+                        throw TokenizerError.decoderDisagrees(directory: directory, token: content, id: id, tokenizerID: idOf[content])
+                    }
+                }
+            }
+        }
+        var ids: [String: Int] = [:]
+        for (role, t) in tokenOf {
+            guard let id = idOf[t.token] else {
+                throw TokenizerError.specialTokenUnknown(directory: directory, role: role, token: t.token, file: t.origin)
+            }
+            ids[role] = id
+        }
+        return (ids, vocabularySize)
+    }
+
+    /// tokenizer.json's model checked (merges are pairs, ids in range, an id held by one added token) and its
+    /// vocabulary: the id of each token (added tokens first) and the vocabulary size (the largest id + 1).
+    static func vocabulary(_ tokenizer: JSONValue, file: String) throws -> (idOf: [String: Int], size: Int) {
         guard let model = tokenizer["model"], model.members != nil else {
             throw TokenizerError.modelNotObject(file: file, found: tokenizer["model"]?.kindName ?? "nothing")
         }
@@ -142,39 +178,7 @@ public final class TokenizerFiles {
                 largest = max(largest, items.count - 1)
             }
         }
-        let vocabularySize = largest + 1
-
-        // Token strings per role from each side file; where both name one, they must agree.
-        var tokenOf: [String: (token: String, origin: String)] = [:]
-        for file in ["tokenizer_config.json", "special_tokens_map.json"] where files.contains(file) {
-            let json = try load(file)
-            for role in Self.roles {
-                guard let v = json[role + "_token"], v != .null else { continue }
-                guard let token = v.stringValue ?? v["content"]?.stringValue else {
-                    throw TokenizerError.specialTokenForm(file: directory + "/" + file, role: role)
-                }
-                if let earlier = tokenOf[role], earlier.token != token {
-                    throw TokenizerError.specialTokenConflict(directory: directory, role: role, first: earlier.token, firstFile: earlier.origin, second: token, secondFile: file)
-                }
-                tokenOf[role] = (token, file)
-            }
-            if file == "tokenizer_config.json", let decoder = json["added_tokens_decoder"]?.members {
-                for m in decoder {
-                    guard let content = m.value["content"]?.stringValue, let id = Int(m.key) else { continue }
-                    guard idOf[content] == id else {
-                        throw TokenizerError.decoderDisagrees(directory: directory, token: content, id: id, tokenizerID: idOf[content])
-                    }
-                }
-            }
-        }
-        var ids: [String: Int] = [:]
-        for (role, t) in tokenOf {
-            guard let id = idOf[t.token] else {
-                throw TokenizerError.specialTokenUnknown(directory: directory, role: role, token: t.token, file: t.origin)
-            }
-            ids[role] = id
-        }
-        return (ids, vocabularySize)
+        return (idOf, largest + 1)
     }
 
     /// The path of the (first) tokenizer.json: at the top, else in base_tokenizer/.

@@ -29,99 +29,20 @@ public enum DCPWriter {
     /// `Metadata(state_dict_metadata, planner_data=None, storage_data, storage_meta=None, version)`.
     static func metadataPickle(_ stateDict: [(name: String, tensor: Tensor)], ranges: [Range<Int>]) -> [UInt8] {
         var p = PickleWriter()
-        func dataclass(_ module: String, _ name: String, state: () -> Void) {
-            p.global(module, name)
-            p.emptyTuple()
-            p.newObject()
-            state()
-            p.build()
-        }
-        func size(_ dims: [Int]) {
-            p.global("torch", "Size")
-            p.mark()
-            p.mark()
-            for d in dims { p.int(d) }
-            p.tuple()
-            p.tuple()
-            p.reduce()
-        }
-        func fields(_ body: () -> Void) {
-            p.emptyDict()
-            p.mark()
-            body()
-            p.setItems()
-        }
-        dataclass(metadataModule, "Metadata") {
-            fields {
+        p.dataclass(metadataModule, "Metadata") { p in
+            p.fields { p in
                 p.string("state_dict_metadata")
-                fields {
+                p.fields { p in
                     for (name, t) in stateDict {
                         p.string("model." + name)
-                        dataclass(metadataModule, "TensorStorageMetadata") {
-                            fields {
-                                p.string("properties")
-                                dataclass(metadataModule, "TensorProperties") {
-                                    // __getstate__ tuple: (dtype, layout, requires_grad, memory format encoding, pin_memory).
-                                    p.mark()
-                                    p.global("torch", TorchGlobals.dtypeName[t.dtype]!)
-                                    p.global("torch.serialization", "_get_layout")
-                                    p.mark()
-                                    p.string("torch.strided")
-                                    p.tuple()
-                                    p.reduce()
-                                    p.bool(false)
-                                    p.global(metadataModule, "_MEM_FORMAT_ENCODING")
-                                    p.mark()
-                                    p.int(0)
-                                    p.tuple()
-                                    p.reduce()
-                                    p.bool(false)
-                                    p.tuple()
-                                }
-                                p.string("size")
-                                size(t.shape)
-                                p.string("chunks")
-                                p.emptyList()
-                                p.mark()
-                                dataclass(metadataModule, "ChunkStorageMetadata") {
-                                    fields {
-                                        p.string("offsets")
-                                        size(t.shape.map { _ in 0 })
-                                        p.string("sizes")
-                                        size(t.shape)
-                                    }
-                                }
-                                p.appends()
-                            }
-                        }
+                        tensorStorageMetadata(t, into: &p)
                     }
                 }
                 p.string("planner_data")
                 p.none()
                 p.string("storage_data")
-                fields {
-                    for (i, (name, t)) in stateDict.enumerated() {
-                        dataclass(metadataModule, "MetadataIndex") {
-                            fields {
-                                p.string("fqn")
-                                p.string("model." + name)
-                                p.string("offset")
-                                size(t.shape.map { _ in 0 })
-                                p.string("index")
-                                p.int(0)
-                            }
-                        }
-                        dataclass("torch.distributed.checkpoint.filesystem", "_StorageInfo") {
-                            fields {
-                                p.string("relative_path")
-                                p.string(dataFile)
-                                p.string("offset")
-                                p.int(ranges[i].lowerBound)
-                                p.string("length")
-                                p.int(ranges[i].count)
-                            }
-                        }
-                    }
+                p.fields { p in
+                    for (i, (name, t)) in stateDict.enumerated() { storageData("model." + name, t, range: ranges[i], into: &p) }
                 }
                 p.string("storage_meta")
                 p.none()
@@ -131,4 +52,101 @@ public enum DCPWriter {
         }
         return p.finish()
     }
+
+    /// `TensorStorageMetadata(properties, size, chunks=[ChunkStorageMetadata(offsets=0…, sizes=size)])`.
+    static func tensorStorageMetadata(_ t: Tensor, into p: inout PickleWriter) {
+        p.dataclass(metadataModule, "TensorStorageMetadata") { p in
+            p.fields { p in
+                p.string("properties")
+                p.dataclass(metadataModule, "TensorProperties") { p in
+                    // __getstate__ tuple: (dtype, layout, requires_grad, memory format encoding, pin_memory).
+                    p.mark()
+                    p.global("torch", TorchGlobals.dtypeName[t.dtype]!)
+                    p.global("torch.serialization", "_get_layout")
+                    p.mark()
+                    p.string("torch.strided")
+                    p.tuple()
+                    p.reduce()
+                    p.bool(false)
+                    p.global(metadataModule, "_MEM_FORMAT_ENCODING")
+                    p.mark()
+                    p.int(0)
+                    p.tuple()
+                    p.reduce()
+                    p.bool(false)
+                    p.tuple()
+                }
+                p.string("size")
+                p.torchSize(t.shape)
+                p.string("chunks")
+                p.emptyList()
+                p.mark()
+                p.dataclass(metadataModule, "ChunkStorageMetadata") { p in
+                    p.fields { p in
+                        p.string("offsets")
+                        p.torchSize(t.shape.map { _ in 0 })
+                        p.string("sizes")
+                        p.torchSize(t.shape)
+                    }
+                }
+                p.appends()
+            }
+        }
+    }
+
+    /// One `storage_data` item: `MetadataIndex(fqn, offset=0…, index=0)` → `_StorageInfo(relative_path, offset, length)`.
+    static func storageData(_ fqn: String, _ t: Tensor, range: Range<Int>, into p: inout PickleWriter) {
+        p.dataclass(metadataModule, "MetadataIndex") { p in
+            p.fields { p in
+                p.string("fqn")
+                p.string(fqn)
+                p.string("offset")
+                p.torchSize(t.shape.map { _ in 0 })
+                p.string("index")
+                p.int(0)
+            }
+        }
+        p.dataclass("torch.distributed.checkpoint.filesystem", "_StorageInfo") { p in
+            p.fields { p in
+                p.string("relative_path")
+                p.string(dataFile)
+                p.string("offset")
+                p.int(range.lowerBound)
+                p.string("length")
+                p.int(range.count)
+            }
+        }
+    }
 }
+
+/// The shapes DCP's metadata is built from.
+extension PickleWriter {
+    /// A dataclass instance: `module.name.__new__()` with its state set by `state`.
+    mutating func dataclass(_ module: String, _ name: String, state: (inout PickleWriter) -> Void) {
+        global(module, name)
+        emptyTuple()
+        newObject()
+        state(&self)
+        build()
+    }
+
+    /// `torch.Size((dims…))`.
+    mutating func torchSize(_ dims: [Int]) {
+        global("torch", "Size")
+        mark()
+        mark()
+        for d in dims { int(d) }
+        tuple()
+        tuple()
+        reduce()
+    }
+
+    /// A dict whose items `body` writes (key, value, …).
+    mutating func fields(_ body: (inout PickleWriter) -> Void) {
+        emptyDict()
+        mark()
+        body(&self)
+        setItems()
+    }
+}
+

@@ -134,7 +134,10 @@ public final class ZipArchive {
 
     // MARK: directory parsing
 
-    private static func readDirectory(_ z: UnsafeRawBufferPointer, label: String) throws -> [Entry] {
+    /// Little-endian fields of the archive's bytes; a 64-bit field past Int.max is malformed.
+    private struct Fields {
+        let z: UnsafeRawBufferPointer
+        let label: String
         func u16(_ o: Int) -> Int { Int(UInt16(littleEndian: z.loadUnaligned(fromByteOffset: o, as: UInt16.self))) }
         func u32(_ o: Int) -> Int { Int(UInt32(littleEndian: z.loadUnaligned(fromByteOffset: o, as: UInt32.self))) }
         func u64(_ o: Int) throws -> Int {
@@ -142,30 +145,50 @@ public final class ZipArchive {
             guard v <= UInt64(Int.max) else { throw ZipError.malformed(file: label, offset: o, detail: "64-bit field too large") }
             return Int(v)
         }
+    }
+
+    private static func readDirectory(_ z: UnsafeRawBufferPointer, label: String) throws -> [Entry] {
+        let f = Fields(z: z, label: label)
+        let (count, cdOffset, cdEnd) = try centralDirectory(f)
+        var entries: [Entry] = []
+        entries.reserveCapacity(count)
+        var p = cdOffset
+        for _ in 0..<count {
+            let (entry, recordEnd) = try centralEntry(f, at: p, directoryEnd: cdEnd)
+            entries.append(entry)
+            p = recordEnd
+        }
+        return entries
+    }
+
+    /// The entry count and the central directory's extent, from the end-of-central-directory record (ZIP64's when
+    /// its locator precedes it), checked to lie inside the file and to have room for the entries.
+    private static func centralDirectory(_ f: Fields) throws -> (count: Int, offset: Int, end: Int) {
+        let (z, label) = (f.z, f.label)
         guard z.count >= 22 else { throw ZipError.notAZip(file: label, detail: "\(z.count) bytes is too short") }
         // End of central directory: the last signature within the final 64 KiB + 22 bytes.
         var eocd = -1
         var o = z.count - 22
         let lowest = max(0, z.count - 22 - 65535)
         while o >= lowest {
-            if u32(o) == 0x0605_4B50 { eocd = o; break }
+            if f.u32(o) == 0x0605_4B50 { eocd = o; break }
             o -= 1
         }
         guard eocd >= 0 else { throw ZipError.notAZip(file: label, detail: "no end-of-central-directory record") }
-        var count = u16(eocd + 10)
-        var cdSize = u32(eocd + 12)
-        var cdOffset = u32(eocd + 16)
-        guard u16(eocd + 4) == 0, u16(eocd + 6) == 0 else {
+        var count = f.u16(eocd + 10)
+        var cdSize = f.u32(eocd + 12)
+        var cdOffset = f.u32(eocd + 16)
+        guard f.u16(eocd + 4) == 0, f.u16(eocd + 6) == 0 else {
             throw ZipError.unsupported(file: label, entry: "(archive)", detail: "multi-disk archives are not supported")
         }
-        if eocd >= 20, u32(eocd - 20) == 0x0706_4B50 {
-            let zip64 = try u64(eocd - 20 + 8)
-            guard zip64 <= z.count - 56, u32(zip64) == 0x0606_4B50 else {
+        if eocd >= 20, f.u32(eocd - 20) == 0x0706_4B50 {
+            let zip64 = try f.u64(eocd - 20 + 8)
+            guard zip64 <= z.count - 56, f.u32(zip64) == 0x0606_4B50 else {
                 throw ZipError.malformed(file: label, offset: eocd - 20, detail: "ZIP64 locator points outside the file")
             }
-            count = try u64(zip64 + 32)
-            cdSize = try u64(zip64 + 40)
-            cdOffset = try u64(zip64 + 48)
+            count = try f.u64(zip64 + 32)
+            cdSize = try f.u64(zip64 + 40)
+            cdOffset = try f.u64(zip64 + 48)
         }
         guard cdOffset <= z.count, cdSize <= z.count - cdOffset else {
             throw ZipError.malformed(file: label, offset: eocd, detail: "central directory (offset \(cdOffset), \(cdSize) bytes) lies outside the file")
@@ -173,69 +196,71 @@ public final class ZipArchive {
         guard count <= cdSize / 46 else {
             throw ZipError.malformed(file: label, offset: eocd, detail: "\(count) entries cannot fit a \(cdSize)-byte directory")
         }
-        var entries: [Entry] = []
-        entries.reserveCapacity(count)
-        var p = cdOffset
-        let cdEnd = cdOffset + cdSize
-        for _ in 0..<count {
-            guard p + 46 <= cdEnd, u32(p) == 0x0201_4B50 else {
-                throw ZipError.malformed(file: label, offset: p, detail: "expected a central directory header")
-            }
-            let flags = u16(p + 8), method = u16(p + 10)
-            let crc = UInt32(u32(p + 16))
-            var compressed = u32(p + 20), size = u32(p + 24)
-            let nameLength = u16(p + 28), extraLength = u16(p + 30), commentLength = u16(p + 32)
-            var localOffset = u32(p + 42)
-            let recordEnd = p + 46 + nameLength + extraLength + commentLength
-            guard recordEnd <= cdEnd else { throw ZipError.malformed(file: label, offset: p, detail: "central header runs past the directory") }
-            guard let name = String(validating: UnsafeRawBufferPointer(rebasing: z[(p + 46)..<(p + 46 + nameLength)]), as: UTF8.self) else {
-                throw ZipError.malformed(file: label, offset: p + 46, detail: "entry name is not UTF-8")
-            }
-            // ZIP64 extended information replaces the fields saturated at 0xFFFFFFFF, in this order.
-            var x = p + 46 + nameLength
-            let extraEnd = x + extraLength
-            while x + 4 <= extraEnd {
-                let id = u16(x), len = u16(x + 2)
-                guard x + 4 + len <= extraEnd else { throw ZipError.malformed(file: label, offset: x, detail: "extra field runs past its record") }
-                if id == 0x0001 {
-                    var f = x + 4
-                    for field in 0..<3 {
-                        let saturated = [size, compressed, localOffset][field] == 0xFFFF_FFFF
-                        guard saturated else { continue }
-                        guard f + 8 <= x + 4 + len else { throw ZipError.malformed(file: label, offset: f, detail: "ZIP64 extra field too short") }
-                        let v = try u64(f)
-                        if field == 0 { size = v } else if field == 1 { compressed = v } else { localOffset = v }
-                        f += 8
-                    }
-                }
-                x += 4 + len
-            }
-            guard flags & 1 == 0 else { throw ZipError.unsupported(file: label, entry: name, detail: "encrypted entries are not supported") }
-            guard method == 0 || method == 8 else {
-                throw ZipError.unsupported(file: label, entry: name, detail: "compression method \(method) (only STORED and DEFLATE are read)")
-            }
-            guard method != 0 || compressed == size else {
-                throw ZipError.malformed(file: label, offset: p, detail: "STORED entry \(name) has compressed size \(compressed) ≠ size \(size)")
-            }
-            try checkName(name, label: label)
-            // Local header: signature and name must agree; its own extra length decides where data starts.
-            guard localOffset <= z.count - 30, u32(localOffset) == 0x0403_4B50 else {
-                throw ZipError.malformed(file: label, offset: localOffset, detail: "entry \(name): no local header where the directory points")
-            }
-            let localNameLength = u16(localOffset + 26), localExtraLength = u16(localOffset + 28)
-            let dataOffset = localOffset + 30 + localNameLength + localExtraLength
-            guard localNameLength == nameLength, dataOffset <= z.count,
-                  UnsafeRawBufferPointer(rebasing: z[(localOffset + 30)..<(localOffset + 30 + nameLength)]).elementsEqual(Array(name.utf8))
-            else {
-                throw ZipError.malformed(file: label, offset: localOffset, detail: "entry \(name): local header name differs from the directory")
-            }
-            guard compressed <= z.count - dataOffset else {
-                throw ZipError.malformed(file: label, offset: dataOffset, detail: "entry \(name): \(compressed) bytes of data run past the end of the file")
-            }
-            entries.append(Entry(name: name, method: UInt16(method), crc32: crc, compressedSize: compressed, size: size, dataOffset: dataOffset))
-            p = recordEnd
+        return (count, cdOffset, cdOffset + cdSize)
+    }
+
+    /// The central directory record at `p`: its entry (sizes from the ZIP64 extra field where saturated), checked
+    /// against its local header; and where the next record starts.
+    private static func centralEntry(_ f: Fields, at p: Int, directoryEnd cdEnd: Int) throws -> (Entry, next: Int) {
+        let (z, label) = (f.z, f.label)
+        guard p + 46 <= cdEnd, f.u32(p) == 0x0201_4B50 else {
+            throw ZipError.malformed(file: label, offset: p, detail: "expected a central directory header")
         }
-        return entries
+        let flags = f.u16(p + 8), method = f.u16(p + 10)
+        let crc = UInt32(f.u32(p + 16))
+        var compressed = f.u32(p + 20), size = f.u32(p + 24)
+        let nameLength = f.u16(p + 28), extraLength = f.u16(p + 30), commentLength = f.u16(p + 32)
+        var localOffset = f.u32(p + 42)
+        let recordEnd = p + 46 + nameLength + extraLength + commentLength
+        guard recordEnd <= cdEnd else { throw ZipError.malformed(file: label, offset: p, detail: "central header runs past the directory") }
+        guard let name = String(validating: UnsafeRawBufferPointer(rebasing: z[(p + 46)..<(p + 46 + nameLength)]), as: UTF8.self) else {
+            throw ZipError.malformed(file: label, offset: p + 46, detail: "entry name is not UTF-8")
+        }
+        try zip64Fields(f, extra: (p + 46 + nameLength)..<(p + 46 + nameLength + extraLength), size: &size, compressed: &compressed, localOffset: &localOffset)
+        guard flags & 1 == 0 else { throw ZipError.unsupported(file: label, entry: name, detail: "encrypted entries are not supported") }
+        guard method == 0 || method == 8 else {
+            throw ZipError.unsupported(file: label, entry: name, detail: "compression method \(method) (only STORED and DEFLATE are read)")
+        }
+        guard method != 0 || compressed == size else {
+            throw ZipError.malformed(file: label, offset: p, detail: "STORED entry \(name) has compressed size \(compressed) ≠ size \(size)")
+        }
+        try checkName(name, label: label)
+        // Local header: signature and name must agree; its own extra length decides where data starts.
+        guard localOffset <= z.count - 30, f.u32(localOffset) == 0x0403_4B50 else {
+            throw ZipError.malformed(file: label, offset: localOffset, detail: "entry \(name): no local header where the directory points")
+        }
+        let localNameLength = f.u16(localOffset + 26), localExtraLength = f.u16(localOffset + 28)
+        let dataOffset = localOffset + 30 + localNameLength + localExtraLength
+        guard localNameLength == nameLength, dataOffset <= z.count,
+              UnsafeRawBufferPointer(rebasing: z[(localOffset + 30)..<(localOffset + 30 + nameLength)]).elementsEqual(Array(name.utf8))
+        else {
+            throw ZipError.malformed(file: label, offset: localOffset, detail: "entry \(name): local header name differs from the directory")
+        }
+        guard compressed <= z.count - dataOffset else {
+            throw ZipError.malformed(file: label, offset: dataOffset, detail: "entry \(name): \(compressed) bytes of data run past the end of the file")
+        }
+        return (Entry(name: name, method: UInt16(method), crc32: crc, compressedSize: compressed, size: size, dataOffset: dataOffset), recordEnd)
+    }
+
+    /// ZIP64 extended information (extra field 0x0001) replaces the fields saturated at 0xFFFFFFFF, in this order.
+    private static func zip64Fields(_ f: Fields, extra: Range<Int>, size: inout Int, compressed: inout Int, localOffset: inout Int) throws {
+        var x = extra.lowerBound
+        while x + 4 <= extra.upperBound {
+            let id = f.u16(x), len = f.u16(x + 2)
+            guard x + 4 + len <= extra.upperBound else { throw ZipError.malformed(file: f.label, offset: x, detail: "extra field runs past its record") }
+            if id == 0x0001 {
+                var at = x + 4
+                for field in 0..<3 {
+                    let saturated = [size, compressed, localOffset][field] == 0xFFFF_FFFF
+                    guard saturated else { continue }
+                    guard at + 8 <= x + 4 + len else { throw ZipError.malformed(file: f.label, offset: at, detail: "ZIP64 extra field too short") }
+                    let v = try f.u64(at)
+                    if field == 0 { size = v } else if field == 1 { compressed = v } else { localOffset = v }
+                    at += 8
+                }
+            }
+            x += 4 + len
+        }
     }
 
     private static func checkName(_ name: String, label: String) throws {
