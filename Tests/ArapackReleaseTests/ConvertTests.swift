@@ -130,18 +130,21 @@ final class ConvertTests: XCTestCase {
                 XCTAssertTrue("\(error)".contains(row.value.stringValue!), "\(row.key): \(error)")
             }
         }
-        XCTAssertThrowsError(try ReleaseModel(path: TestSupport.fixture("torch/valid/bare_state_dict.pt"))) {
-            XCTAssertTrue("\($0)".contains("attention heads cannot be inferred"), "\($0)")
-        }
-        XCTAssertThrowsError(try ReleaseModel(path: TestSupport.fixture("torch/valid/training_dict.pt"), configFile: try headsConfig(8))) {
-            XCTAssertTrue("\($0)".contains("num_attention_heads is 4 in the checkpoint's config but 8 in"), "\($0)")
+        let bare = TestSupport.fixture("torch/valid/bare_state_dict.pt")
+        XCTAssertThrowsError(try ReleaseModel(path: bare)) { XCTAssertEqual($0 as? ConfigError, .headsNotInferable(source: bare)) }
+        let training = TestSupport.fixture("torch/valid/training_dict.pt"), eight = try headsConfig(8)
+        XCTAssertThrowsError(try ReleaseModel(path: training, configFile: eight)) {
+            XCTAssertEqual($0 as? ConfigError, .conflict(source: training, field: "num_attention_heads", first: "4", firstOrigin: "the checkpoint's config",
+                                                         second: "8", secondOrigin: eight))
         }
     }
 
     func testUntiedModelIsRefusedUnlessAllowed() throws {
         let path = TestSupport.fixture("release/valid/untied.pt")
         XCTAssertThrowsError(try ReleaseModel(path: path)) {
-            XCTAssertTrue("\($0)".contains("untied: lm_head.weight differs from token_embedding.weight (max |difference| 0.25"), "\($0)")
+            guard case let .untied(p, head, embedding, difference)? = $0 as? ReleaseModelError else { return XCTFail("\($0)") }
+            XCTAssertEqual([p, head, embedding], [path, "lm_head.weight", "token_embedding.weight"])
+            XCTAssertTrue(difference.hasPrefix("max |difference| 0.25"), difference)
         }
         let model = try ReleaseModel(path: path, allowUntied: true)
         XCTAssertFalse(model.tied)
@@ -251,7 +254,9 @@ final class ConvertTests: XCTestCase {
         let path = scratch + "/big.pt"
         try TorchCheckpointWriter.write(stateDict: tensors, extra: [.init("config", source.summary.config!)], to: path)
         XCTAssertThrowsError(try bundle(path, options: .init(dtype: .f16))) {
-            XCTAssertTrue("\($0)".contains("tensor \"model.transformer.layers.1.linear2.bias\": 1 value(s) exceed the float16 range"), "\($0)")
+            guard case let .float16Overflow(_, tensor, count)? = $0 as? CastError else { return XCTFail("\($0)") }
+            XCTAssertEqual(tensor, "model.transformer.layers.1.linear2.bias")
+            XCTAssertEqual(count, 1)
         }
         XCTAssertNoThrow(try bundle(path, options: .init(dtype: .bf16)))
     }

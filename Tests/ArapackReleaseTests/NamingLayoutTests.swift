@@ -97,14 +97,14 @@ final class NamingLayoutTests: XCTestCase {
         XCTAssertEqual(try assembly.resolve(), config)
         XCTAssertEqual(GPT2Bundle().modelType(config), "gpt2")
         XCTAssertEqual(NativeBundle().modelType(config), "arafusion_ar")
-        for (field, value, fragment) in [("activation_function", JSONValue.string("gelu_new"), "activation_function \"gelu_new\""),
-                                         ("scale_attn_weights", .bool(false), "scale_attn_weights must be true"),
-                                         ("add_cross_attention", .bool(true), "add_cross_attention must be false")] {
+        for (field, value, expected) in [("activation_function", JSONValue.string("gelu_new"), ConfigError.gpt2Activation(origin: "config.json", activation: "gelu_new")),
+                                         ("scale_attn_weights", .bool(false), .gpt2Flag(origin: "config.json", field: "scale_attn_weights", required: true, found: "false")),
+                                         ("add_cross_attention", .bool(true), .gpt2Flag(origin: "config.json", field: "add_cross_attention", required: false, found: "true"))] {
             guard case var .object(members) = GPT2Bundle().configJSON(config, torchDtype: "float32") else { return XCTFail() }
             members = members.map { $0.key == field ? .init(field, value) : $0 }
             var a = ConfigAssembly(source: "test")
             XCTAssertThrowsError(try a.add(.object(members), origin: "config.json"), field) { error in
-                XCTAssertTrue("\(error)".contains(fragment), "\(error)")
+                XCTAssertEqual(error as? ConfigError, expected)
             }
         }
     }
