@@ -9,6 +9,15 @@ public enum TestSupport {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// `Fixtures/<relative>`.
+    /// `Type.case` of a typed error (an enum's case with its payload; a struct's type alone), for tables that match
+    /// errors by case rather than by message.
+    public static func caseName(_ error: Error) -> String {
+        let type = String(describing: Swift.type(of: error))
+        let mirror = Mirror(reflecting: error)
+        guard mirror.displayStyle == .enum else { return type }
+        return type + "." + (mirror.children.first?.label ?? String(describing: error))
+    }
+
     public static func fixture(_ relative: String) -> String {
         repositoryRoot.appendingPathComponent("Fixtures").appendingPathComponent(relative).path
     }
