@@ -90,7 +90,10 @@ final class DCPCheckpointTests: XCTestCase {
             DCPCheckpoint.Chunk(offsets: offsets, sizes: sizes, file: "__0_0.distcp", byteRange: 0..<0)
         }
         func check(_ shape: [Int], _ chunks: [DCPCheckpoint.Chunk]) -> String? {
-            do { try DCPCheckpoint.checkCoverage(fqn: "w", shape: shape, chunks: chunks, directory: "d"); return nil } catch { return "\(error)" }
+            do { try DCPCheckpoint.checkCoverage(fqn: "w", shape: shape, chunks: chunks, directory: "d"); return nil } catch {
+                guard case let .chunk("d", "w", detail)? = error as? DCPError else { return "not DCPError.chunk for d, w: \(error)" }
+                return detail
+            }
         }
         let n = 200_000
         let rows = (0..<n).reversed().map { chunk([$0, 0], [1, 4]) }

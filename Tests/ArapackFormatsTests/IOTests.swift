@@ -60,7 +60,10 @@ final class IOTests: XCTestCase {
         try first.commit(replacing: false)
         let second = try AtomicDirectory(destination: target)
         try fill(second, "two")
-        XCTAssertThrowsError(try second.commit(replacing: false)) { XCTAssertEqual(($0 as? DestinationExists)?.path, target) }
+        XCTAssertThrowsError(try second.commit(replacing: false)) {
+            XCTAssertEqual(($0 as? DestinationExists)?.path, target)
+            XCTAssertEqual("\($0)", "\(target) appeared while this run was writing (another run?); it was left as it is and this run's output discarded")
+        }
         XCTAssertEqual(try String(contentsOfFile: target + "/a.txt", encoding: .utf8), "one", "an existing folder is kept without replacing")
         try second.commit(replacing: true)
         XCTAssertEqual(try String(contentsOfFile: target + "/a.txt", encoding: .utf8), "two")

@@ -35,6 +35,7 @@ final class JSONParserTests: XCTestCase {
         for (text, expected) in cases {
             XCTAssertThrowsError(try parse(text), text) { XCTAssertEqual($0 as? JSONError, expected, text) }
         }
+        XCTAssertEqual("\(JSONError(offset: 3, message: "unexpected character"))", "unexpected character at byte 3", "the message, once")
         XCTAssertThrowsError(try JSONParser.parse([0x22, 0xC3, 0x28, 0x22])) { XCTAssertEqual($0 as? JSONError, JSONError(offset: 1, message: "invalid UTF-8")) }
         XCTAssertNoThrow(try JSONParser.parse(Array(#"{"a":1,"a":2}"#.utf8), rejectDuplicateKeys: false))
     }

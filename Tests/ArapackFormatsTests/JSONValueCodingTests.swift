@@ -34,21 +34,28 @@ final class JSONValueCodingTests: XCTestCase {
     }
 
     func testDecodingErrorsNameTheFieldAndTheExpectation() throws {
-        func error(_ text: String) -> String? {
+        func error(_ text: String) -> [String]? {
             do {
                 _ = try JSONValueDecoder().decode(Record.self, from: try JSONParser.parse(Array(text.utf8)))
                 return nil
-            } catch { return "\(error)" }
+            } catch let e as JSONDecodingError { return [e.path, e.expected] } catch { return ["not a JSONDecodingError: \(error)"] }
         }
         let good = try JSONValueEncoder().encode(record).serialized()
         XCTAssertNil(error(good))
-        XCTAssertEqual(error(good.replacingOccurrences(of: #""size":7"#, with: #""size":"7""#)), "entries[0].size: expected an integer")
-        XCTAssertEqual(error(good.replacingOccurrences(of: #""size":7"#, with: #""size":7.5"#)), "entries[0].size: expected an integer")
-        XCTAssertEqual(error(good.replacingOccurrences(of: #","size":7"#, with: "")), "entries[0].size: expected a value (the field is missing)")
-        XCTAssertEqual(error(good.replacingOccurrences(of: #""small":200"#, with: #""small":300"#)), "small: expected an integer that fits UInt8")
-        XCTAssertEqual(error(good.replacingOccurrences(of: #"[["x","y"]]"#, with: #"[["x",1]]"#)), "groups[0][1]: expected a string")
-        XCTAssertEqual(error(good.replacingOccurrences(of: #""flag":true"#, with: #""flag":1"#)), "flag: expected true or false")
-        XCTAssertEqual(error("[]"), "the document: expected an object")
-        XCTAssertEqual(error(good.replacingOccurrences(of: #""note""#, with: #""x""#)), nil, "an absent optional is nil")
+        XCTAssertEqual(error(good.replacingOccurrences(of: #""size":7"#, with: #""size":"7""#)), ["entries[0].size", "an integer"])
+        XCTAssertEqual(error(good.replacingOccurrences(of: #""size":7"#, with: #""size":7.5"#)), ["entries[0].size", "an integer"])
+        XCTAssertEqual(error(good.replacingOccurrences(of: #","size":7"#, with: "")), ["entries[0].size", "a value (the field is missing)"])
+        XCTAssertEqual(error(good.replacingOccurrences(of: #""small":200"#, with: #""small":300"#)), ["small", "an integer that fits UInt8"])
+        XCTAssertEqual(error(good.replacingOccurrences(of: #"[["x","y"]]"#, with: #"[["x",1]]"#)), ["groups[0][1]", "a string"])
+        XCTAssertEqual(error(good.replacingOccurrences(of: #""flag":true"#, with: #""flag":1"#)), ["flag", "true or false"])
+        XCTAssertEqual(error("[]"), ["", "an object"])
+        // The message, once per form of path.
+        XCTAssertEqual("\(try XCTUnwrap(catching { try JSONValueDecoder().decode(Record.self, from: .array([])) }))", "the document: expected an object")
+        XCTAssertNil(error(good.replacingOccurrences(of: #""note""#, with: #""x""#)), "an absent optional is nil")
     }
+}
+
+/// The error `body` throws, or nil.
+private func catching(_ body: () throws -> Any) -> Error? {
+    do { _ = try body(); return nil } catch { return error }
 }

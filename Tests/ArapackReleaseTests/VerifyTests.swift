@@ -47,7 +47,11 @@ final class VerifyTests: XCTestCase {
         XCTAssertNotEqual(broken, text)
         try broken.write(toFile: path, atomically: false, encoding: .utf8)
         let index = try XCTUnwrap(manifest.files.firstIndex { $0.path == "model.safetensors" })
-        XCTAssertThrowsError(try Manifest(path: path)) { XCTAssertEqual("\($0)", "\(path): files[\(index)].size: expected an integer") }
+        XCTAssertThrowsError(try Manifest(path: path)) {
+            guard case let .manifest(file, problem)? = $0 as? BundleError else { return XCTFail("\($0)") }
+            XCTAssertEqual(file, path)
+            XCTAssertEqual([problem.path, problem.expected], ["files[\(index)].size", "an integer"])
+        }
     }
 
     func testArchiveIsDeterministicAndTarReadsIt() throws {
