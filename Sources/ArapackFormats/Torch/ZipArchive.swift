@@ -41,14 +41,11 @@ public final class ZipArchive {
     private let inflateLimit: Int
     /// A label for error messages (file path, or path plus offset).
     public let label: String
+    /// Guards the inflate budget (DEFLATE entries only; STORED entries are served without it).
     private let readLock = NSLockLike()
-    nonisolated(unsafe) private var served = Set<String>()
     /// DEFLATE entries inflated so far, each counted once, against `inflateLimit` for the whole archive.
     nonisolated(unsafe) private var charged = Set<String>()
     nonisolated(unsafe) private var inflatedTotal = 0
-
-    /// Names of the entries whose bytes have been handed out so far (reads are lazy; tests check that).
-    public var entriesRead: Set<String> { readLock.withLock { served } }
 
     /// Opens the archive filling `file` (or `range` of it), validating its directory.
     /// `inflateLimit` caps what its DEFLATE entries inflate to together (default: `inflateBudget(archiveSize:)`).
@@ -91,7 +88,6 @@ public final class ZipArchive {
     /// The bytes of `name` as storage: a zero-copy view for STORED entries, an inflated copy for DEFLATE.
     public func storage(of name: String) throws -> TensorStorage {
         guard let e = entry(named: name) else { throw ZipError.entryNotFound(file: label, entry: name) }
-        readLock.withLock { _ = served.insert(name) }
         let start = base + e.dataOffset
         if e.method == 0 { return TensorStorage(file: file, range: start..<(start + e.size)) }
         // One budget for the whole archive: many entries each under the per-entry cap must not add up to gigabytes.
