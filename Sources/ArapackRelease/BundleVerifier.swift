@@ -317,13 +317,13 @@ public enum BundleFolder {
 }
 
 /// A bundle held in memory, checked again with one file replaced at a time (the bundle fuzz target mutates a
-/// valid bundle's JSON files this way; everything else is read once).
-public final class BundleSnapshot: @unchecked Sendable {
+/// valid bundle's JSON files this way; everything else is read once). Package access: the fuzz target's, not the API's.
+package final class BundleSnapshot: @unchecked Sendable {
     private let base: BundleContents
     private let path: String
 
     /// `files` are the bundle's files by name; a file named in `replaceable` is left out until `verify`.
-    public init(path: String, files: [(name: String, bytes: [UInt8])], replaceable: Set<String>) throws {
+    package init(path: String, files: [(name: String, bytes: [UInt8])], replaceable: Set<String>) throws {
         self.path = path
         base = BundleContents(file: path)
         for f in files where !replaceable.contains(f.name) {
@@ -333,7 +333,7 @@ public final class BundleSnapshot: @unchecked Sendable {
     }
 
     /// The structural report of the bundle with these files (usually the replaceable ones) added.
-    public func verify(with files: [(name: String, bytes: [UInt8])]) throws -> VerifyReport {
+    package func verify(with files: [(name: String, bytes: [UInt8])]) throws -> VerifyReport {
         let contents = base.copy()
         for f in files { try contents.feed(name: f.name, bytes: f.bytes) }
         return BundleVerifier.check(contents, path: path, unlisted: [ModelSignature.defaultFileName])
