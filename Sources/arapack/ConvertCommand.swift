@@ -132,8 +132,7 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Sign the bundle (OpenSSF model signing, see arapack sign --help) with this EC P-256 private key before it moves into place: DST/model.sig, with the conversion's options and parity result in the signed provenance.")
     var sign: String?
 
-    @Option(help: "With --sign: a file holding the password of an encrypted key.")
-    var keyPasswordFile: String?
+    @OptionGroup var signingKey: SigningKeyOptions
 
     @Flag(help: "Replace an existing DST (only once the new one is complete).")
     var force = false
@@ -153,7 +152,7 @@ struct ConvertCommand: ParsableCommand {
         }
         if allowTokenizerMismatch && !(target.form is GGUFRelease) { throw ValidationError("--allow-tokenizer-mismatch applies to --to gguf") }
         if sign != nil && !target.isBundle { throw ValidationError("--sign applies to bundles only (--to bundle or gpt2)") }
-        if keyPasswordFile != nil && sign == nil { throw ValidationError("--key-password-file applies to --sign") }
+        if signingKey.keyPasswordFile != nil && sign == nil { throw ValidationError("--key-password-file applies to --sign") }
         if (license != nil || baseModel != nil || modelCard != nil) && !target.isBundle {
             throw ValidationError("--license, --base-model and --model-card apply to bundles (--to bundle or gpt2), which carry a model card")
         }
@@ -185,7 +184,7 @@ struct ConvertCommand: ParsableCommand {
             conversion.allowUntied = allowUntied
             conversion.archive = archive
             conversion.force = force
-            conversion.signing = try sign.map { (try ECDSAKey.privateKey(path: $0, passwordFile: keyPasswordFile), signedOptions) }
+            conversion.signing = try sign.map { (try signingKey.load($0), signedOptions) }
             conversion.note = { printError("arapack convert: note: " + $0) }
             conversion.parity = parity ? parityOptions.request : nil
             let result: Conversion.Result

@@ -26,7 +26,10 @@ struct SignCommand: ParsableCommand {
     @Argument(help: "The bundle folder to sign.")
     var bundle: String
 
-    @OptionGroup var key: SigningKeyOptions
+    @Option(help: "The EC P-256 private key (PEM, PKCS#8 or SEC1, encrypted or not).")
+    var key: String
+
+    @OptionGroup var keyOptions: SigningKeyOptions
 
     @Option(help: "Where to write the signature (default: BUNDLE/model.sig).")
     var signature: String?
@@ -35,23 +38,20 @@ struct SignCommand: ParsableCommand {
         try runReportingErrors("sign") {
             let folder = trimmingTrailingSlashes(bundle)
             let path = signature ?? folder + "/" + ModelSignature.defaultFileName
-            let signed = try ModelSignature.sign(folder: folder, key: try key.load(), signaturePath: path,
+            let signed = try ModelSignature.sign(folder: folder, key: try keyOptions.load(key), signaturePath: path,
                                                  provenance: try ModelSignature.provenance(folder: folder, options: nil, parity: nil))
             print("signed \(signed.count) files of \(folder): \(path) (ECDSA P-256, SHA-256)")
         }
     }
 }
 
-/// The signing key options `sign` and `convert --sign` share.
+/// The key's password option `sign` and `convert --sign` share, and how the key is loaded.
 struct SigningKeyOptions: ParsableArguments {
-    @Option(help: "The EC P-256 private key (PEM, PKCS#8 or SEC1, encrypted or not).")
-    var key: String
-
     @Option(help: "A file holding the password of an encrypted key (its first line is the password).")
     var keyPasswordFile: String?
 
-    /// The private key, decrypted with the password file's first line when given.
-    func load() throws -> ECDSAKey {
-        try ECDSAKey.privateKey(path: key, passwordFile: keyPasswordFile)
+    /// The private key at `path` (PEM, PKCS#8 or SEC1), decrypted with the password file's first line when given.
+    func load(_ path: String) throws -> ECDSAKey {
+        try ECDSAKey.privateKey(path: path, passwordFile: keyPasswordFile)
     }
 }
