@@ -164,3 +164,33 @@ public func metricText(_ v: Double) -> String {
     let mantissa = (v / pow(10.0, Double(exponent)) * 100).rounded() / 100
     return "\(mantissa)e\(exponent < 0 ? "-" : "+")\(abs(exponent) < 10 ? "0" : "")\(abs(exponent))"
 }
+
+/// The metrics as the parity report writes them (keys spelled here once; a non-finite metric by its name).
+extension ParityMetrics: Encodable {
+    enum CodingKeys: String, CodingKey {
+        case maxAbsDiff = "max_abs_diff", nmse, meanKL = "mean_kl", maxKL = "max_kl", top1Agreement = "top1_agreement"
+        case referencePerplexity = "perplexity_reference", candidatePerplexity = "perplexity_bundle", positions
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        for (value, key) in [(maxAbsDiff, CodingKeys.maxAbsDiff), (nmse, .nmse), (meanKL, .meanKL), (maxKL, .maxKL), (top1Agreement, .top1Agreement),
+                             (referencePerplexity, .referencePerplexity), (candidatePerplexity, .candidatePerplexity)] {
+            try c.encode(JSONValue.metric(value), forKey: key)
+        }
+        try c.encode(positions, forKey: .positions)
+    }
+}
+
+/// The limits as the parity report writes them (null where a kind sets none).
+extension ParityThresholds: Encodable {
+    enum CodingKeys: String, CodingKey { case kind, maxAbsDiff = "max_abs_diff", maxMeanKL = "max_mean_kl", minTop1 = "min_top1" }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(label, forKey: .kind)
+        for (value, key) in [(maxAbsDiff, CodingKeys.maxAbsDiff), (maxMeanKL, .maxMeanKL), (minTop1, .minTop1)] {
+            try c.encode(value.map(JSONValue.metric) ?? .null, forKey: key)
+        }
+    }
+}

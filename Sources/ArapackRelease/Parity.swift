@@ -44,32 +44,32 @@ public struct ParityReport: Sendable {
         return lines.map(\.escapingControlCharacters).joined(separator: "\n")
     }
 
-    public var json: JSONValue {
-        let m = metrics
-        func num(_ v: Double) -> JSONValue { v.isFinite ? .double(v) : .string("\(v)") }
-        func opt(_ v: Double?) -> JSONValue { v.map(num) ?? .null }
-        return .object([
-            .init("bundle", .string(bundle)),
-            .init("reference", .object([.init("kind", .string(referenceKind)), .init("path", .string(reference))])),
-            .init("bundle_dtype", .string(bundleDType)),
-            .init("probes", .int(probes)),
-            .init("seq_len", .int(sequenceLength)),
-            .init("seed", seed.map { .number(String($0)) } ?? .null),
-            .init("metrics", .object([
-                .init("max_abs_diff", num(m.maxAbsDiff)), .init("nmse", num(m.nmse)),
-                .init("mean_kl", num(m.meanKL)), .init("max_kl", num(m.maxKL)),
-                .init("top1_agreement", num(m.top1Agreement)),
-                .init("perplexity_reference", num(m.referencePerplexity)), .init("perplexity_bundle", num(m.candidatePerplexity)),
-                .init("positions", .int(m.positions)),
-            ])),
-            .init("thresholds", .object([
-                .init("kind", .string(thresholds.label)), .init("max_abs_diff", opt(thresholds.maxAbsDiff)),
-                .init("max_mean_kl", opt(thresholds.maxMeanKL)), .init("min_top1", opt(thresholds.minTop1)),
-            ])),
-            .init("differing_tensors", .array(differingTensors.map { .string($0) })),
-            .init("passed", .bool(passed)),
-            .init("failures", .array(failures.map { .string($0) })),
-        ])
+    /// The report as `--report` and `verify --parity --report` write it.
+    public var json: JSONValue { try! JSONValueEncoder().encode(self) }
+}
+
+extension ParityReport: Encodable {
+    enum CodingKeys: String, CodingKey {
+        case bundle, reference, bundleDType = "bundle_dtype", probes, seqLen = "seq_len", seed, metrics, thresholds
+        case differingTensors = "differing_tensors", passed, failures
+    }
+    enum ReferenceKeys: String, CodingKey { case kind, path }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(bundle, forKey: .bundle)
+        var r = c.nestedContainer(keyedBy: ReferenceKeys.self, forKey: .reference)
+        try r.encode(referenceKind, forKey: .kind)
+        try r.encode(reference, forKey: .path)
+        try c.encode(bundleDType, forKey: .bundleDType)
+        try c.encode(probes, forKey: .probes)
+        try c.encode(sequenceLength, forKey: .seqLen)
+        if let seed { try c.encode(seed, forKey: .seed) } else { try c.encodeNil(forKey: .seed) }
+        try c.encode(metrics, forKey: .metrics)
+        try c.encode(thresholds, forKey: .thresholds)
+        try c.encode(differingTensors, forKey: .differingTensors)
+        try c.encode(passed, forKey: .passed)
+        try c.encode(failures, forKey: .failures)
     }
 }
 
@@ -100,7 +100,7 @@ public struct ParitySummary: Codable, Equatable, Sendable {
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        func number(_ v: Double, _ key: CodingKeys) throws { try c.encode(v.isFinite ? JSONValue.double(v) : .string("\(v)"), forKey: key) }
+        func number(_ v: Double, _ key: CodingKeys) throws { try c.encode(JSONValue.metric(v), forKey: key) }
         try c.encode(passed, forKey: .passed)
         try c.encode(thresholds, forKey: .thresholds)
         try number(maxAbsDiff, .maxAbsDiff)

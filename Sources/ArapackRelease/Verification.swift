@@ -80,19 +80,33 @@ public struct Verification {
         return lines.joined(separator: "\n")
     }
 
-    /// The `--report` document.
-    public var json: JSONValue {
-        .object([
-            .init("bundle", .string(path)),
-            .init("arapack_version", .string(arapackVersion)),
-            .init("structural", .object([
-                .init("passed", .bool(structural.passed)),
-                .init("checks", .array(structural.checks.map { c in
-                    .object([.init("name", .string(c.name)), .init("passed", .bool(c.ok)), .init("problems", .array(c.problems.map { .string($0) }))])
-                })),
-            ])),
-            .init("parity", .array(parity.map(\.json))),
-            .init("passed", .bool(structural.passed && parity.allSatisfy(\.passed))),
-        ])
+    /// The `--report` document (Schemas/verify-report.schema.json).
+    public var json: JSONValue { try! JSONValueEncoder().encode(self) }
+}
+
+extension Verification: Encodable {
+    enum CodingKeys: String, CodingKey { case bundle, arapackVersion = "arapack_version", structural, parity, passed }
+    enum StructuralKeys: String, CodingKey { case passed, checks }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(path, forKey: .bundle)
+        try c.encode(arapackVersion, forKey: .arapackVersion)
+        var s = c.nestedContainer(keyedBy: StructuralKeys.self, forKey: .structural)
+        try s.encode(structural.passed, forKey: .passed)
+        try s.encode(structural.checks, forKey: .checks)
+        try c.encode(parity, forKey: .parity)
+        try c.encode(structural.passed && parity.allSatisfy(\.passed), forKey: .passed)
+    }
+}
+
+extension VerifyReport.Check: Encodable {
+    enum CodingKeys: String, CodingKey { case name, passed, problems }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(ok, forKey: .passed)
+        try c.encode(problems, forKey: .problems)
     }
 }

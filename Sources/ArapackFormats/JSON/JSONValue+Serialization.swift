@@ -1,5 +1,8 @@
 /// Deterministic JSON text: compact (as serde_json writes it) or pretty (two-space indent, `": "`).
 extension JSONValue {
+    /// A metric as arapack writes it: its JSON number, or its name (`nan`, `inf`, `-inf`) where JSON has no number.
+    public static func metric(_ v: Double) -> JSONValue { v.isFinite ? .double(v) : .string("\(v)") }
+
     /// The value as UTF-8 JSON text. Member order is kept as given.
     public func serialized(pretty: Bool = false) -> String {
         var out = ""

@@ -114,7 +114,7 @@ extension PickleValue {
         case .none: return .null
         case let .bool(b): return .bool(b)
         case let .int(i): return .int(i)
-        case let .float(f): return f.isFinite ? .double(f) : .string("\(f)")
+        case let .float(f): return .metric(f)
         case let .string(s): return s.utf8.count <= Self.jsonStringLimit ? .string(s) : .string("<str of \(s.utf8.count) bytes>")
         case let .dict(d):
             var members: [JSONValue.Member] = []
