@@ -64,6 +64,9 @@ struct ConvertCommand: ParsableCommand {
         /// The bundle form written, for the bundle targets.
         var bundleForm: (any BundleForm)? { form as? any BundleForm }
         var isBundle: Bool { bundleForm != nil }
+        /// `--to`'s help: each release form's summary, then the training formats.
+        static let help = "What to write: " + ReleaseForms.all.map { "\($0.name) (\($0.summary))" }.joined(separator: ", ")
+            + ", torch (a training checkpoint, torch.save) or dcp (a single-rank torch.distributed.checkpoint folder)."
     }
 
     enum CastTarget: String, ExpressibleByArgument, CaseIterable {
@@ -79,7 +82,7 @@ struct ConvertCommand: ParsableCommand {
     @Argument(help: "Where to write the result (a folder for bundle and dcp, a file for torch).")
     var destination: String
 
-    @Option(name: .customLong("to"), help: "What to write: bundle, gpt2 (a bundle in transformers' stock GPT-2 layout, AR only), torch, dcp or gguf (one file for llama.cpp, AR with GELU only; needs a tokenizer).")
+    @Option(name: .customLong("to"), help: ArgumentHelp(Target.help))
     var target = Target(argument: "bundle")!
 
     @Option(help: "Cast the floating weights to f32, bf16 or f16, or quantize to int8 the weights of the layers' nn.Linear modules (out_proj, linear1, linear2: symmetric, per output channel, compressed-tensors layout X I8 + X_scale F32, loadable by transformers + compressed-tensors); the tied embedding and the attention input projections (in_proj), which compressed-tensors cannot load quantized, are stored as bf16; vectors and the position table stay f32. With --to gguf: f32, bf16, f16 or q8_0 (GGUF's blocks of 32 int8 with a float16 scale) for the matrices, vectors and positions f32. Default: keep the source's dtype.")

@@ -9,6 +9,7 @@ public struct GGUFRelease: ReleaseForm {
     public init() {}
     public var name: String { "gguf" }
     public var title: String { "GGUF form" }
+    public var summary: String { "one file for llama.cpp; AR with GELU only, needs a tokenizer" }
     public var layout: NamingLayout { .gguf }
     public var dtypes: [String] { ["f32", "bf16", "f16", "q8_0"] }
 

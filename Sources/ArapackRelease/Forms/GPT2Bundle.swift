@@ -9,6 +9,7 @@ public struct GPT2Bundle: BundleForm {
     public init() {}
     public var name: String { "gpt2" }
     public var title: String { "GPT-2 form" }
+    public var summary: String { "a bundle in transformers' stock GPT-2 layout, no remote code; AR only" }
     public var layout: NamingLayout { .gpt2 }
     public var dtypes: [String] { ["f32", "bf16", "f16"] }
 

@@ -8,6 +8,7 @@ public struct NativeBundle: BundleForm {
     public init() {}
     public var name: String { "bundle" }
     public var title: String { "native bundle" }
+    public var summary: String { "a release bundle that transformers loads with its wrapper, trust_remote_code=True" }
     public var layout: NamingLayout { .release }
     public var dtypes: [String] { ["f32", "bf16", "f16", "int8"] }
 

@@ -8,8 +8,10 @@ import ArapackTensor
 public protocol ReleaseForm: Sendable {
     /// The name `convert --to` takes, the signed provenance records and errors carry.
     var name: String { get }
-    /// What the form is, for `convert --help` and error messages ("the GPT-2 form").
+    /// What the form is, in error messages ("GPT-2 form").
     var title: String { get }
+    /// What it holds and who loads it, for `convert --help`.
+    var summary: String { get }
     /// How the form names the family's tensors.
     var layout: NamingLayout { get }
     /// The `--dtype` values the form stores (`f32`, `bf16`, `f16`, `int8`, `q8_0`).
