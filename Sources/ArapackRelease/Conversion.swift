@@ -34,7 +34,7 @@ public struct Conversion {
     /// Replace an existing DST (only once the new one is complete).
     public var force = false
     /// Sign the bundle before it moves into place: the key and the options the signed provenance records.
-    public var signing: (key: ECDSAKey, options: JSONValue)?
+    public var signing: (key: ECDSAKey, options: Provenance.Options)?
     /// Parity of the written bundle against the source before anything moves into place (`--parity`): a failure
     /// stops the conversion (`ConversionError.parityFailed`, nothing written); the summary goes into the card, the
     /// manifest and the signed provenance.

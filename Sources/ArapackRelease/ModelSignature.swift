@@ -275,7 +275,7 @@ public enum ModelSignature {
 
     /// arapack's provenance for the bundle in `folder`, from its manifest.json on disk (`arapack sign` of an existing
     /// bundle; a conversion builds it from the manifest it holds).
-    public static func provenance(folder: String, options: JSONValue?, parity: ParitySummary?) throws -> Provenance {
+    public static func provenance(folder: String, options: Provenance.Options?, parity: ParitySummary?) throws -> Provenance {
         let path = trimmed(folder) + "/" + Manifest.fileName
         return Provenance(manifest: try Manifest(path: path), manifestSHA256: try SHA256.hex(ofFile: path), options: options, parity: parity)
     }

@@ -22,23 +22,73 @@ public struct Provenance: Codable, Equatable, Sendable {
         }
     }
 
+    /// The options of the conversion that wrote the bundle, as `convert` was given them: file names only, no paths;
+    /// null where a flag was not given.
+    public struct Options: Codable, Equatable, Sendable {
+        public var to: String
+        public var dtype: String?
+        public var int8GroupSize: Int?
+        public var keep: [String]
+        public var maxShardSize: Int?
+        public var config: String?
+        public var tokenizer: String?
+        public var allowUntied: Bool
+        public var sourceDigest: Bool
+        public var license: String?
+        public var repoID: String?
+        public var baseModel: String?
+        public var modelCard: String?
+
+        public init(to: String, dtype: String?, int8GroupSize: Int?, keep: [String], maxShardSize: Int?, config: String?, tokenizer: String?,
+                    allowUntied: Bool, sourceDigest: Bool, license: String?, repoID: String?, baseModel: String?, modelCard: String?) {
+            (self.to, self.dtype, self.int8GroupSize, self.keep, self.maxShardSize) = (to, dtype, int8GroupSize, keep, maxShardSize)
+            (self.config, self.tokenizer, self.allowUntied, self.sourceDigest) = (config, tokenizer, allowUntied, sourceDigest)
+            (self.license, self.repoID, self.baseModel, self.modelCard) = (license, repoID, baseModel, modelCard)
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case to, dtype, int8GroupSize = "int8_group_size", keep, maxShardSize = "max_shard_size", config, tokenizer
+            case allowUntied = "allow_untied", sourceDigest = "source_digest", license, repoID = "repo_id", baseModel = "base_model"
+            case modelCard = "model_card"
+        }
+
+        /// Every key, in this order, null where not given.
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            func put<T: Encodable>(_ v: T?, _ key: CodingKeys) throws { if let v { try c.encode(v, forKey: key) } else { try c.encodeNil(forKey: key) } }
+            try c.encode(to, forKey: .to)
+            try put(dtype, .dtype)
+            try put(int8GroupSize, .int8GroupSize)
+            try c.encode(keep, forKey: .keep)
+            try put(maxShardSize, .maxShardSize)
+            try put(config, .config)
+            try put(tokenizer, .tokenizer)
+            try c.encode(allowUntied, forKey: .allowUntied)
+            try c.encode(sourceDigest, forKey: .sourceDigest)
+            try put(license, .license)
+            try put(repoID, .repoID)
+            try put(baseModel, .baseModel)
+            try put(modelCard, .modelCard)
+        }
+    }
+
     public var builder: Builder
     /// manifest.json's `source`.
     public var source: Manifest.Source
     public var bundle: Bundle
     /// The conversion's options as the command line gave them (file names only), or null.
-    public var options: JSONValue
+    public var options: Options?
     public var parity: ParitySummary?
 
     enum CodingKeys: String, CodingKey { case builder, source, bundle, options, parity }
 
     /// The provenance of a bundle whose manifest is `manifest` (and whose manifest.json has `manifestSHA256`).
-    public init(manifest: Manifest, manifestSHA256: String, options: JSONValue?, parity: ParitySummary?) {
+    public init(manifest: Manifest, manifestSHA256: String, options: Options?, parity: ParitySummary?) {
         builder = Builder(name: "arapack", version: arapackVersion)
         source = manifest.source
         bundle = Bundle(modelType: manifest.modelType, dtype: manifest.dtype, parameterCount: manifest.parameterCount,
                         manifestSHA256: manifestSHA256)
-        self.options = options ?? .null
+        self.options = options
         self.parity = parity
     }
 
@@ -47,7 +97,7 @@ public struct Provenance: Codable, Equatable, Sendable {
         try c.encode(builder, forKey: .builder)
         try c.encode(source, forKey: .source)
         try c.encode(bundle, forKey: .bundle)
-        try c.encode(options, forKey: .options)
+        if let options { try c.encode(options, forKey: .options) } else { try c.encodeNil(forKey: .options) }
         if let parity { try c.encode(parity, forKey: .parity) } else { try c.encodeNil(forKey: .parity) }
     }
 
@@ -81,7 +131,7 @@ public struct Provenance: Codable, Equatable, Sendable {
             "provenance  built by \(builder.name.escapingControlCharacters) \(builder.version.escapingControlCharacters)",
             "  source    \(source.file.escapingControlCharacters) (\(source.format.escapingControlCharacters)), sha256 \((source.sha256 ?? "null").escapingControlCharacters), step \(source.step.map(String.init) ?? "null")",
             "  bundle    \(bundle.modelType.escapingControlCharacters), \(bundle.dtype.escapingControlCharacters), \(bundle.parameterCount) parameters",
-            "  options   " + (options.members.map { $0.map { "\($0.key.escapingControlCharacters)=\(show($0.value))" }.joined(separator: " ") } ?? "not recorded"),
+            "  options   " + (options.flatMap { try? JSONValueEncoder().encode($0).members }.map { $0.map { "\($0.key.escapingControlCharacters)=\(show($0.value))" }.joined(separator: " ") } ?? "not recorded"),
         ]
         if let s = parity {
             lines.append("  parity    " + (s.passed ? "passed" : "FAILED") + " (\(s.thresholds.escapingControlCharacters), max |Δlogit| \(ParitySummary.text(s.maxAbsDiff)), "

@@ -227,24 +227,12 @@ struct ConvertCommand: ParsableCommand {
 
 extension ConvertCommand {
     /// The options that shaped the bundle, as the signed provenance records them (file names only, no paths).
-    var signedOptions: JSONValue {
-        func text(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
-        let members: [JSONValue.Member] = [
-            .init("to", .string(target.name)),
-            .init("dtype", text(dtype?.rawValue)),
-            .init("int8_group_size", dtype == .int8 ? .int(int8GroupSize) : .null),
-            .init("keep", .array(keep.map { .string($0) })),
-            .init("max_shard_size", maxShardSize.flatMap(parseSize).map { .int($0) } ?? .null),
-            .init("config", text(config.map { splitPath($0).1 })),
-            .init("tokenizer", text(tokenizer.map { splitPath(trimmingTrailingSlashes($0)).1 })),
-            .init("allow_untied", .bool(allowUntied)),
-            .init("source_digest", .bool(!noSourceDigest)),
-            .init("license", text(license)),
-            .init("repo_id", text(repoID)),
-            .init("base_model", text(baseModel)),
-            .init("model_card", text(modelCard.map { splitPath($0).1 })),
-        ]
-        return .object(members)
+    var signedOptions: Provenance.Options {
+        Provenance.Options(to: target.name, dtype: dtype?.rawValue, int8GroupSize: dtype == .int8 ? int8GroupSize : nil, keep: keep,
+                           maxShardSize: maxShardSize.flatMap(parseSize), config: config.map { splitPath($0).1 },
+                           tokenizer: tokenizer.map { splitPath(trimmingTrailingSlashes($0)).1 }, allowUntied: allowUntied,
+                           sourceDigest: !noSourceDigest, license: license, repoID: repoID, baseModel: baseModel,
+                           modelCard: modelCard.map { splitPath($0).1 })
     }
 }
 
