@@ -147,11 +147,9 @@ struct ConvertCommand: ParsableCommand {
         if archive && !target.isBundle { throw ValidationError("--archive applies to bundles only (--to bundle or gpt2)") }
         if maxShardSize != nil && !target.isBundle { throw ValidationError("--max-shard-size applies to bundles only") }
         if parity && !target.isBundle { throw ValidationError("--parity applies to bundles only (--to bundle or gpt2)") }
-        if let d = dtype?.rawValue, let form = target.form, !form.dtypes.contains(d) {
-            throw ValidationError("--dtype \(d) is not written in the \(form.title): \(form.dtypeAdvice(d))")
-        }
-        if let d = dtype?.rawValue, target.form == nil, !Target.trainingDtypes.contains(d) {
-            throw ValidationError("--dtype \(d): --to \(target.name) takes \(Target.trainingDtypes.joined(separator: ", "))")
+        if let d = dtype?.rawValue, let form = target.form, !form.dtypes.contains(d) { throw ValidationError(form.dtypeRefusal(d)) }
+        if let d = dtype, target.form == nil, !Target.trainingDtypes.contains(d.rawValue) {
+            throw ValidationError(d == .q8_0 ? GGUFRelease.blockFormatNote : NativeBundle.int8Note)
         }
         if allowTokenizerMismatch && !(target.form is GGUFRelease) { throw ValidationError("--allow-tokenizer-mismatch applies to --to gguf") }
         if sign != nil && !target.isBundle { throw ValidationError("--sign applies to bundles only (--to bundle or gpt2)") }

@@ -24,6 +24,13 @@ public struct GGUFRelease: ReleaseForm {
         try checkDtype(dtype, source: source)
     }
 
+    /// What `--dtype q8_0` means anywhere but here: GGUF's own block format.
+    public static let blockFormatNote = "--dtype q8_0 is GGUF's block format: it applies to --to gguf (bundles take int8)"
+
+    public func dtypeRefusal(_ dtype: String) -> String {
+        dtype == "int8" ? NativeBundle.int8Note : "--dtype \(dtype) is not written in the \(title): \(dtypeAdvice(dtype))"
+    }
+
     public func isWritten(as format: SourceFormat) -> Bool { format == .gguf }
 
     public func verify(path: String, signature: String?, progress: Progress) throws -> VerifyReport {

@@ -27,6 +27,14 @@ public struct GPT2Bundle: BundleForm {
             + "and GPT-2 keeps its linear layers as Conv1D ([in, out]); write a native int8 bundle (--to bundle) or use f32, bf16 or f16 with --to gpt2"
     }
 
+    public func dtypeRefusal(_ dtype: String) -> String {
+        switch dtype {
+        case "int8": return "--dtype int8 is not written in the GPT-2 layout: " + dtypeAdvice(dtype)
+        case "q8_0": return GGUFRelease.blockFormatNote
+        default: return "--dtype \(dtype) is not written in the \(title): \(dtypeAdvice(dtype))"
+        }
+    }
+
     public var modelTypes: [String] { [ConfigAssembly.gpt2ModelType] }
     public func modelType(_ config: ModelConfig) -> String { ConfigAssembly.gpt2ModelType }
     public func architecture(_ config: ModelConfig) -> String { Self.architecture }

@@ -18,6 +18,8 @@ public protocol ReleaseForm: Sendable {
     var dtypes: [String] { get }
     /// Why the form does not store `dtype` (a `--dtype` name it does not list), for the error that refuses it.
     func dtypeAdvice(_ dtype: String) -> String
+    /// The usage error of `convert --to NAME --dtype dtype` when the form does not store `dtype`.
+    func dtypeRefusal(_ dtype: String) -> String
     /// Refuses a model this form cannot compute (`ReleaseFormError`): the form's own rules; `dtype` is the weights'
     /// dtype (nil: the source's).
     func check(_ config: ModelConfig, dtype: DType?, source: String) throws
@@ -33,6 +35,11 @@ extension ReleaseForm {
     public func dtypeAdvice(_ dtype: String) -> String {
         let writers = ReleaseForms.all.filter { $0.dtypes.contains(dtype) }.map { "--to " + $0.name }
         return "it stores " + dtypes.joined(separator: ", ") + (writers.isEmpty ? "" : "; \(dtype) is written by " + writers.joined(separator: " or "))
+    }
+
+    /// The usage error, by default: the form and what it stores.
+    public func dtypeRefusal(_ dtype: String) -> String {
+        "--dtype \(dtype) is not written in the \(title): \(dtypeAdvice(dtype))"
     }
 
     /// Refuses weights in a dtype the form does not store.
