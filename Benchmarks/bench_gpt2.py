@@ -14,27 +14,15 @@ by 2x between identical runs, so wall ratios need many rounds; each run starts a
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import input_file  # noqa: E402
+from harness import input_file, run_once as run  # noqa: E402
 
 SETTLE = float(os.environ.get("SETTLE", "4"))  # seconds of quiet before each timed run
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARAPACK = os.path.join(ROOT, ".build/release/arapack")
-
-
-def run(cmd):
-    """Wall seconds, user CPU seconds and peak RSS (MiB) of one run of `cmd`."""
-    start = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{cmd} failed: {p.stderr.read().decode()}")
-    return {"wall": wall, "user": usage.ru_utime, "peak": usage.ru_maxrss / 1024}
 
 
 def main():

@@ -10,22 +10,10 @@ reported per job as each side's median and min and the ratio of medians (new / o
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import input_file  # noqa: E402
-
-
-def timed(cmd):
-    start = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{cmd} failed: {p.stderr.read().decode()}")
-    return wall, usage.ru_maxrss / 1024
+from harness import input_file, run_once  # noqa: E402
 
 
 def main():
@@ -43,10 +31,10 @@ def main():
             for binary in ([old, new] if r % 2 == 0 else [new, old]):
                 shutil.rmtree(dst, ignore_errors=True)
                 os.sync()
-                wall, peak = timed([binary, "convert", path, dst, "--quiet"] + job)
+                run = run_once([binary, "convert", path, dst, "--quiet"] + job)
                 if r > 0:
-                    times[binary].append(wall)
-                    peaks[binary] = max(peaks[binary], peak)
+                    times[binary].append(run["wall"])
+                    peaks[binary] = max(peaks[binary], run["peak"])
         o, n = statistics.median(times[old]), statistics.median(times[new])
         print(f"{' '.join(job):<32} old {o:6.3f} s (min {min(times[old]):.3f}, {peaks[old]:5.0f} MiB)   "
               f"new {n:6.3f} s (min {min(times[new]):.3f}, {peaks[new]:5.0f} MiB)   new/old {n / o:.3f}")

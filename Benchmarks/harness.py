@@ -10,6 +10,17 @@ import time
 BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
 
 
+def run_once(cmd):
+    """Wall seconds, user CPU seconds and peak RSS (MiB) of one run of `cmd`; a failed run raises."""
+    start = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd} failed: {p.stderr.read().decode()}")
+    return {"wall": wall, "user": usage.ru_utime, "peak": usage.ru_maxrss / 1024}
+
+
 def measure(cmd, runs=5, warmup=1, env=None, prepare=None):
     """Median and min wall seconds and max peak RSS (MiB) over `runs` runs of `cmd` (a list).
     `prepare()`, when given, runs untimed before each run (e.g. removing outputs and syncing)."""
