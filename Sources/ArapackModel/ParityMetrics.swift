@@ -190,7 +190,7 @@ extension ParityThresholds: Encodable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(label, forKey: .kind)
         for (value, key) in [(maxAbsDiff, CodingKeys.maxAbsDiff), (maxMeanKL, .maxMeanKL), (minTop1, .minTop1)] {
-            try c.encode(value.map(JSONValue.metric) ?? .null, forKey: key)
+            try c.encodeOrNull(value.map(JSONValue.metric), forKey: key)
         }
     }
 }

@@ -81,8 +81,9 @@ public enum BundleWriter {
         let source = Manifest.Source(file: splitPath(trimmingTrailingSlashes(model.info.path)).1, format: model.info.format,
                                      sha256: try sourceDigest.map { try $0.wait() }, step: model.step)
         progress.end()
-        let report = records.sorted.isEmpty ? nil : QuantizationReport(method: quantizationMethod(dtype, dtypeName: dtypeName, options: options),
-                                                                       tensors: records.sorted)
+        let recorded = records.sorted
+        let report = recorded.isEmpty ? nil : QuantizationReport(method: quantizationMethod(dtype, dtypeName: dtypeName, options: options),
+                                                                 tensors: recorded)
         let paritySummary = try parity?(directory)
         for (name, bytes) in form.extraFiles { files.append(try writeBytes(bytes, to: directory + "/" + name)) }
         files.append(try writeText(ModelCard.gitAttributes(files), to: directory + "/" + ModelCard.gitAttributesFileName))

@@ -48,8 +48,8 @@ public struct Manifest: Codable, Equatable, Sendable {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(file, forKey: .file)
             try c.encode(format, forKey: .format)
-            if let sha256 { try c.encode(sha256, forKey: .sha256) } else { try c.encodeNil(forKey: .sha256) }
-            if let step { try c.encode(step, forKey: .step) } else { try c.encodeNil(forKey: .step) }
+            try c.encodeOrNull(sha256, forKey: .sha256)
+            try c.encodeOrNull(step, forKey: .step)
         }
     }
 

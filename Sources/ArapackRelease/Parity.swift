@@ -64,7 +64,7 @@ extension ParityReport: Encodable {
         try c.encode(bundleDType, forKey: .bundleDType)
         try c.encode(probes, forKey: .probes)
         try c.encode(sequenceLength, forKey: .seqLen)
-        if let seed { try c.encode(seed, forKey: .seed) } else { try c.encodeNil(forKey: .seed) }
+        try c.encodeOrNull(seed, forKey: .seed)
         try c.encode(metrics, forKey: .metrics)
         try c.encode(thresholds, forKey: .thresholds)
         try c.encode(differingTensors, forKey: .differingTensors)

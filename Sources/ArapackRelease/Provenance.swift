@@ -55,20 +55,19 @@ public struct Provenance: Codable, Equatable, Sendable {
         /// Every key, in this order, null where not given.
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
-            func put<T: Encodable>(_ v: T?, _ key: CodingKeys) throws { if let v { try c.encode(v, forKey: key) } else { try c.encodeNil(forKey: key) } }
             try c.encode(to, forKey: .to)
-            try put(dtype, .dtype)
-            try put(int8GroupSize, .int8GroupSize)
+            try c.encodeOrNull(dtype, forKey: .dtype)
+            try c.encodeOrNull(int8GroupSize, forKey: .int8GroupSize)
             try c.encode(keep, forKey: .keep)
-            try put(maxShardSize, .maxShardSize)
-            try put(config, .config)
-            try put(tokenizer, .tokenizer)
+            try c.encodeOrNull(maxShardSize, forKey: .maxShardSize)
+            try c.encodeOrNull(config, forKey: .config)
+            try c.encodeOrNull(tokenizer, forKey: .tokenizer)
             try c.encode(allowUntied, forKey: .allowUntied)
             try c.encode(sourceDigest, forKey: .sourceDigest)
-            try put(license, .license)
-            try put(repoID, .repoID)
-            try put(baseModel, .baseModel)
-            try put(modelCard, .modelCard)
+            try c.encodeOrNull(license, forKey: .license)
+            try c.encodeOrNull(repoID, forKey: .repoID)
+            try c.encodeOrNull(baseModel, forKey: .baseModel)
+            try c.encodeOrNull(modelCard, forKey: .modelCard)
         }
     }
 
@@ -97,8 +96,8 @@ public struct Provenance: Codable, Equatable, Sendable {
         try c.encode(builder, forKey: .builder)
         try c.encode(source, forKey: .source)
         try c.encode(bundle, forKey: .bundle)
-        if let options { try c.encode(options, forKey: .options) } else { try c.encodeNil(forKey: .options) }
-        if let parity { try c.encode(parity, forKey: .parity) } else { try c.encodeNil(forKey: .parity) }
+        try c.encodeOrNull(options, forKey: .options)
+        try c.encodeOrNull(parity, forKey: .parity)
     }
 
     /// As written into the statement.

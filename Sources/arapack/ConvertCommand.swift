@@ -149,7 +149,7 @@ struct ConvertCommand: ParsableCommand {
         if parity && !target.isBundle { throw ValidationError("--parity applies to bundles only (--to bundle or gpt2)") }
         if let d = dtype?.rawValue, let form = target.form, !form.dtypes.contains(d) { throw ValidationError(form.dtypeRefusal(d)) }
         if let d = dtype, target.form == nil, !Target.trainingDtypes.contains(d.rawValue) {
-            throw ValidationError(d == .q8_0 ? GGUFRelease.blockFormatNote : NativeBundle.int8Note)
+            throw ValidationError(ReleaseForms.note(for: d.rawValue) ?? "--dtype \(d.rawValue): --to \(target.name) takes \(Target.trainingDtypes.joined(separator: ", "))")
         }
         if allowTokenizerMismatch && !(target.form is GGUFRelease) { throw ValidationError("--allow-tokenizer-mismatch applies to --to gguf") }
         if sign != nil && !target.isBundle { throw ValidationError("--sign applies to bundles only (--to bundle or gpt2)") }

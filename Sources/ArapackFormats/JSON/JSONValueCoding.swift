@@ -12,6 +12,14 @@ public struct JSONValueEncoder {
     }
 }
 
+extension KeyedEncodingContainer {
+    /// Writes `value`, or `null` when it is nil: arapack's documents state every key (synthesized `Encodable` leaves
+    /// an absent optional out).
+    public mutating func encodeOrNull<T: Encodable>(_ value: T?, forKey key: Key) throws {
+        if let value { try encode(value, forKey: key) } else { try encodeNil(forKey: key) }
+    }
+}
+
 public struct JSONValueDecoder {
     public init() {}
 

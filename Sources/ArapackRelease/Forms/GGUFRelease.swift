@@ -24,12 +24,8 @@ public struct GGUFRelease: ReleaseForm {
         try checkDtype(dtype, source: source)
     }
 
-    /// What `--dtype q8_0` means anywhere but here: GGUF's own block format.
-    public static let blockFormatNote = "--dtype q8_0 is GGUF's block format: it applies to --to gguf (bundles take int8)"
-
-    public func dtypeRefusal(_ dtype: String) -> String {
-        dtype == "int8" ? NativeBundle.int8Note : "--dtype \(dtype) is not written in the \(title): \(dtypeAdvice(dtype))"
-    }
+    /// q8_0 is GGUF's own block format.
+    public var dtypeNotes: [String: String] { ["q8_0": "--dtype q8_0 is GGUF's block format: it applies to --to gguf (bundles take int8)"] }
 
     public func isWritten(as format: SourceFormat) -> Bool { format == .gguf }
 

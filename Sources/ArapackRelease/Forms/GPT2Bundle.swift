@@ -28,11 +28,7 @@ public struct GPT2Bundle: BundleForm {
     }
 
     public func dtypeRefusal(_ dtype: String) -> String {
-        switch dtype {
-        case "int8": return "--dtype int8 is not written in the GPT-2 layout: " + dtypeAdvice(dtype)
-        case "q8_0": return GGUFRelease.blockFormatNote
-        default: return "--dtype \(dtype) is not written in the \(title): \(dtypeAdvice(dtype))"
-        }
+        dtype == "int8" ? "--dtype int8 is not written in the GPT-2 layout: " + dtypeAdvice(dtype) : standardDtypeRefusal(dtype)
     }
 
     public var modelTypes: [String] { [ConfigAssembly.gpt2ModelType] }

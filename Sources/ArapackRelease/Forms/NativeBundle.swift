@@ -16,11 +16,9 @@ public struct NativeBundle: BundleForm {
         try checkDtype(dtype, source: source)
     }
 
-    /// What `--dtype int8` means anywhere but here: int8 is the native bundle's (compressed-tensors) alone.
-    public static let int8Note = "--dtype int8 writes bundles only; --to torch and --to dcp take f32, bf16 or f16, --to gguf also q8_0"
-
-    public func dtypeRefusal(_ dtype: String) -> String {
-        dtype == "q8_0" ? GGUFRelease.blockFormatNote : "--dtype \(dtype) is not written in the \(title): \(dtypeAdvice(dtype))"
+    /// int8 is the native bundle's (compressed-tensors) alone.
+    public var dtypeNotes: [String: String] {
+        ["int8": "--dtype int8 writes bundles only; --to torch and --to dcp take f32, bf16 or f16, --to gguf also q8_0"]
     }
 
     public var modelTypes: [String] { [ModelConfig.causalModelType, ModelConfig.bidirectionalModelType] }

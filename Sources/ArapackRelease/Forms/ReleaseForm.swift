@@ -20,6 +20,8 @@ public protocol ReleaseForm: Sendable {
     func dtypeAdvice(_ dtype: String) -> String
     /// The usage error of `convert --to NAME --dtype dtype` when the form does not store `dtype`.
     func dtypeRefusal(_ dtype: String) -> String
+    /// What a `--dtype` only this form writes means when given to another target (`int8` → bundles only).
+    var dtypeNotes: [String: String] { get }
     /// Refuses a model this form cannot compute (`ReleaseFormError`): the form's own rules; `dtype` is the weights'
     /// dtype (nil: the source's).
     func check(_ config: ModelConfig, dtype: DType?, source: String) throws
@@ -37,10 +39,14 @@ extension ReleaseForm {
         return "it stores " + dtypes.joined(separator: ", ") + (writers.isEmpty ? "" : "; \(dtype) is written by " + writers.joined(separator: " or "))
     }
 
-    /// The usage error, by default: the form and what it stores.
-    public func dtypeRefusal(_ dtype: String) -> String {
-        "--dtype \(dtype) is not written in the \(title): \(dtypeAdvice(dtype))"
+    /// The usage error, by default: the note of the form that owns `dtype`, else the form and what it stores.
+    public func dtypeRefusal(_ dtype: String) -> String { standardDtypeRefusal(dtype) }
+
+    public func standardDtypeRefusal(_ dtype: String) -> String {
+        ReleaseForms.note(for: dtype) ?? "--dtype \(dtype) is not written in the \(title): \(dtypeAdvice(dtype))"
     }
+
+    public var dtypeNotes: [String: String] { [:] }
 
     /// Refuses weights in a dtype the form does not store.
     func checkDtype(_ dtype: DType?, source: String) throws {
@@ -77,6 +83,9 @@ public enum ReleaseForms {
         return all.first { $0.isWritten(as: format) } ?? NativeBundle()
     }
 
+    /// The note of the form that owns `dtype` (`NativeBundle`'s for int8, `GGUFRelease`'s for q8_0), if one has.
+    public static func note(for dtype: String) -> String? { all.lazy.compactMap { $0.dtypeNotes[dtype] }.first }
+
     /// `--dtype`'s name of a tensor dtype.
     static func dtypeName(_ dtype: DType) -> String {
         switch dtype {
@@ -102,18 +111,18 @@ public struct ReleaseFormError: Error, CustomStringConvertible, Sendable {
     public let form: String
     public let source: String
     public let refusal: Refusal
-    /// Why, in the form's words.
-    let reason: String
+    /// The form's title and why, in its words.
+    let title: String, reason: String
 
     init(_ form: some ReleaseForm, source: String, refusal: Refusal, reason: String) {
         self.form = form.name
+        self.title = form.title
         self.source = source
         self.refusal = refusal
         self.reason = reason
     }
 
     public var description: String {
-        let title = ReleaseForms.named(form)?.title ?? form
         switch refusal {
         case .bidirectional: return "\(source): an MDLM (bidirectional) model has no \(title): \(reason)"
         case let .activation(found): return "\(source): activation \"\(found)\" has no \(title): \(reason)"
