@@ -101,6 +101,8 @@ public struct ParityThresholds: Equatable, Sendable {
         /// Bit-identical required (the bundle keeps the source's dtype).
         case lossless
         case bf16, f16, int8
+        /// GGUF's Q8_0 blocks (32 int8 with a float16 scale), with llama.cpp's GELU.
+        case q8_0
         /// Against logits computed elsewhere.
         case golden
         /// A GGUF file in the source's dtype against the source: the same weights, llama.cpp's GELU on one side.
@@ -130,6 +132,10 @@ public struct ParityThresholds: Equatable, Sendable {
     /// llama.cpp's GELU against exact GELU on the same weights: measured on the trained twin mean KL 8e-7 and top-1 1.0
     /// (README, "GGUF").
     public static let gguf = ParityThresholds(kind: .gguf, maxAbsDiff: nil, maxMeanKL: 1e-5, minTop1: 0.99)
+
+    /// A GGUF file of Q8_0 blocks against its source: the int8 limits (measured on the trained twin: mean KL 2.3e-3,
+    /// top-1 0.951 through llama.cpp itself).
+    public static let q8_0 = ParityThresholds(kind: .q8_0, maxAbsDiff: nil, maxMeanKL: 1e-2, minTop1: 0.90)
 
     /// Against logits computed elsewhere: an absolute tolerance.
     public static func golden(tolerance: Double) -> ParityThresholds {

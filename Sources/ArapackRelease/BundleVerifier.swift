@@ -10,7 +10,22 @@ public struct VerifyReport: Sendable {
     public struct Check: Sendable {
         public var name: String
         public var problems: [String]
+        /// What a passing check has to say all the same (`none`: the release carries no tokenizer; `mismatch (recorded:
+        /// …)`): the line reads `note` instead of `ok`, and the verdict is unchanged.
+        public var note: String? = nil
         public var ok: Bool { problems.isEmpty }
+
+        public init(name: String, problems: [String], note: String? = nil) {
+            self.name = name
+            self.problems = problems
+            self.note = note
+        }
+
+        /// The check's line in verify's text.
+        var line: String {
+            if !ok { return "FAIL  " + name + ": " + problems.joined(separator: "; ") }
+            return note.map { "note  \(name): \($0)" } ?? "ok    " + name
+        }
     }
 
     public var path: String
@@ -21,9 +36,7 @@ public struct VerifyReport: Sendable {
     /// One line per check.
     public var text: String {
         var lines = ["verify \(path)"]
-        for c in checks {
-            lines.append((c.ok ? "ok    " : "FAIL  ") + c.name + (c.ok ? "" : ": " + c.problems.joined(separator: "; ")))
-        }
+        lines += checks.map(\.line)
         lines.append(passed ? "passed" : "FAILED: \(problems.count) problem(s)")
         return lines.map(\.escapingControlCharacters).joined(separator: "\n")
     }
@@ -93,6 +106,7 @@ public enum BundleVerifier {
         run("tensors") { try checks.tensorProblems() }
         run("NaN/Inf") { checks.nonFiniteProblems() }
         run("tokenizer") { try checks.tokenizerProblems() }
+        if checks.hasNoTokenizer { report.checks[report.checks.count - 1].note = BundleChecks.noTokenizerNote }
         for extra in checks.extraChecks() { report.checks.append(.init(name: extra.name, problems: extra.problems)) }
         run("model card") { checks.modelCardProblems() }
         run("training metadata") { try checks.trainingMetadataProblems() }
@@ -251,9 +265,13 @@ struct BundleChecks {
         b.nonFinite.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "tensor \"\($0.key)\" holds \($0.value) NaN/Inf value(s)" }
     }
 
+    /// The bundle carries no tokenizer (verify says `tokenizer: none` rather than `ok`).
+    var hasNoTokenizer: Bool { b.files["tokenizer.json"] == nil && b.files[TokenizerFiles.subfolder + "/tokenizer.json"] == nil }
+    static let noTokenizerNote = "none (the bundle carries no tokenizer: AutoTokenizer cannot load it)"
+
     /// The tokenizer files agree with themselves and with config.json (when the bundle has them).
     func tokenizerProblems() throws -> [String] {
-        guard b.files["tokenizer.json"] != nil || b.files[TokenizerFiles.subfolder + "/tokenizer.json"] != nil else { return [] }
+        guard !hasNoTokenizer else { return [] }
         guard let config else { return ["not checked: config.json is unusable"] }
         let tok = try TokenizerFiles(directory: path, files: Array(b.files.keys)) { name in
             guard let j = try b.json(name) else { throw BundleError.missingFile(bundle: path, name: name) }

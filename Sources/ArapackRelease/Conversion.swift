@@ -41,6 +41,9 @@ public struct Conversion {
     public var parity: ParityRequest?
     /// Notes for the user (a stale temporary removed, fields assumed).
     public var note: (String) -> Void = { _ in }
+    /// Warnings: what the release lacks or does differently from the source (no tokenizer, a tokenizer llama.cpp
+    /// reads otherwise); said even when notes are not.
+    public var warn: (String) -> Void = { _ in }
 
     public init(source: String, destination: String, output: Output) {
         self.source = source
@@ -59,16 +62,47 @@ public struct Conversion {
         public var parity: ParityReport? = nil
     }
 
-    public func run(progress: Progress) throws -> Result {
-        let dst = destination
-        let parent = splitPath(dst).0
+    /// The files and folders this conversion reads: the source, `--config`, `--tokenizer`, and `otherInputs`.
+    public var inputs: [String] { [source] + [configFile, tokenizer].compactMap { $0 } + otherInputs }
+    /// Further files the caller read for it (the model card, the signing key, probe ids), kept apart from the outputs.
+    public var otherInputs: [String] = []
+
+    /// What `kind` of thing this conversion writes at DST.
+    var destinationKind: DestinationGuard.Kind {
+        switch output {
+        case .bundle: return .bundleFolder
+        case .dcp: return .dcpFolder
+        case .torch: return .torchFile
+        case .gguf: return .ggufFile
+        }
+    }
+
+    /// Checks the outputs before anything is read: DST's folder exists; no output is, lies inside or contains an
+    /// input; an existing DST (and archive) is refused without `force`, and with it unless arapack wrote it
+    /// (`DestinationGuard`). Nothing is changed.
+    public func checkOutputs() throws {
+        let parent = splitPath(destination).0
         guard parent.isEmpty || pathExists(parent) else { throw ConversionError.noParentFolder(parent) }
+        let archiveFiles = archive ? [archivePath, ReleaseArchive.sidecar(of: archivePath)] : []
+        try DestinationGuard.checkApart(outputs: [destination] + archiveFiles, inputs: inputs)
+        for path in [destination] + (archive ? [archivePath] : []) where pathExists(path) && !force {
+            if path == destination && archive && !pathExists(archivePath) { throw ConversionError.archiveMissing(destination, archivePath) }
+            throw ConversionError.exists(path)
+        }
+        guard force else { return }
+        if pathExists(destination) { try DestinationGuard.checkReplaceable(destination, as: destinationKind) }
+        for (path, kind) in zip(archiveFiles, [DestinationGuard.Kind.archive, .archiveSidecar]) where pathExists(path) {
+            try DestinationGuard.checkReplaceable(path, as: kind)
+        }
+    }
+
+    public func run(progress: Progress) throws -> Result {
+        try checkOutputs()
+        // Written where the names lead: a DST that is a link to a folder gets the new folder, the link stays.
+        let dst = try NamedOutput.resolvingSymbolicLinks(destination)
+        let archivePath = try NamedOutput.resolvingSymbolicLinks(self.archivePath)
         for path in [dst, archivePath, ReleaseArchive.sidecar(of: archivePath)] {
             for stale in TemporaryFiles.removeStale(of: path) { note("removed \(stale), left by an interrupted run") }
-        }
-        for path in [dst] + (archive ? [archivePath] : []) where pathExists(path) && !force {
-            if path == dst && archive && !pathExists(archivePath) { throw ConversionError.archiveMissing(dst, archivePath) }
-            throw ConversionError.exists(path)
         }
         // A release bundle (folder or archive) as source is verified first: damage in it (a lying manifest,
         // a malformed tokenizer or config) must not be laundered into a fresh bundle with a valid manifest.
@@ -82,6 +116,9 @@ public struct Conversion {
         if !model.assumedFields.isEmpty {
             note("no config states \(model.assumedFields.joined(separator: ", ")); assumed (pass --config to say otherwise)")
         }
+        if model.tokenizer == nil, case .bundle = output {
+            warn("\(destination): the release carries no tokenizer (pass --tokenizer DIR): AutoTokenizer cannot load it, and its card says so")
+        }
         switch output {
         case let .bundle(options):
             let releaseName = options.card.releaseName(model.config)
@@ -92,7 +129,7 @@ public struct Conversion {
                 progress.begin("parity", total: 0)
                 var run = try request.run(bundle: try ReleaseModel(path: directory), source: model)
                 progress.end()
-                run.bundle = dst
+                run.bundle = destination
                 report = run
                 guard run.passed else { throw ConversionError.parityFailed(run) }
                 return run.summary
@@ -115,7 +152,12 @@ public struct Conversion {
         case let .torch(dtype):
             try TrainingExport.writeTorch(model, dtype: dtype, to: dst, replacing: force)
         case let .gguf(options):
-            try GGUFExport.write(model, options: options, to: dst, replacing: force, progress: progress)
+            if let mismatch = try GGUFExport.write(model, options: options, to: dst, replacing: force, progress: progress) {
+                warn("\(destination): llama.cpp tokenizes text otherwise than the tokenizer (\(mismatch)); written as --allow-tokenizer-mismatch asked, and recorded in the file's \(GGUFExport.mismatchKey)")
+            }
+            if let morph = model.tokenizer?.morphBPEFiles, !morph.isEmpty {
+                warn("\(destination): the tokenizer's MorphBPE segmentation (\(morph.joined(separator: ", "))) does not travel into GGUF: llama.cpp applies the base BPE alone, so its ids differ from the published tokenizer's wherever MorphBPE splits words")
+            }
         case let .dcp(dtype):
             let folder = try AtomicDirectory(destination: dst)
             try TrainingExport.writeDCP(model, dtype: dtype, into: folder.temporaryPath)
@@ -129,6 +171,10 @@ public struct Conversion {
 public enum ConversionError: Error, CustomStringConvertible {
     case noParentFolder(String)
     case exists(String)
+    /// An output is an input, lies inside one or contains one (refused with or without `--force`).
+    case overlapsInput(output: String, input: String, DestinationGuard.Overlap)
+    /// `--force` met something arapack did not write: what it expected there and why this is not it.
+    case notReplaceable(path: String, expected: String, reason: String)
     case archiveMissing(String, String)
     case damagedSource(String, [String])
     /// `--parity` failed: the report says how (nothing was written).
@@ -138,6 +184,10 @@ public enum ConversionError: Error, CustomStringConvertible {
         switch self {
         case let .noParentFolder(parent): return "\(parent): the folder for DST does not exist"
         case let .exists(path): return "\(path) already exists; pass --force to replace it"
+        case let .overlapsInput(output, input, overlap):
+            return "\(output) \(overlap.rawValue) \(input), which this conversion reads; write the output elsewhere (nothing was read or changed)"
+        case let .notReplaceable(path, expected, reason):
+            return "\(path) is not \(expected) arapack wrote (\(reason)); --force replaces only what arapack wrote: choose another DST or remove it yourself (nothing was changed)"
         case let .archiveMissing(dst, archive):
             return "\(dst) already exists but \(archive) does not (a run stopped between the two?); pass --force to write both again"
         case let .damagedSource(source, problems):

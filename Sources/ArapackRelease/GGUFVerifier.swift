@@ -16,7 +16,8 @@ public enum GGUFVerifier {
         report.checks.append(VerifyReport.Check(name: "tie", problems: tieProblems(file, model)))
         report.checks.append(VerifyReport.Check(name: "tensor types", problems: typeProblems(file)))
         report.checks.append(VerifyReport.Check(name: "NaN/Inf", problems: try nonFiniteProblems(file)))
-        report.checks.append(VerifyReport.Check(name: "tokenizer", problems: tokenizerProblems(file, vocab: model?.config.vocabSize)))
+        report.checks.append(VerifyReport.Check(name: "tokenizer", problems: tokenizerProblems(file, vocab: model?.config.vocabSize),
+                                                note: file[GGUFExport.mismatchKey]?.stringValue.map { "mismatch (recorded: \($0))" }))
         return report
     }
 

@@ -121,7 +121,7 @@ public struct ModelCard: Sendable {
                 + "released by arapack \(arapackVersion)"
                 + form.cardLoading,
         ]
-        lines += Self.details(c, form: form, dtype: dtype)
+        lines += Self.details(c, form: form, dtype: dtype, tokenizer: tokenizer != nil)
         lines += Self.training(model, sourceDigest: sourceDigest)
         if let q = quantization { lines += Self.quantization(q) }
         if let p = parity { lines += Self.parity(p) }
@@ -150,8 +150,8 @@ public struct ModelCard: Sendable {
     }
 
     /// The model details table.
-    static func details(_ c: ModelConfig, form: any BundleForm, dtype: String) -> [String] {
-        [
+    static func details(_ c: ModelConfig, form: any BundleForm, dtype: String, tokenizer: Bool) -> [String] {
+        ([
             "",
             "## Model details",
             "",
@@ -169,8 +169,11 @@ public struct ModelCard: Sendable {
             "| attention | \(c.causal ? "causal" : "bidirectional"), pre-LayerNorm blocks, LayerNorm eps \(JSONValue.double(c.layerNormEps).serialized()) |",
             "| weights | \(dtype) |",
             "| special tokens | bos \(c.bos), eos \(c.eos), pad \(c.pad), mask \(c.mask) |",
-        ]
+        ] as [String]) + (tokenizer ? [] : [Self.noTokenizerRow])
     }
+
+    /// The details row of a release without a tokenizer: the card says so where a reader looks for it.
+    static let noTokenizerRow = "| tokenizer | **none**: this release carries no tokenizer; AutoTokenizer cannot load it, and text must be turned into ids elsewhere |"
 
     /// What the source records of its training, and the source itself.
     static func training(_ model: ReleaseModel, sourceDigest: String?) -> [String] {

@@ -87,7 +87,7 @@ public enum ModelSignature {
                 .init("signatures", .array([.object([.init("sig", .string(Base64.encode(signature))), .init("keyid", .string(""))])])),
             ])),
         ])
-        try writeText(bundle.serialized() + "\n", to: signaturePath)
+        try NamedOutput.write(bundle.serialized() + "\n", to: signaturePath)
         return resources
     }
 

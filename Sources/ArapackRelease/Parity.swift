@@ -11,6 +11,8 @@ public struct ParityReport: Sendable {
     public var reference: String
     public var referenceKind: String
     public var bundleDType: String
+    /// What the checked side is (`bundle`, `GPT-2 bundle`, `GGUF file`).
+    public var form: String = "bundle"
     public var probes: Int
     public var sequenceLength: Int
     public var seed: UInt64?
@@ -32,12 +34,12 @@ public struct ParityReport: Sendable {
         var lines = [
             "parity \(bundle) against \(referenceKind) \(reference)",
             "probes       \(probes) × \(sequenceLength) tokens" + (seed.map { ", seed \($0)" } ?? ""),
-            "dtype        \(bundleDType) (thresholds: \(thresholds.label))",
+            "dtype        \(bundleDType)" + (form == "bundle" ? "" : ", \(form)") + " (thresholds: \(thresholds.label))",
             "max |Δlogit| \(metricText(m.maxAbsDiff))" + (thresholds.maxAbsDiff.map { "   limit \(metricText($0))" } ?? ""),
             "NMSE         \(metricText(m.nmse))",
             "KL mean/max  \(metricText(m.meanKL)) / \(metricText(m.maxKL))" + (thresholds.maxMeanKL.map { "   limit mean \(metricText($0))" } ?? ""),
             "top-1 agree  \(metricText(m.top1Agreement))" + (thresholds.minTop1.map { "   limit \(metricText($0))" } ?? ""),
-            "perplexity   \(metricText(m.referencePerplexity)) (reference) / \(metricText(m.candidatePerplexity)) (bundle)",
+            "perplexity   \(metricText(m.referencePerplexity)) (reference) / \(metricText(m.candidatePerplexity)) (\(form))",
         ]
         if !differingTensors.isEmpty { lines.append("differs      " + differingTensors.joined(separator: ", ")) }
         lines.append(passed ? "parity passed" : "parity FAILED: " + failures.joined(separator: "; "))
@@ -50,7 +52,7 @@ public struct ParityReport: Sendable {
 
 extension ParityReport: Encodable {
     enum CodingKeys: String, CodingKey {
-        case bundle, reference, bundleDType = "bundle_dtype", probes, seqLen = "seq_len", seed, metrics, thresholds
+        case bundle, reference, bundleDType = "bundle_dtype", form, probes, seqLen = "seq_len", seed, metrics, thresholds
         case differingTensors = "differing_tensors", passed, failures
     }
     enum ReferenceKeys: String, CodingKey { case kind, path }
@@ -62,6 +64,7 @@ extension ParityReport: Encodable {
         try r.encode(referenceKind, forKey: .kind)
         try r.encode(reference, forKey: .path)
         try c.encode(bundleDType, forKey: .bundleDType)
+        try c.encode(form, forKey: .form)
         try c.encode(probes, forKey: .probes)
         try c.encode(sequenceLength, forKey: .seqLen)
         try c.encodeOrNull(seed, forKey: .seed)
@@ -218,9 +221,10 @@ public enum Parity {
         let metrics = acc.metrics
         let thresholds = override ?? defaultThresholds(bundle: bundle, source: source)
         var report = ParityReport(bundle: bundle.info.path, reference: source.info.path, referenceKind: "source",
-                                  bundleDType: TorchGlobals.dtypeName[bundle.dominantDType] ?? bundle.dominantDType.name,
+                                  bundleDType: bundle.weightTypeName,
                                   probes: ids.count, sequenceLength: L, seed: probeIDs == nil ? seed : nil, metrics: metrics, thresholds: thresholds,
                                   failures: thresholds.failures(metrics))
+        report.form = bundle.formTitle
         if !report.passed && thresholds.kind == .lossless { report.differingTensors = try differingTensors(bundle, source) }
         return report
     }
@@ -240,6 +244,7 @@ public enum Parity {
 
     /// Lossless (same dtype as the source) must be bit-identical; a cast has the defaults of its dtype.
     public static func defaultThresholds(bundle: ReleaseModel, source: ReleaseModel) -> ParityThresholds {
+        if bundle.weightTypeName == "q8_0" { return .q8_0 }
         guard bundle.dominantDType == source.dominantDType else { return .cast(bundle.dominantDType) }
         return bundle.computesLlamaCppGELU == source.computesLlamaCppGELU ? .lossless : .gguf
     }
@@ -266,10 +271,12 @@ public enum Parity {
         }
         let metrics = acc.metrics
         let thresholds = ParityThresholds.golden(tolerance: tolerance)
-        return ParityReport(bundle: bundle.info.path, reference: goldenPath, referenceKind: "golden",
-                            bundleDType: TorchGlobals.dtypeName[bundle.dominantDType] ?? bundle.dominantDType.name,
-                            probes: ids.count, sequenceLength: ids[0].count, seed: nil, metrics: metrics, thresholds: thresholds,
-                            failures: thresholds.failures(metrics))
+        var report = ParityReport(bundle: bundle.info.path, reference: goldenPath, referenceKind: "golden",
+                                  bundleDType: bundle.weightTypeName,
+                                  probes: ids.count, sequenceLength: ids[0].count, seed: nil, metrics: metrics, thresholds: thresholds,
+                                  failures: thresholds.failures(metrics))
+        report.form = bundle.formTitle
+        return report
     }
 
     /// Token-id sequences from an I64 [N, L] tensor.

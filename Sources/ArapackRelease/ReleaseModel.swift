@@ -180,6 +180,20 @@ public final class ReleaseModel {
         return (try? source.descriptor(named: embedding).dtype) ?? .f32
     }
 
+    /// The weights' type as a release names it: `q8_0` for a GGUF file of Q8_0 blocks, else the torch dtype name
+    /// (`float32`, `bfloat16`, `int8`, …).
+    public var weightTypeName: String {
+        if let gguf = source as? GGUFFile, let embedding = names.first(where: { $0.training == ModelFamily.embedding })?.source,
+           (try? gguf.entry(named: embedding))?.type == .q8_0 { return "q8_0" }
+        return TorchGlobals.dtypeName[dominantDType] ?? dominantDType.name
+    }
+
+    /// What the model is, as a parity report names the side it checks: `GGUF file`, `GPT-2 bundle` or `bundle`.
+    public var formTitle: String {
+        if source is GGUFFile { return "GGUF file" }
+        return layout == .gpt2 ? "GPT-2 bundle" : "bundle"
+    }
+
     /// A source tensor, dequantized to float32 when it has a scale, transposed back when its layout stores it
     /// transposed (an owned copy; the mapped pages it came from are dropped).
     private static func read(_ source: TensorSource, _ name: String, scale: String?, transposed: Bool) throws -> Tensor {

@@ -28,6 +28,8 @@ public final class TokenizerFiles {
     public let directory: String
     /// The files present, by path inside `directory`: HF files at the top and in base_tokenizer/, MorphBPE files.
     public let files: [String]
+    /// The MorphBPE pre-tokenizer's files among `files` (its code and settings, at the folder's top).
+    public var morphBPEFiles: [String] { files.filter(Self.isMorphBPEFile) }
     /// Special token ids by role (`bos`, …) as the tokenizer defines them.
     public let specialIDs: [String: Int]
     /// One more than the largest token id.

@@ -14,20 +14,24 @@ public struct VerificationRequest {
     public init(path: String) { self.path = path }
 
     /// Runs the request. With a signature, nothing in the bundle is parsed before its bytes are authenticated: a file
-    /// that differs from the signed statement throws `SignatureMismatch` before any parser runs.
+    /// that differs from the signed statement ends the run there, with a `Verification` whose signature failed and
+    /// whose other checks did not run.
     public func run(progress: Progress) throws -> Verification {
-        var signed: (contents: ModelSignature.Contents, publicKey: String)?
+        var result = Verification(path: path)
         if let signature {
             let key = try ECDSAKey.publicKey(path: signature.publicKey)
-            signed = (try ModelSignature.verify(folder: path, signaturePath: signature.path, key: key), signature.publicKey)
+            do {
+                let contents = try ModelSignature.verify(folder: path, signaturePath: signature.path, key: key)
+                result.signature = .init(path: signature.path, publicKey: signature.publicKey, contents: contents, problems: [])
+            } catch let mismatch as SignatureMismatch {
+                result.signature = .init(path: signature.path, publicKey: signature.publicKey, contents: nil, problems: mismatch.problems)
+                return result
+            }
         }
         let inside = signature.flatMap { ModelSignature.relativeName(of: $0.path, inside: path) }
-        var result = Verification(path: path, structural: try ReleaseForms.reading(path).verify(path: path, signature: inside, progress: progress))
-        if let signed {
-            result.signature = signed
-            if let recorded = signed.contents.provenance {
-                result.provenanceProblems = try ModelSignature.provenanceProblems(recorded, folder: path).map { "provenance: " + $0 }
-            }
+        result.structural = try ReleaseForms.reading(path).verify(path: path, signature: inside, progress: progress)
+        if let recorded = result.signature?.contents?.provenance {
+            result.provenanceProblems = try ModelSignature.provenanceProblems(recorded, folder: path).map { "provenance: " + $0 }
         }
         if parity != nil || golden != nil {
             let model = try ReleaseModel(path: path)
@@ -42,23 +46,31 @@ public struct VerificationRequest {
     }
 }
 
-/// What `arapack verify` found, as text for the terminal or JSON for `--report` (Schemas/verify-report.schema.json).
+/// What `arapack verify` found, as text for the terminal or JSON for `--report` / `--json`
+/// (Schemas/verify-report.schema.json), whether the checks passed or not.
 public struct Verification {
+    /// A signature check: what was signed (when it verified) or why it failed.
+    public struct SignatureCheck {
+        public var path: String
+        public var publicKey: String
+        /// The signed statement, when the signature verified and the files matched it.
+        public var contents: ModelSignature.Contents?
+        public var problems: [String]
+        public var passed: Bool { problems.isEmpty }
+    }
+
     public var path: String
-    public var structural: VerifyReport
-    /// The authenticated signature and the key it verified under.
-    public var signature: (contents: ModelSignature.Contents, publicKey: String)?
+    /// The structural checks; nil when a failed signature stopped the run before any parser read the bundle.
+    public var structural: VerifyReport?
+    public var signature: SignatureCheck?
     public var provenanceProblems: [String] = []
     public var parity: [ParityReport] = []
 
-    init(path: String, structural: VerifyReport) {
-        self.path = path
-        self.structural = structural
-    }
+    init(path: String) { self.path = path }
 
-    /// Every failure, one line each (structure, provenance, parity).
+    /// Every failure, one line each (signature, structure, provenance, parity).
     public var failures: [String] {
-        structural.problems + provenanceProblems + parity.flatMap { r in
+        (signature?.problems.map { "signature: " + $0 } ?? []) + (structural?.problems ?? []) + provenanceProblems + parity.flatMap { r in
             r.failures.map { "parity against \(r.referenceKind): \($0)" + (r.differingTensors.isEmpty ? "" : " (differs: \(r.differingTensors.joined(separator: ", ")))") }
         }
     }
@@ -67,10 +79,14 @@ public struct Verification {
 
     /// The report as printed.
     public var text: String {
+        guard let structural else {
+            return "verify \(path.escapingControlCharacters)\nFAIL  signature: " + (signature?.problems ?? []).joined(separator: "; ")
+                + "\nnothing else was checked: the bundle's files are read only once the signature covers them"
+        }
         var lines = [structural.text]
-        if let signature {
-            lines.append("\nok    signature: \(signature.contents.resources.count) files of \(signature.contents.modelName.escapingControlCharacters) signed under \(signature.publicKey)")
-            if let recorded = signature.contents.provenance {
+        if let signature, let contents = signature.contents {
+            lines.append("\nok    signature: \(contents.resources.count) files of \(contents.modelName.escapingControlCharacters) signed under \(signature.publicKey)")
+            if let recorded = contents.provenance {
                 lines += ModelSignature.provenanceText(recorded) + provenanceProblems.map { "FAIL  " + $0 }
             } else {
                 lines.append("      no arapack provenance in the signed statement")
@@ -85,28 +101,45 @@ public struct Verification {
 }
 
 extension Verification: Encodable {
-    enum CodingKeys: String, CodingKey { case bundle, arapackVersion = "arapack_version", structural, parity, passed }
+    enum CodingKeys: String, CodingKey { case bundle, arapackVersion = "arapack_version", signature, structural, provenance, parity, passed }
     enum StructuralKeys: String, CodingKey { case passed, checks }
+    enum SignatureKeys: String, CodingKey { case path, publicKey = "public_key", passed, files, problems }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(path, forKey: .bundle)
         try c.encode(arapackVersion, forKey: .arapackVersion)
-        var s = c.nestedContainer(keyedBy: StructuralKeys.self, forKey: .structural)
-        try s.encode(structural.passed, forKey: .passed)
-        try s.encode(structural.checks, forKey: .checks)
+        if let signature {
+            var s = c.nestedContainer(keyedBy: SignatureKeys.self, forKey: .signature)
+            try s.encode(signature.path, forKey: .path)
+            try s.encode(signature.publicKey, forKey: .publicKey)
+            try s.encode(signature.passed, forKey: .passed)
+            try s.encodeOrNull(signature.contents?.resources.count, forKey: .files)
+            try s.encode(signature.problems, forKey: .problems)
+        } else {
+            try c.encodeNil(forKey: .signature)
+        }
+        if let structural {
+            var s = c.nestedContainer(keyedBy: StructuralKeys.self, forKey: .structural)
+            try s.encode(structural.passed, forKey: .passed)
+            try s.encode(structural.checks, forKey: .checks)
+        } else {
+            try c.encodeNil(forKey: .structural)
+        }
+        try c.encode(provenanceProblems, forKey: .provenance)
         try c.encode(parity, forKey: .parity)
-        try c.encode(structural.passed && parity.allSatisfy(\.passed), forKey: .passed)
+        try c.encode(passed, forKey: .passed)
     }
 }
 
 extension VerifyReport.Check: Encodable {
-    enum CodingKeys: String, CodingKey { case name, passed, problems }
+    enum CodingKeys: String, CodingKey { case name, passed, problems, note }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(name, forKey: .name)
         try c.encode(ok, forKey: .passed)
         try c.encode(problems, forKey: .problems)
+        try c.encodeOrNull(note, forKey: .note)
     }
 }

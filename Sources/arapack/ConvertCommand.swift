@@ -178,15 +178,23 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         let progress = Progress(enabled: !quiet && Progress.standardErrorIsTerminal)
         try runReportingErrors("convert") {
-            var conversion = Conversion(source: source, destination: destination, output: try output())
+            var conversion = Conversion(source: source, destination: destination, output: output())
             let dst = conversion.destination
             conversion.configFile = config
             conversion.tokenizer = tokenizer
             conversion.allowUntied = allowUntied
             conversion.archive = archive
             conversion.force = force
+            conversion.otherInputs = [modelCard, sign, signingKey.keyPasswordFile, parity ? parityOptions.probeIds : nil].compactMap { $0 }
+            // The destination is checked before any input is read (the model card and the key included).
+            try conversion.checkOutputs()
+            if let modelCard, case var .bundle(options) = conversion.output {
+                options.card.userCard = try ModelCard(userCardAt: modelCard)
+                conversion.output = .bundle(options)
+            }
             conversion.signing = try sign.map { (try signingKey.load($0), signedOptions) }
             conversion.note = { printError("arapack convert: note: " + $0) }
+            conversion.warn = { printError("arapack convert: warning: " + $0) }
             conversion.parity = parity ? parityOptions.request : nil
             let result: Conversion.Result
             do {
@@ -206,14 +214,14 @@ struct ConvertCommand: ParsableCommand {
         }
     }
 
-    /// What the flags ask to write.
-    func output() throws -> Conversion.Output {
+    /// What the flags ask to write (a user's model card is read and added once the destination is checked).
+    func output() -> Conversion.Output {
         if let form = target.bundleForm {
             return .bundle(BundleOptions(dtype: dtype?.dtype ?? nil, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
                                          int8: Int8Quantization(groupSize: int8GroupSize), keep: keep, form: form,
                                          card: ModelCard.Options(repoID: repoID,
                                                                  license: license ?? ModelCard.defaultLicense, baseModel: baseModel,
-                                                                 userCard: try modelCard.map(ModelCard.init(userCardAt:)))))
+                                                                 userCard: nil)))
         }
         switch target.name {
         case "torch": return .torch(dtype: dtype?.dtype)

@@ -55,8 +55,11 @@ struct VerifyCommand: ParsableCommand {
 
     @OptionGroup var parityOptions: ParityOptions
 
-    @Option(help: "Write the results as JSON (described by Schemas/verify-report.schema.json).")
+    @Option(help: "Also write the results as JSON (Schemas/verify-report.schema.json), whether the checks pass or fail; '-' is standard output. A link is written through, a FIFO or device written in order.")
     var report: String?
+
+    @Flag(help: "Print the JSON report (Schemas/verify-report.schema.json) on standard output instead of the text.")
+    var json = false
 
     @Option(help: "An OpenSSF model-signing signature of the bundle folder to check (with --public-key): made by arapack sign or by model_signing sign key.")
     var signature: String?
@@ -82,19 +85,10 @@ struct VerifyCommand: ParsableCommand {
             if let signature, let publicKey { request.signature = (signature, publicKey) }
             if let against { request.parity = (parityOptions.request, against) }
             if let golden { request.golden = (golden, parityOptions.maxAbsDiff ?? tolerance) }
-            let result: Verification
-            do {
-                result = try request.run(progress: progress)
-            } catch let mismatch as SignatureMismatch {
-                // Authenticate, then parse: a file that differs stops the run before any parser reads the bundle.
-                print("verify \(bundle.escapingControlCharacters)\nFAIL  signature: " + mismatch.problems.joined(separator: "; "))
-                print("nothing else was checked: the bundle's files are read only once the signature covers them")
-                printError("arapack verify: \(bundle): signature: \(mismatch.problems[0])"
-                           + (mismatch.problems.count > 1 ? " (and \(mismatch.problems.count - 1) more)" : ""))
-                throw ExitStatus.verificationFailed
-            }
-            print(result.text)
-            if let report { try writeText(result.json.serialized(pretty: true) + "\n", to: report) }
+            let result = try request.run(progress: progress)
+            let document = result.json.serialized(pretty: true) + "\n"
+            if json || report == NamedOutput.standardOutput { print(document, terminator: "") } else { print(result.text) }
+            if let report, report != NamedOutput.standardOutput { try NamedOutput.write(document, to: report) }
             if let first = result.failures.first {
                 printError("arapack verify: \(bundle): \(first)" + (result.failures.count > 1 ? " (and \(result.failures.count - 1) more)" : ""))
                 throw ExitStatus.verificationFailed
