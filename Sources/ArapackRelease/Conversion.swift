@@ -33,6 +33,8 @@ public struct Conversion {
     public var archive = false
     /// Replace an existing DST (only once the new one is complete).
     public var force = false
+    /// Whether the conversion will be signed, for the checks made before the key is read (`signing` says so once set).
+    public var signs = false
     /// Sign the bundle before it moves into place: the key and the options the signed provenance records.
     public var signing: (key: ECDSAKey, options: Provenance.Options)?
     /// Parity of the written bundle against the source before anything moves into place (`--parity`): a failure
@@ -41,9 +43,6 @@ public struct Conversion {
     public var parity: ParityRequest?
     /// Notes for the user (a stale temporary removed, fields assumed).
     public var note: (String) -> Void = { _ in }
-    /// Warnings: what the release lacks or does differently from the source (no tokenizer, a tokenizer llama.cpp
-    /// reads otherwise); said even when notes are not.
-    public var warn: (String) -> Void = { _ in }
 
     public init(source: String, destination: String, output: Output) {
         self.source = source
@@ -60,6 +59,9 @@ public struct Conversion {
         public let manifest: Manifest?
         /// The parity run, when one was asked for.
         public var parity: ParityReport? = nil
+        /// What the release lacks or does otherwise than the source (no tokenizer, a tokenizer llama.cpp reads
+        /// otherwise), for the user to be told once it is written, even under `--quiet`.
+        public var warnings: [String] = []
     }
 
     /// The files and folders this conversion reads: the source, `--config`, `--tokenizer`, and `otherInputs`.
@@ -84,7 +86,14 @@ public struct Conversion {
         let parent = splitPath(destination).0
         guard parent.isEmpty || pathExists(parent) else { throw ConversionError.noParentFolder(parent) }
         let archiveFiles = archive ? [archivePath, ReleaseArchive.sidecar(of: archivePath)] : []
-        try DestinationGuard.checkApart(outputs: [destination] + archiveFiles, inputs: inputs)
+        // A signed GGUF's signature goes beside it (a bundle's inside it).
+        let signatureFile: [String]
+        if signing != nil || signs, case .gguf = output { signatureFile = [destination + ".sig"] } else { signatureFile = [] }
+        try DestinationGuard.checkApart(outputs: [destination] + archiveFiles + signatureFile, inputs: inputs)
+        for path in signatureFile where pathExists(path) {
+            guard force else { throw ConversionError.exists(path) }
+            try DestinationGuard.checkReplaceable(path, as: .signature)
+        }
         for path in [destination] + (archive ? [archivePath] : []) where pathExists(path) && !force {
             if path == destination && archive && !pathExists(archivePath) { throw ConversionError.archiveMissing(destination, archivePath) }
             throw ConversionError.exists(path)
@@ -116,8 +125,9 @@ public struct Conversion {
         if !model.assumedFields.isEmpty {
             note("no config states \(model.assumedFields.joined(separator: ", ")); assumed (pass --config to say otherwise)")
         }
+        var warnings: [String] = []
         if model.tokenizer == nil, case .bundle = output {
-            warn("\(destination): the release carries no tokenizer (pass --tokenizer DIR): AutoTokenizer cannot load it, and its card says so")
+            warnings.append("\(destination): the release carries no tokenizer (pass --tokenizer DIR): AutoTokenizer cannot load it, and its card says so")
         }
         switch output {
         case let .bundle(options):
@@ -148,22 +158,41 @@ public struct Conversion {
             } else {
                 try folder.commit(replacing: force)
             }
-            return Result(model: model, manifest: manifest, parity: report)
+            return Result(model: model, manifest: manifest, parity: report, warnings: warnings)
         case let .torch(dtype):
             try TrainingExport.writeTorch(model, dtype: dtype, to: dst, replacing: force)
         case let .gguf(options):
-            if let mismatch = try GGUFExport.write(model, options: options, to: dst, replacing: force, progress: progress) {
-                warn("\(destination): llama.cpp tokenizes text otherwise than the tokenizer (\(mismatch)); written as --allow-tokenizer-mismatch asked, and recorded in the file's \(GGUFExport.mismatchKey)")
+            // Written, checked and signed in a private folder beside DST, then moved into place with its signature.
+            let staging = try AtomicDirectory(destination: dst)
+            let staged = staging.path(splitPath(dst).1)
+            let mismatch = try GGUFExport.write(model, options: options, to: staged, replacing: false, progress: progress)
+            var report: ParityReport?
+            if let parity {
+                progress.begin("parity", total: 0)
+                var run = try parity.run(bundle: try ReleaseModel(path: staged), source: model)
+                progress.end()
+                run.bundle = destination
+                guard run.passed else { throw ConversionError.parityFailed(run) }
+                report = run
+            }
+            if let signing {
+                try ModelSignature.sign(folder: staged, name: splitPath(dst).1, key: signing.key, signaturePath: staged + ".sig", provenance: nil)
+                try moveIntoPlace(staged + ".sig", to: ModelSignature.defaultSignaturePath(of: dst), replacing: force)
+            }
+            try moveIntoPlace(staged, to: dst, replacing: force)
+            if let mismatch {
+                warnings.append("\(destination): llama.cpp tokenizes text otherwise than the tokenizer (\(mismatch)); written as --allow-tokenizer-mismatch asked, and recorded in the file's \(GGUFExport.mismatchKey)")
             }
             if let morph = model.tokenizer?.morphBPEFiles, !morph.isEmpty {
-                warn("\(destination): the tokenizer's MorphBPE segmentation (\(morph.joined(separator: ", "))) does not travel into GGUF: llama.cpp applies the base BPE alone, so its ids differ from the published tokenizer's wherever MorphBPE splits words")
+                warnings.append("\(destination): the tokenizer's MorphBPE segmentation (\(morph.joined(separator: ", "))) does not travel into GGUF: llama.cpp applies the base BPE alone, so its ids differ from the published tokenizer's wherever MorphBPE splits words")
             }
+            return Result(model: model, manifest: nil, parity: report, warnings: warnings)
         case let .dcp(dtype):
             let folder = try AtomicDirectory(destination: dst)
             try TrainingExport.writeDCP(model, dtype: dtype, into: folder.temporaryPath)
             try folder.commit(replacing: force)
         }
-        return Result(model: model, manifest: nil)
+        return Result(model: model, manifest: nil, warnings: warnings)
     }
 }
 

@@ -14,7 +14,7 @@ import Glibc
 public enum DestinationGuard {
     /// What a conversion writes at a path.
     public enum Kind: Sendable {
-        case bundleFolder, dcpFolder, ggufFile, torchFile, archive, archiveSidecar
+        case bundleFolder, dcpFolder, ggufFile, torchFile, archive, archiveSidecar, signature
 
         /// How a refusal names what arapack would have replaced.
         var title: String {
@@ -25,6 +25,7 @@ public enum DestinationGuard {
             case .torchFile: return "a torch.save checkpoint"
             case .archive: return "a bundle archive"
             case .archiveSidecar: return "an archive's .sha256 line"
+            case .signature: return "a model signature"
             }
         }
     }
@@ -74,7 +75,7 @@ public enum DestinationGuard {
                 throw refuse("it holds \(other.escapingControlCharacters), which arapack did not write"
                              + (kind == .bundleFolder ? " (not in its manifest.json)" : ""))
             }
-        case .ggufFile, .torchFile, .archive, .archiveSidecar:
+        case .ggufFile, .torchFile, .archive, .archiveSidecar, .signature:
             guard case let .regular(size) = found else { throw refuse("it is \(found.title), not a regular file") }
             let head = try leadingBytes(of: target, count: 80)
             switch kind {
@@ -84,6 +85,8 @@ public enum DestinationGuard {
                     throw refuse("it is no torch.save checkpoint arapack reads")
                 }
             case .archive: guard head.starts(with: [0x28, 0xB5, 0x2F, 0xFD]) else { throw refuse("it is not zstd-compressed") }
+            case .signature:
+                guard (try? ModelSignature.read(target)) != nil else { throw refuse("it is not an OpenSSF model signature arapack reads") }
             default:
                 guard size <= 4096, isSidecarLine(head) else { throw refuse("it is not a SHA-256 line as arapack writes one") }
             }

@@ -192,7 +192,10 @@ public enum ModelSignature {
             let field = "predicate.resources[\(i)]"
             guard try string(r["algorithm"], field + ".algorithm") == "sha256" else { throw bad(field + ".algorithm", "only sha256 is supported") }
             let name = try string(r["name"], field + ".name")
-            guard isRelativePath(name) else { throw bad(field + ".name", "\"\(name.escapingControlCharacters)\" is not a relative path inside the folder") }
+            // A signed single file is one resource named "." (the file relative to itself, as model_signing names it).
+            guard isRelativePath(name) || (name == singleFileName && list.count == 1) else {
+                throw bad(field + ".name", "\"\(name.escapingControlCharacters)\" is not a relative path inside the folder")
+            }
             guard names.insert(name).inserted else { throw bad(field + ".name", "\"\(name.escapingControlCharacters)\" is listed twice") }
             let hex = try string(r["digest"], field + ".digest")
             guard isHexDigest(hex) else { throw bad(field + ".digest", "must be a SHA-256 in lower-case hex") }
@@ -235,11 +238,26 @@ public enum ModelSignature {
         Array("DSSEv1 \(payloadType.utf8.count) \(payloadType) \(payload.count) ".utf8) + payload
     }
 
+    /// The one resource of a signed single file (a GGUF): the file relative to itself, as model_signing names it.
+    static let singleFileName = "."
+
+    /// The signature beside a single file that `sign` writes by default: `FILE.sig`.
+    public static func defaultSignaturePath(of path: String) -> String {
+        let p = trimmed(path)
+        return (try? FileKind(atPath: p)) == .directory ? p + "/" + defaultFileName : p + ".sig"
+    }
+
     /// Every regular file under `folder` (relative `/`-separated names, sorted), with its SHA-256, leaving out
     /// `ignoring` (a path or a folder prefix) and the signature file. Symlinks, FIFOs, devices and sockets are
     /// refused before anything is opened; nesting is bounded.
     static func hash(folder: String, ignoring: [String], signaturePath: String) throws -> [Resource] {
         let root = trimmed(folder)
+        switch try FileKind(atPath: root) {
+        case .regular: return [Resource(name: singleFileName, sha256: try SHA256.hex(ofFile: root))]
+        case .symlink: throw SignatureError.unsignableFile(path: root, detail: "a symlink; signatures cover regular files only")
+        case .other: throw SignatureError.unsignableFile(path: root, detail: "not a regular file (a FIFO, device or socket)")
+        case .directory: break
+        }
         let signatureName = relativeName(of: signaturePath, inside: root)
         var out: [Resource] = []
         func walk(_ relative: String, depth: Int) throws {

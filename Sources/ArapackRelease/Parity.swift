@@ -46,6 +46,14 @@ public struct ParityReport: Sendable {
         return lines.map(\.escapingControlCharacters).joined(separator: "\n")
     }
 
+    /// The verdict in one line, as `--quiet` prints it: passed or failed, the limits' kind and the figures they bound.
+    public var verdict: String {
+        let m = metrics
+        return (passed ? "parity passed" : "parity FAILED") + " (\(bundleDType), thresholds \(thresholds.label)): "
+            + "max |Δlogit| \(metricText(m.maxAbsDiff)), mean KL \(metricText(m.meanKL)), top-1 \(metricText(m.top1Agreement))"
+            + (passed ? "" : "; " + failures.joined(separator: "; "))
+    }
+
     /// The report as `--report` and `verify --parity --report` write it.
     public var json: JSONValue { try! JSONValueEncoder().encode(self) }
 }

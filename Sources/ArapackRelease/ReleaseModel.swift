@@ -89,7 +89,7 @@ public final class ReleaseModel {
             }
         }
         if let gguf = source as? GGUFFile { try GGUFExport.describe(gguf, into: &assembly) }
-        if let configFile { try assembly.add(try readJSON(configFile), origin: configFile) }
+        if let configFile { try assembly.add(try Self.readConfig(configFile), origin: configFile) }
         if let extraConfig { try assembly.add(extraConfig.value, origin: extraConfig.origin) }
 
         try Self.addTie(byTraining, load: load, allowUntied: allowUntied, path: path, to: &assembly)
@@ -178,6 +178,16 @@ public final class ReleaseModel {
         // A GGUF's Q8_0 is 8-bit too (its tensors are read dequantized to float32).
         if let gguf = source as? GGUFFile, (try? gguf.entry(named: embedding))?.type == .q8_0 { return .i8 }
         return (try? source.descriptor(named: embedding).dtype) ?? .f32
+    }
+
+    /// What `--config` names: a JSON file, or the JSON itself when no file has that name and it starts with `{`
+    /// (`--config '{"n_heads": 16}'`).
+    public static func readConfig(_ argument: String) throws -> JSONValue {
+        let text = argument.drop { $0 == " " || $0 == "\t" || $0 == "\n" }
+        if !pathExists(argument), text.hasPrefix("{") {
+            do { return try JSONParser.parse(Array(argument.utf8)) } catch { throw ConfigArgumentError(argument: argument, problem: "\(error)") }
+        }
+        return try readJSON(argument)
     }
 
     /// The weights' type as a release names it: `q8_0` for a GGUF file of Q8_0 blocks, else the torch dtype name
@@ -285,4 +295,11 @@ public enum ReleaseModelError: Error, Equatable, CustomStringConvertible, Sendab
         case let .noTensor(path, name): return "\(path): no tensor \(name)"
         }
     }
+}
+
+/// `--config` held inline JSON that does not parse (exit 2).
+public struct ConfigArgumentError: Error, CustomStringConvertible, Sendable {
+    public let argument: String
+    public let problem: String
+    public var description: String { "--config \(String(argument.prefix(200)).escapingControlCharacters): not a file, and not JSON either: \(problem)" }
 }

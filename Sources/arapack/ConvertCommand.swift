@@ -94,7 +94,7 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "With --dtype int8: keep the weights whose release name matches this glob in float32 (repeatable), e.g. '\(ModelFamily.releasePrefix + ModelFamily.embedding)' or '\(ModelFamily.releasePrefix + ModelFamily.layerPrefix)0.*'.")
     var keep: [String] = []
 
-    @Option(help: "A config (training names like d_model or config.json names) adding to or checking the source's.")
+    @Option(help: "A config adding to or checking the source's: a JSON file, or the JSON itself (e.g. '{\"n_heads\": 16}'), in training names like d_model or config.json names.")
     var config: String?
 
     @Option(help: "A folder with tokenizer.json (and tokenizer_config.json, special_tokens_map.json) to check and copy.")
@@ -115,7 +115,7 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Release a model whose LM head differs from its embedding, untied (tie_word_embeddings false).")
     var allowUntied = false
 
-    @Flag(help: "Before moving the bundle into place, run verify --parity against SRC (see arapack verify --help); a failure leaves nothing at DST (exit 1).")
+    @Flag(help: "Before moving the release (bundle or GGUF) into place, run verify --parity against SRC (see arapack verify --help); a failure leaves nothing at DST (exit 1).")
     var parity = false
 
     @OptionGroup var parityOptions: ParityOptions
@@ -132,7 +132,7 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Bundles: use this README.md as the model card instead of the generated one (its YAML front matter is checked; it must state a license).")
     var modelCard: String?
 
-    @Option(help: "Sign the bundle (OpenSSF model signing, see arapack sign --help) with this EC P-256 private key before it moves into place: DST/model.sig, with the conversion's options and parity result in the signed provenance.")
+    @Option(help: "Sign the release (OpenSSF model signing, see arapack sign --help) with this EC P-256 private key before it moves into place: a bundle's DST/model.sig, with the conversion's options and parity result in the signed provenance; a GGUF's DST.sig beside it.")
     var sign: String?
 
     @OptionGroup var signingKey: SigningKeyOptions
@@ -140,19 +140,22 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Replace an existing DST (only once the new one is complete).")
     var force = false
 
-    @Flag(help: "Only the line that says what was written: no progress line, parity report or quantization table (errors still go to standard error; the manifest and the card keep both reports).")
+    @Flag(help: "Also print the quantization report of every tensor (max |error|, SNR, bytes), not only its one-line summary.")
+    var details = false
+
+    @Flag(help: "No progress line, quantization summary or parity details: only the parity verdict (one line) and the line that says what was written. Warnings and errors still go to standard error; the manifest and the card keep both reports.")
     var quiet = false
 
     func validate() throws {
         if archive && !target.isBundle { throw ValidationError("--archive applies to bundles only (--to bundle or gpt2)") }
         if maxShardSize != nil && !target.isBundle { throw ValidationError("--max-shard-size applies to bundles only") }
-        if parity && !target.isBundle { throw ValidationError("--parity applies to bundles only (--to bundle or gpt2)") }
+        if parity && target.form == nil { throw ValidationError("--parity applies to releases (--to bundle, gpt2 or gguf)") }
         if let d = dtype?.rawValue, let form = target.form, !form.dtypes.contains(d) { throw ValidationError(form.dtypeRefusal(d)) }
         if let d = dtype, target.form == nil, !Target.trainingDtypes.contains(d.rawValue) {
             throw ValidationError(ReleaseForms.note(for: d.rawValue) ?? "--dtype \(d.rawValue): --to \(target.name) takes \(Target.trainingDtypes.joined(separator: ", "))")
         }
         if allowTokenizerMismatch && !(target.form is GGUFRelease) { throw ValidationError("--allow-tokenizer-mismatch applies to --to gguf") }
-        if sign != nil && !target.isBundle { throw ValidationError("--sign applies to bundles only (--to bundle or gpt2)") }
+        if sign != nil && target.form == nil { throw ValidationError("--sign applies to releases (--to bundle, gpt2 or gguf)") }
         if signingKey.keyPasswordFile != nil && sign == nil { throw ValidationError("--key-password-file applies to --sign") }
         if (license != nil || baseModel != nil || modelCard != nil) && !target.isBundle {
             throw ValidationError("--license, --base-model and --model-card apply to bundles (--to bundle or gpt2), which carry a model card")
@@ -185,6 +188,7 @@ struct ConvertCommand: ParsableCommand {
             conversion.allowUntied = allowUntied
             conversion.archive = archive
             conversion.force = force
+            conversion.signs = sign != nil
             conversion.otherInputs = [modelCard, sign, signingKey.keyPasswordFile, parity ? parityOptions.probeIds : nil].compactMap { $0 }
             // The destination is checked before any input is read (the model card and the key included).
             try conversion.checkOutputs()
@@ -194,23 +198,23 @@ struct ConvertCommand: ParsableCommand {
             }
             conversion.signing = try sign.map { (try signingKey.load($0), signedOptions) }
             conversion.note = { printError("arapack convert: note: " + $0) }
-            conversion.warn = { printError("arapack convert: warning: " + $0) }
             conversion.parity = parity ? parityOptions.request : nil
             let result: Conversion.Result
             do {
                 result = try conversion.run(progress: progress)
             } catch let ConversionError.parityFailed(report) {
-                if !quiet { print(report.text) }
+                print(quiet ? report.verdict : report.text)
                 printError("arapack convert: \(ConversionError.parityFailed(report))")
                 throw ExitStatus.verificationFailed
             }
-            if !quiet, let report = result.parity { print(report.text) }
+            if let report = result.parity { print(quiet ? report.verdict : report.text) }
             if !quiet, let report = result.manifest?.quantization {
-                print(quantizationTable(report.tensors))
+                print(details ? quantizationTable(report.tensors) : quantizationSummary(report))
             }
             let c = result.model.config
-            print("wrote \(dst) (\(target.name)): \(c.modelType), \(c.layers) layers, d \(c.hiddenSize), vocab \(c.vocabSize), " +
-                  "\(c.parameterCount) parameters, \(result.model.tied ? "tied" : "untied")" + (archive ? "; archive \(conversion.archivePath)" : ""))
+            print("wrote \(dst) (\(target.name)): \(c.modelType), \(c.layers) layers, d \(c.hiddenSize), vocab \(grouped(c.vocabSize)), " +
+                  "\(grouped(c.parameterCount)) parameters, \(result.model.tied ? "tied" : "untied")" + (archive ? "; archive \(conversion.archivePath)" : ""))
+            for warning in result.warnings { printError("arapack convert: warning: " + warning) }
         }
     }
 
@@ -242,13 +246,39 @@ extension ConvertCommand {
     }
 }
 
-/// The per-tensor quantization report as a table.
+/// The per-tensor quantization report as a table (`--details`): numbers in short scientific form, bytes grouped.
 func quantizationTable(_ rows: [QuantizationRecord]) -> String {
     let header = ["tensor", "max |error|", "SNR dB", "bytes before", "bytes after"]
     let cells = rows.map { r in
-        [r.name] + r.cells
+        [r.name, shortNumber(r.maxAbsError), r.snrDB.isFinite ? shortNumber(r.snrDB) : "inf", grouped(r.bytesBefore), grouped(r.bytesAfter)]
     }
     return alignColumns([header] + cells, rightAligned: [1, 2, 3, 4]).joined(separator: "\n")
+}
+
+/// The quantization report in one line: how many tensors, the worst one (lowest SNR), the mean error, the bytes.
+func quantizationSummary(_ report: QuantizationReport) -> String {
+    let rows = report.tensors
+    guard let worst = rows.min(by: { $0.snrDB < $1.snrDB }) else { return "quantization: no tensor narrowed" }
+    let meanError = rows.reduce(0) { $0 + $1.maxAbsError } / Double(rows.count)
+    let before = rows.reduce(0) { $0 + $1.bytesBefore }, after = rows.reduce(0) { $0 + $1.bytesAfter }
+    return "quantization: \(rows.count) tensors, worst \(worst.name) (SNR \(worst.snrDB.isFinite ? shortNumber(worst.snrDB) : "inf") dB, "
+        + "max |error| \(shortNumber(worst.maxAbsError))), mean max |error| \(shortNumber(meanError)), "
+        + "\(grouped(before)) → \(grouped(after)) bytes (--details for every tensor)"
+}
+
+/// Three significant digits: `38.2`, `0.0123`, `4.55e-04`, `1.23e+06`.
+func shortNumber(_ v: Double) -> String {
+    guard v.isFinite, v != 0 else { return v == 0 ? "0" : "\(v)" }
+    var exponent = Int(floor(log10(abs(v))))
+    var mantissa = (v / pow(10, Double(exponent)) * 100).rounded() / 100
+    if abs(mantissa) >= 10 { mantissa /= 10; exponent += 1 }
+    if (-2...3).contains(exponent) {
+        let scale = pow(10, Double(2 - exponent))
+        var text = "\((v * scale).rounded() / scale)"
+        if text.hasSuffix(".0") { text.removeLast(2) }
+        return text
+    }
+    return "\(mantissa)e\(exponent < 0 ? "-" : "+")\(abs(exponent) < 10 ? "0" : "")\(abs(exponent))"
 }
 
 /// A failure the command itself detects (exit 2, one line).

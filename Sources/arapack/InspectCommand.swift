@@ -1,14 +1,17 @@
 import ArgumentParser
 import ArapackFormats
+import ArapackRelease
 
 /// `arapack inspect SRC [--json] [--check-data]`.
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Describe a checkpoint, safetensors file or sharded index without changing it.",
+        abstract: "Describe a checkpoint, safetensors file, sharded index, bundle, bundle archive or GGUF file without changing it.",
         discussion: """
             SRC is detected from its content: a .safetensors file, a model.safetensors.index.json, a \
-            folder holding either, a torch.save checkpoint, or a torch.distributed.checkpoint (DCP) folder. Headers are validated completely before \
+            folder holding either (a bundle), a bundle archive (.tar.zst, unpacked to a private folder under TMPDIR \
+            while it is read), a torch.save checkpoint, a torch.distributed.checkpoint (DCP) folder or a GGUF file \
+            (each tensor listed with the type and bytes the file stores). Headers are validated completely before \
             anything is shown. For a checkpoint the report lists its structure (state dict location, step, \
             config, optimizer size, tied tensors) and every global its pickle names, classified safe, \
             unknown or dangerous; a checkpoint naming any global outside the allow-list is listed, then \
@@ -28,7 +31,19 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors("inspect") {
-            let (report, refusal) = try InspectReport.inspect(path: source, checkData: checkData)
+            var (report, refusal): (InspectReport, Error?)
+            if try SourceDetection.detect(source).format == .archive {
+                // A bundle archive: unpacked to a private folder (removed on exit), described as the bundle it holds.
+                let extracted = try ExtractedArchive(source)
+                (report, refusal) = try InspectReport.inspect(path: extracted.bundle, checkData: checkData)
+                report.path = source
+                report.format = "tar.zst, holding " + report.format
+                for i in report.files.indices where report.files[i].path.hasPrefix(extracted.bundle + "/") {
+                    report.files[i].path = String(report.files[i].path.dropFirst(extracted.bundle.count + 1))
+                }
+            } else {
+                (report, refusal) = try InspectReport.inspect(path: source, checkData: checkData)
+            }
             print(json ? report.json.serialized(pretty: true) : report.text)
             if let refusal { throw refusal }
         }

@@ -33,7 +33,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "How many next tokens to list.")
     var topK = 5
 
-    @Option(help: "A config adding to the checkpoint's (e.g. {\"n_heads\": 16}).")
+    @Option(help: "A config adding to the checkpoint's: a JSON file, or the JSON itself (e.g. '{\"n_heads\": 16}').")
     var config: String?
 
     func validate() throws {

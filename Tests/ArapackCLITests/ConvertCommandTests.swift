@@ -18,7 +18,7 @@ final class ConvertCommandTests: XCTestCase {
         let dst = scratch + "/release"
         var r = try TestSupport.arapack("convert", trainingDict, dst, "--tokenizer", TestSupport.fixture("tokenizer/valid"), "--archive")
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stdout.hasPrefix("wrote \(dst) (bundle): arafusion_ar, 2 layers, d 32, vocab 128, 21760 parameters, tied"), r.stdout)
+        XCTAssertTrue(r.stdout.hasPrefix("wrote \(dst) (bundle): arafusion_ar, 2 layers, d 32, vocab 128, 21,760 parameters, tied"), r.stdout)
         XCTAssertEqual(r.stderr, "", "quiet when standard error is not a terminal")
         XCTAssertEqual(try directoryEntries(scratch), ["release", "release.tar.zst", "release.tar.zst.sha256"])
         for target in [dst, dst + ".tar.zst"] {
@@ -212,7 +212,7 @@ final class ConvertCommandTests: XCTestCase {
     func testProgressOnATerminalOnly() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { throw XCTSkip("script(1) is needed for a pseudo-terminal") }
         func onTerminal(_ extra: String, _ dst: String) throws -> String {
-            try TestSupport.run("/usr/bin/script", ["-qec", "\(TestSupport.arapackBinary) convert \(trainingDict) \(scratch)/\(dst) \(extra)", "/dev/null"]).stdout
+            try TestSupport.run("/usr/bin/script", ["-qec", "\(TestSupport.arapackBinary) convert \(trainingDict) \(scratch)/\(dst) --tokenizer \(TestSupport.fixture("tokenizer/valid")) \(extra)", "/dev/null"]).stdout
         }
         let shown = try onTerminal("", "p1")
         XCTAssertTrue(shown.contains("\r\u{1B}[Karapack: writing weights"), shown)
@@ -223,18 +223,37 @@ final class ConvertCommandTests: XCTestCase {
         XCTAssertTrue(quiet.hasPrefix("wrote \(scratch)/p2"), quiet)
     }
 
-    /// --quiet means quiet: an int8 conversion with parity prints only the line saying what was written (the
-    /// quantization table and the parity report stay in the manifest and the card); without it, both are printed.
-    func testQuietPrintsOnlyWhatWasWritten() throws {
+    /// Quiet by default, details on request: an int8 conversion with parity prints the parity report, a one-line
+    /// quantization summary and what was written; `--details` adds the per-tensor table (short numbers, grouped
+    /// bytes); `--quiet` keeps only the parity verdict and the written line. The manifest and card keep both reports.
+    func testQuietByDefaultDetailsOnRequest() throws {
         let source = TestSupport.fixture("golden/ar_gelu.pt")
         let quiet = try TestSupport.arapack("convert", source, scratch + "/q", "--dtype", "int8", "--parity", "--quiet")
         XCTAssertEqual(quiet.status, 0, quiet.stderr)
-        XCTAssertEqual(quiet.stdout.split(separator: "\n").count, 1, quiet.stdout)
-        XCTAssertTrue(quiet.stdout.hasPrefix("wrote \(scratch)/q (bundle)"), quiet.stdout)
+        let lines = quiet.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2, quiet.stdout)
+        XCTAssertTrue(lines[0].hasPrefix("parity passed (int8, thresholds int8): max |Δlogit| "), quiet.stdout)
+        XCTAssertTrue(lines[1].hasPrefix("wrote \(scratch)/q (bundle)"), quiet.stdout)
         XCTAssertTrue(try String(contentsOfFile: scratch + "/q/README.md", encoding: .utf8).contains("## Quantization"))
-        let loud = try TestSupport.arapack("convert", source, scratch + "/l", "--dtype", "int8", "--parity")
-        XCTAssertEqual(loud.status, 0, loud.stderr)
-        XCTAssertTrue(loud.stdout.contains("parity passed") && loud.stdout.contains("max |error|"), loud.stdout)
+        let plain = try TestSupport.arapack("convert", source, scratch + "/l", "--dtype", "int8", "--parity")
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertTrue(plain.stdout.contains("\nparity passed\n"), plain.stdout)
+        let summary = plain.stdout.split(separator: "\n").filter { $0.hasPrefix("quantization: ") }
+        XCTAssertEqual(summary.count, 1, plain.stdout)
+        XCTAssertTrue(summary.first?.hasSuffix(" bytes (--details for every tensor)") == true, plain.stdout)
+        XCTAssertFalse(plain.stdout.contains("bytes before"), "no table without --details")
+        let detailed = try TestSupport.arapack("convert", source, scratch + "/d", "--dtype", "int8", "--details")
+        XCTAssertEqual(detailed.status, 0, detailed.stderr)
+        let table = detailed.stdout.split(separator: "\n")
+        XCTAssertTrue(table.first?.hasPrefix("tensor ") == true && table[0].contains("bytes before"), detailed.stdout)
+        // The manifest's records, printed in short form: no cell carries more than three significant digits.
+        let records = try TestSupport.loadJSON(scratch + "/d/manifest.json")["quantization"]?["tensors"]?.elements ?? []
+        XCTAssertEqual(table.count, records.count + 2, "header, one row per tensor, the written line")
+        for row in table.dropFirst().dropLast() {
+            let cells = row.split(separator: " ", omittingEmptySubsequences: true)
+            let mantissa = cells[1].split(separator: "e")[0].filter(\.isNumber).drop { $0 == "0" }
+            XCTAssertLessThanOrEqual(mantissa.count, 3, String(row))
+        }
     }
 
     func testStaleTemporariesOfDeadRunsAreRemoved() throws {

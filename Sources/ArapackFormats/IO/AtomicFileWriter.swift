@@ -104,13 +104,8 @@ public final class AtomicFileWriter {
         try sync()
         close(fd)
         fd = -1
-        let ok = replacing ? rename(temporaryPath, destination) == 0 : arapack_rename_noreplace(temporaryPath, destination) == 0
-        guard ok else {
-            if errno == EEXIST { throw DestinationExists(path: destination) }
-            throw FileError(path: destination, operation: "rename", code: errno)
-        }
+        try moveIntoPlace(temporaryPath, to: destination, replacing: replacing)
         committed = true
-        syncDirectory(of: destination)
     }
 
     private func flush() throws {
@@ -188,6 +183,17 @@ public final class AtomicDirectory {
         committed = true
         syncDirectory(of: destination)
     }
+}
+
+/// Renames the finished file or folder `path` onto `destination` (on the same file system), then fsyncs the folder.
+/// With `replacing` false an existing destination is left alone and the move fails with `DestinationExists`.
+public func moveIntoPlace(_ path: String, to destination: String, replacing: Bool) throws {
+    let ok = replacing ? rename(path, destination) == 0 : arapack_rename_noreplace(path, destination) == 0
+    guard ok else {
+        if errno == EEXIST { throw DestinationExists(path: destination) }
+        throw FileError(path: destination, operation: "rename", code: errno)
+    }
+    syncDirectory(of: destination)
 }
 
 /// Temporary paths this process is writing, removed if it is interrupted (SIGINT, SIGTERM, SIGHUP), and

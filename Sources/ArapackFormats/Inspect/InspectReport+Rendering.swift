@@ -18,7 +18,7 @@ extension InspectReport {
             .init("parameter_count", .int(parameterCount)),
             .init("tensor_bytes", .int(tensorBytes)),
             .init("dtypes", .array(dtypeTotals.map { t in
-                .object([.init("dtype", .string(t.dtype.name)), .init("tensors", .int(t.tensors)),
+                .object([.init("dtype", .string(t.name)), .init("tensors", .int(t.tensors)),
                          .init("parameters", .int(t.parameters)), .init("bytes", .int(t.bytes))])
             })),
         ]
@@ -42,7 +42,7 @@ extension InspectReport {
         }
         root.append(.init("tensors", .array(tensors.map { r in
             var m: [JSONValue.Member] = [
-                .init("name", .string(r.name)), .init("dtype", .string(r.dtype.name)),
+                .init("name", .string(r.name)), .init("dtype", .string(r.typeName)),
                 .init("shape", .array(r.shape.map { .int($0) })), .init("bytes", .int(r.bytes)),
             ]
             if let f = r.file { m.append(.init("file", .string(f))) }
@@ -63,7 +63,9 @@ extension InspectReport {
             lines.append("file        \(splitPath(f.path).1)  \(grouped(f.bytes)) bytes" + (f.sha256.map { "  sha256 \($0)" } ?? ""))
         }
         if !metadata.isEmpty {
-            lines.append("metadata    " + metadata.keys.sorted().map { "\($0)=\(metadata[$0]!)" }.joined(separator: ", "))
+            // Long values shortened on the terminal only (the JSON carries them whole).
+            let shown = { (v: String) in v.count > 120 ? String(v.prefix(120)) + "…" : v }
+            lines.append("metadata    " + metadata.keys.sorted().map { "\($0)=\(shown(metadata[$0]!))" }.joined(separator: ", "))
         }
         if let c = checkpoint {
             lines.append("checkpoint  " + (c.stateDictKey.map { "training dict, state dict under \"\($0)\"" } ?? "bare state dict")
@@ -89,7 +91,7 @@ extension InspectReport {
         var table: [[String]] = [["name", "dtype", "shape", "bytes"] + (tensors.contains { $0.file != nil } ? ["file"] : [])
             + (tensors.contains { $0.nonFinite != nil } ? ["nan/inf"] : [])]
         for r in tensors {
-            var row = [r.name, r.dtype.name, "[" + r.shape.map(String.init).joined(separator: ", ") + "]", grouped(r.bytes)]
+            var row = [r.name, r.typeName, "[" + r.shape.map(String.init).joined(separator: ", ") + "]", grouped(r.bytes)]
             if let f = r.file { row.append(f) }
             if let n = r.nonFinite { row.append(String(n)) }
             if let s = r.sharesWith { row[3] = "= " + s }
@@ -98,7 +100,7 @@ extension InspectReport {
         lines += alignColumns(table, rightAligned: [3])
         lines.append("")
         var totals: [[String]] = [["dtype", "tensors", "parameters", "bytes"]]
-        for t in dtypeTotals { totals.append([t.dtype.name, String(t.tensors), grouped(t.parameters), grouped(t.bytes)]) }
+        for t in dtypeTotals { totals.append([t.name, String(t.tensors), grouped(t.parameters), grouped(t.bytes)]) }
         lines += alignColumns(totals, rightAligned: [1, 2, 3])
         if tensors.contains(where: { $0.nonFinite != nil }) {
             let bad = tensors.filter { ($0.nonFinite ?? 0) > 0 }

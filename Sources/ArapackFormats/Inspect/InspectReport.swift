@@ -20,11 +20,17 @@ public struct InspectReport: Sendable {
         public var nonFinite: Int?
         /// The earlier tensor whose storage this one views (a tied pair); not counted again in totals.
         public var sharesWith: String?
+        /// The type the file stores, where it differs from the dtype read (a GGUF's `Q8_0` blocks are read as F32).
+        public var storedType: String?
+        /// The type as listed: the stored one.
+        public var typeName: String { storedType ?? dtype.name }
     }
 
-    /// Totals for one dtype.
+    /// Totals for one stored type.
     public struct DTypeTotal: Sendable {
-        public var dtype: DType
+        /// The stored type's name (`F32`, `BF16`, `Q8_0`, …).
+        public var name: String
+        var rank: Int
         public var tensors = 0
         public var parameters = 0
         public var bytes = 0
@@ -60,15 +66,15 @@ public struct InspectReport: Sendable {
 
     /// Totals per dtype, highest writer rank first.
     public var dtypeTotals: [DTypeTotal] {
-        var totals: [DType: DTypeTotal] = [:]
+        var totals: [String: DTypeTotal] = [:]
         for r in tensors where r.sharesWith == nil {
-            var t = totals[r.dtype] ?? DTypeTotal(dtype: r.dtype)
+            var t = totals[r.typeName] ?? DTypeTotal(name: r.typeName, rank: r.storedType == nil ? r.dtype.writeRank : -1)
             t.tensors += 1
             t.parameters += Shape.elementCount(r.shape) ?? 0
             t.bytes += r.bytes
-            totals[r.dtype] = t
+            totals[r.typeName] = t
         }
-        return totals.values.sorted { $0.dtype.writeRank > $1.dtype.writeRank }
+        return totals.values.sorted { ($0.rank, $1.name) > ($1.rank, $0.name) }
     }
 
     /// Elements over all tensors, each shared storage view counted once (the tied matrix once).
@@ -106,9 +112,14 @@ public struct InspectReport: Sendable {
         if let s = source as? SafetensorsFile { metadata = s.metadata }
         if let s = source as? ShardedSafetensors { metadata = s.shards.first?.file.metadata ?? [:] }
         if let g = source as? GGUFFile {
-            for (key, value) in g.metadata { metadata[key] = value.summary }
-            // The stored type of each tensor (a Q8_0 tensor is listed as the float32 arapack reads it as).
-            for e in g.entries where e.type == .q8_0 { metadata["tensor type " + e.name] = e.type.name }
+            // Strings whole (the text report shortens them, the JSON never does); arrays by their length.
+            for (key, value) in g.metadata { metadata[key] = value.stringValue ?? value.summary }
+            // Each tensor as stored: its GGUF type and the bytes it takes in the file.
+            for e in g.entries {
+                guard let i = rows.firstIndex(where: { $0.name == e.name }) else { continue }
+                rows[i].storedType = e.type.name
+                rows[i].bytes = e.range.count
+            }
         }
         var report = InspectReport(path: path, format: source.formatName, files: files, metadata: metadata, tensors: rows)
         if let ckpt = source as? TorchCheckpoint {

@@ -78,9 +78,17 @@ public enum ReleaseForms {
 
     /// The form a written release at `path` is read back as: by its bytes (a GGUF file), else a bundle (its
     /// config.json then says which bundle form).
+    /// Throws `NotARelease` for a training checkpoint or a bare safetensors file (what `verify` and `sign` were
+    /// pointed at by mistake); a folder without a manifest is read as a bundle, whose checks then say what is missing.
     public static func reading(_ path: String) throws -> any ReleaseForm {
         let format = try SourceDetection.detect(path).format
-        return all.first { $0.isWritten(as: format) } ?? NativeBundle()
+        let isFolder = (try? FileKind(atPath: NamedOutput.resolvingSymbolicLinks(path))) == .directory
+        switch format {
+        case .torchZip, .torchLegacy: throw NotARelease(path: path, format: format)
+        case .safetensors where !isFolder, .safetensorsSharded where !isFolder: throw NotARelease(path: path, format: format)
+        case .dcp where !pathExists(path + "/" + Manifest.fileName): throw NotARelease(path: path, format: format)
+        default: return all.first { $0.isWritten(as: format) } ?? NativeBundle()
+        }
     }
 
     /// The note of the form that owns `dtype` (`NativeBundle`'s for int8, `GGUFRelease`'s for q8_0), if one has.
@@ -128,5 +136,26 @@ public struct ReleaseFormError: Error, CustomStringConvertible, Sendable {
         case let .activation(found): return "\(source): activation \"\(found)\" has no \(title): \(reason)"
         case let .dtype(dtype): return "\(source): \(dtype) is not written in the \(title) (\(reason))"
         }
+    }
+}
+
+/// `verify` or `sign` pointed at something that is not a release (a training checkpoint, a bare safetensors file):
+/// says what it is and which command fits (exit 2).
+public struct NotARelease: Error, CustomStringConvertible, Sendable {
+    public let path: String
+    public let format: SourceFormat
+
+    public var description: String {
+        let what: String
+        switch format {
+        case .torchZip: what = "a torch.save checkpoint"
+        case .torchLegacy: what = "a legacy (pre-1.6) torch.save checkpoint"
+        case .dcp: what = "a torch.distributed.checkpoint (DCP) folder"
+        case .safetensors: what = "a safetensors file"
+        case .safetensorsSharded: what = "a sharded safetensors index"
+        case .archive, .gguf: what = "a release"
+        }
+        return "\(path) is \(what), not a release (a bundle folder, its .tar.zst archive or a GGUF file): "
+            + "`arapack inspect \(path)` describes it; `arapack convert \(path) DST` makes a release of it, which verify and sign then take"
     }
 }
