@@ -5,7 +5,8 @@ what `arapack sign` writes and rejects it after any tampering; `arapack verify` 
 
     python scripts/interop_signing.py ARAPACK BUNDLE KEY.pem PUB.pem OTHER_PUB.pem
 
-BUNDLE is a bundle folder arapack wrote (it is changed and restored on the way). Prints one line per
+BUNDLE is a bundle folder or a GGUF file arapack wrote (it is changed and restored on the way; a single file is
+signed as model_signing signs one, and has no files to add or remove). Prints one line per
 check and exits 1 on any failure.
 """
 import os
@@ -27,7 +28,8 @@ def ms(*args):
 
 def main():
     arapack, bundle, key, pub, other = sys.argv[1:6]
-    sig = os.path.join(bundle, "model.sig")
+    single = os.path.isfile(bundle)
+    sig = bundle + ".sig" if single else os.path.join(bundle, "model.sig")
 
     def ms_verify(public=pub, signature=sig):
         return ms("verify", "key", bundle, "--signature", signature, "--public_key", public)
@@ -40,7 +42,7 @@ def main():
     r = ms_verify()
     check(r.returncode == 0 and "Verification succeeded" in r.stdout, f"model_signing verify accepts arapack's signature: {r.stdout.strip()} {r.stderr.strip()[-300:]}")
 
-    weights = os.path.join(bundle, sorted(f for f in os.listdir(bundle) if f.endswith(".safetensors"))[-1])
+    weights = bundle if single else os.path.join(bundle, sorted(f for f in os.listdir(bundle) if f.endswith(".safetensors"))[-1])
     weights_name = os.path.basename(weights)
     original = open(weights, "rb").read()
     changed = bytearray(original)
@@ -50,18 +52,19 @@ def main():
     check(r.returncode != 0, f"model_signing rejects it after one byte of {weights_name} changed")
     open(weights, "wb").write(original)
 
-    extra = os.path.join(bundle, "extra.txt")
-    open(extra, "w").write("added")
-    r = ms_verify()
-    check(r.returncode != 0, "model_signing rejects it after a file was added")
-    os.remove(extra)
+    if not single:
+        extra = os.path.join(bundle, "extra.txt")
+        open(extra, "w").write("added")
+        r = ms_verify()
+        check(r.returncode != 0, "model_signing rejects it after a file was added")
+        os.remove(extra)
 
-    config = os.path.join(bundle, "config.json")
-    saved = open(config, "rb").read()
-    os.remove(config)
-    r = ms_verify()
-    check(r.returncode != 0, "model_signing rejects it after a file was removed")
-    open(config, "wb").write(saved)
+        config = os.path.join(bundle, "config.json")
+        saved = open(config, "rb").read()
+        os.remove(config)
+        r = ms_verify()
+        check(r.returncode != 0, "model_signing rejects it after a file was removed")
+        open(config, "wb").write(saved)
 
     r = ms_verify(public=other)
     check(r.returncode != 0, "model_signing rejects it under another key")
@@ -69,7 +72,7 @@ def main():
     check(r.returncode == 0, "model_signing accepts it again once the bundle is restored")
 
     os.remove(sig)
-    theirs = os.path.join(bundle, "theirs.sig")
+    theirs = bundle + ".theirs.sig" if single else os.path.join(bundle, "theirs.sig")
     r = ms("sign", "key", bundle, "--private_key", key, "--signature", theirs)
     check(r.returncode == 0, f"model_signing sign key: {r.stdout.strip()} {r.stderr.strip()[-300:]}")
     r = arapack_verify(theirs)

@@ -107,11 +107,13 @@ public enum ModelSignature {
         let signed = Dictionary(contents.resources.map { ($0.name, $0.sha256) }, uniquingKeysWith: { a, _ in a })
         let present = Dictionary(actual.map { ($0.name, $0.sha256) }, uniquingKeysWith: { a, _ in a })
         var problems: [String] = []
+        // A signed single file is named "." in the statement; messages name it by its own name.
+        let shown = { (name: String) in (name == singleFileName ? splitPath(trimmed(folder)).1 : name).escapingControlCharacters }
         for r in contents.resources {
-            guard let digest = present[r.name] else { problems.append("\(r.name.escapingControlCharacters) is signed but missing"); continue }
-            if digest != r.sha256 { problems.append("\(r.name.escapingControlCharacters) differs from the signed file (SHA-256 \(digest), signed \(r.sha256))") }
+            guard let digest = present[r.name] else { problems.append("\(shown(r.name)) is signed but missing"); continue }
+            if digest != r.sha256 { problems.append("\(shown(r.name)) differs from the signed file (SHA-256 \(digest), signed \(r.sha256))") }
         }
-        for r in actual where signed[r.name] == nil { problems.append("\(r.name.escapingControlCharacters) is not covered by the signature (added after signing)") }
+        for r in actual where signed[r.name] == nil { problems.append("\(shown(r.name)) is not covered by the signature (added after signing)") }
         if !problems.isEmpty { throw SignatureMismatch(problems: problems) }
         return contents
     }

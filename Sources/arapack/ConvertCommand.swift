@@ -140,6 +140,9 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Replace an existing DST (only once the new one is complete).")
     var force = false
 
+    @Flag(help: "Print what was written as one JSON document (Schemas/convert-result.schema.json) instead of the text: the model, the files, the parity report, the quantization report and the warnings.")
+    var json = false
+
     @Flag(help: "Also print the quantization report of every tensor (max |error|, SNR, bytes), not only its one-line summary.")
     var details = false
 
@@ -203,9 +206,21 @@ struct ConvertCommand: ParsableCommand {
             do {
                 result = try conversion.run(progress: progress)
             } catch let ConversionError.parityFailed(report) {
-                print(quiet ? report.verdict : report.text)
+                if json {
+                    print(ConvertResult(written: false, destination: dst, form: target.name, model: nil, archive: nil, signature: nil,
+                                        parity: report, quantization: nil, warnings: []).text)
+                } else {
+                    print(quiet ? report.verdict : report.text)
+                }
                 printError("arapack convert: \(ConversionError.parityFailed(report))")
                 throw ExitStatus.verificationFailed
+            }
+            if json {
+                let signature = sign.map { _ in target.isBundle ? dst + "/" + ModelSignature.defaultFileName : dst + ".sig" }
+                print(ConvertResult(written: true, destination: dst, form: target.name, model: result.model.config, archive: archive ? conversion.archivePath : nil,
+                                    signature: signature, parity: result.parity, quantization: result.manifest?.quantization, warnings: result.warnings).text)
+                for warning in result.warnings { printError("arapack convert: warning: " + warning) }
+                return
             }
             if let report = result.parity { print(quiet ? report.verdict : report.text) }
             if !quiet, let report = result.manifest?.quantization {
@@ -297,4 +312,48 @@ func parseSize(_ text: String) -> Int? {
         return max(1, Int(v * Double(factor)))
     }
     return Int(text).flatMap { $0 > 0 ? $0 : nil }
+}
+
+/// What `convert --json` prints (Schemas/convert-result.schema.json): written or not (a failed parity run writes
+/// nothing), where, what model, and the reports.
+struct ConvertResult: Encodable {
+    let written: Bool
+    let destination: String
+    let form: String
+    let model: ModelConfig?
+    let archive: String?
+    let signature: String?
+    let parity: ParityReport?
+    let quantization: QuantizationReport?
+    let warnings: [String]
+
+    enum CodingKeys: String, CodingKey { case written, destination, form, model, archive, signature, parity, quantization, warnings }
+    enum ModelKeys: String, CodingKey {
+        case modelType = "model_type", layers, hiddenSize = "hidden_size", vocabSize = "vocab_size", parameterCount = "parameter_count", tied
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(written, forKey: .written)
+        try c.encode(destination, forKey: .destination)
+        try c.encode(form, forKey: .form)
+        if let model {
+            var m = c.nestedContainer(keyedBy: ModelKeys.self, forKey: .model)
+            try m.encode(model.modelType, forKey: .modelType)
+            try m.encode(model.layers, forKey: .layers)
+            try m.encode(model.hiddenSize, forKey: .hiddenSize)
+            try m.encode(model.vocabSize, forKey: .vocabSize)
+            try m.encode(model.parameterCount, forKey: .parameterCount)
+            try m.encode(model.tieWordEmbeddings, forKey: .tied)
+        } else {
+            try c.encodeNil(forKey: .model)
+        }
+        try c.encodeOrNull(archive, forKey: .archive)
+        try c.encodeOrNull(signature, forKey: .signature)
+        try c.encodeOrNull(parity, forKey: .parity)
+        try c.encodeOrNull(quantization, forKey: .quantization)
+        try c.encode(warnings, forKey: .warnings)
+    }
+
+    var text: String { (try! JSONValueEncoder().encode(self)).serialized(pretty: true) }
 }

@@ -36,6 +36,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "A config adding to the checkpoint's: a JSON file, or the JSON itself (e.g. '{\"n_heads\": 16}').")
     var config: String?
 
+    @Flag(help: "Print the result as JSON (Schemas/run-result.schema.json): the top-k tokens with their exact logits and the checksum.")
+    var json = false
+
     func validate() throws {
         if (ids == nil) == (idsFile == nil) { throw ValidationError("give exactly one of --ids or --ids-file") }
         if topK < 1 { throw ValidationError("--top-k must be at least 1") }
@@ -55,6 +58,15 @@ struct RunCommand: ParsableCommand {
             let next = ForwardPass.nextTokens(logits[((tokens.count - 1) * c.vocabSize)...], k: topK)
             let checksum = logits.withUnsafeBytes { SHA256.hex(of: $0) }
             let names = (try? release.tokenizer.map { try $0.tokenStrings() }) ?? nil
+            if json {
+                let result = RunResult(model: model, modelType: c.modelType, layers: c.layers, hiddenSize: c.hiddenSize, vocabSize: c.vocabSize,
+                                       input: tokens, next: next.enumerated().map { rank, t in
+                                           RunResult.Next(rank: rank + 1, id: t.id, logit: Double(t.logit), probability: t.probability,
+                                                          token: names.flatMap { $0[t.id] })
+                                       }, logitsSHA256: checksum)
+                print((try JSONValueEncoder().encode(result)).serialized(pretty: true))
+                return
+            }
             print("model     \(model): \(c.modelType), \(c.layers) layers, d \(c.hiddenSize), vocab \(c.vocabSize)")
             print("input     \(tokens.count) tokens: \(tokens.map(String.init).joined(separator: ","))")
             print("next      rank  id      logit      prob" + (names == nil ? "" : "      token"))
@@ -78,5 +90,41 @@ extension String {
     init(format3 v: Double) {
         let r = (v * 10_000).rounded() / 10_000
         self = "\(r)"
+    }
+}
+
+/// What `run --json` prints (Schemas/run-result.schema.json).
+struct RunResult: Encodable {
+    struct Next: Encodable {
+        let rank: Int
+        let id: Int
+        /// The logit as the forward pass computed it (a float32, written exactly).
+        let logit: Double
+        let probability: Double
+        /// The token's string, when the model has a tokenizer.
+        let token: String?
+
+        enum CodingKeys: String, CodingKey { case rank, id, logit, probability, token }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(rank, forKey: .rank)
+            try c.encode(id, forKey: .id)
+            try c.encode(logit, forKey: .logit)
+            try c.encode(probability, forKey: .probability)
+            try c.encodeOrNull(token, forKey: .token)
+        }
+    }
+    let model: String
+    let modelType: String
+    let layers: Int
+    let hiddenSize: Int
+    let vocabSize: Int
+    let input: [Int]
+    let next: [Next]
+    let logitsSHA256: String
+
+    enum CodingKeys: String, CodingKey {
+        case model, modelType = "model_type", layers, hiddenSize = "hidden_size", vocabSize = "vocab_size", input, next
+        case logitsSHA256 = "logits_sha256"
     }
 }

@@ -36,7 +36,7 @@ struct SignCommand: ParsableCommand {
     @Option(help: "Where to write the signature (default: BUNDLE/model.sig for a folder, FILE.sig for a GGUF file; '-' is standard output). A link is written through.")
     var signature: String?
 
-    @Flag(help: "Print what was signed as JSON (Schemas/sign.schema.json).")
+    @Flag(help: "Print what was signed as JSON (Schemas/sign-result.schema.json).")
     var json = false
 
     func run() throws {
@@ -68,7 +68,7 @@ struct SigningKeyOptions: ParsableArguments {
     }
 }
 
-/// What `sign --json` prints (Schemas/sign.schema.json).
+/// What `sign --json` prints (Schemas/sign-result.schema.json).
 struct SignResult: Encodable {
     let release: String
     let signature: String

@@ -264,4 +264,142 @@ final class KeyboardMistakeTests: XCTestCase {
         XCTAssertEqual(try TestSupport.loadJSON(scratch + "/ok.json")["signature"]?["passed"], .bool(true))
         try TestSupport.validateAgainstSchema("verify-report.schema.json", [scratch + "/ok.json", scratch + "/sig.json", scratch + "/structural.json"])
     }
+
+    /// The wrong door: verify or sign at a checkpoint says what it is and which command fits; inspect reads archives;
+    /// --config takes a file or the JSON itself.
+    func testTheRightDoor() throws {
+        let (key, _) = try makeKeys()
+        for (args, command) in [(["verify", trainingDict], "verify"), (["sign", trainingDict, "--key", key], "sign")] {
+            let r = try TestSupport.run(TestSupport.arapackBinary, args)
+            XCTAssertEqual(r.status, 2, r.stderr)
+            XCTAssertEqual(r.stderr, "arapack \(command): error: \(trainingDict) is a torch.save checkpoint, not a release (a bundle folder, its .tar.zst archive or a GGUF file): `arapack inspect \(trainingDict)` describes it; `arapack convert \(trainingDict) DST` makes a release of it, which verify and sign then take\n")
+        }
+        let dcp = TestSupport.fixture("dcp/valid/full_shard")
+        XCTAssertTrue(try TestSupport.arapack("verify", dcp).stderr.contains("is a torch.distributed.checkpoint (DCP) folder, not a release"))
+        // An archive: described as the bundle it holds, tensor for tensor.
+        let bundle = scratch + "/b"
+        XCTAssertEqual(try TestSupport.arapack("convert", trainingDict, bundle, "--tokenizer", tokenizer, "--archive").status, 0)
+        var r = try TestSupport.arapack("inspect", bundle + ".tar.zst", "--json")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let fromArchive = try JSONParser.parse(Array(r.stdout.utf8))
+        let fromFolder = try JSONParser.parse(Array(try TestSupport.arapack("inspect", bundle, "--json").stdout.utf8))
+        XCTAssertEqual(fromArchive["format"]?.stringValue, "tar.zst, holding " + (fromFolder["format"]?.stringValue ?? "?"))
+        XCTAssertEqual(fromArchive["tensors"], fromFolder["tensors"])
+        XCTAssertEqual(fromArchive["files"]?.elements?.map { $0["path"]?.stringValue }, ["model.safetensors"])
+        try write(r.stdout, scratch + "/inspect.json")
+        try TestSupport.validateAgainstSchema("inspect.schema.json", [scratch + "/inspect.json"])
+        // --config: the JSON itself, or a file; inline JSON that does not parse is named.
+        r = try TestSupport.arapack("convert", dcp, scratch + "/inline", "--config", "{\"n_heads\": 2}")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try write("{\"n_heads\": 2}", scratch + "/config.json")
+        r = try TestSupport.arapack("convert", dcp, scratch + "/file", "--config", scratch + "/config.json")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try SHA256.hex(ofFile: scratch + "/inline/model.safetensors"), try SHA256.hex(ofFile: scratch + "/file/model.safetensors"))
+        r = try TestSupport.arapack("convert", dcp, scratch + "/bad", "--config", "{\"n_heads\": }")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.hasPrefix("arapack convert: error: --config {\"n_heads\": }: not a file, and not JSON either: "), r.stderr)
+    }
+
+    /// GGUF everywhere a bundle goes: inspect lists stored types and bytes; convert takes --parity (naming q8_0 and the
+    /// GGUF form) and --sign (DST.sig); verify checks that signature, and its report validates.
+    func testGGUFIsFirstClass() throws {
+        let (key, pub) = try makeKeys()
+        let gguf = scratch + "/m.gguf"
+        var r = try TestSupport.arapack("convert", trained, gguf, "--to", "gguf", "--dtype", "q8_0", "--tokenizer", TestSupport.fixture("gguf/bytelevel"),
+                                        "--parity", "--sign", key)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("\ndtype        q8_0, GGUF file (thresholds: q8_0)\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("(GGUF file)\nparity passed\n"), r.stdout)
+        XCTAssertEqual(try directoryEntries(scratch).filter { !$0.hasSuffix(".pem") }, ["m.gguf", "m.gguf.sig"])
+        r = try TestSupport.arapack("verify", gguf, "--signature", gguf + ".sig", "--public-key", pub, "--parity", "--against", trained,
+                                    "--report", scratch + "/report.json")
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("\nok    tensor types\n") && r.stdout.contains("\nok    signature: 1 files of m.gguf signed under"), r.stdout)
+        let report = try TestSupport.loadJSON(scratch + "/report.json")
+        XCTAssertEqual(report["parity"]?.elements?.first?["bundle_dtype"]?.stringValue, "q8_0")
+        XCTAssertEqual(report["parity"]?.elements?.first?["form"]?.stringValue, "GGUF file")
+        try TestSupport.validateAgainstSchema("verify-report.schema.json", [scratch + "/report.json"])
+        // inspect: every matrix as the Q8_0 blocks the file stores (34 bytes per 32 values), the vectors F32.
+        r = try TestSupport.arapack("inspect", gguf, "--json")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let inspected = try JSONParser.parse(Array(r.stdout.utf8))
+        let rows = inspected["tensors"]?.elements ?? []
+        XCTAssertFalse(rows.isEmpty)
+        for row in rows {
+            let elements = (row["shape"]?.elements ?? []).reduce(1) { $0 * ($1.intValue ?? 0) }
+            switch row["dtype"]?.stringValue {
+            case "Q8_0": XCTAssertEqual(row["bytes"]?.intValue, elements / 32 * 34, "\(row)")
+            case "F32": XCTAssertEqual(row["bytes"]?.intValue, elements * 4, "\(row)")
+            default: XCTFail("\(row)")
+            }
+        }
+        XCTAssertLessThanOrEqual(inspected["tensor_bytes"]?.intValue ?? .max, try fileSize(gguf))
+        // The JSON carries metadata whole; the text shortens it.
+        let description = inspected["metadata"]?["general.description"]?.stringValue ?? ""
+        XCTAssertGreaterThan(description.count, 200)
+        XCTAssertFalse(description.hasSuffix("…"))
+        try write(r.stdout, scratch + "/inspect.json")
+        try TestSupport.validateAgainstSchema("inspect.schema.json", [scratch + "/inspect.json"])
+        XCTAssertTrue(try TestSupport.arapack("inspect", gguf).stdout.contains("Q8_0"))
+        // sign on its own: a single file, FILE.sig by default.
+        removeTree(gguf + ".sig")
+        r = try TestSupport.arapack("sign", gguf, "--key", key)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "signed \(gguf): \(gguf).sig (ECDSA P-256, SHA-256)\n")
+        XCTAssertEqual(try TestSupport.arapack("verify", gguf, "--signature", gguf + ".sig", "--public-key", pub).status, 0)
+        // A signature beside a GGUF is an output too: an existing one needs --force, and a file that is none is refused.
+        r = try TestSupport.arapack("convert", trained, gguf, "--to", "gguf", "--tokenizer", TestSupport.fixture("gguf/bytelevel"), "--sign", key, "--force")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try write("my notes", gguf + ".sig")
+        r = try TestSupport.arapack("convert", trained, gguf, "--to", "gguf", "--tokenizer", TestSupport.fixture("gguf/bytelevel"), "--sign", key, "--force")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("\(gguf).sig is not a model signature arapack wrote"), r.stderr)
+        XCTAssertEqual(try read(gguf + ".sig"), "my notes")
+    }
+
+    /// A GGUF whose tokenizer llama.cpp reads otherwise says so at convert time and in verify.
+    func testTokenizerMismatchIsNeverSilent() throws {
+        let gguf = scratch + "/t.gguf"
+        var r = try TestSupport.arapack("convert", trained, gguf, "--to", "gguf", "--tokenizer", TestSupport.fixture("trained/tokenizer"), "--allow-tokenizer-mismatch")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("arapack convert: warning: \(gguf): llama.cpp tokenizes text otherwise than the tokenizer ("), r.stderr)
+        r = try TestSupport.arapack("verify", gguf)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("\nnote  tokenizer: mismatch (recorded: "), r.stdout)
+    }
+
+    /// Every command speaks JSON on request, each document valid against its schema.
+    func testJSONOnEveryCommand() throws {
+        let (key, _) = try makeKeys()
+        let bundle = scratch + "/b"
+        var documents: [(schema: String, text: String)] = []
+        var r = try TestSupport.arapack("convert", TestSupport.fixture("golden/ar_gelu.pt"), bundle, "--dtype", "int8", "--parity", "--json", "--tokenizer", tokenizer)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        documents.append(("convert-result.schema.json", r.stdout))
+        let converted = try JSONParser.parse(Array(r.stdout.utf8))
+        XCTAssertEqual(converted["written"], .bool(true))
+        XCTAssertEqual(converted["model"]?["parameter_count"]?.intValue, 21_760)
+        XCTAssertEqual(converted["quantization"], try TestSupport.loadJSON(bundle + "/manifest.json")["quantization"])
+        r = try TestSupport.arapack("convert", TestSupport.fixture("golden/ar_gelu.pt"), scratch + "/f", "--dtype", "int8", "--parity", "--min-top1", "1.01", "--json")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(try JSONParser.parse(Array(r.stdout.utf8))["written"], .bool(false))
+        XCTAssertFalse(pathExists(scratch + "/f"))
+        documents.append(("convert-result.schema.json", r.stdout))
+        r = try TestSupport.arapack("run", bundle, "--ids", "1,2,3", "--json")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        documents.append(("run-result.schema.json", r.stdout))
+        let text = try TestSupport.arapack("run", bundle, "--ids", "1,2,3")
+        let checksum = text.stdout.split(separator: " ").last.map { String($0.dropLast()) }
+        XCTAssertEqual(try JSONParser.parse(Array(r.stdout.utf8))["logits_sha256"]?.stringValue, checksum)
+        r = try TestSupport.arapack("sign", bundle, "--key", key, "--json")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        documents.append(("sign-result.schema.json", r.stdout))
+        r = try TestSupport.arapack("verify", bundle, "--json")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        documents.append(("verify-report.schema.json", r.stdout))
+        for (i, d) in documents.enumerated() {
+            try write(d.text, scratch + "/doc\(i).json")
+            try TestSupport.validateAgainstSchema(d.schema, [scratch + "/doc\(i).json"])
+        }
+    }
 }

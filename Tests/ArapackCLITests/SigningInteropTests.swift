@@ -26,5 +26,13 @@ final class SigningInteropTests: XCTestCase {
             XCTAssertTrue(r.stdout.hasSuffix("\nok\n"), r.stdout)
             XCTAssertFalse(r.stdout.contains("FAIL"), r.stdout)
         }
+        // A single file: a GGUF, signed by arapack sign and by model_signing alike (one resource, ".").
+        let gguf = dir + "/model.gguf"
+        XCTAssertEqual(try TestSupport.run(TestSupport.arapackBinary, ["convert", TestSupport.fixture("trained/arafusion_tiny_ar.pt"), gguf, "--to", "gguf",
+                                                                       "--tokenizer", TestSupport.fixture("gguf/bytelevel")]).status, 0)
+        let r = try TestSupport.run(python, [script, TestSupport.arapackBinary, gguf, dir + "/key.pem", dir + "/key-pub.pem", dir + "/other-pub.pem"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("ok    arapack verify rejects model_signing's signature after tampering"), r.stdout)
+        XCTAssertTrue(r.stdout.hasSuffix("\nok\n"), r.stdout)
     }
 }

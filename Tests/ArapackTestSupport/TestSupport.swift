@@ -123,11 +123,18 @@ public enum TestSupport {
         let python = try interopPython(importing: ["jsonschema"])
         let prefix: [String] = []
         let script = """
-            import json, sys, jsonschema
+            import glob, json, os, sys, jsonschema, referencing
             schema = json.load(open(sys.argv[1]))
             jsonschema.Draft202012Validator.check_schema(schema)
+            # Every schema of Schemas/ by its $id, so a $ref into another one resolves without a network.
+            resources = []
+            for path in glob.glob(os.path.join(os.path.dirname(sys.argv[1]), "*.schema.json")):
+                other = json.load(open(path))
+                resources.append((other["$id"], referencing.Resource.from_contents(other)))
+            registry = referencing.Registry().with_resources(resources)
+            validator = jsonschema.Draft202012Validator(schema, registry=registry)
             for p in sys.argv[2:]:
-                jsonschema.validate(json.load(open(p)), schema, cls=jsonschema.Draft202012Validator)
+                validator.validate(json.load(open(p)))
             print("valid", len(sys.argv) - 2)
             """
         let r = try TestSupport.run(python, prefix + ["-c", script, TestSupport.schema(schema)] + documents)
