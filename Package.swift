@@ -15,7 +15,6 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CSystem"),
         // No unsafeFlags: SwiftPM refuses them in a dependency, and its release -O2 runs these loops as fast as -O3
         // did (Benchmarks/kernels/compare_flags.sh, BENCHMARKS.md).
@@ -32,12 +31,12 @@ let package = Package(
                 "ArapackRelease", "ArapackModel", "ArapackFormats", "ArapackTensor", "CSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .executableTarget(name: "arapack-bench", dependencies: ["ArapackRelease", "ArapackModel", "ArapackFormats", "ArapackTensor", "CBLAS"], path: "Benchmarks/ArapackBench"),
+        .executableTarget(name: "arapack-bench", dependencies: ["ArapackRelease", "ArapackModel", "ArapackFormats", "ArapackTensor", "CKernels"], path: "Benchmarks/ArapackBench"),
         .executableTarget(name: "arapack-fuzz", dependencies: ["ArapackRelease", "ArapackModel", "ArapackFormats", "ArapackTensor"], path: "Fuzz/ArapackFuzz"),
         .target(name: "ArapackTestSupport", dependencies: ["ArapackFormats"], path: "Tests/ArapackTestSupport"),
         .executableTarget(name: "peak-memory", path: "Tests/PeakMemory"),
         .testTarget(name: "ArapackTensorTests", dependencies: ["ArapackTensor", "ArapackTestSupport"]),
-        .testTarget(name: "SystemLibraryTests", dependencies: ["CZstd", "COpenSSL", "CBLAS"]),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["CZstd", "COpenSSL"]),
         .testTarget(name: "ArapackFormatsTests", dependencies: ["ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),
         .testTarget(name: "ArapackModelTests", dependencies: ["ArapackModel", "ArapackRelease", "ArapackFormats", "ArapackTensor", "ArapackTestSupport", "CKernels"]),
         .testTarget(name: "ArapackReleaseTests", dependencies: ["ArapackRelease", "ArapackModel", "ArapackFormats", "ArapackTensor", "ArapackTestSupport"]),

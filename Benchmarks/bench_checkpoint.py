@@ -3,7 +3,7 @@
 and read every model tensor, with arapack and with torch.load(mmap=True, weights_only=True), same
 machine, same session. Files come from the page cache (one warm-up run).
 
-    swift build -c release --product arapack && swift build -c release --product arapack-bench
+    swift build -c release --product arapack && swift build -c release --product arapack-bench   # (OpenBLAS not needed)
     python Benchmarks/bench_checkpoint.py [/tmp/arapack-bench]     # needs torch
 """
 import os

@@ -23,11 +23,14 @@ Checks, each printed; exits 1 on any failure:
   padding: a batch of prompts of different lengths, left-padded, generates greedily each row's tokens alone (AR),
   and each row's logits, left- or right-padded, are within 1e-5 of the logit scale of the row alone (AR and MDLM); a padded batch
   wider than the positions is a ValueError;
-- with a tokenizer, AutoTokenizer loads it from the bundle and from subfolder="base_tokenizer", with the config's
+- with a tokenizer, AutoTokenizer loads it from the bundle and from subfolder="base_tokenizer" without asking about
+  remote code (but for transformers 5 on the top folder, which reads config.json first and asks), with the config's
   special ids;
 - with --card, the model card's front matter (yaml) and its quick-start code, run as written from the folder
   that holds the bundle.
 """
+import contextlib
+import io
 import json
 import os
 import sys
@@ -221,10 +224,20 @@ def main():
 
     tokenizer_files = os.path.exists(os.path.join(bundle, "tokenizer.json"))
     if tokenizer_files:
-        for kwargs in ({}, {"subfolder": "base_tokenizer"}):
-            tok = AutoTokenizer.from_pretrained(bundle, **kwargs)
+        # Each load must not stop to ask about remote code: the prompt goes to stdout through input(), which meets an
+        # empty stdin here, so its text is what shows that it asked. transformers 5 reads config.json (whose auto_map
+        # names the wrapper) before the tokenizer of the top folder and always asks there; the card and the README
+        # load the tokenizer from subfolder="base_tokenizer", which no version asks about.
+        major = int(transformers.__version__.split(".")[0])
+        for kwargs in ({}, {"subfolder": "base_tokenizer"}, {"trust_remote_code": False}):
+            said = io.StringIO()
+            with contextlib.redirect_stdout(said):
+                tok = AutoTokenizer.from_pretrained(bundle, **kwargs)
             ids = {r: tok.convert_tokens_to_ids(getattr(tok, f"{r}_token")) for r in ("bos", "eos", "pad")}
             check(all(ids[r] == hf[f"{r}_token_id"] for r in ids), f"AutoTokenizer.from_pretrained(bundle, {kwargs}) loads, special ids {ids}")
+            asked = "Do you wish to run the custom code" in said.getvalue()
+            expected = major >= 5 and kwargs == {}
+            check(asked == expected, f"AutoTokenizer.from_pretrained(bundle, {kwargs}) {'asks' if expected else 'does not ask'} about remote code")
         if causal:
             generator = pipeline("text-generation", model=model32, tokenizer=tok)
             text = generator("بسم الله", max_new_tokens=4, do_sample=False)

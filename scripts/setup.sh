@@ -10,7 +10,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends libzstd-dev libssl-dev libopenblas-dev pkg-config zstd python3-venv openssl g++ >/dev/null
+$SUDO apt-get install -y -q --no-install-recommends libzstd-dev libssl-dev pkg-config zstd python3-venv openssl g++ >/dev/null
 
 swift build -c release --product arapack
 example=.build/example

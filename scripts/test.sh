@@ -20,8 +20,8 @@ if [ -z "${ARAPACK_PYTHON:-}" ]; then
         "$venv/bin/pip" install -q "$wheel" || echo "warning: torch wheel $wheel did not install; torch interop tests will be skipped (and fail in CI)"
     fi
     # transformers after torch, so that pip keeps the local CPU wheel instead of fetching another torch.
-    if ! "$venv/bin/python" -c "import transformers, sys; sys.exit(transformers.__version__ != '5.24.0')" 2>/dev/null; then
-        "$venv/bin/pip" install -q transformers==5.24.0 huggingface-hub==2.4.0 pyyaml==6.0.4
+    if ! "$venv/bin/python" -c "import transformers, sys; sys.exit(transformers.__version__ != '5.25.0')" 2>/dev/null; then
+        "$venv/bin/pip" install -q transformers==5.25.0 huggingface-hub==2.4.0 pyyaml==6.0.4
     fi
     # compressed-tensors loads int8 bundles in transformers.
     if ! "$venv/bin/python" -c "import compressed_tensors, sys; from importlib.metadata import version; sys.exit(version('compressed-tensors') != '0.20.1')" 2>/dev/null; then

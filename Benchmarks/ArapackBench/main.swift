@@ -2,7 +2,6 @@ import ArapackFormats
 import ArapackModel
 import ArapackRelease
 import ArapackTensor
-import CBLAS
 import CKernels
 #if canImport(Glibc)
 import Glibc
@@ -12,10 +11,10 @@ import Glibc
 ///   arapack-bench read-model SOURCE            read every model tensor's bytes once (a NaN/Inf scan)
 ///   arapack-bench forward SOURCE L REPEATS [N] time the reference forward pass on N × L tokens (N = 1 unless given;
 ///                                              after one warm-up)
-///   arapack-bench sgemm M N K REPEATS          cblas_sgemm throughput for C[M,N] = A[M,K]·B[N,K]ᵀ, and for Cᵀ = B·Aᵀ
 ///   arapack-bench gemm M N K REPEATS           the forward pass's own invariant GEMM (arapack_gemm_nt, one thread,
 ///                                              the instruction set ARAPACK_ISA picks) on the same product
-/// Whole-process timing comes from Benchmarks/*.py; `forward` and `sgemm` also print their own timings.
+/// Whole-process timing comes from Benchmarks/*.py; `forward` and `gemm` also print their own timings. OpenBLAS's
+/// sgemm, the GEMM's anchor, is Benchmarks/kernels/sgemm_bench.c (arapack does not link OpenBLAS).
 let arguments = CommandLine.arguments
 
 func now() -> Double {
@@ -60,23 +59,6 @@ do {
         let d = Double(c.hiddenSize), f = Double(c.intermediateSize), l = Double(length)
         let flops = Double(batch) * l * (Double(c.layers) * (2 * 4 * d * d + 2 * 2 * d * f + 4 * l * d) + 2 * d * Double(c.vocabSize))
         print("forward \(batch)x\(length) (\(KernelISA.active), \(forward.threads) threads): median \(String(t)) s, \(flops / t / 1e9) GFLOP/s (\(flops / 1e9) GFLOP)")
-    case (6, "sgemm"):
-        let m = Int(arguments[2])!, n = Int(arguments[3])!, k = Int(arguments[4])!, repeats = Int(arguments[5])!
-        let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: n * k)
-        var c = [Float](repeating: 0, count: m * n)
-        // Both orientations of the same product: C = A·Bᵀ (row-major [M, N]) and Cᵀ = B·Aᵀ ([N, M]), which
-        // OpenBLAS packs and blocks differently; the forward pass uses the second.
-        for transposed in [false, true] {
-            func run() {
-                if transposed {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(m), Int32(k), 1, b, Int32(k), a, Int32(k), 0, &c, Int32(m))
-                } else {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, &c, Int32(n))
-                }
-            }
-            let t = medianTime(repeats, run)
-            print("sgemm \(m)x\(n)x\(k) \(transposed ? "(Cᵀ = B·Aᵀ)" : "(C = A·Bᵀ)"): median \(String(t)) s, \(2 * Double(m) * Double(n) * Double(k) / t / 1e9) GFLOP/s")
-        }
     case (6, "gemm"):
         let m = Int(arguments[2])!, n = Int(arguments[3])!, k = Int(arguments[4])!, repeats = Int(arguments[5])!
         try KernelISA.configureFromEnvironment()
@@ -90,7 +72,7 @@ do {
         let time = medianTime(repeats, run)
         print("gemm \(m)x\(n)x\(k) (\(KernelISA.active), one thread): median \(String(time)) s, \(2 * Double(m) * Double(n) * Double(k) / time / 1e9) GFLOP/s")
     default:
-        print("usage: arapack-bench read-model SOURCE | forward SOURCE L REPEATS [N] | sgemm M N K REPEATS | gemm M N K REPEATS")
+        print("usage: arapack-bench read-model SOURCE | forward SOURCE L REPEATS [N] | gemm M N K REPEATS")
         exit(64)
     }
 } catch {

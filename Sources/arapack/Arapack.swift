@@ -17,7 +17,14 @@ struct Arapack: ParsableCommand {
         abstract: "Turn AraFusion training checkpoints into verified release artifacts, and back.",
         discussion: """
             Exit status: 0 success; 1 verification or parity failed; 2 the input could not be read \
-            (unreadable, malformed, unsafe, inconsistent); 64 usage error.
+            (unreadable, malformed, unsafe, inconsistent) or the output could not be put where asked (DST exists and \
+            --force was not given, --force met something arapack did not write, an output is or holds an input); \
+            64 usage error; 130, 143 or 129 interrupted by SIGINT, SIGTERM or SIGHUP (128 + the signal), with nothing \
+            left at DST.
+
+            Every command prints JSON on request (--json; verify also writes --report FILE). An output named on the \
+            command line is written where it points: through a symbolic link (the link stays), into a FIFO or device \
+            in order, '-' for standard output.
 
             The reference forward pass (parity, run) gives the same bits on every machine, batch and thread count. \
             ARAPACK_ISA=avx512|avx2|generic makes its kernels use a narrower instruction set than the CPU's widest \

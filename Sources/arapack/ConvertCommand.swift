@@ -43,7 +43,16 @@ struct ConvertCommand: ParsableCommand {
 
             DST appears only complete: everything is written to a temporary sibling and renamed into place; a \
             failed or interrupted run leaves nothing at DST (a killed run's temporaries are removed by the next run). An existing DST is refused unless --force, which \
-            replaces it only once the new one is complete. Same input and options give byte-identical output.
+            replaces it only once the new one is complete, and only when arapack wrote it: an empty folder, a bundle \
+            folder holding only what its manifest.json lists (and model.sig), a DCP folder of .metadata and .distcp \
+            files, a GGUF file for --to gguf, a torch.save checkpoint for --to torch, arapack's archive and its .sha256. \
+            Anything else is refused and left untouched. DST (and its archive) may never be SRC, lie inside it or hold \
+            it, nor any other input (--tokenizer, --config, --model-card, the key): that is refused before anything is \
+            read, with or without --force. A DST that is a symbolic link is written through (the link stays). Same \
+            input and options give byte-identical output.
+
+            Exit status: 0 written; 1 --parity failed (nothing written); 2 the source could not be read, or DST exists \
+            (without --force) or is not arapack's to replace; 64 usage error; 130/143 interrupted (nothing at DST).
             """
     )
 
@@ -137,7 +146,7 @@ struct ConvertCommand: ParsableCommand {
 
     @OptionGroup var signingKey: SigningKeyOptions
 
-    @Flag(help: "Replace an existing DST (only once the new one is complete).")
+    @Flag(help: "Replace an existing DST, once the new one is complete, and only when arapack wrote it (see above); anything else is refused and left untouched.")
     var force = false
 
     @Flag(help: "Print what was written as one JSON document (Schemas/convert-result.schema.json) instead of the text: the model, the files, the parity report, the quantization report and the warnings.")

@@ -366,6 +366,20 @@ final class KeyboardMistakeTests: XCTestCase {
         r = try TestSupport.arapack("verify", gguf)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("\nnote  tokenizer: mismatch (recorded: "), r.stdout)
+        // The published layout: a MorphBPE pre-tokenizer at the top, whose segmentation GGUF cannot carry.
+        let published = scratch + "/published"
+        try FileManager.default.createDirectory(atPath: published + "/base_tokenizer", withIntermediateDirectories: true)
+        for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+            try FileManager.default.copyItem(atPath: TestSupport.fixture("gguf/bytelevel/" + name), toPath: published + "/base_tokenizer/" + name)
+        }
+        try write("{\"merges_per_word\": 4}\n", published + "/morphbpe_config.json")
+        try write("def segment(word):\n    return [word]\n", published + "/morphbpe.py")
+        r = try TestSupport.arapack("convert", trained, scratch + "/m.gguf", "--to", "gguf", "--tokenizer", published)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr, "arapack convert: warning: \(scratch)/m.gguf: the tokenizer's MorphBPE segmentation (morphbpe.py, morphbpe_config.json) does not travel into GGUF: llama.cpp applies the base BPE alone, so its ids differ from the published tokenizer's wherever MorphBPE splits words\n")
+        // With the base tokenizer alone, nothing to warn about.
+        r = try TestSupport.arapack("convert", trained, scratch + "/b.gguf", "--to", "gguf", "--tokenizer", published + "/base_tokenizer")
+        XCTAssertEqual(r.stderr, "")
     }
 
     /// Every command speaks JSON on request, each document valid against its schema.

@@ -1,9 +1,8 @@
-import CBLAS
 import COpenSSL
 import CZstd
 import XCTest
 
-/// The three system libraries resolve through pkg-config, link, and compute: a fresh machine that lacks
+/// The two system libraries resolve through pkg-config, link, and compute: a fresh machine that lacks
 /// one of them fails here with the missing library named.
 final class SystemLibraryTests: XCTestCase {
     func testZstdRoundTrip() {
@@ -17,14 +16,6 @@ final class SystemLibraryTests: XCTestCase {
         let m = output.withUnsafeMutableBytes { o in compressed.withUnsafeBytes { ZSTD_decompress(o.baseAddress, o.count, $0.baseAddress, n) } }
         XCTAssertEqual(m, input.count)
         XCTAssertEqual(output, input)
-    }
-
-    func testOpenBLASSgemm() {
-        // [[1,2],[3,4]] · [[5,6],[7,8]] = [[19,22],[43,50]]
-        let a: [Float] = [1, 2, 3, 4], b: [Float] = [5, 6, 7, 8]
-        var c = [Float](repeating: 0, count: 4)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, 2, 2, 1, a, 2, b, 2, 0, &c, 2)
-        XCTAssertEqual(c, [19, 22, 43, 50])
     }
 
     func testOpenSSLVersion() {
