@@ -1,4 +1,4 @@
-"""Tensor names and shapes of the AraFusion family (ARCHITECTURE.md), shared by the benchmark generators."""
+"""Tensor names and shapes of the AraFusion family (docs/model-family.md), shared by the benchmark generators."""
 
 FULL = dict(vocab_size=76800, d_model=1024, n_layers=24, n_heads=16, d_ff=4096, max_seq_len=512)
 

@@ -1,4 +1,4 @@
-"""The AraFusion training module, written from ../shared/spec/ARCHITECTURE.md. Used by the fixture
+"""The AraFusion training module, written from docs/model-family.md. Used by the fixture
 generators and the interop scripts (never by arapack itself)."""
 import torch
 import torch.nn as nn

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Interop check for release bundles: the bundle's model.safetensors (or shards) and config.json load in
-PyTorch through the real `safetensors` package into an ARBaseline written from ARCHITECTURE.md, and give
+PyTorch through the real `safetensors` package into an ARBaseline written from docs/model-family.md, and give
 the same logits as the source checkpoint; the tokenizer files load with HF `tokenizers`.
 
     python scripts/interop_bundle.py BUNDLE SOURCE.pt [--exact]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Interop check for `arapack convert --to gpt2`: the bundle loads in stock transformers with no remote code
 as GPT2LMHeadModel, with no missing, unexpected or mismatched keys, and computes the source checkpoint's
-ARBaseline (ARCHITECTURE.md, written independently in Fixtures/arafusion.py).
+ARBaseline (docs/model-family.md, written independently in Fixtures/arafusion.py).
 
     python scripts/interop_gpt2.py BUNDLE SOURCE.pt [--card]
 

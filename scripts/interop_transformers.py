@@ -95,7 +95,7 @@ def cache_and_padding(model, ref, probe, hf, causal, check):
         if causal:
             full = model(probe).logits
             # Float32 logits carry a rounding error of about 1e-6 of their scale whichever way they are computed
-            # (ARCHITECTURE.md), so two ways agree to a bound on that scale: 1e-5 · max(1, max |logit|).
+            # (docs/model-family.md), so two ways agree to a bound on that scale: 1e-5 · max(1, max |logit|).
             bound = 1e-5 * max(1.0, full.abs().max().item())
             out = model(probe[:, :4], use_cache=True)
             worst = (out.logits - full[:, :4]).abs().max().item()

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Golden logits from real PyTorch (versions in ../requirements.txt): tiny AraFusion twins written from
-ARCHITECTURE.md (`ARBaseline.eval()`), each saved as a training checkpoint plus a golden file.
+docs/model-family.md (`ARBaseline.eval()`), each saved as a training checkpoint plus a golden file.
 
     python Fixtures/golden/generate.py
 
 For each twin NAME: NAME.pt ({"model", "config", "step"}) and NAME.golden.safetensors holding `ids`
-(I64 [N, L]) and `logits` (F32 [N, L, V]) as BUNDLE.md defines a golden file, `__metadata__` naming
+(I64 [N, L]) and `logits` (F32 [N, L, V]) as docs/bundle.md defines a golden file, `__metadata__` naming
 the model. Twins: AR GELU, AR ReLU, MDLM (bidirectional), and an odd-sized AR (3 layers, d 96,
 6 heads, FFN 200, vocab 100, eps 1e-6), and `ar_small_scale`: eps 1e-6 with embeddings scaled by 0.002 so
 the first LayerNorms see variances near eps (a wrong epsilon shows in its logits), and `ar_long`: 150

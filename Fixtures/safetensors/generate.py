@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates the safetensors fixtures: valid files written by the real `safetensors` and
 `huggingface_hub` packages (values recorded in valid.json from torch itself), and a hostile
-corpus in which each rule of FORMATS.md is broken once (hostile.json maps each file to
+corpus in which each rule of docs/formats.md is broken once (hostile.json maps each file to
 the message fragment arapack must print). Run from anywhere:
 
     python Fixtures/safetensors/generate.py      # versions pinned in Fixtures/requirements.txt

@@ -62,7 +62,7 @@ public enum ForwardError: Error, Equatable, CustomStringConvertible, Sendable {
     }
 }
 
-/// The reference forward pass of ARCHITECTURE.md in float32 on the CPU, batch-, thread- and CPU-invariant: a
+/// The reference forward pass of docs/model-family.md in float32 on the CPU, batch-, thread- and CPU-invariant: a
 /// sequence's logits have the same bits whatever batch it runs in, however many cores share the work and whichever
 /// instruction set the kernels use (`KernelISA`). Every matrix product is CKernels' `arapack_gemm_nt` (each output
 /// one chain of fused multiply-adds in k order) over all positions of all sequences at once, its output columns

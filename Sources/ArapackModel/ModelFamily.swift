@@ -50,7 +50,7 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible, Sendable {
     }
 }
 
-/// The AraFusion model family (ARCHITECTURE.md): its tensor names and how a config maps to shapes.
+/// The AraFusion model family (docs/model-family.md): its tensor names and how a config maps to shapes.
 public enum ModelFamily {
     /// Wrapper module names training adds in front of (or inside) every key.
     static let leadingWrappers = ["module.", "_orig_mod."]
@@ -165,10 +165,10 @@ public enum ModelFamily {
         return problems
     }
 
-    /// What an int8 weight's scale tensor adds to the weight's name (BUNDLE.md).
+    /// What an int8 weight's scale tensor adds to the weight's name (docs/bundle.md).
     public static let int8ScaleSuffix = "_scale"
 
-    /// Folds int8 pairs (BUNDLE.md): a weight `X` (I8 [rows, cols]) with `X_scale` (F32 [rows, groups],
+    /// Folds int8 pairs (docs/bundle.md): a weight `X` (I8 [rows, cols]) with `X_scale` (F32 [rows, groups],
     /// groups dividing cols) stands for one float32 tensor `X`. Returns the descriptors with each pair folded
     /// and, by weight name, the name of its scale.
     public static func foldQuantized(_ tensors: [String: TensorDescriptor]) -> (tensors: [String: TensorDescriptor], scales: [String: String]) {
@@ -277,7 +277,7 @@ public struct ModelConfig: Equatable, Sendable {
         return .object([.init("AutoConfig", .string(config))] + classes.map { .init($0.0, .string($0.1)) })
     }
 
-    /// The model's own fields of config.json (ARCHITECTURE.md's names), in order: written by `hfJSON`, required by
+    /// The model's own fields of config.json (docs/model-family.md's names), in order: written by `hfJSON`, required by
     /// `verify` (with the common tail), so the list is spelled once.
     private var hfFields: [JSONValue.Member] {
         [
@@ -315,7 +315,7 @@ public struct ModelConfig: Equatable, Sendable {
     /// The names of the common tail, in order.
     public static var commonTailNames: [String] { placeholder.commonTail(torchDtype: "float32").map(\.key) }
 
-    /// The training script's `config` dict (ARCHITECTURE.md), as `--to torch` stores it.
+    /// The training script's `config` dict (docs/model-family.md), as `--to torch` stores it.
     public var trainingJSON: JSONValue {
         .object([
             .init("vocab_size", .int(vocabSize)), .init("d_model", .int(hiddenSize)), .init("n_layers", .int(layers)),
@@ -351,7 +351,7 @@ public struct ConfigAssembly {
         "vocab_size": 1...(1 << 24), "hidden_size": 1...(1 << 16), "num_hidden_layers": 1...1024,
         "num_attention_heads": 1...(1 << 16), "intermediate_size": 1...(1 << 20), "max_position_embeddings": 1...(1 << 20),
     ]
-    /// The family's special token ids (ARCHITECTURE.md), used when nothing else states them.
+    /// The family's special token ids (docs/model-family.md), used when nothing else states them.
     static let defaultSpecialIDs = ["bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 5, "mask_token_id": 62]
 
     private var values: [String: (value: JSONValue, origin: String)] = [:]

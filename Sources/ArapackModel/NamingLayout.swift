@@ -1,10 +1,10 @@
 import ArapackFormats
 import ArapackTensor
 
-/// How a file names (and lays out) the family's tensors (ARCHITECTURE.md): the training module's own keys,
+/// How a file names (and lays out) the family's tensors (docs/model-family.md): the training module's own keys,
 /// the release bundle's `model.` + training key, transformers' stock GPT-2 (`GPT2LMHeadModel`) keys, whose
 /// linear weights are `Conv1D`s stored `[in, out]`, the transpose of `nn.Linear`'s `[out, in]`, or llama.cpp's
-/// GGUF names for its `gpt2` architecture (ARCHITECTURE.md, "The GGUF form"; stored as `nn.Linear` stores them).
+/// GGUF names for its `gpt2` architecture (docs/model-family.md, "The GGUF form"; stored as `nn.Linear` stores them).
 public enum NamingLayout: String, Sendable, CaseIterable {
     case training, release, gpt2, gguf
 

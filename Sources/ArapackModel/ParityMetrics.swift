@@ -5,7 +5,7 @@ import CKernels
 import Glibc
 #endif
 
-/// Logit-parity metrics of BUNDLE.md between a reference (the source, or golden logits) and a candidate.
+/// Logit-parity metrics of docs/bundle.md between a reference (the source, or golden logits) and a candidate.
 public struct ParityMetrics: Equatable, Sendable {
     public var maxAbsDiff: Double
     /// Mean squared error over the variance of the reference logits.

@@ -40,7 +40,7 @@ public struct BundleOptions: Sendable {
     func kept(_ name: String) -> Bool { keep.contains { fnmatch($0, name, 0) == 0 } }
 }
 
-/// Writes a release bundle (BUNDLE.md) into a folder: model.safetensors (or shards + index), config.json,
+/// Writes a release bundle (docs/bundle.md) into a folder: model.safetensors (or shards + index), config.json,
 /// generation_config.json, training_metadata.json, the tokenizer files and manifest.json, every byte
 /// a function of the source and the options (no times, hosts or absolute paths).
 public enum BundleWriter {
@@ -199,7 +199,7 @@ public enum BundleWriter {
         ]
     }
 
-    /// generation_config.json (BUNDLE.md): sampling defaults, the special ids and a length: a plain
+    /// generation_config.json (docs/bundle.md): sampling defaults, the special ids and a length: a plain
     /// `generate(ids)` runs up to the model's positions (transformers' own default stops at 20 tokens).
     static func generationConfig(_ c: ModelConfig) -> JSONValue {
         .object([

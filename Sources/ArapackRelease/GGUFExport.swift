@@ -19,7 +19,7 @@ public struct GGUFOptions: Sendable {
     }
 }
 
-/// Writes an AR model as one GGUF file for llama.cpp's `gpt2` architecture (ARCHITECTURE.md, "The GGUF form"):
+/// Writes an AR model as one GGUF file for llama.cpp's `gpt2` architecture (docs/model-family.md, "The GGUF form"):
 /// its metadata, the tokenizer, the tensors under llama.cpp's names with the tie stored once. Streams like every
 /// other writer: each tensor cast or quantized slice by slice as it is written, atomically.
 public enum GGUFExport {

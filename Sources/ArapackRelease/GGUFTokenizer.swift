@@ -1,7 +1,7 @@
 import ArapackFormats
 import ArapackModel
 
-/// An HF tokenizer.json as llama.cpp's tokenizer metadata (ARCHITECTURE.md, "The GGUF form"):
+/// An HF tokenizer.json as llama.cpp's tokenizer metadata (docs/model-family.md, "The GGUF form"):
 /// - a byte-level BPE (ByteLevel pre-tokenizer with GPT-2's split, no normalizer) is llama.cpp's `gpt2` model
 ///   with the `gpt-2` pre-tokenizer and the same merges;
 /// - a Metaspace BPE (SentencePiece-style: `▁` for spaces, a prefix space always, byte fallback) is its `llama`

@@ -3,7 +3,7 @@ import ArapackModel
 import ArapackTensor
 import CKernels
 
-/// Symmetric int8 weight quantization in the compressed-tensors convention (BUNDLE.md): the weight of each
+/// Symmetric int8 weight quantization in the compressed-tensors convention (docs/bundle.md): the weight of each
 /// nn.Linear module of the layers (`ModelFamily.isLinearModuleWeight`: what compressed-tensors can load)
 /// `X` [rows, cols] becomes `X` (I8 in [-127, 127]) and `X_scale` (F32): per output channel ([rows, 1]) or,
 /// with a group size G, per group of G columns ([rows, cols/G]). For each row (or group):
@@ -199,7 +199,7 @@ public struct QuantizationRecord: Codable, Equatable, Sendable {
     }
 }
 
-/// The per-tensor report of a narrowed or quantized bundle (BUNDLE.md): in manifest.json, the model card and
+/// The per-tensor report of a narrowed or quantized bundle (docs/bundle.md): in manifest.json, the model card and
 /// convert's table, read from this one type.
 public struct QuantizationReport: Codable, Equatable, Sendable {
     /// How the weights were narrowed or quantized, in words.

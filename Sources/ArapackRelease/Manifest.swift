@@ -57,7 +57,7 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var source: Source
     /// Every file but the manifest, sorted by path (bytewise).
     public var files: [File]
-    /// The int8 report (BUNDLE.md), when the weights are quantized.
+    /// The int8 report (docs/bundle.md), when the weights are quantized.
     public var quantization: QuantizationReport?
     /// The parity summary, when `--parity` ran before the bundle was finished.
     public var parity: ParitySummary?

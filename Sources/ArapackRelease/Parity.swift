@@ -181,7 +181,7 @@ public struct ParityRequest: Sendable {
     }
 }
 
-/// Runs parity checks (BUNDLE.md, Parity).
+/// Runs parity checks (docs/bundle.md, Parity).
 public enum Parity {
     /// `count` sequences of `length` token ids drawn uniformly from the vocabulary by SplitMix64 from `seed`.
     public static func probes(count: Int, length: Int, vocab: Int, seed: UInt64) -> [[Int]] {

@@ -270,7 +270,7 @@ public func readJSON(_ path: String) throws -> JSONValue {
 
 extension ForwardPass {
     /// The reference forward pass over a model read from any source, its work split into `threads`.
-    /// A GGUF file's pass computes GELU as llama.cpp does (ARCHITECTURE.md, "The GGUF form").
+    /// A GGUF file's pass computes GELU as llama.cpp does (docs/model-family.md, "The GGUF form").
     public convenience init(_ model: ReleaseModel, threads: Int = ForwardPass.defaultThreads) throws {
         try self.init(config: model.config, threads: threads, llamaCppGELU: model.computesLlamaCppGELU, tensor: model.tensor)
     }

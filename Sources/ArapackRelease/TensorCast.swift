@@ -222,7 +222,7 @@ public enum CastError: Error, Equatable, CustomStringConvertible, Sendable {
     case float16Overflow(file: String, tensor: String, count: Int)
     case int8NotMatrix(tensor: String)
     case int8GroupSize(tensor: String, groupSize: Int, columns: Int)
-    /// An int8 weight and its scale that do not make a pair (BUNDLE.md).
+    /// An int8 weight and its scale that do not make a pair (docs/bundle.md).
     case int8Pair(tensor: String, weightDType: DType, weightShape: [Int], scaleDType: DType, scaleShape: [Int])
 
     public var description: String {

@@ -4,7 +4,7 @@ import ArapackModel
 import Glibc
 #endif
 
-/// The HF tokenizer files of a bundle and the checks BUNDLE.md asks for: the JSON parses, the special
+/// The HF tokenizer files of a bundle and the checks docs/bundle.md asks for: the JSON parses, the special
 /// tokens agree across tokenizer.json, tokenizer_config.json and special_tokens_map.json, and the
 /// vocabulary fits the embedding.
 ///

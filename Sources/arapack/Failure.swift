@@ -4,7 +4,7 @@ import ArgumentParser
 import Glibc
 #endif
 
-/// Exit statuses of the command line contract (BUNDLE.md).
+/// Exit statuses of the command line contract (docs/bundle.md).
 enum ExitStatus {
     static let verificationFailed = ExitCode(1)
     static let unreadableInput = ExitCode(2)

@@ -5,7 +5,7 @@ import ArapackTestSupport
 import Foundation
 import XCTest
 
-/// `arapack convert --to gpt2` as users run it: the GPT-2 form of ARCHITECTURE.md (names, Conv1D transposes,
+/// `arapack convert --to gpt2` as users run it: the GPT-2 form of docs/model-family.md (names, Conv1D transposes,
 /// GPT2Config), read back by every command, converted back bit-exact, MDLM and int8 refused.
 /// Expected names and values are spelled here from the spec's table, not taken from arapack's own mapping.
 final class GPT2ConvertTests: XCTestCase {
@@ -15,7 +15,7 @@ final class GPT2ConvertTests: XCTestCase {
 
     let gelu = TestSupport.fixture("golden/ar_gelu.pt")
 
-    /// GPT-2 key → (training key, transposed), from ARCHITECTURE.md's table.
+    /// GPT-2 key → (training key, transposed), from docs/model-family.md's table.
     func spelledMapping(layers: Int) -> [String: (String, Bool)] {
         var m: [String: (String, Bool)] = [
             "transformer.wte.weight": ("token_embedding.weight", false), "transformer.wpe.weight": ("position_embedding.weight", false),

@@ -4,7 +4,7 @@ import ArapackTestSupport
 import Foundation
 import XCTest
 
-/// What a native bundle carries for the Hugging Face Hub (BUNDLE.md): the transformers wrapper byte for byte as
+/// What a native bundle carries for the Hugging Face Hub (docs/bundle.md): the transformers wrapper byte for byte as
 /// kept in the repository, `auto_map`, the model card and .gitattributes, the tokenizer in both layouts; and what
 /// `verify` says when any of them is changed.
 final class HubBundleTests: XCTestCase {

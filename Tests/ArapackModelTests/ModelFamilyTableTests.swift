@@ -30,7 +30,7 @@ final class ModelFamilyTableTests: XCTestCase {
         XCTAssertEqual(offenders, [], "tensor names spelled outside ModelFamily / NamingLayout")
     }
 
-    /// The table's layer tensors, names and shapes as ARCHITECTURE.md spells them.
+    /// The table's layer tensors, names and shapes as docs/model-family.md spells them.
     func testTheLayerTableMatchesTheSpec() throws {
         let c = ModelConfig(vocabSize: 11, hiddenSize: 8, layers: 2, heads: 2, intermediateSize: 12, maxPositions: 5, activation: "gelu",
                             layerNormEps: 1e-5, dropout: 0, causal: true, tieWordEmbeddings: true, bos: 1, eos: 2, pad: 3, mask: 4)

@@ -4,7 +4,7 @@ import ArapackFormats
 import ArapackTensor
 import XCTest
 
-/// The naming layouts of ARCHITECTURE.md: every tensor of a config named in each layout and mapped back,
+/// The naming layouts of docs/model-family.md: every tensor of a config named in each layout and mapped back,
 /// GPT-2's names and transposes as the spec's table spells them, and the transpose itself.
 final class NamingLayoutTests: XCTestCase {
     let config = ModelConfig(vocabSize: 100, hiddenSize: 24, layers: 12, heads: 4, intermediateSize: 40, maxPositions: 20,
@@ -53,7 +53,7 @@ final class NamingLayoutTests: XCTestCase {
         XCTAssertEqual(NamingLayout.detect(["module.token_embedding.weight", "model.x"]), .training)
     }
 
-    /// ARCHITECTURE.md, "The GGUF form": llama.cpp's gpt2 names, nothing transposed.
+    /// docs/model-family.md, "The GGUF form": llama.cpp's gpt2 names, nothing transposed.
     func testGGUFNamesAreTheSpecsTable() {
         let table: [(String, String)] = [
             ("token_embedding.weight", "token_embd.weight"), ("position_embedding.weight", "position_embd.weight"),

@@ -1,6 +1,6 @@
 import ArapackTensor
 
-/// GGUF v3, llama.cpp's file format (FORMATS.md, "GGUF"): the value and tensor types arapack writes and reads.
+/// GGUF v3, llama.cpp's file format (docs/formats.md, "GGUF"): the value and tensor types arapack writes and reads.
 public enum GGUF {
     public static let magic: [UInt8] = Array("GGUF".utf8)
     public static let version: UInt32 = 3

@@ -1,6 +1,6 @@
 import ArapackTensor
 
-/// A GGUF v3 file opened read-only through a memory map and validated on open (FORMATS.md, "GGUF"): every count,
+/// A GGUF v3 file opened read-only through a memory map and validated on open (docs/formats.md, "GGUF"): every count,
 /// length and dimension bounded and overflow-checked before anything is sized by it, offsets aligned, inside the
 /// file and non-overlapping, names unique, tensor types F32, F16, BF16 and Q8_0 only. F32/F16/BF16 tensors are views
 /// of the mapping; a Q8_0 tensor is served dequantized to float32 (its scale times each int8, as ggml computes it).

@@ -19,7 +19,7 @@ public struct PendingGGUFTensor {
     public var byteCount: Int { type.byteCount(elements: shape.reduce(1, *)) ?? 0 }
 }
 
-/// Writes GGUF v3 files (FORMATS.md): header, metadata in the order given (`general.alignment` added first after
+/// Writes GGUF v3 files (docs/formats.md): header, metadata in the order given (`general.alignment` added first after
 /// `general.architecture`), tensor infos in the order given, the data section aligned, each tensor at an aligned
 /// offset with zero padding between. Streams: each tensor's bytes are produced while writing; written atomically.
 public enum GGUFWriter {

@@ -1,7 +1,7 @@
 import ArapackFormats
 import ArapackModel
 
-/// A release form that is a folder (BUNDLE.md): the weights in safetensors, config.json, the tokenizer, a model card
+/// A release form that is a folder (docs/bundle.md): the weights in safetensors, config.json, the tokenizer, a model card
 /// and manifest.json, written by `BundleWriter` and read back by `BundleVerifier`. What differs between bundle forms
 /// is here: the config file, the card's words, the files the form adds and the checks it adds.
 public protocol BundleForm: ReleaseForm {

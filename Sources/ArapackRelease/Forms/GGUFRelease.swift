@@ -2,7 +2,7 @@ import ArapackFormats
 import ArapackModel
 import ArapackTensor
 
-/// One GGUF file for llama.cpp's gpt2 architecture (ARCHITECTURE.md, "The GGUF form"), written by `GGUFExport` and
+/// One GGUF file for llama.cpp's gpt2 architecture (docs/model-family.md, "The GGUF form"), written by `GGUFExport` and
 /// read back by `GGUFVerifier`: causal models with GELU (llama.cpp's gpt2 graph always applies it) and a tokenizer;
 /// matrices f32, bf16, f16 or q8_0.
 public struct GGUFRelease: ReleaseForm {

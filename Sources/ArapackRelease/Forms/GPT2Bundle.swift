@@ -2,7 +2,7 @@ import ArapackFormats
 import ArapackModel
 import ArapackTensor
 
-/// A bundle in transformers' stock GPT-2 layout (ARCHITECTURE.md, "The GPT-2 form"): a GPT2Config and
+/// A bundle in transformers' stock GPT-2 layout (docs/model-family.md, "The GPT-2 form"): a GPT2Config and
 /// GPT2LMHeadModel's tensor names, linear weights transposed as GPT-2's Conv1D keeps them; it loads with no remote
 /// code. Causal models only, and no int8 (compressed-tensors' layout is made for nn.Linear, not Conv1D).
 public struct GPT2Bundle: BundleForm {
