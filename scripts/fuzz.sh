@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar signature config deep-pickle bundle gguf)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar signature config deep-pickle bundle gguf tokens)
 
 swift build -c release --product arapack-fuzz --build-path .build-fuzz \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -D -Xswiftc FUZZING 2>&1 | grep -v "warning: Cannot export local symbol" || true
@@ -42,6 +42,9 @@ seed() {  # the fixture files that exercise a target
                     i=$((i+1)); done ;;
         # (opcode, count) programs: deep tuples, lists with APPEND, dicts, persistent ids.
         gguf) ls Fixtures/fuzz/seeds/gguf/* Fixtures/gguf/hostile/*.gguf ;;
+        # Token shards behind the byte that picks their form: .npy files (0), Megatron indexes (1).
+        tokens) i=0; for f in Fixtures/tokens/heldout_u16.npy Fixtures/tokens/hostile/*.npy; do printf '\x00' > ".build-fuzz/seed-tokens-$i"; head -c 4096 "$f" >> ".build-fuzz/seed-tokens-$i"; echo ".build-fuzz/seed-tokens-$i"; i=$((i+1)); done
+                for f in Fixtures/tokens/megatron/heldout.idx Fixtures/tokens/hostile/*.idx; do printf '\x01' > ".build-fuzz/seed-tokens-$i"; cat "$f" >> ".build-fuzz/seed-tokens-$i"; echo ".build-fuzz/seed-tokens-$i"; i=$((i+1)); done ;;
         deep-pickle) printf ')\x00\x00\x85\xff\xff' > .build-fuzz/seed-tuples; printf ']\xff\xffa\xff\xfe' > .build-fuzz/seed-lists
                      printf 'N\x00\x00Q\xff\xff' > .build-fuzz/seed-persid; echo .build-fuzz/seed-tuples .build-fuzz/seed-lists .build-fuzz/seed-persid ;;
         tokenizer) ls Fixtures/tokenizer/valid/tokenizer.json Fixtures/tokenizer/hostile/*/tokenizer.json ;;

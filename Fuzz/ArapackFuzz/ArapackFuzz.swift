@@ -16,6 +16,9 @@ import Glibc
 
 enum FuzzTarget: String, CaseIterable {
     case safetensors, zip, pickle, dcp, json, tokenizer, torch, tar, signature, config, gguf
+    /// Token shards: the input's first byte picks the form (even: a .npy file; odd: a Megatron .idx beside a fixed
+    /// 4 KiB .bin), the rest is the file; every sequence is then read against a large vocabulary.
+    case tokens
     /// A valid bundle (ARAPACK_FUZZ_BUNDLE, default the example setup.sh makes) with one JSON file replaced:
     /// the input's first byte picks the file, the rest is its content.
     case bundle
@@ -87,9 +90,28 @@ let fuzzInflateLimit = 64 << 10
 /// The union of arapack's allow-lists (checkpoint and DCP), built once.
 let everyAllowList = TorchGlobals.checkpointAllowList.union(DCPGlobals.allowList)
 
+/// Where the tokens target writes each input as a file (the readers map files by path).
+let tokenScratch: String = {
+    let dir = (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp") + "/arapack-fuzz-tokens"
+    mkdir(dir, 0o755)
+    return dir
+}()
+
 /// Runs one input through one parser; errors are the expected outcome for most inputs.
 func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
     switch target {
+    case .tokens:
+        guard let first = bytes.first else { return }
+        let rest = UnsafeRawBufferPointer(rebasing: bytes.dropFirst())
+        let base = tokenScratch + "/shard-\(getpid())"
+        let path = first % 2 == 0 ? base + ".npy" : base + ".idx"
+        guard let out = try? AtomicFileWriter(destination: path) else { return }
+        try? out.write(rest)
+        try? out.commit()
+        if first % 2 == 1, !pathExists(base + ".bin") { _ = try? writeBytes([UInt8](repeating: 1, count: 4096), to: base + ".bin") }
+        if let shards = try? TokenShards(path: path, rawDType: nil, sequenceLength: 32) {
+            for s in shards.sequences.prefix(4096) { _ = try? shards.ids(of: s, vocabulary: 1 << 20) }
+        }
     case .gguf:
         // The strict reader, every tensor read (Q8_0 dequantized) and scanned, the metadata read as a config and as a tokenizer.
         if let file = try? MappedFile(copying: bytes, label: "fuzz.gguf"), let g = try? GGUFFile(file: file) {

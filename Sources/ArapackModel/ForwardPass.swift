@@ -13,6 +13,8 @@ final class Weight: @unchecked Sendable {
     let count: Int
     /// What keeps `pointer` valid: the source tensor (its mapping) or the owned copy.
     private let owner: AnyObject
+    /// How a product with this weight rounds its input first (`ARAPACK_ROUND_*`: llama.cpp's, for a GGUF weight).
+    var inputRounding: Int32 = 0
     private let owned: UnsafeMutableBufferPointer<Float>?
 
     init(_ t: Tensor) throws {
@@ -94,17 +96,24 @@ public final class ForwardPass: @unchecked Sendable {
     /// Throws `ForwardError` when `ARAPACK_ISA` names an instruction set this CPU cannot run. `threads` (at least
     /// 1) sets how many threads share the work.
     /// With `llamaCppGELU`, GELU is llama.cpp's (`arapack_gelu_ggml`).
+    /// `inputRounding` names, for a weight by its training name, how llama.cpp rounds the activations a product with
+    /// it reads (`ARAPACK_ROUND_*`, from the GGUF file's tensor type); none by default.
     public init(config: ModelConfig, threads: Int = ForwardPass.defaultThreads, llamaCppGELU: Bool = false,
-                tensor: (String) throws -> Tensor) throws {
+                inputRounding: (String) -> Int32 = { _ in 0 }, tensor: (String) throws -> Tensor) throws {
         try KernelISA.configureFromEnvironment()
         self.threads = max(1, threads)
         self.config = config
         relu = config.activation == "relu"
         self.llamaCppGELU = llamaCppGELU
-        func w(_ name: String) throws -> Weight { try Weight(tensor(name)) }
+        func w(_ name: String) throws -> Weight {
+            let weight = try Weight(tensor(name))
+            weight.inputRounding = inputRounding(name)
+            return weight
+        }
         embedding = try w(ModelFamily.embedding)
         positions = try w(ModelFamily.positionEmbedding)
         head = config.tieWordEmbeddings ? embedding : try w(ModelFamily.lmHead)
+        // The tied head is the embedding's matrix: a product with it rounds its input as the embedding's type says.
         lnfw = try w(ModelFamily.finalNormWeight)
         lnfb = try w(ModelFamily.finalNormBias)
         layers = try (0..<config.layers).map { i in
@@ -196,6 +205,12 @@ public final class ForwardPass: @unchecked Sendable {
                         outWidth: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false, activate: Bool = false,
                         work: Work) {
         let packed = arapack_packed_rows(rows)
+        if weight.inputRounding != 0 {
+            // Every input of `linear` is scratch read by this product alone (a LayerNorm's, attention's or the FFN's
+            // output), so it is rounded in place.
+            let x = UnsafeMutablePointer(mutating: x)
+            for r in 0..<rows { arapack_round_like_ggml(x + r * inWidth, inWidth, weight.inputRounding) }
+        }
         arapack_pack_rows(x, inWidth, rows, inWidth, work.packed.p)
         nonisolated(unsafe) let xp = work.packed.p, w = weight.pointer, y = y, t = work.tiles.p, b = bias?.pointer
         let chunk = Self.chunk(rows: packed)

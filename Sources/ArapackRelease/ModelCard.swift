@@ -209,7 +209,7 @@ public struct ModelCard: Sendable {
 
     /// The parity run before release.
     static func parity(_ p: ParitySummary) -> [String] {
-        [
+        var lines = [
             "",
             "## Parity",
             "",
@@ -220,6 +220,27 @@ public struct ModelCard: Sendable {
             "|---|---|---|---|",
             "| \(ParitySummary.text(p.maxAbsDiff)) | \(ParitySummary.text(p.meanKL)) | \(ParitySummary.text(p.top1Agreement)) | \(p.passed) |",
         ]
+        guard let d = p.data else {
+            return lines + ["", "The probes were random token ids: these figures show that the bundle computes the checkpoint's function, "
+                + "and are no measure of its quality on text."]
+        }
+        lines += [
+            "",
+            "## Quality on the model's own data",
+            "",
+            "The probes were \(d.sequences) sequences of real token ids (\(d.tokens) positions scored), from:",
+            "",
+            "| shard | bytes | SHA-256 |",
+            "|---|---|---|",
+        ] + d.shards.map { "| \(Self.plain($0.file)) | \($0.bytes) | `\($0.sha256)` |" } + [
+            "",
+            "| | perplexity | mean KL from the checkpoint | same top token | RMS Δp of the correct token |",
+            "|---|---|---|---|---|",
+            "| checkpoint | \(d.referencePerplexity.map(ParitySummary.text) ?? "n/a") | 0 | 1 | 0 |",
+            "| this bundle | \(d.perplexity.map(ParitySummary.text) ?? "n/a") | \(ParitySummary.text(d.meanKL)) | \(ParitySummary.text(d.sameTopP)) | "
+                + "\(d.deltaPRMS.map(ParitySummary.text) ?? "n/a") |",
+        ]
+        return lines
     }
 
     /// Every file written before the card, with its size and SHA-256.

@@ -21,19 +21,21 @@ public struct ParityReport: Sendable {
     public var failures: [String]
     /// For a failed lossless run: the tensors whose bits differ from the reference's.
     public var differingTensors: [String] = []
+    /// With `--tokens`: the data probed and the release's quality on it.
+    public var data: ParityData? = nil
     public var passed: Bool { failures.isEmpty }
 
     /// The summary a bundle's card, manifest and signed provenance record of a parity run before release.
     public var summary: ParitySummary {
         ParitySummary(passed: passed, thresholds: thresholds.label, maxAbsDiff: metrics.maxAbsDiff, meanKL: metrics.meanKL,
-                      top1Agreement: metrics.top1Agreement, probes: probes, seqLen: sequenceLength)
+                      top1Agreement: metrics.top1Agreement, probes: probes, seqLen: sequenceLength, data: data)
     }
 
     public var text: String {
         let m = metrics
         var lines = [
             "parity \(bundle) against \(referenceKind) \(reference)",
-            "probes       \(probes) × \(sequenceLength) tokens" + (seed.map { ", seed \($0)" } ?? ""),
+            "probes       \(probes) × \(sequenceLength) tokens" + (data != nil ? " of the given data" : seed.map { ", seed \($0)" } ?? ""),
             "dtype        \(bundleDType)" + (form == "bundle" ? "" : ", \(form)") + " (thresholds: \(thresholds.label))",
             "max |Δlogit| \(metricText(m.maxAbsDiff))" + (thresholds.maxAbsDiff.map { "   limit \(metricText($0))" } ?? ""),
             "NMSE         \(metricText(m.nmse))",
@@ -42,6 +44,7 @@ public struct ParityReport: Sendable {
             "perplexity   \(metricText(m.referencePerplexity)) (reference) / \(metricText(m.candidatePerplexity)) (\(form))",
         ]
         if !differingTensors.isEmpty { lines.append("differs      " + differingTensors.joined(separator: ", ")) }
+        if let d = data { lines += d.lines }
         lines.append(passed ? "parity passed" : "parity FAILED: " + failures.joined(separator: "; "))
         return lines.map(\.escapingControlCharacters).joined(separator: "\n")
     }
@@ -61,7 +64,7 @@ public struct ParityReport: Sendable {
 extension ParityReport: Encodable {
     enum CodingKeys: String, CodingKey {
         case bundle, reference, bundleDType = "bundle_dtype", form, probes, seqLen = "seq_len", seed, metrics, thresholds
-        case differingTensors = "differing_tensors", passed, failures
+        case differingTensors = "differing_tensors", data, passed, failures
     }
     enum ReferenceKeys: String, CodingKey { case kind, path }
 
@@ -79,6 +82,7 @@ extension ParityReport: Encodable {
         try c.encode(metrics, forKey: .metrics)
         try c.encode(thresholds, forKey: .thresholds)
         try c.encode(differingTensors, forKey: .differingTensors)
+        try c.encodeOrNull(data, forKey: .data)
         try c.encode(passed, forKey: .passed)
         try c.encode(failures, forKey: .failures)
     }
@@ -95,15 +99,19 @@ public struct ParitySummary: Codable, Equatable, Sendable {
     public var top1Agreement: Double
     public var probes: Int
     public var seqLen: Int
+    /// The data probed, with `--tokens` (absent, not null, without: a release probed with random ids keeps the bytes
+    /// it had before data could be given).
+    public var data: ParityData?
 
     public enum CodingKeys: String, CodingKey {
         case passed, thresholds, maxAbsDiff = "max_abs_diff", meanKL = "mean_kl", top1Agreement = "top1_agreement", probes
-        case seqLen = "seq_len"
+        case seqLen = "seq_len", data
     }
 
-    public init(passed: Bool, thresholds: String, maxAbsDiff: Double, meanKL: Double, top1Agreement: Double, probes: Int, seqLen: Int) {
+    public init(passed: Bool, thresholds: String, maxAbsDiff: Double, meanKL: Double, top1Agreement: Double, probes: Int, seqLen: Int,
+                data: ParityData? = nil) {
         (self.passed, self.thresholds, self.maxAbsDiff, self.meanKL) = (passed, thresholds, maxAbsDiff, meanKL)
-        (self.top1Agreement, self.probes, self.seqLen) = (top1Agreement, probes, seqLen)
+        (self.top1Agreement, self.probes, self.seqLen, self.data) = (top1Agreement, probes, seqLen, data)
     }
 
     /// A metric as written and shown: its JSON number, or `nan` / `inf` for a non-finite one.
@@ -119,6 +127,7 @@ public struct ParitySummary: Codable, Equatable, Sendable {
         try number(top1Agreement, .top1Agreement)
         try c.encode(probes, forKey: .probes)
         try c.encode(seqLen, forKey: .seqLen)
+        if let data { try c.encode(data, forKey: .data) }
     }
 
     public init(from decoder: Decoder) throws {
@@ -134,6 +143,7 @@ public struct ParitySummary: Codable, Equatable, Sendable {
         top1Agreement = try number(.top1Agreement)
         probes = try c.decode(Int.self, forKey: .probes)
         seqLen = try c.decode(Int.self, forKey: .seqLen)
+        data = try c.decodeIfPresent(ParityData.self, forKey: .data)
     }
 }
 
@@ -146,6 +156,11 @@ public struct ParityRequest: Sendable {
     public var seed: UInt64 = 0
     /// A safetensors file of probe ids (I64 [N, L]) instead of random ones.
     public var probeIDsFile: String?
+    /// Token shards (`--tokens`): the first `probes` sequences of `sequenceLength` ids (default: the model's positions)
+    /// are the probes, and the report gains the release's quality on them.
+    public var tokens: String?
+    /// The dtype of raw memmap shards.
+    public var tokenDType: TokenDType?
     public var maxAbsDiff: Double?
     public var maxMeanKL: Double?
     public var minTop1: Double?
@@ -169,8 +184,25 @@ public struct ParityRequest: Sendable {
             if let v = maxMeanKL { t.maxMeanKL = v }
             if let v = minTop1 { t.minTop1 = v }
         }
-        return try Parity.run(bundle: bundle, against: source, probes: probes, length: sequenceLength, seed: seed,
-                              probeIDs: try probeIDsFile.map(Parity.probeIDs(file:)), thresholds: t)
+        guard let tokens else {
+            return try Parity.run(bundle: bundle, against: source, probes: probes, length: sequenceLength, seed: seed,
+                                  probeIDs: try probeIDsFile.map(Parity.probeIDs(file:)), thresholds: t)
+        }
+        let c = bundle.config
+        let length = sequenceLength ?? c.maxPositions
+        let shards = try TokenShards(path: tokens, rawDType: tokenDType, sequenceLength: length)
+        let runs = try EvaluationRequest.select(shards, positions: length, causal: c.causal, count: nil, seed: nil).filter { $0.count == length }
+        guard !runs.isEmpty else { throw Problem(description: "--tokens \(tokens): no sequence of \(length) ids (--seq-len sets the length)") }
+        let ids = try runs.prefix(probes).map { try shards.ids(of: $0, vocabulary: c.vocabSize) }
+        var scores = TokenScores()
+        var report = try Parity.run(bundle: bundle, against: source, probes: ids.count, length: length, seed: seed, probeIDs: ids, thresholds: t,
+                                    scores: &scores)
+        let stats = EvalStatistics(scores)
+        report.data = ParityData(shards: try EvaluationRequest.describe(shards), sequences: ids.count, tokens: stats.tokens,
+                                 referencePerplexity: stats.reference?.referencePerplexity?.value, perplexity: stats.perplexity?.value,
+                                 meanKL: stats.reference?.kld.value ?? 0, sameTopP: stats.reference?.sameTop.value ?? 0,
+                                 deltaPRMS: stats.reference?.pDiffRMS?.value)
+        return report
     }
 
     /// The source at `path` opened with `bundle`'s config (so a DCP folder or a config-less checkpoint needs nothing
@@ -201,6 +233,15 @@ public enum Parity {
     public static func run(bundle: ReleaseModel, against source: ReleaseModel, probes count: Int, length: Int?, seed: UInt64,
                            probeIDs: [[Int]]? = nil, thresholds override: ParityThresholds? = nil,
                            batchLogitBytes: Int = Parity.batchLogitBytes) throws -> ParityReport {
+        var unused = TokenScores()
+        return try run(bundle: bundle, against: source, probes: count, length: length, seed: seed, probeIDs: probeIDs, thresholds: override,
+                       batchLogitBytes: batchLogitBytes, scores: &unused, scoring: false)
+    }
+
+    /// `run`, also scoring each probe position into `scores` (the statistics of `arapack eval`) when `scoring`.
+    static func run(bundle: ReleaseModel, against source: ReleaseModel, probes count: Int, length: Int?, seed: UInt64,
+                    probeIDs: [[Int]]?, thresholds override: ParityThresholds?, batchLogitBytes: Int = Parity.batchLogitBytes,
+                    scores: inout TokenScores, scoring: Bool = true) throws -> ParityReport {
         // The same function, not the same config: a GPT-2 export sets the training-only dropout to 0.
         let differences = bundle.config.functionDifferences(from: source.config)
         guard differences.isEmpty else {
@@ -224,7 +265,9 @@ public enum Parity {
         var acc = ParityMetrics.Accumulator(vocab: c.vocabSize, causal: c.causal)
         for batch in batches(ids, vocab: c.vocabSize, bytes: batchLogitBytes) {
             let reference = try logits(source, batch)
-            acc.add(reference: reference, candidate: try logits(bundle, batch), ids: batch)
+            let candidate = try logits(bundle, batch)
+            acc.add(reference: reference, candidate: candidate, ids: batch)
+            if scoring { scores.add(model: candidate, reference: reference, ids: batch, vocab: c.vocabSize, causal: c.causal) }
         }
         let metrics = acc.metrics
         let thresholds = override ?? defaultThresholds(bundle: bundle, source: source)
@@ -338,5 +381,44 @@ public enum ParityError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .goldenLayout(file, vocab): return "\(file): a golden file holds ids (I64 [N, L]) and logits (F32 [N, L, \(vocab)])"
         case let .idsLayout(file, dtype, shape): return "\(file): ids must be an I64 (or I32) tensor [N, L], found \(dtype.name) \(shape)"
         }
+    }
+}
+
+/// The data a parity run probed with `--tokens`, and the release's quality on it: the card's quality table, the
+/// manifest's and the signed provenance's record of what was measured.
+public struct ParityData: Codable, Equatable, Sendable {
+    public var shards: [EvaluationPart.Shard]
+    public var sequences: Int
+    /// Positions scored (next-token positions for a causal model, every position for a bidirectional one).
+    public var tokens: Int
+    /// Perplexity of the source and of the release on the data (nil for a bidirectional model).
+    public var referencePerplexity: Double?
+    public var perplexity: Double?
+    public var meanKL: Double
+    public var sameTopP: Double
+    public var deltaPRMS: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case shards, sequences, tokens, referencePerplexity = "perplexity_source", perplexity = "perplexity_release", meanKL = "mean_kl"
+        case sameTopP = "same_top_p", deltaPRMS = "delta_p_rms"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(shards, forKey: .shards)
+        try c.encode(sequences, forKey: .sequences)
+        try c.encode(tokens, forKey: .tokens)
+        try c.encodeOrNull(referencePerplexity.map(JSONValue.metric), forKey: .referencePerplexity)
+        try c.encodeOrNull(perplexity.map(JSONValue.metric), forKey: .perplexity)
+        try c.encode(JSONValue.metric(meanKL), forKey: .meanKL)
+        try c.encode(JSONValue.metric(sameTopP), forKey: .sameTopP)
+        try c.encodeOrNull(deltaPRMS.map(JSONValue.metric), forKey: .deltaPRMS)
+    }
+
+    /// The report's lines about the data.
+    var lines: [String] {
+        ["data         " + shards.map { "\($0.file) (sha256 \($0.sha256.prefix(12))…)" }.joined(separator: ", ") + ": \(sequences) sequences, \(tokens) tokens scored",
+         "on the data  " + (perplexity.map { "perplexity \(metricText(referencePerplexity ?? .nan)) (source) / \(metricText($0)) (release), " } ?? "")
+            + "mean KL \(metricText(meanKL)), same top p \(metricText(sameTopP))" + (deltaPRMS.map { ", RMS Δp \(metricText($0))" } ?? "")]
     }
 }

@@ -11,6 +11,11 @@ public final class Progress: @unchecked Sendable {
     private var done = 0
     private var lastDraw = 0.0
     private var drawn = false
+    private var unit = Unit.bytes
+    private var started = 0.0
+
+    /// What a step counts: bytes (shown as sizes) or tokens (shown with their rate and the time left).
+    public enum Unit: Sendable { case bytes, tokens }
 
     public init(enabled: Bool) { self.enabled = enabled }
 
@@ -20,12 +25,20 @@ public final class Progress: @unchecked Sendable {
     /// Whether standard error is a terminal.
     public static var standardErrorIsTerminal: Bool { isatty(2) == 1 }
 
-    /// Starts a step; `total` bytes (0 when unknown).
-    public func begin(_ label: String, total: Int) {
+    /// Starts a step; `total` bytes or tokens (0 when unknown).
+    public func begin(_ label: String, total: Int, unit: Unit = .bytes) {
         self.label = label
         self.total = total
+        self.unit = unit
         done = 0
+        started = Self.now
         draw(force: true)
+    }
+
+    private static var now: Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
     public func advance(_ bytes: Int) {
@@ -42,14 +55,16 @@ public final class Progress: @unchecked Sendable {
 
     private func draw(force: Bool) {
         guard enabled else { return }
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        let now = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        let now = Self.now
         guard force || now - lastDraw >= 0.1 else { return }
         lastDraw = now
         var line = "\r\u{1B}[Karapack: \(label)"
-        if total > 0 {
+        if total > 0, unit == .bytes {
             line += " \(done * 100 / total)% (\(Self.size(done)) of \(Self.size(total)))"
+        } else if total > 0 {
+            let rate = Double(done) / max(now - started, 1e-9)
+            line += " \(done * 100 / total)% (\(done) of \(total) tokens"
+                + (done > 0 ? ", \(Int(rate.rounded())) tokens/s, ETA \(Int((Double(total - done) / rate).rounded())) s)" : ")")
         }
         emit(line)
         drawn = true

@@ -1,6 +1,7 @@
 import ArapackFormats
 import ArapackModel
 import ArapackTensor
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -190,6 +191,19 @@ public final class ReleaseModel {
         return try readJSON(argument)
     }
 
+    /// How llama.cpp rounds the input of a product with the weight of training name `name` (`ARAPACK_ROUND_*`): by
+    /// the GGUF tensor's type; none for other sources.
+    func llamaCppInputRounding(_ name: String) -> Int32 {
+        guard let gguf = source as? GGUFFile, let stored = names.first(where: { $0.training == name })?.source,
+              let type = try? gguf.entry(named: stored).type else { return 0 }
+        switch type {
+        case .q8_0: return Int32(ARAPACK_ROUND_Q8_0)
+        case .f16: return Int32(ARAPACK_ROUND_F16)
+        case .bf16: return Int32(ARAPACK_ROUND_BF16)
+        case .f32: return 0
+        }
+    }
+
     /// The weights' type as a release names it: `q8_0` for a GGUF file of Q8_0 blocks, else the torch dtype name
     /// (`float32`, `bfloat16`, `int8`, …).
     public var weightTypeName: String {
@@ -271,8 +285,11 @@ public func readJSON(_ path: String) throws -> JSONValue {
 extension ForwardPass {
     /// The reference forward pass over a model read from any source, its work split into `threads`.
     /// A GGUF file's pass computes GELU as llama.cpp does (docs/model-family.md, "The GGUF form").
+    /// A GGUF file's products also round their activations as llama.cpp's CPU kernels do for each tensor's type
+    /// (float16 for F16, bfloat16 for BF16, Q8_0 blocks for Q8_0): the pass computes what llama.cpp computes.
     public convenience init(_ model: ReleaseModel, threads: Int = ForwardPass.defaultThreads) throws {
-        try self.init(config: model.config, threads: threads, llamaCppGELU: model.computesLlamaCppGELU, tensor: model.tensor)
+        try self.init(config: model.config, threads: threads, llamaCppGELU: model.computesLlamaCppGELU,
+                      inputRounding: model.llamaCppInputRounding, tensor: model.tensor)
     }
 }
 

@@ -287,3 +287,31 @@ void arapack_gelu_ggml(float *p, size_t n) {
         else p[i] = f16_to_f32(gelu_ggml_table[arapack_f32_to_f16(x)]);
     }
 }
+
+void arapack_round_like_ggml(float *x, size_t n, int kind) {
+    if (kind == ARAPACK_ROUND_Q8_0) {
+        // ggml-cpu's quantize_row_q8_0 (its AVX2 form): per block of 32, d = max|x| / 127 stored as float16, q =
+        // round-half-even(x · 127 / max|x|); the dot product then sees d · q.
+        for (size_t b = 0; b + 32 <= n; b += 32) {
+            float amax = 0.0f;
+            for (int j = 0; j < 32; j++) {
+                float a = fabsf(x[b + j]);
+                amax = a > amax ? a : amax;
+            }
+            float d = f16_to_f32(arapack_f32_to_f16(amax / 127.0f)), id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            for (int j = 0; j < 32; j++) x[b + j] = d * nearbyintf(x[b + j] * id);
+        }
+    } else if (kind == ARAPACK_ROUND_F16) {
+        for (size_t i = 0; i < n; i++) x[i] = f16_to_f32(arapack_f32_to_f16(x[i]));
+    } else if (kind == ARAPACK_ROUND_BF16) {
+        // ggml's GGML_FP32_TO_BF16: round to nearest even, NaN kept quiet.
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            if ((u & 0x7fffffff) > 0x7f800000) u |= 0x00400000;
+            else u += 0x7fff + ((u >> 16) & 1);
+            u &= 0xffff0000u;
+            memcpy(&x[i], &u, 4);
+        }
+    }
+}

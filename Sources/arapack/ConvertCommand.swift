@@ -201,7 +201,7 @@ struct ConvertCommand: ParsableCommand {
             conversion.archive = archive
             conversion.force = force
             conversion.signs = sign != nil
-            conversion.otherInputs = [modelCard, sign, signingKey.keyPasswordFile, parity ? parityOptions.probeIds : nil].compactMap { $0 }
+            conversion.otherInputs = [modelCard, sign, signingKey.keyPasswordFile, parity ? parityOptions.probeIds : nil, parity ? parityOptions.tokens : nil].compactMap { $0 }
             // The destination is checked before any input is read (the model card and the key included).
             try conversion.checkOutputs()
             if let modelCard, case var .bundle(options) = conversion.output {

@@ -22,6 +22,14 @@ void arapack_gelu_erf(float *p, size_t n);
 /// approximation looked up at x rounded to float16 (the table computed once, in double, with arapack_exp).
 void arapack_gelu_ggml(float *p, size_t n);
 
+/// How llama.cpp's CPU matrix products round their activations for a weight of a given type (ggml's vec_dot_type):
+/// none for F32, float16 for F16, bfloat16 for BF16, Q8_0 blocks for Q8_0.
+enum { ARAPACK_ROUND_NONE = 0, ARAPACK_ROUND_Q8_0 = 1, ARAPACK_ROUND_F16 = 2, ARAPACK_ROUND_BF16 = 3 };
+
+/// Rounds n activations in place as ggml-cpu does before a product with a weight of that type (Q8_0: n a multiple
+/// of 32). Exact float operations only: the same bits on every CPU.
+void arapack_round_like_ggml(float *x, size_t n, int kind);
+
 /// float32 → float16 bits, round to nearest even, overflow to infinity, NaN stays NaN.
 uint16_t arapack_f32_to_f16(float f);
 
