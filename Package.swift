@@ -23,8 +23,8 @@ let package = Package(
         .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL", "CSystem"]),
         // One way down: arapack (CLI) → ArapackRelease → ArapackModel → ArapackFormats → ArapackTensor.
         .target(name: "ArapackModel", dependencies: ["ArapackFormats", "ArapackTensor", "CKernels"]),
-        .target(name: "ArapackRelease", dependencies: ["ArapackModel", "ArapackFormats", "ArapackTensor", "CZstd", "CKernels"],
-                resources: [.embedInCode("Wrapper/configuration_arafusion.py"), .embedInCode("Wrapper/modeling_arafusion.py")]),
+        .target(name: "ArapackRelease", dependencies: ["ArapackModel", "ArapackFormats", "ArapackTensor", "CZstd", "COpenSSL", "CKernels"],
+                resources: [.embedInCode("Forms/Native/Wrapper/configuration_arafusion.py"), .embedInCode("Forms/Native/Wrapper/modeling_arafusion.py")]),
         .executableTarget(
             name: "arapack",
             dependencies: [

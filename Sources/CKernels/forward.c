@@ -1,4 +1,4 @@
-#include "ckernels.h"
+#include "kernel.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -14,10 +14,8 @@
 
 #pragma STDC FP_CONTRACT OFF
 
-#define LANES 16
-#define INLINE static inline __attribute__((always_inline))
 
-INLINE float exp_approx(float x) {
+ARAPACK_INLINE float exp_approx(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
     float fx = floorf(x * 1.44269504088896341f + 0.5f);
@@ -37,7 +35,7 @@ INLINE float exp_approx(float x) {
     return y * scale;
 }
 
-INLINE void gelu_body(float *p, size_t n) {
+ARAPACK_INLINE void gelu_erf_body(float *p, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float x = p[i], z = x * 0.70710678118654752f, a = fabsf(z);
         float t = 1.0f / (1.0f + 0.3275911f * a);
@@ -47,24 +45,24 @@ INLINE void gelu_body(float *p, size_t n) {
     }
 }
 
-INLINE void softmax_body(float *row, size_t visible, size_t length) {
-    float top[LANES];
-    for (int l = 0; l < LANES; l++) top[l] = -INFINITY;
-    size_t vend = visible - visible % LANES;
-    for (size_t i = 0; i < vend; i += LANES)
-        for (int l = 0; l < LANES; l++) top[l] = row[i + l] > top[l] ? row[i + l] : top[l];
+ARAPACK_INLINE void softmax_body(float *row, size_t visible, size_t length) {
+    float top[ARAPACK_LANES];
+    for (int l = 0; l < ARAPACK_LANES; l++) top[l] = -INFINITY;
+    size_t vend = visible - visible % ARAPACK_LANES;
+    for (size_t i = 0; i < vend; i += ARAPACK_LANES)
+        for (int l = 0; l < ARAPACK_LANES; l++) top[l] = row[i + l] > top[l] ? row[i + l] : top[l];
     float m = -INFINITY;
-    for (int l = 0; l < LANES; l++) m = top[l] > m ? top[l] : m;
+    for (int l = 0; l < ARAPACK_LANES; l++) m = top[l] > m ? top[l] : m;
     for (size_t i = vend; i < visible; i++) m = row[i] > m ? row[i] : m;
-    float sums[LANES] = {0};
-    for (size_t i = 0; i < vend; i += LANES)
-        for (int l = 0; l < LANES; l++) {
+    float sums[ARAPACK_LANES] = {0};
+    for (size_t i = 0; i < vend; i += ARAPACK_LANES)
+        for (int l = 0; l < ARAPACK_LANES; l++) {
             float e = exp_approx(row[i + l] - m);
             row[i + l] = e;
             sums[l] += e;
         }
     float sum = 0;
-    for (int l = 0; l < LANES; l++) sum += sums[l];
+    for (int l = 0; l < ARAPACK_LANES; l++) sum += sums[l];
     for (size_t i = vend; i < visible; i++) {
         row[i] = exp_approx(row[i] - m);
         sum += row[i];
@@ -74,23 +72,23 @@ INLINE void softmax_body(float *row, size_t visible, size_t length) {
     for (size_t i = visible; i < length; i++) row[i] = 0.0f;
 }
 
-INLINE void layer_norm_body(const float *x, float *y, size_t n, const float *weight, const float *bias, float eps) {
-    double lanes[LANES] = {0};
-    size_t vend = n - n % LANES;
-    for (size_t i = 0; i < vend; i += LANES)
-        for (int l = 0; l < LANES; l++) lanes[l] += (double)x[i + l];
+ARAPACK_INLINE void layer_norm_body(const float *x, float *y, size_t n, const float *weight, const float *bias, float eps) {
+    double lanes[ARAPACK_LANES] = {0};
+    size_t vend = n - n % ARAPACK_LANES;
+    for (size_t i = 0; i < vend; i += ARAPACK_LANES)
+        for (int l = 0; l < ARAPACK_LANES; l++) lanes[l] += (double)x[i + l];
     double sum = 0;
-    for (int l = 0; l < LANES; l++) sum += lanes[l];
+    for (int l = 0; l < ARAPACK_LANES; l++) sum += lanes[l];
     for (size_t i = vend; i < n; i++) sum += (double)x[i];
     double mean = sum / (double)n;
-    for (int l = 0; l < LANES; l++) lanes[l] = 0;
-    for (size_t i = 0; i < vend; i += LANES)
-        for (int l = 0; l < LANES; l++) {
+    for (int l = 0; l < ARAPACK_LANES; l++) lanes[l] = 0;
+    for (size_t i = 0; i < vend; i += ARAPACK_LANES)
+        for (int l = 0; l < ARAPACK_LANES; l++) {
             double d = (double)x[i + l] - mean;
             lanes[l] += d * d;
         }
     double squares = 0;
-    for (int l = 0; l < LANES; l++) squares += lanes[l];
+    for (int l = 0; l < ARAPACK_LANES; l++) squares += lanes[l];
     for (size_t i = vend; i < n; i++) {
         double d = (double)x[i] - mean;
         squares += d * d;
@@ -100,7 +98,7 @@ INLINE void layer_norm_body(const float *x, float *y, size_t n, const float *wei
 }
 
 /// The scalar form of arapack_add_transposed, over t with rows `ldt` apart (so it also serves the edges).
-INLINE void add_transposed_body(const float *t, size_t ldt, size_t cols, size_t rows, float *y, size_t ldy,
+ARAPACK_INLINE void add_transposed_body(const float *t, size_t ldt, size_t cols, size_t rows, float *y, size_t ldy,
                                 const float *bias, int accumulate) {
     for (size_t r = 0; r < rows; r++) {
         float *out = y + r * ldy;
@@ -120,8 +118,9 @@ INLINE void add_transposed_body(const float *t, size_t ldt, size_t cols, size_t 
 /// One head of attention for one sequence (see arapack_attention): k transposed once into kt (head_dim × length),
 /// then per query row: scores as FMA chains over the head's dimensions, softmax over the visible keys, and the
 /// output as FMA chains over those keys in order.
-INLINE void attention_body(const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
-                           float scale, int causal, float *kt, float *s, float *out, size_t out_ld) {
+ARAPACK_INLINE void attention_body(const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
+                                   float scale, int causal, float *scratch, float *out, size_t out_ld) {
+    float *kt = scratch, *s = scratch + head_dim * length;
     for (size_t j = 0; j < length; j++)
         for (size_t c = 0; c < head_dim; c++) kt[c * length + j] = k[j * ld + c];
     for (size_t i = 0; i < length; i++) {
@@ -146,12 +145,9 @@ INLINE void attention_body(const float *q, const float *k, const float *v, size_
 }
 
 #if defined(__x86_64__)
-#include "simd.h"
-#define FAST __attribute__((target("avx2,fma")))
-FAST static void gelu_fast(float *p, size_t n) { gelu_body(p, n); }
 // 8 × 8 blocks transposed in registers; the same additions in the same order as the scalar form, so both
 // give identical bits. The ragged right and bottom edges go through the scalar form.
-FAST static void add_transposed_fast(const float *t, size_t ldt, size_t cols, size_t rows, float *y, size_t ldy,
+ARAPACK_FAST static void add_transposed_fast(const float *t, size_t ldt, size_t cols, size_t rows, float *y, size_t ldy,
                                      const float *bias, int accumulate) {
     size_t rows8 = rows - rows % 8, cols8 = cols - cols % 8;
     for (size_t r = 0; r < rows8; r += 8) {
@@ -174,29 +170,9 @@ FAST static void add_transposed_fast(const float *t, size_t ldt, size_t cols, si
     if (rows8 < rows)
         add_transposed_body(t + rows8, ldt, cols, rows - rows8, y + rows8 * ldy, ldy, bias, accumulate);
 }
-FAST static void layer_norm_fast(const float *x, float *y, size_t n, const float *weight, const float *bias, float eps) {
-    layer_norm_body(x, y, n, weight, bias, eps);
-}
-FAST static void softmax_fast(float *row, size_t visible, size_t length) { softmax_body(row, visible, length); }
-FAST static void attention_fast(const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
-                                float scale, int causal, float *kt, float *s, float *out, size_t out_ld) {
-    attention_body(q, k, v, ld, length, head_dim, scale, causal, kt, s, out, out_ld);
-}
 #endif
 
-void arapack_gelu_erf(float *p, size_t n) {
-#if defined(__x86_64__)
-    if (arapack_isa() != ARAPACK_ISA_GENERIC) { gelu_fast(p, n); return; }
-#endif
-    gelu_body(p, n);
-}
 
-void arapack_softmax(float *row, size_t visible, size_t length) {
-#if defined(__x86_64__)
-    if (arapack_isa() != ARAPACK_ISA_GENERIC) { softmax_fast(row, visible, length); return; }
-#endif
-    softmax_body(row, visible, length);
-}
 
 void arapack_add_transposed(const float *t, size_t ldt, size_t cols, size_t rows, float *y, size_t ldy, const float *bias,
                             int accumulate) {
@@ -206,21 +182,13 @@ void arapack_add_transposed(const float *t, size_t ldt, size_t cols, size_t rows
     add_transposed_body(t, ldt, cols, rows, y, ldy, bias, accumulate);
 }
 
-void arapack_layer_norm(const float *x, float *y, size_t n, const float *weight, const float *bias, float eps) {
-#if defined(__x86_64__)
-    if (arapack_isa() != ARAPACK_ISA_GENERIC) { layer_norm_fast(x, y, n, weight, bias, eps); return; }
-#endif
-    layer_norm_body(x, y, n, weight, bias, eps);
-}
-
-void arapack_attention(const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
-                       float scale, int causal, float *scratch, float *out, size_t out_ld) {
-    float *kt = scratch, *s = scratch + head_dim * length;
-#if defined(__x86_64__)
-    if (arapack_isa() != ARAPACK_ISA_GENERIC) { attention_fast(q, k, v, ld, length, head_dim, scale, causal, kt, s, out, out_ld); return; }
-#endif
-    attention_body(q, k, v, ld, length, head_dim, scale, causal, kt, s, out, out_ld);
-}
+ARAPACK_DISPATCH_VOID(gelu_erf, (float *p, size_t n), (p, n))
+ARAPACK_DISPATCH_VOID(softmax, (float *row, size_t visible, size_t length), (row, visible, length))
+ARAPACK_DISPATCH_VOID(layer_norm, (const float *x, float *y, size_t n, const float *weight, const float *bias, float eps),
+                      (x, y, n, weight, bias, eps))
+ARAPACK_DISPATCH_VOID(attention, (const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
+                                  float scale, int causal, float *scratch, float *out, size_t out_ld),
+                      (q, k, v, ld, length, head_dim, scale, causal, scratch, out, out_ld))
 
 // llama.cpp's GELU (ggml-cpu's ggml_vec_gelu_f32 with GGML_GELU_FP16): 0 at or below −10, x at or above 10, else a
 // float16 table of the tanh approximation, 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))), looked up at x rounded to
@@ -230,47 +198,10 @@ void arapack_attention(const float *q, const float *k, const float *v, size_t ld
 static uint16_t gelu_ggml_table[1 << 16];
 static pthread_once_t gelu_ggml_once = PTHREAD_ONCE_INIT;
 
-uint16_t arapack_f32_to_f16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    uint32_t sign = (u >> 16) & 0x8000, e = (u >> 23) & 0xFF, m = u & 0x7FFFFF;
-    if (e == 0xFF) return (uint16_t)(sign | 0x7C00 | (m ? 0x200 | (m >> 13) : 0));
-    int32_t exp = (int32_t)e - 127 + 15;
-    if (exp >= 31) return (uint16_t)(sign | 0x7C00);
-    if (exp <= 0) {
-        if (exp < -10) return (uint16_t)sign;
-        m |= 0x800000;
-        uint32_t shift = (uint32_t)(14 - exp), half = 1u << (shift - 1), rest = m & ((1u << shift) - 1);
-        uint32_t h = m >> shift;
-        if (rest > half || (rest == half && (h & 1))) h++;
-        return (uint16_t)(sign | h);
-    }
-    uint32_t h = ((uint32_t)exp << 10) | (m >> 13), rest = m & 0x1FFF;
-    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
-    return (uint16_t)(sign | h);
-}
-
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1F, m = h & 0x3FF, u;
-    if (e == 0) {
-        if (m == 0) { u = sign; } else {
-            int shift = 0;
-            while (!(m & 0x400)) { m <<= 1; shift++; }
-            u = sign | ((uint32_t)(113 - shift) << 23) | ((m & 0x3FF) << 13);
-        }
-    } else if (e == 31) {
-        u = sign | 0x7F800000 | (m << 13);
-    } else {
-        u = sign | ((e + 112) << 23) | (m << 13);
-    }
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
 
 static void gelu_ggml_fill(void) {
     for (uint32_t i = 0; i < (1u << 16); i++) {
-        double x = f16_to_f32((uint16_t)i);
+        double x = arapack_f16_to_f32((uint16_t)i);
         double u = 0.79788456080286535587989211986876 * x * (1.0 + 0.044715 * x * x);
         double e = arapack_exp(-2.0 * fabs(u));
         double t = copysign((1.0 - e) / (1.0 + e), u);
@@ -284,34 +215,6 @@ void arapack_gelu_ggml(float *p, size_t n) {
         float x = p[i];
         if (x <= -10.0f) p[i] = 0.0f;
         else if (x >= 10.0f) p[i] = x;
-        else p[i] = f16_to_f32(gelu_ggml_table[arapack_f32_to_f16(x)]);
-    }
-}
-
-void arapack_round_like_ggml(float *x, size_t n, int kind) {
-    if (kind == ARAPACK_ROUND_Q8_0) {
-        // ggml-cpu's quantize_row_q8_0 (its AVX2 form): per block of 32, d = max|x| / 127 stored as float16, q =
-        // round-half-even(x · 127 / max|x|); the dot product then sees d · q.
-        for (size_t b = 0; b + 32 <= n; b += 32) {
-            float amax = 0.0f;
-            for (int j = 0; j < 32; j++) {
-                float a = fabsf(x[b + j]);
-                amax = a > amax ? a : amax;
-            }
-            float d = f16_to_f32(arapack_f32_to_f16(amax / 127.0f)), id = amax != 0.0f ? 127.0f / amax : 0.0f;
-            for (int j = 0; j < 32; j++) x[b + j] = d * nearbyintf(x[b + j] * id);
-        }
-    } else if (kind == ARAPACK_ROUND_F16) {
-        for (size_t i = 0; i < n; i++) x[i] = f16_to_f32(arapack_f32_to_f16(x[i]));
-    } else if (kind == ARAPACK_ROUND_BF16) {
-        // ggml's GGML_FP32_TO_BF16: round to nearest even, NaN kept quiet.
-        for (size_t i = 0; i < n; i++) {
-            uint32_t u;
-            memcpy(&u, &x[i], 4);
-            if ((u & 0x7fffffff) > 0x7f800000) u |= 0x00400000;
-            else u += 0x7fff + ((u >> 16) & 1);
-            u &= 0xffff0000u;
-            memcpy(&x[i], &u, 4);
-        }
+        else p[i] = arapack_f16_to_f32(gelu_ggml_table[arapack_f32_to_f16(x)]);
     }
 }

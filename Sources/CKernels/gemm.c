@@ -1,4 +1,4 @@
-#include "ckernels.h"
+#include "kernel.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,33 +17,6 @@
 #define KC 512
 #define MC 128
 
-static int active_isa = -1;
-
-int arapack_isa_best(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return ARAPACK_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ARAPACK_ISA_AVX2;
-#endif
-    return ARAPACK_ISA_GENERIC;
-}
-
-int arapack_isa(void) {
-    int isa = __atomic_load_n(&active_isa, __ATOMIC_RELAXED);
-    if (isa < 0) {
-        isa = arapack_isa_best();
-        __atomic_store_n(&active_isa, isa, __ATOMIC_RELAXED);
-    }
-    return isa;
-}
-
-int arapack_set_isa(int isa) {
-    if (isa < ARAPACK_ISA_GENERIC || isa > arapack_isa_best()) return -1;
-    __atomic_store_n(&active_isa, isa, __ATOMIC_RELAXED);
-    return 0;
-}
-
-size_t arapack_packed_rows(size_t rows) { return (rows + PANEL - 1) / PANEL * PANEL; }
 
 void arapack_pack_rows(const float *x, size_t ldx, size_t rows, size_t k, float *xp) {
     size_t padded = arapack_packed_rows(rows);

@@ -1,4 +1,4 @@
-#include "ckernels.h"
+#include "kernel.h"
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -9,12 +9,14 @@
 
 #pragma STDC FP_CONTRACT OFF
 
-#define LANES 8
+/// The lanes log Σ exp and KL keep their double sums in (8: fewer than the element-wise loops' 16, kept as the
+/// reports were first computed).
+#define KL_LANES 8
 
 static const double ln2_hi = 6.93147180369123816490e-01;  // fdlibm's split of ln 2: n · ln2_hi is exact for |n| < 2^11
 static const double ln2_lo = 1.90821492927058770002e-10;
 
-static inline __attribute__((always_inline)) double pow2i(int64_t n) {  // 2^n for −1022 ≤ n ≤ 1023
+ARAPACK_INLINE double pow2i(int64_t n) {  // 2^n for −1022 ≤ n ≤ 1023
     uint64_t bits = (uint64_t)(n + 1023) << 52;
     double v;
     memcpy(&v, &bits, sizeof v);
@@ -23,7 +25,7 @@ static inline __attribute__((always_inline)) double pow2i(int64_t n) {  // 2^n f
 
 /// e^x within about 1 ulp: x = n·ln 2 + r, |r| ≤ ln 2 / 2, e^r by its Taylor series to r^13, then scaled by 2^n
 /// in two steps (so subnormal results round once). Below −746 the result is +0; above 709.79, +inf; NaN stays NaN.
-static inline __attribute__((always_inline)) double exp_body(double x) {
+ARAPACK_INLINE double exp_body(double x) {
     double c = x < -746.0 ? -746.0 : x;
     c = c > 710.0 ? 710.0 : c;
     double n = floor(c * 1.44269504088896338700e+00 + 0.5);
@@ -67,31 +69,30 @@ double arapack_log(double x) {
     return de * ln2_hi + (2.0 * f * p + de * ln2_lo);
 }
 
-#define INLINE static inline __attribute__((always_inline))
 
-/// log Σ exp(x[i]): the maximum, then Σ exp(x − max) in double over LANES lanes folded in order.
-INLINE double log_sum_exp(const float *x, size_t n) {
+/// log Σ exp(x[i]): the maximum, then Σ exp(x − max) in double over KL_LANES lanes folded in order.
+ARAPACK_INLINE double log_sum_exp(const float *x, size_t n) {
     float top = -INFINITY;
     for (size_t i = 0; i < n; i++) top = x[i] > top ? x[i] : top;
-    double lanes[LANES] = {0}, sum = 0;
-    size_t vend = n - n % LANES;
-    for (size_t i = 0; i < vend; i += LANES)
-        for (int l = 0; l < LANES; l++) lanes[l] += exp_body((double)x[i + l] - (double)top);
-    for (int l = 0; l < LANES; l++) sum += lanes[l];
+    double lanes[KL_LANES] = {0}, sum = 0;
+    size_t vend = n - n % KL_LANES;
+    for (size_t i = 0; i < vend; i += KL_LANES)
+        for (int l = 0; l < KL_LANES; l++) lanes[l] += exp_body((double)x[i + l] - (double)top);
+    for (int l = 0; l < KL_LANES; l++) sum += lanes[l];
     for (size_t i = vend; i < n; i++) sum += exp_body((double)x[i] - (double)top);
     return (double)top + arapack_log(sum);
 }
 
-INLINE void softmax_kl_body(const float *a, const float *b, size_t n, double out[3]) {
+ARAPACK_INLINE void softmax_kl_body(const float *a, const float *b, size_t n, double out[3]) {
     double za = log_sum_exp(a, n), zb = log_sum_exp(b, n);
-    double lanes[LANES] = {0}, kl = 0;
-    size_t vend = n - n % LANES;
-    for (size_t i = 0; i < vend; i += LANES)
-        for (int l = 0; l < LANES; l++) {
+    double lanes[KL_LANES] = {0}, kl = 0;
+    size_t vend = n - n % KL_LANES;
+    for (size_t i = 0; i < vend; i += KL_LANES)
+        for (int l = 0; l < KL_LANES; l++) {
             double la = (double)a[i + l] - za, lb = (double)b[i + l] - zb;
             lanes[l] += exp_body(la) * (la - lb);
         }
-    for (int l = 0; l < LANES; l++) kl += lanes[l];
+    for (int l = 0; l < KL_LANES; l++) kl += lanes[l];
     for (size_t i = vend; i < n; i++) {
         double la = (double)a[i] - za, lb = (double)b[i] - zb;
         kl += exp_body(la) * (la - lb);
@@ -101,15 +102,4 @@ INLINE void softmax_kl_body(const float *a, const float *b, size_t n, double out
     out[2] = kl;
 }
 
-#if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) static void softmax_kl_fast(const float *a, const float *b, size_t n, double out[3]) {
-    softmax_kl_body(a, b, n, out);
-}
-#endif
-
-void arapack_softmax_kl(const float *a, const float *b, size_t n, double out[3]) {
-#if defined(__x86_64__)
-    if (arapack_isa() != ARAPACK_ISA_GENERIC) { softmax_kl_fast(a, b, n, out); return; }
-#endif
-    softmax_kl_body(a, b, n, out);
-}
+ARAPACK_DISPATCH_VOID(softmax_kl, (const float *a, const float *b, size_t n, double out[3]), (a, b, n, out))

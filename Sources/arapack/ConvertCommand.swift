@@ -66,7 +66,6 @@ struct ConvertCommand: ParsableCommand {
             guard ReleaseForms.named(argument) != nil || Self.trainingFormats.contains(argument) else { return nil }
             name = argument
         }
-        static var allValueStrings: [String] { ReleaseForms.all.map(\.name) + trainingFormats }
         var defaultValueDescription: String { name }
         /// The release form written, for the release targets.
         var form: (any ReleaseForm)? { ReleaseForms.named(name) }

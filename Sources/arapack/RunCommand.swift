@@ -80,18 +80,13 @@ struct RunCommand: ParsableCommand {
 
     private func pad<T>(_ v: T, _ width: Int) -> String {
         var s = "\(v)"
-        if let d = v as? Double { s = String(format3: d) } else if let f = v as? Float { s = String(format3: Double(f)) }
+        if let d = v as? Double { s = fourDecimals(d) } else if let f = v as? Float { s = fourDecimals(Double(f)) }
         return String(repeating: " ", count: max(0, width - s.count)) + s
     }
 }
 
-extension String {
-    /// Four decimal places.
-    init(format3 v: Double) {
-        let r = (v * 10_000).rounded() / 10_000
-        self = "\(r)"
-    }
-}
+/// `v` rounded to four decimal places, as the top-k table shows logits and probabilities.
+func fourDecimals(_ v: Double) -> String { "\((v * 10_000).rounded() / 10_000)" }
 
 /// What `run --json` prints (Schemas/run-result.schema.json).
 struct RunResult: Encodable {

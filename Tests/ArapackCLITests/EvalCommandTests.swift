@@ -67,6 +67,20 @@ final class EvalCommandTests: XCTestCase {
         try TestSupport.validateAgainstSchema("eval-report.schema.json", [scratch + "/alone.json", scratch + "/compared.json"])
     }
 
+    /// The report has the same bits whatever instruction set the kernels use and however many threads share them.
+    func testTheSameBitsOnEveryInstructionSetAndThreadCount() throws {
+        let gguf = scratch + "/q8_0.gguf"
+        XCTAssertEqual(try TestSupport.arapack("convert", trained, gguf, "--to", "gguf", "--dtype", "q8_0", "--tokenizer", TestSupport.fixture("gguf/bytelevel")).status, 0)
+        let args = ["eval", gguf, "--tokens", TestSupport.fixture("tokens/heldout_u16.npy"), "--against", trained, "--sequences", "40", "--json"]
+        var reports: [String] = []
+        for env in [[:], ["ARAPACK_ISA": "avx2"], ["ARAPACK_ISA": "generic", "ARAPACK_THREADS": "1"], ["ARAPACK_THREADS": "3"]] {
+            let r = try TestSupport.run(TestSupport.arapackBinary, args, environment: env)
+            XCTAssertEqual(r.status, 0, "\(env): \(r.stderr)")
+            reports.append(r.stdout)
+        }
+        XCTAssertEqual(Set(reports).count, 1, "one report whatever the kernels and threads")
+    }
+
     /// --shard I/N parts merge into the report one run writes, byte for byte, whatever order the parts come in.
     func testPartsMergeIntoTheWholeRunBitForBit() throws {
         let bundle = scratch + "/int8"

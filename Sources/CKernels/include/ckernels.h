@@ -33,6 +33,9 @@ void arapack_round_like_ggml(float *x, size_t n, int kind);
 /// float32 → float16 bits, round to nearest even, overflow to infinity, NaN stays NaN.
 uint16_t arapack_f32_to_f16(float f);
 
+/// float16 bits → float32 (exact).
+float arapack_f16_to_f32(uint16_t h);
+
 /// GGUF's Q8_0 of `blocks` blocks of 32 values into 34 bytes each (float16 d = max|x| / 127, then 32 int8
 /// round-half-away(x / d)), bit for bit as ggml's reference quantizer and gguf-py. Returns −1, or the index of the
 /// first block holding a NaN or infinity (nothing is written for it).

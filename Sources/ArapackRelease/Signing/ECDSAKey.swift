@@ -1,3 +1,5 @@
+import ArapackFormats
+import ArapackTensor
 import COpenSSL
 #if canImport(Glibc)
 import Glibc

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// The transformers wrapper every native bundle carries (docs/bundle.md): two Python files written here, in
-/// `Sources/ArapackRelease/Wrapper/`, compiled into the binary and written byte for byte into each bundle,
+/// `Sources/ArapackRelease/Forms/Native/Wrapper/`, compiled into the binary and written byte for byte into each bundle,
 /// and config.json's `auto_map` pointing at their classes. GPT-2 bundles load with stock transformers and
 /// carry none.
 public enum ModelWrapper {

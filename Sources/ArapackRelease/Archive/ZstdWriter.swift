@@ -1,0 +1,50 @@
+import ArapackFormats
+import ArapackTensor
+import CZstd
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Streams bytes through a zstd compression context into an atomic file.
+final class ZstdWriter {
+    private let out: AtomicFileWriter
+    private let context: OpaquePointer
+    private var buffer: [UInt8]
+
+    init(_ out: AtomicFileWriter) throws {
+        self.out = out
+        guard let c = ZSTD_createCCtx() else { throw ArchiveError.zstdContext(file: out.destination) }
+        context = c
+        ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, ReleaseArchive.compressionLevel)
+        ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1)
+        buffer = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
+    }
+
+    deinit { ZSTD_freeCCtx(context) }
+
+    func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var input = ZSTD_inBuffer(src: bytes.baseAddress, size: bytes.count, pos: 0)
+        while input.pos < input.size { _ = try step(&input, ZSTD_e_continue) }
+    }
+
+    func finish() throws {
+        var input = ZSTD_inBuffer(src: nil, size: 0, pos: 0)
+        while try step(&input, ZSTD_e_end) != 0 {}
+    }
+
+    private func step(_ input: inout ZSTD_inBuffer, _ mode: ZSTD_EndDirective) throws -> Int {
+        let count = buffer.count
+        let (left, produced) = buffer.withUnsafeMutableBytes { b -> (Int, Int) in
+            var output = ZSTD_outBuffer(dst: b.baseAddress, size: count, pos: 0)
+            let r = ZSTD_compressStream2(context, &output, &input, mode)
+            return (r, output.pos)
+        }
+        if ZSTD_isError(left) != 0 {
+            throw ArchiveError.zstd(file: out.destination, message: String(cString: ZSTD_getErrorName(left)))
+        }
+        try buffer.withUnsafeBytes { try out.write(UnsafeRawBufferPointer(rebasing: $0[0..<produced])) }
+        return left
+    }
+}
