@@ -18,6 +18,8 @@
 #define MC 128
 
 
+size_t arapack_packed_rows(size_t rows) { return (rows + PANEL - 1) / PANEL * PANEL; }
+
 void arapack_pack_rows(const float *x, size_t ldx, size_t rows, size_t k, float *xp) {
     size_t padded = arapack_packed_rows(rows);
     for (size_t p = 0; p < padded / PANEL; p++) {

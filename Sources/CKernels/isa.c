@@ -28,5 +28,3 @@ int arapack_set_isa(int isa) {
     __atomic_store_n(&active_isa, isa, __ATOMIC_RELAXED);
     return 0;
 }
-
-size_t arapack_packed_rows(size_t rows) { return (rows + PANEL - 1) / PANEL * PANEL; }

@@ -14,7 +14,7 @@ final class HubBundleTests: XCTestCase {
 
     let gelu = TestSupport.fixture("golden/ar_gelu.pt")
     let mdlm = TestSupport.fixture("golden/mdlm_gelu.pt")
-    let wrapperSources = TestSupport.repositoryRoot.appendingPathComponent("Sources/ArapackRelease/Wrapper").path
+    let wrapperSources = TestSupport.repositoryRoot.appendingPathComponent("Sources/ArapackRelease/Forms/Native/Wrapper").path
 
     func convert(_ source: String, _ dst: String, _ options: [String] = [], status: Int32 = 0, file: StaticString = #filePath, line: UInt = #line) throws -> TestSupport.ProcessResult {
         let r = try TestSupport.run(TestSupport.arapackBinary, ["convert", source, dst] + options)

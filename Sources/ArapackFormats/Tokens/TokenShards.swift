@@ -83,20 +83,16 @@ public final class TokenShards {
             let base = sequence.start * f.dtype.itemSize
             for i in 0..<sequence.count {
                 let at = base + i * f.dtype.itemSize
+                func load<T: FixedWidthInteger>(_: T.Type) -> Int {
+                    let x = raw.loadUnaligned(fromByteOffset: at, as: T.self)
+                    return Int(f.bigEndian ? T(bigEndian: x) : T(littleEndian: x))
+                }
                 let v: Int
                 switch f.dtype {
-                case .u16:
-                    let x = raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)
-                    v = Int(f.bigEndian ? UInt16(bigEndian: x) : UInt16(littleEndian: x))
-                case .u32:
-                    let x = raw.loadUnaligned(fromByteOffset: at, as: UInt32.self)
-                    v = Int(f.bigEndian ? UInt32(bigEndian: x) : UInt32(littleEndian: x))
-                case .i32:
-                    let x = raw.loadUnaligned(fromByteOffset: at, as: Int32.self)
-                    v = Int(f.bigEndian ? Int32(bigEndian: x) : Int32(littleEndian: x))
-                case .i64:
-                    let x = raw.loadUnaligned(fromByteOffset: at, as: Int64.self)
-                    v = Int(f.bigEndian ? Int64(bigEndian: x) : Int64(littleEndian: x))
+                case .u16: v = load(UInt16.self)
+                case .u32: v = load(UInt32.self)
+                case .i32: v = load(Int32.self)
+                case .i64: v = load(Int64.self)
                 }
                 guard v >= 0 && v < vocabulary else {
                     throw TokenShardError.idOutOfRange(file: f.path, offset: at, id: v, vocabulary: vocabulary)
