@@ -6,12 +6,15 @@ import Glibc
 #endif
 
 /// The named checks of `verify`, one function each, in the order they run: the manifest and the config are read
-/// once and kept for the checks after them.
+/// once and kept for the checks after them. The bundle's form is known before any check runs (from config.json's
+/// model_type) and read by the checks as their own constant, never set by one of them.
 struct BundleChecks {
     let b: BundleContents
     let path: String
     /// Files the manifest does not list on purpose (signatures).
     let unlisted: [String]
+    /// The form config.json's model_type names (the native bundle when it names none; the config check says so).
+    let form: any BundleForm
     private(set) var manifest: Manifest?
     private(set) var config: ModelConfig?
 
@@ -19,6 +22,9 @@ struct BundleChecks {
         self.b = b
         self.path = path
         self.unlisted = unlisted
+        let config = (try? b.json("config.json")) ?? nil
+        let type = config?["model_type"]?.stringValue
+        form = type.flatMap { ReleaseForms.bundleForm(modelType: $0) } ?? NativeBundle()
     }
 
     /// Every listed file present with its size and SHA-256, nothing unlisted, paths relative and listed once.
@@ -55,18 +61,17 @@ struct BundleChecks {
     /// generation config.
     mutating func configProblems() throws -> [String] {
         guard let c = try b.json("config.json") else { return ["no config.json"] }
-        guard let type = c["model_type"]?.stringValue, let form = ReleaseForms.bundleForm(modelType: type) else {
+        guard let type = c["model_type"]?.stringValue, ReleaseForms.bundleForm(modelType: type) != nil else {
             let types = ReleaseForms.bundles.flatMap(\.modelTypes)
             return ["model_type must be " + types.dropLast().joined(separator: ", ") + " or " + types.last!]
         }
-        b.form = form
         var assembly = ConfigAssembly(source: "config.json")
         try assembly.add(c, origin: "config.json")
         for field in form.requiredConfigFields where c[field] == nil {
             return ["config.json lacks \(field)"]
         }
         if let problem = form.configProblems(c).first { return [problem] }
-        try assembly.addShapes(b.trainingShapes)
+        try assembly.addShapes(b.trainingShapes(in: form.layout))
         let resolved = try assembly.resolve()
         config = resolved
         var problems: [String] = []
@@ -102,10 +107,10 @@ struct BundleChecks {
     func tensorProblems() throws -> [String] {
         guard let config else { return ["not checked: config.json is unusable"] }
         var problems: [String] = []
-        let layout = b.form.layout
+        let layout = form.layout
         let foreign = b.descriptors.keys.filter { layout.training(of: $0) == nil && !$0.hasSuffix(ModelFamily.int8ScaleSuffix) }.sorted()
-        if !foreign.isEmpty { problems.append("tensor names \(b.form.foreignNames): \(ModelFamily.list(foreign))") }
-        problems += ModelFamily.tensorProblems(config, b.trainingDescriptors, headOptional: config.tieWordEmbeddings,
+        if !foreign.isEmpty { problems.append("tensor names \(form.foreignNames): \(ModelFamily.list(foreign))") }
+        problems += ModelFamily.tensorProblems(config, b.trainingDescriptors(in: layout), headOptional: config.tieWordEmbeddings,
                                                display: { layout.name(of: $0) })
         let head = layout.name(of: ModelFamily.lmHead), emb = layout.name(of: ModelFamily.embedding)
         if config.tieWordEmbeddings {
@@ -135,7 +140,7 @@ struct BundleChecks {
     /// The weights' dtype as the manifest and config.json state it; int8 with the quantization config that loads it.
     func dtypeProblems(_ config: ModelConfig) throws -> (manifest: [String], config: [String]) {
         let quantized = b.descriptors.values.contains { $0.dtype == .i8 }
-        guard let d = quantized ? DType.i8 : b.descriptors[b.form.layout.name(of: ModelFamily.embedding)]?.dtype else { return ([], []) }
+        guard let d = quantized ? DType.i8 : b.descriptors[form.layout.name(of: ModelFamily.embedding)]?.dtype else { return ([], []) }
         var inManifest: [String] = []
         if let m = manifest, TorchGlobals.dtypeName[d] != m.dtype { inManifest.append("the manifest says \(m.dtype) but the weights are \(d.name)") }
         guard let c = try b.json("config.json") else { return (inManifest, []) }
@@ -146,7 +151,7 @@ struct BundleChecks {
         if quantized != (c["quantization_config"]?["quant_method"]?.stringValue == "compressed-tensors") {
             problems.append(quantized ? "int8 weights without a compressed-tensors quantization_config in config.json"
                                       : "config.json has a quantization_config but the weights are not int8")
-        } else if quantized, let q = c["quantization_config"], b.form.accepts(.i8) {
+        } else if quantized, let q = c["quantization_config"], form.accepts(.i8) {
             problems += Int8Quantization.loadProblems(q, stored: b.descriptors.mapValues(\.dtype), tied: config.tieWordEmbeddings)
         }
         return (inManifest, problems)
@@ -174,7 +179,7 @@ struct BundleChecks {
 
     /// The checks the bundle's form adds (the native bundle's wrapper).
     func extraChecks() -> [(name: String, problems: [String])] {
-        b.form.extraChecks(config: try? b.json("config.json"), resolved: config, read: b.bytes)
+        form.extraChecks(config: try? b.json("config.json"), resolved: config, read: b.bytes)
     }
 
     func modelCardProblems() -> [String] {

@@ -19,8 +19,6 @@ final class BundleContents: ArchiveReader.Visitor {
     private(set) var descriptors: [String: TensorDescriptor] = [:]
     private(set) var nonFinite: [String: Int] = [:]
     private(set) var safetensorsMetadata: [String: [String: String]] = [:]
-    /// The bundle's form (set from config.json's model_type before the tensors are checked; the native bundle until then).
-    var form: any BundleForm = NativeBundle()
 
     private var name = ""
     private var size = 0
@@ -101,14 +99,14 @@ final class BundleContents: ArchiveReader.Visitor {
 
     /// Tensor descriptors under training names (the layout's names mapped back, GPT-2's transposed shapes turned
     /// back); an int8 weight and its scale count as one float32 tensor when the scale's shape fits the weight.
-    var trainingDescriptors: [String: TensorDescriptor] {
+    func trainingDescriptors(in layout: NamingLayout) -> [String: TensorDescriptor] {
         var byTraining: [String: TensorDescriptor] = [:]
         for (k, v) in descriptors {
-            let training = form.layout.trainingName(of: k)
-            byTraining[training] = form.layout.trainingDescriptor(of: training, v)
+            let training = layout.trainingName(of: k)
+            byTraining[training] = layout.trainingDescriptor(of: training, v)
         }
         return ModelFamily.foldQuantized(byTraining).tensors
     }
 
-    var trainingShapes: [String: [Int]] { trainingDescriptors.mapValues(\.shape) }
+    func trainingShapes(in layout: NamingLayout) -> [String: [Int]] { trainingDescriptors(in: layout).mapValues(\.shape) }
 }
