@@ -83,12 +83,8 @@ public struct GPT2Bundle: BundleForm {
     }
 
     public var foreignNames: String { "not of the GPT-2 form" }
-    public var extraFiles: [(name: String, bytes: [UInt8])] { [] }
-    public func extraChecks(config: JSONValue?, resolved: ModelConfig?, read: (String) -> [UInt8]?) -> [(name: String, problems: [String])] { [] }
 
     public var cardTags: [String] { ["gpt2"] }
     public var cardLoading: String { " in transformers' stock GPT-2 layout: it loads as `\(Self.architecture)` with no remote code." }
-    public var loadArguments: String { "" }
     public var positionsExpression: String { "model.config.n_positions" }
-    public var hasTrainingSampler: Bool { false }
 }

@@ -32,8 +32,6 @@ public struct NativeBundle: BundleForm {
     /// The family's fields (`dropout` defaults to 0) and the common tail.
     public var requiredConfigFields: [String] { ModelConfig.hfFieldNames.filter { $0 != "dropout" } + ModelConfig.commonTailNames }
 
-    public func configProblems(_ config: JSONValue) -> [String] { [] }
-
     public var foreignNames: String { "without the \(ModelFamily.releasePrefix) prefix" }
 
     public var extraFiles: [(name: String, bytes: [UInt8])] { ModelWrapper.files }
