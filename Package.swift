@@ -33,7 +33,7 @@ let package = Package(
             ]),
         .executableTarget(name: "arapack-bench", dependencies: ["ArapackRelease", "ArapackModel", "ArapackFormats", "ArapackTensor", "CKernels"], path: "Benchmarks/ArapackBench"),
         .executableTarget(name: "arapack-fuzz", dependencies: ["ArapackRelease", "ArapackModel", "ArapackFormats", "ArapackTensor"], path: "Fuzz/ArapackFuzz"),
-        .target(name: "ArapackTestSupport", dependencies: ["ArapackFormats"], path: "Tests/ArapackTestSupport"),
+        .target(name: "ArapackTestSupport", dependencies: ["ArapackFormats", "ArapackTensor"], path: "Tests/ArapackTestSupport"),
         .executableTarget(name: "peak-memory", path: "Tests/PeakMemory"),
         .testTarget(name: "ArapackTensorTests", dependencies: ["ArapackTensor", "ArapackTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZstd", "COpenSSL"]),

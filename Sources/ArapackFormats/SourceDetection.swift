@@ -45,7 +45,7 @@ public enum SourceDetection {
             if access(path + "/.metadata", F_OK) == 0 { return (.dcp, path) }
             throw SourceError.unrecognised(path: path, detail: "folder holds no model.safetensors, index or DCP .metadata")
         }
-        let head = try readPrefix(path, count: 16)
+        let head = try leadingBytes(of: path, count: 16)
         if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) || head.starts(with: [0x50, 0x4B, 0x05, 0x06]) { return (.torchZip, path) }
         if head.starts(with: legacyTorchMagic) { return (.torchLegacy, path) }
         if head.starts(with: [0x28, 0xB5, 0x2F, 0xFD]) { return (.archive, path) }
@@ -72,12 +72,13 @@ public enum SourceDetection {
         }
     }
 
-    private static func readPrefix(_ path: String, count: Int) throws -> [UInt8] {
+    /// The first `count` bytes of the file at `path` (fewer when it is shorter).
+    public static func leadingBytes(of path: String, count: Int) throws -> [UInt8] {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
         defer { close(fd) }
         var buffer = [UInt8](repeating: 0, count: count)
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, count) }
+        let n = buffer.withUnsafeMutableBytes { raw in retryingOnInterrupt { read(fd, raw.baseAddress, count) } }
         guard n >= 0 else { throw FileError(path: path, operation: "read", code: errno) }
         return Array(buffer[0..<n])
     }

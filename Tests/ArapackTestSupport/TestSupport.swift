@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackTensor
 import Foundation
 import XCTest
 
@@ -197,17 +198,8 @@ public enum TestSupport {
     private final class LockedData: @unchecked Sendable { var value = Data() }
 }
 
-/// SplitMix64: test data that is the same on every run and machine.
-public struct SplitMix64 {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Test data that is the same on every run and machine, from the library's one generator.
+extension SplitMix64 {
     /// A float in [−1, 1).
     public mutating func float() -> Float { Float(Int64(bitPattern: next()) >> 40) / Float(1 << 23) }
 }

@@ -77,18 +77,19 @@ public enum DestinationGuard {
             }
         case .ggufFile, .torchFile, .archive, .archiveSidecar, .signature:
             guard case let .regular(size) = found else { throw refuse("it is \(found.title), not a regular file") }
-            let head = try leadingBytes(of: target, count: 80)
+            // What the file holds, by the same detection every reader uses.
+            let format = try SourceDetection.detect(target).format
             switch kind {
-            case .ggufFile: guard head.starts(with: GGUF.magic) else { throw refuse("it does not start with GGUF's magic") }
+            case .ggufFile: guard format == .gguf else { throw refuse("it does not start with GGUF's magic") }
             case .torchFile:
-                guard head.starts(with: [0x50, 0x4B, 0x03, 0x04]), (try? TorchCheckpoint(path: target)) != nil else {
+                guard format == .torchZip, (try? TorchCheckpoint(path: target)) != nil else {
                     throw refuse("it is no torch.save checkpoint arapack reads")
                 }
-            case .archive: guard head.starts(with: [0x28, 0xB5, 0x2F, 0xFD]) else { throw refuse("it is not zstd-compressed") }
+            case .archive: guard format == .archive else { throw refuse("it is not zstd-compressed") }
             case .signature:
                 guard (try? ModelSignature.read(target)) != nil else { throw refuse("it is not an OpenSSF model signature arapack reads") }
             default:
-                guard size <= 4096, isSidecarLine(head) else { throw refuse("it is not a SHA-256 line as arapack writes one") }
+                guard size <= 4096, isSidecarLine(try SourceDetection.leadingBytes(of: target, count: 80)) else { throw refuse("it is not a SHA-256 line as arapack writes one") }
             }
         }
     }
@@ -129,16 +130,6 @@ public enum DestinationGuard {
     private static func isSidecarLine(_ head: [UInt8]) -> Bool {
         head.count > 66 && head[0..<64].allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
             && head[64] == 0x20 && head[65] == 0x20
-    }
-
-    private static func leadingBytes(of path: String, count: Int) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: count)
-        let n = buffer.withUnsafeMutableBytes { raw in retryingOnInterrupt { read(fd, raw.baseAddress, count) } }
-        guard n >= 0 else { throw FileError(path: path, operation: "read", code: errno) }
-        return Array(buffer[0..<n])
     }
 
     /// `path` absolute, with links and `.`/`..` resolved: `realpath` where it exists, else its folder's realpath

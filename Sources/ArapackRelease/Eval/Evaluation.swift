@@ -63,15 +63,8 @@ public struct EvaluationRequest {
         let n = min(count ?? runs.count, runs.count)
         guard let seed else { return Array(runs.prefix(n)) }
         // A partial Fisher–Yates shuffle by SplitMix64: the same choice on every machine.
-        var order = Array(runs.indices), state = seed
-        for i in 0..<n {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            order.swapAt(i, i + Int(z % UInt64(runs.count - i)))
-        }
+        var order = Array(runs.indices), random = SplitMix64(seed: seed)
+        for i in 0..<n { order.swapAt(i, i + Int(random.next() % UInt64(runs.count - i))) }
         return order.prefix(n).sorted().map { runs[$0] }
     }
 

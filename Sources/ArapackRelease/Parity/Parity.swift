@@ -9,15 +9,8 @@ import Glibc
 public enum Parity {
     /// `count` sequences of `length` token ids drawn uniformly from the vocabulary by SplitMix64 from `seed`.
     public static func probes(count: Int, length: Int, vocab: Int, seed: UInt64) -> [[Int]] {
-        var state = seed
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        return (0..<count).map { _ in (0..<length).map { _ in Int(next() % UInt64(vocab)) } }
+        var random = SplitMix64(seed: seed)
+        return (0..<count).map { _ in (0..<length).map { _ in Int(random.next() % UInt64(vocab)) } }
     }
 
     /// The bundle against the model it was converted from: same probes through both forward passes.
