@@ -56,32 +56,34 @@ struct ConvertCommand: ParsableCommand {
             """
     )
 
-    /// What `--to` names: a release form (`ReleaseForms.all`), or a training format.
+    /// What `--to` names: one of `ReleaseForms.all`.
     struct Target: ExpressibleByArgument {
-        static let trainingFormats = ["torch", "dcp"]
-        /// The dtypes a training format stores.
-        static let trainingDtypes = ["f32", "bf16", "f16"]
-        let name: String
+        let form: any OutputForm
         init?(argument: String) {
-            guard ReleaseForms.named(argument) != nil || Self.trainingFormats.contains(argument) else { return nil }
-            name = argument
+            guard let form = ReleaseForms.named(argument) else { return nil }
+            self.form = form
         }
+        var name: String { form.name }
         var defaultValueDescription: String { name }
-        /// The release form written, for the release targets.
-        var form: (any ReleaseForm)? { ReleaseForms.named(name) }
+        /// The values `--help` and a refused value list.
+        static var allValueStrings: [String] { ReleaseForms.all.map(\.name) }
         /// The bundle form written, for the bundle targets.
         var bundleForm: (any BundleForm)? { form as? any BundleForm }
         var isBundle: Bool { bundleForm != nil }
-        /// `--to`'s help: each release form's summary, then the training formats.
-        static let help = "What to write: " + ReleaseForms.all.map { "\($0.name) (\($0.summary))" }.joined(separator: ", ")
-            + ", torch (a training checkpoint, torch.save) or dcp (a single-rank torch.distributed.checkpoint folder)."
+        var isRelease: Bool { form is any ReleaseForm }
+        /// `--to`'s help: each form and its summary.
+        static let help = "What to write: " + ReleaseForms.all.map { "\($0.name) (\($0.summary))" }.joined(separator: ", ") + "."
     }
 
-    enum CastTarget: String, ExpressibleByArgument, CaseIterable {
-        case f32, bf16, f16, int8, q8_0
-        /// The dtype of a bundle, checkpoint or DCP (q8_0 is GGUF's alone).
-        var dtype: DType? { [.f32: DType.f32, .bf16: .bf16, .f16: .f16, .int8: .i8][self] }
-        var ggufType: GGUF.TensorType? { [.f32: GGUF.TensorType.f32, .bf16: .bf16, .f16: .f16, .q8_0: .q8_0][self] }
+    /// What `--dtype` names: a dtype some form stores (`ReleaseForms.dtypeNames`).
+    struct DTypeName: ExpressibleByArgument {
+        let name: String
+        init?(argument: String) {
+            guard ReleaseForms.dtypeNames.contains(argument) else { return nil }
+            name = argument
+        }
+        var defaultValueDescription: String { name }
+        static var allValueStrings: [String] { ReleaseForms.dtypeNames }
     }
 
     @Argument(help: "The checkpoint, DCP folder, safetensors file or bundle to convert.")
@@ -94,7 +96,7 @@ struct ConvertCommand: ParsableCommand {
     var target = Target(argument: "bundle")!
 
     @Option(help: "Cast the floating weights to f32, bf16 or f16, or quantize to int8 the weights of the layers' nn.Linear modules (out_proj, linear1, linear2: symmetric, per output channel, compressed-tensors layout X I8 + X_scale F32, loadable by transformers + compressed-tensors); the tied embedding and the attention input projections (in_proj), which compressed-tensors cannot load quantized, are stored as bf16; vectors and the position table stay f32. With --to gguf: f32, bf16, f16 or q8_0 (GGUF's blocks of 32 int8 with a float16 scale) for the matrices, vectors and positions f32. Default: keep the source's dtype.")
-    var dtype: CastTarget?
+    var dtype: DTypeName?
 
     @Option(help: "With --dtype int8: one scale per this many columns instead of one per row (0 = per channel).")
     var int8GroupSize = 0
@@ -160,13 +162,10 @@ struct ConvertCommand: ParsableCommand {
     func validate() throws {
         if archive && !target.isBundle { throw ValidationError("--archive applies to bundles only (--to bundle or gpt2)") }
         if maxShardSize != nil && !target.isBundle { throw ValidationError("--max-shard-size applies to bundles only") }
-        if parity && target.form == nil { throw ValidationError("--parity applies to releases (--to bundle, gpt2 or gguf)") }
-        if let d = dtype?.rawValue, let form = target.form, !form.dtypes.contains(d) { throw ValidationError(form.dtypeRefusal(d)) }
-        if let d = dtype, target.form == nil, !Target.trainingDtypes.contains(d.rawValue) {
-            throw ValidationError(ReleaseForms.note(for: d.rawValue) ?? "--dtype \(d.rawValue): --to \(target.name) takes \(Target.trainingDtypes.joined(separator: ", "))")
-        }
+        if parity && !target.isRelease { throw ValidationError("--parity applies to releases (\(releaseTargets))") }
+        if let d = dtype?.name, !target.form.dtypes.contains(d) { throw ValidationError(target.form.dtypeRefusal(d)) }
         if allowTokenizerMismatch && !(target.form is GGUFRelease) { throw ValidationError("--allow-tokenizer-mismatch applies to --to gguf") }
-        if sign != nil && target.form == nil { throw ValidationError("--sign applies to releases (--to bundle, gpt2 or gguf)") }
+        if sign != nil && !target.isRelease { throw ValidationError("--sign applies to releases (\(releaseTargets))") }
         if signingKey.keyPasswordFile != nil && sign == nil { throw ValidationError("--key-password-file applies to --sign") }
         if (license != nil || baseModel != nil || modelCard != nil) && !target.isBundle {
             throw ValidationError("--license, --base-model and --model-card apply to bundles (--to bundle or gpt2), which carry a model card")
@@ -184,7 +183,7 @@ struct ConvertCommand: ParsableCommand {
         if let license, !ModelCard.isValidLicense(license) {
             throw ValidationError("--license: \"\(license)\" is not a license id (letters, digits, '.', '-', '+'; e.g. apache-2.0, mit)")
         }
-        if (int8GroupSize != 0 || !keep.isEmpty) && dtype != .int8 { throw ValidationError("--int8-group-size and --keep apply to --dtype int8") }
+        if (int8GroupSize != 0 || !keep.isEmpty) && dtype?.name != "int8" { throw ValidationError("--int8-group-size and --keep apply to --dtype int8") }
         if int8GroupSize < 0 { throw ValidationError("--int8-group-size must be 0 (per channel) or positive") }
         if let s = maxShardSize, parseSize(s) == nil { throw ValidationError("--max-shard-size: cannot read \"\(s)\" as a size") }
     }
@@ -192,7 +191,7 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         let progress = Progress(enabled: !quiet && Progress.standardErrorIsTerminal)
         try runReportingErrors("convert") {
-            var conversion = Conversion(source: source, destination: destination, output: output())
+            var conversion = Conversion(source: source, destination: destination, form: target.form, options: outputOptions)
             let dst = conversion.destination
             conversion.configFile = config
             conversion.tokenizer = tokenizer
@@ -203,10 +202,7 @@ struct ConvertCommand: ParsableCommand {
             conversion.otherInputs = [modelCard, sign, signingKey.keyPasswordFile, parity ? parityOptions.probeIds : nil, parity ? parityOptions.tokens : nil].compactMap { $0 }
             // The destination is checked before any input is read (the model card and the key included).
             try conversion.checkOutputs()
-            if let modelCard, case var .bundle(options) = conversion.output {
-                options.card.userCard = try ModelCard(userCardAt: modelCard)
-                conversion.output = .bundle(options)
-            }
+            if let modelCard { conversion.options.card.userCard = try ModelCard(userCardAt: modelCard) }
             conversion.signing = try sign.map { (try signingKey.load($0), signedOptions) }
             conversion.note = { printError("arapack convert: note: " + $0) }
             conversion.parity = parity ? parityOptions.request : nil
@@ -241,27 +237,29 @@ struct ConvertCommand: ParsableCommand {
         }
     }
 
-    /// What the flags ask to write (a user's model card is read and added once the destination is checked).
-    func output() -> Conversion.Output {
-        if let form = target.bundleForm {
-            return .bundle(BundleOptions(dtype: dtype?.dtype ?? nil, maxShardSize: maxShardSize.flatMap(parseSize), sourceDigest: !noSourceDigest,
-                                         int8: Int8Quantization(groupSize: int8GroupSize), keep: keep, form: form,
-                                         card: ModelCard.Options(repoID: repoID,
-                                                                 license: license ?? ModelCard.defaultLicense, baseModel: baseModel,
-                                                                 userCard: nil)))
-        }
-        switch target.name {
-        case "torch": return .torch(dtype: dtype?.dtype)
-        case "dcp": return .dcp(dtype: dtype?.dtype)
-        default: return .gguf(GGUFOptions(type: dtype?.ggufType, allowTokenizerMismatch: allowTokenizerMismatch))
-        }
+    /// What the flags ask of the output (a user's model card is read and added once the destination is checked).
+    var outputOptions: OutputOptions {
+        var options = OutputOptions(dtype: dtype?.name)
+        options.maxShardSize = maxShardSize.flatMap(parseSize)
+        options.sourceDigest = !noSourceDigest
+        options.int8 = Int8Quantization(groupSize: int8GroupSize)
+        options.keep = keep
+        options.card = ModelCard.Options(repoID: repoID, license: license ?? ModelCard.defaultLicense, baseModel: baseModel, userCard: nil)
+        options.allowTokenizerMismatch = allowTokenizerMismatch
+        return options
+    }
+
+    /// The `--to` values of the release forms, for the errors of the options only releases take.
+    var releaseTargets: String {
+        let names = ReleaseForms.releases.map(\.name)
+        return "--to " + names.dropLast().joined(separator: ", ") + " or " + names.last!
     }
 }
 
 extension ConvertCommand {
     /// The options that shaped the bundle, as the signed provenance records them (file names only, no paths).
     var signedOptions: Provenance.Options {
-        Provenance.Options(to: target.name, dtype: dtype?.rawValue, int8GroupSize: dtype == .int8 ? int8GroupSize : nil, keep: keep,
+        Provenance.Options(to: target.name, dtype: dtype?.name, int8GroupSize: dtype?.name == "int8" ? int8GroupSize : nil, keep: keep,
                            maxShardSize: maxShardSize.flatMap(parseSize), config: config.map { splitPath($0).1 },
                            tokenizer: tokenizer.map { splitPath(trimmingTrailingSlashes($0)).1 }, allowUntied: allowUntied,
                            sourceDigest: !noSourceDigest, license: license, repoID: repoID, baseModel: baseModel,

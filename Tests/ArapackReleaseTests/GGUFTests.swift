@@ -32,8 +32,10 @@ final class GGUFTests: XCTestCase {
                 XCTAssertEqual(e.source, "s")
             }
         }
-        XCTAssertEqual(ReleaseForms.all.map(\.name), ["bundle", "gpt2", "gguf"])
-        XCTAssertEqual(ReleaseForms.all.map(\.layout), [.release, .gpt2, .gguf])
+        XCTAssertEqual(ReleaseForms.all.map(\.name), ["bundle", "gpt2", "gguf", "torch", "dcp"])
+        XCTAssertEqual(ReleaseForms.releases.map(\.name), ["bundle", "gpt2", "gguf"])
+        XCTAssertEqual(ReleaseForms.releases.map(\.layout), [.release, .gpt2, .gguf])
+        XCTAssertEqual(ReleaseForms.dtypeNames, ["f32", "bf16", "f16", "int8", "q8_0"])
         XCTAssertEqual(ReleaseForms.bundles.map(\.name), ["bundle", "gpt2"])
         XCTAssertEqual(ReleaseForms.bundleForm(modelType: "gpt2")?.name, "gpt2")
         XCTAssertEqual(ReleaseForms.bundleForm(modelType: "arafusion_mdlm")?.name, "bundle")

@@ -1,29 +1,17 @@
 import ArapackFormats
 import ArapackTensor
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// What `arapack convert` does, as a library type: read the source (a release bundle is verified first), check
 /// it against the family, cast or quantize, write the output into a temporary sibling, optionally run parity
 /// and sign, then commit (with the archive, when asked: archive and sidecar on disk before the bundle moves
 /// into place). Nothing exists at the destination unless everything succeeded.
 public struct Conversion {
-    /// What to write.
-    public enum Output {
-        /// A release bundle (native or GPT-2 layout, as the options say).
-        case bundle(BundleOptions)
-        /// A training-style torch.save checkpoint, or a single-rank DCP folder, in `dtype` (nil keeps the source's).
-        case torch(dtype: DType?)
-        case dcp(dtype: DType?)
-        /// One GGUF file for llama.cpp (AR models with GELU and a tokenizer only).
-        case gguf(GGUFOptions)
-    }
-
     public var source: String
     /// DST; a trailing slash is ignored.
     public var destination: String
-    public var output: Output
+    /// What to write (`ReleaseForms.all`), and how.
+    public var form: any OutputForm
+    public var options: OutputOptions
     /// A config adding to or checking the source's (`--config`).
     public var configFile: String?
     /// A tokenizer folder to check and carry (`--tokenizer`); a source bundle's own is kept otherwise.
@@ -44,10 +32,11 @@ public struct Conversion {
     /// Notes for the user (a stale temporary removed, fields assumed).
     public var note: (String) -> Void = { _ in }
 
-    public init(source: String, destination: String, output: Output) {
+    public init(source: String, destination: String, form: any OutputForm, options: OutputOptions = OutputOptions()) {
         self.source = source
         self.destination = trimmingTrailingSlashes(destination)
-        self.output = output
+        self.form = form
+        self.options = options
     }
 
     public var archivePath: String { destination + ".tar.zst" }
@@ -69,16 +58,6 @@ public struct Conversion {
     /// Further files the caller read for it (the model card, the signing key, probe ids), kept apart from the outputs.
     public var otherInputs: [String] = []
 
-    /// What `kind` of thing this conversion writes at DST.
-    var destinationKind: DestinationGuard.Kind {
-        switch output {
-        case .bundle: return .bundleFolder
-        case .dcp: return .dcpFolder
-        case .torch: return .torchFile
-        case .gguf: return .ggufFile
-        }
-    }
-
     /// Checks the outputs before anything is read: DST's folder exists; no output is, lies inside or contains an
     /// input; an existing DST (and archive) is refused without `force`, and with it unless arapack wrote it
     /// (`DestinationGuard`). Nothing is changed.
@@ -88,7 +67,7 @@ public struct Conversion {
         let archiveFiles = archive ? [archivePath, ReleaseArchive.sidecar(of: archivePath)] : []
         // A signed GGUF's signature goes beside it (a bundle's inside it).
         let signatureFile: [String]
-        if signing != nil || signs, case .gguf = output { signatureFile = [destination + ".sig"] } else { signatureFile = [] }
+        if signing != nil || signs, form is GGUFRelease { signatureFile = [destination + ".sig"] } else { signatureFile = [] }
         try DestinationGuard.checkApart(outputs: [destination] + archiveFiles + signatureFile, inputs: inputs)
         for path in signatureFile where pathExists(path) {
             guard force else { throw ConversionError.exists(path) }
@@ -99,7 +78,7 @@ public struct Conversion {
             throw ConversionError.exists(path)
         }
         guard force else { return }
-        if pathExists(destination) { try DestinationGuard.checkReplaceable(destination, as: destinationKind) }
+        if pathExists(destination) { try DestinationGuard.checkReplaceable(destination, as: form.destinationKind) }
         for (path, kind) in zip(archiveFiles, [DestinationGuard.Kind.archive, .archiveSidecar]) where pathExists(path) {
             try DestinationGuard.checkReplaceable(path, as: kind)
         }
@@ -125,74 +104,7 @@ public struct Conversion {
         if !model.assumedFields.isEmpty {
             note("no config states \(model.assumedFields.joined(separator: ", ")); assumed (pass --config to say otherwise)")
         }
-        var warnings: [String] = []
-        if model.tokenizer == nil, case .bundle = output {
-            warnings.append("\(destination): the release carries no tokenizer (pass --tokenizer DIR): AutoTokenizer cannot load it, and its card says so")
-        }
-        switch output {
-        case let .bundle(options):
-            let releaseName = options.card.releaseName(model.config)
-            let folder = try AtomicDirectory(destination: dst)
-            var report: ParityReport?
-            let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath,
-                                                  progress: progress, parity: parity.map { request in { directory in
-                progress.begin("parity", total: 0)
-                var run = try request.run(bundle: try ReleaseModel(path: directory), source: model)
-                progress.end()
-                run.bundle = destination
-                report = run
-                guard run.passed else { throw ConversionError.parityFailed(run) }
-                return run.summary
-            } })
-            if let signing {
-                let provenance = Provenance(manifest: manifest, manifestSHA256: manifest.sha256, options: signing.options, parity: manifest.parity)
-                try ModelSignature.sign(folder: folder.temporaryPath, name: releaseName, key: signing.key,
-                                        signaturePath: folder.path(ModelSignature.defaultFileName), provenance: provenance)
-            }
-            if archive {
-                let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
-                try ReleaseArchive.write(folder: folder.temporaryPath, files: try BundleFolder.files(folder.temporaryPath),
-                                         name: releaseName, to: archivePath, mtime: epoch, replacing: force, progress: progress) {
-                    try folder.commit(replacing: force)
-                }
-            } else {
-                try folder.commit(replacing: force)
-            }
-            return Result(model: model, manifest: manifest, parity: report, warnings: warnings)
-        case let .torch(dtype):
-            try TrainingExport.writeTorch(model, dtype: dtype, to: dst, replacing: force)
-        case let .gguf(options):
-            // Written, checked and signed in a private folder beside DST, then moved into place with its signature.
-            let staging = try AtomicDirectory(destination: dst)
-            let staged = staging.path(splitPath(dst).1)
-            let mismatch = try GGUFExport.write(model, options: options, to: staged, replacing: false, progress: progress)
-            var report: ParityReport?
-            if let parity {
-                progress.begin("parity", total: 0)
-                var run = try parity.run(bundle: try ReleaseModel(path: staged), source: model)
-                progress.end()
-                run.bundle = destination
-                guard run.passed else { throw ConversionError.parityFailed(run) }
-                report = run
-            }
-            if let signing {
-                try ModelSignature.sign(folder: staged, name: splitPath(dst).1, key: signing.key, signaturePath: staged + ".sig", provenance: nil)
-                try moveIntoPlace(staged + ".sig", to: ModelSignature.defaultSignaturePath(of: dst), replacing: force)
-            }
-            try moveIntoPlace(staged, to: dst, replacing: force)
-            if let mismatch {
-                warnings.append("\(destination): llama.cpp tokenizes text otherwise than the tokenizer (\(mismatch)); written as --allow-tokenizer-mismatch asked, and recorded in the file's \(GGUFExport.mismatchKey)")
-            }
-            if let morph = model.tokenizer?.morphBPEFiles, !morph.isEmpty {
-                warnings.append("\(destination): the tokenizer's MorphBPE segmentation (\(morph.joined(separator: ", "))) does not travel into GGUF: llama.cpp applies the base BPE alone, so its ids differ from the published tokenizer's wherever MorphBPE splits words")
-            }
-            return Result(model: model, manifest: nil, parity: report, warnings: warnings)
-        case let .dcp(dtype):
-            let folder = try AtomicDirectory(destination: dst)
-            try TrainingExport.writeDCP(model, dtype: dtype, into: folder.temporaryPath)
-            try folder.commit(replacing: force)
-        }
-        return Result(model: model, manifest: nil, warnings: warnings)
+        return try form.write(model, for: self, at: dst, progress: progress)
     }
 }
 

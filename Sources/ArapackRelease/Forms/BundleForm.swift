@@ -1,5 +1,8 @@
 import ArapackFormats
 import ArapackModel
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A release form that is a folder (docs/bundle.md): the weights in safetensors, config.json, the tokenizer, a model card
 /// and manifest.json, written by `BundleWriter` and read back by `BundleVerifier`. What differs between bundle forms
@@ -66,6 +69,53 @@ extension BundleAdditions {
 
 extension BundleForm {
     public func isWritten(as format: SourceFormat) -> Bool { format != .gguf }
+
+    public var destinationKind: DestinationGuard.Kind { .bundleFolder }
+
+    /// The bundle's options: the conversion's, in this form.
+    func bundleOptions(_ options: OutputOptions) -> BundleOptions {
+        BundleOptions(dtype: options.tensorDType, maxShardSize: options.maxShardSize, sourceDigest: options.sourceDigest,
+                      int8: options.int8, keep: options.keep, form: self, card: options.card)
+    }
+
+    /// Written into a temporary sibling, checked by parity and signed there; the archive (and its sidecar) is on disk
+    /// before the folder moves into place.
+    public func write(_ model: ReleaseModel, for conversion: Conversion, at destination: String, progress: Progress) throws -> Conversion.Result {
+        let options = bundleOptions(conversion.options)
+        let releaseName = options.card.releaseName(model.config)
+        let folder = try AtomicDirectory(destination: destination)
+        var report: ParityReport?
+        let manifest = try BundleWriter.write(model, tokenizer: model.tokenizer, options: options, into: folder.temporaryPath,
+                                              progress: progress, parity: conversion.parity.map { request in { directory in
+            progress.begin("parity", total: 0)
+            var run = try request.run(bundle: try ReleaseModel(path: directory), source: model)
+            progress.end()
+            run.bundle = conversion.destination
+            report = run
+            guard run.passed else { throw ConversionError.parityFailed(run) }
+            return run.summary
+        } })
+        if let signing = conversion.signing {
+            let provenance = Provenance(manifest: manifest, manifestSHA256: manifest.sha256, options: signing.options, parity: manifest.parity)
+            try ModelSignature.sign(folder: folder.temporaryPath, name: releaseName, key: signing.key,
+                                    signaturePath: folder.path(ModelSignature.defaultFileName), provenance: provenance)
+        }
+        if conversion.archive {
+            let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
+            try ReleaseArchive.write(folder: folder.temporaryPath, files: try BundleFolder.files(folder.temporaryPath), name: releaseName,
+                                     to: try NamedOutput.resolvingSymbolicLinks(conversion.archivePath), mtime: epoch,
+                                     replacing: conversion.force, progress: progress) {
+                try folder.commit(replacing: conversion.force)
+            }
+        } else {
+            try folder.commit(replacing: conversion.force)
+        }
+        var warnings: [String] = []
+        if model.tokenizer == nil {
+            warnings.append("\(conversion.destination): the release carries no tokenizer (pass --tokenizer DIR): AutoTokenizer cannot load it, and its card says so")
+        }
+        return Conversion.Result(model: model, manifest: manifest, parity: report, warnings: warnings)
+    }
 
     public func verify(path: String, signature: String?, progress: Progress) throws -> VerifyReport {
         try BundleVerifier.verify(path: path, signature: signature, progress: progress)

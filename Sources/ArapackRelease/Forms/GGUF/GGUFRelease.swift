@@ -29,6 +29,42 @@ public struct GGUFRelease: ReleaseForm {
 
     public func isWritten(as format: SourceFormat) -> Bool { format == .gguf }
 
+    public var destinationKind: DestinationGuard.Kind { .ggufFile }
+
+    /// The matrices' GGUF type `dtype` names (nil: the source's floating dtype).
+    public static func tensorType(_ dtype: String?) -> GGUF.TensorType? {
+        dtype.flatMap { name in GGUF.TensorType.allCases.first { $0.name.lowercased() == name } }
+    }
+
+    /// Written, checked and signed in a private folder beside DST, then moved into place with its signature.
+    public func write(_ model: ReleaseModel, for conversion: Conversion, at destination: String, progress: Progress) throws -> Conversion.Result {
+        let options = GGUFOptions(type: Self.tensorType(conversion.options.dtype), allowTokenizerMismatch: conversion.options.allowTokenizerMismatch)
+        let staging = try AtomicDirectory(destination: destination)
+        let staged = staging.path(splitPath(destination).1)
+        let mismatch = try GGUFExport.write(model, options: options, to: staged, replacing: false, progress: progress)
+        var result = Conversion.Result(model: model, manifest: nil)
+        if let parity = conversion.parity {
+            progress.begin("parity", total: 0)
+            var run = try parity.run(bundle: try ReleaseModel(path: staged), source: model)
+            progress.end()
+            run.bundle = conversion.destination
+            guard run.passed else { throw ConversionError.parityFailed(run) }
+            result.parity = run
+        }
+        if let signing = conversion.signing {
+            try ModelSignature.sign(folder: staged, name: splitPath(destination).1, key: signing.key, signaturePath: staged + ".sig", provenance: nil)
+            try moveIntoPlace(staged + ".sig", to: ModelSignature.defaultSignaturePath(of: destination), replacing: conversion.force)
+        }
+        try moveIntoPlace(staged, to: destination, replacing: conversion.force)
+        if let mismatch {
+            result.warnings.append("\(conversion.destination): llama.cpp tokenizes text otherwise than the tokenizer (\(mismatch)); written as --allow-tokenizer-mismatch asked, and recorded in the file's \(GGUFExport.mismatchKey)")
+        }
+        if let morph = model.tokenizer?.morphBPEFiles, !morph.isEmpty {
+            result.warnings.append("\(conversion.destination): the tokenizer's MorphBPE segmentation (\(morph.joined(separator: ", "))) does not travel into GGUF: llama.cpp applies the base BPE alone, so its ids differ from the published tokenizer's wherever MorphBPE splits words")
+        }
+        return result
+    }
+
     public func verify(path: String, signature: String?, progress: Progress) throws -> VerifyReport {
         try GGUFVerifier.verify(path: path)
     }
