@@ -117,7 +117,7 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
         if let file = try? MappedFile(copying: bytes, label: "fuzz.gguf"), let g = try? GGUFFile(file: file) {
             for name in g.tensorNames { _ = try? g.tensor(named: name).nonFiniteCount() }
             var assembly = ConfigAssembly(source: "fuzz.gguf")
-            try? GGUFExport.describe(g, into: &assembly)
+            try? GGUFRelease.describe(g, into: &assembly)
             _ = try? assembly.resolve()
             _ = GGUFVerifier.tokenizerProblems(g, vocab: nil)
             _ = g.metadata.map(\.value.summary)

@@ -200,11 +200,11 @@ struct ConvertCommand: ParsableCommand {
             conversion.force = force
             conversion.signs = sign != nil
             conversion.otherInputs = [modelCard, sign, signingKey.keyPasswordFile, parity ? parityOptions.probeIds : nil, parity ? parityOptions.tokens : nil].compactMap { $0 }
+            conversion.note = { printError("arapack convert: note: " + $0) }
             // The destination is checked before any input is read (the model card and the key included).
             try conversion.checkOutputs()
             if let modelCard { conversion.options.card.userCard = try ModelCard(userCardAt: modelCard) }
             conversion.signing = try sign.map { (try signingKey.load($0), signedOptions) }
-            conversion.note = { printError("arapack convert: note: " + $0) }
             conversion.parity = parity ? parityOptions.request : nil
             let result: Conversion.Result
             do {

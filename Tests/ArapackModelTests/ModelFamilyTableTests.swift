@@ -100,4 +100,63 @@ final class ModelFamilyTableTests: XCTestCase {
         }
         XCTAssertEqual(error("[1]"), .notAnObject(origin: "config.json", found: "array"))
     }
+
+    /// A config field's name in any dialect (config.json, the training dict, GPT2Config, GGUF metadata) spelled in a
+    /// string literal outside Sources/ArapackModel/Config fails this: each dialect's CodingKeys spell them once.
+    func testConfigFieldNamesAreSpelledOnlyInTheirDialects() throws {
+        let names = ModelConfig.Field.allCases.map(\.stringValue) + TrainingConfigKey.allCases.map(\.stringValue)
+            + GPT2ConfigKey.allCases.map(\.stringValue) + GGUFConfigKey.allCases.map(\.stringValue)
+        // Plain words (dropout, activation, causal) are other documents' keys too; the compound names are the dialects'.
+        let compound = Set(names.filter { $0.contains("_") || $0.contains(".") })
+        let root = TestSupport.repositoryRoot
+        var offenders: [String] = []
+        for folder in ["Sources/ArapackFormats", "Sources/ArapackModel", "Sources/ArapackRelease", "Sources/ArapackTensor"] {
+            let base = root.appendingPathComponent(folder)
+            for case let url as URL in FileManager.default.enumerator(at: base, includingPropertiesForKeys: nil)! where url.pathExtension == "swift" {
+                if url.path.contains("/ArapackModel/Config/") { continue }
+                let text = try String(contentsOf: url, encoding: .utf8)
+                for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                    if line.trimmingCharacters(in: .whitespaces).hasPrefix("//") { continue }
+                    let literals = line.split(separator: "\"", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
+                    for literal in literals where compound.contains(String(literal)) {
+                        offenders.append("\(url.path.dropFirst(root.path.count + 1)):\(n + 1): \(literal)")
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(offenders, [], "config field names spelled outside their dialect's CodingKeys")
+    }
+
+    /// Each dialect writes the names its consumer reads, in the order the released files have them (literals from
+    /// docs/model-family.md, transformers' GPT2Config and llama.cpp's gguf-py constants), and reads them back.
+    func testEachDialectWritesAndReadsItsOwnNames() throws {
+        let c = ModelConfig(vocabSize: 96, hiddenSize: 32, layers: 2, heads: 4, intermediateSize: 128, maxPositions: 16, activation: "gelu",
+                            layerNormEps: 1e-5, dropout: 0.1, causal: true, tieWordEmbeddings: true, bos: 1, eos: 2, pad: 5, mask: 62)
+        XCTAssertEqual(c.trainingJSON.serialized(),
+                       #"{"vocab_size":96,"d_model":32,"n_layers":2,"n_heads":4,"d_ff":128,"max_seq_len":16,"dropout":0.1,"activation":"gelu","causal":true,"layer_norm_eps":1e-05}"#)
+        XCTAssertEqual(JSONValue.object(c.members).serialized(),
+                       #"{"vocab_size":96,"hidden_size":32,"num_hidden_layers":2,"num_attention_heads":4,"intermediate_size":128,"max_position_embeddings":16,"hidden_act":"gelu","layer_norm_eps":1e-05,"dropout":0.1,"is_causal":true,"tie_word_embeddings":true,"bos_token_id":1,"eos_token_id":2,"pad_token_id":5,"mask_token_id":62}"#)
+        XCTAssertEqual(GPT2Config(c).json.serialized(),
+                       #"{"vocab_size":96,"n_embd":32,"n_layer":2,"n_head":4,"n_inner":128,"n_positions":16,"activation_function":"gelu","layer_norm_epsilon":1e-05,"n_ctx":16,"tie_word_embeddings":true,"bos_token_id":1,"eos_token_id":2,"pad_token_id":5,"mask_token_id":62}"#)
+        XCTAssertEqual(GGUFConfigKey.sizes.map(\.stringValue), ["gpt2.context_length", "gpt2.embedding_length", "gpt2.block_count",
+                                                                "gpt2.feed_forward_length", "gpt2.attention.head_count", "gpt2.attention.layer_norm_epsilon"])
+        XCTAssertEqual(GGUFConfigKey.specialIDs.map(\.stringValue), ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                                                     "tokenizer.ggml.padding_token_id", "tokenizer.ggml.mask_token_id"])
+        // Every dialect's statement of the config assembles back to it (the GPT-2 form has no dropout: 0).
+        for (json, expected) in [(c.trainingJSON, c), (JSONValue.object(c.members), c), (GPT2Config(c).json, c)] {
+            var a = ConfigAssembly(source: "m")
+            var statement = json
+            if case var .object(members) = json, members.contains(where: { $0.key == "n_embd" }) {
+                members.append(.init("model_type", .string("gpt2")))
+                statement = .object(members)
+            }
+            try a.add(statement, origin: "config")
+            var want = expected
+            if statement["model_type"] != nil { want.dropout = 0 }
+            let got = try a.resolve()
+            XCTAssertEqual(got, want, statement.serialized())
+        }
+        // ModelConfig decodes what it encodes.
+        XCTAssertEqual(try JSONValueDecoder().decode(ModelConfig.self, from: try JSONValueEncoder().encode(c)), c)
+    }
 }

@@ -202,12 +202,14 @@ public enum BundleWriter {
     /// generation_config.json (docs/bundle.md): sampling defaults, the special ids and a length: a plain
     /// `generate(ids)` runs up to the model's positions (transformers' own default stops at 20 tokens).
     static func generationConfig(_ c: ModelConfig) -> JSONValue {
-        .object([
-            .init("bos_token_id", .int(c.bos)), .init("eos_token_id", .int(c.eos)), .init("pad_token_id", .int(c.pad)),
+        .object(generationIDs.map { .init($0.stringValue, c.value(of: $0)) } + [
             .init("do_sample", .bool(true)), .init("temperature", .double(0.8)), .init("top_p", .double(0.9)),
             .init("max_length", .int(c.maxPositions)),
         ])
     }
+
+    /// The special ids generation_config.json repeats from config.json.
+    static let generationIDs: [ModelConfig.Field] = [.bos, .eos, .pad]
 
     /// Writes pretty JSON plus a newline.
     @discardableResult

@@ -202,7 +202,8 @@ public final class TokenizerFiles {
     /// Adds the tokenizer's special ids to a config assembly (so any disagreement with a config is reported).
     public func contribute(to assembly: inout ConfigAssembly) throws {
         for (role, id) in specialIDs.sorted(by: { $0.key < $1.key }) {
-            try assembly.add(role + "_token_id", .int(id), origin: "the tokenizer (\(directory))")
+            guard let field = ModelConfig.Field(rawValue: role + "_token_id") else { continue }
+            try assembly.add(field, .int(id), origin: "the tokenizer (\(directory))")
         }
     }
 

@@ -60,7 +60,7 @@ public struct Conversion {
 
     /// Checks the outputs before anything is read: DST's folder exists; no output is, lies inside or contains an
     /// input; an existing DST (and archive) is refused without `force`, and with it unless arapack wrote it
-    /// (`DestinationGuard`). Nothing is changed.
+    /// (`DestinationGuard`). Nothing is changed but a killed run's temporaries beside the outputs, which are removed.
     public func checkOutputs() throws {
         let parent = splitPath(destination).0
         guard parent.isEmpty || pathExists(parent) else { throw ConversionError.noParentFolder(parent) }
@@ -69,6 +69,11 @@ public struct Conversion {
         let signatureFile: [String]
         if signing != nil || signs, form is GGUFRelease { signatureFile = [destination + ".sig"] } else { signatureFile = [] }
         try DestinationGuard.checkApart(outputs: [destination] + archiveFiles + signatureFile, inputs: inputs)
+        // A killed run's temporaries beside the outputs go first, whether this run then writes or refuses.
+        for path in [destination, archivePath, ReleaseArchive.sidecar(of: archivePath)] {
+            let resolved = (try? NamedOutput.resolvingSymbolicLinks(path)) ?? path
+            for stale in TemporaryFiles.removeStale(of: resolved) { note("removed \(stale), left by an interrupted run") }
+        }
         for path in signatureFile where pathExists(path) {
             guard force else { throw ConversionError.exists(path) }
             try DestinationGuard.checkReplaceable(path, as: .signature)
@@ -88,10 +93,6 @@ public struct Conversion {
         try checkOutputs()
         // Written where the names lead: a DST that is a link to a folder gets the new folder, the link stays.
         let dst = try NamedOutput.resolvingSymbolicLinks(destination)
-        let archivePath = try NamedOutput.resolvingSymbolicLinks(self.archivePath)
-        for path in [dst, archivePath, ReleaseArchive.sidecar(of: archivePath)] {
-            for stale in TemporaryFiles.removeStale(of: path) { note("removed \(stale), left by an interrupted run") }
-        }
         // A release bundle (folder or archive) as source is verified first: damage in it (a lying manifest,
         // a malformed tokenizer or config) must not be laundered into a fresh bundle with a valid manifest.
         let sourceIsBundle = (try? SourceDetection.detect(source))?.format == .archive || pathExists(source + "/" + Manifest.fileName)

@@ -89,7 +89,7 @@ public final class ReleaseModel {
                 metadata = m
             }
         }
-        if let gguf = source as? GGUFFile { try GGUFExport.describe(gguf, into: &assembly) }
+        if let gguf = source as? GGUFFile { try GGUFRelease.describe(gguf, into: &assembly) }
         if let configFile { try assembly.add(try Self.readConfig(configFile), origin: configFile) }
         if let extraConfig { try assembly.add(extraConfig.value, origin: extraConfig.origin) }
 
@@ -147,12 +147,12 @@ public final class ReleaseModel {
                 guard allowUntied else {
                     throw ReleaseModelError.untied(path: path, head: headName, embedding: embName, difference: try difference(head, emb))
                 }
-                try assembly.add("tie_word_embeddings", .bool(false), origin: "the tensors (untied)")
-            } else if !assembly.has("tie_word_embeddings") {
-                try assembly.add("tie_word_embeddings", .bool(true), origin: "the tensors (tied)")
+                try assembly.add(.tieWordEmbeddings, .bool(false), origin: "the tensors (untied)")
+            } else if !assembly.has(.tieWordEmbeddings) {
+                try assembly.add(.tieWordEmbeddings, .bool(true), origin: "the tensors (tied)")
             }
-        } else if byTraining[ModelFamily.lmHead] == nil, assembly.has("tie_word_embeddings") == false {
-            try assembly.add("tie_word_embeddings", .bool(true), origin: "the tensors (no separate LM head)")
+        } else if byTraining[ModelFamily.lmHead] == nil, assembly.has(.tieWordEmbeddings) == false {
+            try assembly.add(.tieWordEmbeddings, .bool(true), origin: "the tensors (no separate LM head)")
         }
     }
 

@@ -66,7 +66,7 @@ public struct ParityRequest: Sendable {
     /// The source at `path` opened with `bundle`'s config (so a DCP folder or a config-less checkpoint needs nothing
     /// more): not its dropout, which a GPT-2 export sets to 0 whatever the source trained with and no logit depends on.
     public static func openSource(_ path: String, for bundle: ReleaseModel) throws -> ReleaseModel {
-        let members = bundle.config.hfJSON(torchDtype: "float32").members?.filter { $0.key != "dropout" } ?? []
+        let members = bundle.config.members.filter { $0.key != ModelConfig.Field.dropout.stringValue }
         return try ReleaseModel(path: path, config: (.object(members), "the bundle's config.json"), allowUntied: !bundle.tied)
     }
 }

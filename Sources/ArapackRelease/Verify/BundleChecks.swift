@@ -86,8 +86,8 @@ struct BundleChecks {
     func generationConfigProblems(_ config: ModelConfig) throws -> [String] {
         guard let g = try b.json("generation_config.json") else { return ["no generation_config.json"] }
         var problems: [String] = []
-        for (field, id) in [("bos_token_id", config.bos), ("eos_token_id", config.eos), ("pad_token_id", config.pad)] where g[field]?.intValue != id {
-            problems.append("generation_config.json \(field) differs from config.json")
+        for field in BundleWriter.generationIDs where g[field.stringValue]?.intValue != config.value(of: field).intValue {
+            problems.append("generation_config.json \(field.stringValue) differs from config.json")
         }
         if let t = g["temperature"], !(t.doubleValue.map { $0.isFinite && $0 > 0 } ?? false) {
             problems.append("generation_config.json temperature \(t.serialized().prefix(40)) is not a positive number")

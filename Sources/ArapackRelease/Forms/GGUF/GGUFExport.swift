@@ -48,13 +48,7 @@ public enum GGUFExport {
         ]
         if requested == .q8_0 { metadata.append(("general.quantization_version", .uint32(2))) }
         metadata += [
-            ("gpt2.context_length", .uint32(UInt32(config.maxPositions))),
-            ("gpt2.embedding_length", .uint32(UInt32(config.hiddenSize))),
-            ("gpt2.block_count", .uint32(UInt32(config.layers))),
-            ("gpt2.feed_forward_length", .uint32(UInt32(config.intermediateSize))),
-            ("gpt2.attention.head_count", .uint32(UInt32(config.heads))),
-            ("gpt2.attention.layer_norm_epsilon", .float32(Float(config.layerNormEps))),
-        ]
+        ] + Self.metadata(config, GGUFConfigKey.sizes)
         metadata += tokenizer.metadata
         if let mismatch = tokenizer.mismatch { metadata.append((mismatchKey, .string(mismatch))) }
 
@@ -123,30 +117,11 @@ public enum GGUFExportError: Error, Equatable, CustomStringConvertible, Sendable
 }
 
 extension GGUFExport {
-    /// What a GGUF file says about the model, into a config assembly (config.json names): the `gpt2.*` sizes, the
-    /// special ids, GELU and causal attention (the only gpt2 graph llama.cpp has). The float32 eps is read back as the
-    /// shortest decimal that gives the same float32 (1e-05, as the source had it).
-    public static func describe(_ file: GGUFFile, into assembly: inout ConfigAssembly) throws {
-        let origin = file.path + " (GGUF metadata)"
-        guard file["general.architecture"]?.stringValue == "gpt2" else {
-            throw GGUFError.format(file: file.path, offset: 0, detail: "general.architecture is \(file["general.architecture"]?.summary ?? "missing"); arapack reads the gpt2 architecture it writes")
+    /// The metadata of `keys` for `config`: integers as uint32, the eps as float32.
+    static func metadata(_ config: ModelConfig, _ keys: [GGUFConfigKey]) -> [(key: String, value: GGUF.Value)] {
+        keys.map { key in
+            let value = config.value(of: key.field)
+            return (key.stringValue, value.intValue.map { .uint32(UInt32($0)) } ?? .float32(Float(value.doubleValue!)))
         }
-        let fields: [(String, String)] = [
-            ("gpt2.embedding_length", "hidden_size"), ("gpt2.block_count", "num_hidden_layers"),
-            ("gpt2.attention.head_count", "num_attention_heads"), ("gpt2.feed_forward_length", "intermediate_size"),
-            ("gpt2.context_length", "max_position_embeddings"), ("tokenizer.ggml.bos_token_id", "bos_token_id"),
-            ("tokenizer.ggml.eos_token_id", "eos_token_id"), ("tokenizer.ggml.padding_token_id", "pad_token_id"),
-            ("tokenizer.ggml.mask_token_id", "mask_token_id"),
-        ]
-        for (key, field) in fields {
-            guard let value = file[key] else { continue }
-            guard let n = value.intValue else { throw GGUFError.format(file: file.path, offset: 0, detail: "\(key) is \(value.summary), not an integer") }
-            try assembly.add(field, .int(n), origin: origin)
-        }
-        if let eps = file["gpt2.attention.layer_norm_epsilon"]?.floatValue {
-            try assembly.add("layer_norm_eps", .number(Float(eps).description), origin: origin)
-        }
-        try assembly.add("hidden_act", .string("gelu"), origin: origin)
-        try assembly.add("is_causal", .bool(true), origin: origin)
     }
 }

@@ -69,3 +69,27 @@ public struct GGUFRelease: ReleaseForm {
         try GGUFVerifier.verify(path: path)
     }
 }
+
+extension GGUFRelease {
+    /// What a GGUF file says about the model, into a config assembly: the `gpt2.*` sizes, the special ids, GELU and
+    /// causal attention (the only gpt2 graph llama.cpp has). The float32 eps is read back as the shortest decimal that
+    /// gives the same float32 (1e-05, as the source had it).
+    public static func describe(_ file: GGUFFile, into assembly: inout ConfigAssembly) throws {
+        let origin = file.path + " (GGUF metadata)"
+        guard file["general.architecture"]?.stringValue == "gpt2" else {
+            throw GGUFError.format(file: file.path, offset: 0, detail: "general.architecture is \(file["general.architecture"]?.summary ?? "missing"); arapack reads the gpt2 architecture it writes")
+        }
+        for key in GGUFConfigKey.allCases {
+            guard let value = file[key.stringValue] else { continue }
+            if key == .layerNormEpsilon {
+                guard let eps = value.floatValue else { throw GGUFError.format(file: file.path, offset: 0, detail: "\(key.stringValue) is \(value.summary), not a number") }
+                try assembly.add(key.field, .number(Float(eps).description), origin: origin)
+                continue
+            }
+            guard let n = value.intValue else { throw GGUFError.format(file: file.path, offset: 0, detail: "\(key.stringValue) is \(value.summary), not an integer") }
+            try assembly.add(key.field, .int(n), origin: origin)
+        }
+        try assembly.add(.activation, .string("gelu"), origin: origin)
+        try assembly.add(.causal, .bool(true), origin: origin)
+    }
+}

@@ -70,10 +70,7 @@ struct GGUFTokenizer {
             metadata.append(("tokenizer.ggml.merges", .strings(merges.map { $0.0 + " " + $0.1 })))
         }
         // AraFusion's sequences start with bos (the training stream is bos, text, eos per document).
-        metadata += [
-            ("tokenizer.ggml.bos_token_id", .uint32(UInt32(config.bos))), ("tokenizer.ggml.eos_token_id", .uint32(UInt32(config.eos))),
-            ("tokenizer.ggml.padding_token_id", .uint32(UInt32(config.pad))), ("tokenizer.ggml.mask_token_id", .uint32(UInt32(config.mask))),
-        ]
+        metadata += GGUFExport.metadata(config, GGUFConfigKey.specialIDs)
         if let unk = types.firstIndex(of: .unknown) { metadata.append(("tokenizer.ggml.unknown_token_id", .uint32(UInt32(unk)))) }
         metadata += [("tokenizer.ggml.add_bos_token", .bool(true)), ("tokenizer.ggml.add_eos_token", .bool(false))]
         mismatch = reasons.isEmpty ? nil : reasons.joined(separator: "; ")

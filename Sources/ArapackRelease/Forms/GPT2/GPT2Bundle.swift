@@ -31,8 +31,8 @@ public struct GPT2Bundle: BundleForm {
         dtype == "int8" ? "--dtype int8 is not written in the GPT-2 layout: " + dtypeAdvice(dtype) : standardDtypeRefusal(dtype)
     }
 
-    public var modelTypes: [String] { [ConfigAssembly.gpt2ModelType] }
-    public func modelType(_ config: ModelConfig) -> String { ConfigAssembly.gpt2ModelType }
+    public var modelTypes: [String] { [GPT2ConfigKey.modelType] }
+    public func modelType(_ config: ModelConfig) -> String { GPT2ConfigKey.modelType }
     public func architecture(_ config: ModelConfig) -> String { Self.architecture }
     static let architecture = "GPT2LMHeadModel"
 
@@ -40,12 +40,14 @@ public struct GPT2Bundle: BundleForm {
     /// scores scaled by 1/sqrt(head_dim) and nothing else, exact GELU (`gelu`, not `gelu_new`) or ReLU. The form
     /// holds no int8, so `extra` is always empty.
     public func configJSON(_ config: ModelConfig, torchDtype: String, extra: [JSONValue.Member] = []) -> JSONValue {
-        .object([
+        let fields = GPT2Config(config).members
+        let tail = fields.firstIndex { $0.key == GPT2ConfigKey.tieWordEmbeddings.stringValue }!
+        return .object([
             .init("architectures", .array([.string(Self.architecture)])),
-            .init("model_type", .string(ConfigAssembly.gpt2ModelType)),
-        ] + Self.fields(config) + [
-            // GPT2Config's older name for the context (transformers ignores it; llama.cpp's convert_hf_to_gguf.py reads it).
-            .init("n_ctx", .int(config.maxPositions)),
+            .init("model_type", .string(GPT2ConfigKey.modelType)),
+        ] + fields[..<tail] + [
+            // (n_ctx above is GPT2Config's older name for the context: transformers ignores it; llama.cpp's
+            // convert_hf_to_gguf.py reads it.)
             .init("resid_pdrop", .double(0)),
             .init("embd_pdrop", .double(0)),
             .init("attn_pdrop", .double(0)),
@@ -54,27 +56,12 @@ public struct GPT2Bundle: BundleForm {
             .init("reorder_and_upcast_attn", .bool(false)),
             .init("add_cross_attention", .bool(false)),
             .init("use_cache", .bool(true)),
-        ] + config.commonTail(torchDtype: torchDtype) + extra)
+        ] + fields[tail...] + [.init(ModelConfig.torchDtypeKey, .string(torchDtype))] + extra)
     }
 
-    /// The model's own fields of a GPT2Config, in order: written by `configJSON`, required by `verify` (with the
-    /// common tail), so the list is spelled once.
-    static func fields(_ c: ModelConfig) -> [JSONValue.Member] {
-        [
-            .init("vocab_size", .int(c.vocabSize)),
-            .init("n_embd", .int(c.hiddenSize)),
-            .init("n_layer", .int(c.layers)),
-            .init("n_head", .int(c.heads)),
-            .init("n_inner", .int(c.intermediateSize)),
-            .init("n_positions", .int(c.maxPositions)),
-            .init("activation_function", .string(c.activation)),
-            .init("layer_norm_epsilon", .double(c.layerNormEps)),
-        ]
-    }
-
-    /// The GPT-2 fields and the common tail (a GPT2Config has no mask token).
+    /// GPT2Config's fields but n_ctx (transformers ignores it) and the mask token (GPT2Config has none), and the dtype.
     public var requiredConfigFields: [String] {
-        Self.fields(.placeholder).map(\.key) + ModelConfig.commonTailNames.filter { $0 != "mask_token_id" }
+        GPT2ConfigKey.allCases.filter { $0 != .nCtx && $0 != .mask }.map(\.stringValue) + [ModelConfig.torchDtypeKey]
     }
 
     public func configProblems(_ config: JSONValue) -> [String] {

@@ -30,7 +30,9 @@ public struct NativeBundle: BundleForm {
     }
 
     /// The family's fields (`dropout` defaults to 0) and the common tail.
-    public var requiredConfigFields: [String] { ModelConfig.hfFieldNames.filter { $0 != "dropout" } + ModelConfig.commonTailNames }
+    public var requiredConfigFields: [String] {
+        ModelConfig.Field.allCases.filter { $0 != .dropout }.map(\.stringValue) + [ModelConfig.torchDtypeKey]
+    }
 
     public var foreignNames: String { "without the \(ModelFamily.releasePrefix) prefix" }
 
