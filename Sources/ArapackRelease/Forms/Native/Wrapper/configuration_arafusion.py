@@ -10,7 +10,7 @@ SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_
 
 
 class _AraFusionConfig(PretrainedConfig):
-    """The fields of ARCHITECTURE.md's config.json; `is_causal` is fixed by the subclass."""
+    """The fields of the family's config.json (arapack's docs/model-family.md); `is_causal` is fixed by the subclass."""
 
     causal = True
 

@@ -3,8 +3,9 @@
 """transformers models of the AraFusion family.
 
 `ARAr381MForCausalLM` (causal LM) and `MDLMForMaskedDiffusion` (masked diffusion, bidirectional) hold the
-training module, `AraFusionTransformer` (ARCHITECTURE.md's ARBaseline), as `self.model`: a bundle's tensor
-names are `model.` + the training names, and the LM head is tied to the token embedding (stored once).
+training module, `AraFusionTransformer` (ARBaseline in arapack's docs/model-family.md), as `self.model`: a
+bundle's tensor names are `model.` + the training names, and the LM head is tied to the token embedding (stored
+once).
 
 Without padding and without a key/value cache, `forward` runs the training module itself (float32 logits
 bit-identical to it). With an `attention_mask` that pads (left or right), or with a cache (`generate` and
