@@ -20,7 +20,7 @@ let package = Package(
         // did (Benchmarks/kernels/compare_flags.sh, BENCHMARKS.md).
         .target(name: "CKernels"),
         .target(name: "ArapackTensor"),
-        .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL", "CSystem"]),
+        .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL", "CSystem", "CKernels"]),
         // One way down: arapack (CLI) → ArapackRelease → ArapackModel → ArapackFormats → ArapackTensor.
         .target(name: "ArapackModel", dependencies: ["ArapackFormats", "ArapackTensor", "CKernels"]),
         .target(name: "ArapackRelease", dependencies: ["ArapackModel", "ArapackFormats", "ArapackTensor", "CZstd", "COpenSSL", "CKernels"],

@@ -12,6 +12,12 @@ Prints one JSON line of measurements, then "ok"; exit 1 naming the check that fa
   interop_gguf.py greedy GGUF CHECKPOINT             llama.cpp's greedy continuation equals the training module's
   interop_gguf.py golden GGUF CHECKPOINT OUT          llama.cpp's logits on the held-out ids as a golden file
                                                      (ids I64 [N, L], logits F32 [N, L, V]) for arapack verify --golden
+  interop_gguf.py quantize GGUF F32_GGUF FTYPE PURE   llama.cpp's own llama_model_quantize makes F32_GGUF a FTYPE file
+                                                     (PURE 1: every matrix one type, as llama-quantize --pure); every
+                                                     tensor of GGUF has the type and the bytes of llama.cpp's
+  interop_gguf.py dequantize GGUF OUT                 gguf-py's dequantize of every tensor, float32, into a safetensors
+  interop_gguf.py twin OUT [D LAYERS FFN]             a seeded random AraFusion AR checkpoint (torch.save, training
+                                                     dict) of the trained twin's vocabulary and positions, d 256 by default
 """
 import json
 import os
@@ -227,9 +233,72 @@ def structure(args):
     print(json.dumps({"tensors": len(found), "types": sorted(set(types.values())), "file_type": field("general.file_type")}))
 
 
+def quantize_check(args):
+    import ctypes
+    import tempfile
+
+    import llama_cpp
+    from gguf import GGUFReader
+
+    ours, f32, ftype, pure = args[0], args[1], int(args[2]), args[3] == "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = os.path.join(tmp, "llama.gguf")
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = ftype
+        params.pure = pure
+        params.nthread = 2
+        if llama_cpp.llama_model_quantize(f32.encode(), reference.encode(), ctypes.byref(params)) != 0:
+            fail(f"llama_model_quantize refused {f32} (ftype {ftype})")
+        theirs = {t.name: t for t in GGUFReader(reference).tensors}
+        mine = {t.name: t for t in GGUFReader(ours).tensors}
+        if sorted(theirs) != sorted(mine):
+            fail(f"tensor names differ: llama.cpp {sorted(theirs)}, arapack {sorted(mine)}")
+        types = {}
+        for name, t in theirs.items():
+            m = mine[name]
+            if m.tensor_type != t.tensor_type:
+                fail(f"{name}: arapack wrote {m.tensor_type.name}, llama.cpp {t.tensor_type.name}")
+            if np.asarray(m.data).view(np.uint8).tobytes() != np.asarray(t.data).view(np.uint8).tobytes():
+                fail(f"{name} ({t.tensor_type.name}): bytes differ from llama.cpp's")
+            types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+        file_type = GGUFReader(reference).get_field("general.file_type").contents()
+        ours_type = GGUFReader(ours).get_field("general.file_type").contents()
+        if file_type != ours_type:
+            fail(f"general.file_type: arapack {ours_type}, llama.cpp {file_type}")
+    print(json.dumps({"tensors": len(theirs), "types": types, "file_type": file_type}))
+
+
+def dequantize_all(args):
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+    from safetensors.numpy import save_file
+
+    out = {}
+    for t in GGUFReader(args[0]).tensors:
+        values = dequantize(np.asarray(t.data), t.tensor_type)
+        out[t.name] = np.ascontiguousarray(values.astype(np.float32).reshape(list(reversed([int(n) for n in t.shape]))))
+    save_file(out, args[1])
+    print(json.dumps({"tensors": len(out)}))
+
+
+def twin(args):
+    d, layers, ffn = (int(a) for a in args[1:4]) if len(args) >= 4 else (256, 8, 512)
+    torch.manual_seed(256)
+    config = dict(vocab_size=512, d_model=d, n_layers=layers, n_heads=4, d_ff=ffn, max_seq_len=32, dropout=0.0,
+                  activation="gelu", causal=True, layer_norm_eps=1e-5)
+    model = ARBaseline(**config)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.02)
+    torch.save({"model": model.state_dict(), "config": config}, args[0])
+    print(json.dumps({"parameters": sum(p.numel() for p in model.parameters())}))
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
-    {"structure": structure, "tokenizer": tokenizer, "logits": logits, "greedy": greedy, "golden": golden}[command](args)
+    {"structure": structure, "tokenizer": tokenizer, "logits": logits, "greedy": greedy, "golden": golden,
+     "quantize": quantize_check, "dequantize": dequantize_all, "twin": twin}[command](args)
     print("ok")
 
 

@@ -103,6 +103,8 @@ public struct ParityThresholds: Equatable, Sendable {
         case bf16, f16, int8
         /// GGUF's Q8_0 blocks (32 int8 with a float16 scale), with llama.cpp's GELU.
         case q8_0
+        /// GGUF's 6-, 5- and 4-bit files (Q6_K; Q5_0, Q5_K, Q5_K_M; Q4_0, Q4_K, Q4_K_M), with llama.cpp's GELU.
+        case q6_k, q5, q4
         /// Against logits computed elsewhere.
         case golden
         /// A GGUF file in the source's dtype against the source: the same weights, llama.cpp's GELU on one side.
@@ -136,6 +138,15 @@ public struct ParityThresholds: Equatable, Sendable {
     /// A GGUF file of Q8_0 blocks against its source: the int8 limits (measured on the trained twin: mean KL 2.3e-3,
     /// top-1 0.951 through llama.cpp itself).
     public static let q8_0 = ParityThresholds(kind: .q8_0, maxAbsDiff: nil, maxMeanKL: 1e-2, minTop1: 0.90)
+
+    /// GGUF files of fewer bits: limits that grow as the bits shrink, with margin above llama.cpp's own logits on the
+    /// trained twin's held-out text against its checkpoint (d 64, so most rows fall back from super-blocks of 256 to
+    /// blocks of 32; BENCHMARKS.md, "GGUF block types"): mean KL 4.9e-3 and top-1 0.930 (q6_k), 0.078 and 0.762
+    /// (q5_0, the worst 5-bit), 0.305 and 0.589 (q4_0, the worst 4-bit). A larger model loses far less (d 256:
+    /// q4_k_m 8.4e-4).
+    public static let q6_k = ParityThresholds(kind: .q6_k, maxAbsDiff: nil, maxMeanKL: 2e-2, minTop1: 0.85)
+    public static let q5 = ParityThresholds(kind: .q5, maxAbsDiff: nil, maxMeanKL: 0.2, minTop1: 0.65)
+    public static let q4 = ParityThresholds(kind: .q4, maxAbsDiff: nil, maxMeanKL: 0.5, minTop1: 0.5)
 
     /// Against logits computed elsewhere: an absolute tolerance.
     public static func golden(tolerance: Double) -> ParityThresholds {

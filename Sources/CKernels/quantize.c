@@ -143,6 +143,24 @@ void arapack_round_like_ggml(float *x, size_t n, int kind) {
             float d = arapack_f16_to_f32(arapack_f32_to_f16(amax / 127.0f)), id = amax != 0.0f ? 127.0f / amax : 0.0f;
             for (int j = 0; j < 32; j++) x[b + j] = d * nearbyintf(x[b + j] * id);
         }
+    } else if (kind == ARAPACK_ROUND_Q8_K) {
+        // ggml's quantize_row_q8_K (for the K-quants' products): per block of 256, iscale = -127 / the signed value of
+        // largest magnitude, q = min(127, round-half-even(x · iscale)), d = 1 / iscale kept in float32.
+        for (size_t b = 0; b + 256 <= n; b += 256) {
+            float amax = 0.0f, extreme = 0.0f;
+            for (int j = 0; j < 256; j++) {
+                if (fabsf(x[b + j]) > amax) {
+                    amax = fabsf(x[b + j]);
+                    extreme = x[b + j];
+                }
+            }
+            if (amax == 0.0f) continue;
+            float iscale = -127.0f / extreme, d = 1 / iscale;
+            for (int j = 0; j < 256; j++) {
+                float q = nearbyintf(iscale * x[b + j]);
+                x[b + j] = d * (q < 127.0f ? q : 127.0f);
+            }
+        }
     } else if (kind == ARAPACK_ROUND_F16) {
         for (size_t i = 0; i < n; i++) x[i] = arapack_f16_to_f32(arapack_f32_to_f16(x[i]));
     } else if (kind == ARAPACK_ROUND_BF16) {

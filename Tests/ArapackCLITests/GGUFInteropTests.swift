@@ -104,6 +104,59 @@ final class GGUFInteropTests: XCTestCase {
         XCTAssertTrue(parity.stdout.contains("(thresholds: gguf)"), parity.stdout)
     }
 
+    /// Every block type arapack writes is llama.cpp's own quantization: the f32 file quantized by llama.cpp's
+    /// llama_model_quantize (pure for the single-type schemes, its mix for q4_k_m and q5_k_m) holds the same tensor
+    /// types and the same bytes as arapack's one-step file, on a twin with d 256 and 8 layers (super-blocks, and the
+    /// mix's extra bits on layers 0, 3, 6, 7) and on the tiny twins (every fallback). gguf-py's dequantize gives the
+    /// float32 values arapack's reader gives, bit for bit; llama.cpp runs each file within its scheme's limits.
+    func testEveryBlockTypeIsLlamaCppsOwnQuantization() throws {
+        let python = try python()
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        let twin = dir + "/twin256.pt"
+        let made = try TestSupport.run(python, [script, "twin", twin])
+        XCTAssertEqual(made.status, 0, made.stdout + made.stderr)
+        // llama.h's llama_ftype of each scheme, and whether llama-quantize makes it with --pure.
+        let schemes: [(name: String, ftype: Int, pure: Bool)] = [
+            ("q8_0", 7, true), ("q6_k", 18, true), ("q5_k_m", 17, false), ("q5_k", 17, true), ("q5_0", 8, true),
+            ("q4_k_m", 15, false), ("q4_k", 15, true), ("q4_0", 2, true),
+        ]
+        let sources: [(name: String, path: String, tokenizer: [String])] = [
+            ("twin256", twin, ["--tokenizer", TestSupport.fixture("gguf/bytelevel")]),
+            ("trained", trained, ["--tokenizer", TestSupport.fixture("gguf/bytelevel")]),
+            ("ar_gelu", TestSupport.fixture("golden/ar_gelu.pt"), ["--tokenizer", TestSupport.fixture("tokenizer/valid"), "--allow-tokenizer-mismatch"]),
+        ]
+        var typesSeen = Set<String>()
+        for source in sources {
+            let f32 = dir + "/\(source.name)-f32.gguf"
+            XCTAssertEqual(try TestSupport.run(TestSupport.arapackBinary, ["convert", source.path, f32, "--to", "gguf", "--dtype", "f32", "--quiet"] + source.tokenizer).status, 0)
+            for scheme in schemes {
+                let ours = dir + "/\(source.name)-\(scheme.name).gguf"
+                let convert = try TestSupport.run(TestSupport.arapackBinary, ["convert", source.path, ours, "--to", "gguf", "--dtype", scheme.name, "--quiet"] + source.tokenizer)
+                XCTAssertEqual(convert.status, 0, convert.stderr)
+                let report = try check(python, ["quantize", ours, f32, "\(scheme.ftype)", scheme.pure ? "1" : "0"])
+                typesSeen.formUnion(report?["types"]?.members?.map(\.key) ?? [])
+            }
+        }
+        XCTAssertEqual(typesSeen, ["F32", "Q4_0", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"], "every type written somewhere")
+        for file in ["twin256-q4_k_m", "twin256-q5_k", "twin256-q6_k", "trained-q5_k_m", "trained-q4_0", "trained-q5_0"] {
+            let values = dir + "/\(file).safetensors"
+            try check(python, ["dequantize", dir + "/\(file).gguf", values])
+            let gguf = try GGUFFile(path: dir + "/\(file).gguf"), reference = try SafetensorsFile(path: values)
+            for name in gguf.tensorNames {
+                XCTAssertTrue(try gguf.tensor(named: name).isBitIdentical(to: reference.tensor(named: name)), "\(file) \(name): arapack's dequantization is gguf-py's")
+            }
+        }
+        // llama.cpp runs every scheme (limits: ParityThresholds' for the bits, measured on this twin).
+        let bounds = ["q6_k": ["--max-kl", "2e-2", "--min-top1", "0.85"], "q5_k_m": ["--max-kl", "0.2", "--min-top1", "0.65"],
+                      "q5_k": ["--max-kl", "0.2", "--min-top1", "0.65"], "q5_0": ["--max-kl", "0.2", "--min-top1", "0.65"],
+                      "q4_k_m": ["--max-kl", "0.5", "--min-top1", "0.5"], "q4_k": ["--max-kl", "0.5", "--min-top1", "0.5"],
+                      "q4_0": ["--max-kl", "0.5", "--min-top1", "0.5"]]
+        for (scheme, bound) in bounds.sorted(by: { $0.key < $1.key }) {
+            try check(python, ["logits", dir + "/trained-\(scheme).gguf", trained] + bound)
+        }
+    }
+
     /// The checks bite: a file whose Q8_0 scales are shifted by one block, or whose tokens are reversed, fails them.
     func testTheChecksFailOnABrokenFile() throws {
         let python = try python()

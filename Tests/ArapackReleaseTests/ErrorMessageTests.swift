@@ -57,7 +57,7 @@ final class ErrorMessageTests: XCTestCase {
             (refusal(GGUFRelease(), bidirectional), "s: an MDLM (bidirectional) model has no GGUF form: llama.cpp's gpt2 architecture is causal"),
             (refusal(GGUFRelease(), relu),
              "s: activation \"relu\" has no GGUF form: llama.cpp's gpt2 architecture always applies GELU (src/models/gpt2.cpp, LLM_FFN_GELU)"),
-            (refusal(GGUFRelease(), .placeholder, .i8), "s: int8 is not written in the GGUF form (it stores f32, bf16, f16, q8_0; int8 is written by --to bundle)"),
+            (refusal(GGUFRelease(), .placeholder, .i8), "s: int8 is not written in the GGUF form (it stores f32, bf16, f16, q8_0, q6_k, q5_k_m, q5_k, q5_0, q4_k_m, q4_k, q4_0; int8 is written by --to bundle)"),
         ]
         for (error, message) in rows { XCTAssertEqual("\(error)", message, TestSupport.caseName(error)) }
     }

@@ -1,9 +1,11 @@
 import ArapackTensor
+import CKernels
 
 /// A GGUF v3 file opened read-only through a memory map and validated on open (docs/formats.md, "GGUF"): every count,
 /// length and dimension bounded and overflow-checked before anything is sized by it, offsets aligned, inside the
-/// file and non-overlapping, names unique, tensor types F32, F16, BF16 and Q8_0 only. F32/F16/BF16 tensors are views
-/// of the mapping; a Q8_0 tensor is served dequantized to float32 (its scale times each int8, as ggml computes it).
+/// file and non-overlapping, names unique, tensor types F32, F16, BF16 and the block types of `GGUF.TensorType` only,
+/// rows whole blocks. F32/F16/BF16 tensors are views of the mapping; a block tensor is served dequantized to float32
+/// as ggml's dequantize_row_* computes it.
 public final class GGUFFile: TensorSource {
     /// Bounds from what a GGUF of any real model holds: a 70B model has ~720 tensors and ~30 metadata keys.
     public static let maximumTensors = 1 << 16
@@ -105,14 +107,13 @@ public final class GGUFFile: TensorSource {
         let e = try entry(named: name)
         let storage = TensorStorage(file: file, range: e.range)
         if let dtype = e.type.dtype { return try Tensor(dtype: dtype, shape: e.shape, storage: storage) }
-        // Q8_0: dequantized (bounded: 4 bytes per 1.0625 of the file's).
+        // A block type: dequantized as ggml does (bounded: at most 4 bytes per 0.5625 of the file's, Q4_0's ratio).
         let count = e.shape.reduce(1, *)
         var values = [Float](repeating: 0, count: count)
         file.withUnsafeBytes { raw in
             let blocks = UnsafeRawBufferPointer(rebasing: raw[e.range])
-            for b in 0..<(count / 32) {
-                let d = FloatConversion.float(f16Bits: blocks.loadUnaligned(fromByteOffset: b * 34, as: UInt16.self).littleEndian)
-                for j in 0..<32 { values[b * 32 + j] = d * Float(Int8(bitPattern: blocks[b * 34 + 2 + j])) }
+            values.withUnsafeMutableBufferPointer { out in
+                _ = arapack_gguf_decode(Int32(e.type.rawValue), blocks.baseAddress!.assumingMemoryBound(to: UInt8.self), count / e.type.blockElements, out.baseAddress!)
             }
         }
         return try Tensor(float32: values, shape: e.shape)
@@ -248,7 +249,7 @@ public final class GGUFFile: TensorSource {
                 }
                 let code = try u32()
                 guard let type = GGUF.TensorType(rawValue: code) else {
-                    throw fail("tensor \(name): type \(code); arapack reads F32, F16, BF16 and Q8_0", at: at - 4)
+                    throw fail("tensor \(name): type \(code); arapack reads " + GGUF.TensorType.allCases.map(\.name).joined(separator: ", "), at: at - 4)
                 }
                 guard ne[0] % type.blockElements == 0 else { throw fail("tensor \(name): rows of \(ne[0]) are not whole \(type.name) blocks") }
                 let offset = try u64()

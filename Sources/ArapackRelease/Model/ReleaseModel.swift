@@ -176,8 +176,8 @@ public final class ReleaseModel {
     public var dominantDType: DType {
         if !quantizedScales.isEmpty { return .i8 }
         let embedding = names.first { $0.training == ModelFamily.embedding }!.source
-        // A GGUF's Q8_0 is 8-bit too (its tensors are read dequantized to float32).
-        if let gguf = source as? GGUFFile, (try? gguf.entry(named: embedding))?.type == .q8_0 { return .i8 }
+        // A GGUF's block types are integers too (their tensors are read dequantized to float32).
+        if let gguf = source as? GGUFFile, (try? gguf.entry(named: embedding))?.type.isBlock == true { return .i8 }
         return (try? source.descriptor(named: embedding).dtype) ?? .f32
     }
 
@@ -197,19 +197,25 @@ public final class ReleaseModel {
         guard let gguf = source as? GGUFFile, let stored = names.first(where: { $0.training == name })?.source,
               let type = try? gguf.entry(named: stored).type else { return 0 }
         switch type {
-        case .q8_0: return Int32(ARAPACK_ROUND_Q8_0)
+        case .q8_0, .q4_0, .q5_0, .q5_1: return Int32(ARAPACK_ROUND_Q8_0)
+        case .q4_K, .q5_K, .q6_K: return Int32(ARAPACK_ROUND_Q8_K)
         case .f16: return Int32(ARAPACK_ROUND_F16)
         case .bf16: return Int32(ARAPACK_ROUND_BF16)
         case .f32: return 0
         }
     }
 
-    /// The weights' type as a release names it: `q8_0` for a GGUF file of Q8_0 blocks, else the torch dtype name
-    /// (`float32`, `bfloat16`, `int8`, …).
+    /// The weights' type as a release names it: a quantized GGUF file's scheme (`q8_0`, `q4_k_m`, …), else the torch
+    /// dtype name (`float32`, `bfloat16`, `int8`, …).
     public var weightTypeName: String {
-        if let gguf = source as? GGUFFile, let embedding = names.first(where: { $0.training == ModelFamily.embedding })?.source,
-           (try? gguf.entry(named: embedding))?.type == .q8_0 { return "q8_0" }
+        if let scheme = ggufScheme, scheme.quantizes { return scheme.name }
         return TorchGlobals.dtypeName[dominantDType] ?? dominantDType.name
+    }
+
+    /// The scheme a GGUF source was written in (nil for other sources, or a GGUF file no scheme describes).
+    public var ggufScheme: GGUFScheme? {
+        guard let gguf = source as? GGUFFile else { return nil }
+        return GGUFScheme.of(gguf, config: config, tied: tied)
     }
 
     /// What the model is, as a parity report names the side it checks: `GGUF file`, `GPT-2 bundle` or `bundle`.

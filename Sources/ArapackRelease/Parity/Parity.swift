@@ -80,7 +80,7 @@ public enum Parity {
 
     /// Lossless (same dtype as the source) must be bit-identical; a cast has the defaults of its dtype.
     public static func defaultThresholds(bundle: ReleaseModel, source: ReleaseModel) -> ParityThresholds {
-        if bundle.weightTypeName == "q8_0" { return .q8_0 }
+        if let scheme = bundle.ggufScheme, scheme.quantizes { return .gguf(scheme) }
         guard bundle.dominantDType == source.dominantDType else { return .cast(bundle.dominantDType) }
         return bundle.computesLlamaCppGELU == source.computesLlamaCppGELU ? .lossless : .gguf
     }

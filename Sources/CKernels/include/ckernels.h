@@ -23,11 +23,12 @@ void arapack_gelu_erf(float *p, size_t n);
 void arapack_gelu_ggml(float *p, size_t n);
 
 /// How llama.cpp's CPU matrix products round their activations for a weight of a given type (ggml's vec_dot_type):
-/// none for F32, float16 for F16, bfloat16 for BF16, Q8_0 blocks for Q8_0.
-enum { ARAPACK_ROUND_NONE = 0, ARAPACK_ROUND_Q8_0 = 1, ARAPACK_ROUND_F16 = 2, ARAPACK_ROUND_BF16 = 3 };
+/// none for F32, float16 for F16, bfloat16 for BF16, Q8_0 blocks for Q8_0 (and Q4_0, Q5_0, Q5_1, whose products take
+/// the same 8-bit values), Q8_K super-blocks for the K-quants.
+enum { ARAPACK_ROUND_NONE = 0, ARAPACK_ROUND_Q8_0 = 1, ARAPACK_ROUND_F16 = 2, ARAPACK_ROUND_BF16 = 3, ARAPACK_ROUND_Q8_K = 4 };
 
 /// Rounds n activations in place as ggml-cpu does before a product with a weight of that type (Q8_0: n a multiple
-/// of 32). Exact float operations only: the same bits on every CPU.
+/// of 32; Q8_K: of 256). Exact float operations only: the same bits on every CPU.
 void arapack_round_like_ggml(float *x, size_t n, int kind);
 
 /// float32 → float16 bits, round to nearest even, overflow to infinity, NaN stays NaN.
@@ -40,6 +41,21 @@ float arapack_f16_to_f32(uint16_t h);
 /// round-half-away(x / d)), bit for bit as ggml's reference quantizer and gguf-py. Returns −1, or the index of the
 /// first block holding a NaN or infinity (nothing is written for it).
 int64_t arapack_quantize_q8_0(const float *x, size_t blocks, uint8_t *out);
+
+/// GGUF's block types by ggml's type number (docs/formats.md, "GGUF block types").
+enum {
+    ARAPACK_GGUF_Q4_0 = 2, ARAPACK_GGUF_Q5_0 = 6, ARAPACK_GGUF_Q5_1 = 7, ARAPACK_GGUF_Q8_0 = 8,
+    ARAPACK_GGUF_Q4_K = 12, ARAPACK_GGUF_Q5_K = 13, ARAPACK_GGUF_Q6_K = 14
+};
+
+/// Encodes `blocks` blocks of a GGUF block type (32 values each, 256 for the K-quants) as llama.cpp's reference
+/// quantizer does without an importance matrix, bit for bit. Returns −1, the index of the first block holding a NaN
+/// or infinity (nothing is written for it), or −2 for a type it does not know.
+int64_t arapack_gguf_encode(int type, const float *x, size_t blocks, uint8_t *out);
+
+/// Decodes `blocks` blocks of a GGUF block type into float32 as ggml's dequantize_row_* does. Returns 0, or −1 for a
+/// type it does not know.
+int arapack_gguf_decode(int type, const uint8_t *in, size_t blocks, float *y);
 
 /// softmax(q·kᵀ·scale + mask)·v for one head of one sequence of `length` positions: q, k, v rows `ld` apart,
 /// `head_dim` wide; out rows `out_ld` apart; causal masks keys after the query. Each score is one FMA chain over

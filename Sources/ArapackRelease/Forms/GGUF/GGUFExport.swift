@@ -5,15 +5,16 @@ import CKernels
 
 /// What a GGUF file is written as.
 public struct GGUFOptions: Sendable {
-    /// The matrices' type (nil: the source's floating dtype); vectors and the position table are always float32.
-    public var type: GGUF.TensorType?
+    /// The matrices' type or llama.cpp's mix of types (nil: the source's floating dtype); vectors and the position
+    /// table are always float32.
+    public var scheme: GGUFScheme?
     /// Write the file although llama.cpp would tokenize differently from the tokenizer (recorded in the file).
     public var allowTokenizerMismatch = false
     /// `general.name` (the release's name).
     public var name: String?
 
-    public init(type: GGUF.TensorType?, allowTokenizerMismatch: Bool = false, name: String? = nil) {
-        self.type = type
+    public init(scheme: GGUFScheme?, allowTokenizerMismatch: Bool = false, name: String? = nil) {
+        self.scheme = scheme
         self.allowTokenizerMismatch = allowTokenizerMismatch
         self.name = name
     }
@@ -34,7 +35,7 @@ public enum GGUFExport {
     public static func write(_ model: ReleaseModel, options: GGUFOptions, to path: String, replacing: Bool, progress: Progress) throws -> String? {
         let config = model.config
         try GGUFRelease().check(config, dtype: nil, source: model.info.path)
-        let requested = options.type ?? GGUF.TensorType.allCases.first { $0.dtype == model.dominantDType } ?? .f32
+        let scheme = options.scheme ?? GGUFScheme.keeping(model.dominantDType)
         guard let tokenizerFiles = model.tokenizer else { throw GGUFExportError.noTokenizer(source: model.info.path) }
         let tokenizer = try GGUFTokenizer(readJSON(tokenizerFiles.tokenizerJSON), file: tokenizerFiles.tokenizerJSON, config: config)
         if let mismatch = tokenizer.mismatch, !options.allowTokenizerMismatch {
@@ -44,25 +45,24 @@ public enum GGUFExport {
             ("general.architecture", .string("gpt2")),
             ("general.name", .string(options.name ?? config.defaultReleaseName)),
             ("general.description", .string(description + (tokenizer.mismatch.map { " Its tokenizer is not the training tokenizer's exactly: " + $0 + "." } ?? ""))),
-            ("general.file_type", .uint32(requested.fileType)),
+            ("general.file_type", .uint32(scheme.fileType)),
         ]
-        if requested == .q8_0 { metadata.append(("general.quantization_version", .uint32(2))) }
-        metadata += [
-        ] + Self.metadata(config, GGUFConfigKey.sizes)
+        if scheme.quantizes { metadata.append(("general.quantization_version", .uint32(2))) }
+        metadata += Self.metadata(config, GGUFConfigKey.sizes)
         metadata += tokenizer.metadata
         if let mismatch = tokenizer.mismatch { metadata.append((mismatchKey, .string(mismatch))) }
 
         let caster = TensorCaster()
         var pending: [PendingGGUFTensor] = []
         for (training, shape) in ModelFamily.expectedShapes(config) where !(training == ModelFamily.lmHead && model.tied) {
-            let type = Self.type(of: training, shape: shape, requested: requested)
+            let type = scheme.type(of: training, shape: shape, layers: config.layers, tied: model.tied)
             let name = NamingLayout.gguf.name(of: training)
             pending.append(PendingGGUFTensor(name: name, shape: shape, type: type) { out in
                 let t = try model.tensor(training)
                 if let dtype = type.dtype {
                     try caster.write(t, as: dtype, name: name, to: out)
                 } else {
-                    try Self.writeQ8_0(t, name: name, caster: caster, to: out)
+                    try Self.writeBlocks(t, as: type, name: name, caster: caster, to: out)
                 }
                 progress.advance(type.byteCount(elements: shape.reduce(1, *))!)
             })
@@ -73,27 +73,18 @@ public enum GGUFExport {
         return tokenizer.mismatch
     }
 
-    /// The type a tensor is stored in: vectors and the position table float32 (llama.cpp adds them in float32);
-    /// matrices as requested, Q8_0 falling back to float16 when a row is not whole blocks of 32 (as llama.cpp's
-    /// own converter does).
-    static func type(of training: String, shape: [Int], requested: GGUF.TensorType) -> GGUF.TensorType {
-        guard shape.count == 2, training != ModelFamily.positionEmbedding else { return .f32 }
-        if requested == .q8_0 && shape[1] % 32 != 0 { return .f16 }
-        return requested
-    }
-
-    /// Streams `t` as Q8_0 blocks along its rows, a slice of whole rows at a time.
-    static func writeQ8_0(_ t: Tensor, name: String, caster: TensorCaster, to out: AtomicFileWriter) throws {
+    /// Streams `t` as blocks of `type` along its rows, a slice of whole rows at a time.
+    static func writeBlocks(_ t: Tensor, as type: GGUF.TensorType, name: String, caster: TensorCaster, to out: AtomicFileWriter) throws {
         let columns = t.shape.last!
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TensorCaster.sliceElements / 32 * 34, alignment: 16)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: type.byteCount(elements: max(TensorCaster.sliceElements, columns))!, alignment: 16)
         defer { buffer.deallocate() }
         try caster.floatRows(t, rowLength: columns) { rows, values in
-            let blocks = values.count / 32
-            let bad = arapack_quantize_q8_0(values.baseAddress!, blocks, buffer.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            let blocks = values.count / type.blockElements
+            let bad = arapack_gguf_encode(Int32(type.rawValue), values.baseAddress!, blocks, buffer.baseAddress!.assumingMemoryBound(to: UInt8.self))
             guard bad < 0 else {
-                throw GGUFExportError.nonFinite(file: out.destination, tensor: name, row: rows.lowerBound + Int(bad) * 32 / columns)
+                throw GGUFExportError.nonFinite(file: out.destination, tensor: name, type: type.name, row: rows.lowerBound + Int(bad) * type.blockElements / columns)
             }
-            try out.write(UnsafeRawBufferPointer(rebasing: buffer[0..<(blocks * 34)]))
+            try out.write(UnsafeRawBufferPointer(rebasing: buffer[0..<(blocks * type.blockBytes)]))
         }
     }
 }
@@ -102,7 +93,7 @@ public enum GGUFExport {
 public enum GGUFExportError: Error, Equatable, CustomStringConvertible, Sendable {
     case noTokenizer(source: String)
     case tokenizer(file: String, reason: String)
-    case nonFinite(file: String, tensor: String, row: Int)
+    case nonFinite(file: String, tensor: String, type: String, row: Int)
 
     public var description: String {
         switch self {
@@ -110,8 +101,8 @@ public enum GGUFExportError: Error, Equatable, CustomStringConvertible, Sendable
             return "\(source): a GGUF file carries its tokenizer: pass --tokenizer DIR (or convert from a bundle that has one)"
         case let .tokenizer(file, reason):
             return "\(file): llama.cpp would not tokenize text as this tokenizer does: \(reason); pass --allow-tokenizer-mismatch to write it anyway (the file records why)"
-        case let .nonFinite(file, tensor, row):
-            return "\(file): tensor \(tensor) holds NaN or infinity (row \(row)); Q8_0 cannot store it"
+        case let .nonFinite(file, tensor, type, row):
+            return "\(file): tensor \(tensor) holds NaN or infinity (row \(row)); \(type) cannot store it"
         }
     }
 }

@@ -4,14 +4,14 @@ import ArapackTensor
 
 /// One GGUF file for llama.cpp's gpt2 architecture (docs/model-family.md, "The GGUF form"), written by `GGUFExport` and
 /// read back by `GGUFVerifier`: causal models with GELU (llama.cpp's gpt2 graph always applies it) and a tokenizer;
-/// matrices f32, bf16, f16 or q8_0.
+/// matrices f32, bf16, f16, q8_0, or llama.cpp's 4-, 5- and 6-bit types and mixes (`GGUFScheme`).
 public struct GGUFRelease: ReleaseForm {
     public init() {}
     public var name: String { "gguf" }
     public var title: String { "GGUF form" }
     public var summary: String { "one file for llama.cpp; AR with GELU only, needs a tokenizer" }
     public var layout: NamingLayout { .gguf }
-    public var dtypes: [String] { ["f32", "bf16", "f16", "q8_0"] }
+    public var dtypes: [String] { GGUFScheme.all.map(\.name) }
 
     public func check(_ config: ModelConfig, dtype: DType?, source: String) throws {
         guard config.causal else {
@@ -24,21 +24,21 @@ public struct GGUFRelease: ReleaseForm {
         try checkDtype(dtype, source: source)
     }
 
-    /// q8_0 is GGUF's own block format.
-    public var dtypeNotes: [String: String] { ["q8_0": "--dtype q8_0 is GGUF's block format: it applies to --to gguf (bundles take int8)"] }
+    /// The block formats are GGUF's own.
+    public var dtypeNotes: [String: String] {
+        Dictionary(uniqueKeysWithValues: GGUFScheme.all.filter(\.quantizes).map {
+            ($0.name, "--dtype \($0.name) is a GGUF block format: it applies to --to gguf (bundles take int8)")
+        })
+    }
 
     public func isWritten(as format: SourceFormat) -> Bool { format == .gguf }
 
     public var destinationKind: DestinationGuard.Kind { .ggufFile }
 
-    /// The matrices' GGUF type `dtype` names (nil: the source's floating dtype).
-    public static func tensorType(_ dtype: String?) -> GGUF.TensorType? {
-        dtype.flatMap { name in GGUF.TensorType.allCases.first { $0.name.lowercased() == name } }
-    }
 
     /// Written, checked and signed in a private folder beside DST, then moved into place with its signature.
     public func write(_ model: ReleaseModel, for conversion: Conversion, at destination: String, progress: Progress) throws -> Conversion.Result {
-        let options = GGUFOptions(type: Self.tensorType(conversion.options.dtype), allowTokenizerMismatch: conversion.options.allowTokenizerMismatch)
+        let options = GGUFOptions(scheme: conversion.options.dtype.flatMap(GGUFScheme.named), allowTokenizerMismatch: conversion.options.allowTokenizerMismatch)
         let staging = try AtomicDirectory(destination: destination)
         let staged = staging.path(splitPath(destination).1)
         let mismatch = try GGUFExport.write(model, options: options, to: staged, replacing: false, progress: progress)
