@@ -59,7 +59,11 @@ def main():
         "five_dims.gguf": (gguf(infos=[info("a.weight", [1, 1, 1, 1, 32], 0, 0)]), "5 dimensions; 1 to 4"),
         "dim_zero.gguf": (gguf(infos=[info("a.weight", [0], 0, 0)]), "dimension 0 out of 1...2147483647"),
         "dims_overflow.gguf": (gguf(infos=[info("a.weight", [2147483647] * 4, 0, 0)]), "holds more values than the file can"),
-        "q4_0.gguf": (gguf(infos=[info("a.weight", [32], 2, 0)]), "type 2; arapack reads F32, F16, BF16 and Q8_0"),
+        "q4_1.gguf": (gguf(infos=[info("a.weight", [32], 3, 0)]), "type 3; arapack reads F32, F16, Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, BF16"),
+        "q4_k_rows_128.gguf": (gguf(infos=[info("a.weight", [128, 2], 12, 0)]), "rows of 128 are not whole Q4_K blocks"),
+        "q6_k_rows_300.gguf": (gguf(infos=[info("a.weight", [300], 14, 0)]), "rows of 300 are not whole Q6_K blocks"),
+        "q5_0_rows_48.gguf": (gguf(infos=[info("a.weight", [48], 6, 0)]), "rows of 48 are not whole Q5_0 blocks"),
+        "q5_k_past_end.gguf": (gguf(infos=[info("a.weight", [32], 0, 0), info("b.weight", [256], 13, 128)]), "run past the end of the file"),
         "q8_rows_33.gguf": (gguf(infos=[info("a.weight", [33], 8, 0)]), "rows of 33 are not whole Q8_0 blocks"),
         "misaligned.gguf": (gguf(infos=[info("a.weight", [32], 0, 7)]), "offset 7 is not a multiple of 32"),
         "overlap.gguf": (gguf(infos=[info("a.weight", [32], 0, 0), info("b.weight", [32], 0, 64)]), "overlaps the tensor before it"),
@@ -81,6 +85,13 @@ def main():
     seeds = os.path.join(HERE, "..", "fuzz", "seeds", "gguf")
     os.makedirs(seeds, exist_ok=True)
     open(os.path.join(seeds, "seed.gguf"), "wb").write(valid)
+    # A seed with every block type (one block each, bytes counting up), for the fuzzer to mutate.
+    block_types = [(2, 32, 18), (6, 32, 22), (7, 32, 24), (8, 32, 34), (12, 256, 144), (13, 256, 176), (14, 256, 210)]
+    infos, data = [], b""
+    for i, (code, elements, size) in enumerate(block_types):
+        infos.append(info(f"t{i}.weight", [elements], code, len(data)))
+        data += bytes(j % 251 for j in range(size)) + bytes((-size) % 32)
+    open(os.path.join(seeds, "blocks.gguf"), "wb").write(gguf(infos=infos, data=data))
 
 
 if __name__ == "__main__":

@@ -105,7 +105,11 @@ public struct Conversion {
         if !model.assumedFields.isEmpty {
             note("no config states \(model.assumedFields.joined(separator: ", ")); assumed (pass --config to say otherwise)")
         }
-        return try form.write(model, for: self, at: dst, progress: progress)
+        var result = try form.write(model, for: self, at: dst, progress: progress)
+        if let scheme = model.ggufScheme, scheme.quantizes {
+            result.warnings.append("\(destination): lossy: the source's \(scheme.name) blocks were read dequantized to float32, as llama.cpp computes with them; the checkpoint's own values are not in the GGUF file")
+        }
+        return result
     }
 }
 

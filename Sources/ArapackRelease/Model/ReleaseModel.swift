@@ -172,12 +172,11 @@ public final class ReleaseModel {
     /// Whether the model is a GGUF file, which llama.cpp runs with its own GELU.
     public var computesLlamaCppGELU: Bool { source is GGUFFile && config.activation == "gelu" }
 
-    /// The bundle's weight dtype: int8 when any weight is quantized, else the embedding's.
+    /// The bundle's weight dtype: int8 when any weight is quantized, else the embedding's (float32 for a GGUF block type).
     public var dominantDType: DType {
         if !quantizedScales.isEmpty { return .i8 }
         let embedding = names.first { $0.training == ModelFamily.embedding }!.source
-        // A GGUF's block types are integers too (their tensors are read dequantized to float32).
-        if let gguf = source as? GGUFFile, (try? gguf.entry(named: embedding))?.type.isBlock == true { return .i8 }
+        // A GGUF's block types are read dequantized to float32 (and so written on, lossily; `ggufScheme` names them).
         return (try? source.descriptor(named: embedding).dtype) ?? .f32
     }
 
