@@ -101,99 +101,87 @@ static void q5_1_block(const float *x, uint8_t *out) {
 
 // ---- the K-quants' searches ------------------------------------------------------------------------------------
 
-// A scale and a (non-positive) minimum for n values, codes 0...top: start from the range, then try nstep + 1 other
-// code spacings, each refit by weighted least squares, keeping the one of least weighted squared error
-// (llama.cpp's make_qkx2_quants with use_mad false). Returns the scale; *negated_min is -min.
-static float fit_scale_and_min(int n, int top, const float *x, const float *w, uint8_t *codes, float *negated_min,
-                               uint8_t *trial, float first_shift, float shift_step, int nstep) {
-    float lo = x[0], hi = x[0], sum_w = w[0], sum_x = sum_w * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < lo) lo = x[i];
-        if (x[i] > hi) hi = x[i];
-        sum_w += w[i];
-        sum_x += w[i] * x[i];
+// A signed scale for each of the sixteen sub-blocks (16 values, codes −32...31 stored plus 32) of a Q6_K super-block,
+// weighted by x²: the range first, then 18 other spacings, keeping the one whose least-squares scale explains most
+// (llama.cpp's make_qx_quants, rmse_type 1). As for Q4_K, the sixteen searches run in lockstep, lane j being sub-block
+// j, each with llama.cpp's operations in llama.cpp's order. xt holds value i of sub-block j at [i][j].
+ARAPACK_INLINE void fit_sixteen_body(const float xt[16][16], int8_t codes[SUPER], float scales[16]) {
+    float extreme[16], top[16], inverse[16], sum_lx[16], sum_l2[16], scale[16], best[16];
+    int zero[16];
+    for (int j = 0; j < 16; j++) {
+        top[j] = 0;
+        extreme[j] = 0;
     }
-    if (lo > 0) lo = 0;
-    if (hi == lo) {
-        for (int i = 0; i < n; i++) codes[i] = 0;
-        *negated_min = -lo;
-        return 0.0f;
-    }
-    float inverse = top / (hi - lo), scale = 1 / inverse, best = 0;
-    for (int i = 0; i < n; i++) {
-        codes[i] = (uint8_t)imax(0, imin(top, round_to_int(inverse * (x[i] - lo))));
-        float diff = scale * codes[i] + lo - x[i];
-        best += w[i] * (diff * diff);
-    }
-    for (int step = 0; step <= nstep; step++) {
-        inverse = (first_shift + shift_step * step + top) / (hi - lo);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; i++) {
-            int l = imax(0, imin(top, round_to_int(inverse * (x[i] - lo))));
-            trial[i] = (uint8_t)l;
-            sum_l += w[i] * l;
-            sum_l2 += w[i] * l * l;
-            sum_xl += w[i] * l * x[i];
-        }
-        float det = sum_w * sum_l2 - sum_l * sum_l;
-        if (det > 0) {
-            float s = (sum_w * sum_xl - sum_x * sum_l) / det, m = (sum_l2 * sum_x - sum_l * sum_xl) / det;
-            if (m > 0) {
-                m = 0;
-                s = sum_xl / sum_l2;
-            }
-            float error = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = s * trial[i] + m - x[i];
-                error += w[i] * (diff * diff);
-            }
-            if (error < best) {
-                memcpy(codes, trial, (size_t)n);
-                best = error;
-                scale = s;
-                lo = m;
-            }
+    for (int i = 0; i < 16; i++) {
+        for (int j = 0; j < 16; j++) {
+            float a = fabsf(xt[i][j]);
+            extreme[j] = a > top[j] ? xt[i][j] : extreme[j];
+            top[j] = a > top[j] ? a : top[j];
         }
     }
-    *negated_min = -lo;
-    return scale;
-}
-
-// A signed scale for n values, codes -half...half-1 stored plus half, weighted by x²: the range first, then 18 other
-// spacings, keeping the one whose least-squares scale explains most (llama.cpp's make_qx_quants, rmse_type 1).
-static float fit_signed_scale(int n, int half, const float *x, int8_t *codes) {
-    float extreme = signed_extreme(x, n);
-    if (fabsf(extreme) < ALL_ZERO) {
-        for (int i = 0; i < n; i++) codes[i] = 0;
-        return 0.0f;
+    for (int j = 0; j < 16; j++) {
+        zero[j] = top[j] < ALL_ZERO;
+        // A zero lane's answer is fixed below; its arithmetic meanwhile runs on a harmless extreme.
+        if (zero[j]) extreme[j] = 1;
+        inverse[j] = -32 / extreme[j];
+        sum_lx[j] = sum_l2[j] = 0;
     }
-    float inverse = -half / extreme, sum_lx = 0, sum_l2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = imax(-half, imin(half - 1, round_to_int(inverse * x[i])));
-        codes[i] = (int8_t)(l + half);
-        float w = x[i] * x[i];
-        sum_lx += w * x[i] * l;
-        sum_l2 += w * l * l;
+    float lanes[16][16], trial[16][16];
+    for (int i = 0; i < 16; i++) {
+        for (int j = 0; j < 16; j++) {
+            float shifted = inverse[j] * xt[i][j] + 12582912.0f;
+            int32_t bits;
+            memcpy(&bits, &shifted, 4);
+            int l = (bits & 0x007fffff) - 0x00400000;
+            l = l < -32 ? -32 : l > 31 ? 31 : l;
+            float fl = (float)l, w = xt[i][j] * xt[i][j];
+            lanes[i][j] = fl;
+            sum_lx[j] += w * xt[i][j] * fl;
+            sum_l2[j] += w * fl * fl;
+        }
     }
-    float scale = sum_l2 != 0 ? sum_lx / sum_l2 : 0.0f, best = scale * sum_lx;
+    for (int j = 0; j < 16; j++) {
+        scale[j] = sum_l2[j] != 0 ? sum_lx[j] / sum_l2[j] : 0.0f;
+        best[j] = scale[j] * sum_lx[j];
+    }
     for (int step = -9; step <= 9; step++) {
         if (step == 0) continue;
-        inverse = -(half + 0.1f * step) / extreme;
-        sum_lx = sum_l2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = imax(-half, imin(half - 1, round_to_int(inverse * x[i])));
-            float w = x[i] * x[i];
-            sum_lx += w * x[i] * l;
-            sum_l2 += w * l * l;
+        for (int j = 0; j < 16; j++) {
+            inverse[j] = -(32 + 0.1f * step) / extreme[j];
+            sum_lx[j] = sum_l2[j] = 0;
         }
-        if (sum_l2 > 0 && sum_lx * sum_lx > best * sum_l2) {
-            for (int i = 0; i < n; i++) codes[i] = (int8_t)(half + imax(-half, imin(half - 1, round_to_int(inverse * x[i]))));
-            scale = sum_lx / sum_l2;
-            best = scale * sum_lx;
+        for (int i = 0; i < 16; i++) {
+            for (int j = 0; j < 16; j++) {
+                float shifted = inverse[j] * xt[i][j] + 12582912.0f;
+                int32_t bits;
+                memcpy(&bits, &shifted, 4);
+                int l = (bits & 0x007fffff) - 0x00400000;
+                l = l < -32 ? -32 : l > 31 ? 31 : l;
+                float fl = (float)l, w = xt[i][j] * xt[i][j];
+                trial[i][j] = fl;
+                sum_lx[j] += w * xt[i][j] * fl;
+                sum_l2[j] += w * fl * fl;
+            }
+        }
+        for (int j = 0; j < 16; j++) {
+            if (sum_l2[j] > 0 && sum_lx[j] * sum_lx[j] > best[j] * sum_l2[j]) {
+                for (int i = 0; i < 16; i++) lanes[i][j] = trial[i][j];
+                scale[j] = sum_lx[j] / sum_l2[j];
+                best[j] = scale[j] * sum_lx[j];
+            }
         }
     }
-    return scale;
+    for (int j = 0; j < 16; j++) {
+        for (int i = 0; i < 16; i++) codes[16 * j + i] = zero[j] ? 0 : (int8_t)((int)lanes[i][j] + 32);
+        scales[j] = zero[j] ? 0.0f : scale[j];
+    }
 }
+
+static void fit_sixteen_generic(const float xt[16][16], int8_t codes[SUPER], float scales[16]) { fit_sixteen_body(xt, codes, scales); }
+
+#if defined(__x86_64__)
+ARAPACK_FAST static void fit_sixteen_fast(const float xt[16][16], int8_t codes[SUPER], float scales[16]) { fit_sixteen_body(xt, codes, scales); }
+#endif
 
 // The 6-bit scale and min of sub-block j from the 12 packed bytes of a Q4_K / Q5_K super-block.
 static void unpack_scale_min(int j, const uint8_t *packed, uint8_t *scale, uint8_t *min) {
@@ -206,19 +194,142 @@ static void unpack_scale_min(int j, const uint8_t *packed, uint8_t *scale, uint8
     }
 }
 
+// A scale and a (non-positive) minimum for each of the eight sub-blocks (32 values, codes 0...top) of a Q4_K / Q5_K
+// super-block: start from the range, then try nstep + 1 other code spacings, each refit by weighted least squares,
+// keeping the one of least weighted squared error (llama.cpp's make_qkx2_quants with use_mad false). The eight
+// searches run in lockstep: lane j is sub-block j, and each lane runs llama.cpp's operations in llama.cpp's order (its
+// sums over i ascending), so every lane has the scalar search's bits; only the lanes side by side are new, which a
+// compiler turns into vector instructions (no reassociation, no fused multiply-add: contraction is off). xt and wt
+// hold value i of sub-block j at [i][j]; *negated_mins are −min.
+ARAPACK_INLINE void fit_eight_body(const float xt[32][8], const float wt[32][8], int top, float first_shift, int nstep,
+                                   uint8_t codes[SUPER], float scales[8], float negated_mins[8]) {
+    float lo[8], hi[8], sum_w[8], sum_x[8], inverse[8], scale[8], best[8], flat_lo[8];
+    int flat[8];
+    for (int j = 0; j < 8; j++) {
+        lo[j] = hi[j] = xt[0][j];
+        sum_w[j] = wt[0][j];
+        sum_x[j] = sum_w[j] * xt[0][j];
+    }
+    for (int i = 1; i < 32; i++) {
+        for (int j = 0; j < 8; j++) {
+            lo[j] = xt[i][j] < lo[j] ? xt[i][j] : lo[j];
+            hi[j] = xt[i][j] > hi[j] ? xt[i][j] : hi[j];
+            sum_w[j] += wt[i][j];
+            sum_x[j] += wt[i][j] * xt[i][j];
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        if (lo[j] > 0) lo[j] = 0;
+        flat[j] = hi[j] == lo[j];
+        flat_lo[j] = lo[j];
+        // A flat lane's answer is fixed below; its arithmetic meanwhile runs on a harmless range.
+        inverse[j] = top / (flat[j] ? 1.0f : hi[j] - lo[j]);
+        scale[j] = 1 / inverse[j];
+        best[j] = 0;
+    }
+    float lanes[32][8];
+    for (int i = 0; i < 32; i++) {
+        for (int j = 0; j < 8; j++) {
+            float shifted = inverse[j] * (xt[i][j] - lo[j]) + 12582912.0f;
+            int32_t bits;
+            memcpy(&bits, &shifted, 4);
+            int l = (bits & 0x007fffff) - 0x00400000;
+            l = l < 0 ? 0 : l > top ? top : l;
+            lanes[i][j] = (float)l;
+            float diff = scale[j] * lanes[i][j] + lo[j] - xt[i][j];
+            best[j] += wt[i][j] * (diff * diff);
+        }
+    }
+    float trial[32][8];
+    for (int step = 0; step <= nstep; step++) {
+        float inv[8], sum_l[8], sum_l2[8], sum_xl[8], s[8], m[8], error[8];
+        int ok[8];
+        for (int j = 0; j < 8; j++) {
+            inv[j] = (first_shift + 0.1f * step + top) / (flat[j] ? 1.0f : hi[j] - lo[j]);
+            sum_l[j] = sum_l2[j] = sum_xl[j] = 0;
+        }
+        for (int i = 0; i < 32; i++) {
+            for (int j = 0; j < 8; j++) {
+                float shifted = inv[j] * (xt[i][j] - lo[j]) + 12582912.0f;
+                int32_t bits;
+                memcpy(&bits, &shifted, 4);
+                int l = (bits & 0x007fffff) - 0x00400000;
+                l = l < 0 ? 0 : l > top ? top : l;
+                float fl = (float)l;
+                trial[i][j] = fl;
+                sum_l[j] += wt[i][j] * fl;
+                sum_l2[j] += wt[i][j] * fl * fl;
+                sum_xl[j] += wt[i][j] * fl * xt[i][j];
+            }
+        }
+        for (int j = 0; j < 8; j++) {
+            float det = sum_w[j] * sum_l2[j] - sum_l[j] * sum_l[j];
+            ok[j] = det > 0 && !flat[j];
+            s[j] = ok[j] ? (sum_w[j] * sum_xl[j] - sum_x[j] * sum_l[j]) / det : 0;
+            m[j] = ok[j] ? (sum_l2[j] * sum_x[j] - sum_l[j] * sum_xl[j]) / det : 0;
+            if (m[j] > 0) {
+                m[j] = 0;
+                s[j] = sum_xl[j] / sum_l2[j];
+            }
+            error[j] = 0;
+        }
+        for (int i = 0; i < 32; i++) {
+            for (int j = 0; j < 8; j++) {
+                float diff = s[j] * trial[i][j] + m[j] - xt[i][j];
+                error[j] += wt[i][j] * (diff * diff);
+            }
+        }
+        for (int j = 0; j < 8; j++) {
+            if (ok[j] && error[j] < best[j]) {
+                for (int i = 0; i < 32; i++) lanes[i][j] = trial[i][j];
+                best[j] = error[j];
+                scale[j] = s[j];
+                lo[j] = m[j];
+            }
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        for (int i = 0; i < 32; i++) codes[32 * j + i] = flat[j] ? 0 : (uint8_t)lanes[i][j];
+        scales[j] = flat[j] ? 0.0f : scale[j];
+        negated_mins[j] = flat[j] ? -flat_lo[j] : -lo[j];
+    }
+}
+
+static void fit_eight_generic(const float xt[32][8], const float wt[32][8], int top, float first_shift, int nstep,
+                              uint8_t codes[SUPER], float scales[8], float negated_mins[8]) {
+    fit_eight_body(xt, wt, top, first_shift, nstep, codes, scales, negated_mins);
+}
+
+#if defined(__x86_64__)
+ARAPACK_FAST static void fit_eight_fast(const float xt[32][8], const float wt[32][8], int top, float first_shift, int nstep,
+                                        uint8_t codes[SUPER], float scales[8], float negated_mins[8]) {
+    fit_eight_body(xt, wt, top, first_shift, nstep, codes, scales, negated_mins);
+}
+#endif
+
 // Q4_K and Q5_K share their scales: eight sub-blocks of 32, each fitted a scale and a min, both quantized to 6 bits
 // against the super-block's largest (float16 d and dmin), then every value coded again against its quantized pair.
 // Writes d, dmin and the 12 scale bytes at out and the codes (0...top) into codes.
 static void k_scales_and_codes(const float *x, int top, float first_shift, int nstep, uint8_t *out, uint8_t codes[SUPER]) {
-    float scales[8], mins[8], weights[32], max_scale = 0, max_min = 0;
-    uint8_t trial[32];
+    float scales[8], mins[8], max_scale = 0, max_min = 0;
+    float xt[32][8], wt[32][8];
     for (int j = 0; j < 8; j++) {
         const float *v = x + 32 * j;
         float sum_x2 = 0;
         for (int l = 0; l < 32; l++) sum_x2 += v[l] * v[l];
         float spread = sqrtf(sum_x2 / 32);
-        for (int l = 0; l < 32; l++) weights[l] = spread + fabsf(v[l]);
-        scales[j] = fit_scale_and_min(32, top, v, weights, codes + 32 * j, &mins[j], trial, first_shift, 0.1f, nstep);
+        for (int l = 0; l < 32; l++) {
+            xt[l][j] = v[l];
+            wt[l][j] = spread + fabsf(v[l]);
+        }
+    }
+#if defined(__x86_64__)
+    if (arapack_isa() != ARAPACK_ISA_GENERIC) fit_eight_fast(xt, wt, top, first_shift, nstep, codes, scales, mins);
+    else fit_eight_generic(xt, wt, top, first_shift, nstep, codes, scales, mins);
+#else
+    fit_eight_generic(xt, wt, top, first_shift, nstep, codes, scales, mins);
+#endif
+    for (int j = 0; j < 8; j++) {
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -289,9 +400,17 @@ static void q5_k_block(const float *x, uint8_t *out) {
 // float16 d = largest scale / -128), d last. Codes 0...63 stand for -32...31.
 static void q6_k_block(const float *x, uint8_t *out) {
     int8_t codes[SUPER];
-    float scales[16], max_scale = 0, max_abs = 0;
+    float scales[16], max_scale = 0, max_abs = 0, xt[16][16];
     for (int b = 0; b < 16; b++) {
-        scales[b] = fit_signed_scale(16, 32, x + 16 * b, codes + 16 * b);
+        for (int i = 0; i < 16; i++) xt[i][b] = x[16 * b + i];
+    }
+#if defined(__x86_64__)
+    if (arapack_isa() != ARAPACK_ISA_GENERIC) fit_sixteen_fast(xt, codes, scales);
+    else fit_sixteen_generic(xt, codes, scales);
+#else
+    fit_sixteen_generic(xt, codes, scales);
+#endif
+    for (int b = 0; b < 16; b++) {
         if (fabsf(scales[b]) > max_abs) {
             max_abs = fabsf(scales[b]);
             max_scale = scales[b];

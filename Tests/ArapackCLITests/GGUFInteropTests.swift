@@ -155,6 +155,19 @@ final class GGUFInteropTests: XCTestCase {
         for (scheme, bound) in bounds.sorted(by: { $0.key < $1.key }) {
             try check(python, ["logits", dir + "/trained-\(scheme).gguf", trained] + bound)
         }
+        // arapack's own pass over a block file (dequantized as ggml does, each product's input rounded as llama.cpp's
+        // CPU kernels round it) computes what llama.cpp computes: mean KL against llama.cpp's logits (its key/value
+        // cache in float32) under 1e-4, where the file against its checkpoint is 0.004 to 0.3.
+        for scheme in ["q4_k_m", "q6_k", "q5_0"] {
+            let file = dir + "/trained-\(scheme).gguf", golden = dir + "/llama-\(scheme).safetensors"
+            let made = try TestSupport.run(python, [script, "golden", file, trained, golden], environment: ProcessInfo.processInfo.environment.merging(["ARAPACK_KV_F32": "1"]) { $1 })
+            XCTAssertEqual(made.status, 0, made.stdout + made.stderr)
+            let r = try TestSupport.run(TestSupport.arapackBinary, ["verify", file, "--golden", golden, "--tolerance", "1", "--report", dir + "/r.json"])
+            XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+            let meanKL = try XCTUnwrap(TestSupport.loadJSON(dir + "/r.json")["parity"]?.elements?.first?["metrics"]?["mean_kl"]?.doubleValue)
+            print("\(scheme): mean KL of arapack's pass against llama.cpp's logits \(meanKL)")
+            XCTAssertLessThan(meanKL, 1e-4, scheme)
+        }
     }
 
     /// The checks bite: a file whose Q8_0 scales are shifted by one block, or whose tokens are reversed, fails them.

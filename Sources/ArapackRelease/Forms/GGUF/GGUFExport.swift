@@ -2,6 +2,7 @@ import ArapackFormats
 import ArapackModel
 import ArapackTensor
 import CKernels
+import Dispatch
 
 /// What a GGUF file is written as.
 public struct GGUFOptions: Sendable {
@@ -73,14 +74,33 @@ public enum GGUFExport {
         return tokenizer.mismatch
     }
 
+    /// Encodes `blocks` blocks of `values` into `out`, the blocks split between `threads` (each block depends only on
+    /// its own values: the same bytes for any split). Returns the first block holding a NaN or infinity, or −1.
+    static func encode(_ type: GGUF.TensorType, _ values: UnsafeBufferPointer<Float>, blocks: Int, into out: UnsafeMutableRawBufferPointer, threads: Int) -> Int {
+        let parts = min(threads, max(1, blocks / 64))
+        let per = (blocks + parts - 1) / parts
+        let firstBad = UnsafeMutableBufferPointer<Int>.allocate(capacity: parts)
+        defer { firstBad.deallocate() }
+        // Each part reads its own blocks' values and writes its own blocks' bytes and its own slot.
+        nonisolated(unsafe) let input = values.baseAddress!, output = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        nonisolated(unsafe) let slots = firstBad
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let start = part * per, count = max(0, min(per, blocks - start))
+            let bad = count == 0 ? -1 : arapack_gguf_encode(Int32(type.rawValue), input + start * type.blockElements, count, output + start * type.blockBytes)
+            slots[part] = bad < 0 ? -1 : start + Int(bad)
+        }
+        return firstBad.first { $0 >= 0 } ?? -1
+    }
+
     /// Streams `t` as blocks of `type` along its rows, a slice of whole rows at a time.
     static func writeBlocks(_ t: Tensor, as type: GGUF.TensorType, name: String, caster: TensorCaster, to out: AtomicFileWriter) throws {
         let columns = t.shape.last!
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: type.byteCount(elements: max(TensorCaster.sliceElements, columns))!, alignment: 16)
         defer { buffer.deallocate() }
+        let threads = max(1, ForwardPass.defaultThreads)
         try caster.floatRows(t, rowLength: columns) { rows, values in
             let blocks = values.count / type.blockElements
-            let bad = arapack_gguf_encode(Int32(type.rawValue), values.baseAddress!, blocks, buffer.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            let bad = Self.encode(type, values, blocks: blocks, into: buffer, threads: threads)
             guard bad < 0 else {
                 throw GGUFExportError.nonFinite(file: out.destination, tensor: name, type: type.name, row: rows.lowerBound + Int(bad) * type.blockElements / columns)
             }
