@@ -85,4 +85,30 @@ final class ReproducibleReleaseTests: XCTestCase {
         XCTAssertEqual(bad.status, 64)
         XCTAssertTrue(bad.stderr.contains("ARAPACK_ISA=avx9: expected one of generic, avx2, avx512"), bad.stderr)
     }
+
+    /// GGUF block files have the same bytes under every instruction set and thread count (the K-quants' lockstep
+    /// searches are built twice, generic and AVX2; the blocks split between threads), on the d-64 twin (fallback types)
+    /// and on a mix, and their parity reports the same bits.
+    func testGGUFBlockFilesAreTheSameBytesUnderEverySetting() throws {
+        let trained = TestSupport.fixture("trained/arafusion_tiny_ar.pt")
+        var settings: [[String: String]] = [[:], ["ARAPACK_THREADS": "1"], ["ARAPACK_THREADS": "3"]]
+        settings += KernelISA.supported.map { ["ARAPACK_ISA": $0.rawValue] }
+        for dtype in ["q4_k_m", "q6_k", "q5_k"] {
+            var digests: Set<String> = [], reports: Set<Data> = []
+            for (i, environment) in settings.enumerated() {
+                let file = scratch + "/\(dtype).gguf", report = scratch + "/\(dtype)-\(i).json"
+                removeTree(file)
+                let r = try TestSupport.run(TestSupport.arapackBinary, ["convert", trained, file, "--to", "gguf", "--dtype", dtype,
+                                                                        "--tokenizer", TestSupport.fixture("gguf/bytelevel"), "--quiet"], environment: environment)
+                XCTAssertEqual(r.status, 0, r.stderr)
+                digests.insert(try SHA256.hex(ofFile: file))
+                let p = try TestSupport.run(TestSupport.arapackBinary, ["verify", file, "--parity", "--against", trained, "--probes", "3", "--report", report],
+                                            environment: environment)
+                XCTAssertEqual(p.status, 0, p.stdout + p.stderr)
+                reports.insert(try Data(contentsOf: URL(fileURLWithPath: report)))
+            }
+            XCTAssertEqual(digests.count, 1, "\(dtype): one file under every setting")
+            XCTAssertEqual(reports.count, 1, "\(dtype): one parity report under every setting")
+        }
+    }
 }
