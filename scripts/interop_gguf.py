@@ -12,6 +12,9 @@ Prints one JSON line of measurements, then "ok"; exit 1 naming the check that fa
   interop_gguf.py greedy GGUF CHECKPOINT             llama.cpp's greedy continuation equals the training module's
   interop_gguf.py golden GGUF CHECKPOINT OUT          llama.cpp's logits on the held-out ids as a golden file
                                                      (ids I64 [N, L], logits F32 [N, L, V]) for arapack verify --golden
+  interop_gguf.py whitespace GGUF TOKENIZER_JSON KIND text with leading, trailing and only whitespace: a byte-level
+                                                     tokenizer gives tokenizers' ids; a Metaspace one too, but for text
+                                                     that starts with a space, where llama.cpp gives one more ▁ first
   interop_gguf.py quantize GGUF F32_GGUF FTYPE PURE   llama.cpp's own llama_model_quantize makes F32_GGUF a FTYPE file
                                                      (PURE 1: every matrix one type, as llama-quantize --pure); every
                                                      tensor of GGUF has the type and the bytes of llama.cpp's
@@ -233,6 +236,27 @@ def structure(args):
     print(json.dumps({"tensors": len(found), "types": sorted(set(types.values())), "file_type": field("general.file_type")}))
 
 
+def whitespace(args):
+    path, tokenizer_json, kind = args
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(tokenizer_json)
+    llm = llama(path, vocab_only=True)
+    lines = ["", " ", "  ", "\t", " \t", "كلمة", " كلمة", "  كلمة", "\tكلمة", " \tكلمة", "كلمة ", "كلمة  ", "كلمة\t",
+             "ب ت", "ب  ت", " ب ت ", "a b", " a b", "\u00a0كلمة"]
+    rows = []
+    for line in lines:
+        want = tok.encode(line, add_special_tokens=False).ids
+        got = llm.tokenize(line.encode("utf-8"), add_bos=False, special=False)
+        if kind == "metaspace" and line.startswith(" "):
+            expected = [tok.token_to_id("▁")] + want
+        else:
+            expected = want
+        if got != expected:
+            fail(f"{kind} {line!r}: llama.cpp {got}, expected {expected} (tokenizers {want})")
+        rows.append({"text": line, "tokenizers": want, "llama.cpp": got})
+    print(json.dumps({"lines": len(rows), "differing": sum(r["tokenizers"] != r["llama.cpp"] for r in rows)}, ensure_ascii=False))
+
+
 def quantize_check(args):
     import ctypes
     import tempfile
@@ -298,7 +322,7 @@ def twin(args):
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     {"structure": structure, "tokenizer": tokenizer, "logits": logits, "greedy": greedy, "golden": golden,
-     "quantize": quantize_check, "dequantize": dequantize_all, "twin": twin}[command](args)
+     "whitespace": whitespace, "quantize": quantize_check, "dequantize": dequantize_all, "twin": twin}[command](args)
     print("ok")
 
 

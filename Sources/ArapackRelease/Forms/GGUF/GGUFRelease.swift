@@ -59,6 +59,9 @@ public struct GGUFRelease: ReleaseForm {
         if let mismatch {
             result.warnings.append("\(conversion.destination): llama.cpp tokenizes text otherwise than the tokenizer (\(mismatch)); written as --allow-tokenizer-mismatch asked, and recorded in the file's \(GGUFExport.mismatchKey)")
         }
+        if try GGUFTokenizer.notes(GGUFFile(path: destination)) != [] {
+            result.warnings.append("\(conversion.destination): " + GGUFTokenizer.leadingSpaceNote)
+        }
         if let morph = model.tokenizer?.morphBPEFiles, !morph.isEmpty {
             result.warnings.append("\(conversion.destination): the tokenizer's MorphBPE segmentation (\(morph.joined(separator: ", "))) does not travel into GGUF: llama.cpp applies the base BPE alone, so its ids differ from the published tokenizer's wherever MorphBPE splits words")
         }

@@ -77,6 +77,17 @@ struct GGUFTokenizer {
     }
 
     /// Which of the two reproducible kinds the tokenizer is closest to, and what keeps it from being that kind exactly.
+    /// What llama.cpp does otherwise with a SentencePiece-style (Metaspace) tokenizer, which no GGUF metadata changes:
+    /// its SPM tokenizer always prepends a space (`add_space_prefix`), where `tokenizers`' Metaspace (prepend_scheme
+    /// "always") prepends none to text that already starts with one. Clearing `add_space_prefix` would drop the
+    /// prefix from every other text instead.
+    public static let leadingSpaceNote = "llama.cpp gives text that starts with a space one more ▁ than tokenizers does (\" word\" is ▁ ▁word there, ▁word in tokenizers: llama.cpp always prepends a space, tokenizers' Metaspace not before one); every other text gives the same ids"
+
+    /// The notes a GGUF file's tokenizer calls for: the leading-space difference of a Metaspace (llama) tokenizer.
+    public static func notes(_ file: GGUFFile) -> [String] {
+        file["tokenizer.ggml.model"]?.stringValue == "llama" && file["tokenizer.ggml.add_space_prefix"] == .bool(true) ? [leadingSpaceNote] : []
+    }
+
     static func kind(_ tokenizer: JSONValue) -> (metaspace: Bool, reasons: [String]) {
         let pre = tokenizer["pre_tokenizer"]
         let steps = pre?["type"]?.stringValue == "Sequence" ? (pre?["pretokenizers"]?.elements ?? []) : (pre.map { [$0] } ?? [])

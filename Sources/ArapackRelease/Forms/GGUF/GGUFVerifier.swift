@@ -14,10 +14,11 @@ public enum GGUFVerifier {
             model = try ReleaseModel(path: path, allowUntied: true)
         }))
         report.checks.append(VerifyReport.Check(name: "tie", problems: tieProblems(file, model)))
-        report.checks.append(VerifyReport.Check(name: "tensor types", problems: typeProblems(file)))
+        report.checks.append(VerifyReport.Check(name: "tensor types", problems: typeProblems(file, model)))
         report.checks.append(VerifyReport.Check(name: "NaN/Inf", problems: try nonFiniteProblems(file)))
+        let notes = (file[GGUFExport.mismatchKey]?.stringValue.map { ["mismatch (recorded: \($0))"] } ?? []) + GGUFTokenizer.notes(file)
         report.checks.append(VerifyReport.Check(name: "tokenizer", problems: tokenizerProblems(file, vocab: model?.config.vocabSize),
-                                                note: file[GGUFExport.mismatchKey]?.stringValue.map { "mismatch (recorded: \($0))" }))
+                                                note: notes.isEmpty ? nil : notes.joined(separator: "; ")))
         return report
     }
 
@@ -32,11 +33,14 @@ public enum GGUFVerifier {
         return model.tied ? ["output.weight equals token_embd.weight bit for bit: a tied model stores the matrix once (llama.cpp reuses token_embd)"] : []
     }
 
-    static func typeProblems(_ file: GGUFFile) -> [String] {
-        file.entries.compactMap { e in
+    static func typeProblems(_ file: GGUFFile, _ model: ReleaseModel?) -> [String] {
+        let vectors = file.entries.compactMap { e in
             let vector = e.shape.count == 1 || e.name == NamingLayout.gguf.name(of: ModelFamily.positionEmbedding)
             return vector && e.type != .f32 ? "\(e.name) is \(e.type.name); vectors and the position table are F32" : nil
         }
+        // Every matrix has the type its file type gives it (GGUFScheme: llama_model_quantize's choice).
+        guard vectors.isEmpty, let model, model.ggufScheme == nil else { return vectors }
+        return ["the tensor types are not those of any file type arapack writes for general.file_type \(file["general.file_type"]?.summary ?? "(missing)")"]
     }
 
     static func nonFiniteProblems(_ file: GGUFFile) throws -> [String] {
