@@ -14,7 +14,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import run_once  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ARAPACK = os.path.join(ROOT, ".build-rel", "release", "arapack")
@@ -31,14 +33,8 @@ sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode
 
 def run(argv):
     """(seconds, peak MiB) of one run; fails loudly."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    err = proc.stderr.read().decode()
-    if status != 0:
-        sys.exit(f"{argv[:3]} failed: {err[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    r = run_once(argv)
+    return r["wall"], r["peak"]
 
 
 def same_tensors(a, b):

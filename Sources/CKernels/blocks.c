@@ -30,6 +30,16 @@ static int round_to_int(float v) {
     return (bits & 0x007fffff) - 0x00400000;
 }
 
+// round_to_int(v) clamped to lo...hi, as a float: llama.cpp's nearest_int then MAX/MIN, in a form the lockstep
+// searches below vectorise.
+ARAPACK_INLINE float clamped_code(float v, int lo, int hi) {
+    float shifted = v + 12582912.0f;
+    int32_t bits;
+    memcpy(&bits, &shifted, 4);
+    int l = (bits & 0x007fffff) - 0x00400000;
+    return (float)(l < lo ? lo : l > hi ? hi : l);
+}
+
 static void put_half(uint8_t *at, float v) {
     uint16_t h = arapack_f32_to_f16(v);
     at[0] = (uint8_t)(h & 0xFF);
@@ -105,6 +115,19 @@ static void q5_1_block(const float *x, uint8_t *out) {
 // weighted by x²: the range first, then 18 other spacings, keeping the one whose least-squares scale explains most
 // (llama.cpp's make_qx_quants, rmse_type 1). As for Q4_K, the sixteen searches run in lockstep, lane j being sub-block
 // j, each with llama.cpp's operations in llama.cpp's order. xt holds value i of sub-block j at [i][j].
+// One spacing of the Q6_K search for all sixteen lanes: the codes (−32...31) of x · inverse, and the x²-weighted sums
+// Σ w·x·l and Σ w·l² added to sum_lx and sum_l2.
+ARAPACK_INLINE void q6_k_codes(const float xt[16][16], const float inverse[16], float codes[16][16], float sum_lx[16], float sum_l2[16]) {
+    for (int i = 0; i < 16; i++) {
+        for (int j = 0; j < 16; j++) {
+            float fl = clamped_code(inverse[j] * xt[i][j], -32, 31), w = xt[i][j] * xt[i][j];
+            codes[i][j] = fl;
+            sum_lx[j] += w * xt[i][j] * fl;
+            sum_l2[j] += w * fl * fl;
+        }
+    }
+}
+
 ARAPACK_INLINE void fit_sixteen_body(const float xt[16][16], int8_t codes[SUPER], float scales[16]) {
     float extreme[16], top[16], inverse[16], sum_lx[16], sum_l2[16], scale[16], best[16];
     int zero[16];
@@ -127,19 +150,7 @@ ARAPACK_INLINE void fit_sixteen_body(const float xt[16][16], int8_t codes[SUPER]
         sum_lx[j] = sum_l2[j] = 0;
     }
     float lanes[16][16], trial[16][16];
-    for (int i = 0; i < 16; i++) {
-        for (int j = 0; j < 16; j++) {
-            float shifted = inverse[j] * xt[i][j] + 12582912.0f;
-            int32_t bits;
-            memcpy(&bits, &shifted, 4);
-            int l = (bits & 0x007fffff) - 0x00400000;
-            l = l < -32 ? -32 : l > 31 ? 31 : l;
-            float fl = (float)l, w = xt[i][j] * xt[i][j];
-            lanes[i][j] = fl;
-            sum_lx[j] += w * xt[i][j] * fl;
-            sum_l2[j] += w * fl * fl;
-        }
-    }
+    q6_k_codes(xt, inverse, lanes, sum_lx, sum_l2);
     for (int j = 0; j < 16; j++) {
         scale[j] = sum_l2[j] != 0 ? sum_lx[j] / sum_l2[j] : 0.0f;
         best[j] = scale[j] * sum_lx[j];
@@ -150,19 +161,7 @@ ARAPACK_INLINE void fit_sixteen_body(const float xt[16][16], int8_t codes[SUPER]
             inverse[j] = -(32 + 0.1f * step) / extreme[j];
             sum_lx[j] = sum_l2[j] = 0;
         }
-        for (int i = 0; i < 16; i++) {
-            for (int j = 0; j < 16; j++) {
-                float shifted = inverse[j] * xt[i][j] + 12582912.0f;
-                int32_t bits;
-                memcpy(&bits, &shifted, 4);
-                int l = (bits & 0x007fffff) - 0x00400000;
-                l = l < -32 ? -32 : l > 31 ? 31 : l;
-                float fl = (float)l, w = xt[i][j] * xt[i][j];
-                trial[i][j] = fl;
-                sum_lx[j] += w * xt[i][j] * fl;
-                sum_l2[j] += w * fl * fl;
-            }
-        }
+        q6_k_codes(xt, inverse, trial, sum_lx, sum_l2);
         for (int j = 0; j < 16; j++) {
             if (sum_l2[j] > 0 && sum_lx[j] * sum_lx[j] > best[j] * sum_l2[j]) {
                 for (int i = 0; i < 16; i++) lanes[i][j] = trial[i][j];
@@ -230,12 +229,7 @@ ARAPACK_INLINE void fit_eight_body(const float xt[32][8], const float wt[32][8],
     float lanes[32][8];
     for (int i = 0; i < 32; i++) {
         for (int j = 0; j < 8; j++) {
-            float shifted = inverse[j] * (xt[i][j] - lo[j]) + 12582912.0f;
-            int32_t bits;
-            memcpy(&bits, &shifted, 4);
-            int l = (bits & 0x007fffff) - 0x00400000;
-            l = l < 0 ? 0 : l > top ? top : l;
-            lanes[i][j] = (float)l;
+            lanes[i][j] = clamped_code(inverse[j] * (xt[i][j] - lo[j]), 0, top);
             float diff = scale[j] * lanes[i][j] + lo[j] - xt[i][j];
             best[j] += wt[i][j] * (diff * diff);
         }
@@ -250,12 +244,7 @@ ARAPACK_INLINE void fit_eight_body(const float xt[32][8], const float wt[32][8],
         }
         for (int i = 0; i < 32; i++) {
             for (int j = 0; j < 8; j++) {
-                float shifted = inv[j] * (xt[i][j] - lo[j]) + 12582912.0f;
-                int32_t bits;
-                memcpy(&bits, &shifted, 4);
-                int l = (bits & 0x007fffff) - 0x00400000;
-                l = l < 0 ? 0 : l > top ? top : l;
-                float fl = (float)l;
+                float fl = clamped_code(inv[j] * (xt[i][j] - lo[j]), 0, top);
                 trial[i][j] = fl;
                 sum_l[j] += wt[i][j] * fl;
                 sum_l2[j] += wt[i][j] * fl * fl;
