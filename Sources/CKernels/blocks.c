@@ -176,11 +176,7 @@ ARAPACK_INLINE void fit_sixteen_body(const float xt[16][16], int8_t codes[SUPER]
     }
 }
 
-static void fit_sixteen_generic(const float xt[16][16], int8_t codes[SUPER], float scales[16]) { fit_sixteen_body(xt, codes, scales); }
-
-#if defined(__x86_64__)
-ARAPACK_FAST static void fit_sixteen_fast(const float xt[16][16], int8_t codes[SUPER], float scales[16]) { fit_sixteen_body(xt, codes, scales); }
-#endif
+ARAPACK_DISPATCH_VOID(fit_sixteen, (const float xt[16][16], int8_t codes[SUPER], float scales[16]), (xt, codes, scales))
 
 // The 6-bit scale and min of sub-block j from the 12 packed bytes of a Q4_K / Q5_K super-block.
 static void unpack_scale_min(int j, const uint8_t *packed, uint8_t *scale, uint8_t *min) {
@@ -284,17 +280,9 @@ ARAPACK_INLINE void fit_eight_body(const float xt[32][8], const float wt[32][8],
     }
 }
 
-static void fit_eight_generic(const float xt[32][8], const float wt[32][8], int top, float first_shift, int nstep,
-                              uint8_t codes[SUPER], float scales[8], float negated_mins[8]) {
-    fit_eight_body(xt, wt, top, first_shift, nstep, codes, scales, negated_mins);
-}
-
-#if defined(__x86_64__)
-ARAPACK_FAST static void fit_eight_fast(const float xt[32][8], const float wt[32][8], int top, float first_shift, int nstep,
-                                        uint8_t codes[SUPER], float scales[8], float negated_mins[8]) {
-    fit_eight_body(xt, wt, top, first_shift, nstep, codes, scales, negated_mins);
-}
-#endif
+ARAPACK_DISPATCH_VOID(fit_eight, (const float xt[32][8], const float wt[32][8], int top, float first_shift, int nstep,
+                                  uint8_t codes[SUPER], float scales[8], float negated_mins[8]),
+                      (xt, wt, top, first_shift, nstep, codes, scales, negated_mins))
 
 // Q4_K and Q5_K share their scales: eight sub-blocks of 32, each fitted a scale and a min, both quantized to 6 bits
 // against the super-block's largest (float16 d and dmin), then every value coded again against its quantized pair.
@@ -312,12 +300,7 @@ static void k_scales_and_codes(const float *x, int top, float first_shift, int n
             wt[l][j] = spread + fabsf(v[l]);
         }
     }
-#if defined(__x86_64__)
-    if (arapack_isa() != ARAPACK_ISA_GENERIC) fit_eight_fast(xt, wt, top, first_shift, nstep, codes, scales, mins);
-    else fit_eight_generic(xt, wt, top, first_shift, nstep, codes, scales, mins);
-#else
-    fit_eight_generic(xt, wt, top, first_shift, nstep, codes, scales, mins);
-#endif
+    arapack_fit_eight(xt, wt, top, first_shift, nstep, codes, scales, mins);
     for (int j = 0; j < 8; j++) {
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
@@ -393,12 +376,7 @@ static void q6_k_block(const float *x, uint8_t *out) {
     for (int b = 0; b < 16; b++) {
         for (int i = 0; i < 16; i++) xt[i][b] = x[16 * b + i];
     }
-#if defined(__x86_64__)
-    if (arapack_isa() != ARAPACK_ISA_GENERIC) fit_sixteen_fast(xt, codes, scales);
-    else fit_sixteen_generic(xt, codes, scales);
-#else
-    fit_sixteen_generic(xt, codes, scales);
-#endif
+    arapack_fit_sixteen(xt, codes, scales);
     for (int b = 0; b < 16; b++) {
         if (fabsf(scales[b]) > max_abs) {
             max_abs = fabsf(scales[b]);

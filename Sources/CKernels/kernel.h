@@ -50,4 +50,9 @@ __attribute__((target("avx2"), always_inline)) static inline void arapack_transp
 #define ARAPACK_DISPATCH(RET, NAME, PARAMS, ARGS) RET arapack_##NAME PARAMS { return NAME##_body ARGS; }
 #define ARAPACK_DISPATCH_VOID(NAME, PARAMS, ARGS) void arapack_##NAME PARAMS { NAME##_body ARGS; }
 #endif
+
+// The K-quants' lockstep searches (blocks.c), dispatched like every kernel; internal to CKernels.
+void arapack_fit_eight(const float xt[32][8], const float wt[32][8], int top, float first_shift, int nstep, uint8_t codes[256],
+                       float scales[8], float negated_mins[8]);
+void arapack_fit_sixteen(const float xt[16][16], int8_t codes[256], float scales[16]);
 #endif
