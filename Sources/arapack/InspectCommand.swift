@@ -45,6 +45,10 @@ struct InspectCommand: ParsableCommand {
                 (report, refusal) = try InspectReport.inspect(path: source, checkData: checkData)
             }
             print(json ? report.json.serialized(pretty: true) : report.text)
+            // What a GGUF file's tokenizer does otherwise in llama.cpp than in tokenizers (docs/releases.md).
+            if !json, try SourceDetection.detect(source).format == .gguf {
+                for note in GGUFRelease.tokenizerNotes(try GGUFFile(path: source)) { print("note: tokenizer: " + note) }
+            }
             if let refusal { throw refusal }
         }
     }

@@ -51,6 +51,8 @@ final class GGUFInteropTests: XCTestCase {
             let verify = try TestSupport.arapack("verify", gguf)
             XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
             XCTAssertEqual(verify.stdout.contains("llama.cpp gives text that starts with a space one more ▁"), kind == "metaspace", verify.stdout)
+            let inspect = try TestSupport.arapack("inspect", gguf)
+            XCTAssertEqual(inspect.stdout.contains("note: tokenizer: llama.cpp gives text that starts with a space one more ▁"), kind == "metaspace", inspect.stdout)
         }
         let refused = try TestSupport.arapack("convert", trained, dir + "/t.gguf", "--to", "gguf", "--tokenizer", TestSupport.fixture("trained/tokenizer"))
         XCTAssertEqual(refused.status, 2)

@@ -96,3 +96,8 @@ extension GGUFRelease {
         try assembly.add(.causal, .bool(true), origin: origin)
     }
 }
+
+extension GGUFRelease {
+    /// What a written file's tokenizer does otherwise in llama.cpp than in `tokenizers` (`inspect` and `verify` print it).
+    public static func tokenizerNotes(_ file: GGUFFile) -> [String] { GGUFTokenizer.notes(file) }
+}
