@@ -18,7 +18,8 @@ public struct NativeBundle: BundleForm {
 
     /// int8 is the native bundle's (compressed-tensors) alone.
     public var dtypeNotes: [String: String] {
-        ["int8": "--dtype int8 writes bundles only; --to torch and --to dcp take f32, bf16 or f16, --to gguf also q8_0"]
+        ["int8": "--dtype int8 writes bundles only; " + ReleaseForms.all.filter { !$0.dtypes.contains("int8") }
+            .map { "--to \($0.name) takes " + $0.dtypes.joined(separator: ", ") }.joined(separator: "; ")]
     }
 
     public var modelTypes: [String] { [ModelConfig.causalModelType, ModelConfig.bidirectionalModelType] }
