@@ -29,7 +29,7 @@ public enum GGUFExport {
     public static let mismatchKey = "arapack.tokenizer_mismatch"
 
     /// What every file says about how llama.cpp computes it.
-    public static let description = "An AraFusion AR model, converted by arapack. llama.cpp's gpt2 graph computes GELU with the tanh approximation, read from a float16 table, where AraFusion uses exact erf GELU: logits differ slightly (on the trained twin, in float32: mean KL 1.2e-6, max |logit difference| 0.035, top-1 agreement 1.0; README, \"GGUF\")."
+    public static let description = "An AraFusion AR model, converted by arapack. llama.cpp's gpt2 graph computes GELU with the tanh approximation, read from a float16 table, where AraFusion uses exact erf GELU: logits differ slightly (on the trained twin, in float32: mean KL 1.2e-6, max |logit difference| 0.035, top-1 agreement 1.0; arapack's docs/releases.md)."
 
     /// Writes `model` to `path`; returns the tokenizer mismatch written with it, if any.
     @discardableResult
