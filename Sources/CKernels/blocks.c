@@ -23,7 +23,7 @@ static int imax(int a, int b) { return a > b ? a : b; }
 
 // Round to nearest, ties to even, for |v| < 2^22: adding 1.5 · 2^23 leaves the integer in the low mantissa bits
 // (llama.cpp's nearest_int; the bit form matters only in being the same rounding).
-static int round_to_int(float v) {
+ARAPACK_INLINE int round_to_int(float v) {
     float shifted = v + 12582912.0f;
     int32_t bits;
     memcpy(&bits, &shifted, 4);
@@ -33,10 +33,7 @@ static int round_to_int(float v) {
 // round_to_int(v) clamped to lo...hi, as a float: llama.cpp's nearest_int then MAX/MIN, in a form the lockstep
 // searches below vectorise.
 ARAPACK_INLINE float clamped_code(float v, int lo, int hi) {
-    float shifted = v + 12582912.0f;
-    int32_t bits;
-    memcpy(&bits, &shifted, 4);
-    int l = (bits & 0x007fffff) - 0x00400000;
+    int l = round_to_int(v);
     return (float)(l < lo ? lo : l > hi ? hi : l);
 }
 

@@ -20,7 +20,10 @@ public struct DialectConfig<Key: ConfigDialect>: Codable, Sendable {
     public var values: [(key: Key, value: JSONValue)]
 
     /// The dialect's statement of `config`: every name, in the dialect's order.
-    public init(_ config: ModelConfig) { values = Key.allCases.map { ($0, config.value(of: $0.field)) } }
+    public init(_ config: ModelConfig) {
+        let members = config.members
+        values = Key.allCases.map { key in (key, members.first { $0.key == key.field.stringValue }!.value) }
+    }
 
     /// Decodes the dialect's names from a config object (nil: not an object).
     public init?(_ json: JSONValue) {

@@ -31,9 +31,16 @@ public enum GGUFExport {
     /// What every file says about how llama.cpp computes it.
     public static let description = "An AraFusion AR model, converted by arapack. llama.cpp's gpt2 graph computes GELU with the tanh approximation, read from a float16 table, where AraFusion uses exact erf GELU: logits differ slightly (on the trained twin, in float32: mean KL 1.2e-6, max |logit difference| 0.035, top-1 agreement 1.0; arapack's docs/releases.md)."
 
-    /// Writes `model` to `path`; returns the tokenizer mismatch written with it, if any.
+    /// What a written file's tokenizer does otherwise than the source's: the mismatch written with it, if any, and
+    /// the notes on what llama.cpp does otherwise (`GGUFTokenizer.notes`).
+    public struct Written: Sendable {
+        public let mismatch: String?
+        public let tokenizerNotes: [String]
+    }
+
+    /// Writes `model` to `path`.
     @discardableResult
-    public static func write(_ model: ReleaseModel, options: GGUFOptions, to path: String, replacing: Bool, progress: Progress) throws -> String? {
+    public static func write(_ model: ReleaseModel, options: GGUFOptions, to path: String, replacing: Bool, progress: Progress) throws -> Written {
         let config = model.config
         try GGUFRelease().check(config, dtype: nil, source: model.info.path)
         let scheme = options.scheme ?? GGUFScheme.keeping(model.dominantDType)
@@ -71,7 +78,7 @@ public enum GGUFExport {
         progress.begin("writing GGUF", total: pending.reduce(0) { $0 + $1.byteCount })
         try GGUFWriter.write(metadata: metadata, tensors: pending, to: path, replacing: replacing)
         progress.end()
-        return tokenizer.mismatch
+        return Written(mismatch: tokenizer.mismatch, tokenizerNotes: tokenizer.notes)
     }
 
     /// Encodes `blocks` blocks of `values` into `out`, the blocks split between `threads` (each block depends only on

@@ -41,7 +41,7 @@ public struct GGUFRelease: ReleaseForm {
         let options = GGUFOptions(scheme: conversion.options.dtype.flatMap(GGUFScheme.named), allowTokenizerMismatch: conversion.options.allowTokenizerMismatch)
         let staging = try AtomicDirectory(destination: destination)
         let staged = staging.path(splitPath(destination).1)
-        let mismatch = try GGUFExport.write(model, options: options, to: staged, replacing: false, progress: progress)
+        let written = try GGUFExport.write(model, options: options, to: staged, replacing: false, progress: progress)
         var result = Conversion.Result(model: model, manifest: nil)
         if let parity = conversion.parity {
             progress.begin("parity", total: 0)
@@ -56,12 +56,10 @@ public struct GGUFRelease: ReleaseForm {
             try moveIntoPlace(staged + ".sig", to: ModelSignature.defaultSignaturePath(of: destination), replacing: conversion.force)
         }
         try moveIntoPlace(staged, to: destination, replacing: conversion.force)
-        if let mismatch {
+        if let mismatch = written.mismatch {
             result.warnings.append("\(conversion.destination): llama.cpp tokenizes text otherwise than the tokenizer (\(mismatch)); written as --allow-tokenizer-mismatch asked, and recorded in the file's \(GGUFExport.mismatchKey)")
         }
-        if try GGUFTokenizer.notes(GGUFFile(path: destination)) != [] {
-            result.warnings.append("\(conversion.destination): " + GGUFTokenizer.leadingSpaceNote)
-        }
+        for note in written.tokenizerNotes { result.warnings.append("\(conversion.destination): " + note) }
         if let morph = model.tokenizer?.morphBPEFiles, !morph.isEmpty {
             result.warnings.append("\(conversion.destination): the tokenizer's MorphBPE segmentation (\(morph.joined(separator: ", "))) does not travel into GGUF: llama.cpp applies the base BPE alone, so its ids differ from the published tokenizer's wherever MorphBPE splits words")
         }

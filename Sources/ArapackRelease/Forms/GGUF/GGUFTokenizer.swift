@@ -88,6 +88,9 @@ struct GGUFTokenizer {
         file["tokenizer.ggml.model"]?.stringValue == "llama" && file["tokenizer.ggml.add_space_prefix"] == .bool(true) ? [leadingSpaceNote] : []
     }
 
+    /// The notes of the tokenizer this writes (a Metaspace one is always written with `add_space_prefix`).
+    var notes: [String] { metadata.contains { $0.key == "tokenizer.ggml.model" && $0.value == .string("llama") } ? [Self.leadingSpaceNote] : [] }
+
     static func kind(_ tokenizer: JSONValue) -> (metaspace: Bool, reasons: [String]) {
         let pre = tokenizer["pre_tokenizer"]
         let steps = pre?["type"]?.stringValue == "Sequence" ? (pre?["pretokenizers"]?.elements ?? []) : (pre.map { [$0] } ?? [])
