@@ -11,8 +11,8 @@ Checks, each printed; exits 1 on any failure:
   AutoModelForMaskedLM as MDLMForMaskedDiffusion; no missing, unexpected or mismatched keys; `torch_dtype="auto"`
   gives the dtype config.json states; the LM head is the embedding (tied);
 - logits, computed in float32: f32 bundles bit-identical to ARBaseline (Fixtures/arafusion.py) on the source;
-  bf16/f16 bundles bit-identical to ARBaseline on the source's weights cast the same way; int8 bundles (loaded
-  through compressed-tensors with no quantization arguments) within 1e-4 of ARBaseline on the bundle's weights
+  bf16/f16 bundles bit-identical to ARBaseline on the source's weights cast the same way; int8 and int4 bundles
+  (loaded through compressed-tensors with no quantization arguments) within 1e-4 of ARBaseline on the bundle's weights
   dequantized here (q * scale), and --golden-out writes their ids and logits for `arapack verify --golden`;
 - AR: greedy `generate` equals a greedy loop over the reference; top-p sampling with the bundle's
   generation_config runs; a plain `generate(ids)` stops within the positions; `pipeline("text-generation")`
@@ -45,7 +45,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from transformers_checks import DTYPES, Checks, card_quick_start, greedy, reference  # noqa: E402
 
 def bundle_tensors(bundle):
-    """Every tensor of the bundle's safetensors files, int8 pairs dequantized (q * scale, per row or group)."""
+    """Every tensor of the bundle's safetensors files, quantized weights dequantized (q * scale, per row or group):
+    int8's `X` I8 with `X_scale`, int4's `X_packed` I32 (8 values a word, value + 8 in 4 bits, the first lowest) with
+    `X_scale` and `X_shape`."""
     raw = {}
     for name in sorted(os.listdir(bundle)):
         if name.endswith(".safetensors"):
@@ -53,8 +55,13 @@ def bundle_tensors(bundle):
                 raw.update({k: f.get_tensor(k) for k in f.keys()})
     out = {}
     for k, v in raw.items():
-        if k.endswith("_scale"):
+        if k.endswith(("_scale", "_shape")):
             continue
+        if k.endswith("_packed"):
+            k = k[:-len("_packed")]
+            shifts = torch.arange(0, 32, 4, dtype=torch.int32)
+            v = (((v.unsqueeze(-1) >> shifts) & 0xF) - 8).reshape(v.shape[0], -1).to(torch.int8)
+            assert list(v.shape) == raw[k + "_shape"].tolist(), (k, v.shape, raw[k + "_shape"])
         if v.dtype == torch.int8:
             s = raw[k + "_scale"]
             out[k] = (v.float().view(v.shape[0], s.shape[1], -1) * s.unsqueeze(-1)).view(v.shape)
@@ -64,8 +71,8 @@ def bundle_tensors(bundle):
 
 
 def bundle_reference(source_path, hf, bundle):
-    """ARBaseline in float32 on what the bundle should hold: the source cast to the bundle's dtype, or for int8
-    the bundle's own weights dequantized."""
+    """ARBaseline in float32 on what the bundle should hold: the source cast to the bundle's dtype, or for int8 and
+    int4 the bundle's own weights dequantized."""
     if "quantization_config" in hf:
         return reference(source_path, torch.float32, {k[len("model."):]: v for k, v in bundle_tensors(bundle).items()})
     return reference(source_path, DTYPES[hf["torch_dtype"]])
@@ -151,7 +158,7 @@ def main():
     print(f"transformers {transformers.__version__}, torch {torch.__version__}")
     hf = json.load(open(os.path.join(bundle, "config.json")))
     causal = hf["model_type"] == "arafusion_ar"
-    int8 = "quantization_config" in hf
+    quantized = {"int-quantized": "int8", "pack-quantized": "int4"}.get(hf.get("quantization_config", {}).get("format"))
     classes = [AutoModelForCausalLM] if causal else [AutoModel, AutoModelForMaskedLM]
     expected_class = "ARAr381MForCausalLM" if causal else "MDLMForMaskedDiffusion"
     for auto in classes:
@@ -174,8 +181,8 @@ def main():
     with torch.no_grad():
         a, b = ref(probe), model32(probe).logits
     diff = (a - b).abs().max().item()
-    if int8:
-        check(diff <= 1e-4, f"int8 logits: max |ARBaseline(dequantized) - {expected_class}| = {diff:.3g} (limit 1e-4)")
+    if quantized:
+        check(diff <= 1e-4, f"{quantized} logits: max |ARBaseline(dequantized) - {expected_class}| = {diff:.3g} (limit 1e-4)")
     else:
         check(torch.equal(a, b), f"logits bit-identical to ARBaseline on the source as {hf['torch_dtype']} "
                                  f"(max |diff| {diff:.3g} over {tuple(a.shape)})")
@@ -246,7 +253,7 @@ def main():
     if "--card" in sys.argv:
         import yaml
         # The card's perplexity against the training module where the bundle computes in float32.
-        card = card_quick_start(bundle, check, ref if hf["torch_dtype"] == "float32" and not int8 else None)
+        card = card_quick_start(bundle, check, ref if hf["torch_dtype"] == "float32" and not quantized else None)
         front = yaml.safe_load(card.split("---\n")[1])
         check(front["library_name"] == "transformers" and "custom_code" in front["tags"] and front["language"] == ["ar"]
               and front["pipeline_tag"] == ("text-generation" if causal else "fill-mask") and "license" in front,

@@ -23,7 +23,7 @@ if [ -z "${ARAPACK_PYTHON:-}" ]; then
     if ! "$venv/bin/python" -c "import transformers, sys; sys.exit(transformers.__version__ != '5.25.0')" 2>/dev/null; then
         "$venv/bin/pip" install -q transformers==5.25.0 huggingface-hub==2.4.0 pyyaml==6.0.4
     fi
-    # compressed-tensors loads int8 bundles in transformers.
+    # compressed-tensors loads int8 and int4 bundles in transformers (and checks int4 bytes, scripts/interop_int4.py).
     if ! "$venv/bin/python" -c "import compressed_tensors, sys; from importlib.metadata import version; sys.exit(version('compressed-tensors') != '0.20.1')" 2>/dev/null; then
         "$venv/bin/pip" install -q compressed-tensors==0.20.1
     fi

@@ -41,7 +41,7 @@ int main(void) {
     TIME("layer_norm 512x1024", { for (size_t r = 0; r < rows; r++) arapack_layer_norm(x + r * d, y + r * d, d, w, b, 1e-5f); });
     TIME("softmax 16x512x512", { for (size_t r = 0; r < 16 * rows; r++) arapack_softmax(y + r * rows, r % rows + 1, rows); });
     TIME("max_abs 4096x1024", { for (size_t r = 0; r < ffn; r++) (void)arapack_max_abs(x + r * d, d); });
-    TIME("quantize 4096x1024", { memset(stats, 0, sizeof stats); for (size_t r = 0; r < ffn; r++) arapack_quantize_int8(x + r * d, d, 0.01f, q + r * d, stats); });
+    TIME("quantize 4096x1024", { memset(stats, 0, sizeof stats); for (size_t r = 0; r < ffn; r++) arapack_quantize_symmetric(x + r * d, d, 0.01f, -127.0f, 127.0f, q + r * d, stats); });
     TIME("error_stats 78.6M", { memset(stats, 0, sizeof stats); arapack_error_stats(x, y, vocab * d, stats); });
     TIME("transpose f32 4096^2", { arapack_transpose(x, ffn, y, ffn, ffn, ffn, 4); });
     TIME("transpose bf16 4096^2", { arapack_transpose(x, ffn, h, ffn, ffn, ffn, 2); });

@@ -42,7 +42,7 @@ public enum ModelFamily {
             }
         }
 
-        /// The weights of nn.Linear modules (what int8 quantizes; see `isLinearModuleWeight`).
+        /// The weights of nn.Linear modules (what int8 and int4 quantize; see `isLinearModuleWeight`).
         public var isLinearModuleWeight: Bool { self == .outProjWeight || self == .linear1Weight || self == .linear2Weight }
     }
 
@@ -83,8 +83,8 @@ public enum ModelFamily {
     }
 
     /// Whether a training name is the weight of an `nn.Linear` module of the layers (out_proj, linear1, linear2):
-    /// the weights int8 quantizes. compressed-tensors quantizes modules, so `in_proj_weight` (a bare parameter of
-    /// nn.MultiheadAttention) cannot be; nor the tied embedding, whose tie would carry int8 values into the LM head.
+    /// the weights int8 and int4 quantize. compressed-tensors quantizes modules, so `in_proj_weight` (a bare parameter of
+    /// nn.MultiheadAttention) cannot be; nor the tied embedding, whose tie would carry quantized values into the LM head.
     public static func isLinearModuleWeight(_ training: String) -> Bool {
         layerTensor(training)?.tensor.isLinearModuleWeight ?? false
     }
@@ -116,24 +116,43 @@ public enum ModelFamily {
         return problems
     }
 
-    /// What an int8 weight's scale tensor adds to the weight's name (docs/bundle.md).
-    public static let int8ScaleSuffix = "_scale"
-
-    /// Folds int8 pairs (docs/bundle.md): a weight `X` (I8 [rows, cols]) with `X_scale` (F32 [rows, groups],
-    /// groups dividing cols) stands for one float32 tensor `X`. Returns the descriptors with each pair folded
-    /// and, by weight name, the name of its scale.
-    public static func foldQuantized(_ tensors: [String: TensorDescriptor]) -> (tensors: [String: TensorDescriptor], scales: [String: String]) {
-        var out = tensors
-        var scales: [String: String] = [:]
-        for (name, scale) in tensors where name.hasSuffix(ModelFamily.int8ScaleSuffix) {
-            let base = String(name.dropLast(ModelFamily.int8ScaleSuffix.count))
-            guard let q = tensors[base], q.dtype == .i8, q.shape.count == 2, scale.dtype == .f32, scale.shape.count == 2,
-                  scale.shape[0] == q.shape[0], scale.shape[1] > 0, q.shape[1] % scale.shape[1] == 0 else { continue }
-            out[base]!.dtype = .f32
-            out.removeValue(forKey: name)
-            scales[base] = name
+    /// The tensors that stand for one quantized weight `X` (docs/bundle.md), by their names: int8's `X` (I8) with
+    /// `X_scale`; int4's `X_packed` (I32) with `X_scale` and `X_shape`.
+    public struct QuantizedParts: Equatable, Sendable {
+        public static let scaleSuffix = "_scale", packedSuffix = "_packed", shapeSuffix = "_shape"
+        public var scale: String
+        /// int4's packed words and stated shape (nil for int8, whose values are `X` itself).
+        public var packed: String?
+        public var shape: String?
+        public init(scale: String, packed: String? = nil, shape: String? = nil) {
+            (self.scale, self.packed, self.shape) = (scale, packed, shape)
         }
-        return (out, scales)
+        /// Whether `name` is a scale, packed words or a stated shape by its suffix.
+        public static func isPart(_ name: String) -> Bool { [scaleSuffix, packedSuffix, shapeSuffix].contains { name.hasSuffix($0) } }
+    }
+
+    /// Folds quantized weights (docs/bundle.md) into the one float32 tensor `X` each stands for: `X` (I8 [rows, cols])
+    /// with `X_scale` (F32 [rows, groups], groups dividing cols), or `X_packed` (I32 [rows, cols/8]) with `X_scale`
+    /// (the same) and `X_shape` (I64 [2]). Returns the descriptors with each folded and, by weight name, its parts.
+    public static func foldQuantized(_ tensors: [String: TensorDescriptor]) -> (tensors: [String: TensorDescriptor], parts: [String: QuantizedParts]) {
+        var out = tensors
+        var parts: [String: QuantizedParts] = [:]
+        for (name, scale) in tensors where name.hasSuffix(QuantizedParts.scaleSuffix) {
+            let base = String(name.dropLast(QuantizedParts.scaleSuffix.count))
+            guard scale.dtype == .f32, scale.shape.count == 2, scale.shape[1] > 0 else { continue }
+            if let q = tensors[base], q.dtype == .i8, q.shape.count == 2, scale.shape[0] == q.shape[0], q.shape[1] % scale.shape[1] == 0 {
+                out[base]!.dtype = .f32
+                out.removeValue(forKey: name)
+                parts[base] = QuantizedParts(scale: name)
+            } else if tensors[base] == nil, let p = tensors[base + QuantizedParts.packedSuffix], p.dtype == .i32, p.shape.count == 2,
+                      scale.shape[0] == p.shape[0], (p.shape[1] * 8) % scale.shape[1] == 0,
+                      let s = tensors[base + QuantizedParts.shapeSuffix], s.dtype == .i64 || s.dtype == .i32, s.shape == [2] {
+                out[base] = TensorDescriptor(dtype: .f32, shape: [p.shape[0], p.shape[1] * 8])
+                for suffix in [QuantizedParts.scaleSuffix, QuantizedParts.packedSuffix, QuantizedParts.shapeSuffix] { out.removeValue(forKey: base + suffix) }
+                parts[base] = QuantizedParts(scale: name, packed: base + QuantizedParts.packedSuffix, shape: base + QuantizedParts.shapeSuffix)
+            }
+        }
+        return (out, parts)
     }
 
     public static func list(_ names: [String]) -> String {

@@ -100,7 +100,7 @@ public struct ParityThresholds: Equatable, Sendable {
     public enum Kind: String, Sendable {
         /// Bit-identical required (the bundle keeps the source's dtype).
         case lossless
-        case bf16, f16, int8
+        case bf16, f16, int8, int4
         /// GGUF's Q8_0 blocks (32 int8 with a float16 scale), with llama.cpp's GELU.
         case q8_0
         /// GGUF's 6-, 5- and 4-bit files (Q6_K; Q5_0, Q5_K, Q5_K_M; Q4_0, Q4_K, Q4_K_M), with llama.cpp's GELU.
@@ -126,10 +126,16 @@ public struct ParityThresholds: Equatable, Sendable {
     public static func cast(_ dtype: DType) -> ParityThresholds {
         switch dtype {
         case .f16: return ParityThresholds(kind: .f16, maxAbsDiff: nil, maxMeanKL: 3e-5, minTop1: 0.99)
-        case .i8: return ParityThresholds(kind: .int8, maxAbsDiff: nil, maxMeanKL: 1e-2, minTop1: 0.90)
         default: return ParityThresholds(kind: .bf16, maxAbsDiff: nil, maxMeanKL: 1e-3, minTop1: 0.95)
         }
     }
+
+    /// An int8 bundle (the layers' nn.Linear weights quantized; measured above).
+    public static let int8 = ParityThresholds(kind: .int8, maxAbsDiff: nil, maxMeanKL: 1e-2, minTop1: 0.90)
+
+    /// An int4 (W4A16) bundle: measured on the trained twin's held-out text against its checkpoint with groups of 32
+    /// (d 64 takes no group of 128): mean KL INT4_KL and top-1 INT4_TOP1 (BENCHMARKS.md, "int4 bundles").
+    public static let int4 = ParityThresholds(kind: .int4, maxAbsDiff: nil, maxMeanKL: 0.1, minTop1: 0.75)
 
     /// llama.cpp's GELU against exact GELU on the same weights: measured on the trained twin mean KL 8e-7 and top-1 1.0
     /// (README, "GGUF").

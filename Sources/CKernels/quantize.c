@@ -48,7 +48,7 @@ static float round_even(float v) {
     return (v + magic) - magic;
 }
 
-void arapack_quantize_int8(const float *x, size_t n, float scale, int8_t *q, double stats[3]) {
+void arapack_quantize_symmetric(const float *x, size_t n, float scale, float low, float high, int8_t *q, double stats[3]) {
     size_t i = 0;
     while (i < n) {
         float sq[ARAPACK_LANES] = {0}, er[ARAPACK_LANES] = {0}, mx[ARAPACK_LANES] = {0};
@@ -58,8 +58,8 @@ void arapack_quantize_int8(const float *x, size_t n, float scale, int8_t *q, dou
             for (int l = 0; l < ARAPACK_LANES; l++) {
                 float a = x[i + l];
                 float v = a / scale;
-                v = v > 127.0f ? 127.0f : v;
-                v = v < -127.0f ? -127.0f : v;
+                v = v > high ? high : v;
+                v = v < low ? low : v;
                 v = v == v ? round_even(v) : 0.0f;
                 q[i + l] = (int8_t)v;
                 float e = a - v * scale, m = magnitude(e);
@@ -72,8 +72,8 @@ void arapack_quantize_int8(const float *x, size_t n, float scale, int8_t *q, dou
         for (; i < end; i++) {
             float a = x[i];
             float v = a / scale;
-            v = v > 127.0f ? 127.0f : v;
-            v = v < -127.0f ? -127.0f : v;
+            v = v > high ? high : v;
+            v = v < low ? low : v;
             v = v == v ? round_even(v) : 0.0f;
             q[i] = (int8_t)v;
             double e = (double)a - (double)(v * scale);

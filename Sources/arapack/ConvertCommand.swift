@@ -95,13 +95,16 @@ struct ConvertCommand: ParsableCommand {
     @Option(name: .customLong("to"), help: ArgumentHelp(Target.help))
     var target = Target(argument: "bundle")!
 
-    @Option(help: "Cast the floating weights to f32, bf16 or f16, or quantize to int8 the weights of the layers' nn.Linear modules (out_proj, linear1, linear2: symmetric, per output channel, compressed-tensors layout X I8 + X_scale F32, loadable by transformers + compressed-tensors); the tied embedding and the attention input projections (in_proj), which compressed-tensors cannot load quantized, are stored as bf16; vectors and the position table stay f32. With --to gguf: f32, bf16, f16, q8_0 (blocks of 32 int8 with a float16 scale), q6_k, q5_k, q5_0, q4_k, q4_0 (llama.cpp's block types, one for every matrix, as llama-quantize --pure makes them) or q5_k_m, q4_k_m (llama.cpp's mixes, more bits where llama-quantize puts them), each tensor's bytes what llama-quantize makes of the f32 file; vectors and positions f32. Default: keep the source's dtype.")
+    @Option(help: "Cast the floating weights to f32, bf16 or f16, or quantize the weights of the layers' nn.Linear modules (out_proj, linear1, linear2) to int8 (symmetric, per output channel, compressed-tensors layout X I8 + X_scale F32) or int4 (W4A16: symmetric, groups of 128 columns, compressed-tensors' pack-quantized layout X_packed I32 + X_scale F32 + X_shape I64), both loadable by transformers + compressed-tensors; the tied embedding and the attention input projections (in_proj), which compressed-tensors cannot load quantized, are stored as bf16; vectors and the position table stay f32. With --to gguf: f32, bf16, f16, q8_0 (blocks of 32 int8 with a float16 scale), q6_k, q5_k, q5_0, q4_k, q4_0 (llama.cpp's block types, one for every matrix, as llama-quantize --pure makes them) or q5_k_m, q4_k_m (llama.cpp's mixes, more bits where llama-quantize puts them), each tensor's bytes what llama-quantize makes of the f32 file; vectors and positions f32. Default: keep the source's dtype.")
     var dtype: DTypeName?
 
     @Option(help: "With --dtype int8: one scale per this many columns instead of one per row (0 = per channel).")
     var int8GroupSize = 0
 
-    @Option(help: "With --dtype int8: keep the weights whose release name matches this glob in float32 (repeatable), e.g. '\(ModelFamily.releasePrefix + ModelFamily.embedding)' or '\(ModelFamily.releasePrefix + ModelFamily.layerPrefix)0.*'.")
+    @Option(help: "With --dtype int4: one scale per this many columns (default \(LinearQuantization.int4GroupSize); it must divide every row; 0 = one scale per row).")
+    var int4GroupSize: Int?
+
+    @Option(help: "With --dtype int8 or int4: keep the weights whose release name matches this glob in float32 (repeatable), e.g. '\(ModelFamily.releasePrefix + ModelFamily.embedding)' or '\(ModelFamily.releasePrefix + ModelFamily.layerPrefix)0.*'.")
     var keep: [String] = []
 
     @Option(help: "A config adding to or checking the source's: a JSON file, or the JSON itself (e.g. '{\"n_heads\": 16}'), in training names like d_model or config.json names.")
@@ -183,8 +186,13 @@ struct ConvertCommand: ParsableCommand {
         if let license, !ModelCard.isValidLicense(license) {
             throw ValidationError("--license: \"\(license)\" is not a license id (letters, digits, '.', '-', '+'; e.g. apache-2.0, mit)")
         }
-        if (int8GroupSize != 0 || !keep.isEmpty) && dtype?.name != "int8" { throw ValidationError("--int8-group-size and --keep apply to --dtype int8") }
+        if int8GroupSize != 0 && dtype?.name != "int8" { throw ValidationError("--int8-group-size applies to --dtype int8") }
+        if int4GroupSize != nil && dtype?.name != "int4" { throw ValidationError("--int4-group-size applies to --dtype int4") }
+        if !keep.isEmpty && LinearQuantization.Scheme(rawValue: dtype?.name ?? "") == nil { throw ValidationError("--keep applies to --dtype int8 and int4") }
         if int8GroupSize < 0 { throw ValidationError("--int8-group-size must be 0 (per channel) or positive") }
+        if let g = int4GroupSize, g < 0 || g % 8 != 0 {
+            throw ValidationError("--int4-group-size must be 0 (per channel) or a positive multiple of 8 (int4 packs 8 columns in each int32 word)")
+        }
         if let s = maxShardSize, parseSize(s) == nil { throw ValidationError("--max-shard-size: cannot read \"\(s)\" as a size") }
     }
 
@@ -242,7 +250,7 @@ struct ConvertCommand: ParsableCommand {
         var options = OutputOptions(dtype: dtype?.name)
         options.maxShardSize = maxShardSize.flatMap(parseSize)
         options.sourceDigest = !noSourceDigest
-        options.int8 = Int8Quantization(groupSize: int8GroupSize)
+        options.groupSize = dtype?.name == "int4" ? int4GroupSize : int8GroupSize
         options.keep = keep
         options.card = ModelCard.Options(repoID: repoID, license: license ?? ModelCard.defaultLicense, baseModel: baseModel, userCard: nil)
         options.allowTokenizerMismatch = allowTokenizerMismatch
@@ -259,7 +267,8 @@ struct ConvertCommand: ParsableCommand {
 extension ConvertCommand {
     /// The options that shaped the bundle, as the signed provenance records them (file names only, no paths).
     var signedOptions: Provenance.Options {
-        Provenance.Options(to: target.name, dtype: dtype?.name, int8GroupSize: dtype?.name == "int8" ? int8GroupSize : nil, keep: keep,
+        Provenance.Options(to: target.name, dtype: dtype?.name, int8GroupSize: dtype?.name == "int8" ? int8GroupSize : nil,
+                           int4GroupSize: dtype?.name == "int4" ? int4GroupSize ?? LinearQuantization.int4GroupSize : nil, keep: keep,
                            maxShardSize: maxShardSize.flatMap(parseSize), config: config.map { splitPath($0).1 },
                            tokenizer: tokenizer.map { splitPath(trimmingTrailingSlashes($0)).1 }, allowUntied: allowUntied,
                            sourceDigest: !noSourceDigest, license: license, repoID: repoID, baseModel: baseModel,

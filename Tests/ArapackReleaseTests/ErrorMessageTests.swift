@@ -13,7 +13,7 @@ final class ErrorMessageTests: XCTestCase {
         bidirectional.causal = false
         var relu = ModelConfig.placeholder
         relu.activation = "relu"
-        func refusal(_ form: any ReleaseForm, _ config: ModelConfig, _ dtype: DType? = nil) -> Error {
+        func refusal(_ form: any ReleaseForm, _ config: ModelConfig, _ dtype: String? = nil) -> Error {
             do { try form.check(config, dtype: dtype, source: "s"); return CommandLineError() } catch { return error }
         }
         let rows: [(Error, String)] = [
@@ -41,7 +41,10 @@ final class ErrorMessageTests: XCTestCase {
              "m.pt: the model is untied: lm_head.weight differs from token_embedding.weight (max |difference| 0.25); pass --allow-untied to release it with tie_word_embeddings false"),
             (CastError.float16Overflow(file: "b", tensor: "t", count: 1),
              "b: tensor \"t\": 1 value(s) exceed the float16 range (|x| ≥ 65520) and would become infinite; keep it in bf16 or f32"),
-            (CastError.int8GroupSize(tensor: "t", groupSize: 7, columns: 32), "t: --int8-group-size 7 does not divide the 32 columns"),
+            (CastError.quantizedGroupSize(tensor: "t", flag: "--int8-group-size", groupSize: 7, columns: 32), "t: --int8-group-size 7 does not divide the 32 columns"),
+            (CastError.int4Columns(tensor: "t", columns: 12), "t: int4 packs 8 columns in each int32 word, and the 12 columns are not a multiple of 8"),
+            (CastError.int4Shape(tensor: "t", stated: "I64 [2] = [3, 8]", expected: [3, 16]),
+             "t: an int4 weight's _shape tensor must be I64 [2] = [3, 16] (its words and scale); found I64 [2] = [3, 8]"),
             (ArchiveError.zstdTruncated(file: "a.tar.zst"), "a.tar.zst: the zstd stream is truncated"),
             (ArchiveError.zstd(file: "a.tar.zst", message: "Restored data doesn't match checksum"), "a.tar.zst: zstd: Restored data doesn't match checksum"),
             (ParityError.goldenLayout(file: "g", vocabSize: 128), "g: a golden file holds ids (I64 [N, L]) and logits (F32 [N, L, 128])"),
@@ -50,14 +53,19 @@ final class ErrorMessageTests: XCTestCase {
              "a.tar.zst: unpacks to more than 268435456 bytes (8 × the archive's size + 256 MiB): a decompression bomb? nothing was kept"),
             (refusal(GPT2Bundle(), bidirectional),
              "s: an MDLM (bidirectional) model has no GPT-2 form: GPT-2's attention is causal; write a native bundle (--to bundle)"),
-            (refusal(GPT2Bundle(), .placeholder, .i8),
-             "s: int8 is not written in the GPT-2 form (compressed-tensors' per-channel int8 layout is made for nn.Linear weights ([out, in], "
-                + "a scale per output row), and GPT-2 keeps its linear layers as Conv1D ([in, out]); write a native int8 bundle (--to bundle) "
+            (refusal(GPT2Bundle(), .placeholder, "int8"),
+             "s: int8 is not written in the GPT-2 form (compressed-tensors' int8 layout is made for nn.Linear weights ([out, in], "
+                + "scales along each output row), and GPT-2 keeps its linear layers as Conv1D ([in, out]); write a native int8 bundle (--to bundle) "
+                + "or use f32, bf16 or f16 with --to gpt2)"),
+            (refusal(GPT2Bundle(), .placeholder, "int4"),
+             "s: int4 is not written in the GPT-2 form (compressed-tensors' int4 layout is made for nn.Linear weights ([out, in], "
+                + "scales along each output row), and GPT-2 keeps its linear layers as Conv1D ([in, out]); write a native int4 bundle (--to bundle) "
                 + "or use f32, bf16 or f16 with --to gpt2)"),
             (refusal(GGUFRelease(), bidirectional), "s: an MDLM (bidirectional) model has no GGUF form: llama.cpp's gpt2 architecture is causal"),
             (refusal(GGUFRelease(), relu),
              "s: activation \"relu\" has no GGUF form: llama.cpp's gpt2 architecture always applies GELU (src/models/gpt2.cpp, LLM_FFN_GELU)"),
-            (refusal(GGUFRelease(), .placeholder, .i8), "s: int8 is not written in the GGUF form (it stores f32, bf16, f16, q8_0, q6_k, q5_k_m, q5_k, q5_0, q4_k_m, q4_k, q4_0; int8 is written by --to bundle)"),
+            (refusal(GGUFRelease(), .placeholder, "int8"), "s: int8 is not written in the GGUF form (it stores f32, bf16, f16, q8_0, q6_k, q5_k_m, q5_k, q5_0, q4_k_m, q4_k, q4_0; int8 is written by --to bundle)"),
+            (refusal(GGUFRelease(), .placeholder, "int4"), "s: int4 is not written in the GGUF form (it stores f32, bf16, f16, q8_0, q6_k, q5_k_m, q5_k, q5_0, q4_k_m, q4_k, q4_0; int4 is written by --to bundle)"),
         ]
         for (error, message) in rows { XCTAssertEqual("\(error)", message, TestSupport.caseName(error)) }
     }

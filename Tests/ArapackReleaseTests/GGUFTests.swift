@@ -15,12 +15,13 @@ final class GGUFTests: XCTestCase {
         let mdlm = try ReleaseModel(path: TestSupport.fixture("golden/mdlm_gelu.pt")).config
         let relu = try ReleaseModel(path: TestSupport.fixture("golden/ar_relu.pt")).config
         let (bundle, gpt2, gguf): (any ReleaseForm, any ReleaseForm, any ReleaseForm) = (NativeBundle(), GPT2Bundle(), GGUFRelease())
-        let rows: [(any ReleaseForm, ModelConfig, DType?, ReleaseFormError.Refusal?)] = [
-            (bundle, mdlm, .i8, nil), (bundle, relu, nil, nil), (bundle, ar, .f16, nil),
-            (gpt2, ar, .bf16, nil), (gpt2, relu, nil, nil),
-            (gpt2, mdlm, nil, .bidirectional), (gpt2, ar, .i8, .dtype("int8")),
-            (gguf, ar, nil, nil), (gguf, ar, .bf16, nil), (gguf, mdlm, nil, .bidirectional),
-            (gguf, relu, nil, .activation("relu")), (gguf, ar, .i8, .dtype("int8")),
+        let rows: [(any ReleaseForm, ModelConfig, String?, ReleaseFormError.Refusal?)] = [
+            (bundle, mdlm, "int8", nil), (bundle, mdlm, "int4", nil), (bundle, relu, nil, nil), (bundle, ar, "f16", nil),
+            (bundle, ar, "q4_k_m", .dtype("q4_k_m")),
+            (gpt2, ar, "bf16", nil), (gpt2, relu, nil, nil),
+            (gpt2, mdlm, nil, .bidirectional), (gpt2, ar, "int8", .dtype("int8")), (gpt2, ar, "int4", .dtype("int4")),
+            (gguf, ar, nil, nil), (gguf, ar, "bf16", nil), (gguf, mdlm, nil, .bidirectional),
+            (gguf, relu, nil, .activation("relu")), (gguf, ar, "int8", .dtype("int8")), (gguf, ar, "int4", .dtype("int4")),
         ]
         for (form, config, dtype, expected) in rows {
             do {
@@ -35,7 +36,7 @@ final class GGUFTests: XCTestCase {
         XCTAssertEqual(ReleaseForms.all.map(\.name), ["bundle", "gpt2", "gguf", "torch", "dcp"])
         XCTAssertEqual(ReleaseForms.releases.map(\.name), ["bundle", "gpt2", "gguf"])
         XCTAssertEqual(ReleaseForms.releases.map(\.layout), [.release, .gpt2, .gguf])
-        XCTAssertEqual(ReleaseForms.dtypeNames, ["f32", "bf16", "f16", "int8", "q8_0", "q6_k", "q5_k_m", "q5_k", "q5_0", "q4_k_m", "q4_k", "q4_0"])
+        XCTAssertEqual(ReleaseForms.dtypeNames, ["f32", "bf16", "f16", "int8", "int4", "q8_0", "q6_k", "q5_k_m", "q5_k", "q5_0", "q4_k_m", "q4_k", "q4_0"])
         XCTAssertEqual(ReleaseForms.bundles.map(\.name), ["bundle", "gpt2"])
         XCTAssertEqual(ReleaseForms.bundleForm(modelType: "gpt2")?.name, "gpt2")
         XCTAssertEqual(ReleaseForms.bundleForm(modelType: "arafusion_mdlm")?.name, "bundle")
@@ -142,7 +143,7 @@ final class GGUFTests: XCTestCase {
         for block in ["q8_0", "q4_k_m", "q6_k"] {
             let r = try TestSupport.run(TestSupport.arapackBinary, ["convert", TestSupport.fixture("golden/ar_gelu.pt"), dir + "/x", "--dtype", block])
             XCTAssertEqual(r.status, 64)
-            XCTAssertTrue(r.stderr.contains("--dtype \(block) is a GGUF block format: it applies to --to gguf (bundles take int8)"), r.stderr)
+            XCTAssertTrue(r.stderr.contains("--dtype \(block) is a GGUF block format: it applies to --to gguf (bundles take int8 and int4)"), r.stderr)
         }
         try FileManager.default.createDirectory(atPath: dir + "/deeper/and/deeper", withIntermediateDirectories: true)
         var digests: [String] = []

@@ -6,7 +6,8 @@ import Foundation
 import XCTest
 
 /// Casts bit-equal to PyTorch's `.to(bfloat16/float16)`; int8 weights and scales equal PyTorch's by the same
-/// rule; int8 bundles read back, verify, and convert back to float32.
+/// rule; int4 words, scales and shapes equal compressed-tensors' own compressor's; quantized bundles read back,
+/// verify, and convert back to float32.
 final class QuantizeTests: XCTestCase {
     var scratch = ""
     override func setUpWithError() throws { scratch = try TestSupport.temporaryDirectory() }
@@ -50,8 +51,133 @@ final class QuantizeTests: XCTestCase {
         let model = try ReleaseModel(path: TestSupport.fixture("golden/ar_odd.pt"))
         let dir = scratch + "/" + name
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
-        try BundleWriter.write(model, tokenizer: nil, options: .init(dtype: .i8, int8: .init(groupSize: groupSize), keep: keep), into: dir, progress: .silent)
+        try BundleWriter.write(model, tokenizer: nil, options: .init(quantization: .init(.int8, groupSize: groupSize), keep: keep), into: dir, progress: .silent)
         return dir
+    }
+
+    func int4Bundle(groupSize: Int, keep: [String] = [], name: String, source: String = "golden/ar_odd.pt") throws -> String {
+        let model = try ReleaseModel(path: TestSupport.fixture(source))
+        let dir = scratch + "/" + name
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        try BundleWriter.write(model, tokenizer: nil, options: .init(quantization: .init(.int4, groupSize: groupSize), keep: keep), into: dir, progress: .silent)
+        return dir
+    }
+
+    /// The int4 tensors are compressed-tensors' own (Fixtures/quantize/int4_generate.py: its `calculate_qparams` and
+    /// `PackedQuantizationCompressor`), bit for bit, per group of 8 and per channel; the rest of the bundle is the
+    /// int8 bundle's (bfloat16 embedding and in_proj, float32 vectors), and the config states pack-quantized.
+    func testInt4WordsScalesAndShapesEqualCompressedTensors() throws {
+        let reference = try SafetensorsFile(path: TestSupport.fixture("quantize/int4.safetensors"))
+        for (groupSize, prefix) in [(8, "group8."), (0, "channel.")] {
+            let dir = try int4Bundle(groupSize: groupSize, name: "int4-\(groupSize)")
+            let bundle = try SafetensorsFile(path: dir + "/model.safetensors")
+            let names = reference.tensorNames.filter { $0.hasPrefix(prefix) }
+            XCTAssertEqual(names.count, 27, "out_proj, linear1, linear2 of 3 layers, each packed with its scale and shape")
+            for name in names {
+                let mine = try bundle.tensor(named: String(name.dropFirst(prefix.count)))
+                let theirs = try reference.tensor(named: name)
+                XCTAssertEqual(mine.dtype, theirs.dtype, name)
+                XCTAssertEqual(mine.shape, theirs.shape, name)
+                XCTAssertTrue(mine.isBitIdentical(to: theirs), name)
+            }
+            XCTAssertEqual(bundle.tensorNames.filter { $0.hasSuffix("_packed") }.count, 9)
+            XCTAssertFalse(bundle.tensorNames.contains("model.transformer.layers.0.linear1.weight"), "int4 stores X_packed, not X")
+            XCTAssertEqual(try bundle.descriptor(named: "model.token_embedding.weight").dtype, .bf16)
+            XCTAssertEqual(try bundle.descriptor(named: "model.transformer.layers.0.self_attn.in_proj_weight").dtype, .bf16)
+            XCTAssertEqual(try bundle.descriptor(named: "model.ln_f.weight").dtype, .f32)
+            let config = try TestSupport.loadJSON(dir + "/config.json")
+            XCTAssertEqual(config["torch_dtype"]?.stringValue, "float32")
+            let q = try XCTUnwrap(config["quantization_config"])
+            XCTAssertEqual(q["format"]?.stringValue, "pack-quantized")
+            XCTAssertEqual(q["config_groups"]?["group_0"]?["format"]?.stringValue, "pack-quantized")
+            XCTAssertEqual(q["config_groups"]?["group_0"]?["weights"]?["num_bits"]?.intValue, 4)
+            XCTAssertEqual(q["config_groups"]?["group_0"]?["weights"]?["strategy"]?.stringValue, groupSize == 0 ? "channel" : "group")
+            XCTAssertEqual(q["config_groups"]?["group_0"]?["weights"]?["group_size"], groupSize == 0 ? .null : .int(groupSize))
+            let manifest = try TestSupport.loadJSON(dir + "/manifest.json")
+            XCTAssertEqual(manifest["dtype"]?.stringValue, "int4")
+            XCTAssertEqual(manifest["quantization"]?["method"]?.stringValue?.hasPrefix("int4 symmetric, " + (groupSize == 0 ? "per channel" : "groups of 8")), true)
+            let records = try XCTUnwrap(manifest["quantization"]?["tensors"]?.elements)
+            XCTAssertEqual(records.count, 9 + 4, "the int4 weights and the bfloat16 casts")
+            let report = try BundleVerifier.verify(path: dir, progress: .silent)
+            XCTAssertTrue(report.passed, "\(report.problems)")
+            try TestSupport.validateAgainstSchema("manifest.schema.json", [dir + "/manifest.json"])
+            try TestSupport.validateAgainstSchema("config.schema.json", [dir + "/config.json"])
+        }
+    }
+
+    /// Hand-worked: one row of 8 values, one group. scale = max|x| / 7.5 = 1.6 / 7.5; x / scale = [-7.5, -3.75, 0, 0.46875,
+    /// 1.40625, 2.5, 4.6875, 7.5] rounds half to even (and clamps) to [-8, -4, 0, 0, 1, 2, 5, 7], stored + 8 as the nibbles
+    /// 0, 4, 8, 8, 9, 10, 13, 15, first lowest: the word 0xFDA98840. An all-zero row gets float32's epsilon as its scale.
+    func testInt4PacksHandWorkedValues() throws {
+        let q = LinearQuantization(.int4, groupSize: 0)
+        let x: [Float] = [-1.6, -0.8, 0, 0.1, 0.3, 0.5333333, 1.0, 1.6, 0, 0, 0, 0, 0, 0, 0, 0]
+        let scales = x.withUnsafeBufferPointer { q.scales(of: $0, rows: 2, cols: 8) }
+        XCTAssertEqual(scales, [Float(1.6) / 7.5, Float.ulpOfOne])
+        var values = [Int8](repeating: 0, count: 16)
+        var error = QuantizationRecord.Accumulator()
+        x.withUnsafeBufferPointer { xs in
+            values.withUnsafeMutableBufferPointer { q.quantize(xs, rows: 0..<2, cols: 8, scales: scales, into: $0, error: &error) }
+        }
+        XCTAssertEqual(Array(values[0..<8]), [-8, -4, 0, 0, 1, 2, 5, 7])
+        XCTAssertEqual(Array(values[8...]), [0, 0, 0, 0, 0, 0, 0, 0])
+        var words = [UInt32](repeating: 0, count: 2)
+        values.withUnsafeMutableBufferPointer { v in words.withUnsafeMutableBufferPointer { LinearQuantization.packInt4(v, into: $0) } }
+        XCTAssertEqual(words, [0xFDA9_8840, 0x8888_8888])
+        let stored = try Tensor(dtype: .i32, shape: [2, 1], storage: TensorStorage(copying: words.withUnsafeBytes { Array($0) }))
+        let back = try LinearQuantization.dequantize(stored, scale: try Tensor(float32: scales, shape: [2, 1]),
+                                                     shape: try Tensor(dtype: .i64, shape: [2], storage: TensorStorage(copying: [Int64(2), 8].withUnsafeBytes { Array($0) })),
+                                                     name: "w")
+        XCTAssertEqual(try back.floats(), [-8, -4, 0, 0, 1, 2, 5, 7].map { Float($0) * scales[0] } + [Float](repeating: 0, count: 8))
+        // A shape tensor that disagrees with the words and the scale is refused, naming both.
+        XCTAssertThrowsError(try LinearQuantization.dequantize(stored, scale: try Tensor(float32: scales, shape: [2, 1]),
+                                                               shape: try Tensor(dtype: .i64, shape: [2], storage: TensorStorage(copying: [Int64(2), 7].withUnsafeBytes { Array($0) })),
+                                                               name: "w")) {
+            XCTAssertEqual("\($0)", "w: an int4 weight's _shape tensor must be I64 [2] = [2, 8] (its words and scale); found I64 [2] = [2, 7]")
+        }
+    }
+
+    /// An int4 bundle reads back as float32 (nibble - 8) × scale, from its own tensors decoded here; it converts back to a
+    /// float32 checkpoint; converted again without --dtype it keeps its tensors byte for byte.
+    func testInt4ReadsBackDequantizedAndKeepsItsBytes() throws {
+        let dir = try int4Bundle(groupSize: 8, name: "back4")
+        let model = try ReleaseModel(path: dir)
+        XCTAssertEqual(model.quantization, LinearQuantization(.int4, groupSize: 8))
+        XCTAssertEqual(model.weightTypeName, "int4")
+        XCTAssertEqual(model.quantizedParts.count, 9)
+        let reference = try SafetensorsFile(path: TestSupport.fixture("quantize/int4.safetensors"))
+        let words = try reference.tensor(named: "group8.model.transformer.layers.2.linear1.weight_packed").integers(as: Int32.self)
+        let s = try reference.tensor(named: "group8.model.transformer.layers.2.linear1.weight_scale").floats()
+        let cols = 96
+        var expected: [Float] = []
+        for (i, word) in words.enumerated() {
+            for k in 0..<8 {
+                let c = (i * 8 + k) % cols, r = (i * 8 + k) / cols
+                expected.append(Float(Int((UInt32(bitPattern: word) >> (4 * k)) & 0xF) - 8) * s[r * (cols / 8) + c / 8])
+            }
+        }
+        XCTAssertEqual(try model.tensor("transformer.layers.2.linear1.weight").floats(), expected)
+        let pt = scratch + "/back4.pt"
+        try TrainingExport.writeTorch(model, dtype: nil, to: pt, replacing: false)
+        XCTAssertEqual(try TorchCheckpoint(path: pt).tensor(named: "transformer.layers.2.linear1.weight").floats(), expected)
+        let again = scratch + "/again4"
+        try FileManager.default.createDirectory(atPath: again, withIntermediateDirectories: false)
+        try BundleWriter.write(model, tokenizer: nil, options: .init(), into: again, progress: .silent)
+        let first = try SafetensorsFile(path: dir + "/model.safetensors"), second = try SafetensorsFile(path: again + "/model.safetensors")
+        XCTAssertEqual(first.tensorNames.sorted(), second.tensorNames.sorted())
+        for name in first.tensorNames { XCTAssertTrue(try first.tensor(named: name).isBitIdentical(to: try second.tensor(named: name)), name) }
+    }
+
+    /// int4 needs whole int32 words a row and a group size that divides it; --keep leaves modules float32 and ignored.
+    func testInt4GroupSizeAndKeep() throws {
+        XCTAssertThrowsError(try int4Bundle(groupSize: 32, name: "bad32")) {
+            XCTAssertEqual("\($0)", "model.transformer.layers.0.linear2.weight: --int4-group-size 32 does not divide the 200 columns")
+        }
+        let dir = try int4Bundle(groupSize: 8, keep: ["*.linear2.weight"], name: "keep4")
+        let st = try SafetensorsFile(path: dir + "/model.safetensors")
+        XCTAssertEqual(try st.descriptor(named: "model.transformer.layers.1.linear2.weight").dtype, .f32)
+        XCTAssertEqual(try st.descriptor(named: "model.transformer.layers.1.linear1.weight_packed").dtype, .i32)
+        XCTAssertEqual(try st.descriptor(named: "model.transformer.layers.1.linear1.weight_shape").shape, [2])
+        XCTAssertTrue(try BundleVerifier.verify(path: dir, progress: .silent).passed)
     }
 
     func testInt8WeightsAndScalesEqualTorch() throws {
@@ -100,8 +226,10 @@ final class QuantizeTests: XCTestCase {
     func testInt8ReadsBackDequantizedAndConvertsToFloat32() throws {
         let dir = try int8Bundle(groupSize: 0, name: "b")
         let model = try ReleaseModel(path: dir)
-        XCTAssertEqual(model.dominantDType, .i8)
-        XCTAssertEqual(model.quantizedScales.count, 9)
+        XCTAssertEqual(model.quantization, LinearQuantization(.int8, groupSize: 0))
+        XCTAssertEqual(model.weightTypeName, "int8")
+        XCTAssertEqual(model.dominantDType, .f32)
+        XCTAssertEqual(model.quantizedParts.count, 9)
         let reference = try SafetensorsFile(path: TestSupport.fixture("quantize/int8.safetensors"))
         let q = try reference.tensor(named: "model.transformer.layers.2.linear1.weight").integers(as: Int8.self)
         let s = try reference.tensor(named: "model.transformer.layers.2.linear1.weight_scale").floats()
@@ -128,7 +256,8 @@ final class QuantizeTests: XCTestCase {
                                 "model.transformer.layers.2.linear2"], "the tied head, then the kept Linear modules")
         XCTAssertTrue(try BundleVerifier.verify(path: dir, progress: .silent).passed)
         XCTAssertThrowsError(try int8Bundle(groupSize: 7, name: "bad")) {
-            guard case let .int8GroupSize(_, groupSize, columns)? = $0 as? CastError else { return XCTFail("\($0)") }
+            guard case let .quantizedGroupSize(_, flag, groupSize, columns)? = $0 as? CastError else { return XCTFail("\($0)") }
+            XCTAssertEqual(flag, "--int8-group-size")
             XCTAssertEqual(groupSize, 7)
             XCTAssertNotEqual(columns % 7, 0)
         }
@@ -143,7 +272,7 @@ final class QuantizeTests: XCTestCase {
             ("\"targets\": [\n          \"Linear\"\n        ]", "\"targets\": [\"Linear\", \"Embedding\"]", "not [\"Linear\"]"),
             ("\"model.lm_head\"", "\"model.position_embedding\"", "does not ignore model.lm_head"),
             ("\"model.lm_head\"", "\"model.lm_head\", \"model.transformer.layers.0.linear1\"",
-             "model.transformer.layers.0.linear1.weight is I8 but quantization_config ignores its module"),
+             "model.transformer.layers.0.linear1.weight is int8 but quantization_config ignores its module"),
         ] {
             XCTAssertTrue(original.contains(from), from)
             try writeText(original.replacingOccurrences(of: from, with: to), to: dir + "/config.json")

@@ -11,28 +11,28 @@ public let arapackVersion = "0.1.0"
 
 /// Options of a release bundle.
 public struct BundleOptions: Sendable {
-    /// The dtype of the floating weights; nil keeps the source's.
+    /// The dtype of the floating weights; nil keeps the source's (and its quantization, when `quantization` is nil).
     public var dtype: DType?
     /// Shard model.safetensors past this many bytes of tensor data; nil never shards.
     public var maxShardSize: Int?
     /// Whether to record the SHA-256 of the source in the manifest (null otherwise).
     public var sourceDigest: Bool
-    /// With `dtype` int8: the quantization, and glob patterns of (release) names kept in float32.
-    public var int8: Int8Quantization
+    /// The quantization of the nn.Linear weights (int8, int4), and glob patterns of (release) names kept in float32.
+    public var quantization: LinearQuantization?
     public var keep: [String]
     /// The bundle form written: the native bundle or transformers' stock GPT-2 layout.
     public var form: any BundleForm
     /// The model card: the bundle's name, the license, the base model, or the user's own card.
     public var card: ModelCard.Options
     public init(dtype: DType? = nil, maxShardSize: Int? = nil, sourceDigest: Bool = true,
-                int8: Int8Quantization = .init(), keep: [String] = [], form: any BundleForm = NativeBundle(),
+                quantization: LinearQuantization? = nil, keep: [String] = [], form: any BundleForm = NativeBundle(),
                 card: ModelCard.Options = .init()) {
         self.form = form
         self.card = card
         self.dtype = dtype
         self.maxShardSize = maxShardSize
         self.sourceDigest = sourceDigest
-        self.int8 = int8
+        self.quantization = quantization
         self.keep = keep
     }
 
@@ -54,12 +54,15 @@ public enum BundleWriter {
                              parity: ((_ directory: String) throws -> ParitySummary)? = nil) throws -> Manifest {
         // The source digest runs on the second core while the model is written.
         let sourceDigest = options.sourceDigest ? DigestTask(files: model.info.files) : nil
-        let dtype = options.dtype ?? model.dominantDType
+        // A quantized bundle states float32 (what its weights dequantize to); without --dtype the source's stays.
+        let quantization = options.quantization ?? (options.dtype == nil ? model.quantization : nil)
+        let dtype = quantization == nil ? options.dtype ?? model.dominantDType : .f32
+        let dtypeName = quantization?.scheme.rawValue ?? TorchGlobals.dtypeName[dtype] ?? dtype.name
         let form = options.form, layout = form.layout
-        try form.check(model.config, dtype: dtype, source: model.info.path)
+        try form.check(model.config, dtype: quantization?.scheme.rawValue ?? dtype.name.lowercased(), source: model.info.path)
         var files: [WrittenFile] = []
         let records = RecordBox()
-        let (pending, ignored) = try pendingTensors(model, dtype: dtype, options: options, records: records, progress: progress)
+        let (pending, ignored) = try pendingTensors(model, dtype: dtype, quantization: quantization, options: options, records: records, progress: progress)
         progress.begin("writing weights", total: pending.reduce(0) { $0 + $1.byteCount })
         var metadata = ["format": "pt"]
         if model.tied {
@@ -68,11 +71,11 @@ public enum BundleWriter {
         files += try SafetensorsWriter.writeSharded(pending, metadata: metadata, directory: directory, maxShardSize: options.maxShardSize)
         progress.end()
 
-        let dtypeName = TorchGlobals.dtypeName[dtype] ?? dtype.name
         // The LM head is an nn.Linear the "Linear" target would match; tied (or kept float32) it is not quantized.
-        let quantization = dtype == .i8
-            ? [JSONValue.Member("quantization_config", options.int8.configJSON(ignored: [layout.name(of: ModelFamily.module(of: ModelFamily.lmHead))] + ignored))] : []
-        files.append(try writeJSON(form.configJSON(model.config, torchDtype: dtype == .i8 ? "float32" : dtypeName, extra: quantization),
+        let quantizationConfig = quantization.map {
+            [JSONValue.Member("quantization_config", $0.configJSON(ignored: [layout.name(of: ModelFamily.module(of: ModelFamily.lmHead))] + ignored))]
+        } ?? []
+        files.append(try writeJSON(form.configJSON(model.config, torchDtype: TorchGlobals.dtypeName[dtype] ?? dtype.name, extra: quantizationConfig),
                                    to: directory + "/config.json"))
         files.append(try writeJSON(generationConfig(model.config), to: directory + "/generation_config.json"))
         files.append(try writeJSON(.object(model.trainingMetadata), to: directory + "/training_metadata.json"))
@@ -82,7 +85,7 @@ public enum BundleWriter {
                                      sha256: try sourceDigest.map { try $0.wait() }, step: model.step)
         progress.end()
         let recorded = records.sorted
-        let report = recorded.isEmpty ? nil : QuantizationReport(method: quantizationMethod(dtype, dtypeName: dtypeName, options: options),
+        let report = recorded.isEmpty ? nil : QuantizationReport(method: quantization?.method ?? "cast to \(dtypeName), round to nearest even",
                                                                  tensors: recorded)
         let paritySummary = try parity?(directory)
         for (name, bytes) in form.extraFiles { files.append(try writeBytes(bytes, to: directory + "/" + name)) }
@@ -98,8 +101,8 @@ public enum BundleWriter {
     }
 
     /// The tensors of the bundle, each to be cast (or quantized) as it is written, and the names of the linear
-    /// modules kept unquantized in an int8 bundle.
-    static func pendingTensors(_ model: ReleaseModel, dtype: DType, options: BundleOptions, records: RecordBox,
+    /// modules kept unquantized in a quantized bundle.
+    static func pendingTensors(_ model: ReleaseModel, dtype: DType, quantization: LinearQuantization?, options: BundleOptions, records: RecordBox,
                                progress: Progress) throws -> (pending: [PendingTensor], ignored: [String]) {
         let layout = options.form.layout
         var pending: [PendingTensor] = []
@@ -110,18 +113,18 @@ public enum BundleWriter {
             let shape = layout.storedShape(of: training, trainingShape)
             let name = layout.name(of: training)
             let transposed = layout.isTransposed(training)
-            if dtype == .i8, ModelFamily.isLinearModuleWeight(training) {
+            if let quantization, ModelFamily.isLinearModuleWeight(training) {
                 if !options.kept(name) {
-                    pending += try quantized(model, training, name: name, shape: shape, q: options.int8, caster: caster, records: records, progress: progress)
+                    pending += try quantized(model, training, name: name, shape: shape, q: quantization, caster: caster, records: records, progress: progress)
                     continue
                 }
                 ignored.append(ModelFamily.module(of: name))
             }
-            // int8 bundles: the matrices compressed-tensors cannot load quantized (the tied embedding, in_proj_weight)
+            // Quantized bundles: the matrices compressed-tensors cannot load quantized (the tied embedding, in_proj_weight)
             // as bfloat16, transformers upcasting them to the float32 the config states; vectors, the position
             // table and --keep'd tensors float32.
-            let bf16InInt8 = shape.count == 2 && training != ModelFamily.positionEmbedding && !ModelFamily.isLinearModuleWeight(training) && !options.kept(name)
-            let target = dtype == .i8 ? (bf16InInt8 ? DType.bf16 : .f32) : dtype
+            let bf16InQuantized = shape.count == 2 && training != ModelFamily.positionEmbedding && !ModelFamily.isLinearModuleWeight(training) && !options.kept(name)
+            let target = quantization != nil ? (bf16InQuantized ? DType.bf16 : .f32) : dtype
             let narrowing = target == .bf16 || target == .f16
             pending.append(PendingTensor(name: name, dtype: target, shape: shape) { out in
                 let t = try model.tensor(training)
@@ -140,14 +143,6 @@ public enum BundleWriter {
         return (pending, ignored)
     }
 
-    /// The method the quantization report names.
-    static func quantizationMethod(_ dtype: DType, dtypeName: String, options: BundleOptions) -> String {
-        dtype == .i8 ? "int8 symmetric, " + (options.int8.groupSize == 0 ? "per channel" : "groups of \(options.int8.groupSize)")
-                         + ", for the nn.Linear weights; the tied embedding and "
-                         + "\(ModelFamily.LayerTensor.inProjWeight.rawValue.split(separator: ".").last!) cast to bfloat16"
-                     : "cast to \(dtypeName), round to nearest even"
-    }
-
     /// The tokenizer's files, copied into the bundle (and its base_tokenizer/ folder).
     static func copy(_ tokenizer: TokenizerFiles, into directory: String) throws -> [WrittenFile] {
         let sub = directory + "/" + TokenizerFiles.subfolder
@@ -157,15 +152,28 @@ public enum BundleWriter {
         }
     }
 
-    /// The pending I8 weight and F32 scale of one quantized tensor. The scale is laid out first (F32 ranks
-    /// above I8), computes the scales and keeps them for the weight, which quantizes and records the error.
-    static func quantized(_ model: ReleaseModel, _ training: String, name: String, shape: [Int], q: Int8Quantization,
+    /// The pending tensors of one quantized weight: int8's I8 values and F32 scale, or int4's I32 words, F32 scale
+    /// and I64 shape. The scales are computed by whichever tensor is written first and kept for the other.
+    /// A source quantized the same way keeps its tensors as they are (quantizing its dequantized values again would
+    /// not give them back: int4's scale is max|x| / 7.5 and its values reach -8).
+    static func quantized(_ model: ReleaseModel, _ training: String, name: String, shape: [Int], q: LinearQuantization,
                           caster: TensorCaster, records: RecordBox, progress: Progress) throws -> [PendingTensor] {
+        if model.quantization == q, let stored = try model.quantizedTensors(training) {
+            let bytes = stored.reduce(0) { $0 + $1.tensor.byteCount }
+            records.add(QuantizationRecord(name: name, maxAbsError: 0, snrDB: .infinity, bytesBefore: bytes, bytesAfter: bytes))
+            return stored.map { part in
+                PendingTensor(name: name + part.suffix, dtype: part.tensor.dtype, shape: part.tensor.shape) { out in
+                    try part.tensor.withUnsafeBytes { try out.write($0) }
+                    progress.advance(part.tensor.byteCount)
+                }
+            }
+        }
         let scaleShape = try q.scaleShape(shape, name: name)
         let rows = shape[0], cols = shape[1]
-        final class Scales: @unchecked Sendable { var values: [Float]? }
+        final class Scales: @unchecked Sendable { var values: [Float]?; var uses = 0 }
         let cache = Scales()
         func scales() throws -> [Float] {
+            defer { cache.uses += 1; if cache.uses == 2 { cache.values = nil } }
             if let v = cache.values { return v }
             var all: [Float] = []
             all.reserveCapacity(scaleShape[0] * scaleShape[1])
@@ -175,28 +183,44 @@ public enum BundleWriter {
             cache.values = all
             return all
         }
-        let scaleName = name + ModelFamily.int8ScaleSuffix
-        return [
-            PendingTensor(name: scaleName, dtype: .f32, shape: scaleShape) { out in
+        let scaleBytes = scaleShape[0] * scaleShape[1] * 4
+        let packed = q.scheme == .int4
+        let storedShape = packed ? [rows, cols / LinearQuantization.int4PerWord] : shape
+        let storedBytes = packed ? rows * cols / 2 : rows * cols
+        var pending = [
+            PendingTensor(name: name + LinearQuantization.scaleSuffix, dtype: .f32, shape: scaleShape) { out in
                 try scales().withUnsafeBytes { try out.write($0) }
-                progress.advance(scaleShape[0] * scaleShape[1] * 4)
+                progress.advance(scaleBytes)
             },
-            PendingTensor(name: name, dtype: .i8, shape: shape) { out in
+            PendingTensor(name: packed ? name + LinearQuantization.packedSuffix : name, dtype: packed ? .i32 : .i8, shape: storedShape) { out in
                 let s = try scales()
                 let t = try model.tensor(training)
                 var error = QuantizationRecord.Accumulator()
-                let buffer = UnsafeMutableBufferPointer<Int8>.allocate(capacity: max(1, TensorCaster.sliceElements / cols + 1) * cols)
-                defer { buffer.deallocate() }
+                let capacity = max(1, TensorCaster.sliceElements / cols + 1) * cols
+                let buffer = UnsafeMutableBufferPointer<Int8>.allocate(capacity: capacity)
+                let words = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: packed ? capacity / LinearQuantization.int4PerWord : 0)
+                defer { buffer.deallocate(); words.deallocate() }
                 try caster.floatRows(t, rowLength: cols) { range, values in
                     let qs = UnsafeMutableBufferPointer(rebasing: buffer[0..<(range.count * cols)])
                     q.quantize(values, rows: range, cols: cols, scales: s, into: qs, error: &error)
-                    try out.write(UnsafeRawBufferPointer(qs))
+                    if packed {
+                        let ws = UnsafeMutableBufferPointer(rebasing: words[0..<(qs.count / LinearQuantization.int4PerWord)])
+                        LinearQuantization.packInt4(qs, into: ws)
+                        try out.write(UnsafeRawBufferPointer(ws))
+                    } else {
+                        try out.write(UnsafeRawBufferPointer(qs))
+                    }
                 }
-                records.add(error.record(name, before: rows * cols * t.dtype.byteSize, after: rows * cols + scaleShape[0] * scaleShape[1] * 4))
-                cache.values = nil
-                progress.advance(rows * cols)
+                records.add(error.record(name, before: rows * cols * t.dtype.byteSize, after: storedBytes + scaleBytes + (packed ? 16 : 0)))
+                progress.advance(storedBytes)
             },
         ]
+        if packed {
+            pending.append(PendingTensor(name: name + LinearQuantization.shapeSuffix, dtype: .i64, shape: [2]) { out in
+                try [Int64(rows), Int64(cols)].map(\.littleEndian).withUnsafeBytes { try out.write($0) }
+            })
+        }
+        return pending
     }
 
     /// generation_config.json (docs/bundle.md): sampling defaults, the special ids and a length: a plain

@@ -6,24 +6,24 @@ import ArapackModel
 /// prompts and the perplexity of a text.
 extension ModelCard {
     /// The card's example sections, Markdown lines.
-    static func examples(_ c: ModelConfig, form: any BundleForm, int8: Bool, repository: String, published: Bool,
+    static func examples(_ c: ModelConfig, form: any BundleForm, quantized: String?, repository: String, published: Bool,
                          tokenizer: Bool) -> [String] {
         func block(_ title: String, _ intro: String?, _ code: [String]) -> [String] {
             ["", "## \(title)", ""] + (intro.map { [$0, ""] } ?? []) + ["```python"] + code + ["```"]
         }
-        var lines = block("Quick start", nil, quickStart(c, form: form, int8: int8, repository: repository, published: published,
+        var lines = block("Quick start", nil, quickStart(c, form: form, quantized: quantized, repository: repository, published: published,
                                                          tokenizer: tokenizer))
         guard c.causal, tokenizer else { return lines }
         lines += block("Batch inference", "Prompts of different lengths in one batch: the tokenizer pads them (with an attention mask) "
                        + "and each row generates what it would alone.",
-                       batchInference(c, form: form, int8: int8, repository: repository, published: published))
+                       batchInference(c, form: form, quantized: quantized, repository: repository, published: published))
         lines += block("Perplexity", "The model's perplexity on a text: the exponential of the mean next-token cross-entropy.",
-                       perplexity(c, form: form, int8: int8, repository: repository, published: published))
+                       perplexity(c, form: form, quantized: quantized, repository: repository, published: published))
         return lines
     }
 
     /// The lines that import and load the model (and the tokenizer) from `repository`.
-    static func loading(_ c: ModelConfig, form: any BundleForm, int8: Bool, repository: String, published: Bool, tokenizer: Bool,
+    static func loading(_ c: ModelConfig, form: any BundleForm, quantized: String?, repository: String, published: Bool, tokenizer: Bool,
                         extraImports: String = "") -> [String] {
         let repo = JSONValue.string(repository).serialized()
         let modelClass = c.causal ? "AutoModelForCausalLM" : "AutoModelForMaskedLM"
@@ -33,16 +33,16 @@ extension ModelCard {
             "",
             "# " + (published ? "the Hub repository; or the folder it was downloaded to"
                               : "this release's folder (its archive unpacks to it); or the Hub repository it is published as"),
-        ] + (int8 ? ["# int8 weights in the compressed-tensors format: pip install compressed-tensors"] : []) + [
+        ] + (quantized.map { ["# \($0) weights in the compressed-tensors format: pip install compressed-tensors"] } ?? []) + [
             "model = \(modelClass).from_pretrained(\(repo)\(form.loadArguments), torch_dtype=\"auto\")",
         ] + (tokenizer ? ["tokenizer = AutoTokenizer.from_pretrained(\(repo), subfolder=\"base_tokenizer\")"] : [])
     }
 
     /// Python that loads this bundle from `repository` (its Hub id, or its folder) and runs it, as written: the forward pass and,
     /// for the causal model, sampling with `generate` and with the training code's own sampler.
-    static func quickStart(_ c: ModelConfig, form: any BundleForm, int8: Bool, repository: String, published: Bool,
+    static func quickStart(_ c: ModelConfig, form: any BundleForm, quantized: String?, repository: String, published: Bool,
                            tokenizer: Bool) -> [String] {
-        var code = loading(c, form: form, int8: int8, repository: repository, published: published, tokenizer: tokenizer,
+        var code = loading(c, form: form, quantized: quantized, repository: repository, published: published, tokenizer: tokenizer,
                            extraImports: c.causal ? ", GenerationConfig" : "")
         let positions = form.positionsExpression
         if tokenizer {
@@ -84,9 +84,9 @@ extension ModelCard {
 
 
     /// Greedy generation for a batch of prompts of different lengths, padded by the tokenizer.
-    static func batchInference(_ c: ModelConfig, form: any BundleForm, int8: Bool, repository: String, published: Bool) -> [String] {
+    static func batchInference(_ c: ModelConfig, form: any BundleForm, quantized: String?, repository: String, published: Bool) -> [String] {
         let positions = form.positionsExpression
-        return loading(c, form: form, int8: int8, repository: repository, published: published, tokenizer: true) + [
+        return loading(c, form: form, quantized: quantized, repository: repository, published: published, tokenizer: true) + [
             "tokenizer.padding_side = \"left\"  # each prompt ends where generation continues",
             "prompts = [\"بسم الله الرحمن الرحيم\", \"الحمد لله\", \"قل هو الله أحد الله الصمد\"]",
             "inputs = tokenizer(prompts, return_tensors=\"pt\", padding=True, truncation=True, max_length=\(positions) // 2)",
@@ -98,9 +98,9 @@ extension ModelCard {
     }
 
     /// The perplexity of a text, from the model's own cross-entropy over its labels.
-    static func perplexity(_ c: ModelConfig, form: any BundleForm, int8: Bool, repository: String, published: Bool) -> [String] {
+    static func perplexity(_ c: ModelConfig, form: any BundleForm, quantized: String?, repository: String, published: Bool) -> [String] {
         let positions = form.positionsExpression
-        return ["import math"] + loading(c, form: form, int8: int8, repository: repository, published: published, tokenizer: true) + [
+        return ["import math"] + loading(c, form: form, quantized: quantized, repository: repository, published: published, tokenizer: true) + [
             "",
             "",
             "def perplexity(text):",

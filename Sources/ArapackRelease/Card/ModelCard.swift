@@ -125,7 +125,7 @@ public struct ModelCard: Sendable {
         lines += Self.training(model, sourceDigest: sourceDigest)
         if let q = quantization { lines += Self.quantization(q) }
         if let p = parity { lines += Self.parity(p) }
-        lines += Self.examples(c, form: form, int8: dtype == "int8", repository: options.repository(c),
+        lines += Self.examples(c, form: form, quantized: LinearQuantization.Scheme(rawValue: dtype)?.rawValue, repository: options.repository(c),
                                published: options.repoID != nil, tokenizer: tokenizer != nil)
         lines += Self.files(files)
         text = lines.joined(separator: "\n")
@@ -144,7 +144,7 @@ public struct ModelCard: Sendable {
             "tags:",
             "- arafusion",
             "- arapack",
-        ] + form.cardTags.map { "- " + $0 } + (dtype == "int8" ? ["- compressed-tensors", "- int8"] : []) + [
+        ] + form.cardTags.map { "- " + $0 } + (LinearQuantization.Scheme(rawValue: dtype).map { ["- compressed-tensors", "- " + $0.rawValue] } ?? []) + [
             "---",
         ]
     }
@@ -194,7 +194,7 @@ public struct ModelCard: Sendable {
         ]
     }
 
-    /// The int8 report: each tensor's error against the source.
+    /// The quantization report (int8, int4, or a narrowing cast): each tensor's error against the source.
     static func quantization(_ q: QuantizationReport) -> [String] {
         [
             "",

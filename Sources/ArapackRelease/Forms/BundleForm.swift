@@ -21,7 +21,7 @@ public protocol BundleConfigDialect {
     func modelType(_ config: ModelConfig) -> String
     /// The class transformers instantiates.
     func architecture(_ config: ModelConfig) -> String
-    /// config.json, fields in a fixed order; `extra` (the int8 quantization config) goes last.
+    /// config.json, fields in a fixed order; `extra` (the int8 or int4 quantization config) goes last.
     func configJSON(_ config: ModelConfig, torchDtype: String, extra: [JSONValue.Member]) -> JSONValue
     /// Fields a bundle's config.json must state (the ones the form writes that no default stands in for).
     var requiredConfigFields: [String] { get }
@@ -75,7 +75,7 @@ extension BundleForm {
     /// The bundle's options: the conversion's, in this form.
     func bundleOptions(_ options: OutputOptions) -> BundleOptions {
         BundleOptions(dtype: options.tensorDType, maxShardSize: options.maxShardSize, sourceDigest: options.sourceDigest,
-                      int8: options.int8, keep: options.keep, form: self, card: options.card)
+                      quantization: options.quantization, keep: options.keep, form: self, card: options.card)
     }
 
     /// Written into a temporary sibling, checked by parity and signed there; the archive (and its sidecar) is on disk

@@ -12,17 +12,17 @@ public protocol OutputForm: Sendable {
     var title: String { get }
     /// What it holds and who loads it, for `convert --help`.
     var summary: String { get }
-    /// The `--dtype` values the form stores (`f32`, `bf16`, `f16`, `int8`, `q8_0`).
+    /// The `--dtype` values the form stores (`f32`, `bf16`, `f16`, `int8`, `int4`, `q8_0`, …).
     var dtypes: [String] { get }
     /// Why the form does not store `dtype` (a `--dtype` name it does not list), for the error that refuses it.
     func dtypeAdvice(_ dtype: String) -> String
     /// The usage error of `convert --to NAME --dtype dtype` when the form does not store `dtype`.
     func dtypeRefusal(_ dtype: String) -> String
-    /// What a `--dtype` only this form writes means when given to another target (`int8` → bundles only).
+    /// What a `--dtype` only this form writes means when given to another target (`int8`, `int4` → bundles only).
     var dtypeNotes: [String: String] { get }
     /// Refuses a model this form cannot compute (`ReleaseFormError`): the form's own rules; `dtype` is the weights'
-    /// dtype (nil: the source's).
-    func check(_ config: ModelConfig, dtype: DType?, source: String) throws
+    /// `--dtype` name (nil: the source's).
+    func check(_ config: ModelConfig, dtype: String?, source: String) throws
     /// Whether an output of this form can be at `format` (what `SourceDetection` found there).
     func isWritten(as format: SourceFormat) -> Bool
     /// What `--force` may replace at DST for this form (`DestinationGuard`).
@@ -41,8 +41,9 @@ public struct OutputOptions: Sendable {
     public var maxShardSize: Int?
     /// Bundles: whether to record the SHA-256 of the source in the manifest (null otherwise).
     public var sourceDigest = true
-    /// Bundles with dtype int8: the quantization, and glob patterns of (release) names kept in float32.
-    public var int8 = Int8Quantization()
+    /// Bundles with dtype int8 or int4: the group size (0 per channel; nil: the scheme's default, int4's 128), and glob
+    /// patterns of (release) names kept in float32.
+    public var groupSize: Int?
     public var keep: [String] = []
     /// Bundles: the model card's name, license, base model, or the user's own card.
     public var card = ModelCard.Options()
@@ -51,8 +52,15 @@ public struct OutputOptions: Sendable {
 
     public init(dtype: String? = nil) { self.dtype = dtype }
 
-    /// The tensors' dtype `dtype` names (int8 → I8), nil for the source's or a block format (q8_0).
+    /// The floating dtype `dtype` names, nil for the source's, a quantization (int8, int4) or a block format (q8_0).
     public var tensorDType: DType? { dtype.flatMap { ReleaseForms.tensorDTypes[$0] } }
+
+    /// The quantization of the linear weights `dtype` names (int8, int4), nil for the others.
+    public var quantization: LinearQuantization? {
+        dtype.flatMap(LinearQuantization.Scheme.init(rawValue:)).map {
+            LinearQuantization($0, groupSize: groupSize ?? ($0 == .int4 ? LinearQuantization.int4GroupSize : 0))
+        }
+    }
 }
 
 extension OutputForm {
@@ -71,17 +79,10 @@ extension OutputForm {
 
     public var dtypeNotes: [String: String] { [:] }
 
-    /// Refuses weights in a dtype the form does not store.
-    func checkDtype(_ dtype: DType?, source: String) throws {
-        guard let dtype, !accepts(dtype) else { return }
-        let name = ReleaseForms.dtypeName(dtype)
-        throw ReleaseFormError(self, source: source, refusal: .dtype(name), reason: dtypeAdvice(name))
-    }
-
-    /// Whether the form stores weights as `dtype` (nil: the source's, always accepted).
-    public func accepts(_ dtype: DType?) -> Bool {
-        guard let dtype else { return true }
-        return dtypes.contains(ReleaseForms.dtypeName(dtype))
+    /// Refuses weights in a dtype the form does not store (nil: the source's, always accepted).
+    func checkDtype(_ dtype: String?, source: String) throws {
+        guard let dtype, !dtypes.contains(dtype) else { return }
+        throw ReleaseFormError(self, source: source, refusal: .dtype(dtype), reason: dtypeAdvice(dtype))
     }
 }
 
@@ -106,7 +107,7 @@ public enum ReleaseForms {
     }
 
     /// The tensor dtypes `--dtype` names (the block formats, such as q8_0, are GGUF's own and not here).
-    static let tensorDTypes: [String: DType] = ["f32": .f32, "bf16": .bf16, "f16": .f16, "int8": .i8]
+    static let tensorDTypes: [String: DType] = ["f32": .f32, "bf16": .bf16, "f16": .f16]
 
     /// The bundle form whose config.json carries `modelType`.
     public static func bundleForm(modelType: String) -> (any BundleForm)? { bundles.first { $0.modelTypes.contains(modelType) } }
@@ -131,14 +132,6 @@ public enum ReleaseForms {
         }
     }
 
-    /// The note of the form that owns `dtype` (`NativeBundle`'s for int8, `GGUFRelease`'s for q8_0), if one has.
+    /// The note of the form that owns `dtype` (`NativeBundle`'s for int8 and int4, `GGUFRelease`'s for q8_0), if one has.
     public static func note(for dtype: String) -> String? { all.lazy.compactMap { $0.dtypeNotes[dtype] }.first }
-
-    /// `--dtype`'s name of a tensor dtype.
-    static func dtypeName(_ dtype: DType) -> String {
-        switch dtype {
-        case .i8: return "int8"
-        default: return dtype.name.lowercased()
-        }
-    }
 }

@@ -28,8 +28,10 @@ public final class ReleaseModel {
     public let trainingMetadata: [JSONValue.Member]
     /// Config fields nothing stated, filled with the family's defaults.
     public let assumedFields: [String]
-    /// Scale tensors (source names) of int8-quantized weights, by training name.
-    public let quantizedScales: [String: String]
+    /// The tensors (source names) that stand for each quantized weight, by training name.
+    public let quantizedParts: [String: ModelFamily.QuantizedParts]
+    /// How the source's nn.Linear weights are quantized (int8 or int4 bundles), nil when they are not.
+    public let quantization: LinearQuantization?
     /// How the source names its tensors (a GPT-2 bundle stores its linear weights transposed).
     public let layout: NamingLayout
     /// The tokenizer given, or the source bundle's own.
@@ -59,11 +61,14 @@ public final class ReleaseModel {
         let sourceNames = source.tensorNames
         let layout = NamingLayout.detect(sourceNames)
         self.layout = layout
-        let (byTraining, descriptors, scales) = try Self.trainingNames(source, layout: layout, path: path)
-        quantizedScales = scales
+        let (byTraining, descriptors, parts) = try Self.trainingNames(source, layout: layout, path: path)
+        quantizedParts = parts
         let source = self.source
+        quantization = try parts.min { $0.key < $1.key }.map { base, p in
+            LinearQuantization.of(stored: try source.descriptor(named: p.packed ?? byTraining[base]!), scale: try source.descriptor(named: p.scale))
+        }
         func load(_ training: String) throws -> Tensor {
-            try Self.read(source, byTraining[training]!, scale: scales[training], transposed: layout.isTransposed(training))
+            try Self.read(source, byTraining[training]!, parts: parts[training], transposed: layout.isTransposed(training))
         }
 
         guard byTraining[ModelFamily.embedding] != nil else {
@@ -109,10 +114,11 @@ public final class ReleaseModel {
         names = expected.filter { $0.name != ModelFamily.lmHead || !config.tieWordEmbeddings }.map { ($0.name, byTraining[$0.name]!) }
     }
 
-    /// The source's tensors under training names (`NamingLayout`), their descriptors (int8 pairs folded into one
-    /// float32 tensor) and the scale of each quantized weight (source names); two names for one training name are refused.
+    /// The source's tensors under training names (`NamingLayout`), their descriptors (each quantized weight's tensors
+    /// folded into one float32 tensor) and the parts of each quantized weight (source names); two names for one
+    /// training name are refused.
     static func trainingNames(_ source: TensorSource, layout: NamingLayout, path: String) throws
-        -> (byTraining: [String: String], descriptors: [String: TensorDescriptor], scales: [String: String]) {
+        -> (byTraining: [String: String], descriptors: [String: TensorDescriptor], parts: [String: ModelFamily.QuantizedParts]) {
         var byTraining: [String: String] = [:]
         for name in source.tensorNames {
             let training = layout.trainingName(of: name)
@@ -125,13 +131,15 @@ public final class ReleaseModel {
         for (training, name) in byTraining {
             stored[training] = layout.trainingDescriptor(of: training, try source.descriptor(named: name))
         }
-        let (descriptors, scaleNames) = ModelFamily.foldQuantized(stored)
-        var scales: [String: String] = [:]
-        for (base, scale) in scaleNames {
-            scales[base] = byTraining[scale]
-            byTraining.removeValue(forKey: scale)
+        let (descriptors, folded) = ModelFamily.foldQuantized(stored)
+        var parts: [String: ModelFamily.QuantizedParts] = [:]
+        for (base, p) in folded {
+            if let packed = p.packed { byTraining[base] = byTraining.removeValue(forKey: packed) }
+            parts[base] = ModelFamily.QuantizedParts(scale: byTraining[p.scale]!, packed: p.packed.flatMap { _ in byTraining[base] },
+                                                     shape: p.shape.flatMap { byTraining[$0] })
+            for name in [p.scale, p.shape].compactMap({ $0 }) { byTraining.removeValue(forKey: name) }
         }
-        return (byTraining, descriptors, scales)
+        return (byTraining, descriptors, parts)
     }
 
     /// The tie: shared storage or equal bits; otherwise an untied model, refused unless allowed. No separate LM
@@ -160,7 +168,16 @@ public final class ReleaseModel {
     public func tensor(_ training: String) throws -> Tensor {
         let name = training == ModelFamily.lmHead && tied ? ModelFamily.embedding : training
         guard let s = names.first(where: { $0.training == name })?.source else { throw ReleaseModelError.noTensor(path: info.path, name: training) }
-        return try Self.read(source, s, scale: quantizedScales[name], transposed: layout.isTransposed(name))
+        return try Self.read(source, s, parts: quantizedParts[name], transposed: layout.isTransposed(name))
+    }
+
+    /// The tensors that store a quantized weight, as the source holds them, by what they add to the weight's name:
+    /// int8's values ("") and scale, int4's packed words, scale and shape; nil for a weight that is not quantized.
+    public func quantizedTensors(_ training: String) throws -> [(suffix: String, tensor: Tensor)]? {
+        guard let parts = quantizedParts[training], let values = names.first(where: { $0.training == training })?.source else { return nil }
+        return try [(parts.packed == nil ? "" : LinearQuantization.packedSuffix, source.tensor(named: values)),
+                    (LinearQuantization.scaleSuffix, source.tensor(named: parts.scale))]
+            + (parts.shape.map { [(LinearQuantization.shapeSuffix, try source.tensor(named: $0))] } ?? [])
     }
 
     /// The shape of a tensor under its training name (GPT-2's transposed weights turned back).
@@ -172,9 +189,10 @@ public final class ReleaseModel {
     /// Whether the model is a GGUF file, which llama.cpp runs with its own GELU.
     public var computesLlamaCppGELU: Bool { source is GGUFFile && config.activation == "gelu" }
 
-    /// The bundle's weight dtype: int8 when any weight is quantized, else the embedding's (float32 for a GGUF block type).
+    /// The weights' floating dtype: the embedding's (float32 for a GGUF block type; the quantized weights of an int8 or
+    /// int4 bundle read as float32 too, and `quantization` says how they are stored).
     public var dominantDType: DType {
-        if !quantizedScales.isEmpty { return .i8 }
+        if quantization != nil { return .f32 }
         let embedding = names.first { $0.training == ModelFamily.embedding }!.source
         // A GGUF's block types are read dequantized to float32 (and so written on, lossily; `ggufScheme` names them).
         return (try? source.descriptor(named: embedding).dtype) ?? .f32
@@ -205,9 +223,10 @@ public final class ReleaseModel {
     }
 
     /// The weights' type as a release names it: a quantized GGUF file's scheme (`q8_0`, `q4_k_m`, …), else the torch
-    /// dtype name (`float32`, `bfloat16`, `int8`, …).
+    /// dtype name (`float32`, `bfloat16`, …), or the quantization of a bundle's linear weights (`int8`, `int4`).
     public var weightTypeName: String {
         if let scheme = ggufScheme, scheme.quantizes { return scheme.name }
+        if let quantization { return quantization.scheme.rawValue }
         return TorchGlobals.dtypeName[dominantDType] ?? dominantDType.name
     }
 
@@ -223,16 +242,17 @@ public final class ReleaseModel {
         return layout == .gpt2 ? "GPT-2 bundle" : "bundle"
     }
 
-    /// A source tensor, dequantized to float32 when it has a scale, transposed back when its layout stores it
+    /// A source tensor, dequantized to float32 when it is quantized, transposed back when its layout stores it
     /// transposed (an owned copy; the mapped pages it came from are dropped).
-    private static func read(_ source: TensorSource, _ name: String, scale: String?, transposed: Bool) throws -> Tensor {
+    private static func read(_ source: TensorSource, _ name: String, parts: ModelFamily.QuantizedParts?, transposed: Bool) throws -> Tensor {
         let t = try source.tensor(named: name)
         if transposed, t.shape.count == 2 {
             defer { t.storage.discardMappedPages() }
             return try t.transposed()
         }
-        guard let scale else { return t }
-        return try Int8Quantization.dequantize(t, scale: try source.tensor(named: scale), name: name)
+        guard let parts else { return t }
+        return try LinearQuantization.dequantize(t, scale: try source.tensor(named: parts.scale), shape: try parts.shape.map { try source.tensor(named: $0) },
+                                                 name: name)
     }
 
     /// Top-level entries of a training dict that are not tensors or optimizer state, as JSON.

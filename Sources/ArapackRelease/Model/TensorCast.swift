@@ -217,22 +217,31 @@ extension Tensor {
     }
 }
 
-/// A tensor that cannot take the dtype asked for (a narrowing cast or int8 quantization).
+/// A tensor that cannot take the dtype asked for (a narrowing cast or int8/int4 quantization), or a quantized weight
+/// whose tensors do not fit together.
 public enum CastError: Error, Equatable, CustomStringConvertible, Sendable {
     case float16Overflow(file: String, tensor: String, count: Int)
-    case int8NotMatrix(tensor: String)
-    case int8GroupSize(tensor: String, groupSize: Int, columns: Int)
-    /// An int8 weight and its scale that do not make a pair (docs/bundle.md).
-    case int8Pair(tensor: String, weightDType: DType, weightShape: [Int], scaleDType: DType, scaleShape: [Int])
+    case quantizedNotMatrix(tensor: String, scheme: String)
+    case quantizedGroupSize(tensor: String, flag: String, groupSize: Int, columns: Int)
+    /// int4 packs eight values an int32 word, and arapack writes whole words a row.
+    case int4Columns(tensor: String, columns: Int)
+    /// A quantized weight and its scale that do not make a pair (docs/bundle.md).
+    case quantizedParts(tensor: String, weightDType: DType, weightShape: [Int], scaleDType: DType, scaleShape: [Int])
+    /// An int4 weight whose `_shape` tensor is missing, malformed or states another shape than its words and scale.
+    case int4Shape(tensor: String, stated: String?, expected: [Int])
 
     public var description: String {
         switch self {
         case let .float16Overflow(file, tensor, count):
             return "\(file): tensor \"\(tensor)\": \(count) value(s) exceed the float16 range (|x| ≥ 65520) and would become infinite; keep it in bf16 or f32"
-        case let .int8NotMatrix(tensor): return "\(tensor): int8 quantization applies to 2-D weights"
-        case let .int8GroupSize(tensor, group, columns): return "\(tensor): --int8-group-size \(group) does not divide the \(columns) columns"
-        case let .int8Pair(tensor, weightDType, weightShape, scaleDType, scaleShape):
-            return "\(tensor): a quantized weight is I8 [rows, cols] with an F32 scale [rows, groups] whose groups divide cols; found \(weightDType.name) \(weightShape) and \(scaleDType.name) \(scaleShape)"
+        case let .quantizedNotMatrix(tensor, scheme): return "\(tensor): \(scheme) quantization applies to 2-D weights"
+        case let .quantizedGroupSize(tensor, flag, group, columns): return "\(tensor): \(flag) \(group) does not divide the \(columns) columns"
+        case let .int4Columns(tensor, columns):
+            return "\(tensor): int4 packs 8 columns in each int32 word, and the \(columns) columns are not a multiple of 8"
+        case let .quantizedParts(tensor, weightDType, weightShape, scaleDType, scaleShape):
+            return "\(tensor): a quantized weight is I8 [rows, cols] (int8) or I32 [rows, cols/8] (int4) with an F32 scale [rows, groups] whose groups divide cols; found \(weightDType.name) \(weightShape) and \(scaleDType.name) \(scaleShape)"
+        case let .int4Shape(tensor, stated, expected):
+            return "\(tensor): an int4 weight's _shape tensor must be I64 [2] = \(expected) (its words and scale); found " + (stated ?? "none")
         }
     }
 }

@@ -81,6 +81,7 @@ public enum Parity {
     /// Lossless (same dtype as the source) must be bit-identical; a cast has the defaults of its dtype.
     public static func defaultThresholds(bundle: ReleaseModel, source: ReleaseModel) -> ParityThresholds {
         if let scheme = bundle.ggufScheme, scheme.quantizes { return .gguf(scheme) }
+        if let q = bundle.quantization, q != source.quantization { return q.scheme.parityThresholds }
         guard bundle.dominantDType == source.dominantDType else { return .cast(bundle.dominantDType) }
         return bundle.computesLlamaCppGELU == source.computesLlamaCppGELU ? .lossless : .gguf
     }

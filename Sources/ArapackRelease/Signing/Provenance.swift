@@ -28,6 +28,7 @@ public struct Provenance: Codable, Equatable, Sendable {
         public var to: String
         public var dtype: String?
         public var int8GroupSize: Int?
+        public var int4GroupSize: Int?
         public var keep: [String]
         public var maxShardSize: Int?
         public var config: String?
@@ -39,15 +40,16 @@ public struct Provenance: Codable, Equatable, Sendable {
         public var baseModel: String?
         public var modelCard: String?
 
-        public init(to: String, dtype: String?, int8GroupSize: Int?, keep: [String], maxShardSize: Int?, config: String?, tokenizer: String?,
-                    allowUntied: Bool, sourceDigest: Bool, license: String?, repoID: String?, baseModel: String?, modelCard: String?) {
-            (self.to, self.dtype, self.int8GroupSize, self.keep, self.maxShardSize) = (to, dtype, int8GroupSize, keep, maxShardSize)
+        public init(to: String, dtype: String?, int8GroupSize: Int?, int4GroupSize: Int? = nil, keep: [String], maxShardSize: Int?, config: String?,
+                    tokenizer: String?, allowUntied: Bool, sourceDigest: Bool, license: String?, repoID: String?, baseModel: String?, modelCard: String?) {
+            (self.to, self.dtype, self.int8GroupSize, self.int4GroupSize) = (to, dtype, int8GroupSize, int4GroupSize)
+            (self.keep, self.maxShardSize) = (keep, maxShardSize)
             (self.config, self.tokenizer, self.allowUntied, self.sourceDigest) = (config, tokenizer, allowUntied, sourceDigest)
             (self.license, self.repoID, self.baseModel, self.modelCard) = (license, repoID, baseModel, modelCard)
         }
 
         enum CodingKeys: String, CodingKey {
-            case to, dtype, int8GroupSize = "int8_group_size", keep, maxShardSize = "max_shard_size", config, tokenizer
+            case to, dtype, int8GroupSize = "int8_group_size", int4GroupSize = "int4_group_size", keep, maxShardSize = "max_shard_size", config, tokenizer
             case allowUntied = "allow_untied", sourceDigest = "source_digest", license, repoID = "repo_id", baseModel = "base_model"
             case modelCard = "model_card"
         }
@@ -58,6 +60,7 @@ public struct Provenance: Codable, Equatable, Sendable {
             try c.encode(to, forKey: .to)
             try c.encodeOrNull(dtype, forKey: .dtype)
             try c.encodeOrNull(int8GroupSize, forKey: .int8GroupSize)
+            try c.encodeOrNull(int4GroupSize, forKey: .int4GroupSize)
             try c.encode(keep, forKey: .keep)
             try c.encodeOrNull(maxShardSize, forKey: .maxShardSize)
             try c.encodeOrNull(config, forKey: .config)

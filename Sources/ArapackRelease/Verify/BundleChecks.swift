@@ -108,7 +108,7 @@ struct BundleChecks {
         guard let config else { return ["not checked: config.json is unusable"] }
         var problems: [String] = []
         let layout = form.layout
-        let foreign = b.descriptors.keys.filter { layout.training(of: $0) == nil && !$0.hasSuffix(ModelFamily.int8ScaleSuffix) }.sorted()
+        let foreign = b.descriptors.keys.filter { layout.training(of: $0) == nil && !ModelFamily.QuantizedParts.isPart($0) }.sorted()
         if !foreign.isEmpty { problems.append("tensor names \(form.foreignNames): \(ModelFamily.list(foreign))") }
         problems += ModelFamily.tensorProblems(config, b.trainingDescriptors(in: layout), headOptional: config.tieWordEmbeddings,
                                                display: { layout.name(of: $0) })
@@ -137,22 +137,26 @@ struct BundleChecks {
         return problems
     }
 
-    /// The weights' dtype as the manifest and config.json state it; int8 with the quantization config that loads it.
+    /// The weights' dtype as the manifest and config.json state it; int8 or int4 with the quantization config that loads it.
     func dtypeProblems(_ config: ModelConfig) throws -> (manifest: [String], config: [String]) {
-        let quantized = b.descriptors.values.contains { $0.dtype == .i8 }
-        guard let d = quantized ? DType.i8 : b.descriptors[form.layout.name(of: ModelFamily.embedding)]?.dtype else { return ([], []) }
+        let quantization = ModelFamily.foldQuantized(b.descriptors).parts.min { $0.key < $1.key }.flatMap { base, p -> LinearQuantization? in
+            guard let stored = b.descriptors[p.packed ?? base], let scale = b.descriptors[p.scale] else { return nil }
+            return LinearQuantization.of(stored: stored, scale: scale)
+        }
+        let floating = b.descriptors[form.layout.name(of: ModelFamily.embedding)]?.dtype
+        guard let weights = quantization?.scheme.rawValue ?? floating.map({ TorchGlobals.dtypeName[$0] ?? $0.name }) else { return ([], []) }
         var inManifest: [String] = []
-        if let m = manifest, TorchGlobals.dtypeName[d] != m.dtype { inManifest.append("the manifest says \(m.dtype) but the weights are \(d.name)") }
+        if let m = manifest, weights != m.dtype { inManifest.append("the manifest says \(m.dtype) but the weights are \(weights)") }
         guard let c = try b.json("config.json") else { return (inManifest, []) }
         var problems: [String] = []
-        if c["torch_dtype"]?.stringValue != (quantized ? "float32" : TorchGlobals.dtypeName[d]) {
-            problems.append("config.json torch_dtype differs from the weights (\(d.name))")
+        if c["torch_dtype"]?.stringValue != (quantization != nil ? "float32" : weights) {
+            problems.append("config.json torch_dtype differs from the weights (\(weights)\(quantization != nil ? ", which state float32" : ""))")
         }
-        if quantized != (c["quantization_config"]?["quant_method"]?.stringValue == "compressed-tensors") {
-            problems.append(quantized ? "int8 weights without a compressed-tensors quantization_config in config.json"
-                                      : "config.json has a quantization_config but the weights are not int8")
-        } else if quantized, let q = c["quantization_config"], form.accepts(.i8) {
-            problems += Int8Quantization.loadProblems(q, stored: b.descriptors.mapValues(\.dtype), tied: config.tieWordEmbeddings)
+        if (quantization != nil) != (c["quantization_config"]?["quant_method"]?.stringValue == "compressed-tensors") {
+            problems.append(quantization.map { "\($0.scheme.rawValue) weights without a compressed-tensors quantization_config in config.json" }
+                            ?? "config.json has a quantization_config but the weights are not quantized")
+        } else if let quantization, let q = c["quantization_config"], form.dtypes.contains(quantization.scheme.rawValue) {
+            problems += LinearQuantization.loadProblems(q, stored: b.descriptors.mapValues(\.dtype), tied: config.tieWordEmbeddings)
         }
         return (inManifest, problems)
     }

@@ -7,9 +7,10 @@
 /// double every 4,096 elements; the lanes make the loops vectorise without reassociating float math).
 void arapack_error_stats(const float *x, const float *y, size_t n, double stats[3]);
 
-/// q[i] = clamp(round-half-even(x[i] / scale), −127, 127) for n values (a true division, as torch
-/// computes it; NaN → 0); adds the error of q·scale against x to stats as arapack_error_stats does.
-void arapack_quantize_int8(const float *x, size_t n, float scale, int8_t *q, double stats[3]);
+/// q[i] = round-half-even(clamp(x[i] / scale, low, high)) for n values (a true division, as torch computes it;
+/// NaN → 0; low and high whole numbers: −127, 127 for int8, −8, 7 for int4); adds the error of q·scale against x
+/// to stats as arapack_error_stats does.
+void arapack_quantize_symmetric(const float *x, size_t n, float scale, float low, float high, int8_t *q, double stats[3]);
 
 /// max |x[i]| over n values (NaNs ignored).
 float arapack_max_abs(const float *x, size_t n);

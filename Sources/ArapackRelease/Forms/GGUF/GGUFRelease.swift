@@ -13,7 +13,7 @@ public struct GGUFRelease: ReleaseForm {
     public var layout: NamingLayout { .gguf }
     public var dtypes: [String] { GGUFScheme.all.map(\.name) }
 
-    public func check(_ config: ModelConfig, dtype: DType?, source: String) throws {
+    public func check(_ config: ModelConfig, dtype: String?, source: String) throws {
         guard config.causal else {
             throw ReleaseFormError(self, source: source, refusal: .bidirectional, reason: "llama.cpp's gpt2 architecture is causal")
         }
@@ -27,7 +27,7 @@ public struct GGUFRelease: ReleaseForm {
     /// The block formats are GGUF's own.
     public var dtypeNotes: [String: String] {
         Dictionary(uniqueKeysWithValues: GGUFScheme.all.filter(\.quantizes).map {
-            ($0.name, "--dtype \($0.name) is a GGUF block format: it applies to --to gguf (bundles take int8)")
+            ($0.name, "--dtype \($0.name) is a GGUF block format: it applies to --to gguf (bundles take int8 and int4)")
         })
     }
 

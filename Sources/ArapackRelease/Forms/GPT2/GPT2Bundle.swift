@@ -4,7 +4,7 @@ import ArapackTensor
 
 /// A bundle in transformers' stock GPT-2 layout (docs/model-family.md, "The GPT-2 form"): a GPT2Config and
 /// GPT2LMHeadModel's tensor names, linear weights transposed as GPT-2's Conv1D keeps them; it loads with no remote
-/// code. Causal models only, and no int8 (compressed-tensors' layout is made for nn.Linear, not Conv1D).
+/// code. Causal models only, and no int8 or int4 (compressed-tensors' layouts are made for nn.Linear, not Conv1D).
 public struct GPT2Bundle: BundleForm {
     public init() {}
     public var name: String { "gpt2" }
@@ -13,22 +13,22 @@ public struct GPT2Bundle: BundleForm {
     public var layout: NamingLayout { .gpt2 }
     public var dtypes: [String] { ["f32", "bf16", "f16"] }
 
-    public func check(_ config: ModelConfig, dtype: DType?, source: String) throws {
+    public func check(_ config: ModelConfig, dtype: String?, source: String) throws {
         guard config.causal else {
             throw ReleaseFormError(self, source: source, refusal: .bidirectional, reason: "GPT-2's attention is causal; write a native bundle (--to bundle)")
         }
         try checkDtype(dtype, source: source)
     }
 
-    /// int8: compressed-tensors' layout is made for nn.Linear, and GPT-2 keeps its linear layers as Conv1D.
+    /// int8, int4: compressed-tensors' layouts are made for nn.Linear, and GPT-2 keeps its linear layers as Conv1D.
     public func dtypeAdvice(_ dtype: String) -> String {
-        guard dtype == "int8" else { return "it stores " + dtypes.joined(separator: ", ") }
-        return "compressed-tensors' per-channel int8 layout is made for nn.Linear weights ([out, in], a scale per output row), "
-            + "and GPT-2 keeps its linear layers as Conv1D ([in, out]); write a native int8 bundle (--to bundle) or use f32, bf16 or f16 with --to gpt2"
+        guard LinearQuantization.Scheme(rawValue: dtype) != nil else { return "it stores " + dtypes.joined(separator: ", ") }
+        return "compressed-tensors' \(dtype) layout is made for nn.Linear weights ([out, in], scales along each output row), "
+            + "and GPT-2 keeps its linear layers as Conv1D ([in, out]); write a native \(dtype) bundle (--to bundle) or use f32, bf16 or f16 with --to gpt2"
     }
 
     public func dtypeRefusal(_ dtype: String) -> String {
-        dtype == "int8" ? "--dtype int8 is not written in the GPT-2 layout: " + dtypeAdvice(dtype) : standardDtypeRefusal(dtype)
+        LinearQuantization.Scheme(rawValue: dtype) != nil ? "--dtype \(dtype) is not written in the GPT-2 layout: " + dtypeAdvice(dtype) : standardDtypeRefusal(dtype)
     }
 
     public var modelTypes: [String] { [GPT2ConfigKey.modelType] }
@@ -38,7 +38,7 @@ public struct GPT2Bundle: BundleForm {
 
     /// A stock GPT2Config that makes transformers' `GPT2LMHeadModel` compute this (causal) model: every dropout 0,
     /// scores scaled by 1/sqrt(head_dim) and nothing else, exact GELU (`gelu`, not `gelu_new`) or ReLU. The form
-    /// holds no int8, so `extra` is always empty.
+    /// holds no int8 or int4, so `extra` is always empty.
     public func configJSON(_ config: ModelConfig, torchDtype: String, extra: [JSONValue.Member] = []) -> JSONValue {
         let fields = GPT2Config(config).members
         let tail = fields.firstIndex { $0.key == GPT2ConfigKey.tieWordEmbeddings.stringValue }!

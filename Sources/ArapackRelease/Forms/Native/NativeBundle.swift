@@ -10,16 +10,18 @@ public struct NativeBundle: BundleForm {
     public var title: String { "native bundle" }
     public var summary: String { "a release bundle that transformers loads with its wrapper, trust_remote_code=True" }
     public var layout: NamingLayout { .release }
-    public var dtypes: [String] { ["f32", "bf16", "f16", "int8"] }
+    public var dtypes: [String] { ["f32", "bf16", "f16"] + LinearQuantization.Scheme.allCases.map(\.rawValue) }
 
-    public func check(_ config: ModelConfig, dtype: DType?, source: String) throws {
+    public func check(_ config: ModelConfig, dtype: String?, source: String) throws {
         try checkDtype(dtype, source: source)
     }
 
-    /// int8 is the native bundle's (compressed-tensors) alone.
+    /// int8 and int4 are the native bundle's (compressed-tensors) alone.
     public var dtypeNotes: [String: String] {
-        ["int8": "--dtype int8 writes bundles only; " + ReleaseForms.all.filter { !$0.dtypes.contains("int8") }
-            .map { "--to \($0.name) takes " + $0.dtypes.joined(separator: ", ") }.joined(separator: "; ")]
+        Dictionary(uniqueKeysWithValues: LinearQuantization.Scheme.allCases.map(\.rawValue).map { dtype in
+            (dtype, "--dtype \(dtype) writes bundles only; " + ReleaseForms.all.filter { !$0.dtypes.contains(dtype) }
+                .map { "--to \($0.name) takes " + $0.dtypes.joined(separator: ", ") }.joined(separator: "; "))
+        })
     }
 
     public var modelTypes: [String] { [ModelConfig.causalModelType, ModelConfig.bidirectionalModelType] }

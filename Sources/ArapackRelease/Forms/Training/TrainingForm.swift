@@ -14,13 +14,13 @@ public protocol TrainingForm: OutputForm {
 extension TrainingForm {
     public var dtypes: [String] { ["f32", "bf16", "f16"] }
 
-    public func check(_ config: ModelConfig, dtype: DType?, source: String) throws {
+    public func check(_ config: ModelConfig, dtype: String?, source: String) throws {
         try checkDtype(dtype, source: source)
     }
 
     public func write(_ model: ReleaseModel, for conversion: Conversion, at destination: String, progress: Progress) throws -> Conversion.Result {
         let dtype = conversion.options.tensorDType
-        try check(model.config, dtype: dtype, source: model.info.path)
+        try check(model.config, dtype: conversion.options.dtype, source: model.info.path)
         try writeTraining(model, dtype: dtype, at: destination, replacing: conversion.force)
         return Conversion.Result(model: model, manifest: nil)
     }
