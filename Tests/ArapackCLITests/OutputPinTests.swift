@@ -4,7 +4,7 @@ import ArapackTestSupport
 import Foundation
 import XCTest
 
-/// What arapack writes, pinned: every model fixture converted (native f32 with its archive; bf16, f16, int8 and
+/// What arapack writes, pinned: every model fixture converted (native f32 with its archive; bf16, f16, int8, int4 and
 /// GPT-2 for two of them; torch and DCP back) must give the bytes `Fixtures/pins.json` records, file by file.
 /// A refactor that changes no behaviour keeps them; a deliberate change of the output re-pins with
 /// `ARAPACK_UPDATE_PINS=1 swift test --filter OutputPinTests` and says why in its commit.
@@ -29,6 +29,8 @@ final class OutputPinTests: XCTestCase {
             out.append(("golden/ar_odd \(dtype)", "golden/ar_odd.pt", ["--dtype", dtype, "--max-shard-size", "40kB"]))
         }
         out.append(("golden/ar_odd int8 groups", "golden/ar_odd.pt", ["--dtype", "int8", "--int8-group-size", "8"]))
+        out.append(("trained int4", "trained/arafusion_tiny_ar.pt", ["--dtype", "int4", "--int4-group-size", "32", "--tokenizer", TestSupport.fixture("trained/tokenizer")]))
+        out.append(("golden/ar_odd int4 groups", "golden/ar_odd.pt", ["--dtype", "int4", "--int4-group-size", "8", "--max-shard-size", "40kB"]))
         out.append(("golden/ar_gelu gpt2", "golden/ar_gelu.pt", ["--to", "gpt2", "--max-shard-size", "30kB"]))
         out.append(("trained gpt2 bf16", "trained/arafusion_tiny_ar.pt", ["--to", "gpt2", "--dtype", "bf16", "--tokenizer", TestSupport.fixture("trained/tokenizer")]))
         out.append(("golden/ar_odd torch", "golden/ar_odd.pt", ["--to", "torch"]))

@@ -85,6 +85,49 @@ final class ParityCommandTests: XCTestCase {
         XCTAssertEqual(try TestSupport.arapack("verify", scratch + "/int8").status, 0)
     }
 
+    /// int4 on the trained twin: parity on held-out text within the int4 limits, the card and the manifest say int4, verify and
+    /// eval read it; the default groups of 128 do not divide its 64 columns (exit 2, nothing written); flags that do not
+    /// apply are usage errors.
+    func testInt4ConversionOfTheTrainedModel() throws {
+        let trained = TestSupport.fixture("trained/arafusion_tiny_ar.pt"), shards = TestSupport.fixture("tokens/heldout_u32.npy")
+        let bundle = scratch + "/int4"
+        var r = try TestSupport.arapack("convert", trained, bundle, "--dtype", "int4", "--int4-group-size", "32", "--parity", "--tokens", shards,
+                                        "--tokenizer", TestSupport.fixture("trained/tokenizer"))
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("dtype        int4 (thresholds: int4)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("model.transformer.layers.1.linear2.weight "), "the per-tensor report is printed: \(r.stdout)")
+        let card = try String(contentsOfFile: bundle + "/README.md", encoding: .utf8)
+        for line in ["- compressed-tensors\n- int4\n", "# int4 weights in the compressed-tensors format: pip install compressed-tensors",
+                     "int4 symmetric, groups of 32, for the nn.Linear weights", "## Quality on the model's own data"] {
+            XCTAssertTrue(card.contains(line), line)
+        }
+        XCTAssertEqual(try TestSupport.loadJSON(bundle + "/manifest.json")["dtype"]?.stringValue, "int4")
+        r = try TestSupport.arapack("verify", bundle, "--parity", "--against", trained, "--tokens", shards)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("dtype        int4 (thresholds: int4)"), r.stdout)
+        r = try TestSupport.arapack("eval", bundle, "--tokens", shards, "--against", trained)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("Same top p"), r.stdout)
+
+        r = try TestSupport.arapack("convert", trained, scratch + "/default", "--dtype", "int4")
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--int4-group-size 128 does not divide the 64 columns"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch + "/default"))
+        for (options, message) in [
+            (["--dtype", "int4", "--int4-group-size", "12"], "--int4-group-size must be 0 (per channel) or a positive multiple of 8"),
+            (["--dtype", "int8", "--int4-group-size", "32"], "--int4-group-size applies to --dtype int4"),
+            (["--dtype", "int4", "--int8-group-size", "32"], "--int8-group-size applies to --dtype int8"),
+            (["--dtype", "bf16", "--keep", "*"], "--keep applies to --dtype int8 and int4"),
+            (["--dtype", "int4", "--to", "gpt2"], "--dtype int4 is not written in the GPT-2 layout"),
+            (["--dtype", "int4", "--to", "gguf"], "--dtype int4 writes bundles only"),
+        ] {
+            r = try TestSupport.run(TestSupport.arapackBinary, ["convert", trained, scratch + "/x"] + options)
+            XCTAssertEqual(r.status, 64, "\(options): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(message), "\(options): \(r.stderr)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch + "/x"))
+    }
+
     func testRunPrintsTopTokensAndAChecksumEqualForCheckpointAndBundle() throws {
         let dst = scratch + "/b"
         XCTAssertEqual(try TestSupport.arapack("convert", source, dst).status, 0)

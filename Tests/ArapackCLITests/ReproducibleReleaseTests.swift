@@ -50,6 +50,28 @@ final class ReproducibleReleaseTests: XCTestCase {
         XCTAssertEqual(listing.stdout, "AraFusion-AR-135K/\n")
     }
 
+    /// int8 and int4 bundles (scales, rounding, packing, the error report, parity on real data in the card) have the
+    /// same bytes under the default settings, AVX2 on two threads and the generic kernels on one.
+    func testQuantizedBundlesAreTheSameBytesUnderEverySetting() throws {
+        for options in [["--dtype", "int8", "--int8-group-size", "16"], ["--dtype", "int4", "--int4-group-size", "32"]] {
+            var trees: [[String: Data]] = []
+            for (i, environment) in [[:], ["ARAPACK_ISA": "avx2", "ARAPACK_THREADS": "2"], ["ARAPACK_ISA": "generic", "ARAPACK_THREADS": "1"]].enumerated() {
+                let dst = scratch + "/\(options[1])-\(i)/release"
+                try FileManager.default.createDirectory(atPath: splitPath(dst).0, withIntermediateDirectories: true)
+                let r = try TestSupport.run(TestSupport.arapackBinary, ["convert", source, dst, "--tokenizer", tokenizer, "--parity", "--tokens",
+                                                                        TestSupport.fixture("tokens/heldout_u32.npy"), "--quiet"] + options,
+                                            environment: environment.merging(["SOURCE_DATE_EPOCH": ""]) { $1 })
+                XCTAssertEqual(r.status, 0, r.stderr)
+                trees.append(try tree(dst))
+            }
+            XCTAssertGreaterThanOrEqual(trees[0].count, 8)
+            for other in trees.dropFirst() {
+                XCTAssertEqual(trees[0].keys.sorted(), other.keys.sorted())
+                for (name, bytes) in trees[0] { XCTAssertEqual(bytes, other[name], "\(options[1]): \(name) differs") }
+            }
+        }
+    }
+
     func testRepoIDNamesTheCardTheArchiveAndTheQuickStart() throws {
         let dst = scratch + "/out"
         try convert(dst, ["--repo-id", "arafusion/AraFusion-AR-demo"])

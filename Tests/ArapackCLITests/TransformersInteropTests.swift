@@ -86,6 +86,76 @@ final class TransformersInteropTests: XCTestCase {
                                             "model.transformer.layers.1.linear2"].map { .string($0) }))
     }
 
+    /// int4 (W4A16): every quantized weight is compressed-tensors' own bytes (scripts/interop_int4.py runs its compressor
+    /// on the source), a plain from_pretrained with compressed-tensors installed loads the bundle, and arapack's forward
+    /// pass of the same bundle gives transformers' logits within 1e-5 × max(1, max |logit|) (`verify --golden`). On the
+    /// trained twin (groups of 32; per channel with a layer kept), ar_odd (groups of 8) and a twin with d 256 made here
+    /// by real PyTorch (the default groups of 128).
+    func testInt4BundlesAreCompressedTensorsOwnAndLoadThroughTransformers() throws {
+        let python = try TestSupport.interopPython(importing: ["torch", "transformers", "compressed_tensors", "yaml"])
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        let twin = dir + "/twin256.pt"
+        let made = try TestSupport.run(python, ["-c", """
+            import sys, torch
+            sys.path.insert(0, sys.argv[2])
+            from arafusion import ARBaseline
+            torch.manual_seed(256)
+            config = dict(vocab_size=512, d_model=256, n_layers=2, n_heads=4, d_ff=512, max_seq_len=32, dropout=0.0,
+                          activation="gelu", causal=True, layer_norm_eps=1e-5)
+            model = ARBaseline(**config)
+            with torch.no_grad():
+                for p in model.parameters():
+                    if p.dim() == 2:
+                        p.normal_(0, 0.02)
+            torch.save({"model": model.state_dict(), "config": config}, sys.argv[1])
+            """, twin, TestSupport.fixture("")])
+        XCTAssertEqual(made.status, 0, made.stdout + made.stderr)
+        let tokenizer = ["--tokenizer", TestSupport.fixture("trained/tokenizer")]
+        let cases: [(source: String, options: [String], group: String)] = [
+            (TestSupport.fixture("trained/arafusion_tiny_ar.pt"), ["--int4-group-size", "32"] + tokenizer, "group size 32"),
+            (TestSupport.fixture("trained/arafusion_tiny_ar.pt"), ["--int4-group-size", "0", "--keep", "model.transformer.layers.1.*"], "channel, group size None"),
+            (TestSupport.fixture("golden/ar_odd.pt"), ["--int4-group-size", "8"], "group size 8"),
+            (twin, [], "group size 128"),
+        ]
+        for (i, c) in cases.enumerated() {
+            let bundle = dir + "/int4-\(i)", golden = dir + "/int4-\(i).golden.safetensors"
+            let r = try TestSupport.run(TestSupport.arapackBinary, ["convert", c.source, bundle, "--dtype", "int4"] + c.options)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let bytes = try TestSupport.run(python, [TestSupport.repositoryRoot.appendingPathComponent("scripts/interop_int4.py").path, bundle, c.source])
+            XCTAssertEqual(bytes.status, 0, bytes.stdout + bytes.stderr)
+            XCTAssertTrue(bytes.stdout.contains("4 bits, \(c.group.hasPrefix("channel") ? "channel" : "group")"), bytes.stdout)
+            XCTAssertTrue(bytes.stdout.contains(c.group), bytes.stdout)
+            XCTAssertTrue(bytes.stdout.hasSuffix("\nok\n"), bytes.stdout)
+            let run = try TestSupport.run(python, [Self.script, bundle, c.source, "--card", "--golden-out", golden])
+            XCTAssertEqual(run.status, 0, run.stdout + run.stderr)
+            XCTAssertTrue(run.stdout.contains("ok    int4 logits"), run.stdout)
+            XCTAssertTrue(run.stdout.hasSuffix("\nok\n"), run.stdout)
+            let logits = try SafetensorsFile(path: golden).tensor(named: "logits").floats()
+            let tolerance = 1e-5 * max(1, Double(logits.map(abs).max() ?? 0))
+            let verify = try TestSupport.run(TestSupport.arapackBinary, ["verify", bundle, "--golden", golden, "--tolerance", String(tolerance)])
+            XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+            XCTAssertTrue(verify.stdout.contains("parity passed"), verify.stdout)
+        }
+        // The per-channel case ignores the kept layer's modules, and its weights stay float32.
+        let config = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/int4-1/config.json"))))
+        XCTAssertEqual(config["quantization_config"]?["ignore"], .array(["model.lm_head", "model.transformer.layers.1.self_attn.out_proj",
+                                                                         "model.transformer.layers.1.linear1", "model.transformer.layers.1.linear2"].map { .string($0) }))
+
+        // The byte check bites: one nibble of one word changed and compressed-tensors' bytes no longer match.
+        let edit = try TestSupport.run(python, ["-c", """
+            import sys
+            from safetensors.torch import load_file, save_file
+            t = load_file(sys.argv[1])
+            t["model.transformer.layers.0.linear1.weight_packed"][3, 1] ^= 0x10
+            save_file(t, sys.argv[1], metadata={"format": "pt"})
+            """, dir + "/int4-0/model.safetensors"])
+        XCTAssertEqual(edit.status, 0, edit.stderr)
+        let bitten = try TestSupport.run(python, [TestSupport.repositoryRoot.appendingPathComponent("scripts/interop_int4.py").path, dir + "/int4-0", cases[0].source])
+        XCTAssertEqual(bitten.status, 1, bitten.stdout + bitten.stderr)
+        XCTAssertTrue(bitten.stdout.contains("FAIL  model.transformer.layers.0.linear1.weight_packed is compressed-tensors' own bytes"), bitten.stdout)
+    }
+
     /// The published tokenizer layout (base_tokenizer/ plus MorphBPE files at the top) is kept, and both
     /// AutoTokenizer loads work; the last transformers 4.x loads the AR f32 bundle with the same checks.
     func testPublishedTokenizerLayoutAndTheLastTransformers4() throws {

@@ -41,7 +41,7 @@ final class ErrorMessageTests: XCTestCase {
              "m.pt: the model is untied: lm_head.weight differs from token_embedding.weight (max |difference| 0.25); pass --allow-untied to release it with tie_word_embeddings false"),
             (CastError.float16Overflow(file: "b", tensor: "t", count: 1),
              "b: tensor \"t\": 1 value(s) exceed the float16 range (|x| ≥ 65520) and would become infinite; keep it in bf16 or f32"),
-            (CastError.quantizedGroupSize(tensor: "t", flag: "--int8-group-size", groupSize: 7, columns: 32), "t: --int8-group-size 7 does not divide the 32 columns"),
+            (CastError.quantizedGroupSize(tensor: "t", flag: "--int8-group-size", groupSize: 7, columns: 32), "t: --int8-group-size 7 does not divide the 32 columns; pass a --int8-group-size that divides every row, or 0 for one scale per row"),
             (CastError.int4Columns(tensor: "t", columns: 12), "t: int4 packs 8 columns in each int32 word, and the 12 columns are not a multiple of 8"),
             (CastError.int4Shape(tensor: "t", stated: "I64 [2] = [3, 8]", expected: [3, 16]),
              "t: an int4 weight's _shape tensor must be I64 [2] = [3, 16] (its words and scale); found I64 [2] = [3, 8]"),

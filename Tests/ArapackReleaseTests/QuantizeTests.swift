@@ -170,7 +170,8 @@ final class QuantizeTests: XCTestCase {
     /// int4 needs whole int32 words a row and a group size that divides it; --keep leaves modules float32 and ignored.
     func testInt4GroupSizeAndKeep() throws {
         XCTAssertThrowsError(try int4Bundle(groupSize: 32, name: "bad32")) {
-            XCTAssertEqual("\($0)", "model.transformer.layers.0.linear2.weight: --int4-group-size 32 does not divide the 200 columns")
+            XCTAssertEqual("\($0)", "model.transformer.layers.0.linear2.weight: --int4-group-size 32 does not divide the 200 columns; "
+                           + "pass a --int4-group-size that divides every row, or 0 for one scale per row")
         }
         let dir = try int4Bundle(groupSize: 8, keep: ["*.linear2.weight"], name: "keep4")
         let st = try SafetensorsFile(path: dir + "/model.safetensors")

@@ -235,7 +235,8 @@ public enum CastError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .float16Overflow(file, tensor, count):
             return "\(file): tensor \"\(tensor)\": \(count) value(s) exceed the float16 range (|x| ≥ 65520) and would become infinite; keep it in bf16 or f32"
         case let .quantizedNotMatrix(tensor, scheme): return "\(tensor): \(scheme) quantization applies to 2-D weights"
-        case let .quantizedGroupSize(tensor, flag, group, columns): return "\(tensor): \(flag) \(group) does not divide the \(columns) columns"
+        case let .quantizedGroupSize(tensor, flag, group, columns):
+            return "\(tensor): \(flag) \(group) does not divide the \(columns) columns; pass a \(flag) that divides every row, or 0 for one scale per row"
         case let .int4Columns(tensor, columns):
             return "\(tensor): int4 packs 8 columns in each int32 word, and the \(columns) columns are not a multiple of 8"
         case let .quantizedParts(tensor, weightDType, weightShape, scaleDType, scaleShape):
