@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackRelease
 import ArapackTestSupport
 import Foundation
 import XCTest
@@ -127,6 +128,48 @@ final class HostileTableTests: XCTestCase {
             try writeText(original, to: path)
             try writeText(manifest, to: row.bundle + "/manifest.json")
         }
+    }
+
+    /// Self-consistent int4 bundles (the manifest re-hashed) whose tensors do not make a weight: a `_shape` stating
+    /// another shape than the words and the scale, and a weight whose `_shape` is missing (its words and scale are then
+    /// no tensor of the model). `verify` names the problem (exit 1); `convert` and `verify --parity` exit 2 naming the
+    /// tensor; nothing is written.
+    func testInt4WeightsWhosePartsDisagree() throws {
+        let scratch = try TestSupport.temporaryDirectory()
+        defer { removeTree(scratch) }
+        let bundle = scratch + "/b", weights = bundle + "/model.safetensors", name = "model.transformer.layers.1.linear2.weight"
+        XCTAssertEqual(try TestSupport.arapack("convert", TestSupport.fixture("golden/ar_odd.pt"), bundle, "--dtype", "int4", "--int4-group-size", "8").status, 0)
+        let original = try Data(contentsOf: URL(fileURLWithPath: weights))
+        let file = try SafetensorsFile(path: weights)
+        let shape = try file.entry(named: name + "_shape")
+        XCTAssertEqual(try file.tensor(named: name + "_shape").integers(as: Int64.self), [96, 200])
+        var stated = original
+        stated[file.header.dataStart + shape.dataRange.lowerBound + 8] = 192  // [96, 200] → [96, 192]
+        var renamed = original
+        let header = original.prefix(file.header.dataStart)
+        let at = try XCTUnwrap(header.range(of: Data((name + "_shape").utf8)))
+        renamed[at.upperBound - 1] = UInt8(ascii: "f")  // …weight_shapf: the same header length
+        let statedProblem = "\(name)_shape states [96, 192], but its words and scale make [96, 200]"
+        let statedRead = "\(weights): \(name)_packed: an int4 weight's _shape tensor must be I64 [2] = [96, 200] (its words and scale); found I64 [2] = [96, 192]"
+        for (bytes, problem, readError) in [(stated, statedProblem, statedRead), (renamed, "missing 1 tensor(s) the config implies: ", "missing 1 tensor(s) the config implies: ")] {
+            try bytes.write(to: URL(fileURLWithPath: weights))
+            try TestSupport.rehashManifest(bundle, file: "model.safetensors")
+            let verify = try TestSupport.run(TestSupport.arapackBinary, ["verify", bundle])
+            XCTAssertEqual(verify.status, 1, verify.stdout + verify.stderr)
+            XCTAssertTrue(verify.stdout.contains(problem), verify.stdout)
+            for (args, fragment) in [(["convert", bundle, scratch + "/out"], problem),
+                                     (["verify", bundle, "--parity", "--against", TestSupport.fixture("golden/ar_odd.pt")], readError)] {
+                let r = try TestSupport.run(TestSupport.arapackBinary, args)
+                XCTAssertEqual(r.status, 2, "\(args[0]) \(fragment): \(r.stdout) \(r.stderr)")
+                XCTAssertTrue(r.stderr.contains(fragment) && r.stderr.contains("transformer.layers.1.linear2.weight"), "\(args[0]): \(r.stderr)")
+                XCTAssertFalse(pathExists(scratch + "/out"))
+            }
+        }
+        // The pass-through of an int4 source (same scheme, same groups) checks the parts before it copies them.
+        try stated.write(to: URL(fileURLWithPath: weights))
+        try TestSupport.rehashManifest(bundle, file: "model.safetensors")
+        let model = try ReleaseModel(path: bundle)
+        XCTAssertThrowsError(try model.quantizedTensors("transformer.layers.1.linear2.weight")) { XCTAssertEqual("\($0)", statedRead) }
     }
 
     /// Round three (issue 27): small torch.save files whose DEFLATE'd data.pkl inflates to gigabytes, made by

@@ -1,7 +1,8 @@
 import ArapackTensor
 
 /// Validates a safetensors file arriving as a byte stream: the header (every rule of the strict reader),
-/// then each tensor's bytes counted for NaN/Inf as they pass. Memory: the header plus one element.
+/// then each tensor's bytes counted for NaN/Inf as they pass. Memory: the header, one element, and the few tensors
+/// of at most 64 bytes.
 public final class SafetensorsStreamScanner {
     public let file: String
     public let size: Int
@@ -11,6 +12,9 @@ public final class SafetensorsStreamScanner {
     private var entryIndex = 0
     private var carry: [UInt8] = []
     public private(set) var nonFinite: [String: Int] = [:]
+    /// The bytes of each tensor of at most `smallTensorBytes` (an int4 weight's stated shape), kept for checks.
+    public private(set) var smallTensors: [String: [UInt8]] = [:]
+    public static let smallTensorBytes = 64
 
     public init(file: String, size: Int) {
         self.file = file
@@ -54,6 +58,7 @@ public final class SafetensorsStreamScanner {
             let e = header.entries[entryIndex]
             let n = min(rest.count, e.dataRange.upperBound - position)
             var piece = UnsafeRawBufferPointer(rebasing: rest[0..<n])
+            if e.dataRange.count <= Self.smallTensorBytes { smallTensors[e.name, default: []] += piece }
             let element = e.dtype.byteSize
             var count = 0
             if !carry.isEmpty {

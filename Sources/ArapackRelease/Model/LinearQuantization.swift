@@ -111,23 +111,8 @@ public struct LinearQuantization: Equatable, Sendable {
     /// The float32 tensor `q · scale` of a quantized weight: `stored` is `X` (I8) with its scale, or `X_packed` (I32)
     /// with its scale and `X_shape`, which must state the unpacked shape.
     public static func dequantize(_ stored: Tensor, scale: Tensor, shape: Tensor?, name: String) throws -> Tensor {
-        let packed = stored.dtype == .i32
-        let perElement = packed ? int4PerWord : 1
-        guard stored.dtype == .i8 || packed, stored.shape.count == 2, scale.dtype == .f32, scale.shape.count == 2,
-              scale.shape[0] == stored.shape[0], scale.shape[1] > 0, (stored.shape[1] * perElement) % scale.shape[1] == 0 else {
-            throw CastError.quantizedParts(tensor: name, weightDType: stored.dtype, weightShape: stored.shape, scaleDType: scale.dtype, scaleShape: scale.shape)
-        }
-        let rows = stored.shape[0], cols = stored.shape[1] * perElement, groups = scale.shape[1], g = cols / groups
-        if packed {
-            let stated = try shape.map { t -> [Int] in
-                guard (t.dtype == .i64 || t.dtype == .i32), t.shape == [2] else { return [] }
-                return t.dtype == .i64 ? try t.integers(as: Int64.self).map(Int.init) : try t.integers(as: Int32.self).map(Int.init)
-            }
-            guard stated == [rows, cols] else {
-                throw CastError.int4Shape(tensor: name, stated: shape.map { "\($0.dtype.name) \($0.shape)" + (stated.map { $0.isEmpty ? "" : " = \($0)" } ?? "") },
-                                          expected: [rows, cols])
-            }
-        }
+        let (rows, cols, groups) = try checkParts(stored, scale: scale, shape: shape, name: name)
+        let packed = stored.dtype == .i32, g = cols / groups
         let s = try scale.floats()
         var values = [Float](repeating: 0, count: rows * cols)
         stored.withUnsafeBytes { raw in
@@ -145,6 +130,29 @@ public struct LinearQuantization: Equatable, Sendable {
             }
         }
         return try Tensor(float32: values, shape: [rows, cols])
+    }
+
+    /// The rows, columns and scale groups of a quantized weight whose tensors fit together (`dequantize`), or the error
+    /// that names what does not.
+    public static func checkParts(_ stored: Tensor, scale: Tensor, shape: Tensor?, name: String) throws -> (rows: Int, cols: Int, groups: Int) {
+        let packed = stored.dtype == .i32
+        let perElement = packed ? int4PerWord : 1
+        guard stored.dtype == .i8 || packed, stored.shape.count == 2, scale.dtype == .f32, scale.shape.count == 2,
+              scale.shape[0] == stored.shape[0], scale.shape[1] > 0, (stored.shape[1] * perElement) % scale.shape[1] == 0 else {
+            throw CastError.quantizedParts(tensor: name, weightDType: stored.dtype, weightShape: stored.shape, scaleDType: scale.dtype, scaleShape: scale.shape)
+        }
+        let rows = stored.shape[0], cols = stored.shape[1] * perElement, groups = scale.shape[1]
+        if packed {
+            let stated = try shape.map { t -> [Int] in
+                guard (t.dtype == .i64 || t.dtype == .i32), t.shape == [2] else { return [] }
+                return t.dtype == .i64 ? try t.integers(as: Int64.self).map(Int.init) : try t.integers(as: Int32.self).map(Int.init)
+            }
+            guard stated == [rows, cols] else {
+                throw CastError.int4Shape(tensor: name, stated: shape.map { "\($0.dtype.name) \($0.shape)" + (stated.map { $0.isEmpty ? "" : " = \($0)" } ?? "") },
+                                          expected: [rows, cols])
+            }
+        }
+        return (rows, cols, groups)
     }
 
     /// The quantization of a weight stored as `stored` (I8 values or I32 words) with a scale of `scale`: the scheme by

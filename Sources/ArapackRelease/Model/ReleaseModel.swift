@@ -175,9 +175,11 @@ public final class ReleaseModel {
     /// int8's values ("") and scale, int4's packed words, scale and shape; nil for a weight that is not quantized.
     public func quantizedTensors(_ training: String) throws -> [(suffix: String, tensor: Tensor)]? {
         guard let parts = quantizedParts[training], let values = names.first(where: { $0.training == training })?.source else { return nil }
-        return try [(parts.packed == nil ? "" : LinearQuantization.packedSuffix, source.tensor(named: values)),
-                    (LinearQuantization.scaleSuffix, source.tensor(named: parts.scale))]
-            + (parts.shape.map { [(LinearQuantization.shapeSuffix, try source.tensor(named: $0))] } ?? [])
+        let stored = try source.tensor(named: values), scale = try source.tensor(named: parts.scale)
+        let shape = try parts.shape.map { try source.tensor(named: $0) }
+        _ = try LinearQuantization.checkParts(stored, scale: scale, shape: shape, name: Self.display(source, values))
+        return [(parts.packed == nil ? "" : LinearQuantization.packedSuffix, stored), (LinearQuantization.scaleSuffix, scale)]
+            + (shape.map { [(LinearQuantization.shapeSuffix, $0)] } ?? [])
     }
 
     /// The shape of a tensor under its training name (GPT-2's transposed weights turned back).
@@ -252,7 +254,12 @@ public final class ReleaseModel {
         }
         guard let parts else { return t }
         return try LinearQuantization.dequantize(t, scale: try source.tensor(named: parts.scale), shape: try parts.shape.map { try source.tensor(named: $0) },
-                                                 name: name)
+                                                 name: display(source, name))
+    }
+
+    /// A source tensor as errors name it: its file, then its name.
+    private static func display(_ source: TensorSource, _ name: String) -> String {
+        (source.filePath(of: name).map { $0 + ": " } ?? "") + name
     }
 
     /// Top-level entries of a training dict that are not tensors or optimizer state, as JSON.

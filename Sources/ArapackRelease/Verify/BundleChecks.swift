@@ -158,7 +158,22 @@ struct BundleChecks {
         } else if let quantization, let q = c["quantization_config"], form.dtypes.contains(quantization.scheme.rawValue) {
             problems += LinearQuantization.loadProblems(q, stored: b.descriptors.mapValues(\.dtype), tied: config.tieWordEmbeddings)
         }
-        return (inManifest, problems)
+        return (inManifest, problems + statedShapeProblems())
+    }
+
+    /// Each int4 weight's `_shape` states the shape its words and scale give (what compressed-tensors unpacks to).
+    func statedShapeProblems() -> [String] {
+        ModelFamily.foldQuantized(b.descriptors).parts.sorted { $0.key < $1.key }.compactMap { base, p -> String? in
+            guard let shapeName = p.shape, let folded = ModelFamily.foldQuantized(b.descriptors).tensors[base] else { return nil }
+            let bytes = b.smallTensors[shapeName] ?? []
+            let dtype = b.descriptors[shapeName]?.dtype
+            let width = dtype == .i64 ? 8 : 4
+            let stated = stride(from: 0, to: bytes.count - width + 1, by: width).map { i in
+                width == 8 ? Int(Int64(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i, as: Int64.self) }))
+                           : Int(Int32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i, as: Int32.self) }))
+            }
+            return stated == folded.shape ? nil : "\(shapeName) states \(stated), but its words and scale make \(folded.shape)"
+        }
     }
 
     func nonFiniteProblems() -> [String] {

@@ -18,6 +18,8 @@ final class BundleContents: ArchiveReader.Visitor {
     private var parsed: [String: JSONValue] = [:]
     private(set) var descriptors: [String: TensorDescriptor] = [:]
     private(set) var nonFinite: [String: Int] = [:]
+    /// The bytes of the tensors of at most 64 bytes (`SafetensorsStreamScanner.smallTensors`).
+    private(set) var smallTensors: [String: [UInt8]] = [:]
     private(set) var safetensorsMetadata: [String: [String: String]] = [:]
 
     private var name = ""
@@ -37,6 +39,7 @@ final class BundleContents: ArchiveReader.Visitor {
         c.parsed = parsed
         c.descriptors = descriptors
         c.nonFinite = nonFinite
+        c.smallTensors = smallTensors
         c.safetensorsMetadata = safetensorsMetadata
         return c
     }
@@ -76,6 +79,7 @@ final class BundleContents: ArchiveReader.Visitor {
                 descriptors[e.name] = TensorDescriptor(dtype: e.dtype, shape: e.shape)
             }
             for (k, v) in s.nonFinite { nonFinite[k] = v }
+            for (k, v) in s.smallTensors { smallTensors[k] = v }
             safetensorsMetadata[name] = header.metadata ?? [:]
         }
     }
