@@ -10,6 +10,8 @@ torch's module types, not by name), the weight in float32 goes through compresse
   min-max observer feeds it (compressed-tensors' `compute_dynamic_scales_and_zp` does the same for groups);
 - `PackedQuantizationCompressor.compress` with the QuantizationScheme built from the bundle's own config group;
 and its `weight_packed`, `weight_scale` and `weight_shape` must equal the bundle's tensors in dtype, shape and bytes.
+config.json's quantization_config must parse (compressed-tensors' QuantizationConfig) to its W4A16 preset's weights,
+with the bundle's group size (or per channel).
 The ignored modules' weights must be stored unquantized. Prints one line a check; exits 1 on any failure.
 """
 import json
@@ -18,7 +20,7 @@ import sys
 
 import torch
 from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
-from compressed_tensors.quantization import QuantizationScheme
+from compressed_tensors.quantization import QuantizationConfig, QuantizationScheme, preset_name_to_scheme
 from compressed_tensors.quantization.utils.helpers import calculate_qparams
 from safetensors import safe_open
 
@@ -54,6 +56,15 @@ def main():
     check(q["format"] == "pack-quantized", f"quantization_config format {q['format']}")
     group = q["config_groups"]["group_0"]
     scheme = QuantizationScheme(targets=group["targets"], weights=group["weights"], format=group["format"])
+    # compressed-tensors reads the config as W4A16 (its preset, with the bundle's group size or per channel).
+    parsed = QuantizationConfig.model_validate(q).config_groups["group_0"]
+    preset = preset_name_to_scheme("W4A16", ["Linear"]).weights
+    if scheme.weights.strategy == "group":
+        preset = preset.model_copy(update={"group_size": scheme.weights.group_size})
+    else:
+        preset = preset.model_copy(update={"strategy": "channel", "group_size": None})
+    check(parsed.weights == preset and parsed.input_activations is None and parsed.format == "pack-quantized",
+          f"quantization_config reads as compressed-tensors' W4A16 preset ({parsed.weights.strategy}, group size {parsed.weights.group_size})")
     print(f"compressed-tensors scheme: {scheme.weights.num_bits} bits, {scheme.weights.strategy}, group size {scheme.weights.group_size}")
 
     stored = {}

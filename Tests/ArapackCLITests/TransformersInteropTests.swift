@@ -126,6 +126,7 @@ final class TransformersInteropTests: XCTestCase {
             XCTAssertEqual(bytes.status, 0, bytes.stdout + bytes.stderr)
             XCTAssertTrue(bytes.stdout.contains("4 bits, \(c.group.hasPrefix("channel") ? "channel" : "group")"), bytes.stdout)
             XCTAssertTrue(bytes.stdout.contains(c.group), bytes.stdout)
+            XCTAssertTrue(bytes.stdout.contains("ok    quantization_config reads as compressed-tensors' W4A16 preset"), bytes.stdout)
             XCTAssertTrue(bytes.stdout.hasSuffix("\nok\n"), bytes.stdout)
             let run = try TestSupport.run(python, [Self.script, bundle, c.source, "--card", "--golden-out", golden])
             XCTAssertEqual(run.status, 0, run.stdout + run.stderr)
