@@ -63,11 +63,13 @@ final class KernelInvarianceTests: XCTestCase {
             out.append((name, try ReleaseModel(path: TestSupport.fixture("golden/\(name).pt"))))
         }
         let source = try ReleaseModel(path: TestSupport.fixture("golden/ar_gelu.pt"))
-        for dtype in [DType.bf16, .f16, .i8] {
+        let forms: [(name: String, options: BundleOptions)] = [("bf16", .init(dtype: .bf16)), ("f16", .init(dtype: .f16)),
+                                                               ("int8", .init(quantization: .init(.int8))), ("int4", .init(quantization: .init(.int4, groupSize: 16)))]
+        for (name, options) in forms {
             let dir = try TestSupport.temporaryDirectory()
             addTeardownBlock { removeTree(dir) }
-            try BundleWriter.write(source, tokenizer: nil, options: .init(dtype: dtype), into: dir, progress: .silent)
-            out.append(("ar_gelu \(dtype.name)", try ReleaseModel(path: dir)))
+            try BundleWriter.write(source, tokenizer: nil, options: options, into: dir, progress: .silent)
+            out.append(("ar_gelu \(name)", try ReleaseModel(path: dir)))
         }
         return out
     }

@@ -147,10 +147,12 @@ final class TrainedModelParityTests: XCTestCase {
         let source = try ReleaseModel(path: path)
         let heldout = try Parity.probeIDs(file: TestSupport.fixture("trained/heldout.safetensors"))
         XCTAssertEqual(heldout.count, 64)
-        for dtype in [DType.bf16, .f16, .i8] {
-            let dir = scratch + "/\(dtype.name)"
+        let forms: [(name: String, options: BundleOptions)] = [("BF16", .init(dtype: .bf16)), ("F16", .init(dtype: .f16)),
+                                                               ("I8", .init(quantization: .init(.int8))), ("int4", .init(quantization: .init(.int4, groupSize: 32)))]
+        for (name, options) in forms {
+            let dir = scratch + "/" + name
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
-            try BundleWriter.write(source, tokenizer: nil, options: .init(dtype: dtype), into: dir, progress: .silent)
+            try BundleWriter.write(source, tokenizer: nil, options: options, into: dir, progress: .silent)
             let r = try Parity.run(bundle: try ReleaseModel(path: dir), against: source, probes: 1, length: nil, seed: 0, probeIDs: heldout)
             XCTAssertTrue(r.passed, r.text)
             XCTAssertEqual(r.probes, 64)
