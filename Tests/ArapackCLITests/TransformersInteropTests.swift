@@ -90,26 +90,14 @@ final class TransformersInteropTests: XCTestCase {
     /// on the source), a plain from_pretrained with compressed-tensors installed loads the bundle, and arapack's forward
     /// pass of the same bundle gives transformers' logits within 1e-5 × max(1, max |logit|) (`verify --golden`). On the
     /// trained twin (groups of 32; per channel with a layer kept), ar_odd (groups of 8) and a twin with d 256 made here
-    /// by real PyTorch (the default groups of 128).
+    /// by real PyTorch with scripts/interop_gguf.py (the default groups of 128).
     func testInt4BundlesAreCompressedTensorsOwnAndLoadThroughTransformers() throws {
-        let python = try TestSupport.interopPython(importing: ["torch", "transformers", "compressed_tensors", "yaml"])
+        let python = try TestSupport.interopPython(importing: ["torch", "numpy", "transformers", "compressed_tensors", "yaml"])
         let dir = try TestSupport.temporaryDirectory()
         defer { removeTree(dir) }
         let twin = dir + "/twin256.pt"
-        let made = try TestSupport.run(python, ["-c", """
-            import sys, torch
-            sys.path.insert(0, sys.argv[2])
-            from arafusion import ARBaseline
-            torch.manual_seed(256)
-            config = dict(vocab_size=512, d_model=256, n_layers=2, n_heads=4, d_ff=512, max_seq_len=32, dropout=0.0,
-                          activation="gelu", causal=True, layer_norm_eps=1e-5)
-            model = ARBaseline(**config)
-            with torch.no_grad():
-                for p in model.parameters():
-                    if p.dim() == 2:
-                        p.normal_(0, 0.02)
-            torch.save({"model": model.state_dict(), "config": config}, sys.argv[1])
-            """, twin, TestSupport.fixture("")])
+        let gguf = TestSupport.repositoryRoot.appendingPathComponent("scripts/interop_gguf.py").path
+        let made = try TestSupport.run(python, [gguf, "twin", twin, "256", "2", "512"])  // seeded, made by real PyTorch
         XCTAssertEqual(made.status, 0, made.stdout + made.stderr)
         let tokenizer = ["--tokenizer", TestSupport.fixture("trained/tokenizer")]
         let cases: [(source: String, options: [String], group: String)] = [

@@ -55,6 +55,18 @@ final class QuantizeTests: XCTestCase {
         return dir
     }
 
+    /// Each `names` tensor of `reference`, its `prefix` dropped, is in `bundle` with the same dtype, shape and bits.
+    func assertHolds(_ bundle: SafetensorsFile, _ reference: SafetensorsFile, _ names: [String], prefix: String,
+                     file: StaticString = #filePath, line: UInt = #line) throws {
+        for name in names {
+            let mine = try bundle.tensor(named: String(name.dropFirst(prefix.count)))
+            let theirs = try reference.tensor(named: name)
+            XCTAssertEqual(mine.dtype, theirs.dtype, name, file: file, line: line)
+            XCTAssertEqual(mine.shape, theirs.shape, name, file: file, line: line)
+            XCTAssertTrue(mine.isBitIdentical(to: theirs), name, file: file, line: line)
+        }
+    }
+
     func int4Bundle(groupSize: Int, keep: [String] = [], name: String, source: String = "golden/ar_odd.pt") throws -> String {
         let model = try ReleaseModel(path: TestSupport.fixture(source))
         let dir = scratch + "/" + name
@@ -73,13 +85,7 @@ final class QuantizeTests: XCTestCase {
             let bundle = try SafetensorsFile(path: dir + "/model.safetensors")
             let names = reference.tensorNames.filter { $0.hasPrefix(prefix) }
             XCTAssertEqual(names.count, 27, "out_proj, linear1, linear2 of 3 layers, each packed with its scale and shape")
-            for name in names {
-                let mine = try bundle.tensor(named: String(name.dropFirst(prefix.count)))
-                let theirs = try reference.tensor(named: name)
-                XCTAssertEqual(mine.dtype, theirs.dtype, name)
-                XCTAssertEqual(mine.shape, theirs.shape, name)
-                XCTAssertTrue(mine.isBitIdentical(to: theirs), name)
-            }
+            try assertHolds(bundle, reference, names, prefix: prefix)
             XCTAssertEqual(bundle.tensorNames.filter { $0.hasSuffix("_packed") }.count, 9)
             XCTAssertFalse(bundle.tensorNames.contains("model.transformer.layers.0.linear1.weight"), "int4 stores X_packed, not X")
             XCTAssertEqual(try bundle.descriptor(named: "model.token_embedding.weight").dtype, .bf16)
@@ -188,13 +194,7 @@ final class QuantizeTests: XCTestCase {
             let bundle = try SafetensorsFile(path: dir + "/model.safetensors")
             let names = reference.tensorNames.filter { $0.hasPrefix(prefix) && (prefix != "" || !$0.hasPrefix("group8.")) }
             XCTAssertEqual(names.count, 18, "out_proj, linear1, linear2 of 3 layers, each with its scale")
-            for name in names {
-                let mine = try bundle.tensor(named: String(name.dropFirst(prefix.count)))
-                let theirs = try reference.tensor(named: name)
-                XCTAssertEqual(mine.dtype, theirs.dtype, name)
-                XCTAssertEqual(mine.shape, theirs.shape, name)
-                XCTAssertTrue(mine.isBitIdentical(to: theirs), name)
-            }
+            try assertHolds(bundle, reference, names, prefix: prefix)
             // What compressed-tensors cannot load quantized is bfloat16: the tied embedding and in_proj_weight (a bare
             // parameter), cast as torch casts; vectors and the position table stay float32; the config says how
             // the weights are stored.
