@@ -31,7 +31,7 @@ struct Arapack: ParsableCommand {
             (to check that on one machine); ARAPACK_THREADS=N sets how many threads share it.
             """,
         version: version,
-        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, SignCommand.self, RunCommand.self, EvalCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self, ReleaseCommand.self, VerifyCommand.self, SignCommand.self, RunCommand.self, EvalCommand.self]
     )
 
     static func main() {

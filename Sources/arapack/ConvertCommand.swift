@@ -199,21 +199,8 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         let progress = Progress(enabled: !quiet && Progress.standardErrorIsTerminal)
         try runReportingErrors("convert") {
-            var conversion = Conversion(source: source, destination: destination, form: target.form, options: outputOptions)
+            let conversion = try makeConversion(destination: destination)
             let dst = conversion.destination
-            conversion.configFile = config
-            conversion.tokenizer = tokenizer
-            conversion.allowUntied = allowUntied
-            conversion.archive = archive
-            conversion.force = force
-            conversion.signs = sign != nil
-            conversion.otherInputs = [modelCard, sign, signingKey.keyPasswordFile, parity ? parityOptions.probeIds : nil, parity ? parityOptions.tokens : nil].compactMap { $0 }
-            conversion.note = { printError("arapack convert: note: " + $0) }
-            // The destination is checked before any input is read (the model card and the key included).
-            try conversion.checkOutputs()
-            if let modelCard { conversion.options.card.userCard = try ModelCard(userCardAt: modelCard) }
-            conversion.signing = try sign.map { (try signingKey.load($0), signedOptions) }
-            conversion.parity = parity ? parityOptions.request : nil
             let result: Conversion.Result
             do {
                 result = try conversion.run(progress: progress)
@@ -243,6 +230,26 @@ struct ConvertCommand: ParsableCommand {
                   "\(grouped(c.parameterCount)) parameters, \(result.model.tied ? "tied" : "untied")" + (archive ? "; archive \(conversion.archivePath)" : ""))
             for warning in result.warnings { printError("arapack convert: warning: " + warning) }
         }
+    }
+
+    /// The conversion the flags ask for, writing at `destination`, its outputs checked before any input is read; then
+    /// the model card and the signing key are read.
+    func makeConversion(destination: String) throws -> Conversion {
+        var conversion = Conversion(source: source, destination: destination, form: target.form, options: outputOptions)
+        conversion.configFile = config
+        conversion.tokenizer = tokenizer
+        conversion.allowUntied = allowUntied
+        conversion.archive = archive
+        conversion.force = force
+        conversion.signs = sign != nil
+        conversion.otherInputs = [modelCard, sign, signingKey.keyPasswordFile, parity ? parityOptions.probeIds : nil, parity ? parityOptions.tokens : nil].compactMap { $0 }
+        conversion.note = { printError("arapack convert: note: " + $0) }
+        // The destination is checked before any input is read (the model card and the key included).
+        try conversion.checkOutputs()
+        if let modelCard { conversion.options.card.userCard = try ModelCard(userCardAt: modelCard) }
+        conversion.signing = try sign.map { (try signingKey.load($0), signedOptions) }
+        conversion.parity = parity ? parityOptions.request : nil
+        return conversion
     }
 
     /// What the flags ask of the output (a user's model card is read and added once the destination is checked).

@@ -53,7 +53,7 @@ public enum BundleWriter {
                              into directory: String, progress: Progress,
                              parity: ((_ directory: String) throws -> ParitySummary)? = nil) throws -> Manifest {
         // The source digest runs on the second core while the model is written.
-        let sourceDigest = options.sourceDigest ? DigestTask(files: model.info.files) : nil
+        let sourceDigest = options.sourceDigest ? model.sourceDigest() : nil
         // A quantized bundle states float32 (what its weights dequantize to); without --dtype the source's stays.
         let quantization = options.quantization ?? (options.dtype == nil ? model.quantization : nil)
         let dtype = quantization == nil ? options.dtype ?? model.dominantDType : .f32

@@ -93,6 +93,11 @@ public struct Conversion {
         try checkOutputs()
         // Written where the names lead: a DST that is a link to a folder gets the new folder, the link stays.
         let dst = try NamedOutput.resolvingSymbolicLinks(destination)
+        return try write(try readModel(progress: progress), at: dst, progress: progress)
+    }
+
+    /// Reads the source as this conversion asks (its config, tokenizer and tie), once the outputs are checked.
+    public func readModel(progress: Progress) throws -> ReleaseModel {
         // A release bundle (folder or archive) as source is verified first: damage in it (a lying manifest,
         // a malformed tokenizer or config) must not be laundered into a fresh bundle with a valid manifest.
         let sourceIsBundle = (try? SourceDetection.detect(source))?.format == .archive || pathExists(source + "/" + Manifest.fileName)
@@ -105,6 +110,12 @@ public struct Conversion {
         if !model.assumedFields.isEmpty {
             note("no config states \(model.assumedFields.joined(separator: ", ")); assumed (pass --config to say otherwise)")
         }
+        return model
+    }
+
+    /// Writes `model` (read by `readModel`, perhaps for another conversion of the same source) at `dst` in this
+    /// conversion's form.
+    public func write(_ model: ReleaseModel, at dst: String, progress: Progress) throws -> Result {
         var result = try form.write(model, for: self, at: dst, progress: progress)
         if let scheme = model.ggufScheme, scheme.quantizes {
             result.warnings.append("\(destination): lossy: the source's \(scheme.name) blocks were read dequantized to float32, as llama.cpp computes with them; the checkpoint's own values are not in the GGUF file")

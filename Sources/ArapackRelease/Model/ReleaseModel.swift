@@ -38,6 +38,20 @@ public final class ReleaseModel {
     public let tokenizer: TokenizerFiles?
     /// The unpacked copy of an archive source (kept while the model is in use).
     private let extracted: ExtractedArchive?
+    /// The source's SHA-256, computed once on another thread for every release written from this model.
+    private var digest: DigestTask?
+
+    /// The source's SHA-256 (the file's, or for several files the digest of their sorted `<sha256>  <name>` lines),
+    /// computed once.
+    public func sourceSHA256() throws -> String { try sourceDigest().wait() }
+
+    /// The source's SHA-256 as it is being computed (started by the first caller; later callers share it).
+    func sourceDigest() -> DigestTask {
+        if let digest { return digest }
+        let task = DigestTask(files: info.files)
+        digest = task
+        return task
+    }
 
     public var step: Int? { trainingMetadata.first { $0.key == "step" }?.value.intValue }
 
