@@ -150,6 +150,12 @@ struct ReleaseCommand: ParsableCommand {
             }
             // The release's bundle settings (its name, license, archives, shards) go to its bundles only.
             let to = a.value("to") ?? plan.value("to") ?? .string(NativeBundle().name)
+            if case let .string(name) = to, let form = ReleaseForms.named(name), !(form is any ReleaseForm) {
+                let line = (a.settings + plan.settings).first { $0.key == "to" }?.line ?? a.line
+                let forms = ReleaseForms.releases.map(\.name)
+                throw PlanError(file: plan.origin, line: line, problem: "\(what)to = \"\(name)\": a release holds "
+                                + forms.dropLast().joined(separator: ", ") + " and \(forms.last!) artifacts (convert writes the \(form.title))")
+            }
             let isBundle = { if case let .string(name) = to { return ReleaseForms.named(name) is any BundleForm }; return false }()
             let settings = shared.filter { s in !a.settings.contains { $0.key == s.key } && (isBundle || !Self.bundleKeys.contains(s.key)) } + a.settings
             do {

@@ -1,0 +1,194 @@
+import ArapackFormats
+import ArapackRelease
+import ArapackTestSupport
+import Foundation
+import XCTest
+
+/// `arapack release`: every artifact of a plan from one read of the checkpoint, each byte for byte what `convert`
+/// writes alone; release.json; plan mistakes named by line before anything is read; all or nothing.
+final class ReleaseCommandTests: XCTestCase {
+    var scratch = ""
+    override func setUpWithError() throws { scratch = try TestSupport.temporaryDirectory() }
+    override func tearDown() { removeTree(scratch) }
+
+    let source = TestSupport.fixture("trained/arafusion_tiny_ar.pt")
+
+    /// The plan of the issue's example: a bf16 bundle with its archive, an int4 bundle, the GPT-2 form and a GGUF file,
+    /// parity on held-out shards; a tokenizer llama.cpp reads.
+    func plan(_ extra: String = "") -> String {
+        """
+        # the twin's release
+        source = "\(source)"
+        repo_id = "AraFus/AraFusion-AR-tiny"
+        tokenizer = "\(TestSupport.fixture("gguf/metaspace"))"
+        parity = true
+        tokens = "\(TestSupport.fixture("tokens/heldout_u32.npy"))"
+
+        [[artifact]]
+        to = "bundle"
+        dtype = "bf16"
+        archive = true   # and its .sha256
+
+        [[artifact]]
+        dtype = "int4"
+        int4_group_size = 32
+
+        [[artifact]]
+        to = "gpt2"
+        dtype = "f16"
+
+        [[artifact]]
+        to = "gguf"
+        dtype = "q8_0"
+        \(extra)
+        """
+    }
+
+    func release(_ arguments: [String], environment: [String: String] = [:]) throws -> TestSupport.ProcessResult {
+        try TestSupport.run(TestSupport.arapackBinary, ["release"] + arguments, environment: environment.merging(["SOURCE_DATE_EPOCH": ""]) { $1 })
+    }
+
+    /// Every file below `folder` (files beside it: the archive and its checksum too), by path, with its bytes.
+    func tree(_ folder: String) throws -> [String: Data] {
+        var out: [String: Data] = [:]
+        let enumerator = FileManager.default.enumerator(atPath: folder)!
+        while let name = enumerator.nextObject() as? String {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: folder + "/" + name, isDirectory: &isFolder), !isFolder.boolValue {
+                out[name] = try Data(contentsOf: URL(fileURLWithPath: folder + "/" + name))
+            }
+        }
+        return out
+    }
+
+    func testEachArtifactIsWhatConvertWritesAloneAndReleaseJSONListsThem() throws {
+        try writeText(plan(), to: scratch + "/plan.toml")
+        let dst = scratch + "/release"
+        let r = try release(["--plan", scratch + "/plan.toml", dst])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("AraFusion-AR-tiny-int4: bundle int4, "), r.stdout)
+        XCTAssertTrue(r.stdout.hasSuffix("wrote \(dst): 4 artifact(s), release.json\n"), r.stdout)
+        let written = try tree(dst)
+
+        // Each artifact: byte for byte what `convert` writes with the same flags.
+        let shared = ["--repo-id", "AraFus/AraFusion-AR-tiny", "--tokenizer", TestSupport.fixture("gguf/metaspace"), "--parity", "--tokens",
+                      TestSupport.fixture("tokens/heldout_u32.npy")]
+        let alone: [(name: String, options: [String])] = [
+            ("AraFusion-AR-tiny", shared + ["--dtype", "bf16", "--archive"]),
+            ("AraFusion-AR-tiny-int4", shared + ["--dtype", "int4", "--int4-group-size", "32"]),
+            ("AraFusion-AR-tiny-gpt2", shared + ["--to", "gpt2", "--dtype", "f16"]),
+            ("AraFusion-AR-tiny-GGUF/AraFusion-AR-tiny-Q8_0.gguf", Array(shared[2...]) + ["--to", "gguf", "--dtype", "q8_0"]),
+        ]
+        var expected: [String: Data] = [:]
+        for (i, a) in alone.enumerated() {
+            let out = scratch + "/alone-\(i)"
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
+            let dst = out + "/" + splitPath(a.name).1
+            let c = try TestSupport.run(TestSupport.arapackBinary, ["convert", source, dst, "--quiet"] + a.options, environment: ["SOURCE_DATE_EPOCH": ""])
+            XCTAssertEqual(c.status, 0, c.stderr)
+            let prefix = a.name.contains("/") ? splitPath(a.name).0 + "/" : ""
+            for (name, bytes) in try tree(out) { expected[prefix + name] = bytes }
+        }
+        XCTAssertEqual(Set(written.keys), Set(expected.keys).union([ReleaseIndex.fileName]))
+        for (name, bytes) in expected { XCTAssertEqual(written[name], bytes, "\(name) differs from convert's") }
+
+        // release.json: every file with its bytes and SHA-256, the parity figures, the source's digest; the schema holds.
+        let index = try TestSupport.loadJSON(dst + "/release.json")
+        try TestSupport.validateAgainstSchema("release.schema.json", [dst + "/release.json"])
+        XCTAssertEqual(index["source_sha256"]?.stringValue, try SHA256.hex(ofFile: source))
+        let artifacts = try XCTUnwrap(index["artifacts"]?.elements)
+        XCTAssertEqual(artifacts.compactMap { $0["name"]?.stringValue }, alone.map(\.name))
+        XCTAssertEqual(artifacts.compactMap { $0["dtype"]?.stringValue }, ["bfloat16", "int4", "float16", "q8_0"])
+        var listed: [String] = []
+        for a in artifacts {
+            XCTAssertEqual(a["parity"]?["passed"], .bool(true))
+            var total = 0
+            for f in a["files"]?.elements ?? [] {
+                let path = try XCTUnwrap(f["path"]?.stringValue)
+                listed.append(path)
+                XCTAssertEqual(f["size"]?.intValue, written[path]?.count, path)
+                XCTAssertEqual(f["sha256"]?.stringValue, try SHA256.hex(ofFile: dst + "/" + path), path)
+                total += f["size"]?.intValue ?? 0
+            }
+            XCTAssertEqual(a["bytes"]?.intValue, total)
+        }
+        XCTAssertEqual(Set(listed), Set(written.keys).subtracting([ReleaseIndex.fileName]), "release.json lists every file")
+
+        // The whole set has the same bytes under another DST name, the generic kernels and one thread.
+        let other = scratch + "/deeper/another-name"
+        try FileManager.default.createDirectory(atPath: scratch + "/deeper", withIntermediateDirectories: false)
+        let again = try release(["--plan", scratch + "/plan.toml", other], environment: ["ARAPACK_ISA": "generic", "ARAPACK_THREADS": "1"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(try tree(other), written)
+    }
+
+    /// A plan's mistakes are usage errors naming the file and the line, before anything is read (the source here
+    /// does not exist) and with nothing written.
+    func testPlanMistakesNameTheirLineBeforeAnythingIsRead() throws {
+        let cases: [(text: String, line: Int, fragment: String)] = [
+            ("[[artifact]]\ndtyp = \"bf16\"", 3, "Unknown option '--dtyp'"),
+            ("[[artifact]]\ndtype = \"int9\"", 3, "The value 'int9' is invalid for '--dtype <dtype>'. Please provide one of the following: f32 bf16"),
+            ("[[artifact]]\nto = \"gguf\"\narchive = true", 4, "--archive applies to bundles only"),
+            ("archive = true\n[[artifact]]\nto = \"gpt2\"\nint4_group_size = 32", 5, "--int4-group-size applies to --dtype int4"),
+            ("[[artifact]]\ndtype = \"int8\"\ntokenizer = \"t\"", 4, "tokenizer belongs to the whole release"),
+            ("[[artifact]]\ndtype = \"int8\"\n[[artifact]]\ndtype = \"int8\"", 4, "artifacts 1 and 2 would both be written as NAME-int8"),
+            ("[[artifact]]\nforce = true", 3, "force is not a release key"),
+            ("[artifact]\nto = \"gguf\"", 2, "[artifact] is not a table a plan has"),
+            ("repo_id = \"AraFus/x\"\nrepo_id = \"AraFus/y\"", 3, "repo_id is set twice"),
+            ("tokens = \"unterminated", 2, "a string without its closing quote"),
+            ("parity = yes", 2, "yes is not a value a plan takes"),
+            ("keep = [\"a\", 3]", 2, "an array in a plan holds strings"),
+            ("[[artifact]]\nmax_mean_kl = 1e-3\nto = \"torch\"", 4, "a release holds bundle, gpt2 and gguf artifacts"),
+        ]
+        for c in cases {
+            try writeText("source = \"\(scratch)/no-such.pt\"\n" + c.text + "\n", to: scratch + "/plan.toml")
+            let r = try release(["--plan", scratch + "/plan.toml", scratch + "/out"])
+            XCTAssertEqual(r.status, 64, "\(c.text): \(r.stderr)")
+            XCTAssertTrue(r.stderr.hasPrefix("arapack release: error: \(scratch)/plan.toml:\(c.line): "), "\(c.text): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(c.fragment), "\(c.text): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertFalse(pathExists(scratch + "/out"))
+        }
+        // Flags make a plan too, and --print-plan shows it; read back from a file it is the same plan.
+        let r = try release([source, scratch + "/out", "--repo-id", "AraFus/AraFusion-AR-tiny", "--parity", "--artifact", "to=gguf,dtype=q8_0",
+                             "--artifact", "dtype=int4,int4_group_size=32,keep=model.transformer.layers.1.*", "--print-plan"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, """
+            source = "\(source)"
+            repo_id = "AraFus/AraFusion-AR-tiny"
+            parity = true
+
+            [[artifact]]
+            to = "gguf"
+            dtype = "q8_0"
+
+            [[artifact]]
+            dtype = "int4"
+            int4_group_size = 32
+            keep = "model.transformer.layers.1.*"
+
+            """)
+        try writeText(r.stdout, to: scratch + "/printed.toml")
+        let back = try release(["--plan", scratch + "/printed.toml", "--print-plan"])
+        XCTAssertEqual(back.stdout, r.stdout)
+        XCTAssertFalse(pathExists(scratch + "/out"))
+    }
+
+    /// One artifact over its parity limit: nothing at DST, no temporaries beside it, the artifact and the reason named,
+    /// exit 1 as convert's; an existing DST is refused (exit 2) and left as it was.
+    func testAFailedArtifactLeavesNothing() throws {
+        try writeText(plan("max_mean_kl = 1e-12"), to: scratch + "/plan.toml")
+        let dst = scratch + "/release"
+        let r = try release(["--plan", scratch + "/plan.toml", dst])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("arapack release: AraFusion-AR-tiny-GGUF/AraFusion-AR-tiny-Q8_0.gguf: parity against \(source) failed: mean KL"), r.stderr)
+        XCTAssertEqual(try directoryEntries(scratch), ["plan.toml"], "nothing at DST, no temporaries")
+
+        try FileManager.default.createDirectory(atPath: dst, withIntermediateDirectories: false)
+        try writeText("mine\n", to: dst + "/notes.txt")
+        let exists = try release([source, dst])
+        XCTAssertEqual(exists.status, 2, exists.stderr)
+        XCTAssertTrue(exists.stderr.contains("\(dst) already exists"), exists.stderr)
+        XCTAssertEqual(try directoryEntries(dst), ["notes.txt"])
+    }
+}
