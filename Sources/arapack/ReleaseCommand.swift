@@ -221,6 +221,8 @@ struct ReleaseCommand: ParsableCommand {
         (reading.configFile, reading.tokenizer, reading.allowUntied) = (settings.config, settings.tokenizer, settings.allowUntied)
         reading.note = { printError("arapack release: note: " + $0) }
         let model = try reading.readModel(progress: progress)
+        // One reference: the source's logits on the parity sequences are computed for the first artifact and kept.
+        model.keepLogits()
         let names = ReleaseNaming.names(base: baseName(commands[0], model), artifacts: commands.map { ($0.target.name, $0.dtype?.name) },
                                         sourceDType: model.dominantDType.name.lowercased())
         if let twice = names.indices.first(where: { i in names[..<i].contains(names[i]) }) {

@@ -172,6 +172,31 @@ final class TrainedModelParityTests: XCTestCase {
         XCTAssertTrue(broken.failures.contains { $0.hasPrefix("mean KL") }, broken.text)
     }
 
+    /// A source that keeps its logits (a release's) computes its reference once for every bundle checked against it,
+    /// and the reports are the same bits as when each computes its own.
+    func testAKeptReferenceIsComputedOnceAndChangesNothing() throws {
+        let scratch = try TestSupport.temporaryDirectory()
+        defer { removeTree(scratch) }
+        let path = TestSupport.fixture("trained/arafusion_tiny_ar.pt")
+        var bundles: [ReleaseModel] = []
+        for (i, options) in [BundleOptions(dtype: .bf16), BundleOptions(quantization: .init(.int8))].enumerated() {
+            let dir = scratch + "/\(i)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+            try BundleWriter.write(try ReleaseModel(path: path), tokenizer: nil, options: options, into: dir, progress: .silent)
+            bundles.append(try ReleaseModel(path: dir))
+        }
+        func reports(keeping: Bool) throws -> (texts: [String], batches: Int) {
+            let source = try ReleaseModel(path: path)
+            if keeping { source.keepLogits() }
+            let texts = try bundles.map { try Parity.run(bundle: $0, against: source, probes: 12, length: 32, seed: 3, batchLogitBytes: 4 * 32 * 512 * 4).text }
+            return (texts, source.computedLogitBatches)
+        }
+        let fresh = try reports(keeping: false), kept = try reports(keeping: true)
+        XCTAssertEqual(fresh.batches, 2 * 3, "three batches of four probes for each bundle")
+        XCTAssertEqual(kept.batches, 3, "computed for the first bundle only")
+        XCTAssertEqual(kept.texts, fresh.texts)
+    }
+
     func testGoldenLogitsOfTheTrainedModel() throws {
         let model = try ReleaseModel(path: TestSupport.fixture("trained/arafusion_tiny_ar.pt"))
         let r = try Parity.golden(bundle: model, goldenPath: TestSupport.fixture("trained/heldout.golden.safetensors"), tolerance: 1e-4)

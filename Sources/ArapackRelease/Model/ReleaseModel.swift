@@ -41,6 +41,31 @@ public final class ReleaseModel {
     /// The source's SHA-256, computed once on another thread for every release written from this model.
     private var digest: DigestTask?
 
+    /// Logits of this model by the batch of ids they answer, kept for the next parity run against it (a release's
+    /// artifacts share their source's reference) while they fit `referenceBytes`; nil: not kept (convert, verify).
+    private var keptLogits: [[[Int]]: [Float]]?
+    private var keptBytes = 0
+    /// What `keepLogits` holds at most (the default 8 × 64 probes of a 76,800-token vocabulary take 157 MB).
+    public static let referenceBytes = 640 << 20
+
+    /// How many batches of logits `logits(of:compute:)` computed (the rest it had kept).
+    public private(set) var computedLogitBatches = 0
+
+    /// From now on, keeps the logits `logits(of:compute:)` computes, for the parity runs that follow.
+    public func keepLogits() { if keptLogits == nil { keptLogits = [:] } }
+
+    /// The logits of `batch`: kept ones, or `compute()`'s (then kept, if this model keeps logits and they fit).
+    func logits(of batch: [[Int]], compute: () throws -> [Float]) rethrows -> [Float] {
+        if let kept = keptLogits?[batch] { return kept }
+        let computed = try compute()
+        computedLogitBatches += 1
+        if keptLogits != nil, keptBytes + computed.count * 4 <= Self.referenceBytes {
+            keptLogits![batch] = computed
+            keptBytes += computed.count * 4
+        }
+        return computed
+    }
+
     /// The source's SHA-256 (the file's, or for several files the digest of their sorted `<sha256>  <name>` lines),
     /// computed once.
     public func sourceSHA256() throws -> String { try sourceDigest().wait() }

@@ -49,7 +49,7 @@ public enum Parity {
         }
         var acc = ParityMetrics.Accumulator(vocab: c.vocabSize, causal: c.causal)
         for batch in batches(ids, vocab: c.vocabSize, bytes: batchLogitBytes) {
-            let reference = try logits(source, batch)
+            let reference = try source.logits(of: batch) { try logits(source, batch) }
             let candidate = try logits(bundle, batch)
             acc.add(reference: reference, candidate: candidate, ids: batch)
             if scoring { scores.add(model: candidate, reference: reference, ids: batch, vocab: c.vocabSize, causal: c.causal) }
