@@ -228,7 +228,9 @@ struct ReleaseCommand: ParsableCommand {
         if let twice = names.indices.first(where: { i in names[..<i].contains(names[i]) }) {
             throw UsageError("two artifacts would both be written as \(names[twice]) (the source is \(model.dominantDType.name.lowercased())): give them different dtypes")
         }
-        var artifacts: [ReleaseIndex.Artifact] = []
+        // Each artifact as convert writes it; a bundle's archive and signature wait for its card's table of forms.
+        struct Written { let name: String; let command: ConvertCommand; let conversion: Conversion; let parity: ParitySummary? }
+        var written: [Written] = []
         for (command, name) in zip(commands, names) {
             let path = folder.path(name)
             if name.contains("/"), !pathExists(splitPath(path).0) {
@@ -236,6 +238,8 @@ struct ReleaseCommand: ParsableCommand {
             }
             var conversion = try command.makeConversion(destination: path)
             conversion.note = { printError("arapack release: \(name): note: " + $0) }
+            let deferred = conversion
+            if command.target.isBundle { (conversion.archive, conversion.signing) = (false, nil) }
             let result: Conversion.Result
             do {
                 result = try conversion.write(model, at: path, progress: progress)
@@ -249,17 +253,50 @@ struct ReleaseCommand: ParsableCommand {
                 throw ReleaseFailure(artifact: name, error: error)
             }
             for warning in result.warnings { printError("arapack release: warning: " + warning.replacing(folder.temporaryPath, with: destination)) }
-            let files = try ReleaseIndex.files(of: name, under: folder.temporaryPath)
-            artifacts.append(ReleaseIndex.Artifact(name: name, form: command.target.name, dtype: command.dtype.map { Self.dtypeNames[$0.name] ?? $0.name } ?? model.weightTypeName,
-                                                   files: files, bytes: files.reduce(0) { $0 + $1.size }, parity: result.parity?.summary))
-            print("\(name): \(command.target.name)" + (command.dtype.map { " " + $0.name } ?? "") + ", \(grouped(files.reduce(0) { $0 + $1.size })) bytes"
-                  + (result.parity.map { ", " + $0.verdict } ?? ""))
+            written.append(Written(name: name, command: command, conversion: deferred, parity: result.parity?.summary))
+            print("\(name): \(command.target.name)" + (command.dtype.map { " " + $0.name } ?? "") + (result.parity.map { ", " + $0.verdict } ?? ""))
+        }
+        // Every bundle's card gains the table of forms; then its signature and archive, as convert makes them.
+        let card = ReleaseSetCard(rows: try written.map {
+            ReleaseSetCard.Row(name: $0.name, form: $0.command.target.name, dtype: dtypeName($0.command, model),
+                               weightBytes: try ReleaseSetCard.weightBytes(of: folder.path($0.name)), parity: $0.parity)
+        }, owner: commands[0].repoID.map { String($0.split(separator: "/")[0]) })
+        for w in written where w.command.target.isBundle {
+            let path = folder.path(w.name)
+            do {
+                try card.apply(to: path, current: w.name)
+                let releaseName = w.conversion.options.card.releaseName(model.config)
+                if let signing = w.conversion.signing {
+                    let manifest = try Manifest(path: path + "/" + Manifest.fileName)
+                    let provenance = Provenance(manifest: manifest, manifestSHA256: manifest.sha256, options: signing.options, parity: manifest.parity)
+                    _ = try ModelSignature.sign(folder: path, name: releaseName, key: signing.key, signaturePath: path + "/" + ModelSignature.defaultFileName,
+                                                provenance: provenance)
+                }
+                if w.conversion.archive {
+                    let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
+                    _ = try ReleaseArchive.write(folder: path, files: try BundleFolder.files(path), name: releaseName, to: w.conversion.archivePath,
+                                                 mtime: epoch, replacing: false, progress: progress)
+                }
+            } catch {
+                throw ReleaseFailure(artifact: w.name, error: error)
+            }
+        }
+        let artifacts = try written.map { w -> ReleaseIndex.Artifact in
+            let files = try ReleaseIndex.files(of: w.name, under: folder.temporaryPath)
+            return ReleaseIndex.Artifact(name: w.name, form: w.command.target.name, dtype: dtypeName(w.command, model), files: files,
+                                         bytes: files.reduce(0) { $0 + $1.size }, parity: w.parity)
         }
         let digest = commands.contains { $0.noSourceDigest } ? nil : try model.sourceSHA256()
         let index = ReleaseIndex(model: model, sourceSHA256: digest, artifacts: artifacts)
         try writeText(index.text, to: folder.path(ReleaseIndex.fileName))
         try folder.commit(replacing: false)
-        print("wrote \(destination): \(artifacts.count) artifact(s), \(ReleaseIndex.fileName)")
+        print("wrote \(destination): \(artifacts.count) artifact(s), \(grouped(artifacts.reduce(0) { $0 + $1.bytes })) bytes, \(ReleaseIndex.fileName)")
+    }
+
+    /// The dtype release.json and the cards name for an artifact: its --dtype (torch's names for the floating ones),
+    /// else the source's.
+    func dtypeName(_ command: ConvertCommand, _ model: ReleaseModel) -> String {
+        command.dtype.map { Self.dtypeNames[$0.name] ?? $0.name } ?? model.weightTypeName
     }
 
     /// release.json's names of the floating `--dtype` values (the others are their own).

@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackModel
 import ArapackRelease
 import ArapackTestSupport
 import Foundation
@@ -67,7 +68,7 @@ final class ReleaseCommandTests: XCTestCase {
         let r = try release(["--plan", scratch + "/plan.toml", dst])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("AraFusion-AR-tiny-int4: bundle int4, "), r.stdout)
-        XCTAssertTrue(r.stdout.hasSuffix("wrote \(dst): 4 artifact(s), release.json\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("\nwrote \(dst): 4 artifact(s), "), r.stdout)
         let written = try tree(dst)
 
         // Each artifact: byte for byte what `convert` writes with the same flags.
@@ -90,7 +91,41 @@ final class ReleaseCommandTests: XCTestCase {
             for (name, bytes) in try tree(out) { expected[prefix + name] = bytes }
         }
         XCTAssertEqual(Set(written.keys), Set(expected.keys).union([ReleaseIndex.fileName]))
-        for (name, bytes) in expected { XCTAssertEqual(written[name], bytes, "\(name) differs from convert's") }
+        // Byte for byte but each bundle's card, which gains the table of forms, the manifest's line for the card, and
+        // the archive holding them.
+        let cards = written.keys.filter { $0.hasSuffix("/README.md") }
+        XCTAssertEqual(cards.count, 3)
+        for (name, bytes) in expected where !name.hasSuffix("/README.md") && !name.hasSuffix("/manifest.json") && !name.contains(".tar.zst") {
+            XCTAssertEqual(written[name], bytes, "\(name) differs from convert's")
+        }
+        for card in cards {
+            let folder = String(card.dropLast("/README.md".count))
+            let mine = String(decoding: written[card]!, as: UTF8.self), theirs = String(decoding: expected[card]!, as: UTF8.self)
+            let section = try XCTUnwrap(mine.range(of: "\n\n## Every form of this release\n"), card)
+            let end = try XCTUnwrap(mine.range(of: "\n\n## Quick start\n", range: section.upperBound..<mine.endIndex), card)
+            XCTAssertEqual(String(mine[..<section.lowerBound]) + String(mine[end.lowerBound...]), theirs, "\(card): only the table is new")
+            let table = String(mine[section.lowerBound..<end.lowerBound])
+            XCTAssertTrue(table.contains("| **\(folder)** (this one) | "), table)
+            for sibling in ["AraFusion-AR-tiny", "AraFusion-AR-tiny-int4", "AraFusion-AR-tiny-gpt2", "AraFusion-AR-tiny-GGUF"] where sibling != folder {
+                XCTAssertTrue(table.contains("| [\(sibling)](https://huggingface.co/AraFus/\(sibling))"), "\(card): \(sibling)")
+            }
+            XCTAssertTrue(table.contains("| [AraFusion-AR-tiny-GGUF](https://huggingface.co/AraFus/AraFusion-AR-tiny-GGUF) (`AraFusion-AR-tiny-Q8_0.gguf`) | gguf, q8_0 | "
+                                         + grouped(written["AraFusion-AR-tiny-GGUF/AraFusion-AR-tiny-Q8_0.gguf"]!.count) + " | ") || folder == "AraFusion-AR-tiny-GGUF", table)
+            var a = try JSONParser.parse(Array(written[folder + "/manifest.json"]!)), b = try JSONParser.parse(Array(expected[folder + "/manifest.json"]!))
+            for m in [a, b] { XCTAssertEqual(m["files"]?.elements?.filter { $0["path"] == .string("README.md") }.count, 1) }
+            func withoutCard(_ m: inout JSONValue) {
+                guard case var .object(members) = m, let i = members.firstIndex(where: { $0.key == "files" }) else { return }
+                members[i].value = .array((members[i].value.elements ?? []).filter { $0["path"] != .string("README.md") })
+                m = .object(members)
+            }
+            withoutCard(&a)
+            withoutCard(&b)
+            XCTAssertEqual(a, b, "\(folder)/manifest.json: only the card's line differs")
+            let verify = try TestSupport.run(TestSupport.arapackBinary, ["verify", dst + "/" + folder])
+            XCTAssertEqual(verify.status, 0, verify.stdout)
+        }
+        let archive = try TestSupport.run(TestSupport.arapackBinary, ["verify", dst + "/AraFusion-AR-tiny.tar.zst"])
+        XCTAssertEqual(archive.status, 0, archive.stdout + archive.stderr)
 
         // release.json: every file with its bytes and SHA-256, the parity figures, the source's digest; the schema holds.
         let index = try TestSupport.loadJSON(dst + "/release.json")
@@ -120,6 +155,22 @@ final class ReleaseCommandTests: XCTestCase {
         let again = try release(["--plan", scratch + "/plan.toml", other], environment: ["ARAPACK_ISA": "generic", "ARAPACK_THREADS": "1"])
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertEqual(try tree(other), written)
+    }
+
+    /// Parity on random probes (no --tokens): each card's table gives mean KL and top-1 agreement and says they measure
+    /// no quality; without a repo id the siblings are named, not linked.
+    func testTheTableOfFormsOnRandomProbes() throws {
+        let dst = scratch + "/release"
+        let r = try release([source, dst, "--parity", "--artifact", "dtype=bf16", "--artifact", "dtype=int8"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let card = try String(contentsOfFile: dst + "/AraFusion-AR-135K-int8/README.md", encoding: .utf8)
+        XCTAssertTrue(card.contains("| artifact | form | weights (bytes) | mean KL | top-1 agreement |\n"), card)
+        XCTAssertTrue(card.contains("\n| AraFusion-AR-135K | bundle, bfloat16 | 272,848 | "), card)
+        XCTAssertTrue(card.contains("\n| **AraFusion-AR-135K-int8** (this one) | bundle, int8 | "), card)
+        XCTAssertTrue(card.contains("Each against the checkpoint on random token ids: these figures show that each form computes the checkpoint's function, and are no measure of its quality on text."), card)
+        let index = try TestSupport.loadJSON(dst + "/release.json")
+        let figures = try XCTUnwrap(index["artifacts"]?.elements?.last?["parity"])
+        XCTAssertTrue(card.contains(" | " + metricText(try XCTUnwrap(figures["mean_kl"]?.doubleValue)) + " | "), card)
     }
 
     /// A plan's mistakes are usage errors naming the file and the line, before anything is read (the source here
