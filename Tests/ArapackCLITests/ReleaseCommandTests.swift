@@ -16,13 +16,13 @@ final class ReleaseCommandTests: XCTestCase {
 
     /// The plan of the issue's example: a bf16 bundle with its archive, an int4 bundle, the GPT-2 form and a GGUF file,
     /// parity on held-out shards; a tokenizer llama.cpp reads.
-    func plan(_ extra: String = "") -> String {
+    func plan(_ extra: String = "", header: String = "") -> String {
         """
         # the twin's release
         source = "\(source)"
         repo_id = "AraFus/AraFusion-AR-tiny"
         tokenizer = "\(TestSupport.fixture("gguf/metaspace"))"
-        parity = true
+        parity = true\(header)
         tokens = "\(TestSupport.fixture("tokens/heldout_u32.npy"))"
 
         [[artifact]]
@@ -171,6 +171,29 @@ final class ReleaseCommandTests: XCTestCase {
         let index = try TestSupport.loadJSON(dst + "/release.json")
         let figures = try XCTUnwrap(index["artifacts"]?.elements?.last?["parity"])
         XCTAssertTrue(card.contains(" | " + metricText(try XCTUnwrap(figures["mean_kl"]?.doubleValue)) + " | "), card)
+    }
+
+    /// `sign = KEY` signs every artifact: a bundle once its card has the table of forms (its signature covers the final
+    /// card and manifest), a GGUF file beside it; `arapack verify --signature` accepts each.
+    func testSignedReleaseSetsVerify() throws {
+        for args in [["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", scratch + "/key.pem"],
+                     ["pkey", "-in", scratch + "/key.pem", "-pubout", "-out", scratch + "/pub.pem"]] {
+            XCTAssertEqual(try TestSupport.run("/usr/bin/openssl", args).status, 0)
+        }
+        try writeText(plan(header: "\nsign = \"\(scratch)/key.pem\""), to: scratch + "/plan.toml")
+        let dst = scratch + "/release"
+        let r = try release(["--plan", scratch + "/plan.toml", dst])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        for (artifact, signature) in [("AraFusion-AR-tiny", "AraFusion-AR-tiny/model.sig"), ("AraFusion-AR-tiny-int4", "AraFusion-AR-tiny-int4/model.sig"),
+                                      ("AraFusion-AR-tiny-gpt2", "AraFusion-AR-tiny-gpt2/model.sig"),
+                                      ("AraFusion-AR-tiny-GGUF/AraFusion-AR-tiny-Q8_0.gguf", "AraFusion-AR-tiny-GGUF/AraFusion-AR-tiny-Q8_0.gguf.sig")] {
+            let v = try TestSupport.run(TestSupport.arapackBinary, ["verify", dst + "/" + artifact, "--signature", dst + "/" + signature,
+                                                                    "--public-key", scratch + "/pub.pem"])
+            XCTAssertEqual(v.status, 0, artifact + ": " + v.stdout + v.stderr)
+        }
+        XCTAssertTrue(try String(contentsOfFile: dst + "/AraFusion-AR-tiny/README.md", encoding: .utf8).contains("## Every form of this release"))
+        let listed = try XCTUnwrap(TestSupport.loadJSON(dst + "/release.json")["artifacts"]?.elements?.first?["files"]?.elements?.compactMap { $0["path"]?.stringValue })
+        XCTAssertTrue(listed.contains("AraFusion-AR-tiny/model.sig"), "\(listed)")
     }
 
     /// A plan's mistakes are usage errors naming the file and the line, before anything is read (the source here
