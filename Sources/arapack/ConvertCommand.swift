@@ -145,6 +145,9 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Bundles: use this README.md as the model card instead of the generated one (its YAML front matter is checked; it must state a license).")
     var modelCard: String?
 
+    @Option(help: "Bundles: the training run's metrics as WandB exports them (CSV with a header row, or JSON lines): step (_step or step), training loss (train/loss, train_loss or loss), validation loss (val/loss, val_loss or eval/loss), learning rate (lr or learning_rate) and, when logged, tokens seen (tokens or tokens_seen). The bundle gains training_loss.svg, validation_loss.svg, training_validation_loss.svg and learning_rate.svg, shown in the card; rows without a value are skipped, steps must increase, a long log is sampled to 2,048 points a curve.")
+    var trainingLog: String?
+
     @Option(help: "Sign the release (OpenSSF model signing, see arapack sign --help) with this EC P-256 private key before it moves into place: a bundle's DST/model.sig, with the conversion's options and parity result in the signed provenance; a GGUF's DST.sig beside it.")
     var sign: String?
 
@@ -170,6 +173,7 @@ struct ConvertCommand: ParsableCommand {
         if allowTokenizerMismatch && !(target.form is GGUFRelease) { throw ValidationError("--allow-tokenizer-mismatch applies to --to gguf") }
         if sign != nil && !target.isRelease { throw ValidationError("--sign applies to releases (\(releaseTargets))") }
         if signingKey.keyPasswordFile != nil && sign == nil { throw ValidationError("--key-password-file applies to --sign") }
+        if trainingLog != nil && !target.isBundle { throw ValidationError("--training-log applies to bundles (--to bundle or gpt2), whose card shows the plots") }
         if (license != nil || baseModel != nil || modelCard != nil) && !target.isBundle {
             throw ValidationError("--license, --base-model and --model-card apply to bundles (--to bundle or gpt2), which carry a model card")
         }
@@ -242,11 +246,12 @@ struct ConvertCommand: ParsableCommand {
         conversion.archive = archive
         conversion.force = force
         conversion.signs = sign != nil
-        conversion.otherInputs = [modelCard, sign, signingKey.keyPasswordFile, parity ? parityOptions.probeIds : nil, parity ? parityOptions.tokens : nil].compactMap { $0 }
+        conversion.otherInputs = [modelCard, sign, signingKey.keyPasswordFile, trainingLog, parity ? parityOptions.probeIds : nil, parity ? parityOptions.tokens : nil].compactMap { $0 }
         conversion.note = { printError("arapack convert: note: " + $0) }
         // The destination is checked before any input is read (the model card and the key included).
         try conversion.checkOutputs()
         if let modelCard { conversion.options.card.userCard = try ModelCard(userCardAt: modelCard) }
+        if let trainingLog { conversion.options.card.trainingLog = try TrainingLog(path: trainingLog) }
         conversion.signing = try sign.map { (try signingKey.load($0), signedOptions) }
         conversion.parity = parity ? parityOptions.request : nil
         return conversion

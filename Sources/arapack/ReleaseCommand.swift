@@ -128,7 +128,7 @@ struct ReleaseCommand: ParsableCommand {
     }
 
     /// Keys that, set for the whole release, apply to its bundles (convert takes them for bundles only).
-    static let bundleKeys: Set<String> = ["repo_id", "license", "base_model", "model_card", "archive", "max_shard_size", "no_source_digest"]
+    static let bundleKeys: Set<String> = ["repo_id", "license", "base_model", "model_card", "archive", "max_shard_size", "no_source_digest", "training_log"]
 
     /// Keys a release decides itself.
     static let refusedKeys: [String: String] = [

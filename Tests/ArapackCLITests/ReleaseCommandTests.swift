@@ -63,7 +63,10 @@ final class ReleaseCommandTests: XCTestCase {
     }
 
     func testEachArtifactIsWhatConvertWritesAloneAndReleaseJSONListsThem() throws {
-        try writeText(plan(), to: scratch + "/plan.toml")
+        // The run's log (WandB's CSV): set for the whole release, its plots go into every bundle, not the GGUF file.
+        let log = scratch + "/history.csv"
+        try writeText("_step,train/loss,val/loss,lr,tokens\n0,6.2,6.3,0.0001,0\n100,4.0,,0.003,409600\n200,3.1,3.4,0.003,819200\n", to: log)
+        try writeText(plan(header: "\ntraining_log = \"\(log)\""), to: scratch + "/plan.toml")
         let dst = scratch + "/release"
         let r = try release(["--plan", scratch + "/plan.toml", dst])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
@@ -74,10 +77,11 @@ final class ReleaseCommandTests: XCTestCase {
         // Each artifact: byte for byte what `convert` writes with the same flags.
         let shared = ["--repo-id", "AraFus/AraFusion-AR-tiny", "--tokenizer", TestSupport.fixture("gguf/metaspace"), "--parity", "--tokens",
                       TestSupport.fixture("tokens/heldout_u32.npy")]
+        let curves = ["--training-log", log]
         let alone: [(name: String, options: [String])] = [
-            ("AraFusion-AR-tiny", shared + ["--dtype", "bf16", "--archive"]),
-            ("AraFusion-AR-tiny-int4", shared + ["--dtype", "int4", "--int4-group-size", "32"]),
-            ("AraFusion-AR-tiny-gpt2", shared + ["--to", "gpt2", "--dtype", "f16"]),
+            ("AraFusion-AR-tiny", shared + curves + ["--dtype", "bf16", "--archive"]),
+            ("AraFusion-AR-tiny-int4", shared + curves + ["--dtype", "int4", "--int4-group-size", "32"]),
+            ("AraFusion-AR-tiny-gpt2", shared + curves + ["--to", "gpt2", "--dtype", "f16"]),
             ("AraFusion-AR-tiny-GGUF/AraFusion-AR-tiny-Q8_0.gguf", Array(shared[2...]) + ["--to", "gguf", "--dtype", "q8_0"]),
         ]
         var expected: [String: Data] = [:]
@@ -95,6 +99,7 @@ final class ReleaseCommandTests: XCTestCase {
         // the archive holding them.
         let cards = written.keys.filter { $0.hasSuffix("/README.md") }
         XCTAssertEqual(cards.count, 3)
+        XCTAssertEqual(written.keys.filter { $0.hasSuffix("/learning_rate.svg") }.count, 3, "the plots in every bundle")
         for (name, bytes) in expected where !name.hasSuffix("/README.md") && !name.hasSuffix("/manifest.json") && !name.contains(".tar.zst") {
             XCTAssertEqual(written[name], bytes, "\(name) differs from convert's")
         }

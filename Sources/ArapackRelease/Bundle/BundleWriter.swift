@@ -89,6 +89,9 @@ public enum BundleWriter {
                                                                  tensors: recorded)
         let paritySummary = try parity?(directory)
         for (name, bytes) in form.extraFiles { files.append(try writeBytes(bytes, to: directory + "/" + name)) }
+        if let log = options.card.trainingLog {
+            for (name, bytes) in TrainingPlots.render(log) { files.append(try writeBytes(bytes, to: directory + "/" + name)) }
+        }
         files.append(try writeText(ModelCard.gitAttributes(files), to: directory + "/" + ModelCard.gitAttributesFileName))
         let card = options.card.userCard
             ?? ModelCard(model: model, form: form, dtype: dtypeName, options: options.card, tokenizer: tokenizer,

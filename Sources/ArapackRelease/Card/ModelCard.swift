@@ -17,6 +17,8 @@ public struct ModelCard: Sendable {
         public var baseModel: String?
         /// The user's own card (`--model-card`, read and checked by `ModelCard(userCardAt:)`), used instead of the generated one.
         public var userCard: ModelCard?
+        /// The run's metrics (`--training-log`): the bundle carries their plots and the card shows them.
+        public var trainingLog: TrainingLog?
         public init(repoID: String? = nil, license: String = ModelCard.defaultLicense, baseModel: String? = nil, userCard: ModelCard? = nil) {
             self.repoID = repoID
             self.license = license
@@ -123,6 +125,7 @@ public struct ModelCard: Sendable {
         ]
         lines += Self.details(c, form: form, dtype: dtype, tokenizer: tokenizer != nil)
         lines += Self.training(model, sourceDigest: sourceDigest)
+        if let log = options.trainingLog { lines += Self.curves(log) }
         if let q = quantization { lines += Self.quantization(q) }
         if let p = parity { lines += Self.parity(p) }
         lines += Self.examples(c, form: form, quantized: LinearQuantization.Scheme(rawValue: dtype)?.rawValue, repository: options.repository(c),
@@ -174,6 +177,26 @@ public struct ModelCard: Sendable {
 
     /// The details row of a release without a tokenizer: the card says so where a reader looks for it.
     static let noTokenizerRow = "| tokenizer | **none**: this release carries no tokenizer; AutoTokenizer cannot load it, and text must be turned into ids elsewhere |"
+
+    /// The training curves (`TrainingPlots`' files beside the card) and the final losses.
+    static func curves(_ log: TrainingLog) -> [String] {
+        func last(_ series: TrainingLog.Series) -> String {
+            guard let s = series.steps.last, let v = series.values.last else { return "n/a" }
+            return "\(metricText(v)) at step \(grouped(Int(s)))"
+        }
+        return [
+            "",
+            "### Training curves",
+            "",
+            "From the run's log (\(log.rows) steps logged): final training loss \(last(log.trainLoss)), final validation loss "
+                + "\(last(log.validationLoss)).",
+            "",
+            "![Training loss](\(TrainingPlots.trainingLoss))",
+            "![Validation loss](\(TrainingPlots.validationLoss))",
+            "![Training and validation loss](\(TrainingPlots.bothLosses))",
+            "![Learning rate](\(TrainingPlots.learningRate))",
+        ]
+    }
 
     /// What the source records of its training, and the source itself.
     static func training(_ model: ReleaseModel, sourceDigest: String?) -> [String] {
