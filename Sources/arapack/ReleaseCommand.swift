@@ -231,7 +231,8 @@ struct ReleaseCommand: ParsableCommand {
         // Each artifact as convert writes it; a bundle's archive and signature wait for its card's table of forms.
         struct Written { let name: String; let command: ConvertCommand; let conversion: Conversion; let parity: ParitySummary? }
         var written: [Written] = []
-        for (command, name) in zip(commands, names) {
+        for (index, (command, name)) in zip(commands, names).enumerated() {
+            progress.context = "\(index + 1)/\(commands.count) \(name)"
             let path = folder.path(name)
             if name.contains("/"), !pathExists(splitPath(path).0) {
                 guard mkdir(splitPath(path).0, 0o755) == 0 else { throw FileError(path: splitPath(path).0, operation: "mkdir", code: errno) }
@@ -262,6 +263,7 @@ struct ReleaseCommand: ParsableCommand {
                                weightBytes: try ReleaseSetCard.weightBytes(of: folder.path($0.name)), parity: $0.parity)
         }, owner: commands[0].repoID.map { String($0.split(separator: "/")[0]) })
         for w in written where w.command.target.isBundle {
+            progress.context = "\(w.name): card, signature, archive"
             let path = folder.path(w.name)
             do {
                 try card.apply(to: path, current: w.name)
@@ -281,6 +283,7 @@ struct ReleaseCommand: ParsableCommand {
                 throw ReleaseFailure(artifact: w.name, error: error)
             }
         }
+        progress.context = nil
         let artifacts = try written.map { w -> ReleaseIndex.Artifact in
             let files = try ReleaseIndex.files(of: w.name, under: folder.temporaryPath)
             return ReleaseIndex.Artifact(name: w.name, form: w.command.target.name, dtype: dtypeName(w.command, model), files: files,

@@ -201,6 +201,18 @@ final class ReleaseCommandTests: XCTestCase {
         XCTAssertTrue(listed.contains("AraFusion-AR-tiny/model.sig"), "\(listed)")
     }
 
+    /// On a terminal each stage's line says which artifact of how many it is working on; never otherwise.
+    func testProgressNamesTheArtifactOnATerminal() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { throw XCTSkip("script(1) is needed for a pseudo-terminal") }
+        let shown = try TestSupport.run("/usr/bin/script", ["-qec", "\(TestSupport.arapackBinary) release \(source) \(scratch)/r --parity "
+                                                            + "--artifact dtype=bf16,archive --artifact dtype=int8", "/dev/null"]).stdout
+        XCTAssertTrue(shown.contains("arapack: [1/2 AraFusion-AR-135K] writing weights"), shown)
+        XCTAssertTrue(shown.contains("arapack: [2/2 AraFusion-AR-135K-int8] parity"), shown)
+        XCTAssertTrue(shown.contains("arapack: [AraFusion-AR-135K: card, signature, archive] writing AraFusion-AR-135K.tar.zst"), shown)
+        let piped = try release([source, scratch + "/p", "--artifact", "dtype=int8"])
+        XCTAssertFalse(piped.stdout.contains("arapack: [") || piped.stderr.contains("arapack: ["), piped.stderr)
+    }
+
     /// A plan's mistakes are usage errors naming the file and the line, before anything is read (the source here
     /// does not exist) and with nothing written.
     func testPlanMistakesNameTheirLineBeforeAnythingIsRead() throws {

@@ -14,6 +14,9 @@ public final class Progress: @unchecked Sendable {
     private var unit = Unit.bytes
     private var started = 0.0
 
+    /// Where a step stands in a longer job, shown before it (a release's `2/4 NAME-int8`); nil: nothing.
+    public var context: String?
+
     /// What a step counts: bytes (shown as sizes) or tokens (shown with their rate and the time left).
     public enum Unit: Sendable { case bytes, tokens }
 
@@ -58,7 +61,7 @@ public final class Progress: @unchecked Sendable {
         let now = Self.now
         guard force || now - lastDraw >= 0.1 else { return }
         lastDraw = now
-        var line = "\r\u{1B}[Karapack: \(label)"
+        var line = "\r\u{1B}[Karapack: " + (context.map { "[\($0)] " } ?? "") + label
         if total > 0, unit == .bytes {
             line += " \(done * 100 / total)% (\(Self.size(done)) of \(Self.size(total)))"
         } else if total > 0 {
