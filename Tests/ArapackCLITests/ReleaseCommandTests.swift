@@ -240,6 +240,23 @@ final class ReleaseCommandTests: XCTestCase {
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
             XCTAssertFalse(pathExists(scratch + "/out"))
         }
+        // Hostile plans: an integer past Int64, a file past 1 MiB, a FIFO (refused unread, exit 2), a directory.
+        try writeText("parity = 99999999999999999999999\n", to: scratch + "/plan.toml")
+        var h = try release(["--plan", scratch + "/plan.toml", scratch + "/out"])
+        XCTAssertEqual(h.status, 64, h.stderr)
+        XCTAssertTrue(h.stderr.contains("plan.toml:1: 99999999999999999999999 is not a value a plan takes"), h.stderr)
+        try writeText("# " + String(repeating: "x", count: 1 << 20) + "\n", to: scratch + "/plan.toml")
+        h = try release(["--plan", scratch + "/plan.toml", scratch + "/out"])
+        XCTAssertEqual(h.status, 64, h.stderr)
+        XCTAssertTrue(h.stderr.contains("plan.toml: larger than 1048576 bytes"), h.stderr)
+        XCTAssertEqual(mkfifo(scratch + "/fifo.toml", 0o644), 0)
+        h = try release(["--plan", scratch + "/fifo.toml", scratch + "/out"])
+        XCTAssertEqual(h.status, 2, h.stderr)
+        XCTAssertTrue(h.stderr.contains(scratch + "/fifo.toml"), h.stderr)
+        h = try release(["--plan", scratch, scratch + "/out"])
+        XCTAssertEqual(h.status, 2, h.stderr)
+        XCTAssertFalse(pathExists(scratch + "/out"))
+
         // Flags make a plan too, and --print-plan shows it; read back from a file it is the same plan.
         let r = try release([source, scratch + "/out", "--repo-id", "AraFus/AraFusion-AR-tiny", "--parity", "--artifact", "to=gguf,dtype=q8_0",
                              "--artifact", "dtype=int4,int4_group_size=32,keep=model.transformer.layers.1.*", "--print-plan"])

@@ -37,26 +37,8 @@ public struct ReleasePlan: Equatable, Sendable {
             }
         }
 
-        static func quoted(_ s: String) -> String {
-            var out = "\""
-            for scalar in s.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\t": out += "\\t"
-                case "\r": out += "\\r"
-                default:
-                    if scalar.value < 0x20 || scalar.value == 0x7F {
-                        let hex = String(scalar.value, radix: 16, uppercase: true)
-                        out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                    } else {
-                        out.unicodeScalars.append(scalar)
-                    }
-                }
-            }
-            return out + "\""
-        }
+        /// A TOML basic string: JSON's string escapes are TOML's.
+        static func quoted(_ s: String) -> String { JSONValue.string(s).serialized() }
     }
 
     /// One artifact: its settings and the line of its `[[artifact]]` header (0: from a flag).
