@@ -201,6 +201,36 @@ final class ReleaseCommandTests: XCTestCase {
         XCTAssertTrue(listed.contains("AraFusion-AR-tiny/model.sig"), "\(listed)")
     }
 
+    /// SIGTERM at any moment: nothing at DST and no temporaries (exit 143), or the whole release (exit 0).
+    func testAnInterruptedReleaseLeavesNothingOrTheWholeSet() throws {
+        var outcomes = (absent: 0, complete: 0)
+        for i in 0..<6 {
+            let parent = scratch + "/run\(i)"
+            try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: false)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: TestSupport.arapackBinary)
+            process.arguments = ["release", source, parent + "/out", "--parity", "--artifact", "dtype=bf16,archive", "--artifact", "dtype=int8",
+                                 "--artifact", "to=gpt2", "--quiet"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            usleep(useconds_t(30_000 + i * 90_000))
+            process.terminate()
+            process.waitUntilExit()
+            switch (process.terminationReason, process.terminationStatus) {
+            case (.exit, 143), (.uncaughtSignal, SIGTERM):
+                XCTAssertEqual(try directoryEntries(parent), [], "run \(i): nothing at DST, no temporaries")
+                outcomes.absent += 1
+            case (.exit, 0):
+                XCTAssertEqual(try directoryEntries(parent + "/out").count, 6, "run \(i)")
+                XCTAssertTrue(pathExists(parent + "/out/release.json"), "run \(i)")
+                outcomes.complete += 1
+            case let other: XCTFail("run \(i): \(other)")
+            }
+        }
+        XCTAssertGreaterThan(outcomes.absent, 0, "some runs were interrupted mid-way")
+    }
+
     /// On a terminal each stage's line says which artifact of how many it is working on; never otherwise.
     func testProgressNamesTheArtifactOnATerminal() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { throw XCTSkip("script(1) is needed for a pseudo-terminal") }
