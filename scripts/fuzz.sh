@@ -6,7 +6,8 @@
 # torch.save reader), tar (release-archive tar parser), signature (OpenSSF model-signing signature parser), config
 # (any JSON assembled as a model config, sized, written in both forms, GPT-2 round trip checked), deep-pickle
 # (pickles expanded from (opcode, count) programs, run on a 512 KiB stack: thousands deep from a few bytes), bundle (the
-# structural verifier on the example bundle with one JSON file replaced by the input). Seeds come from Fixtures/ (copied to a work folder
+# structural verifier on the example bundle with one JSON file replaced by the input), plan (release plans, printed back),
+# traininglog (a run's metrics drawn as the plots). Seeds come from Fixtures/ (copied to a work folder
 # under .build-fuzz/). A crash, leak or timeout stops the run: libFuzzer writes the input to
 # .build-fuzz/findings/<target>/ and the script exits 1 (make it a fixture and a test, then fix it).
 # ARAPACK_FUZZ_SEED fixes libFuzzer's seed (CI sets it, so each CI run explores the same inputs first).
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar signature config deep-pickle bundle gguf tokens)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar signature config deep-pickle bundle gguf tokens plan traininglog)
 
 swift build -c release --product arapack-fuzz --build-path .build-fuzz \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -D -Xswiftc FUZZING 2>&1 | grep -v "warning: Cannot export local symbol" || true
@@ -42,6 +43,11 @@ seed() {  # the fixture files that exercise a target
                     i=$((i+1)); done ;;
         # (opcode, count) programs: deep tuples, lists with APPEND, dicts, persistent ids.
         gguf) ls Fixtures/fuzz/seeds/gguf/* Fixtures/gguf/hostile/*.gguf ;;
+        # The plan of docs/ci-recipe.md, and a few rows of a run's log in each form.
+        plan) ls Fixtures/fuzz/seeds/plan/*; awk '/^```toml/{f=1;next}/^```/{f=0}f' docs/ci-recipe.md > .build-fuzz/seed-plan.toml; echo .build-fuzz/seed-plan.toml ;;
+        traininglog) printf '_step,train/loss,val/loss,lr,tokens\n0,6.2,6.3,0.0001,0\n100,4.0,,0.003,409600\n200,3.1,3.4,NaN,819200\n' > .build-fuzz/seed-log.csv
+                     printf '{"_step": 0, "train/loss": 6.2, "val/loss": 6.3, "lr": 0.0001}\n{"_step": 1, "train/loss": 5.0, "lr": 0.0002}\n' > .build-fuzz/seed-log.jsonl
+                     echo .build-fuzz/seed-log.csv .build-fuzz/seed-log.jsonl ;;
         # Token shards behind the byte that picks their form: .npy files (0), Megatron indexes (1).
         tokens) i=0; for f in Fixtures/tokens/heldout_u16.npy Fixtures/tokens/hostile/*.npy; do printf '\x00' > ".build-fuzz/seed-tokens-$i"; head -c 4096 "$f" >> ".build-fuzz/seed-tokens-$i"; echo ".build-fuzz/seed-tokens-$i"; i=$((i+1)); done
                 for f in Fixtures/tokens/megatron/heldout.idx Fixtures/tokens/hostile/*.idx; do printf '\x01' > ".build-fuzz/seed-tokens-$i"; cat "$f" >> ".build-fuzz/seed-tokens-$i"; echo ".build-fuzz/seed-tokens-$i"; i=$((i+1)); done ;;

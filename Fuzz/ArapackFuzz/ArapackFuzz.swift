@@ -19,6 +19,10 @@ enum FuzzTarget: String, CaseIterable {
     /// Token shards: the input's first byte picks the form (even: a .npy file; odd: a Megatron .idx beside a fixed
     /// 4 KiB .bin), the rest is the file; every sequence is then read against a large vocabulary.
     case tokens
+    /// A release plan (TOML), parsed and printed back; the printed plan must parse to the same plan.
+    case plan
+    /// A training log (CSV, or JSON lines when it starts with `{`), read as a file and drawn as the four plots.
+    case traininglog
     /// A valid bundle (ARAPACK_FUZZ_BUNDLE, default the example setup.sh makes) with one JSON file replaced:
     /// the input's first byte picks the file, the rest is its content.
     case bundle
@@ -112,6 +116,19 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
         if let shards = try? TokenShards(path: path, rawDType: nil, sequenceLength: 32) {
             for s in shards.sequences.prefix(4096) { _ = try? shards.ids(of: s, vocabulary: 1 << 20) }
         }
+    case .plan:
+        let text = String(decoding: bytes, as: UTF8.self)
+        if let plan = try? ReleasePlan.parse(text, origin: "fuzz.toml") {
+            guard let again = try? ReleasePlan.parse(plan.toml, origin: "fuzz.toml"), again.toml == plan.toml else {
+                fatalError("a plan printed back does not parse to itself: \(plan.toml)")
+            }
+        }
+    case .traininglog:
+        let path = tokenScratch + "/log-\(getpid()).csv"
+        guard let out = try? AtomicFileWriter(destination: path) else { return }
+        try? out.write(bytes)
+        try? out.commit()
+        if let log = try? TrainingLog(path: path) { _ = TrainingPlots.render(log) }
     case .gguf:
         // The strict reader, every tensor read (Q8_0 dequantized) and scanned, the metadata read as a config and as a tokenizer.
         if let file = try? MappedFile(copying: bytes, label: "fuzz.gguf"), let g = try? GGUFFile(file: file) {

@@ -37,8 +37,15 @@ public struct ReleasePlan: Equatable, Sendable {
             }
         }
 
-        /// A TOML basic string: JSON's string escapes are TOML's.
-        static func quoted(_ s: String) -> String { JSONValue.string(s).serialized() }
+        /// A TOML basic string: JSON's string escapes are TOML's, and DEL, which JSON leaves raw and TOML does not
+        /// allow raw, escaped too.
+        static func quoted(_ s: String) -> String {
+            var out = ""
+            for scalar in JSONValue.string(s).serialized().unicodeScalars {
+                if scalar == "\u{7F}" { out += "\\u007F" } else { out.unicodeScalars.append(scalar) }
+            }
+            return out
+        }
     }
 
     /// One artifact: its settings and the line of its `[[artifact]]` header (0: from a flag).

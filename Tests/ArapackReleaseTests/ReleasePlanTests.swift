@@ -1,0 +1,50 @@
+@testable import ArapackRelease
+import ArapackTestSupport
+import XCTest
+
+/// The plan reader: what it reads, what it prints back, and that the printed plan reads back to itself (the fuzz
+/// target's invariant; a string with DEL once printed raw, which TOML does not allow: Fixtures/fuzz/seeds/plan).
+final class ReleasePlanTests: XCTestCase {
+    func testValuesReadAsWrittenAndPrintBackToThemselves() throws {
+        let text = """
+            # a comment
+            source = "a \\"quoted\\" path\\\\x # not a comment"   # a comment
+            tokens = 12_000
+            max_mean_kl = 1.5e-3
+            parity = true
+            keep = ["model.a.*", "b"]
+            [[artifact]]
+            dtype = "x\\u007Fy\\u0085\\u2028\\U0001F600\\t"
+            """
+        let plan = try ReleasePlan.parse(text, origin: "p.toml")
+        XCTAssertEqual(plan.settings.map(\.key), ["source", "tokens", "max_mean_kl", "parity", "keep"])
+        XCTAssertEqual(plan.value("source"), .string("a \"quoted\" path\\x # not a comment"))
+        XCTAssertEqual(plan.value("tokens"), .integer(12000))
+        XCTAssertEqual(plan.value("max_mean_kl"), .float("1.5e-3"))
+        XCTAssertEqual(plan.value("parity"), .boolean(true))
+        XCTAssertEqual(plan.value("keep"), .strings(["model.a.*", "b"]))
+        XCTAssertEqual(plan.artifacts.first?.value("dtype"), .string("x\u{7F}y\u{85}\u{2028}\u{1F600}\t"))
+        XCTAssertEqual(plan.artifacts.first?.line, 7)
+        let printed = plan.toml
+        XCTAssertTrue(printed.contains("\\u007F"), printed)
+        let again = try ReleasePlan.parse(printed, origin: "p.toml")
+        XCTAssertEqual(again.settings.map(\.value), plan.settings.map(\.value))
+        XCTAssertEqual(again.artifacts.map { $0.settings.map(\.value) }, plan.artifacts.map { $0.settings.map(\.value) })
+        XCTAssertEqual(again.toml, printed)
+    }
+
+    func testEachMistakeNamesItsLine() {
+        for (text, message) in [
+            ("a = \"x\u{7F}\"", "p.toml:1: a control character inside a string"),
+            ("a = \"\\q\"", "p.toml:1: \\q is not an escape a string takes"),
+            ("a = \"\\uD800\"", "p.toml:1: \\uD800 is not a Unicode scalar"),
+            ("\n\nb = [\"x\" \"y\"]", "p.toml:3: expected , or ] in the array, found \"y\"]"),
+            ("a = 1\na = 2", "p.toml:2: a is set twice"),
+            ("a.b = 1", "p.toml:1: \"a.b\" is not a plan key (letters, digits and _)"),
+            ("a = inf", "p.toml:1: inf is not a value a plan takes (a \"string\", a number, true, false or [\"strings\"])"),
+            ("a =", "p.toml:1: a key without a value"),
+        ] {
+            XCTAssertThrowsError(try ReleasePlan.parse(text, origin: "p.toml"), text) { XCTAssertEqual("\($0)", message, text) }
+        }
+    }
+}
