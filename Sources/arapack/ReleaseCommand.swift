@@ -262,6 +262,7 @@ struct ReleaseCommand: ParsableCommand {
             ReleaseSetCard.Row(name: $0.name, form: $0.command.target.name, dtype: dtypeName($0.command, model),
                                weightBytes: try ReleaseSetCard.weightBytes(of: folder.path($0.name)), parity: $0.parity)
         }, owner: commands[0].repoID.map { String($0.split(separator: "/")[0]) })
+        var known: [String: String] = [:]
         for w in written where w.command.target.isBundle {
             progress.context = "\(w.name): card, signature, archive"
             let path = folder.path(w.name)
@@ -276,8 +277,8 @@ struct ReleaseCommand: ParsableCommand {
                 }
                 if w.conversion.archive {
                     let epoch = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
-                    _ = try ReleaseArchive.write(folder: path, files: try BundleFolder.files(path), name: releaseName, to: w.conversion.archivePath,
-                                                 mtime: epoch, replacing: false, progress: progress)
+                    known[w.name + ".tar.zst"] = try ReleaseArchive.write(folder: path, files: try BundleFolder.files(path), name: releaseName,
+                                                                          to: w.conversion.archivePath, mtime: epoch, replacing: false, progress: progress)
                 }
             } catch {
                 throw ReleaseFailure(artifact: w.name, error: error)
@@ -285,7 +286,8 @@ struct ReleaseCommand: ParsableCommand {
         }
         progress.context = nil
         let artifacts = try written.map { w -> ReleaseIndex.Artifact in
-            let files = try ReleaseIndex.files(of: w.name, under: folder.temporaryPath)
+            let digests = known.merging(try ReleaseIndex.manifestDigests(of: w.name, under: folder.temporaryPath)) { a, _ in a }
+            let files = try ReleaseIndex.files(of: w.name, under: folder.temporaryPath, known: digests)
             return ReleaseIndex.Artifact(name: w.name, form: w.command.target.name, dtype: dtypeName(w.command, model), files: files,
                                          bytes: files.reduce(0) { $0 + $1.size }, parity: w.parity)
         }

@@ -77,9 +77,22 @@ public struct ReleaseIndex: Codable, Equatable, Sendable {
 
     public var text: String { try! JSONValueEncoder().encode(self).serialized(pretty: true) + "\n" }
 
+    /// The digests a bundle's manifest.json gives its files, by path under the bundle's parent, for the files whose
+    /// size on disk is the manifest's (the release just wrote both; anything else is hashed again).
+    public static func manifestDigests(of name: String, under root: String) throws -> [String: String] {
+        let folder = root + "/" + name
+        guard pathExists(folder + "/" + Manifest.fileName) else { return [:] }
+        var out: [String: String] = [:]
+        for f in try Manifest(path: folder + "/" + Manifest.fileName).files where (try? fileSize(folder + "/" + f.path)) == f.size {
+            out[name + "/" + f.path] = f.sha256
+        }
+        return out
+    }
+
     /// The files an artifact wrote under `root`: for a folder every file in it (and its archive and checksum beside
-    /// it); for a file, the file and its signature beside it.
-    public static func files(of name: String, under root: String) throws -> [File] {
+    /// it); for a file, the file and its signature beside it. `known` gives the SHA-256 of files whose digest the
+    /// release already has (a bundle's manifest, an archive's), by path under `root`; the others are hashed.
+    public static func files(of name: String, under root: String, known: [String: String] = [:]) throws -> [File] {
         let path = root + "/" + name
         var paths: [String]
         if (try? FileKind(atPath: path)) == .directory {
@@ -89,7 +102,7 @@ public struct ReleaseIndex: Codable, Equatable, Sendable {
         }
         for extra in [name + ".tar.zst", name + ".tar.zst.sha256", name + ".sig"] where pathExists(root + "/" + extra) { paths.append(extra) }
         return try paths.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.map {
-            File(path: $0, size: try fileSize(root + "/" + $0), sha256: try SHA256.hex(ofFile: root + "/" + $0))
+            File(path: $0, size: try fileSize(root + "/" + $0), sha256: try known[$0] ?? SHA256.hex(ofFile: root + "/" + $0))
         }
     }
 }
