@@ -37,7 +37,7 @@ struct ConvertCommand: ParsableCommand {
             GPT2Config (every dropout 0) and the tensors carry GPT2LMHeadModel's names, linear weights stored \
             transposed as GPT-2's Conv1D keeps them ([in, out]), the tied matrix stored once, plus a model card \
             and .gitattributes, but no wrapper; AutoModelForCausalLM.from_pretrained(DST) loads it with no \
-            remote code. int8 is not written in this layout. arapack reads GPT-2 bundles everywhere it reads bundles.
+            remote code. int8 and int4 are not written in this layout. arapack reads GPT-2 bundles everywhere it reads bundles.
             --to torch writes {"model": state_dict, "config": {...}, "step": n, ...} with the tied pair sharing one \
             storage; --to dcp writes a single-rank torch.distributed.checkpoint folder.
 

@@ -8,7 +8,7 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Score a model on token shards: its loss and perplexity, and with --against, llama-perplexity's KL-divergence statistics.",
         discussion: """
-            MODEL and SRC are anything arapack computes with: a checkpoint in any form, a bundle (any dtype, int8 \
+            MODEL and SRC are anything arapack computes with: a checkpoint in any form, a bundle (any dtype, int8 and int4 \
             included, or its archive), a GPT-2 bundle, a GGUF file (computed with llama.cpp's GELU). SHARDS is a NumPy \
             .npy file (u2, u4, i4 or i8; a 1-D stream or 2-D [sequences, length]), a raw memmap file (--token-dtype), \
             a Megatron-LM indexed dataset (X.idx with X.bin), or a folder of them read in name order. Every id must \
