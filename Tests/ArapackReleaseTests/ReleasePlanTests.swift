@@ -3,7 +3,8 @@ import ArapackTestSupport
 import XCTest
 
 /// The plan reader: what it reads, what it prints back, and that the printed plan reads back to itself (the fuzz
-/// target's invariant; a string with DEL once printed raw, which TOML does not allow: Fixtures/fuzz/seeds/plan).
+/// target's invariant; a string with DEL once printed raw, which TOML does not allow, and a backspace printed as JSON's
+/// \b, which the reader did not take: Fixtures/fuzz/seeds/plan).
 final class ReleasePlanTests: XCTestCase {
     func testValuesReadAsWrittenAndPrintBackToThemselves() throws {
         let text = """
@@ -14,7 +15,7 @@ final class ReleasePlanTests: XCTestCase {
             parity = true
             keep = ["model.a.*", "b"]
             [[artifact]]
-            dtype = "x\\u007Fy\\u0085\\u2028\\U0001F600\\t"
+            dtype = "x\\u007Fy\\u0085\\u2028\\U0001F600\\t\\u0008\\b\\f"
             """
         let plan = try ReleasePlan.parse(text, origin: "p.toml")
         XCTAssertEqual(plan.settings.map(\.key), ["source", "tokens", "max_mean_kl", "parity", "keep"])
@@ -23,7 +24,7 @@ final class ReleasePlanTests: XCTestCase {
         XCTAssertEqual(plan.value("max_mean_kl"), .float("1.5e-3"))
         XCTAssertEqual(plan.value("parity"), .boolean(true))
         XCTAssertEqual(plan.value("keep"), .strings(["model.a.*", "b"]))
-        XCTAssertEqual(plan.artifacts.first?.value("dtype"), .string("x\u{7F}y\u{85}\u{2028}\u{1F600}\t"))
+        XCTAssertEqual(plan.artifacts.first?.value("dtype"), .string("x\u{7F}y\u{85}\u{2028}\u{1F600}\t\u{8}\u{8}\u{C}"))
         XCTAssertEqual(plan.artifacts.first?.line, 7)
         let printed = plan.toml
         XCTAssertTrue(printed.contains("\\u007F"), printed)

@@ -202,6 +202,8 @@ public struct ReleasePlan: Equatable, Sendable {
                 case "n": out += "\n"
                 case "t": out += "\t"
                 case "r": out += "\r"
+                case "b": out += "\u{8}"
+                case "f": out += "\u{C}"
                 case "u", "U":
                     let count = e == "u" ? 4 : 8
                     let hex = String(String.UnicodeScalarView(scalars.prefix(count)))
