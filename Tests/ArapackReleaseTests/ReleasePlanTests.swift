@@ -34,11 +34,21 @@ final class ReleasePlanTests: XCTestCase {
         XCTAssertEqual(again.toml, printed)
     }
 
+    /// Read by scalars: a combining mark right after a quote or a bracket stays in the value (as characters, the quote
+    /// and the mark are one grapheme, and the string was not seen; the fuzz target's third finding).
+    func testCombiningMarksAfterQuotesAndBrackets() throws {
+        let plan = try ReleasePlan.parse("a = \"\u{0CCC}x\"\nb = [\"\u{0301}\", \"y\"]\n", origin: "p.toml")
+        XCTAssertEqual(plan.value("a"), .string("\u{0CCC}x"))
+        XCTAssertEqual(plan.value("b"), .strings(["\u{0301}", "y"]))
+        XCTAssertEqual(try ReleasePlan.parse(plan.toml, origin: "p.toml").toml, plan.toml)
+    }
+
     func testEachMistakeNamesItsLine() {
         for (text, message) in [
             ("a = \"x\u{7F}\"", "p.toml:1: a control character inside a string"),
             ("a = \"\\q\"", "p.toml:1: \\q is not an escape a string takes"),
             ("a = \"\\uD800\"", "p.toml:1: \\uD800 is not a Unicode scalar"),
+            ("a = \"\\u+ccc\"", "p.toml:1: \\u+ccc is not a Unicode scalar"),
             ("\n\nb = [\"x\" \"y\"]", "p.toml:3: expected , or ] in the array, found \"y\"]"),
             ("a = 1\na = 2", "p.toml:2: a is set twice"),
             ("a.b = 1", "p.toml:1: \"a.b\" is not a plan key (letters, digits and _)"),

@@ -95,30 +95,35 @@ public struct ReleasePlan: Equatable, Sendable {
         return try parse(text, origin: path)
     }
 
-    /// Parses plan text (the TOML subset above); the first problem is thrown with its line.
+    /// Parses plan text (the TOML subset above); the first problem is thrown with its line. Read by Unicode scalars, not
+    /// by characters: a combining mark after a quote or a bracket must not merge with it.
     public static func parse(_ text: String, origin: String) throws -> ReleasePlan {
         var plan = ReleasePlan(origin: origin, settings: [], artifacts: [])
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let number = index + 1
+        let all = Array(text.unicodeScalars)
+        var number = 0, start = 0
+        while start <= all.count {
+            number += 1
+            let end = all[start...].firstIndex(of: "\n") ?? all.count
+            var line = all[start..<end]
+            start = end + 1
             func fail(_ problem: String) -> PlanError { PlanError(file: origin, line: number, problem: problem) }
-            var line = Substring(raw)
-            if line.hasSuffix("\r") { line = line.dropLast() }
-            let content = try stripComment(line, fail: fail).trimming(" \t")
+            if line.last == "\r" { line = line.dropLast() }
+            let content = trimmed(try stripComment(line))
             if content.isEmpty { continue }
-            if content.hasPrefix("[") {
-                guard content == "[[artifact]]" else {
-                    throw fail("\(content.prefix(60)) is not a table a plan has (only [[artifact]])")
+            if content.first == "[" {
+                guard string(content) == "[[artifact]]" else {
+                    throw fail("\(string(content.prefix(60))) is not a table a plan has (only [[artifact]])")
                 }
                 guard plan.artifacts.count < maximumArtifacts else { throw fail("more than \(maximumArtifacts) artifacts") }
                 plan.artifacts.append(Artifact(settings: [], line: number))
                 continue
             }
-            guard let equals = content.firstIndex(of: "=") else { throw fail("expected key = value, found \(content.prefix(60))") }
-            let key = String(content[..<equals]).trimming(" \t")
-            guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+            guard let equals = content.firstIndex(of: "=") else { throw fail("expected key = value, found \(string(content.prefix(60)))") }
+            let key = string(trimmed(content[..<equals]))
+            guard !key.isEmpty, key.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }) else {
                 throw fail("\"\(key.prefix(60))\" is not a plan key (letters, digits and _)")
             }
-            let value = try parseValue(String(content[content.index(after: equals)...]).trimming(" \t"), fail: fail)
+            let value = try parseValue(trimmed(content[(equals + 1)...]), fail: fail)
             let setting = Setting(key: key, value: value, line: number)
             if plan.artifacts.isEmpty {
                 if plan.settings.contains(where: { $0.key == key }) { throw fail("\(key) is set twice") }
@@ -131,92 +136,106 @@ public struct ReleasePlan: Equatable, Sendable {
         return plan
     }
 
+    typealias Scalars = ArraySlice<Unicode.Scalar>
+
+    static func string(_ s: Scalars) -> String { String(String.UnicodeScalarView(s)) }
+
+    static func trimmed(_ s: Scalars) -> Scalars {
+        var s = s
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return s
+    }
+
     /// The line without a `#` comment that is not inside a string.
-    static func stripComment(_ line: Substring, fail: (String) -> PlanError) throws -> String {
+    static func stripComment(_ line: Scalars) throws -> Scalars {
         var inString = false, escaped = false
-        for (offset, c) in line.enumerated() {
+        for i in line.indices {
+            let c = line[i]
             if inString {
                 if escaped { escaped = false } else if c == "\\" { escaped = true } else if c == "\"" { inString = false }
             } else if c == "\"" {
                 inString = true
             } else if c == "#" {
-                return String(line.prefix(offset))
+                return line[..<i]
             }
         }
-        return String(line)
+        return line
     }
 
-    static func parseValue(_ text: String, fail: (String) -> PlanError) throws -> Value {
-        if text == "true" { return .boolean(true) }
-        if text == "false" { return .boolean(false) }
-        if text.hasPrefix("\"") {
-            var rest = Substring(text)
+    static func parseValue(_ text: Scalars, fail: (String) -> PlanError) throws -> Value {
+        let whole = string(text)
+        if whole == "true" { return .boolean(true) }
+        if whole == "false" { return .boolean(false) }
+        if text.first == "\"" {
+            var rest = text
             let s = try parseString(&rest, fail: fail)
-            guard String(rest).trimming(" \t").isEmpty else { throw fail("unexpected \(rest.prefix(40)) after a string") }
+            guard trimmed(rest).isEmpty else { throw fail("unexpected \(string(rest.prefix(40))) after a string") }
             return .string(s)
         }
-        if text.hasPrefix("[") {
-            var rest = Substring(text.dropFirst())
+        if text.first == "[" {
+            var rest = text.dropFirst()
             var items: [String] = []
             while true {
                 rest = rest.drop { $0 == " " || $0 == "\t" }
-                if rest.hasPrefix("]") { rest = rest.dropFirst(); break }
-                guard rest.hasPrefix("\"") else { throw fail("an array in a plan holds strings: found \(rest.prefix(40).isEmpty ? "the end of the line" : String(rest.prefix(40)))") }
+                if rest.first == "]" { rest = rest.dropFirst(); break }
+                guard rest.first == "\"" else { throw fail("an array in a plan holds strings: found \(rest.isEmpty ? "the end of the line" : string(rest.prefix(40)))") }
                 items.append(try parseString(&rest, fail: fail))
                 rest = rest.drop { $0 == " " || $0 == "\t" }
-                if rest.hasPrefix(",") { rest = rest.dropFirst() } else if !rest.hasPrefix("]") {
-                    throw fail("expected , or ] in the array, found \(rest.prefix(40).isEmpty ? "the end of the line" : String(rest.prefix(40)))")
+                if rest.first == "," { rest = rest.dropFirst() } else if rest.first != "]" {
+                    throw fail("expected , or ] in the array, found \(rest.isEmpty ? "the end of the line" : string(rest.prefix(40)))")
                 }
             }
-            guard String(rest).trimming(" \t").isEmpty else { throw fail("unexpected \(rest.prefix(40)) after an array") }
+            guard trimmed(rest).isEmpty else { throw fail("unexpected \(string(rest.prefix(40))) after an array") }
             return .strings(items)
         }
-        let digits = text.hasPrefix("-") || text.hasPrefix("+") ? text.dropFirst() : Substring(text)
-        if !digits.isEmpty, digits.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "_") }), !digits.hasPrefix("_"), !digits.hasSuffix("_"),
-           let n = Int(text.filter { $0 != "_" }) {
+        let isDigit = { (c: Unicode.Scalar) in ("0"..."9").contains(c) }
+        let digits = text.first == "-" || text.first == "+" ? text.dropFirst() : text
+        if !digits.isEmpty, digits.allSatisfy({ isDigit($0) || $0 == "_" }), digits.first != "_", digits.last != "_",
+           let n = Int(whole.filter { $0 != "_" }) {
             return .integer(n)
         }
         let mantissa = digits.filter { $0 != "_" }
-        if mantissa.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), mantissa.first?.isNumber == true,
-           mantissa.allSatisfy({ $0.isASCII && ($0.isNumber || "._eE+-".contains($0)) }), let v = Double(text.filter { $0 != "_" }), v.isFinite {
-            return .float(text.filter { $0 != "_" })
+        if mantissa.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), mantissa.first.map(isDigit) == true,
+           mantissa.allSatisfy({ isDigit($0) || "._eE+-".unicodeScalars.contains($0) }), let v = Double(whole.filter { $0 != "_" }), v.isFinite {
+            return .float(whole.filter { $0 != "_" })
         }
-        throw fail(text.isEmpty ? "a key without a value" : "\(text.prefix(60)) is not a value a plan takes (a \"string\", a number, true, false or [\"strings\"])")
+        throw fail(text.isEmpty ? "a key without a value" : "\(string(text.prefix(60))) is not a value a plan takes (a \"string\", a number, true, false or [\"strings\"])")
     }
 
     /// A basic TOML string starting at `rest` (which moves past it).
-    static func parseString(_ rest: inout Substring, fail: (String) -> PlanError) throws -> String {
-        rest = rest.dropFirst()
-        var out = ""
-        var scalars = rest.unicodeScalars[...]
+    static func parseString(_ rest: inout Scalars, fail: (String) -> PlanError) throws -> String {
+        var scalars = rest.dropFirst()
+        var out = String.UnicodeScalarView()
         while let c = scalars.popFirst() {
             switch c {
             case "\"":
-                rest = Substring(scalars)
-                return out
+                rest = scalars
+                return String(out)
             case "\\":
                 guard let e = scalars.popFirst() else { throw fail("a string ends inside an escape") }
                 switch e {
-                case "\"": out += "\""
-                case "\\": out += "\\"
-                case "n": out += "\n"
-                case "t": out += "\t"
-                case "r": out += "\r"
-                case "b": out += "\u{8}"
-                case "f": out += "\u{C}"
+                case "\"": out.append("\"")
+                case "\\": out.append("\\")
+                case "n": out.append("\n")
+                case "t": out.append("\t")
+                case "r": out.append("\r")
+                case "b": out.append("\u{8}")
+                case "f": out.append("\u{C}")
                 case "u", "U":
                     let count = e == "u" ? 4 : 8
-                    let hex = String(String.UnicodeScalarView(scalars.prefix(count)))
-                    guard hex.count == count, let v = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(v) else {
-                        throw fail("\\\(e)\(hex) is not a Unicode scalar")
+                    let hex = scalars.prefix(count)
+                    guard hex.count == count, hex.allSatisfy({ ("0"..."9").contains($0) || ("a"..."f").contains($0) || ("A"..."F").contains($0) }),
+                          let v = UInt32(string(hex), radix: 16), let scalar = Unicode.Scalar(v) else {
+                        throw fail("\\\(e)\(string(hex)) is not a Unicode scalar")
                     }
                     scalars = scalars.dropFirst(count)
-                    out.unicodeScalars.append(scalar)
+                    out.append(scalar)
                 default: throw fail("\\\(e) is not an escape a string takes")
                 }
             default:
                 if c.value < 0x20 && c != "\t" || c.value == 0x7F { throw fail("a control character inside a string") }
-                out.unicodeScalars.append(c)
+                out.append(c)
             }
         }
         throw fail("a string without its closing quote")
