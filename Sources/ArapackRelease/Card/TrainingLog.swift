@@ -9,7 +9,6 @@ import ArapackTensor
 public struct TrainingLog: Sendable {
     /// One metric over the run: (step, value) pairs, steps increasing.
     public struct Series: Equatable, Sendable {
-        public var points: [(step: Double, value: Double)] { zip(steps, values).map { ($0, $1) } }
         public private(set) var steps: [Double] = []
         public private(set) var values: [Double] = []
         /// Points seen, kept or not, and the stride of the ones kept.

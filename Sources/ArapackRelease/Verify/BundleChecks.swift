@@ -163,8 +163,9 @@ struct BundleChecks {
 
     /// Each int4 weight's `_shape` states the shape its words and scale give (what compressed-tensors unpacks to).
     func statedShapeProblems() -> [String] {
-        ModelFamily.foldQuantized(b.descriptors).parts.sorted { $0.key < $1.key }.compactMap { base, p -> String? in
-            guard let shapeName = p.shape, let folded = ModelFamily.foldQuantized(b.descriptors).tensors[base] else { return nil }
+        let (folded, parts) = ModelFamily.foldQuantized(b.descriptors)
+        return parts.sorted { $0.key < $1.key }.compactMap { base, p -> String? in
+            guard let shapeName = p.shape, let folded = folded[base] else { return nil }
             let bytes = b.smallTensors[shapeName] ?? []
             let dtype = b.descriptors[shapeName]?.dtype
             let width = dtype == .i64 ? 8 : 4
