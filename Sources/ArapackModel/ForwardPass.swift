@@ -6,40 +6,65 @@ import Dispatch
 import Glibc
 #endif
 
-/// A float32 weight matrix or vector ready for BLAS: the source's own memory when it already is an aligned
-/// float32 array (no copy), otherwise a float32 copy (bf16 / f16 / f64 sources, unaligned slices).
+/// A weight as the kernels read it. float32 is read in place when aligned (a mapping or an owned buffer: no copy).
+/// A bf16 or f16 matrix that the products read (`narrow`) stays in place too, as 16-bit words, and each product
+/// widens the rows it is about to use into its core's scratch (`rows(_:_:width:scratch:)`): widening is exact, so
+/// the products see the same values, and a 1.5 GB float32 copy of a model is never made (its fresh pages cost more
+/// than the widening). Anything else (vectors, f64, unaligned slices) is widened once into an owned copy.
 final class Weight: @unchecked Sendable {
-    let pointer: UnsafePointer<Float>
+    /// The float32 values, unless the weight is held narrow.
+    private let floats: UnsafePointer<Float>?
+    /// The 16-bit words of a narrow weight, and how they widen.
+    private let halves: UnsafePointer<UInt16>?
+    private let widen: (UnsafeBufferPointer<UInt16>, UnsafeMutableBufferPointer<Float>) -> Void
     let count: Int
-    /// What keeps `pointer` valid: the source tensor (its mapping) or the owned copy.
-    private let owner: AnyObject
+    /// What keeps the values valid: the source tensor's storage (its mapping), and the owned copy if any.
+    private let owner: TensorStorage
+    private let owned: ZeroedMemory?
     /// How a product with this weight rounds its input first (`ARAPACK_ROUND_*`: llama.cpp's, for a GGUF weight).
     var inputRounding: Int32 = 0
-    private let owned: UnsafeMutableBufferPointer<Float>?
 
-    init(_ t: Tensor) throws {
+    /// `narrow`: a bf16 or f16 matrix may stay in place as 16-bit words (only the products and the embedding's rows read it).
+    init(_ t: Tensor, narrow: Bool = false) throws {
         count = t.elementCount
-        let aligned = t.withUnsafeBytes { Int(bitPattern: $0.baseAddress) % MemoryLayout<Float>.alignment == 0 }
-        if t.dtype == .f32, aligned {
+        owner = t.storage
+        let address = t.withUnsafeBytes { Int(bitPattern: $0.baseAddress) }
+        if t.dtype == .f16 { widen = FloatConversion.convertFromF16 } else { widen = FloatConversion.convertFromBF16 }
+        if t.dtype == .f32, address % MemoryLayout<Float>.alignment == 0 {
             // A mapping (or owned buffer) never moves while its storage is alive, which `owner` guarantees.
-            pointer = t.withUnsafeBytes { $0.baseAddress!.assumingMemoryBound(to: Float.self) }
-            owner = t.storage
-            owned = nil
+            floats = t.withUnsafeBytes { UnsafePointer($0.baseAddress!.assumingMemoryBound(to: Float.self)) }
+            (halves, owned) = (nil, nil)
+        } else if narrow, t.dtype == .bf16 || t.dtype == .f16, address % MemoryLayout<UInt16>.alignment == 0 {
+            halves = t.withUnsafeBytes { UnsafePointer($0.baseAddress!.assumingMemoryBound(to: UInt16.self)) }
+            (floats, owned) = (nil, nil)
         } else {
-            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(count, 1))
+            let memory = ZeroedMemory(byteCount: max(count, 1) * MemoryLayout<Float>.stride)
+            let buffer = memory.bound(to: Float.self, count: max(count, 1))
             try t.copyFloats(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<count]))
             t.storage.discardMappedPages()  // the narrow bytes were read once; the widened copy is what stays
-            pointer = UnsafePointer(buffer.baseAddress!)
-            owned = buffer
-            owner = t.storage
+            floats = UnsafePointer(buffer.baseAddress!)
+            halves = nil
+            owned = memory
         }
     }
 
-    deinit { owned?.deallocate() }
+    /// Whether the weight is held as 16-bit words (its products need scratch to widen rows into).
+    var isNarrow: Bool { halves != nil }
+
+    /// The float32 values of a weight not held narrow.
+    var pointer: UnsafePointer<Float> { floats! }
+
+    /// Rows `first ..< first + rows` of this `[*, width]` matrix as float32: in place, or widened into `scratch`
+    /// (room for `rows × width` floats).
+    func rows(_ first: Int, _ rows: Int, width: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        if let floats { return floats + first * width }
+        widen(UnsafeBufferPointer(start: halves! + first * width, count: rows * width), UnsafeMutableBufferPointer(start: scratch, count: rows * width))
+        return UnsafePointer(scratch)
+    }
 
     /// Drops the pages of a weight read in place from a mapping (they reload from the page cache if read again).
     func discardMappedPages() {
-        if owned == nil, let storage = owner as? TensorStorage { storage.discardMappedPages() }
+        if owned == nil { owner.discardMappedPages() }
     }
 }
 
@@ -105,21 +130,22 @@ public final class ForwardPass: @unchecked Sendable {
         self.config = config
         relu = config.activation == "relu"
         self.llamaCppGELU = llamaCppGELU
-        func w(_ name: String) throws -> Weight {
-            let weight = try Weight(tensor(name))
+        func w(_ name: String, narrow: Bool = false) throws -> Weight {
+            let weight = try Weight(tensor(name), narrow: narrow)
             weight.inputRounding = inputRounding(name)
             return weight
         }
-        embedding = try w(ModelFamily.embedding)
+        embedding = try w(ModelFamily.embedding, narrow: true)
         positions = try w(ModelFamily.positionEmbedding)
-        head = config.tieWordEmbeddings ? embedding : try w(ModelFamily.lmHead)
+        head = config.tieWordEmbeddings ? embedding : try w(ModelFamily.lmHead, narrow: true)
         // The tied head is the embedding's matrix: a product with it rounds its input as the embedding's type says.
         lnfw = try w(ModelFamily.finalNormWeight)
         lnfb = try w(ModelFamily.finalNormBias)
         layers = try (0..<config.layers).map { i in
-            func t(_ tensor: ModelFamily.LayerTensor) throws -> Weight { try w(tensor.name(layer: i)) }
-            return Layer(inProj: try t(.inProjWeight), inBias: try t(.inProjBias), outProj: try t(.outProjWeight), outBias: try t(.outProjBias),
-                         linear1: try t(.linear1Weight), bias1: try t(.linear1Bias), linear2: try t(.linear2Weight), bias2: try t(.linear2Bias),
+            func t(_ tensor: ModelFamily.LayerTensor, narrow: Bool = false) throws -> Weight { try w(tensor.name(layer: i), narrow: narrow) }
+            return Layer(inProj: try t(.inProjWeight, narrow: true), inBias: try t(.inProjBias), outProj: try t(.outProjWeight, narrow: true),
+                         outBias: try t(.outProjBias), linear1: try t(.linear1Weight, narrow: true), bias1: try t(.linear1Bias),
+                         linear2: try t(.linear2Weight, narrow: true), bias2: try t(.linear2Bias),
                          norm1w: try t(.norm1Weight), norm1b: try t(.norm1Bias), norm2w: try t(.norm2Weight), norm2b: try t(.norm2Bias))
         }
     }
@@ -153,13 +179,17 @@ public final class ForwardPass: @unchecked Sendable {
         let headDim = d / config.heads
         let attentionScratch = (headDim + 1) * length
         let scores = Scratch(threads * attentionScratch), tiles = Scratch(threads * Self.chunk(rows: packed) * packed)
-        let work = Work(packed: packedInput, tiles: tiles)
+        // Narrow weights are widened a chunk of rows at a time, into each core's share of this scratch.
+        let narrow = ([embedding, head] + layers.flatMap { [$0.inProj, $0.outProj, $0.linear1, $0.linear2] }).contains { $0.isNarrow }
+        let widened = Scratch(narrow ? threads * Self.chunk(rows: packed) * max(d, f) : 1)
+        let work = Work(packed: packedInput, tiles: tiles, widened: widened)
 
         // x = E[t] + Pos[0..L)
         for (s, seq) in ids.enumerated() {
             for (i, t) in seq.enumerated() {
                 let row = x.p + (s * length + i) * d
-                for c in 0..<d { row[c] = embedding.pointer[t * d + c] + positions.pointer[i * d + c] }
+                let e = embedding.rows(t, 1, width: d, scratch: widened.p)
+                for c in 0..<d { row[c] = e[c] + positions.pointer[i * d + c] }
             }
         }
         let eps = Float(config.layerNormEps)
@@ -212,7 +242,7 @@ public final class ForwardPass: @unchecked Sendable {
             for r in 0..<rows { arapack_round_like_ggml(x + r * inWidth, inWidth, weight.inputRounding) }
         }
         arapack_pack_rows(x, inWidth, rows, inWidth, work.packed.p)
-        nonisolated(unsafe) let xp = work.packed.p, w = weight.pointer, y = y, t = work.tiles.p, b = bias?.pointer
+        nonisolated(unsafe) let xp = work.packed.p, y = y, t = work.tiles.p, b = bias?.pointer, widened = work.widened.p
         let chunk = Self.chunk(rows: packed)
         // Each core takes a run of 64-column blocks, and computes it `chunk` columns at a time.
         parallel(outWidth / 64, minimum: 2) { part, blocks in
@@ -220,7 +250,8 @@ public final class ForwardPass: @unchecked Sendable {
             let end = blocks.upperBound == outWidth / 64 ? outWidth : blocks.upperBound * 64
             for first in stride(from: blocks.lowerBound * 64, to: end, by: chunk) {
                 let cols = min(chunk, end - first)
-                arapack_gemm_nt(xp, rows, inWidth, w + first * inWidth, inWidth, cols, t, packed)
+                let w = weight.rows(first, cols, width: inWidth, scratch: widened + part * chunk * inWidth)
+                arapack_gemm_nt(xp, rows, inWidth, w, inWidth, cols, t, packed)
                 arapack_add_transposed(t, packed, cols, rows, y + first, outWidth, b.map { $0 + first }, accumulate ? 1 : 0)
                 if activate {
                     for r in 0..<rows { self.activate(y + r * outWidth + first, count: cols) }
@@ -273,17 +304,18 @@ public final class ForwardPass: @unchecked Sendable {
     }
 }
 
-/// The scratch `linear` shares across a pass: the packed input, and each core's tile of transposed output.
+/// The scratch `linear` shares across a pass: the packed input, each core's tile of transposed output, and each
+/// core's rows of a narrow weight widened to float32.
 struct Work {
-    let packed: Scratch, tiles: Scratch
+    let packed: Scratch, tiles: Scratch, widened: Scratch
 }
 
 /// A zeroed float buffer freed with its owner.
 final class Scratch {
+    private let memory: ZeroedMemory
     let p: UnsafeMutablePointer<Float>
     init(_ count: Int) {
-        p = .allocate(capacity: max(count, 1))
-        p.initialize(repeating: 0, count: max(count, 1))
+        memory = ZeroedMemory(byteCount: max(count, 1) * MemoryLayout<Float>.stride)
+        p = memory.bound(to: Float.self, count: max(count, 1)).baseAddress!
     }
-    deinit { p.deallocate() }
 }

@@ -1,10 +1,10 @@
 /// The bytes behind a tensor: a range of a memory-mapped file, or an owned buffer.
 ///
-/// Mapped storage is zero-copy; owned storage is 64-byte aligned and freed on release.
+/// Mapped storage is zero-copy; owned storage is `ZeroedMemory` (64-byte aligned, huge pages when large), freed on release.
 public final class TensorStorage: @unchecked Sendable {
     private enum Backing {
         case mapped(MappedFile, Range<Int>)
-        case owned(UnsafeMutableRawBufferPointer)
+        case owned(ZeroedMemory)
     }
 
     private let backing: Backing
@@ -17,9 +17,7 @@ public final class TensorStorage: @unchecked Sendable {
 
     /// Owned, zero-initialised storage of `byteCount` bytes.
     public init(byteCount: Int) {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
-        buffer.initializeMemory(as: UInt8.self, repeating: 0)
-        backing = .owned(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<byteCount]))
+        backing = .owned(ZeroedMemory(byteCount: byteCount))
     }
 
     /// Owned storage holding a copy of `bytes`.
@@ -28,15 +26,11 @@ public final class TensorStorage: @unchecked Sendable {
         withUnsafeMutableBytes { dst in dst.copyBytes(from: bytes) }
     }
 
-    deinit {
-        if case let .owned(buffer) = backing, let base = buffer.baseAddress { base.deallocate() }
-    }
-
     /// Number of bytes.
     public var count: Int {
         switch backing {
         case let .mapped(_, range): return range.count
-        case let .owned(buffer): return buffer.count
+        case let .owned(memory): return memory.bytes.count
         }
     }
 
@@ -63,15 +57,15 @@ public final class TensorStorage: @unchecked Sendable {
         switch backing {
         case let .mapped(file, range):
             return try file.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range])) }
-        case let .owned(buffer):
-            return try withExtendedLifetime(self) { try body(UnsafeRawBufferPointer(buffer)) }
+        case let .owned(memory):
+            return try withExtendedLifetime(self) { try body(UnsafeRawBufferPointer(memory.bytes)) }
         }
     }
 
     /// Calls `body` with writable bytes of owned storage. Mapped storage is read-only: calling this on it
     /// is a programmer error.
     public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
-        guard case let .owned(buffer) = backing else { preconditionFailure("mapped storage is read-only") }
-        return try withExtendedLifetime(self) { try body(buffer) }
+        guard case let .owned(memory) = backing else { preconditionFailure("mapped storage is read-only") }
+        return try withExtendedLifetime(self) { try body(memory.bytes) }
     }
 }

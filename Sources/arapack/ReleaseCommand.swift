@@ -39,7 +39,8 @@ struct ReleaseCommand: ParsableCommand {
             bundle in a floating dtype is NAME (NAME-bf16, NAME-f16, … when there are several), quantized bundles \
             NAME-int8 and NAME-int4, the GPT-2 form NAME-gpt2, GGUF files NAME-GGUF/NAME-Q8_0.gguf. DST/release.json \
             lists every artifact: form, dtype, files with their bytes and SHA-256, parity figures \
-            (Schemas/release.schema.json).
+            (Schemas/release.schema.json). With --sign (or a plan's sign = KEY), every artifact is signed as convert signs \
+            it, and release.json too: DST/release.json.sig.
 
             The source is read, checked and hashed once for all artifacts. DST appears only when every artifact is \
             written and has passed its parity run: a failure (parity over its limit, a refused tokenizer, a full \
@@ -71,6 +72,12 @@ struct ReleaseCommand: ParsableCommand {
     @Option(help: "Token shards (as eval --tokens) for every artifact's parity run: real data in each verdict and card.")
     var tokens: String?
 
+    @Option(help: "Sign every artifact (as convert --sign) and release.json (DST/release.json.sig, the same OpenSSF model-signing form as a GGUF file's) with this EC P-256 private key.")
+    var sign: String?
+
+    @Option(help: "A file holding the password of an encrypted --sign key (its first line is the password).")
+    var keyPasswordFile: String?
+
     @Flag(help: "Run each artifact's parity against SRC before DST appears (as convert --parity).")
     var parity = false
 
@@ -85,7 +92,8 @@ struct ReleaseCommand: ParsableCommand {
         var plan = try plan.map { try ReleasePlan.read($0) } ?? ReleasePlan(origin: "the flags", settings: [], artifacts: [])
         var flags: [ReleasePlan.Setting] = []
         if paths.count == 2 { flags.append(.init(key: "source", value: .string(paths[0]))) }
-        for (key, value) in [("repo_id", repoID), ("tokenizer", tokenizer), ("config", config), ("tokens", tokens)] {
+        for (key, value) in [("repo_id", repoID), ("tokenizer", tokenizer), ("config", config), ("tokens", tokens), ("sign", sign),
+                             ("key_password_file", keyPasswordFile)] {
             if let value { flags.append(.init(key: key, value: .string(value))) }
         }
         if parity { flags.append(.init(key: "parity", value: .boolean(true))) }
@@ -294,6 +302,13 @@ struct ReleaseCommand: ParsableCommand {
         let digest = commands.contains { $0.noSourceDigest } ? nil : try model.sourceSHA256()
         let index = ReleaseIndex(model: model, sourceSHA256: digest, artifacts: artifacts)
         try writeText(index.text, to: folder.path(ReleaseIndex.fileName))
+        // release.json is signed when every artifact is, with one key: the set's signature covers the list of them.
+        if let signing = written.first?.conversion.signing, Set(written.map { $0.command.sign }).count == 1 {
+            progress.context = "\(ReleaseIndex.fileName): signature"
+            try ModelSignature.sign(folder: folder.path(ReleaseIndex.fileName), name: ReleaseIndex.fileName, key: signing.key,
+                                    signaturePath: folder.path(ReleaseIndex.signatureFileName), provenance: nil)
+            progress.context = nil
+        }
         try folder.commit(replacing: false)
         print("wrote \(destination): \(artifacts.count) artifact(s), \(grouped(artifacts.reduce(0) { $0 + $1.bytes })) bytes, \(ReleaseIndex.fileName)")
     }

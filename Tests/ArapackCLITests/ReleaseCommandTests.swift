@@ -199,6 +199,37 @@ final class ReleaseCommandTests: XCTestCase {
         XCTAssertTrue(try String(contentsOfFile: dst + "/AraFusion-AR-tiny/README.md", encoding: .utf8).contains("## Every form of this release"))
         let listed = try XCTUnwrap(TestSupport.loadJSON(dst + "/release.json")["artifacts"]?.elements?.first?["files"]?.elements?.compactMap { $0["path"]?.stringValue })
         XCTAssertTrue(listed.contains("AraFusion-AR-tiny/model.sig"), "\(listed)")
+        // release.json is signed with the rest, and its signature fails once a byte of it changes.
+        let key = try ECDSAKey.publicKey(path: scratch + "/pub.pem")
+        let index = dst + "/release.json", signature = dst + "/release.json.sig"
+        XCTAssertNoThrow(try ModelSignature.verify(folder: index, signaturePath: signature, key: key))
+        var bytes = try XCTUnwrap(FileManager.default.contents(atPath: index))
+        bytes[bytes.count / 2] ^= 1
+        try bytes.write(to: URL(fileURLWithPath: index))
+        XCTAssertThrowsError(try ModelSignature.verify(folder: index, signaturePath: signature, key: key))
+    }
+
+    /// The real model_signing accepts release.json's signature (and refuses it under another file's digest).
+    func testModelSigningVerifiesTheSignedReleaseList() throws {
+        let python = try TestSupport.interopPython(importing: ["model_signing"])
+        for args in [["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", scratch + "/key.pem"],
+                     ["pkey", "-in", scratch + "/key.pem", "-pubout", "-out", scratch + "/pub.pem"]] {
+            XCTAssertEqual(try TestSupport.run("/usr/bin/openssl", args).status, 0)
+        }
+        let dst = scratch + "/release"
+        let r = try release([source, dst, "--artifact", "to=gguf,dtype=q8_0", "--tokenizer", TestSupport.fixture("gguf/bytelevel"),
+                             "--sign", scratch + "/key.pem"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        func modelSigning() throws -> TestSupport.ProcessResult {
+            try TestSupport.run(python, ["-m", "model_signing", "verify", "key", dst + "/release.json", "--signature", dst + "/release.json.sig",
+                                         "--public_key", scratch + "/pub.pem"])
+        }
+        let accepted = try modelSigning()
+        XCTAssertEqual(accepted.status, 0, accepted.stdout + accepted.stderr)
+        XCTAssertTrue(accepted.stdout.contains("Verification succeeded"), accepted.stdout + accepted.stderr)
+        try writeText(try String(contentsOfFile: dst + "/release.json", encoding: .utf8) + " ", to: dst + "/release.json.new")
+        XCTAssertEqual(rename(dst + "/release.json.new", dst + "/release.json"), 0)
+        XCTAssertNotEqual(try modelSigning().status, 0, "a changed release.json fails model_signing's check")
     }
 
     /// SIGTERM at any moment: nothing at DST and no temporaries (exit 143), or the whole release (exit 0).

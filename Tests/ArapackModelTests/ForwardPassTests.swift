@@ -130,7 +130,7 @@ final class ForwardPassTests: XCTestCase {
         XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern))
     }
 
-    func testFloat32WeightsAreReadInPlaceOthersWidenedOnce() throws {
+    func testFloat32WeightsAreReadInPlaceNarrowMatricesWidenedPerProduct() throws {
         func address(_ t: Tensor) -> UnsafeRawPointer { t.withUnsafeBytes { UnsafeRawPointer($0.baseAddress!) } }
         let source = try ReleaseModel(path: TestSupport.fixture("golden/ar_odd.pt"))
         let forward = try ForwardPass(source)
@@ -141,12 +141,25 @@ final class ForwardPassTests: XCTestCase {
         let linear1 = try source.tensor("transformer.layers.2.linear1.weight")
         XCTAssertEqual(UnsafeRawPointer(forward.layers[2].linear1.pointer), address(linear1))
 
-        let cast = try bundle(of: source, dtype: .bf16)
-        let widened = try ForwardPass(cast)
-        let bf16 = try cast.tensor(ModelFamily.embedding)
-        XCTAssertEqual(bf16.dtype, .bf16)
-        XCTAssertNotEqual(UnsafeRawPointer(widened.embedding.pointer), address(bf16))
-        XCTAssertEqual(Array(UnsafeBufferPointer(start: widened.embedding.pointer, count: bf16.elementCount)), try bf16.floats())
+        let (ids, _) = try golden("ar_odd")
+        for dtype in [DType.bf16, .f16] {
+            let cast = try bundle(of: source, dtype: dtype)
+            let narrow = try ForwardPass(cast)
+            XCTAssertEqual(try cast.tensor(ModelFamily.embedding).dtype, dtype)
+            // The matrices stay 16-bit words in the mapping; vectors are widened once.
+            for weight in [narrow.embedding, narrow.layers[0].inProj, narrow.layers[0].outProj, narrow.layers[1].linear1, narrow.layers[1].linear2] {
+                XCTAssertTrue(weight.isNarrow, "\(dtype)")
+            }
+            XCTAssertFalse(narrow.layers[0].inBias.isNarrow)
+            XCTAssertFalse(narrow.positions.isNarrow)
+            // The same values written out as float32 (read in place, never widened by the pass) give the same bits.
+            let wide = try ForwardPass(try bundle(of: cast, dtype: .f32))
+            XCTAssertFalse(wide.embedding.isNarrow)
+            let a = try narrow.logits(ids), b = try wide.logits(ids)
+            XCTAssertEqual(a.count, b.count)
+            XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(dtype): widening per product changes no bit")
+            XCTAssertGreaterThan(maxDifference(a, try forward.logits(ids)), 0, "\(dtype): the cast weights are not the source's")
+        }
     }
 
     func testInputChecks() throws {

@@ -80,6 +80,33 @@ final class VerifyTests: XCTestCase {
         XCTAssertTrue(extracted.stdout.hasPrefix(try SHA256.hex(ofFile: scratch + "/a/model.safetensors")))
     }
 
+    /// zstd's worker threads share the compression, and their count changes no byte: 40 MiB is several of zstd's
+    /// jobs at the pinned level. The zstd tool reads it back.
+    func testArchiveBytesDoNotDependOnTheWorkerCount() throws {
+        var random = SplitMix64(seed: 7)
+        var data = [UInt8](repeating: 0, count: 40 << 20)
+        for i in stride(from: 0, to: data.count, by: 8) {
+            // Compressible, like weights: four random bits per byte.
+            withUnsafeBytes(of: random.next() & 0x0F0F_0F0F_0F0F_0F0F) { for (j, b) in $0.enumerated() { data[i + j] = b } }
+        }
+        var digests: [String] = []
+        for workers in [1, 2, 3] {
+            let path = scratch + "/w\(workers).zst"
+            let out = try AtomicFileWriter(destination: path, hashing: true)
+            let z = try ZstdWriter(out, workers: workers)
+            for start in stride(from: 0, to: data.count, by: 3 << 20) { try z.write(Array(data[start..<min(data.count, start + (3 << 20))])) }
+            try z.finish()
+            try out.sync()
+            try out.commit(replacing: false)
+            digests.append(out.sha256!)
+        }
+        XCTAssertEqual(Set(digests).count, 1, "\(digests)")
+        XCTAssertLessThan(try fileSize(scratch + "/w1.zst"), data.count * 3 / 4, "compressed")
+        let back = try TestSupport.run("/bin/sh", ["-c", "zstd -dc '\(scratch)/w2.zst' | sha256sum"])
+        XCTAssertEqual(back.status, 0, back.stderr)
+        XCTAssertTrue(back.stdout.hasPrefix(data.withUnsafeBytes { SHA256.hex(of: $0) }), back.stdout)
+    }
+
     func testTarHeaderFieldsAndLongNames() throws {
         let h = try ReleaseArchive.header(name: "b/config.json", size: 478, mode: 0o644, directory: false, mtime: 1_700_000_000, file: "x")
         XCTAssertEqual(h.count, 512)

@@ -1,22 +1,30 @@
 import ArapackFormats
+import ArapackModel
 import ArapackTensor
 import CZstd
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Streams bytes through a zstd compression context into an atomic file.
+/// Streams bytes through a zstd compression context into an atomic file, compressed by zstd's worker threads (one per
+/// thread of a forward pass, `ForwardPass.defaultThreads`). zstd's multi-threaded frames are the same bytes whatever
+/// the number of workers (≥ 1), so the archive depends on its contents only; they differ from zstd's single-threaded
+/// mode, which arapack therefore never uses.
 final class ZstdWriter {
     private let out: AtomicFileWriter
     private let context: OpaquePointer
     private var buffer: [UInt8]
 
-    init(_ out: AtomicFileWriter) throws {
+    init(_ out: AtomicFileWriter, workers: Int = ForwardPass.defaultThreads) throws {
         self.out = out
         guard let c = ZSTD_createCCtx() else { throw ArchiveError.zstdContext(file: out.destination) }
         context = c
         ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, ReleaseArchive.compressionLevel)
         ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1)
+        guard ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_nbWorkers, Int32(min(max(workers, 1), 64)))) == 0 else {
+            ZSTD_freeCCtx(c)
+            throw ArchiveError.zstd(file: out.destination, message: "this libzstd has no worker threads (built without ZSTD_MULTITHREAD); arapack's archives are zstd's multi-threaded frames")
+        }
         buffer = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
     }
 

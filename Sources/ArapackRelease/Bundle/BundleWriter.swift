@@ -80,6 +80,8 @@ public enum BundleWriter {
         files.append(try writeJSON(generationConfig(model.config), to: directory + "/generation_config.json"))
         files.append(try writeJSON(.object(model.trainingMetadata), to: directory + "/training_metadata.json"))
         if let tokenizer { files += try copy(tokenizer, into: directory) }
+        // Parity runs while the source digest finishes on the other core; the card and the manifest need both.
+        let paritySummary = try parity?(directory)
         progress.begin("hashing the source", total: 0)
         let source = Manifest.Source(file: splitPath(trimmingTrailingSlashes(model.info.path)).1, format: model.info.format,
                                      sha256: try sourceDigest.map { try $0.wait() }, step: model.step)
@@ -87,7 +89,6 @@ public enum BundleWriter {
         let recorded = records.sorted
         let report = recorded.isEmpty ? nil : QuantizationReport(method: quantization?.method ?? "cast to \(dtypeName), round to nearest even",
                                                                  tensors: recorded)
-        let paritySummary = try parity?(directory)
         for (name, bytes) in form.extraFiles { files.append(try writeBytes(bytes, to: directory + "/" + name)) }
         if let log = options.card.trainingLog {
             for (name, bytes) in TrainingPlots.render(log) { files.append(try writeBytes(bytes, to: directory + "/" + name)) }

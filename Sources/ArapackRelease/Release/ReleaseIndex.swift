@@ -6,6 +6,8 @@ import ArapackModel
 /// described by Schemas/release.schema.json.
 public struct ReleaseIndex: Codable, Equatable, Sendable {
     public static let fileName = "release.json"
+    /// Its signature in a signed release (model-signing's single-file form, as a GGUF file's).
+    public static let signatureFileName = "release.json.sig"
 
     public struct File: Codable, Equatable, Sendable {
         public var path: String
