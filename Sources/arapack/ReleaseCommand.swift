@@ -241,6 +241,7 @@ struct ReleaseCommand: ParsableCommand {
         var written: [Written] = []
         for (index, (command, name)) in zip(commands, names).enumerated() {
             progress.context = "\(index + 1)/\(commands.count) \(name)"
+            progress.overall = (index, commands.count + 1)
             let path = folder.path(name)
             if name.contains("/"), !pathExists(splitPath(path).0) {
                 guard mkdir(splitPath(path).0, 0o755) == 0 else { throw FileError(path: splitPath(path).0, operation: "mkdir", code: errno) }
@@ -271,6 +272,7 @@ struct ReleaseCommand: ParsableCommand {
                                weightBytes: try ReleaseSetCard.weightBytes(of: folder.path($0.name)), parity: $0.parity)
         }, owner: commands[0].repoID.map { String($0.split(separator: "/")[0]) })
         var known: [String: String] = [:]
+        progress.overall = (commands.count, commands.count + 1)
         for w in written where w.command.target.isBundle {
             progress.context = "\(w.name): card, signature, archive"
             let path = folder.path(w.name)
@@ -293,6 +295,7 @@ struct ReleaseCommand: ParsableCommand {
             }
         }
         progress.context = nil
+        progress.overall = nil
         let artifacts = try written.map { w -> ReleaseIndex.Artifact in
             let digests = known.merging(try ReleaseIndex.manifestDigests(of: w.name, under: folder.temporaryPath)) { a, _ in a }
             let files = try ReleaseIndex.files(of: w.name, under: folder.temporaryPath, known: digests)

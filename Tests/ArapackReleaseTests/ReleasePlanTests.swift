@@ -58,4 +58,13 @@ final class ReleasePlanTests: XCTestCase {
             XCTAssertThrowsError(try ReleasePlan.parse(text, origin: "p.toml"), text) { XCTAssertEqual("\($0)", message, text) }
         }
     }
+
+    /// The overall bar of a release's progress line, cell by half cell.
+    func testOverallBar() {
+        let blank = { (n: Int) in String(repeating: " ", count: n) }
+        XCTAssertEqual(Progress.bar(0, of: 4, within: 0), "▕" + blank(20) + "▏ 0%")
+        XCTAssertEqual(Progress.bar(0, of: 4, within: 0.5), "▕██▌" + blank(17) + "▏ 12%")
+        XCTAssertEqual(Progress.bar(1, of: 3, within: 0), "▕██████▌" + blank(13) + "▏ 33%")
+        XCTAssertEqual(Progress.bar(3, of: 4, within: 2), "▕" + String(repeating: "█", count: 20) + "▏ 100%", "a step's share is at most whole")
+    }
 }

@@ -17,6 +17,13 @@ public final class Progress: @unchecked Sendable {
     /// Where a step stands in a longer job, shown before it (a release's `2/4 NAME-int8`); nil: nothing.
     public var context: String?
 
+    /// A longer job's place: `step` of `steps` done (a release's artifacts, then its cards and archives), drawn as a
+    /// bar before the context that the current step's share fills in; nil: no bar.
+    public var overall: (step: Int, steps: Int)?
+
+    /// The overall bar's width in cells.
+    static let barWidth = 20
+
     /// What a step counts: bytes (shown as sizes) or tokens (shown with their rate and the time left).
     public enum Unit: Sendable { case bytes, tokens }
 
@@ -61,7 +68,8 @@ public final class Progress: @unchecked Sendable {
         let now = Self.now
         guard force || now - lastDraw >= 0.1 else { return }
         lastDraw = now
-        var line = "\r\u{1B}[Karapack: " + (context.map { "[\($0)] " } ?? "") + label
+        var line = "\r\u{1B}[Karapack: " + (overall.map { Self.bar($0.step, of: $0.steps, within: total > 0 ? Double(done) / Double(total) : 0) + " " } ?? "")
+            + (context.map { "[\($0)] " } ?? "") + label
         if total > 0, unit == .bytes {
             line += " \(done * 100 / total)% (\(Self.size(done)) of \(Self.size(total)))"
         } else if total > 0 {
@@ -76,6 +84,14 @@ public final class Progress: @unchecked Sendable {
     private func emit(_ s: String) {
         let bytes = Array(s.utf8)
         _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    /// The overall bar: `step` of `steps` whole, the current one `within` (0...1) done, e.g. `▕██████▌             ▏ 33%`.
+    static func bar(_ step: Int, of steps: Int, within: Double) -> String {
+        let share = (Double(step) + min(max(within, 0), 1)) / Double(max(steps, 1))
+        let halves = Int((share * Double(2 * barWidth)).rounded(.down))
+        let cells = String(repeating: "█", count: halves / 2) + (halves % 2 == 1 ? "▌" : "")
+        return "▕" + cells + String(repeating: " ", count: barWidth - halves / 2 - halves % 2) + "▏ \(Int((share * 100).rounded(.down)))%"
     }
 
     /// "1.23 GB" style sizes.
