@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`arapack release` at full size beside the same artifacts made by separate `arapack convert --parity` runs, rounds
 alternating after a warm-up; wall time and peak resident memory (wait4) of each process (the separate runs' times
-summed, their peak the largest).
+summed, their peak the largest). BASELINE_ARAPACK names another binary for the converts (the release measured
+against convert as it was); SETS=one or SETS=four runs one set.
 
     python Benchmarks/bench_release.py FULL_CHECKPOINT.pt [ROUNDS]
 
@@ -22,6 +23,8 @@ from harness import run_once  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ARAPACK = os.path.join(ROOT, ".build-rel", "release", "arapack")
+# The separate converts' binary: BASELINE_ARAPACK (e.g. a build of the commit the issue measured), else the same one.
+CONVERT = os.environ.get("BASELINE_ARAPACK", ARAPACK)
 TOKENIZER = os.path.join(ROOT, "Fixtures", "gguf", "bytelevel")
 SETS = {
     "one": [["--dtype", "bf16", "--archive"]],
@@ -56,7 +59,7 @@ def separate(checkpoint, work, flags):
     wall, peak = 0.0, 0.0
     for i, f in enumerate(flags):
         dst = os.path.join(work, f"convert-{i}" + (".gguf" if "gguf" in f else ""))
-        r = run_once([ARAPACK, "convert", checkpoint, dst, "--parity", "--tokenizer", TOKENIZER, "--quiet"] + f)
+        r = run_once([CONVERT, "convert", checkpoint, dst, "--parity", "--tokenizer", TOKENIZER, "--quiet"] + f)
         wall += r["wall"]
         peak = max(peak, r["peak"])
     return wall, peak
@@ -64,7 +67,10 @@ def separate(checkpoint, work, flags):
 
 def main():
     checkpoint, rounds = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    only = os.environ.get("SETS")
     for name, flags in SETS.items():
+        if only and name not in only.split(","):
+            continue
         times, peaks = {"release": [], "convert": []}, {"release": 0.0, "convert": 0.0}
         for i in range(rounds + 1):  # the first round warms the page cache and is not counted
             for side in (["release", "convert"] if i % 2 == 0 else ["convert", "release"]):

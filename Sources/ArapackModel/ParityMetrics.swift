@@ -1,6 +1,7 @@
 import ArapackFormats
 import ArapackTensor
 import CKernels
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -40,40 +41,64 @@ public struct ParityMetrics: Equatable, Sendable {
             self.causal = causal
         }
 
-        /// Adds the logits of the sequences `ids` ([ids.count × L × vocab] on each side).
-        public mutating func add(reference a: [Float], candidate b: [Float], ids: [[Int]]) {
+        /// What one position contributes: its sums over the vocabulary, its log-partitions and KL, and its arg-maxes.
+        struct Row {
+            var maxAbs = 0.0, sq = 0.0, sum = 0.0, sumSq = 0.0
+            var stats = (0.0, 0.0, 0.0)
+            var argmaxA = 0, argmaxB = 0
+        }
+
+        /// Adds the logits of the sequences `ids` ([ids.count × L × vocab] on each side). Each position is computed
+        /// whole by one thread (the positions are shared among the cores), then the positions are added in order:
+        /// the same bits whatever the thread count.
+        public mutating func add(reference a: [Float], candidate b: [Float], ids: [[Int]], threads: Int = ForwardPass.defaultThreads) {
             precondition(a.count == b.count && a.count % vocab == 0)
-            let count = a.count / vocab
-            for i in 0..<a.count {
-                let x = Double(a[i]), y = Double(b[i])
-                let dlt = (x - y).isNaN ? Double.infinity : abs(x - y)
-                maxAbs = max(maxAbs, dlt)
-                sq += (x - y) * (x - y)
-                sum += x
-                sumSq += x * x
-            }
-            n += Double(a.count)
+            let count = a.count / vocab, vocab = vocab
+            var rows = [Row](repeating: Row(), count: count)
+            a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in rows.withUnsafeMutableBufferPointer { out in
+                nonisolated(unsafe) let (pa, pb, out) = (pa, pb, out)
+                let parts = min(max(threads, 1), max(count, 1))
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    for p in (count * part / parts)..<(count * (part + 1) / parts) {
+                        let ra = UnsafeBufferPointer(rebasing: pa[(p * vocab)..<((p + 1) * vocab)])
+                        let rb = UnsafeBufferPointer(rebasing: pb[(p * vocab)..<((p + 1) * vocab)])
+                        var row = Row()
+                        for i in 0..<vocab {
+                            let x = Double(ra[i]), y = Double(rb[i])
+                            let dlt = (x - y).isNaN ? Double.infinity : abs(x - y)
+                            row.maxAbs = max(row.maxAbs, dlt)
+                            row.sq += (x - y) * (x - y)
+                            row.sum += x
+                            row.sumSq += x * x
+                        }
+                        // log-partitions and KL(a ‖ b) by CKernels' own exp and log: the same bits on every CPU.
+                        var stats = [0.0, 0.0, 0.0]
+                        arapack_softmax_kl(ra.baseAddress!, rb.baseAddress!, vocab, &stats)
+                        row.stats = (stats[0], stats[1], stats[2])
+                        (row.argmaxA, row.argmaxB) = (ParityMetrics.argmax(ra), ParityMetrics.argmax(rb))
+                        out[p] = row
+                    }
+                }
+            } } }
             let length = ids.first?.count ?? 0
-            a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
-            var stats = [0.0, 0.0, 0.0]
-            for p in 0..<count {
-                let ra = UnsafeBufferPointer(rebasing: pa[(p * vocab)..<((p + 1) * vocab)])
-                let rb = UnsafeBufferPointer(rebasing: pb[(p * vocab)..<((p + 1) * vocab)])
-                // log-partitions and KL(a ‖ b) by CKernels' own exp and log: the same bits on every CPU.
-                arapack_softmax_kl(ra.baseAddress!, rb.baseAddress!, vocab, &stats)
-                let kl = max(stats[2], 0)
+            for (p, row) in rows.enumerated() {
+                maxAbs = max(maxAbs, row.maxAbs)
+                sq += row.sq
+                sum += row.sum
+                sumSq += row.sumSq
+                let kl = max(row.stats.2, 0)
                 klSum += kl
                 klMax = max(klMax, kl)
-                if argmax(ra) == argmax(rb) { agree += 1 }
+                if row.argmaxA == row.argmaxB { agree += 1 }
                 let s = p / max(length, 1), i = p % max(length, 1)
                 let target: Int? = causal ? (i + 1 < length ? ids[s][i + 1] : nil) : ids[s][i]
                 if let t = target {
-                    nllA -= Double(ra[t]) - stats[0]
-                    nllB -= Double(rb[t]) - stats[1]
+                    nllA -= Double(a[p * vocab + t]) - row.stats.0
+                    nllB -= Double(b[p * vocab + t]) - row.stats.1
                     scored += 1
                 }
             }
-            } }
+            n += Double(a.count)
             positions += count
         }
 

@@ -35,6 +35,40 @@ final class ParityTests: XCTestCase {
         XCTAssertEqual(m.positions, 2)
     }
 
+    /// The positions are shared among threads; the metrics have the same bits whatever their count, and equal a
+    /// plain double-precision computation of their definitions.
+    func testMetricsHaveTheSameBitsOnAnyThreadCount() {
+        var random = SplitMix64(seed: 11)
+        let vocab = 97, ids = [[3, 9, 1, 50, 7], [2, 2, 96, 0, 4], [5, 6, 7, 8, 9]]
+        let count = ids.count * 5 * vocab
+        let a = (0..<count).map { _ in Float(Int(random.next() % 2001) - 1000) / 97 }
+        let b = a.enumerated().map { $0.element + ($0.offset % 7 == 0 ? Float(Int(random.next() % 201) - 100) / 400 : 0) }
+        let results = [1, 2, 3, 8].map { threads -> ParityMetrics in
+            var acc = ParityMetrics.Accumulator(vocab: vocab, causal: true)
+            acc.add(reference: a, candidate: b, ids: ids, threads: threads)
+            return acc.metrics
+        }
+        for m in results.dropFirst() {
+            for (x, y) in [(m.maxAbsDiff, results[0].maxAbsDiff), (m.nmse, results[0].nmse), (m.meanKL, results[0].meanKL), (m.maxKL, results[0].maxKL),
+                           (m.referencePerplexity, results[0].referencePerplexity), (m.candidatePerplexity, results[0].candidatePerplexity)] {
+                XCTAssertEqual(x.bitPattern, y.bitPattern)
+            }
+            XCTAssertEqual(m.top1Agreement, results[0].top1Agreement)
+        }
+        // The definitions, position by position, in Foundation's double precision.
+        var kl = 0.0, agree = 0
+        for p in 0..<(count / vocab) {
+            let ra = a[(p * vocab)..<((p + 1) * vocab)].map(Double.init), rb = b[(p * vocab)..<((p + 1) * vocab)].map(Double.init)
+            let za = log(ra.map { exp($0) }.reduce(0, +)), zb = log(rb.map { exp($0) }.reduce(0, +))
+            kl += zip(ra, rb).reduce(0.0) { $0 + exp($1.0 - za) * (($1.0 - za) - ($1.1 - zb)) }
+            if ra.firstIndex(of: ra.max()!) == rb.firstIndex(of: rb.max()!) { agree += 1 }
+        }
+        XCTAssertEqual(results[0].meanKL, kl / Double(count / vocab), accuracy: 1e-9)
+        XCTAssertGreaterThan(results[0].meanKL, 1e-4)
+        XCTAssertEqual(results[0].top1Agreement, Double(agree) / Double(count / vocab))
+        XCTAssertEqual(results[0].positions, 15)
+    }
+
     /// Probes run in batches whose logits fit a budget: one sequence per batch gives the metrics of one batch
     /// of all (the sums and maxima gathered across batches), and golden files are compared slice by slice.
     func testBatchedParityEqualsOneBatch() throws {
