@@ -280,7 +280,7 @@ public final class ForwardPass: @unchecked Sendable {
     /// otherwise one per online core. The count changes how fast a pass runs, never a bit of what it computes.
     public static let defaultThreads: Int = {
         if let text = getenv("ARAPACK_THREADS").map({ String(cString: $0) }), let n = Int(text), (1...1024).contains(n) { return n }
-        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        return Cores.online
     }()
 
     /// LayerNorm over each row (`arapack_layer_norm`: mean and biased variance in double, then scale and shift).

@@ -43,7 +43,7 @@ extension Tensor {
             withHalfWords { source in
                 // Large tensors (a full-size model's weights) are widened on every core: the work is the
                 // destination's fresh pages as much as the shifts.
-                let chunks = source.count >= 1 << 20 ? max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) : 1
+                let chunks = source.count >= 1 << 20 ? Cores.online : 1
                 let step = (source.count + chunks - 1) / chunks
                 // Each chunk reads and writes its own range of the two buffers, which outlive the call.
                 nonisolated(unsafe) let (from, to) = (source, destination)

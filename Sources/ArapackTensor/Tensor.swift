@@ -38,8 +38,19 @@ public struct Tensor: @unchecked Sendable {
 
     /// A float32 tensor holding `values`.
     public init(float32 values: [Float], shape: [Int]) throws {
-        let bytes = values.withUnsafeBytes { Array($0) }
-        try self.init(dtype: .f32, shape: shape, bytes: bytes)
+        try self.init(float32Shape: shape) { out in
+            guard out.count == values.count else { throw TensorError.byteCountMismatch(expected: out.count * 4, found: values.count * 4) }
+            _ = out.initialize(from: values)
+        }
+    }
+
+    /// A float32 tensor of `shape` whose values `fill` writes into its own (zeroed) storage: no intermediate array,
+    /// for the values a reader computes (dequantized weights).
+    public init(float32Shape shape: [Int], fill: (UnsafeMutableBufferPointer<Float>) throws -> Void) throws {
+        guard let n = Shape.byteCount(shape, dtype: .f32) else { throw TensorError.shapeOverflow(shape: shape, dtype: .f32) }
+        let storage = TensorStorage(byteCount: n)
+        try storage.withUnsafeMutableBytes { try fill($0.bindMemory(to: Float.self)) }
+        try self.init(dtype: .f32, shape: shape, storage: storage)
     }
 
     /// Number of elements.

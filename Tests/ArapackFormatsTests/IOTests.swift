@@ -40,6 +40,40 @@ final class IOTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["out.bin"])
     }
 
+    /// Buffers are written on another thread while the next fills: the file and its digest are those of the bytes in
+    /// order, and a write that fails there (here: past a file-size limit) is thrown by a later call, naming the file,
+    /// with nothing at the destination.
+    func testBuffersWrittenOnAnotherThreadKeepTheOrderAndTheirFailures() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        var expected = [UInt8]()
+        let out = try AtomicFileWriter(destination: dir + "/ordered.bin", bufferSize: 1 << 16, hashing: true)
+        for i in 0..<300 {
+            let piece = (0..<(1000 + i * 37)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) }
+            expected += piece
+            try out.write(piece)
+        }
+        try out.commit()
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/ordered.bin").map { [UInt8]($0) }, expected)
+        XCTAssertEqual(out.sha256, expected.withUnsafeBytes { SHA256.hex(of: $0) })
+
+        signal(SIGXFSZ, SIG_IGN)
+        var old = rlimit()
+        getrlimit(Int32(RLIMIT_FSIZE.rawValue), &old)
+        var limit = rlimit(rlim_cur: 3 << 20, rlim_max: old.rlim_max)
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit), 0)
+        defer {
+            setrlimit(Int32(RLIMIT_FSIZE.rawValue), &old)
+            signal(SIGXFSZ, SIG_DFL)
+        }
+        let big = try AtomicFileWriter(destination: dir + "/big.bin", bufferSize: 1 << 20)
+        let chunk = [UInt8](repeating: 7, count: 100_000)
+        XCTAssertThrowsError(try { for _ in 0..<80 { try big.write(chunk) }; try big.commit() }()) { error in
+            XCTAssertEqual(error as? FileError, FileError(path: big.temporaryPath, operation: "write", code: EFBIG), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/big.bin"))
+    }
+
     func testAtomicDirectoryAppearsWholeRefusesOrSwapsAnExistingOne() throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { removeTree(dir) }

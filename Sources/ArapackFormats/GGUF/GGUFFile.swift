@@ -1,4 +1,5 @@
 import ArapackTensor
+import Dispatch
 import CKernels
 
 /// A GGUF v3 file opened read-only through a memory map and validated on open (docs/formats.md, "GGUF"): every count,
@@ -108,15 +109,20 @@ public final class GGUFFile: TensorSource {
         let storage = TensorStorage(file: file, range: e.range)
         if let dtype = e.type.dtype { return try Tensor(dtype: dtype, shape: e.shape, storage: storage) }
         // A block type: dequantized as ggml does (bounded: at most 4 bytes per 0.5625 of the file's, Q4_0's ratio).
-        let count = e.shape.reduce(1, *)
-        var values = [Float](repeating: 0, count: count)
-        file.withUnsafeBytes { raw in
-            let blocks = UnsafeRawBufferPointer(rebasing: raw[e.range])
-            values.withUnsafeMutableBufferPointer { out in
-                _ = arapack_gguf_decode(Int32(e.type.rawValue), blocks.baseAddress!.assumingMemoryBound(to: UInt8.self), count / e.type.blockElements, out.baseAddress!)
+        // Straight into the tensor's storage, the blocks shared among the cores (each block decodes alone).
+        let blockCount = e.shape.reduce(1, *) / e.type.blockElements
+        let (type, perBlock, bytesPerBlock) = (Int32(e.type.rawValue), e.type.blockElements, e.type.blockBytes)
+        return try Tensor(float32Shape: e.shape) { out in
+            file.withUnsafeBytes { raw in
+                nonisolated(unsafe) let blocks = UnsafeRawBufferPointer(rebasing: raw[e.range]).baseAddress!.assumingMemoryBound(to: UInt8.self)
+                nonisolated(unsafe) let out = out.baseAddress!
+                let parts = blockCount >= 4096 ? Cores.online : 1
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    let first = blockCount * part / parts, end = blockCount * (part + 1) / parts
+                    _ = arapack_gguf_decode(type, blocks + first * bytesPerBlock, end - first, out + first * perBlock)
+                }
             }
         }
-        return try Tensor(float32: values, shape: e.shape)
     }
 
     /// The strict reader of the header (magic, version, counts, key/values, tensor infos).

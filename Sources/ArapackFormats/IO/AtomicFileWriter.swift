@@ -10,14 +10,23 @@ import Dispatch
 /// Writes a file so that it appears at its destination only complete: the bytes go to a temporary
 /// sibling (`.<name>.arapack-tmp-<pid>-<n>`), which `commit()` fsyncs and renames into place.
 /// A writer released without `commit()` removes its temporary file.
-public final class AtomicFileWriter {
+///
+/// Small writes fill a buffer; a full buffer is hashed and handed to the kernel on another thread while the caller
+/// fills the second buffer (what it writes is usually computed: cast, quantized, compressed), in order, so the file
+/// and its digest are what one thread would have made. A failure there is thrown by the next call.
+public final class AtomicFileWriter: @unchecked Sendable {
     /// The final path.
     public let destination: String
     /// The temporary path being written.
     public let temporaryPath: String
     private var fd: Int32
     private var buffer: UnsafeMutableRawBufferPointer
+    /// The buffer being written on the flushing thread (swapped with `buffer` at each flush).
+    private var spare: UnsafeMutableRawBufferPointer
     private var buffered = 0
+    /// The flush running on another thread, and how it failed.
+    private let flushing = DispatchGroup()
+    private var flushFailure: Error?
     private var committed = false
     /// Set by `sync()`: the file is complete.
     private var finished = false
@@ -42,10 +51,13 @@ public final class AtomicFileWriter {
             throw FileError(path: temporaryPath, operation: "create", code: code)
         }
         buffer = .allocate(byteCount: bufferSize, alignment: 64)
+        spare = .allocate(byteCount: bufferSize, alignment: 64)
     }
 
     deinit {
+        flushing.wait()
         buffer.deallocate()
+        spare.deallocate()
         if fd >= 0 { close(fd) }
         if !committed { unlink(temporaryPath) }
         TemporaryFiles.unregister(temporaryPath)
@@ -56,6 +68,7 @@ public final class AtomicFileWriter {
         precondition(!finished, "write after sync() to \(temporaryPath)")
         if bytes.count >= buffer.count {
             try flush()
+            try waitForFlush()
             if let digest {
                 // Hash on one core while the kernel copies the same (read-only) bytes on the other.
                 nonisolated(unsafe) let shared = bytes
@@ -69,7 +82,6 @@ public final class AtomicFileWriter {
                 try writeAll(bytes)
             }
         } else {
-            digest?.update(bytes)
             if buffered + bytes.count > buffer.count { try flush() }
             UnsafeMutableRawBufferPointer(rebasing: buffer[buffered..<(buffered + bytes.count)]).copyMemory(from: bytes)
             buffered += bytes.count
@@ -93,6 +105,7 @@ public final class AtomicFileWriter {
     public func sync() throws {
         guard !finished else { return }
         try flush()
+        try waitForFlush()
         guard fsync(fd) == 0 else { throw FileError(path: temporaryPath, operation: "fsync", code: errno) }
         finished = true
         sha256 = digest?.hexDigest()
@@ -108,10 +121,28 @@ public final class AtomicFileWriter {
         committed = true
     }
 
+    /// Hands the buffered bytes to the flushing thread (once the previous flush is done) and takes the other buffer.
     private func flush() throws {
         guard buffered > 0 else { return }
-        try writeAll(UnsafeRawBufferPointer(rebasing: buffer[0..<buffered]))
+        try waitForFlush()
+        swap(&buffer, &spare)
+        nonisolated(unsafe) let full = UnsafeRawBufferPointer(rebasing: spare[0..<buffered])
         buffered = 0
+        flushing.enter()
+        DispatchQueue.global().async { [self] in
+            digest?.update(full)
+            do { try writeAll(full) } catch { flushFailure = error }
+            flushing.leave()
+        }
+    }
+
+    /// Waits for the flush on the other thread, and throws its failure.
+    private func waitForFlush() throws {
+        flushing.wait()
+        if let failure = flushFailure {
+            flushFailure = nil
+            throw failure
+        }
     }
 
     /// Bytes of the file handed to the kernel and not yet scheduled for writeback.

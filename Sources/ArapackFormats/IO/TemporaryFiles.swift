@@ -68,17 +68,3 @@ public enum TemporaryFiles {
     }
 }
 
-/// A minimal mutex over pthread, for the few counters shared across threads.
-public final class NSLockLike: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    public init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    /// Takes the lock for good (the interrupt thread, which then exits the process).
-    func lock() { pthread_mutex_lock(&mutex) }
-    /// Runs `body` holding the lock.
-    public func withLock<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
-    }
-}

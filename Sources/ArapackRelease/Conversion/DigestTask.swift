@@ -1,4 +1,5 @@
 import ArapackFormats
+import ArapackTensor
 import Dispatch
 #if canImport(Glibc)
 import Glibc

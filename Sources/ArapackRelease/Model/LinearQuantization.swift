@@ -1,6 +1,7 @@
 import ArapackFormats
 import ArapackModel
 import ArapackTensor
+import Dispatch
 import CKernels
 
 /// Symmetric integer quantization of the weights of the layers' nn.Linear modules (`ModelFamily.isLinearModuleWeight`:
@@ -114,22 +115,30 @@ public struct LinearQuantization: Equatable, Sendable {
         let (rows, cols, groups) = try checkParts(stored, scale: scale, shape: shape, name: name)
         let packed = stored.dtype == .i32, g = cols / groups
         let s = try scale.floats()
-        var values = [Float](repeating: 0, count: rows * cols)
-        stored.withUnsafeBytes { raw in
-            for r in 0..<rows {
-                for c in 0..<cols {
-                    let q: Int
-                    if packed {
-                        let byte = raw[r * cols / 2 + c / 2]
-                        q = Int(c % 2 == 0 ? byte & 0xF : byte >> 4) - 8
-                    } else {
-                        q = Int(Int8(bitPattern: raw[r * cols + c]))
+        // Straight into the tensor's storage, the rows shared among the cores (each value is one product).
+        return try Tensor(float32Shape: [rows, cols]) { out in
+            stored.withUnsafeBytes { raw in
+                nonisolated(unsafe) let (raw, out) = (raw, out)
+                let parts = rows * cols >= 1 << 20 ? Cores.online : 1
+                s.withUnsafeBufferPointer { s in
+                    nonisolated(unsafe) let s = s
+                    DispatchQueue.concurrentPerform(iterations: parts) { part in
+                        for r in (rows * part / parts)..<(rows * (part + 1) / parts) {
+                            for c in 0..<cols {
+                                let q: Int
+                                if packed {
+                                    let byte = raw[r * cols / 2 + c / 2]
+                                    q = Int(c % 2 == 0 ? byte & 0xF : byte >> 4) - 8
+                                } else {
+                                    q = Int(Int8(bitPattern: raw[r * cols + c]))
+                                }
+                                out[r * cols + c] = Float(q) * s[r * groups + c / g]
+                            }
+                        }
                     }
-                    values[r * cols + c] = Float(q) * s[r * groups + c / g]
                 }
             }
         }
-        return try Tensor(float32: values, shape: [rows, cols])
     }
 
     /// The rows, columns and scale groups of a quantized weight whose tensors fit together (`dequantize`), or the error
