@@ -222,7 +222,9 @@ struct ReleaseCommand: ParsableCommand {
         guard parent.isEmpty || pathExists(parent) else { throw ConversionError.noParentFolder(parent) }
         guard !pathExists(destination) else { throw ConversionError.exists(destination) }
         let settings = commands[0]
-        try DestinationGuard.checkApart(outputs: [destination], inputs: [source] + [settings.tokenizer, settings.config, settings.parityOptions.tokens].compactMap { $0 })
+        let keys = commands.flatMap { [$0.sign, $0.signingKey.keyPasswordFile] }.compactMap { $0 }
+        try DestinationGuard.checkApart(outputs: [destination], inputs: [source] + keys
+                                        + [settings.tokenizer, settings.config, settings.parityOptions.tokens].compactMap { $0 })
         let folder = try AtomicDirectory(destination: destination)
         // The model is read (and checked) once, with the release's source, config and tokenizer.
         var reading = Conversion(source: source, destination: destination, form: settings.target.form, options: settings.outputOptions)
