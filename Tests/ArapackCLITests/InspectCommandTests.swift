@@ -73,6 +73,54 @@ final class InspectCommandTests: XCTestCase {
     }
 
     /// A malicious checkpoint: the report lists the dangerous global, then one error line and exit 2.
+    /// A quantized layer's parameters are its logical weight's, however they are stored: compressed-tensors' own
+    /// int4 file (8 values to an int32 word, beside scales and a shape) and arapack's int8 and int4 bundles of the
+    /// trained twin count what the float checkpoint counts; the stored elements are reported beside them.
+    func testQuantizedLayersCountTheirLogicalParameters() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func inspect(_ path: String) throws -> JSONValue {
+            let r = try TestSupport.arapack("inspect", path, "--json")
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let json = try JSONParser.parse(Array(r.stdout.utf8))
+            let out = dir + "/\(splitPath(path).1).json"
+            try Data(r.stdout.utf8).write(to: URL(fileURLWithPath: out))
+            try TestSupport.validateAgainstSchema("inspect.schema.json", [out])
+            return json
+        }
+        // compressed-tensors' file: the linear weights of golden/ar_odd.pt, quantized twice (group8. and channel.).
+        let golden = try inspect(TestSupport.fixture("golden/ar_odd.pt"))
+        let linear = (golden["tensors"]?.elements ?? []).filter {
+            let name = $0["name"]!.stringValue!
+            return name.hasSuffix("out_proj.weight") || name.hasSuffix("linear1.weight") || name.hasSuffix("linear2.weight")
+        }
+        let linearParameters = linear.reduce(0) { $0 + $1["shape"]!.elements!.reduce(1) { $0 * $1.intValue! } }
+        XCTAssertGreaterThan(linear.count, 0)
+        let int4 = try inspect(TestSupport.fixture("quantize/int4.safetensors"))
+        XCTAssertEqual(int4["parameter_count"]?.intValue, 2 * linearParameters)
+        let stored = (int4["tensors"]?.elements ?? []).reduce(0) { $0 + $1["shape"]!.elements!.reduce(1) { $0 * $1.intValue! } }
+        XCTAssertEqual(int4["element_count"]?.intValue, stored)
+        XCTAssertLessThan(stored, linearParameters, "8 values to a word")
+        let i32 = try XCTUnwrap(int4["dtypes"]?.elements?.first { $0["dtype"]?.stringValue == "I32" })
+        XCTAssertEqual(i32["parameters"]?.intValue, 2 * linearParameters)
+        XCTAssertEqual(i32["elements"]?.intValue, 2 * linearParameters / 8)
+        XCTAssertEqual(int4["dtypes"]?.elements?.first { $0["dtype"]?.stringValue == "I64" }?["parameters"]?.intValue, 0, "shapes")
+
+        // arapack's bundles of the trained twin: the checkpoint's count, tied matrix once.
+        let checkpoint = TestSupport.fixture("trained/arafusion_tiny_ar.pt")
+        let expected = try XCTUnwrap(inspect(checkpoint)["parameter_count"]?.intValue)
+        for (dtype, extra) in [("int8", [String]()), ("int4", ["--int4-group-size", "32"])] {
+            let bundle = dir + "/" + dtype
+            let c = try TestSupport.run(TestSupport.arapackBinary, ["convert", checkpoint, bundle, "--dtype", dtype, "--quiet"] + extra)
+            XCTAssertEqual(c.status, 0, c.stderr)
+            let json = try inspect(bundle)
+            XCTAssertEqual(json["parameter_count"]?.intValue, expected, dtype)
+            XCTAssertNotEqual(json["element_count"]?.intValue, expected, dtype)
+            let text = try TestSupport.arapack("inspect", bundle)
+            XCTAssertTrue(text.stdout.contains("parameters \(grouped(expected))   elements "), text.stdout)
+        }
+    }
+
     func testMaliciousCheckpointIsListedThenRefused() throws {
         let r = try TestSupport.arapack("inspect", TestSupport.fixture("torch/hostile/stack_global_obfuscated.pt"))
         XCTAssertEqual(r.status, 2)

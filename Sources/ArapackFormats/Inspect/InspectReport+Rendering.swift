@@ -16,10 +16,11 @@ extension InspectReport {
             .init("metadata", .object(metadata.keys.sorted().map { .init($0, .string(metadata[$0]!)) })),
             .init("tensor_count", .int(tensors.count)),
             .init("parameter_count", .int(parameterCount)),
+            .init("element_count", .int(elementCount)),
             .init("tensor_bytes", .int(tensorBytes)),
             .init("dtypes", .array(dtypeTotals.map { t in
                 .object([.init("dtype", .string(t.name)), .init("tensors", .int(t.tensors)),
-                         .init("parameters", .int(t.parameters)), .init("bytes", .int(t.bytes))])
+                         .init("elements", .int(t.elements)), .init("parameters", .int(t.parameters)), .init("bytes", .int(t.bytes))])
             })),
         ]
         if let c = checkpoint {
@@ -85,8 +86,13 @@ extension InspectReport {
         }
         guard !tensors.isEmpty || files.count > 1 || globals == nil else { return lines.map(\.escapingControlCharacters).joined(separator: "\n") }
         let shared = tensors.filter { $0.sharesWith != nil }.count
-        lines.append("tensors     \(tensors.count)   parameters \(grouped(parameterCount))   bytes \(grouped(tensorBytes))"
+        let packed = parameterCount != elementCount
+        lines.append("tensors     \(tensors.count)   parameters \(grouped(parameterCount))"
+                     + (packed ? "   elements \(grouped(elementCount))" : "") + "   bytes \(grouped(tensorBytes))"
                      + (shared > 0 ? "   (\(shared) shared view\(shared == 1 ? "" : "s") counted once)" : ""))
+        if packed {
+            lines.append("            (quantized layers: a packed int4 word holds 8 parameters; scales, zero points and shapes hold none)")
+        }
         lines.append("")
         var table: [[String]] = [["name", "dtype", "shape", "bytes"] + (tensors.contains { $0.file != nil } ? ["file"] : [])
             + (tensors.contains { $0.nonFinite != nil } ? ["nan/inf"] : [])]
@@ -99,9 +105,11 @@ extension InspectReport {
         }
         lines += alignColumns(table, rightAligned: [3])
         lines.append("")
-        var totals: [[String]] = [["dtype", "tensors", "parameters", "bytes"]]
-        for t in dtypeTotals { totals.append([t.name, String(t.tensors), grouped(t.parameters), grouped(t.bytes)]) }
-        lines += alignColumns(totals, rightAligned: [1, 2, 3])
+        var totals: [[String]] = [["dtype", "tensors", "parameters", "bytes"] + (packed ? ["elements"] : [])]
+        for t in dtypeTotals {
+            totals.append([t.name, String(t.tensors), grouped(t.parameters), grouped(t.bytes)] + (packed ? [grouped(t.elements)] : []))
+        }
+        lines += alignColumns(totals, rightAligned: [1, 2, 3, 4])
         if tensors.contains(where: { $0.nonFinite != nil }) {
             let bad = tensors.filter { ($0.nonFinite ?? 0) > 0 }
             lines.append("")

@@ -24,6 +24,10 @@ public struct InspectReport: Sendable {
         public var storedType: String?
         /// The type as listed: the stored one.
         public var typeName: String { storedType ?? dtype.name }
+        /// The model parameters this tensor holds: its elements, except in a quantized layer's group
+        /// (compressed-tensors), where a packed int4 word holds several and the scales, zero points and
+        /// shape are not parameters.
+        public var parameters: Int
     }
 
     /// Totals for one stored type.
@@ -32,6 +36,7 @@ public struct InspectReport: Sendable {
         public var name: String
         var rank: Int
         public var tensors = 0
+        public var elements = 0
         public var parameters = 0
         public var bytes = 0
     }
@@ -70,15 +75,20 @@ public struct InspectReport: Sendable {
         for r in tensors where r.sharesWith == nil {
             var t = totals[r.typeName] ?? DTypeTotal(name: r.typeName, rank: r.storedType == nil ? r.dtype.writeRank : -1)
             t.tensors += 1
-            t.parameters += Shape.elementCount(r.shape) ?? 0
+            t.elements += Shape.elementCount(r.shape) ?? 0
+            t.parameters += r.parameters
             t.bytes += r.bytes
             totals[r.typeName] = t
         }
         return totals.values.sorted { ($0.rank, $1.name) > ($1.rank, $0.name) }
     }
 
-    /// Elements over all tensors, each shared storage view counted once (the tied matrix once).
-    public var parameterCount: Int { tensors.filter { $0.sharesWith == nil }.reduce(0) { $0 + (Shape.elementCount($1.shape) ?? 0) } }
+    /// Parameters over all tensors, each shared storage view counted once (the tied matrix once).
+    public var parameterCount: Int { tensors.filter { $0.sharesWith == nil }.reduce(0) { $0 + $1.parameters } }
+
+    /// Stored elements over all tensors, each shared storage view counted once: the parameters, unless
+    /// quantized layers pack several into a word or carry scales.
+    public var elementCount: Int { tensors.filter { $0.sharesWith == nil }.reduce(0) { $0 + (Shape.elementCount($1.shape) ?? 0) } }
 
     /// Tensor bytes over all tensors, each shared storage view counted once.
     public var tensorBytes: Int { tensors.filter { $0.sharesWith == nil }.reduce(0) { $0 + $1.bytes } }
@@ -104,8 +114,10 @@ public struct InspectReport: Sendable {
         for name in source.tensorNames {
             let d = try source.descriptor(named: name)
             let file = source.filePaths.count > 1 ? source.filePath(of: name).map { splitPath($0).1 } : nil
-            rows.append(Row(name: name, dtype: d.dtype, shape: d.shape, bytes: d.byteCount, file: file))
+            rows.append(Row(name: name, dtype: d.dtype, shape: d.shape, bytes: d.byteCount, file: file,
+                            parameters: Shape.elementCount(d.shape) ?? 0))
         }
+        try countQuantizedParameters(&rows, source: source)
         var files: [File] = []
         for p in source.filePaths { files.append(File(path: p, bytes: try fileSize(p))) }
         var metadata: [String: String] = [:]
@@ -134,6 +146,38 @@ public struct InspectReport: Sendable {
         }
         if checkData { try report.checkData(source) }
         return report
+    }
+
+    /// Suffixes compressed-tensors gives the companions of a quantized layer's weight: its scales, zero
+    /// points, group order and logical shape, none of them parameters.
+    static let quantizationCompanions = ["weight_scale", "weight_zero_point", "weight_g_idx", "weight_shape"]
+
+    /// Sets the parameter count of each quantized layer's tensors, recognised as compressed-tensors stores them:
+    /// `P.weight_packed` (int4 values, 8 to an int32 word) beside `P.weight_shape`, the logical `[rows, columns]`,
+    /// or an 8-bit `P.weight` beside `P.weight_scale`. The packed weight holds `rows × columns` parameters; the
+    /// companions hold none. A packed weight whose shape tensor is missing or disagrees keeps its element count.
+    private static func countQuantizedParameters(_ rows: inout [Row], source: TensorSource) throws {
+        let index = Dictionary(rows.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for (i, row) in rows.enumerated() {
+            let prefix: Substring
+            if row.name.hasSuffix(".weight_packed") {
+                prefix = row.name.dropLast("weight_packed".count)
+                if let s = index[prefix + "weight_shape"], rows[s].dtype == .i64, rows[s].shape == [2],
+                   let logical = try? source.tensor(named: rows[s].name).integers(as: Int64.self),
+                   logical.allSatisfy({ $0 > 0 && $0 <= Int64(Int32.max) }),
+                   let count = Shape.elementCount(logical.map { Int($0) }), row.shape.count == 2, row.shape[0] == Int(logical[0]),
+                   row.shape[1] > 0, (row.shape[1]...row.shape[1] * 16).contains(Int(logical[1])) {
+                    rows[i].parameters = count
+                }
+            } else if row.name.hasSuffix(".weight"), row.dtype == .i8 || row.dtype == .u8, index[row.name + "_scale"] != nil {
+                prefix = row.name.dropLast("weight".count)
+            } else {
+                continue
+            }
+            for companion in quantizationCompanions {
+                if let c = index[prefix + companion] { rows[c].parameters = 0 }
+            }
+        }
     }
 
     /// Hashes every file and counts NaN/Inf per tensor in one streaming pass per safetensors file.
