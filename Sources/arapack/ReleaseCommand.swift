@@ -238,6 +238,16 @@ struct ReleaseCommand: ParsableCommand {
         if let twice = names.indices.first(where: { i in names[..<i].contains(names[i]) }) {
             throw UsageError("two artifacts would both be written as \(names[twice]) (the source is \(model.dominantDType.name.lowercased())): give them different dtypes")
         }
+        // What any form would refuse (its rules, a group size, a tokenizer llama.cpp reads otherwise) stops the release
+        // before the first artifact is written.
+        for (command, name) in zip(commands, names) {
+            do {
+                let form = command.target.form
+                try form.check(model, for: Conversion(source: source, destination: folder.path(name), form: form, options: command.outputOptions))
+            } catch {
+                throw ReleaseFailure(artifact: name, error: error)
+            }
+        }
         // Each artifact as convert writes it; a bundle's archive and signature wait for its card's table of forms.
         struct Written { let name: String; let command: ConvertCommand; let conversion: Conversion; let parity: ParitySummary? }
         var written: [Written] = []

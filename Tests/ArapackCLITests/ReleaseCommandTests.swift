@@ -356,6 +356,22 @@ final class ReleaseCommandTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("arapack release: AraFusion-AR-tiny-GGUF/AraFusion-AR-tiny-Q8_0.gguf: parity against \(source) failed: mean KL"), r.stderr)
         XCTAssertEqual(try directoryEntries(scratch), ["plan.toml"], "nothing at DST, no temporaries")
 
+        // What a form refuses of the model stops the release before the first artifact is written (no artifact's
+        // line on stdout): a tokenizer llama.cpp reads otherwise (the trained twin's NFKC one), a group size that does
+        // not divide the 64 columns.
+        for (artifacts, named, reason) in [
+            (["dtype=bf16,archive", "dtype=int8", "to=gguf,dtype=q8_0"], "tiny-GGUF/tiny-Q8_0.gguf", "llama.cpp would not tokenize text as this tokenizer does: normalizer NFKC"),
+            (["dtype=bf16", "dtype=int4,int4_group_size=128"], "tiny-int4", "--int4-group-size 128 does not divide the 64 columns"),
+        ] {
+            let refused = try release([source, dst, "--repo-id", "me/tiny", "--tokenizer", TestSupport.fixture("trained/tokenizer")]
+                                      + artifacts.flatMap { ["--artifact", $0] })
+            XCTAssertEqual(refused.status, 2, refused.stderr)
+            XCTAssertTrue(refused.stderr.hasPrefix("arapack release: error: \(named): "), refused.stderr)
+            XCTAssertTrue(refused.stderr.contains(reason), refused.stderr)
+            XCTAssertEqual(refused.stdout, "", "no artifact was written first")
+            XCTAssertEqual(try directoryEntries(scratch), ["plan.toml"])
+        }
+
         try FileManager.default.createDirectory(atPath: dst, withIntermediateDirectories: false)
         try writeText("mine\n", to: dst + "/notes.txt")
         let exists = try release([source, dst])

@@ -277,7 +277,7 @@ final class VerifyTests: XCTestCase {
         defer { removeTree(dir) }
         try FileManager.default.createDirectory(atPath: dir + "/bomb", withIntermediateDirectories: false)
         let zeros = FileHandle(forWritingAtPath: dir + "/bomb/model.safetensors") ?? {
-            FileManager.default.createFile(atPath: dir + "/bomb/model.safetensors", contents: nil)
+            _ = FileManager.default.createFile(atPath: dir + "/bomb/model.safetensors", contents: nil)
             return FileHandle(forWritingAtPath: dir + "/bomb/model.safetensors")!
         }()
         let block = Data(count: 1 << 20)

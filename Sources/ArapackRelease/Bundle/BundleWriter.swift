@@ -54,9 +54,7 @@ public enum BundleWriter {
                              parity: ((_ directory: String) throws -> ParitySummary)? = nil) throws -> Manifest {
         // The source digest runs on the second core while the model is written.
         let sourceDigest = options.sourceDigest ? model.sourceDigest() : nil
-        // A quantized bundle states float32 (what its weights dequantize to); without --dtype the source's stays.
-        let quantization = options.quantization ?? (options.dtype == nil ? model.quantization : nil)
-        let dtype = quantization == nil ? options.dtype ?? model.dominantDType : .f32
+        let (quantization, dtype) = weightTypes(model, options)
         let dtypeName = quantization?.scheme.rawValue ?? TorchGlobals.dtypeName[dtype] ?? dtype.name
         let form = options.form, layout = form.layout
         try form.check(model.config, dtype: quantization?.scheme.rawValue ?? dtype.name.lowercased(), source: model.info.path)
@@ -102,6 +100,21 @@ public enum BundleWriter {
                                 quantization: report, parity: paritySummary)
         try writeText(manifest.text, to: directory + "/" + Manifest.fileName)
         return manifest
+    }
+
+    /// The quantization of the linear weights and the dtype of the others: a quantized bundle states float32 (what
+    /// its weights dequantize to); without --dtype the source's (and its quantization) stay.
+    static func weightTypes(_ model: ReleaseModel, _ options: BundleOptions) -> (LinearQuantization?, DType) {
+        let quantization = options.quantization ?? (options.dtype == nil ? model.quantization : nil)
+        return (quantization, quantization == nil ? options.dtype ?? model.dominantDType : .f32)
+    }
+
+    /// Refuses what `write` would refuse of `model` before it writes a byte (the form's rules, a group size that does
+    /// not divide a weight's columns), without reading tensor data.
+    public static func check(_ model: ReleaseModel, options: BundleOptions) throws {
+        let (quantization, dtype) = weightTypes(model, options)
+        try options.form.check(model.config, dtype: quantization?.scheme.rawValue ?? dtype.name.lowercased(), source: model.info.path)
+        _ = try pendingTensors(model, dtype: dtype, quantization: quantization, options: options, records: RecordBox(), progress: Progress(enabled: false))
     }
 
     /// The tensors of the bundle, each to be cast (or quantized) as it is written, and the names of the linear

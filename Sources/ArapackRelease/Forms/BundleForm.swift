@@ -72,6 +72,10 @@ extension BundleForm {
 
     public var destinationKind: DestinationGuard.Kind { .bundleFolder }
 
+    public func check(_ model: ReleaseModel, for conversion: Conversion) throws {
+        try BundleWriter.check(model, options: bundleOptions(conversion.options))
+    }
+
     /// The bundle's options: the conversion's, in this form.
     func bundleOptions(_ options: OutputOptions) -> BundleOptions {
         BundleOptions(dtype: options.tensorDType, maxShardSize: options.maxShardSize, sourceDigest: options.sourceDigest,

@@ -27,6 +27,9 @@ public protocol OutputForm: Sendable {
     func isWritten(as format: SourceFormat) -> Bool
     /// What `--force` may replace at DST for this form (`DestinationGuard`).
     var destinationKind: DestinationGuard.Kind { get }
+    /// Refuses what `write` would refuse of `model` written as `conversion` asks, before anything is written and
+    /// without reading tensor data (a release checks every artifact so before writing the first).
+    func check(_ model: ReleaseModel, for conversion: Conversion) throws
     /// Writes `model` at `destination` (DST with its links resolved) as `conversion` asks, and moves it into place
     /// only once it is complete (and checked and signed, when asked).
     func write(_ model: ReleaseModel, for conversion: Conversion, at destination: String, progress: Progress) throws -> Conversion.Result
@@ -64,6 +67,11 @@ public struct OutputOptions: Sendable {
 }
 
 extension OutputForm {
+    /// By default, the form's rules for the model's config and the dtype asked.
+    public func check(_ model: ReleaseModel, for conversion: Conversion) throws {
+        try check(model.config, dtype: conversion.options.dtype, source: model.info.path)
+    }
+
     /// What the form stores, and which forms write `dtype`.
     public func dtypeAdvice(_ dtype: String) -> String {
         let writers = ReleaseForms.all.filter { $0.dtypes.contains(dtype) }.map { "--to " + $0.name }

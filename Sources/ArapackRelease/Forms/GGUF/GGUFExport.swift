@@ -38,17 +38,25 @@ public enum GGUFExport {
         public let tokenizerNotes: [String]
     }
 
+    /// Refuses what `write` would refuse before it writes a byte: a model llama.cpp's graph cannot compute, no
+    /// tokenizer, or one llama.cpp would tokenize otherwise (unless allowed). Returns the tokenizer's metadata.
+    @discardableResult
+    static func check(_ model: ReleaseModel, options: GGUFOptions) throws -> GGUFTokenizer {
+        try GGUFRelease().check(model.config, dtype: nil, source: model.info.path)
+        guard let tokenizerFiles = model.tokenizer else { throw GGUFExportError.noTokenizer(source: model.info.path) }
+        let tokenizer = try GGUFTokenizer(readJSON(tokenizerFiles.tokenizerJSON), file: tokenizerFiles.tokenizerJSON, config: model.config)
+        if let mismatch = tokenizer.mismatch, !options.allowTokenizerMismatch {
+            throw GGUFExportError.tokenizer(file: tokenizerFiles.tokenizerJSON, reason: mismatch)
+        }
+        return tokenizer
+    }
+
     /// Writes `model` to `path`.
     @discardableResult
     public static func write(_ model: ReleaseModel, options: GGUFOptions, to path: String, replacing: Bool, progress: Progress) throws -> Written {
         let config = model.config
-        try GGUFRelease().check(config, dtype: nil, source: model.info.path)
+        let tokenizer = try check(model, options: options)
         let scheme = options.scheme ?? GGUFScheme.keeping(model.dominantDType)
-        guard let tokenizerFiles = model.tokenizer else { throw GGUFExportError.noTokenizer(source: model.info.path) }
-        let tokenizer = try GGUFTokenizer(readJSON(tokenizerFiles.tokenizerJSON), file: tokenizerFiles.tokenizerJSON, config: config)
-        if let mismatch = tokenizer.mismatch, !options.allowTokenizerMismatch {
-            throw GGUFExportError.tokenizer(file: tokenizerFiles.tokenizerJSON, reason: mismatch)
-        }
         var metadata: [(key: String, value: GGUF.Value)] = [
             ("general.architecture", .string("gpt2")),
             ("general.name", .string(options.name ?? config.defaultReleaseName)),

@@ -36,9 +36,17 @@ public struct GGUFRelease: ReleaseForm {
     public var destinationKind: DestinationGuard.Kind { .ggufFile }
 
 
+    public func check(_ model: ReleaseModel, for conversion: Conversion) throws {
+        try GGUFExport.check(model, options: options(conversion))
+    }
+
+    func options(_ conversion: Conversion) -> GGUFOptions {
+        GGUFOptions(scheme: conversion.options.dtype.flatMap(GGUFScheme.named), allowTokenizerMismatch: conversion.options.allowTokenizerMismatch)
+    }
+
     /// Written, checked and signed in a private folder beside DST, then moved into place with its signature.
     public func write(_ model: ReleaseModel, for conversion: Conversion, at destination: String, progress: Progress) throws -> Conversion.Result {
-        let options = GGUFOptions(scheme: conversion.options.dtype.flatMap(GGUFScheme.named), allowTokenizerMismatch: conversion.options.allowTokenizerMismatch)
+        let options = options(conversion)
         let staging = try AtomicDirectory(destination: destination)
         let staged = staging.path(splitPath(destination).1)
         let written = try GGUFExport.write(model, options: options, to: staged, replacing: false, progress: progress)
