@@ -6,7 +6,7 @@ import ArgumentParser
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check a release bundle (folder or .tar.zst) or GGUF file against its manifest, the model family and, with --parity, its source.",
+        abstract: "Check a release bundle (folder or .tar.zst), GGUF file or release set against its manifest, the model family and, with --parity, its source.",
         discussion: """
             Structural checks, reading every byte once: each file's size and SHA-256 against manifest.json, no \
             file missing or unlisted; config.json complete and consistent with the tensor shapes; every tensor \
@@ -16,6 +16,12 @@ struct VerifyCommand: ParsableCommand {
             An archive is read as a stream and never unpacked to disk. A GGUF file (from --to gguf) is parsed \
             strictly, then checked: its gpt2 metadata against the tensors, the tie stored once, tensor types, NaN/Inf, \
             and its tokenizer (tokens for every embedding row, token types, special ids, merges or scores).
+
+            A release set (a folder holding release.json, from arapack release) is checked whole: release.json \
+            read strictly; every file it lists present as a regular file with its size and SHA-256, and nothing \
+            unlisted; then every artifact and archive as verify checks it alone, each check named after it \
+            (NAME: manifest, …). With --signature DST/release.json.sig --public-key PUB.pem, release.json's \
+            signature is checked first. --parity and --golden take one artifact (DST/NAME).
 
             --signature SIG --public-key PUB.pem also checks an OpenSSF model-signing signature (key mode) of the \
             folder, made by arapack sign or by model_signing sign key: the signature verifies under PUB.pem and \
@@ -38,7 +44,7 @@ struct VerifyCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "The bundle folder or its .tar.zst archive.")
+    @Argument(help: "The bundle folder or its .tar.zst archive, a GGUF file, or a release set's folder.")
     var bundle: String
 
     @Flag(help: "Also compare the bundle's logits with --against SRC.")

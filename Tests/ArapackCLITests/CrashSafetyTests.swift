@@ -82,7 +82,7 @@ final class CrashSafetyTests: XCTestCase {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: TestSupport.arapackBinary)
             p.arguments = ["convert", source, dst, "--quiet"]
-            FileManager.default.createFile(atPath: err, contents: nil)
+            _ = FileManager.default.createFile(atPath: err, contents: nil)
             p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
             p.standardOutput = FileHandle.nullDevice
             try p.run()

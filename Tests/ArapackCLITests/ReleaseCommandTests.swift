@@ -199,6 +199,11 @@ final class ReleaseCommandTests: XCTestCase {
         XCTAssertTrue(try String(contentsOfFile: dst + "/AraFusion-AR-tiny/README.md", encoding: .utf8).contains("## Every form of this release"))
         let listed = try XCTUnwrap(TestSupport.loadJSON(dst + "/release.json")["artifacts"]?.elements?.first?["files"]?.elements?.compactMap { $0["path"]?.stringValue })
         XCTAssertTrue(listed.contains("AraFusion-AR-tiny/model.sig"), "\(listed)")
+        // The whole set verifies under release.json's signature (which holds every other file's SHA-256).
+        let whole = try TestSupport.run(TestSupport.arapackBinary, ["verify", dst, "--signature", dst + "/release.json.sig",
+                                                                    "--public-key", scratch + "/pub.pem"])
+        XCTAssertEqual(whole.status, 0, whole.stdout + whole.stderr)
+        XCTAssertTrue(whole.stdout.contains("ok    signature: 1 files of release.json signed under"), whole.stdout)
         // release.json is signed with the rest, and its signature fails once a byte of it changes.
         let key = try ECDSAKey.publicKey(path: scratch + "/pub.pem")
         let index = dst + "/release.json", signature = dst + "/release.json.sig"
@@ -207,6 +212,66 @@ final class ReleaseCommandTests: XCTestCase {
         bytes[bytes.count / 2] ^= 1
         try bytes.write(to: URL(fileURLWithPath: index))
         XCTAssertThrowsError(try ModelSignature.verify(folder: index, signaturePath: signature, key: key))
+        let changed = try TestSupport.run(TestSupport.arapackBinary, ["verify", dst, "--signature", dst + "/release.json.sig",
+                                                                      "--public-key", scratch + "/pub.pem"])
+        XCTAssertEqual(changed.status, 1, changed.stdout + changed.stderr)
+        XCTAssertTrue(changed.stdout.contains("FAIL  signature:"), changed.stdout)
+    }
+
+    /// `verify DST` checks a whole release set: release.json, every file it lists (present, regular, its size and
+    /// SHA-256, nothing unlisted), then each artifact and archive as `verify DST/NAME` does, its checks named after it.
+    func testVerifyChecksAWholeReleaseSet() throws {
+        let dst = scratch + "/release"
+        let r = try release([source, dst, "--repo-id", "me/tiny", "--tokenizer", TestSupport.fixture("gguf/metaspace"),
+                             "--artifact", "dtype=bf16,archive", "--artifact", "dtype=int8", "--artifact", "to=gguf,dtype=q8_0"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        func verify(_ extra: String...) throws -> TestSupport.ProcessResult {
+            try TestSupport.run(TestSupport.arapackBinary, ["verify", dst] + extra)
+        }
+        let ok = try verify("--report", scratch + "/report.json")
+        XCTAssertEqual(ok.status, 0, ok.stdout + ok.stderr)
+        try TestSupport.validateAgainstSchema("verify-report.schema.json", [scratch + "/report.json"])
+        let names = try XCTUnwrap(TestSupport.loadJSON(scratch + "/report.json")["structural"]?["checks"]?.elements?.compactMap { $0["name"]?.stringValue })
+        for expected in ["release.json", "files", "tiny: manifest", "tiny: NaN/Inf", "tiny.tar.zst: manifest", "tiny-int8: tensors",
+                         "tiny-GGUF/tiny-Q8_0.gguf: metadata ⇄ tensors"] {
+            XCTAssertTrue(names.contains(expected), "\(expected) in \(names)")
+        }
+        XCTAssertEqual(names.filter { $0.hasPrefix("tiny.tar.zst: ") }.count, names.filter { $0.hasPrefix("tiny: ") }.count, "the archive as the folder")
+
+        // One flipped byte in the GGUF file's tensor data, a file added, one removed, one replaced by a link.
+        let gguf = dst + "/tiny-GGUF/tiny-Q8_0.gguf"
+        var bytes = try XCTUnwrap(FileManager.default.contents(atPath: gguf))
+        bytes[bytes.count - 100] ^= 0x10
+        try bytes.write(to: URL(fileURLWithPath: gguf))
+        try writeText("mine\n", to: dst + "/tiny-int8/notes.txt")
+        XCTAssertEqual(unlink(dst + "/tiny.tar.zst.sha256"), 0)
+        let bad = try verify()
+        XCTAssertEqual(bad.status, 1, bad.stdout + bad.stderr)
+        for line in ["FAIL  files: ", "tiny.tar.zst.sha256: missing", "tiny-GGUF/tiny-Q8_0.gguf: SHA-256 ", "tiny-int8/notes.txt: not listed in release.json",
+                     "FAIL  tiny-int8: manifest: "] {
+            XCTAssertTrue(bad.stdout.contains(line), line + " in " + bad.stdout)
+        }
+        XCTAssertTrue(bad.stderr.hasPrefix("arapack verify: \(dst): files: "), bad.stderr)
+        XCTAssertEqual(unlink(dst + "/tiny-int8/notes.txt"), 0)
+        XCTAssertEqual(symlink(dst + "/tiny.tar.zst", dst + "/tiny.tar.zst.sha256"), 0)
+        let linked = try verify()
+        XCTAssertEqual(linked.status, 1)
+        XCTAssertTrue(linked.stdout.contains("tiny.tar.zst.sha256 is a symbolic link"), linked.stdout)
+
+        // A release.json naming a file outside DST: refused by name, nothing outside read.
+        var index = try String(contentsOfFile: dst + "/release.json", encoding: .utf8)
+        index = index.replacingOccurrences(of: "\"path\": \"tiny-int8/config.json\"", with: "\"path\": \"tiny-int8/../../../etc/passwd\"")
+        try writeText(index, to: dst + "/release.json")
+        let escaping = try verify()
+        XCTAssertEqual(escaping.status, 1, escaping.stdout + escaping.stderr)
+        XCTAssertTrue(escaping.stdout.contains("FAIL  release.json: tiny-int8: file \"tiny-int8/../../../etc/passwd\" is not a path inside the release"), escaping.stdout)
+        try writeText("{\"format\": 3}", to: dst + "/release.json")
+        let unreadable = try verify()
+        XCTAssertEqual(unreadable.status, 2, unreadable.stdout + unreadable.stderr)
+        XCTAssertTrue(unreadable.stderr.contains("\(dst)/release.json: format"), unreadable.stderr)
+        let parity = try verify("--parity", "--against", source)
+        XCTAssertEqual(parity.status, 64, parity.stderr)
+        XCTAssertTrue(parity.stderr.contains("is a release set: parity and golden logits compare one artifact"), parity.stderr)
     }
 
     /// The real model_signing accepts release.json's signature (and refuses it under another file's digest).

@@ -18,15 +18,25 @@ public struct VerificationRequest {
     /// whose other checks did not run.
     public func run(progress: Progress) throws -> Verification {
         var result = Verification(path: path)
+        // A release set: its signature is release.json's, which holds every other file's SHA-256.
+        let releaseSet = ReleaseSetVerifier.isReleaseSet(path)
+        if releaseSet && (parity != nil || golden != nil) {
+            throw ParityRequest.Problem(description: "\(path) is a release set: parity and golden logits compare one artifact; name it (\(path)/NAME)")
+        }
         if let signature {
             let key = try ECDSAKey.publicKey(path: signature.publicKey)
             do {
-                let contents = try ModelSignature.verify(folder: path, signaturePath: signature.path, key: key)
+                let signed = releaseSet ? path + "/" + ReleaseIndex.fileName : path
+                let contents = try ModelSignature.verify(folder: signed, signaturePath: signature.path, key: key)
                 result.signature = .init(path: signature.path, publicKey: signature.publicKey, contents: contents, problems: [])
             } catch let mismatch as SignatureMismatch {
                 result.signature = .init(path: signature.path, publicKey: signature.publicKey, contents: nil, problems: mismatch.problems)
                 return result
             }
+        }
+        if releaseSet {
+            result.structural = try ReleaseSetVerifier.verify(path: path, progress: progress)
+            return result
         }
         let inside = signature.flatMap { ModelSignature.relativeName(of: $0.path, inside: path) }
         result.structural = try ReleaseForms.reading(path).verify(path: path, signature: inside, progress: progress)
