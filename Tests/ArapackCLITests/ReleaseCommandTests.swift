@@ -257,6 +257,15 @@ final class ReleaseCommandTests: XCTestCase {
         let linked = try verify()
         XCTAssertEqual(linked.status, 1)
         XCTAssertTrue(linked.stdout.contains("tiny.tar.zst.sha256 is a symbolic link"), linked.stdout)
+        XCTAssertFalse(linked.stdout.contains("tiny: manifest"), "nothing read past a link")
+        // A FIFO in place of a bundle's file: named, never opened (the run would block).
+        XCTAssertEqual(unlink(dst + "/tiny.tar.zst.sha256"), 0)
+        try FileManager.default.moveItem(atPath: dst + "/tiny-int8/config.json", toPath: scratch + "/config.json")
+        XCTAssertEqual(mkfifo(dst + "/tiny-int8/config.json", 0o644), 0)
+        let fifo = try verify()
+        XCTAssertEqual(fifo.status, 1, fifo.stdout + fifo.stderr)
+        XCTAssertTrue(fifo.stdout.contains("tiny-int8/config.json"), fifo.stdout)
+        XCTAssertEqual(unlink(dst + "/tiny-int8/config.json"), 0)
 
         // A release.json naming a file outside DST: refused by name, nothing outside read.
         var index = try String(contentsOfFile: dst + "/release.json", encoding: .utf8)

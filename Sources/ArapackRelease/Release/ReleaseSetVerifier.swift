@@ -26,7 +26,10 @@ public enum ReleaseSetVerifier {
         report.checks.append(VerifyReport.Check(name: "release.json", problems: indexProblems(index)))
         let safe = index.artifacts.allSatisfy { isPlainRelativePath($0.name) && $0.files.allSatisfy { isPlainRelativePath($0.path) } }
         guard safe else { return report }
-        report.checks.append(VerifyReport.Check(name: "files", problems: try fileProblems(index, under: path, progress: progress)))
+        let files = try fileProblems(index, under: path, progress: progress)
+        report.checks.append(VerifyReport.Check(name: "files", problems: files.problems))
+        // A link, FIFO or device anywhere under DST: nothing more is opened (a FIFO would block the reader).
+        guard files.onlyRegularFiles else { return report }
         for artifact in index.artifacts {
             var targets = [artifact.name]
             if artifact.files.contains(where: { $0.path == artifact.name + ".tar.zst" }) { targets.append(artifact.name + ".tar.zst") }
@@ -78,8 +81,8 @@ public enum ReleaseSetVerifier {
     }
 
     /// Every listed file present, regular, of its size and SHA-256; nothing unlisted under `root` but release.json
-    /// and its signature.
-    static func fileProblems(_ index: ReleaseIndex, under root: String, progress: Progress) throws -> [String] {
+    /// and its signature. Anything but regular files and folders under `root` is a problem, and nothing is hashed.
+    static func fileProblems(_ index: ReleaseIndex, under root: String, progress: Progress) throws -> (problems: [String], onlyRegularFiles: Bool) {
         var present: [String] = []
         for entry in try directoryEntries(root) {
             switch try FileKind(atPath: root + "/" + entry) {
@@ -88,10 +91,10 @@ public enum ReleaseSetVerifier {
                 do {
                     present += try BundleFolder.files(root + "/" + entry).map { entry + "/" + $0 }
                 } catch {
-                    return ["\(error)"]
+                    return (["\(error)"], false)
                 }
-            case .symlink: return ["\(root)/\(entry) is a symbolic link: a release holds regular files only"]
-            case .other: return ["\(root)/\(entry) is not a regular file (a FIFO, device or socket)"]
+            case .symlink: return (["\(root)/\(entry) is a symbolic link: a release holds regular files only"], false)
+            case .other: return (["\(root)/\(entry) is not a regular file (a FIFO, device or socket)"], false)
             }
         }
         let listed = index.artifacts.flatMap(\.files)
@@ -111,7 +114,7 @@ public enum ReleaseSetVerifier {
         for name in present.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) where !expected.contains(name) {
             problems.append("\(name): not listed in release.json")
         }
-        return problems
+        return (problems, true)
     }
 
     /// A path below a folder: relative, no empty, `.` or `..` part, no control character.
