@@ -43,6 +43,14 @@ public enum SourceDetection {
             if access(index, F_OK) == 0 { return (.safetensorsSharded, index) }
             if access(path + "/model.safetensors", F_OK) == 0 { return (.safetensors, path + "/model.safetensors") }
             if access(path + "/.metadata", F_OK) == 0 { return (.dcp, path) }
+            if access(path + "/release.json", F_OK) == 0 {
+                // A release set (`arapack release`): each artifact is read on its own.
+                let artifacts = ((try? directoryEntries(path)) ?? []).filter { entry in
+                    ["model.safetensors", "model.safetensors.index.json"].contains { access(path + "/" + entry + "/" + $0, F_OK) == 0 }
+                }
+                throw SourceError.unrecognised(path: path, detail: "a release set (release.json lists its artifacts): name one of them"
+                                               + (artifacts.isEmpty ? "" : ", e.g. " + artifacts.prefix(3).map { path + "/" + $0 }.joined(separator: ", ")))
+            }
             throw SourceError.unrecognised(path: path, detail: "folder holds no model.safetensors, index or DCP .metadata")
         }
         let head = try leadingBytes(of: path, count: 16)

@@ -237,6 +237,12 @@ final class ReleaseCommandTests: XCTestCase {
             XCTAssertTrue(names.contains(expected), "\(expected) in \(names)")
         }
         XCTAssertEqual(names.filter { $0.hasPrefix("tiny.tar.zst: ") }.count, names.filter { $0.hasPrefix("tiny: ") }.count, "the archive as the folder")
+        // The commands that read one model name the set's artifacts.
+        for command in ["inspect", "run", "eval"] {
+            let r = try TestSupport.run(TestSupport.arapackBinary, [command, dst] + (command == "run" ? ["--ids", "1,2"] : command == "eval" ? ["--tokens", TestSupport.fixture("tokens/heldout_u32.npy")] : []))
+            XCTAssertEqual(r.status, 2, command + ": " + r.stderr)
+            XCTAssertTrue(r.stderr.contains("\(dst): unrecognised format: a release set (release.json lists its artifacts): name one of them, e.g. \(dst)/tiny, \(dst)/tiny-int8"), command + ": " + r.stderr)
+        }
 
         // One flipped byte in the GGUF file's tensor data, a file added, one removed, one replaced by a link.
         let gguf = dst + "/tiny-GGUF/tiny-Q8_0.gguf"
