@@ -314,7 +314,7 @@ final class KeyboardMistakeTests: XCTestCase {
         r = try TestSupport.arapack("verify", gguf, "--signature", gguf + ".sig", "--public-key", pub, "--parity", "--against", trained,
                                     "--report", scratch + "/report.json")
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
-        XCTAssertTrue(r.stdout.contains("\nok    tensor types\n") && r.stdout.contains("\nok    signature: 1 files of m.gguf signed under"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("\nok    tensor types\n") && r.stdout.contains("\nok    signature: 1 file of m.gguf signed under"), r.stdout)
         let report = try TestSupport.loadJSON(scratch + "/report.json")
         XCTAssertEqual(report["parity"]?.elements?.first?["bundle_dtype"]?.stringValue, "q8_0")
         XCTAssertEqual(report["parity"]?.elements?.first?["form"]?.stringValue, "GGUF file")

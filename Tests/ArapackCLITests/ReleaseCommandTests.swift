@@ -203,7 +203,7 @@ final class ReleaseCommandTests: XCTestCase {
         let whole = try TestSupport.run(TestSupport.arapackBinary, ["verify", dst, "--signature", dst + "/release.json.sig",
                                                                     "--public-key", scratch + "/pub.pem"])
         XCTAssertEqual(whole.status, 0, whole.stdout + whole.stderr)
-        XCTAssertTrue(whole.stdout.contains("ok    signature: 1 files of release.json signed under"), whole.stdout)
+        XCTAssertTrue(whole.stdout.contains("ok    signature: 1 file of release.json signed under"), whole.stdout)
         // release.json is signed with the rest, and its signature fails once a byte of it changes.
         let key = try ECDSAKey.publicKey(path: scratch + "/pub.pem")
         let index = dst + "/release.json", signature = dst + "/release.json.sig"

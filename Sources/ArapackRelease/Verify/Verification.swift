@@ -95,7 +95,7 @@ public struct Verification {
         }
         var lines = [structural.text]
         if let signature, let contents = signature.contents {
-            lines.append("\nok    signature: \(contents.resources.count) files of \(contents.modelName.escapingControlCharacters) signed under \(signature.publicKey)")
+            lines.append("\nok    signature: \(contents.resources.count) file\(contents.resources.count == 1 ? "" : "s") of \(contents.modelName.escapingControlCharacters) signed under \(signature.publicKey)")
             if let recorded = contents.provenance {
                 lines += ModelSignature.provenanceText(recorded) + provenanceProblems.map { "FAIL  " + $0 }
             } else {
