@@ -84,7 +84,11 @@ public enum ReleaseSetVerifier {
     /// and its signature. Anything but regular files and folders under `root` is a problem, and nothing is hashed.
     static func fileProblems(_ index: ReleaseIndex, under root: String, progress: Progress) throws -> (problems: [String], onlyRegularFiles: Bool) {
         var present: [String] = []
-        for entry in try directoryEntries(root) {
+        let entries = try directoryEntries(root)
+        guard entries.count <= BundleFolder.maximumFiles else {
+            return (["\(root) holds \(entries.count) entries, more than a release set may (\(BundleFolder.maximumFiles))"], false)
+        }
+        for entry in entries {
             switch try FileKind(atPath: root + "/" + entry) {
             case .regular: present.append(entry)
             case .directory:
