@@ -7,7 +7,7 @@
 # (any JSON assembled as a model config, sized, written in both forms, GPT-2 round trip checked), deep-pickle
 # (pickles expanded from (opcode, count) programs, run on a 512 KiB stack: thousands deep from a few bytes), bundle (the
 # structural verifier on the example bundle with one JSON file replaced by the input), plan (release plans, printed back),
-# traininglog (a run's metrics drawn as the plots). Seeds come from Fixtures/ (copied to a work folder
+# traininglog (a run's metrics drawn as the plots), release (a release set's release.json, checked as verify checks it). Seeds come from Fixtures/ (copied to a work folder
 # under .build-fuzz/). A crash, leak or timeout stops the run: libFuzzer writes the input to
 # .build-fuzz/findings/<target>/ and the script exits 1 (make it a fixture and a test, then fix it).
 # ARAPACK_FUZZ_SEED fixes libFuzzer's seed (CI sets it, so each CI run explores the same inputs first).
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar signature config deep-pickle bundle gguf tokens plan traininglog)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors zip pickle dcp json tokenizer torch tar signature config deep-pickle bundle gguf tokens plan traininglog release)
 
 swift build -c release --product arapack-fuzz --build-path .build-fuzz \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -D -Xswiftc FUZZING 2>&1 | grep -v "warning: Cannot export local symbol" || true
@@ -48,6 +48,13 @@ seed() {  # the fixture files that exercise a target
         traininglog) printf '_step,train/loss,val/loss,lr,tokens\n0,6.2,6.3,0.0001,0\n100,4.0,,0.003,409600\n200,3.1,3.4,NaN,819200\n' > .build-fuzz/seed-log.csv
                      printf '{"_step": 0, "train/loss": 6.2, "val/loss": 6.3, "lr": 0.0001}\n{"_step": 1, "train/loss": 5.0, "lr": 0.0002}\n' > .build-fuzz/seed-log.jsonl
                      echo .build-fuzz/seed-log.csv .build-fuzz/seed-log.jsonl ;;
+        # The release.json of a set made from the example's checkpoint: a bundle with its archive, int8, GPT-2.
+        release) if [ -x .build/release/arapack ]; then
+                     rm -rf .build-fuzz/seed-release
+                     .build/release/arapack release Fixtures/torch/valid/fsdp_full_state_dict.pt .build-fuzz/seed-release --quiet \
+                         --artifact dtype=bf16,archive --artifact dtype=int8 --artifact to=gpt2 >/dev/null 2>&1 &&
+                         cp .build-fuzz/seed-release/release.json .build-fuzz/seed-release.json && echo .build-fuzz/seed-release.json
+                 fi ;;
         # Token shards behind the byte that picks their form: .npy files (0), Megatron indexes (1).
         tokens) i=0; for f in Fixtures/tokens/heldout_u16.npy Fixtures/tokens/hostile/*.npy; do printf '\x00' > ".build-fuzz/seed-tokens-$i"; head -c 4096 "$f" >> ".build-fuzz/seed-tokens-$i"; echo ".build-fuzz/seed-tokens-$i"; i=$((i+1)); done
                 for f in Fixtures/tokens/megatron/heldout.idx Fixtures/tokens/hostile/*.idx; do printf '\x01' > ".build-fuzz/seed-tokens-$i"; cat "$f" >> ".build-fuzz/seed-tokens-$i"; echo ".build-fuzz/seed-tokens-$i"; i=$((i+1)); done ;;
@@ -75,7 +82,7 @@ for target in "${targets[@]}"; do
     for f in $(seed "$target"); do [ -f "$f" ] && cp "$f" "$corpus/$(sha256sum "$f" | cut -c1-16)" || true; done
     log=.build-fuzz/$target.log
     max_len=1048576
-    case "$target" in json|tokenizer|signature|config|bundle) max_len=65536 ;; deep-pickle) max_len=512 ;; zip|torch|pickle|dcp) max_len=16384 ;; esac
+    case "$target" in json|tokenizer|signature|config|bundle|release) max_len=65536 ;; deep-pickle) max_len=512 ;; zip|torch|pickle|dcp) max_len=16384 ;; esac
     if ARAPACK_FUZZ_TARGET=$target "$fuzzer" "$corpus" -max_total_time="$seconds" -max_len=$max_len -rss_limit_mb=2048 \
         -timeout=10 -artifact_prefix="$findings/" -print_final_stats=1 ${ARAPACK_FUZZ_SEED:+-seed=$ARAPACK_FUZZ_SEED} > "$log" 2>&1; then
         runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)

@@ -23,6 +23,9 @@ enum FuzzTarget: String, CaseIterable {
     case plan
     /// A training log (CSV, or JSON lines when it starts with `{`), read as a file and drawn as the four plots.
     case traininglog
+    /// A release set's release.json, decoded and checked as `verify DST` checks it before opening any file; one that
+    /// passes keeps every path inside DST, and prints back to the same list.
+    case release
     /// A valid bundle (ARAPACK_FUZZ_BUNDLE, default the example setup.sh makes) with one JSON file replaced:
     /// the input's first byte picks the file, the rest is its content.
     case bundle
@@ -115,6 +118,16 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
         if first % 2 == 1, !pathExists(base + ".bin") { _ = try? writeBytes([UInt8](repeating: 1, count: 4096), to: base + ".bin") }
         if let shards = try? TokenShards(path: path, rawDType: nil, sequenceLength: 32) {
             for s in shards.sequences.prefix(4096) { _ = try? shards.ids(of: s, vocabulary: 1 << 20) }
+        }
+    case .release:
+        guard let json = try? JSONParser.parse(bytes), let (index, problems) = try? ReleaseSetVerifier.indexProblems(json: json) else { return }
+        if problems.isEmpty {
+            for path in index.artifacts.flatMap({ [$0.name] + $0.files.map(\.path) }) where path.hasPrefix("/") || path.split(separator: "/").contains("..") {
+                fatalError("release.json passed its checks with a path outside the set: \(path)")
+            }
+        }
+        guard let again = try? ReleaseSetVerifier.indexProblems(json: JSONParser.parse(Array(index.text.utf8))), again.index == index else {
+            fatalError("a release.json printed back does not decode to itself: \(index.text)")
         }
     case .plan:
         let text = String(decoding: bytes, as: UTF8.self)

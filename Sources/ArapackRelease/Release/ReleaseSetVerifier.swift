@@ -45,6 +45,12 @@ public enum ReleaseSetVerifier {
         return report
     }
 
+    /// A parsed release.json decoded, with what `indexProblems` finds in it (the fuzz target's entry).
+    package static func indexProblems(json: JSONValue) throws -> (index: ReleaseIndex, problems: [String]) {
+        let index = try JSONValueDecoder().decode(ReleaseIndex.self, from: json)
+        return (index, indexProblems(index))
+    }
+
     /// What release.json says that cannot be so: another format, no artifacts, names or paths that leave DST, an
     /// artifact whose bytes are not its files' sum, a file listed twice or under another artifact.
     static func indexProblems(_ index: ReleaseIndex) -> [String] {
