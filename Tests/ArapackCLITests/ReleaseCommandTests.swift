@@ -280,6 +280,18 @@ final class ReleaseCommandTests: XCTestCase {
         let escaping = try verify()
         XCTAssertEqual(escaping.status, 1, escaping.stdout + escaping.stderr)
         XCTAssertTrue(escaping.stdout.contains("FAIL  release.json: tiny-int8: file \"tiny-int8/../../../etc/passwd\" is not a path inside the release"), escaping.stdout)
+        // Sizes that overflow when added: a problem, not a trap.
+        let huge = """
+            {"format": "arapack-release", "arapack_version": "x", "model_type": "arafusion_ar", "parameter_count": 1, "source": "s",
+             "source_sha256": null, "artifacts": [{"name": "tiny", "form": "bundle", "dtype": "bfloat16", "bytes": 1, "parity": null,
+             "files": [{"path": "tiny/a", "size": 9223372036854775807, "sha256": "\(String(repeating: "0", count: 64))"},
+                       {"path": "tiny/b", "size": 9223372036854775807, "sha256": "\(String(repeating: "0", count: 64))"}]}]}
+            """
+        try writeText(huge, to: dst + "/release.json")
+        let overflowing = try verify()
+        XCTAssertEqual(overflowing.status, 1, overflowing.stdout + overflowing.stderr)
+        XCTAssertTrue(overflowing.stdout.contains("FAIL  release.json: tiny: bytes 1 is not the sum of its files' sizes"), overflowing.stdout)
+        XCTAssertTrue(overflowing.stdout.contains("tiny/a: missing"), overflowing.stdout)
         try writeText("{\"format\": 3}", to: dst + "/release.json")
         let unreadable = try verify()
         XCTAssertEqual(unreadable.status, 2, unreadable.stdout + unreadable.stderr)

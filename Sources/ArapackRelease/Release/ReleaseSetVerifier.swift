@@ -64,7 +64,7 @@ public enum ReleaseSetVerifier {
                 continue
             }
             if !seen.insert(a.name).inserted { problems.append("artifact \(a.name) listed twice") }
-            if a.bytes != a.files.reduce(0, { $0 + $1.size }) { problems.append("\(a.name): bytes \(a.bytes) is not the sum of its files' sizes") }
+            if a.bytes != sum(a.files.map(\.size)) { problems.append("\(a.name): bytes \(a.bytes) is not the sum of its files' sizes") }
             for f in a.files {
                 guard isPlainRelativePath(f.path) else {
                     problems.append("\(a.name): file \"\(f.path)\" is not a path inside the release (absolute, empty, . or .. parts)")
@@ -110,7 +110,7 @@ public enum ReleaseSetVerifier {
         let listed = index.artifacts.flatMap(\.files)
         let onDisk = Set(present)
         var problems: [String] = []
-        progress.begin("hashing \(root)", total: listed.reduce(0) { $0 + max(0, $1.size) })
+        progress.begin("hashing \(root)", total: sum(listed.map { max(0, $0.size) }) ?? 0)
         for f in listed {
             guard onDisk.contains(f.path) else { problems.append("\(f.path): missing"); continue }
             let size = try fileSize(root + "/" + f.path)
@@ -125,6 +125,17 @@ public enum ReleaseSetVerifier {
             problems.append("\(name): not listed in release.json")
         }
         return (problems, true)
+    }
+
+    /// The sum of `sizes`, nil when it overflows (sizes in a hostile release.json can be anything).
+    static func sum(_ sizes: [Int]) -> Int? {
+        var total = 0
+        for size in sizes {
+            let (next, overflow) = total.addingReportingOverflow(size)
+            if overflow { return nil }
+            total = next
+        }
+        return total
     }
 
     /// A path below a folder: relative, no empty, `.` or `..` part, no control character.
