@@ -109,12 +109,22 @@ public enum ReleaseSetVerifier {
         }
         let listed = index.artifacts.flatMap(\.files)
         let onDisk = Set(present)
+        // A bundle's files are compared with its manifest's digests rather than hashed here: the bundle's own check,
+        // which runs next, hashes each against the manifest (itself hashed here), so every byte is read once.
+        var recorded: [String: String] = [:]
+        for artifact in index.artifacts {
+            recorded.merge((try? ReleaseIndex.manifestDigests(of: artifact.name, under: root)) ?? [:]) { a, _ in a }
+        }
         var problems: [String] = []
-        progress.begin("hashing \(root)", total: sum(listed.map { max(0, $0.size) }) ?? 0)
+        progress.begin("hashing \(root)", total: sum(listed.map { recorded[$0.path] == nil ? max(0, $0.size) : 0 }) ?? 0)
         for f in listed {
             guard onDisk.contains(f.path) else { problems.append("\(f.path): missing"); continue }
             let size = try fileSize(root + "/" + f.path)
             if size != f.size { problems.append("\(f.path): \(size) bytes, release.json says \(f.size)"); continue }
+            if let digest = recorded[f.path] {
+                if digest != f.sha256 { problems.append("\(f.path): its bundle's manifest.json records SHA-256 \(digest), release.json says \(f.sha256)") }
+                continue
+            }
             let digest = try SHA256.hex(ofFile: root + "/" + f.path)
             if digest != f.sha256 { problems.append("\(f.path): SHA-256 \(digest), release.json says \(f.sha256)") }
             progress.advance(size)
