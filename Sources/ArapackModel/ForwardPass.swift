@@ -241,8 +241,14 @@ public final class ForwardPass: @unchecked Sendable {
             let x = UnsafeMutablePointer(mutating: x)
             for r in 0..<rows { arapack_round_like_ggml(x + r * inWidth, inWidth, weight.inputRounding) }
         }
-        arapack_pack_rows(x, inWidth, rows, inWidth, work.packed.p)
         nonisolated(unsafe) let xp = work.packed.p, y = y, t = work.tiles.p, b = bias?.pointer, widened = work.widened.p
+        // Each core packs a run of 16-row panels (copies: no bit depends on who packs what).
+        let panel = arapack_packed_rows(1)
+        nonisolated(unsafe) let xIn = x
+        parallel(packed / panel, minimum: 2) { _, panels in
+            let first = panels.lowerBound * panel
+            arapack_pack_rows(xIn + first * inWidth, inWidth, min(rows, panels.upperBound * panel) - first, inWidth, xp + first * inWidth)
+        }
         let chunk = Self.chunk(rows: packed)
         // Each core takes a run of 64-column blocks, and computes it `chunk` columns at a time.
         parallel(outWidth / 64, minimum: 2) { part, blocks in

@@ -117,7 +117,10 @@ ARAPACK_INLINE void add_transposed_body(const float *t, size_t ldt, size_t cols,
 
 /// One head of attention for one sequence (see arapack_attention): k transposed once into kt (head_dim × length),
 /// then per query row: scores as FMA chains over the head's dimensions, softmax over the visible keys, and the
-/// output as FMA chains over those keys in order.
+/// output as FMA chains over those keys in order. Each chain starts at +0 and runs in the same order whatever
+/// block it falls in; blocks of ATTENTION_BLOCK keys (scores) or dimensions (output) only keep their chains in
+/// registers instead of in memory, which changes no bit.
+#define ATTENTION_BLOCK 64
 ARAPACK_INLINE void attention_body(const float *q, const float *k, const float *v, size_t ld, size_t length, size_t head_dim,
                                    float scale, int causal, float *scratch, float *out, size_t out_ld) {
     float *kt = scratch, *s = scratch + head_dim * length;
@@ -126,20 +129,40 @@ ARAPACK_INLINE void attention_body(const float *q, const float *k, const float *
     for (size_t i = 0; i < length; i++) {
         size_t visible = causal ? i + 1 : length;
         const float *qi = q + i * ld;
-        for (size_t j = 0; j < visible; j++) s[j] = 0.0f;
-        for (size_t c = 0; c < head_dim; c++) {
-            float qc = qi[c];
-            const float *kc = kt + c * length;
-            for (size_t j = 0; j < visible; j++) s[j] = fmaf(qc, kc[j], s[j]);
+        // A block past the visible keys (but inside kt) computes chains nobody reads: cheaper than strided ones.
+        size_t j = 0;
+        for (; j < visible && j + ATTENTION_BLOCK <= length; j += ATTENTION_BLOCK) {
+            float acc[ATTENTION_BLOCK] = {0};
+            for (size_t c = 0; c < head_dim; c++) {
+                float qc = qi[c];
+                const float *kc = kt + c * length + j;
+                for (int b = 0; b < ATTENTION_BLOCK; b++) acc[b] = fmaf(qc, kc[b], acc[b]);
+            }
+            size_t used = visible - j < ATTENTION_BLOCK ? visible - j : ATTENTION_BLOCK;
+            for (size_t b = 0; b < used; b++) s[j + b] = acc[b];
+        }
+        for (; j < visible; j++) {
+            float acc = 0.0f;
+            for (size_t c = 0; c < head_dim; c++) acc = fmaf(qi[c], kt[c * length + j], acc);
+            s[j] = acc;
         }
         for (size_t j = 0; j < visible; j++) s[j] = s[j] * scale;
         softmax_body(s, visible, visible);
         float *o = out + i * out_ld;
-        for (size_t c = 0; c < head_dim; c++) o[c] = 0.0f;
-        for (size_t j = 0; j < visible; j++) {
-            float p = s[j];
-            const float *vj = v + j * ld;
-            for (size_t c = 0; c < head_dim; c++) o[c] = fmaf(p, vj[c], o[c]);
+        size_t c = 0;
+        for (; c + ATTENTION_BLOCK <= head_dim; c += ATTENTION_BLOCK) {
+            float acc[ATTENTION_BLOCK] = {0};
+            for (size_t j = 0; j < visible; j++) {
+                float p = s[j];
+                const float *vj = v + j * ld + c;
+                for (int b = 0; b < ATTENTION_BLOCK; b++) acc[b] = fmaf(p, vj[b], acc[b]);
+            }
+            for (int b = 0; b < ATTENTION_BLOCK; b++) o[c + b] = acc[b];
+        }
+        for (; c < head_dim; c++) {
+            float acc = 0.0f;
+            for (size_t j = 0; j < visible; j++) acc = fmaf(s[j], v[j * ld + c], acc);
+            o[c] = acc;
         }
     }
 }

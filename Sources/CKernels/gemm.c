@@ -20,20 +20,45 @@
 
 size_t arapack_packed_rows(size_t rows) { return (rows + PANEL - 1) / PANEL * PANEL; }
 
-void arapack_pack_rows(const float *x, size_t ldx, size_t rows, size_t k, float *xp) {
+static void pack_rows_body(const float *x, size_t ldx, size_t rows, size_t k, float *xp) {
     size_t padded = arapack_packed_rows(rows);
     for (size_t p = 0; p < padded / PANEL; p++) {
         float *panel = xp + p * k * PANEL;
-        for (size_t lane = 0; lane < PANEL; lane++) {
-            size_t r = p * PANEL + lane;
-            if (r < rows) {
-                const float *row = x + r * ldx;
-                for (size_t i = 0; i < k; i++) panel[i * PANEL + lane] = row[i];
-            } else {
-                for (size_t i = 0; i < k; i++) panel[i * PANEL + lane] = 0.0f;
-            }
-        }
+        size_t lanes = rows - p * PANEL < PANEL ? rows - p * PANEL : PANEL;
+        const float *first = x + p * PANEL * ldx;
+        for (size_t i = 0; i < k; i++)
+            for (size_t lane = 0; lane < PANEL; lane++) panel[i * PANEL + lane] = lane < lanes ? first[lane * ldx + i] : 0.0f;
     }
+}
+
+#if defined(__x86_64__)
+// Whole panels as 8 × 8 blocks transposed in registers (copies: the same values); the ragged k edge and a last,
+// partly filled panel go through the portable loop.
+__attribute__((target("avx2"))) static void pack_rows_fast(const float *x, size_t ldx, size_t rows, size_t k, float *xp) {
+    size_t whole = rows / PANEL, k8 = k - k % 8;
+    for (size_t p = 0; p < whole; p++) {
+        float *panel = xp + p * k * PANEL;
+        const float *first = x + p * PANEL * ldx;
+        for (size_t i = 0; i < k8; i += 8)
+            for (size_t half = 0; half < PANEL; half += 8) {
+                __m256 v[8], u[8];
+                for (int r = 0; r < 8; r++) v[r] = _mm256_loadu_ps(first + (half + (size_t)r) * ldx + i);
+                arapack_transpose8_ps(v, u);  // u[j]: column i + j of rows half ..< half + 8
+                for (int j = 0; j < 8; j++) _mm256_storeu_ps(panel + (i + (size_t)j) * PANEL + half, u[j]);
+            }
+        for (size_t i = k8; i < k; i++)
+            for (size_t lane = 0; lane < PANEL; lane++) panel[i * PANEL + lane] = first[lane * ldx + i];
+    }
+    if (whole * PANEL < arapack_packed_rows(rows))
+        pack_rows_body(x + whole * PANEL * ldx, ldx, rows - whole * PANEL, k, xp + whole * k * PANEL);
+}
+#endif
+
+void arapack_pack_rows(const float *x, size_t ldx, size_t rows, size_t k, float *xp) {
+#if defined(__x86_64__)
+    if (arapack_isa() != ARAPACK_ISA_GENERIC) { pack_rows_fast(x, ldx, rows, k, xp); return; }
+#endif
+    pack_rows_body(x, ldx, rows, k, xp);
 }
 
 // The chain for one element, in C: the reference every vector kernel matches (and the path of CPUs without FMA,

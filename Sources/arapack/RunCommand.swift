@@ -3,6 +3,7 @@ import ArapackModel
 import ArapackRelease
 import ArapackTensor
 import ArgumentParser
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,12 +53,21 @@ struct RunCommand: ParsableCommand {
                 return v
             }
             guard !tokens.isEmpty else { throw CommandError("\(idsFile ?? "--ids"): no token ids") }
-            let release = try ReleaseModel(path: model, configFile: config, allowUntied: true)
-            let c = release.config
-            let logits = try ForwardPass(release).logits([tokens])
-            let next = ForwardPass.nextTokens(logits[((tokens.count - 1) * c.vocabSize)...], k: topK)
-            let checksum = logits.withUnsafeBytes { SHA256.hex(of: $0) }
-            let names = (try? release.tokenizer.map { try $0.tokenStrings() }) ?? nil
+            let results = RunResults(model: try ReleaseModel(path: model, configFile: config, allowUntied: true))
+            let c = results.model!.config
+            let names = (try? results.model!.tokenizer.map { try $0.tokenStrings() }) ?? nil
+            let logits = try ForwardPass(results.model!).logits([tokens])
+            // The logits' digest on one core while the other lets go of the weights (unmapping 1.5 GB of mapped pages
+            // takes tens of milliseconds, paid at exit otherwise) and ranks the last position's tokens.
+            DispatchQueue.concurrentPerform(iterations: 2) { part in
+                if part == 0 {
+                    results.checksum = logits.withUnsafeBytes { SHA256.hex(of: $0) }
+                } else {
+                    results.model = nil
+                    results.next = ForwardPass.nextTokens(logits[((tokens.count - 1) * c.vocabSize)...], k: topK)
+                }
+            }
+            let next = results.next, checksum = results.checksum
             if json {
                 let result = RunResult(model: model, modelType: c.modelType, layers: c.layers, hiddenSize: c.hiddenSize, vocabSize: c.vocabSize,
                                        input: tokens, next: next.enumerated().map { rank, t in
@@ -122,4 +132,12 @@ struct RunResult: Encodable {
         case model, modelType = "model_type", layers, hiddenSize = "hidden_size", vocabSize = "vocab_size", input, next
         case logitsSHA256 = "logits_sha256"
     }
+}
+
+/// What `arapack run`'s last two steps fill in side by side; each writes only its own fields.
+private final class RunResults: @unchecked Sendable {
+    var model: ReleaseModel?
+    var checksum = ""
+    var next: [(id: Int, logit: Float, probability: Double)] = []
+    init(model: ReleaseModel) { self.model = model }
 }

@@ -122,6 +122,22 @@ final class ForwardPassTests: XCTestCase {
         XCTAssertEqual(ForwardPass.nextTokens(row[2...], k: 9).map(\.id), [0, 1, 2], "ids count from the slice's start")
     }
 
+    /// The kept-best heap gives exactly the prefix of a full sort, on a row with many ties in every order, for k
+    /// from one to past the row's length.
+    func testNextTokensEqualAFullSortsPrefix() {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let row: [Float] = (0..<3000).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int(state >> 59)) - 8   // 32 distinct values: ties everywhere
+        }
+        for values in [row, row.sorted(), row.sorted(by: >)] {
+            let reference = values.indices.sorted { values[$0] > values[$1] || values[$0] == values[$1] && $0 < $1 }
+            for k in [1, 2, 5, 64, 2999, 3000, 4000] {
+                XCTAssertEqual(ForwardPass.nextTokens(values[...], k: k).map(\.id), Array(reference.prefix(k)), "k \(k)")
+            }
+        }
+    }
+
     func testBundleAndCheckpointGiveBitIdenticalLogits() throws {
         let source = try ReleaseModel(path: TestSupport.fixture("golden/ar_odd.pt"))
         let (ids, _) = try golden("ar_odd")

@@ -56,6 +56,65 @@ final class KernelInvarianceTests: XCTestCase {
         XCTAssertNotEqual(chain.bitPattern, pairwise.bitPattern)
     }
 
+    /// Panels hold rows side by side: xp[p·k·16 + i·16 + lane] = x[(p·16 + lane)·ldx + i], zero past the last row,
+    /// on each instruction set (rows and widths around the 16-row panel and the 8 × 8 blocks, rows wider than k).
+    func testPackingLaysRowsOutInPanelsOnEveryInstructionSet() throws {
+        for (rows, k) in [(1, 1), (15, 7), (16, 8), (17, 9), (40, 33), (64, 1024)] {
+            let ldx = k + 3
+            let x = (0..<rows * ldx).map { Float($0) + 0.5 }
+            let packed = Int(arapack_packed_rows(rows))
+            var want = [Float](repeating: 0, count: packed * k)
+            for r in 0..<rows { for i in 0..<k { want[r / 16 * k * 16 + i * 16 + r % 16] = x[r * ldx + i] } }
+            for isa in KernelISA.supported {
+                try KernelISA.use(isa)
+                var xp = [Float](repeating: .nan, count: packed * k)
+                arapack_pack_rows(x, ldx, rows, k, &xp)
+                let differs = xp.indices.filter { xp[$0].bitPattern != want[$0].bitPattern }
+                XCTAssertEqual(differs.count, 0, "\(rows) rows × \(k) on \(isa): first at \(differs.first ?? 0)")
+            }
+        }
+    }
+
+    /// One head of attention: each score one fused chain over the head's dimensions from +0, then × scale, softmax
+    /// (arapack_softmax) over the visible keys, each output one fused chain over those keys in order, written here with
+    /// Swift's `addingProduct`; the same bits on each instruction set, for lengths and head widths around the kernel's
+    /// 64-wide register blocks, causal or not.
+    func testAttentionIsOneFusedChainPerScoreAndOutputOnEveryInstructionSet() throws {
+        var rng = SplitMix64(seed: 5)
+        for (length, headDim, causal) in [(1, 8, true), (5, 8, false), (63, 64, true), (64, 64, true), (65, 70, true),
+                                          (130, 64, true), (130, 64, false)] {
+            let ld = 3 * headDim + 2
+            let qkv = (0..<length * ld).map { _ in rng.float() * (rng.next() % 4 == 0 ? 8 : 1) }
+            let scale = 1 / Float(headDim).squareRoot()
+            var want = [Float](repeating: 0, count: length * headDim)
+            for i in 0..<length {
+                let visible = causal ? i + 1 : length
+                var s = (0..<visible).map { j -> Float in
+                    var acc: Float = 0
+                    for c in 0..<headDim { acc = acc.addingProduct(qkv[i * ld + c], qkv[j * ld + headDim + c]) }
+                    return acc * scale
+                }
+                arapack_softmax(&s, visible, visible)
+                for c in 0..<headDim {
+                    var acc: Float = 0
+                    for j in 0..<visible { acc = acc.addingProduct(s[j], qkv[j * ld + 2 * headDim + c]) }
+                    want[i * headDim + c] = acc
+                }
+            }
+            for isa in KernelISA.supported {
+                try KernelISA.use(isa)
+                var scratch = [Float](repeating: .nan, count: headDim * length + length)
+                var out = [Float](repeating: .nan, count: length * headDim)
+                qkv.withUnsafeBufferPointer { p in
+                    arapack_attention(p.baseAddress!, p.baseAddress! + headDim, p.baseAddress! + 2 * headDim, ld, length, headDim, scale,
+                                      causal ? 1 : 0, &scratch, &out, headDim)
+                }
+                let differs = out.indices.filter { out[$0].bitPattern != want[$0].bitPattern }
+                XCTAssertEqual(differs.count, 0, "length \(length), head \(headDim), causal \(causal) on \(isa): first at \(differs.first ?? 0)")
+            }
+        }
+    }
+
     /// The twins and narrowed bundles of one of them, each with a batch of sequences of one length.
     func models() throws -> [(String, ReleaseModel)] {
         var out: [(String, ReleaseModel)] = []
