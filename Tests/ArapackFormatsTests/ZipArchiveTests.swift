@@ -55,6 +55,28 @@ final class ZipArchiveTests: XCTestCase {
         XCTAssertEqual(r.stdout, "[('archive/a', 5), ('archive/data/0', 1000), ('archive/e', 0)]\n")
     }
 
+    /// Names that would leave an extraction folder, or that other tools split differently, are refused: absolute,
+    /// `..` segments, backslashes, NUL, a drive-like first segment; dots and colons elsewhere are fine.
+    func testUnsafeEntryNamesAreRefused() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func reads(_ name: String) throws -> Bool {
+            let path = dir + "/\(abs(name.hashValue)).zip"
+            let out = try AtomicFileWriter(destination: path)
+            let zip = ZipWriter(out)
+            try zip.add(name, [1, 2, 3])
+            try zip.finish()
+            try out.commit()
+            do { _ = try ZipArchive(path: path); return true } catch ZipError.unsafeName(_, let n) { XCTAssertEqual(n, name); return false }
+        }
+        for name in ["/etc/passwd", "a/../b", "..", "a/..", "a\\b", "a\u{0}b", "C:/x", "c:", ""] {
+            XCTAssertFalse(try reads(name), name.debugDescription)
+        }
+        for name in ["a/b", "a/..b", "...", "a/b:c", "archive/data/0", "ملف/١"] {
+            XCTAssertTrue(try reads(name), name.debugDescription)
+        }
+    }
+
     /// One inflation budget for the whole archive: entries each under the cap cannot add up past it; reading an
     /// entry again costs nothing more.
     func testInflationBudgetCoversTheWholeArchive() throws {
