@@ -235,19 +235,18 @@ public final class ForwardPass: @unchecked Sendable {
                         outWidth: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false, activate: Bool = false,
                         work: Work) {
         let packed = arapack_packed_rows(rows)
-        if weight.inputRounding != 0 {
-            // Every input of `linear` is scratch read by this product alone (a LayerNorm's, attention's or the FFN's
-            // output), so it is rounded in place.
-            let x = UnsafeMutablePointer(mutating: x)
-            for r in 0..<rows { arapack_round_like_ggml(x + r * inWidth, inWidth, weight.inputRounding) }
-        }
         nonisolated(unsafe) let xp = work.packed.p, y = y, t = work.tiles.p, b = bias?.pointer, widened = work.widened.p
-        // Each core packs a run of 16-row panels (copies: no bit depends on who packs what).
-        let panel = arapack_packed_rows(1)
-        nonisolated(unsafe) let xIn = x
+        // Each core packs a run of 16-row panels (copies: no bit depends on who packs what). With a GGUF weight's
+        // input rounding, each row is first rounded in place (every input of `linear` is scratch read by this product
+        // alone: a LayerNorm's, attention's or the FFN's output), row by row, as llama.cpp quantizes activations.
+        let panel = arapack_packed_rows(1), rounding = weight.inputRounding
+        nonisolated(unsafe) let xIn = UnsafeMutablePointer(mutating: x)
         parallel(packed / panel, minimum: 2) { _, panels in
-            let first = panels.lowerBound * panel
-            arapack_pack_rows(xIn + first * inWidth, inWidth, min(rows, panels.upperBound * panel) - first, inWidth, xp + first * inWidth)
+            let first = panels.lowerBound * panel, last = min(rows, panels.upperBound * panel)
+            if rounding != 0 {
+                for r in first..<last { arapack_round_like_ggml(xIn + r * inWidth, inWidth, rounding) }
+            }
+            arapack_pack_rows(xIn + first * inWidth, inWidth, last - first, inWidth, xp + first * inWidth)
         }
         let chunk = Self.chunk(rows: packed)
         // Each core takes a run of 64-column blocks, and computes it `chunk` columns at a time.

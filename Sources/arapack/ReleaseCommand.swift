@@ -251,6 +251,9 @@ struct ReleaseCommand: ParsableCommand {
         // Each artifact as convert writes it; a bundle's archive and signature wait for its card's table of forms.
         struct Written { let name: String; let command: ConvertCommand; let conversion: Conversion; let parity: ParitySummary? }
         var written: [Written] = []
+        // Each artifact's line is printed once DST holds it: a later failure leaves no line for an artifact that
+        // never lands.
+        var lines: [String] = []
         for (index, (command, name)) in zip(commands, names).enumerated() {
             progress.context = "\(index + 1)/\(commands.count) \(name)"
             progress.overall = (index, commands.count + 1)
@@ -276,7 +279,7 @@ struct ReleaseCommand: ParsableCommand {
             }
             for warning in result.warnings { printError("arapack release: warning: " + warning.replacing(folder.temporaryPath, with: destination)) }
             written.append(Written(name: name, command: command, conversion: deferred, parity: result.parity?.summary))
-            print("\(name): \(command.target.name)" + (command.dtype.map { " " + $0.name } ?? "") + (result.parity.map { ", " + $0.verdict } ?? ""))
+            lines.append("\(name): \(command.target.name)" + (command.dtype.map { " " + $0.name } ?? "") + (result.parity.map { ", " + $0.verdict } ?? ""))
         }
         // Every bundle's card gains the table of forms; then its signature and archive, as convert makes them.
         let card = ReleaseSetCard(rows: try written.map {
@@ -325,6 +328,7 @@ struct ReleaseCommand: ParsableCommand {
             progress.context = nil
         }
         try folder.commit(replacing: false)
+        for line in lines { print(line) }
         print("wrote \(destination): \(artifacts.count) artifact(s), \(grouped(artifacts.reduce(0) { $0 + $1.bytes })) bytes, \(ReleaseIndex.fileName)")
     }
 

@@ -447,6 +447,7 @@ final class ReleaseCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
         XCTAssertTrue(r.stderr.contains("arapack release: AraFusion-AR-tiny-GGUF/AraFusion-AR-tiny-Q8_0.gguf: parity against \(source) failed: mean KL"), r.stderr)
         XCTAssertEqual(try directoryEntries(scratch), ["plan.toml"], "nothing at DST, no temporaries")
+        XCTAssertFalse(r.stdout.contains(": bundle"), "no line for the bundles written before the failure, which never land: " + r.stdout)
 
         // What a form refuses of the model stops the release before the first artifact is written (no artifact's
         // line on stdout): a tokenizer llama.cpp reads otherwise (the trained twin's NFKC one), a group size that does
