@@ -76,7 +76,8 @@ final class NamingLayoutTests: XCTestCase {
 
     func testTransposeOfEveryElementSize() throws {
         for dtype in [DType.i8, .bf16, .f32, .f64] {
-            for (rows, cols) in [(1, 1), (3, 70), (37, 33), (64, 32), (65, 1)] {
+            // Up to sizes split across the cores (1 MiB and more), with a ragged split.
+            for (rows, cols) in [(1, 1), (3, 70), (37, 33), (64, 32), (65, 1), (301, 1001)] {
                 let n = rows * cols * dtype.byteSize
                 let bytes = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 / 7) }
                 let t = try Tensor(dtype: dtype, shape: [rows, cols], bytes: bytes).transposed()

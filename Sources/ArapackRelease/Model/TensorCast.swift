@@ -2,6 +2,7 @@ import ArapackFormats
 import ArapackModel
 import ArapackTensor
 import CKernels
+import Dispatch
 
 /// Streams tensors into a writer, cast to another floating dtype on the way, in bounded slices: memory
 /// stays at the caster's slice buffers (allocated once) whatever the tensor size, and a mapped source's
@@ -208,12 +209,19 @@ extension Tensor {
         precondition(shape.count == 2, "transpose of a 2-D tensor only")
         let storage = TensorStorage(byteCount: byteCount)
         guard byteCount > 0 else { return try Tensor(dtype: dtype, shape: [shape[1], shape[0]], storage: storage) }
+        let (rows, cols, size) = (shape[0], shape[1], dtype.byteSize)
+        // Each core transposes a run of the source's columns (and faults in its share of the new pages).
+        let parts = byteCount >= 1 << 20 ? min(Cores.online, cols) : 1
         storage.withUnsafeMutableBytes { dst in
             withUnsafeBytes { src in
-                arapack_transpose(src.baseAddress!, shape[1], dst.baseAddress!, shape[0], shape[0], shape[1], dtype.byteSize)
+                nonisolated(unsafe) let (from, to) = (src.baseAddress!, dst.baseAddress!)
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    let first = cols * part / parts, last = cols * (part + 1) / parts
+                    arapack_transpose(from + first * size, cols, to + first * rows * size, rows, rows, last - first, size)
+                }
             }
         }
-        return try Tensor(dtype: dtype, shape: [shape[1], shape[0]], storage: storage)
+        return try Tensor(dtype: dtype, shape: [cols, rows], storage: storage)
     }
 }
 
