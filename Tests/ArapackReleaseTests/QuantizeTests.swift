@@ -38,6 +38,15 @@ final class QuantizeTests: XCTestCase {
             XCTAssertEqual(tensor, "source")
             XCTAssertEqual(count, try! source.floats().filter { abs($0) >= 65520 && $0.isFinite }.count)
         }
+        // Four copies in one tensor (large enough to be converted by several cores): the same bits, every overflow
+        // counted.
+        let values = try source.floats(), four = values + values + values + values
+        let big = try Tensor(dtype: .f32, shape: [four.count], bytes: four.withUnsafeBytes { Array($0) })
+        XCTAssertEqual(bits16(try caster.cast(big, to: .bf16, name: "big")), expected + expected + expected + expected)
+        XCTAssertThrowsError(try caster.cast(big, to: .f16, name: "big")) {
+            guard case let .float16Overflow(_, _, count)? = $0 as? CastError else { return XCTFail("\($0)") }
+            XCTAssertEqual(count, 4 * values.filter { abs($0) >= 65520 && $0.isFinite }.count)
+        }
     }
 
     func bundle(_ dtype: DType, name: String) throws -> String {

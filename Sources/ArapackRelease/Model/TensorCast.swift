@@ -137,26 +137,34 @@ final class TensorCaster {
             return UnsafeRawBufferPointer(f)
         case .bf16, .f16:
             let dst = UnsafeMutableBufferPointer(rebasing: halves[0..<n])
-            if dtype == .bf16 {
-                FloatConversion.convertToBF16(f, dst)
-            } else {
-                let overflows = FloatConversion.countFloat16Overflows(f)
-                guard overflows == 0 else {
-                    throw CastError.float16Overflow(file: file, tensor: name, count: overflows)
-                }
-                FloatConversion.convertToF16(f, dst)
-            }
-            if error != nil {
-                // Widen the result back (into the float buffer unless it holds the input) and compare.
-                let back = f.baseAddress == UnsafePointer(floats.baseAddress) ? UnsafeMutableBufferPointer<Float>.allocate(capacity: n) : UnsafeMutableBufferPointer(rebasing: floats[0..<n])
-                defer { if back.baseAddress != floats.baseAddress { back.deallocate() } }
+            // With error statistics, the result is widened back (into the float buffer unless it holds the input).
+            let back: UnsafeMutableBufferPointer<Float>? = error == nil ? nil
+                : f.baseAddress == UnsafePointer(floats.baseAddress) ? .allocate(capacity: n) : UnsafeMutableBufferPointer(rebasing: floats[0..<n])
+            defer { if let back, back.baseAddress != floats.baseAddress { back.deallocate() } }
+            // Each core converts (and widens back) a run of the slice: element by element, so the split changes no
+            // bit; the error statistics then add the whole slice in order, as one core would.
+            let parts = n >= 1 << 16 ? Cores.online : 1
+            let overflows = UnsafeMutableBufferPointer<Int>.allocate(capacity: parts)
+            defer { overflows.deallocate() }
+            nonisolated(unsafe) let (input, output, widened, counts) = (f, dst, back, overflows)
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                let range = (n * part / parts)..<(n * (part + 1) / parts)
+                let x = UnsafeBufferPointer(rebasing: input[range]), y = UnsafeMutableBufferPointer(rebasing: output[range])
+                counts[part] = 0
                 if dtype == .bf16 {
-                    FloatConversion.convertFromBF16(UnsafeBufferPointer(dst), back)
+                    FloatConversion.convertToBF16(x, y)
                 } else {
-                    FloatConversion.convertFromF16(UnsafeBufferPointer(dst), back)
+                    counts[part] = FloatConversion.countFloat16Overflows(x)
+                    guard counts[part] == 0 else { return }
+                    FloatConversion.convertToF16(x, y)
                 }
-                error!.add(f, UnsafeBufferPointer(back))
+                guard let widened else { return }
+                let z = UnsafeMutableBufferPointer(rebasing: widened[range])
+                if dtype == .bf16 { FloatConversion.convertFromBF16(UnsafeBufferPointer(y), z) } else { FloatConversion.convertFromF16(UnsafeBufferPointer(y), z) }
             }
+            let overflowing = overflows.reduce(0, +)
+            guard overflowing == 0 else { throw CastError.float16Overflow(file: file, tensor: name, count: overflowing) }
+            if let back { error!.add(f, UnsafeBufferPointer(back)) }
             return UnsafeRawBufferPointer(dst)
         case .f64:
             if doubles == nil { doubles = .allocate(capacity: Self.sliceElements) }
