@@ -44,6 +44,8 @@ int main(void) {
     TIME("quantize 4096x1024", { memset(stats, 0, sizeof stats); for (size_t r = 0; r < ffn; r++) arapack_quantize_symmetric(x + r * d, d, 0.01f, -127.0f, 127.0f, q + r * d, stats); });
     TIME("error_stats 78.6M", { memset(stats, 0, sizeof stats); arapack_error_stats(x, y, vocab * d, stats); });
     TIME("transpose f32 4096^2", { arapack_transpose(x, ffn, y, ffn, ffn, ffn, 4); });
+    // Parity's statistics on one probe's logits (64 positions × the vocabulary, both sides), here x against y.
+    TIME("softmax_kl 64x76800", { for (size_t r = 0; r < 64; r++) arapack_softmax_kl(x + r * vocab, y + r * vocab, vocab, stats); });
     TIME("transpose bf16 4096^2", { arapack_transpose(x, ffn, h, ffn, ffn, ffn, 2); });
     return 0;
 }

@@ -38,8 +38,10 @@ final class KernelInvarianceTests: XCTestCase {
     func testGEMMIsOneFusedChainPerOutputOnEveryInstructionSet() throws {
         var rng = SplitMix64(seed: 11)
         // Rows around the 16-row panels and 128-row blocks, columns around the 6- and 12-wide tiles, inner widths
-        // around the 512-wide k blocks; values of mixed magnitude so that any other summation order shows.
-        for (rows, cols, k) in [(1, 1, 1), (5, 13, 7), (16, 12, 64), (17, 25, 511), (33, 6, 512), (140, 37, 513), (3, 64, 1100)] {
+        // around the 512-wide k blocks and their multiples; values of mixed magnitude so that any other summation
+        // order shows.
+        for (rows, cols, k) in [(1, 1, 1), (5, 13, 7), (16, 12, 64), (17, 25, 511), (33, 6, 512), (140, 37, 513), (65, 7, 1023),
+                                (64, 12, 1024), (3, 64, 1100), (80, 13, 2049)] {
             let x = (0..<rows * k).map { _ in rng.float() * (rng.next() % 4 == 0 ? 1000 : 1) }
             let w = (0..<cols * k).map { _ in rng.float() }
             let want = referenceProduct(x, rows: rows, k: k, w, cols: cols)
@@ -175,6 +177,57 @@ final class KernelInvarianceTests: XCTestCase {
         }
         XCTAssertEqual(Set(outputs).count, 1)
         XCTAssertEqual(Set(gelus).count, 1)
+    }
+
+    /// The parity and eval statistics' log Σ exp of each side and KL: the same bits on each instruction set as the
+    /// portable build (rows of lengths around the 8- and 16-value steps, magnitudes from 1e-3 to 1e3, −∞, NaN and
+    /// signed zeros), and the finite rows within 1e-12 of the same sums written here with the C library's exp and log.
+    func testSoftmaxKLIsTheSameBitsOnEveryInstructionSet() throws {
+        var rng = SplitMix64(seed: 29)
+        var rows: [([Float], [Float])] = []
+        for (n, scale) in [(7, 1), (8, 30), (15, 1e-3), (16, 30), (17, 1000), (100, 30), (76_803, 30), (76_800, 1000)] as [(Int, Float)] {
+            let a = (0..<n).map { _ in (rng.float() - 0.5) * scale }
+            rows.append((a, a.map { $0 + (rng.float() - 0.5) * scale / 10 }))
+        }
+        var special = rows[6]
+        special.0[5] = -.infinity
+        special.1[9] = -.infinity
+        special.0[3] = 0
+        special.0[4] = -0.0
+        special.1[100] = -0.0
+        rows.append(special)
+        var zeros = ([Float](repeating: -0.0, count: 40), [Float](repeating: 0, count: 40))
+        zeros.0[7] = 0
+        rows.append(zeros)
+        var withNaN = rows[5]
+        withNaN.0[17] = .nan
+        rows.append(withNaN)
+        for (index, (a, b)) in rows.enumerated() {
+            func stats(on isa: KernelISA) throws -> [UInt64] {
+                try KernelISA.use(isa)
+                var out = [Double](repeating: 0, count: 3)
+                arapack_softmax_kl(a, b, a.count, &out)
+                return out.map(\.bitPattern)
+            }
+            let portable = try stats(on: .generic)
+            for isa in KernelISA.supported where isa != .generic {
+                XCTAssertEqual(try stats(on: isa), portable, "row \(index) (\(a.count) values) on \(isa)")
+            }
+            guard index < 8 else { continue }  // the rows with −∞, zeros or NaN: bits only
+            func logSumExp(_ x: [Float]) -> Double {
+                let top = Double(x.max()!)
+                return top + Foundation.log(x.reduce(0.0) { $0 + Foundation.exp(Double($1) - top) })
+            }
+            let za = logSumExp(a), zb = logSumExp(b)
+            let kl = zip(a, b).reduce(0.0) { sum, p in
+                let la = Double(p.0) - za, lb = Double(p.1) - zb
+                return sum + Foundation.exp(la) * (la - lb)
+            }
+            let got = portable.map(Double.init(bitPattern:))
+            XCTAssertEqual(got[0], za, accuracy: 1e-12 * max(1, abs(za)), "row \(index)")
+            XCTAssertEqual(got[1], zb, accuracy: 1e-12 * max(1, abs(zb)), "row \(index)")
+            XCTAssertEqual(got[2], kl, accuracy: 1e-12 * max(1, abs(kl)), "row \(index)")
+        }
     }
 
     func testOwnExpAndLogAgreeWithTheCLibrary() {
