@@ -40,6 +40,44 @@ final class IOTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["out.bin"])
     }
 
+    /// A direct writer (release archives) writes whole buffers past the page cache and its last partial buffer through
+    /// it: the file and its digest are the bytes in order, for writes smaller and larger than the buffer and a file
+    /// that ends on a buffer's edge; on the file systems that take O_DIRECT (ext4, XFS, Btrfs) the written pages are
+    /// not in the page cache, except the tail's.
+    func testDirectWriterWritesTheSameBytesPastThePageCache() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        // The file system holding dir: the longest mount point in /proc/self/mounts that is a prefix of its real path.
+        let real = URL(fileURLWithPath: dir).resolvingSymlinksInPath().path
+        let mounts = try String(contentsOfFile: "/proc/self/mounts", encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ") }
+        let mount = mounts.filter { $0.count > 2 && (real + "/").hasPrefix($0[1] == "/" ? "/" : $0[1] + "/") }.max { $0[1].count < $1[1].count }
+        let takesDirect = ["ext4", "xfs", "btrfs"].contains(mount.map { String($0[2]) } ?? "")
+        let buffer = 1 << 16
+        for (name, sizes) in [("ragged.bin", [1, 4095, 200_000, 3, 70_000, 65_536, 10]), ("edge.bin", [buffer, 2 * buffer + 5, buffer - 5])] {
+            let out = try AtomicFileWriter(destination: dir + "/" + name, bufferSize: buffer, hashing: true, direct: true)
+            if takesDirect { XCTAssertTrue(out.writesDirectly, name) }
+            var expected = [UInt8]()
+            for (i, size) in sizes.enumerated() {
+                let piece = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ i &* 7 &+ $0 >> 9) }
+                expected += piece
+                try out.write(piece)
+            }
+            try out.commit()
+            if takesDirect {
+                // Before anything reads the file back into the page cache.
+                let file = try MappedFile(path: dir + "/" + name)
+                let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+                var resident = [UInt8](repeating: 0, count: (file.count + page - 1) / page)
+                file.withUnsafeBytes { XCTAssertEqual(mincore(UnsafeMutableRawPointer(mutating: $0.baseAddress!), $0.count, &resident), 0) }
+                let direct = expected.count / buffer * buffer / page
+                XCTAssertGreaterThan(direct, 0)
+                XCTAssertEqual(resident[..<direct].filter { $0 & 1 != 0 }.count, 0, "\(name): pages written directly are not in the page cache")
+            }
+            XCTAssertEqual(FileManager.default.contents(atPath: dir + "/" + name).map { [UInt8]($0) }, expected, name)
+            XCTAssertEqual(out.sha256, expected.withUnsafeBytes { SHA256.hex(of: $0) }, name)
+        }
+    }
+
     /// Buffers are written on another thread while the next fills: the file and its digest are those of the bytes in
     /// order, and a write that fails there (here: past a file-size limit) is thrown by a later call, naming the file,
     /// with nothing at the destination.

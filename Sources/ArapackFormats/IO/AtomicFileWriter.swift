@@ -14,6 +14,11 @@ import Dispatch
 /// Small writes fill a buffer; a full buffer is hashed and handed to the kernel on another thread while the caller
 /// fills the second buffer (what it writes is usually computed: cast, quantized, compressed), in order, so the file
 /// and its digest are what one thread would have made. A failure there is thrown by the next call.
+///
+/// A file nothing reads back soon (a release archive) can be written `direct`ly: whole buffers go from memory to the
+/// disk with `O_DIRECT`, past the page cache, instead of being copied into fresh page-cache pages (which costs a
+/// virtual machine a core for a second per GB); the last partial buffer goes through the page cache. A file system
+/// that refuses `O_DIRECT` gets ordinary writes. The bytes are the same either way.
 public final class AtomicFileWriter: @unchecked Sendable {
     /// The final path.
     public let destination: String
@@ -34,24 +39,38 @@ public final class AtomicFileWriter: @unchecked Sendable {
     public private(set) var bytesWritten = 0
     /// SHA-256 of everything written, when created with `hashing`.
     private let digest: SHA256?
+    /// The file was opened with O_DIRECT: whole buffers go to the disk directly (O_DIRECT is cleared for the file's
+    /// last partial buffer, or when the file system refuses an O_DIRECT write).
+    public let writesDirectly: Bool
+    /// The alignment of O_DIRECT's buffers, sizes and offsets (at least any file system's logical block).
+    private static let directAlignment = 4096
     /// The lower-case hex SHA-256 of the file, set by `sync()` (or `commit()`) when created with `hashing`.
     public private(set) var sha256: String?
 
     /// Creates the temporary file next to `destination`.
-    /// With `hashing`, the SHA-256 of the bytes is computed as they are written (`sha256` after commit).
-    public init(destination: String, bufferSize: Int = 8 << 20, hashing: Bool = false) throws {
+    /// With `hashing`, the SHA-256 of the bytes is computed as they are written (`sha256` after commit); with
+    /// `direct`, whole buffers bypass the page cache (see above; `bufferSize` is then a multiple of 4096).
+    public init(destination: String, bufferSize: Int = 8 << 20, hashing: Bool = false, direct: Bool = false) throws {
+        precondition(!direct || bufferSize % Self.directAlignment == 0, "a direct writer's buffer is a multiple of 4096 bytes")
         self.destination = destination
         digest = hashing ? SHA256() : nil
         temporaryPath = temporarySibling(of: destination)
         TemporaryFiles.register(temporaryPath)  // before it exists: an interrupt in between still removes it
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC
+        fd = open(temporaryPath, flags | (direct ? arapack_o_direct() : 0), 0o644)
+        if fd < 0, direct, errno == EINVAL {
+            // The file system refuses O_DIRECT (the file may exist already: it is this writer's own name).
+            unlink(temporaryPath)
+            fd = open(temporaryPath, flags, 0o644)
+        }
         guard fd >= 0 else {
             let code = errno
             TemporaryFiles.unregister(temporaryPath)
             throw FileError(path: temporaryPath, operation: "create", code: code)
         }
-        buffer = .allocate(byteCount: bufferSize, alignment: 64)
-        spare = .allocate(byteCount: bufferSize, alignment: 64)
+        writesDirectly = direct && fcntl(fd, F_GETFL) & arapack_o_direct() != 0
+        buffer = .allocate(byteCount: bufferSize, alignment: Self.directAlignment)
+        spare = .allocate(byteCount: bufferSize, alignment: Self.directAlignment)
     }
 
     deinit {
@@ -66,7 +85,18 @@ public final class AtomicFileWriter: @unchecked Sendable {
     /// Appends `bytes`.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         precondition(!finished, "write after sync() to \(temporaryPath)")
-        if bytes.count >= buffer.count {
+        if writesDirectly {
+            // Only whole buffers go to the disk directly: fill the buffer to the brim before each flush.
+            var done = 0
+            while done < bytes.count {
+                let n = min(bytes.count - done, buffer.count - buffered)
+                UnsafeMutableRawBufferPointer(rebasing: buffer[buffered..<(buffered + n)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[done..<(done + n)]))
+                buffered += n
+                done += n
+                if buffered == buffer.count { try flush() }
+            }
+        } else if bytes.count >= buffer.count {
             try flush()
             try waitForFlush()
             if let digest {
@@ -104,6 +134,11 @@ public final class AtomicFileWriter: @unchecked Sendable {
     /// syncs them all first, to keep the window between the renames short.
     public func sync() throws {
         guard !finished else { return }
+        if writesDirectly, buffered % Self.directAlignment != 0 {
+            // The last partial buffer through the page cache (O_DIRECT takes whole blocks only).
+            try waitForFlush()
+            try stopWritingDirectly()
+        }
         try flush()
         try waitForFlush()
         guard fsync(fd) == 0 else { throw FileError(path: temporaryPath, operation: "fsync", code: errno) }
@@ -161,9 +196,22 @@ public final class AtomicFileWriter: @unchecked Sendable {
         var done = 0
         while done < bytes.count {
             let n = retryingOnInterrupt { Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }
+            if n < 0, errno == EINVAL, fcntl(fd, F_GETFL) & arapack_o_direct() != 0 {
+                // A file system that opened with O_DIRECT and refuses its writes: the page cache, from here on.
+                try stopWritingDirectly()
+                continue
+            }
             guard n >= 0 else { throw FileError(path: temporaryPath, operation: "write", code: errno) }
             done += n
             writtenToFile += n
+        }
+    }
+
+    /// Clears O_DIRECT: every later write goes through the page cache.
+    private func stopWritingDirectly() throws {
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, fcntl(fd, F_SETFL, flags & ~arapack_o_direct()) == 0 else {
+            throw FileError(path: temporaryPath, operation: "fcntl (clear O_DIRECT)", code: errno)
         }
     }
 }

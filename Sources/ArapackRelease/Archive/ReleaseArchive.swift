@@ -25,7 +25,8 @@ public enum ReleaseArchive {
     @discardableResult
     public static func write(folder: String, files: [String], name: String, to path: String, mtime: Int,
                              replacing: Bool, progress: Progress, beforeCommit: () throws -> Void = {}) throws -> String {
-        let out = try AtomicFileWriter(destination: path, hashing: true)
+        // Direct: nothing reads the archive back, and its pages would only cost a copy into fresh page cache.
+        let out = try AtomicFileWriter(destination: path, hashing: true, direct: true)
         let z = try ZstdWriter(out)
         let sorted = files.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         try z.write(header(name: name + "/", size: 0, mode: 0o755, directory: true, mtime: mtime, file: path))

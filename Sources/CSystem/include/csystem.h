@@ -9,6 +9,9 @@ int arapack_rename_exchange(const char *a, const char *b);
 /// sync_file_range(2) with SYNC_FILE_RANGE_WRITE: starts writeback of a range without waiting for it.
 int arapack_start_writeback(int fd, long long offset, long long count);
 
+/// open(2)'s O_DIRECT flag (a GNU extension Swift's Glibc module leaves out).
+int arapack_o_direct(void);
+
 /// mallopt(M_MMAP_THRESHOLD, bytes): allocations from `bytes` up always come from mmap, so freeing them
 /// returns the memory to the system (glibc's adaptive threshold would move them onto the heap).
 void arapack_mmap_allocations_from(int bytes);
