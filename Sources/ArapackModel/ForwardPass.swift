@@ -10,13 +10,16 @@ import Glibc
 /// A bf16 or f16 matrix that the products read (`narrow`) stays in place too, as 16-bit words, and each product
 /// widens the rows it is about to use into its core's scratch (`rows(_:_:width:scratch:)`): widening is exact, so
 /// the products see the same values, and a 1.5 GB float32 copy of a model is never made (its fresh pages cost more
-/// than the widening). Anything else (vectors, f64, unaligned slices) is widened once into an owned copy.
+/// than the widening). A quantized matrix (a `RowDecoder`: int8, int4, a GGUF block type) is decoded the same way, a
+/// run of rows at a time. Anything else (vectors, f64, unaligned slices) is widened once into an owned copy.
 final class Weight: @unchecked Sendable {
     /// The float32 values, unless the weight is held narrow.
     private let floats: UnsafePointer<Float>?
     /// The 16-bit words of a narrow weight, and how they widen.
     private let halves: UnsafePointer<UInt16>?
     private let widen: (UnsafeBufferPointer<UInt16>, UnsafeMutableBufferPointer<Float>) -> Void
+    /// The decoder of a quantized matrix read a run of rows at a time.
+    private let decoder: RowDecoder?
     let count: Int
     /// What keeps the values valid: the source tensor's storage (its mapping), and the owned copy if any.
     private let owner: TensorStorage
@@ -28,6 +31,7 @@ final class Weight: @unchecked Sendable {
     init(_ t: Tensor, narrow: Bool = false) throws {
         count = t.elementCount
         owner = t.storage
+        decoder = nil
         let address = t.withUnsafeBytes { Int(bitPattern: $0.baseAddress) }
         if t.dtype == .f16 { widen = FloatConversion.convertFromF16 } else { widen = FloatConversion.convertFromBF16 }
         if t.dtype == .f32, address % MemoryLayout<Float>.alignment == 0 {
@@ -48,8 +52,17 @@ final class Weight: @unchecked Sendable {
         }
     }
 
-    /// Whether the weight is held as 16-bit words (its products need scratch to widen rows into).
-    var isNarrow: Bool { halves != nil }
+    /// A quantized matrix, decoded a run of rows at a time into the products' scratch.
+    init(decoding decoder: RowDecoder) {
+        count = decoder.rows * decoder.cols
+        owner = decoder.storage.first ?? TensorStorage(byteCount: 0)
+        self.decoder = decoder
+        (floats, halves, owned) = (nil, nil, nil)
+        widen = FloatConversion.convertFromBF16
+    }
+
+    /// Whether the weight is held as 16-bit words or decoded (its products need scratch to widen rows into).
+    var isNarrow: Bool { halves != nil || decoder != nil }
 
     /// The float32 values of a weight not held narrow.
     var pointer: UnsafePointer<Float> { floats! }
@@ -58,13 +71,21 @@ final class Weight: @unchecked Sendable {
     /// (room for `rows × width` floats).
     func rows(_ first: Int, _ rows: Int, width: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
         if let floats { return floats + first * width }
+        if let decoder {
+            decoder.decode(first, rows, scratch)
+            return UnsafePointer(scratch)
+        }
         widen(UnsafeBufferPointer(start: halves! + first * width, count: rows * width), UnsafeMutableBufferPointer(start: scratch, count: rows * width))
         return UnsafePointer(scratch)
     }
 
     /// Drops the pages of a weight read in place from a mapping (they reload from the page cache if read again).
     func discardMappedPages() {
-        if owned == nil { owner.discardMappedPages() }
+        if let decoder {
+            for storage in decoder.storage { storage.discardMappedPages() }
+        } else if owned == nil {
+            owner.discardMappedPages()
+        }
     }
 }
 
@@ -122,16 +143,18 @@ public final class ForwardPass: @unchecked Sendable {
     /// 1) sets how many threads share the work.
     /// With `llamaCppGELU`, GELU is llama.cpp's (`arapack_gelu_ggml`).
     /// `inputRounding` names, for a weight by its training name, how llama.cpp rounds the activations a product with
-    /// it reads (`ARAPACK_ROUND_*`, from the GGUF file's tensor type); none by default.
+    /// it reads (`ARAPACK_ROUND_*`, from the GGUF file's tensor type); none by default. `rowDecoder` gives, for a matrix
+    /// only the products read, a decoder of its stored rows (a quantized weight), used instead of `tensor`'s float32.
     public init(config: ModelConfig, threads: Int = ForwardPass.defaultThreads, llamaCppGELU: Bool = false,
-                inputRounding: (String) -> Int32 = { _ in 0 }, tensor: (String) throws -> Tensor) throws {
+                inputRounding: (String) -> Int32 = { _ in 0 }, rowDecoder: (String) throws -> RowDecoder? = { _ in nil },
+                tensor: (String) throws -> Tensor) throws {
         try KernelISA.configureFromEnvironment()
         self.threads = max(1, threads)
         self.config = config
         relu = config.activation == "relu"
         self.llamaCppGELU = llamaCppGELU
         func w(_ name: String, narrow: Bool = false) throws -> Weight {
-            let weight = try Weight(tensor(name), narrow: narrow)
+            let weight = try narrow ? (try rowDecoder(name)).map(Weight.init(decoding:)) ?? Weight(tensor(name), narrow: true) : Weight(tensor(name))
             weight.inputRounding = inputRounding(name)
             return weight
         }

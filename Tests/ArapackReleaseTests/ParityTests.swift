@@ -206,6 +206,65 @@ final class TrainedModelParityTests: XCTestCase {
         XCTAssertTrue(broken.failures.contains { $0.hasPrefix("mean KL") }, broken.text)
     }
 
+    /// Quantized matrices (int8, int4 groups, GGUF Q8_0, Q4_K and Q6_K blocks) are decoded a run of rows at a time by
+    /// the products instead of copied whole to float32: every product matrix of each form has a decoder whose rows are
+    /// the float copy's rows, and the logits are the same bits as a pass over the float copies.
+    func testQuantizedMatricesDecodedByTheProductsGiveTheFloatCopiesLogits() throws {
+        let scratch = try TestSupport.temporaryDirectory()
+        defer { removeTree(scratch) }
+        let source = try ReleaseModel(path: TestSupport.fixture("trained/arafusion_tiny_ar.pt"),
+                                      tokenizer: try TokenizerFiles(directory: TestSupport.fixture("gguf/bytelevel")))
+        var paths: [String] = []
+        for (name, options) in [("int8", BundleOptions(quantization: .init(.int8))), ("int4", BundleOptions(quantization: .init(.int4, groupSize: 32)))] {
+            let dir = scratch + "/" + name
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+            try BundleWriter.write(source, tokenizer: nil, options: options, into: dir, progress: .silent)
+            paths.append(dir)
+        }
+        for scheme in GGUFScheme.all where ["q8_0", "q4_k_m", "q6_k"].contains(scheme.name) {
+            paths.append(scratch + "/\(scheme.name).gguf")
+            try GGUFExport.write(source, options: GGUFOptions(scheme: scheme), to: paths.last!, replacing: false, progress: Progress(enabled: false))
+        }
+        var rng = SplitMix64(seed: 5)
+        let ids = (0..<3).map { _ in (0..<24).map { _ in Int(rng.next() % UInt64(source.config.vocabSize)) } }
+        for path in paths {
+            let model = try ReleaseModel(path: path)
+            let gguf = path.hasSuffix(".gguf") ? try GGUFFile(path: path) : nil
+            // A bundle quantizes the products but the input projection (bf16, as is the tied embedding); a GGUF file
+            // stores each matrix in a block type or, where the scheme falls back, a float type.
+            var kinds: [ModelFamily.LayerTensor] = [.outProjWeight, .linear1Weight, .linear2Weight]
+            var products: [String] = []
+            if gguf != nil {
+                kinds.append(.inProjWeight)
+                products.append(ModelFamily.embedding)
+            }
+            for i in 0..<model.config.layers { products += kinds.map { $0.name(layer: i) } }
+            var decoders = 0
+            for training in products {
+                let stored = model.names.first { $0.training == training }!.source
+                let blocks = try gguf.map { try $0.entry(named: stored).type.dtype == nil } ?? true
+                guard let decoder = try model.rowDecoder(training) else {
+                    XCTAssertFalse(blocks, "\(path): \(training) has no decoder")
+                    continue
+                }
+                decoders += 1
+                let whole = try model.tensor(training).floats()
+                XCTAssertEqual([decoder.rows, decoder.cols], try model.tensor(training).shape, training)
+                let first = decoder.rows / 3, count = min(5, decoder.rows - first)
+                var rows = [Float](repeating: .nan, count: count * decoder.cols)
+                rows.withUnsafeMutableBufferPointer { decoder.decode(first, count, $0.baseAddress!) }
+                let want: [Float] = Array(whole[(first * decoder.cols)..<((first + count) * decoder.cols)])
+                XCTAssertEqual(rows.map { $0.bitPattern }, want.map { $0.bitPattern }, "\(path): \(training)")
+            }
+            XCTAssertGreaterThanOrEqual(decoders, 3 * model.config.layers, path)
+            let decoded = try ForwardPass(model).logits(ids)
+            let copied = try ForwardPass(config: model.config, llamaCppGELU: model.computesLlamaCppGELU, inputRounding: model.llamaCppInputRounding,
+                                         tensor: model.tensor).logits(ids)
+            XCTAssertEqual(decoded.count, 3 * 24 * model.config.vocabSize)
+            XCTAssertEqual(decoded.map(\.bitPattern), copied.map(\.bitPattern), path)
+        }
+    }
+
     /// A source that keeps its logits (a release's) computes its reference once for every bundle checked against it,
     /// and the reports are the same bits as when each computes its own.
     func testAKeptReferenceIsComputedOnceAndChangesNothing() throws {

@@ -125,6 +125,21 @@ public final class GGUFFile: TensorSource {
         }
     }
 
+    /// A block-type matrix (Q8_0, the K-quants, …) decoded a run of rows at a time, as `tensor(named:)` decodes it
+    /// whole (`arapack_gguf_decode`, block by block); nil for a float tensor or one whose rows are not whole blocks.
+    public func rowDecoder(named name: String) throws -> RowDecoder? {
+        let e = try entry(named: name)
+        guard e.type.dtype == nil, e.shape.count == 2, e.shape[1] % e.type.blockElements == 0 else { return nil }
+        let (type, perRow, bytesPerBlock) = (Int32(e.type.rawValue), e.shape[1] / e.type.blockElements, e.type.blockBytes)
+        let start = e.range.lowerBound, file = file
+        return RowDecoder(rows: e.shape[0], cols: e.shape[1], storage: [TensorStorage(file: file, range: e.range)]) { first, count, out in
+            file.withUnsafeBytes { raw in
+                let blocks = raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + start + first * perRow * bytesPerBlock
+                _ = arapack_gguf_decode(type, blocks, count * perRow, out)
+            }
+        }
+    }
+
     /// The strict reader of the header (magic, version, counts, key/values, tensor infos).
     struct Parser {
         let bytes: UnsafeRawBufferPointer

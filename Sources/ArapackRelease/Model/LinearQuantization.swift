@@ -112,27 +112,43 @@ public struct LinearQuantization: Equatable, Sendable {
     /// The float32 tensor `q · scale` of a quantized weight: `stored` is `X` (I8) with its scale, or `X_packed` (I32)
     /// with its scale and `X_shape`, which must state the unpacked shape.
     public static func dequantize(_ stored: Tensor, scale: Tensor, shape: Tensor?, name: String) throws -> Tensor {
+        let decoder = try rowDecoder(stored, scale: scale, shape: shape, name: name)
+        let rows = decoder.rows, cols = decoder.cols
+        // Straight into the tensor's storage, the rows shared among the cores (each value is one product).
+        return try Tensor(float32Shape: [rows, cols]) { out in
+            nonisolated(unsafe) let out = out.baseAddress!
+            let parts = rows * cols >= 1 << 20 ? Cores.online : 1
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                let first = rows * part / parts
+                decoder.decode(first, rows * (part + 1) / parts - first, out + first * cols)
+            }
+        }
+    }
+
+    /// A quantized weight (as `dequantize` takes it) decoded a run of rows at a time, each value `q · scale` as
+    /// `dequantize` computes it: the forward pass reads int8 and int4 bundles this way, with no float32 copy.
+    public static func rowDecoder(_ stored: Tensor, scale: Tensor, shape: Tensor?, name: String) throws -> RowDecoder {
         let (rows, cols, groups) = try checkParts(stored, scale: scale, shape: shape, name: name)
         let packed = stored.dtype == .i32, g = cols / groups
         let s = try scale.floats()
-        // Straight into the tensor's storage, the rows shared among the cores (each value is one product).
-        return try Tensor(float32Shape: [rows, cols]) { out in
+        return RowDecoder(rows: rows, cols: cols, storage: [stored.storage]) { first, count, out in
             stored.withUnsafeBytes { raw in
-                nonisolated(unsafe) let (raw, out) = (raw, out)
-                let parts = rows * cols >= 1 << 20 ? Cores.online : 1
                 s.withUnsafeBufferPointer { s in
-                    nonisolated(unsafe) let s = s
-                    DispatchQueue.concurrentPerform(iterations: parts) { part in
-                        for r in (rows * part / parts)..<(rows * (part + 1) / parts) {
-                            for c in 0..<cols {
+                    let bytes = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                    for r in first..<(first + count) {
+                        let row = out + (r - first) * cols
+                        // One scale per group of g columns; each value is q (exact as a float) times its scale.
+                        for group in 0..<groups {
+                            let scale = s[r * groups + group]
+                            for c in (group * g)..<(group * g + g) {
                                 let q: Int
                                 if packed {
-                                    let byte = raw[r * cols / 2 + c / 2]
+                                    let byte = bytes[r * cols / 2 + c / 2]
                                     q = Int(c % 2 == 0 ? byte & 0xF : byte >> 4) - 8
                                 } else {
-                                    q = Int(Int8(bitPattern: raw[r * cols + c]))
+                                    q = Int(Int8(bitPattern: bytes[r * cols + c]))
                                 }
-                                out[r * cols + c] = Float(q) * s[r * groups + c / g]
+                                row[c] = Float(q) * scale
                             }
                         }
                     }

@@ -210,6 +210,18 @@ public final class ReleaseModel {
         return try Self.read(source, s, parts: quantizedParts[name], transposed: layout.isTransposed(name))
     }
 
+    /// A decoder of the stored rows of a quantized matrix under its training name (int8 and int4 values with their
+    /// scales, a GGUF block type), which the forward pass reads a run of rows at a time, each value what `tensor`
+    /// gives it; nil for any other tensor.
+    public func rowDecoder(_ training: String) throws -> RowDecoder? {
+        let name = training == ModelFamily.lmHead && tied ? ModelFamily.embedding : training
+        guard let s = names.first(where: { $0.training == name })?.source, !layout.isTransposed(name) else { return nil }
+        if let gguf = source as? GGUFFile { return try gguf.rowDecoder(named: s) }
+        guard let parts = quantizedParts[name] else { return nil }
+        return try LinearQuantization.rowDecoder(try source.tensor(named: s), scale: try source.tensor(named: parts.scale),
+                                                 shape: try parts.shape.map { try source.tensor(named: $0) }, name: Self.display(source, s))
+    }
+
     /// The tensors that store a quantized weight, as the source holds them, by what they add to the weight's name:
     /// int8's values ("") and scale, int4's packed words, scale and shape; nil for a weight that is not quantized.
     public func quantizedTensors(_ training: String) throws -> [(suffix: String, tensor: Tensor)]? {
@@ -358,9 +370,10 @@ extension ForwardPass {
     /// A GGUF file's pass computes GELU as llama.cpp does (docs/model-family.md, "The GGUF form").
     /// A GGUF file's products also round their activations as llama.cpp's CPU kernels do for each tensor's type
     /// (float16 for F16, bfloat16 for BF16, Q8_0 blocks for Q8_0): the pass computes what llama.cpp computes.
+    /// Quantized matrices are decoded a run of rows at a time (`ReleaseModel.rowDecoder`), with no float32 copy.
     public convenience init(_ model: ReleaseModel, threads: Int = ForwardPass.defaultThreads) throws {
         try self.init(config: model.config, threads: threads, llamaCppGELU: model.computesLlamaCppGELU,
-                      inputRounding: model.llamaCppInputRounding, tensor: model.tensor)
+                      inputRounding: model.llamaCppInputRounding, rowDecoder: model.rowDecoder, tensor: model.tensor)
     }
 }
 
