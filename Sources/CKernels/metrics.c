@@ -83,6 +83,17 @@ ARAPACK_INLINE double log_sum_exp(const float *x, size_t n) {
     return (double)top + arapack_log(sum);
 }
 
+/// The KL sum's scalar tail from `from` to `n` added to `kl`, and the three results.
+ARAPACK_INLINE void finish_kl(const float *a, const float *b, size_t from, size_t n, double za, double zb, double kl, double out[3]) {
+    for (size_t i = from; i < n; i++) {
+        double la = (double)a[i] - za, lb = (double)b[i] - zb;
+        kl += exp_body(la) * (la - lb);
+    }
+    out[0] = za;
+    out[1] = zb;
+    out[2] = kl;
+}
+
 ARAPACK_INLINE void softmax_kl_body(const float *a, const float *b, size_t n, double out[3]) {
     double za = log_sum_exp(a, n), zb = log_sum_exp(b, n);
     double lanes[KL_LANES] = {0}, kl = 0;
@@ -93,13 +104,7 @@ ARAPACK_INLINE void softmax_kl_body(const float *a, const float *b, size_t n, do
             lanes[l] += exp_body(la) * (la - lb);
         }
     for (int l = 0; l < KL_LANES; l++) kl += lanes[l];
-    for (size_t i = vend; i < n; i++) {
-        double la = (double)a[i] - za, lb = (double)b[i] - zb;
-        kl += exp_body(la) * (la - lb);
-    }
-    out[0] = za;
-    out[1] = zb;
-    out[2] = kl;
+    finish_kl(a, b, vend, n, za, zb, kl, out);
 }
 
 #if defined(__x86_64__)
@@ -153,18 +158,7 @@ V4 double log_sum_exp_avx2(const float *x, size_t n) {
     for (int l = 0; l < KL_LANES; l++) top = lanes[l] > top ? lanes[l] : top;
     for (size_t i = vend; i < n; i++) top = x[i] > top ? x[i] : top;
     __m256d t = _mm256_set1_pd((double)top), lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
-    // Two rounds of lanes per step (more independent work for the out-of-order core), added in round order.
-    size_t i = 0;
-    for (; i + 2 * KL_LANES <= vend; i += 2 * KL_LANES) {
-        __m256 v = _mm256_loadu_ps(x + i), u = _mm256_loadu_ps(x + i + KL_LANES);
-        __m256d e0 = exp4(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), t));
-        __m256d e1 = exp4(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), t));
-        __m256d e2 = exp4(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(u)), t));
-        __m256d e3 = exp4(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(u, 1)), t));
-        lo = _mm256_add_pd(_mm256_add_pd(lo, e0), e2);
-        hi = _mm256_add_pd(_mm256_add_pd(hi, e1), e3);
-    }
-    for (; i < vend; i += KL_LANES) {
+    for (size_t i = 0; i < vend; i += KL_LANES) {
         __m256 v = _mm256_loadu_ps(x + i);
         lo = _mm256_add_pd(lo, exp4(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), t)));
         hi = _mm256_add_pd(hi, exp4(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), t)));
@@ -178,19 +172,7 @@ __attribute__((target("avx2"))) static void softmax_kl_avx2(const float *a, cons
     double za = log_sum_exp_avx2(a, n), zb = log_sum_exp_avx2(b, n);
     size_t vend = n - n % KL_LANES;
     __m256d ta = _mm256_set1_pd(za), tb = _mm256_set1_pd(zb), lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
-    size_t i = 0;
-    for (; i + 2 * KL_LANES <= vend; i += 2 * KL_LANES) {
-        __m256d t[4];
-        for (int q = 0; q < 4; q++) {
-            __m256 va = _mm256_loadu_ps(a + i + (size_t)(q / 2) * KL_LANES), vb = _mm256_loadu_ps(b + i + (size_t)(q / 2) * KL_LANES);
-            __m256d la = _mm256_sub_pd(_mm256_cvtps_pd(q % 2 ? _mm256_extractf128_ps(va, 1) : _mm256_castps256_ps128(va)), ta);
-            __m256d lb = _mm256_sub_pd(_mm256_cvtps_pd(q % 2 ? _mm256_extractf128_ps(vb, 1) : _mm256_castps256_ps128(vb)), tb);
-            t[q] = _mm256_mul_pd(exp4(la), _mm256_sub_pd(la, lb));
-        }
-        lo = _mm256_add_pd(_mm256_add_pd(lo, t[0]), t[2]);
-        hi = _mm256_add_pd(_mm256_add_pd(hi, t[1]), t[3]);
-    }
-    for (; i < vend; i += KL_LANES) {
+    for (size_t i = 0; i < vend; i += KL_LANES) {
         __m256 va = _mm256_loadu_ps(a + i), vb = _mm256_loadu_ps(b + i);
         __m256d la = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(va)), ta);
         __m256d lb = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(vb)), tb);
@@ -199,14 +181,7 @@ __attribute__((target("avx2"))) static void softmax_kl_avx2(const float *a, cons
         lb = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(vb, 1)), tb);
         hi = _mm256_add_pd(hi, _mm256_mul_pd(exp4(la), _mm256_sub_pd(la, lb)));
     }
-    double kl = fold_lanes(lo, hi);
-    for (size_t i = vend; i < n; i++) {
-        double la = (double)a[i] - za, lb = (double)b[i] - zb;
-        kl += exp_body(la) * (la - lb);
-    }
-    out[0] = za;
-    out[1] = zb;
-    out[2] = kl;
+    finish_kl(a, b, vend, n, za, zb, fold_lanes(lo, hi), out);
 }
 
 void arapack_softmax_kl(const float *a, const float *b, size_t n, double out[3]) {
