@@ -140,15 +140,15 @@ public struct LinearQuantization: Equatable, Sendable {
                         // One scale per group of g columns; each value is q (exact as a float) times its scale.
                         for group in 0..<groups {
                             let scale = s[r * groups + group]
-                            for c in (group * g)..<(group * g + g) {
-                                let q: Int
-                                if packed {
+                            if packed {
+                                for c in (group * g)..<(group * g + g) {
                                     let byte = bytes[r * cols / 2 + c / 2]
-                                    q = Int(c % 2 == 0 ? byte & 0xF : byte >> 4) - 8
-                                } else {
-                                    q = Int(Int8(bitPattern: bytes[r * cols + c]))
+                                    row[c] = Float(Int(c % 2 == 0 ? byte & 0xF : byte >> 4) - 8) * scale
                                 }
-                                row[c] = Float(q) * scale
+                            } else {
+                                // A loop of its own, which the compiler vectorises.
+                                let values = UnsafeRawPointer(bytes + r * cols).assumingMemoryBound(to: Int8.self)
+                                for c in (group * g)..<(group * g + g) { row[c] = Float(values[c]) * scale }
                             }
                         }
                     }
