@@ -17,11 +17,11 @@ final class Weight: @unchecked Sendable {
     private let floats: UnsafePointer<Float>?
     /// The 16-bit words of a narrow weight, and how they widen.
     private let halves: UnsafePointer<UInt16>?
-    private let widen: (UnsafeBufferPointer<UInt16>, UnsafeMutableBufferPointer<Float>) -> Void
+    private let widen: ((UnsafeBufferPointer<UInt16>, UnsafeMutableBufferPointer<Float>) -> Void)?
     /// The decoder of a quantized matrix read a run of rows at a time.
     private let decoder: RowDecoder?
     let count: Int
-    /// What keeps the values valid: the source tensor's storage (its mapping), and the owned copy if any.
+    /// What keeps the values valid: the source tensor's (or decoder's) storage, and the owned copy if any.
     private let owner: TensorStorage
     private let owned: ZeroedMemory?
     /// How a product with this weight rounds its input first (`ARAPACK_ROUND_*`: llama.cpp's, for a GGUF weight).
@@ -55,10 +55,9 @@ final class Weight: @unchecked Sendable {
     /// A quantized matrix, decoded a run of rows at a time into the products' scratch.
     init(decoding decoder: RowDecoder) {
         count = decoder.rows * decoder.cols
-        owner = decoder.storage.first ?? TensorStorage(byteCount: 0)
+        owner = decoder.storage
         self.decoder = decoder
-        (floats, halves, owned) = (nil, nil, nil)
-        widen = FloatConversion.convertFromBF16
+        (floats, halves, widen, owned) = (nil, nil, nil, nil)
     }
 
     /// Whether the weight is held as 16-bit words or decoded (its products need scratch to widen rows into).
@@ -75,17 +74,13 @@ final class Weight: @unchecked Sendable {
             decoder.decode(first, rows, scratch)
             return UnsafePointer(scratch)
         }
-        widen(UnsafeBufferPointer(start: halves! + first * width, count: rows * width), UnsafeMutableBufferPointer(start: scratch, count: rows * width))
+        widen!(UnsafeBufferPointer(start: halves! + first * width, count: rows * width), UnsafeMutableBufferPointer(start: scratch, count: rows * width))
         return UnsafePointer(scratch)
     }
 
     /// Drops the pages of a weight read in place from a mapping (they reload from the page cache if read again).
     func discardMappedPages() {
-        if let decoder {
-            for storage in decoder.storage { storage.discardMappedPages() }
-        } else if owned == nil {
-            owner.discardMappedPages()
-        }
+        if owned == nil { owner.discardMappedPages() }
     }
 }
 
@@ -154,7 +149,8 @@ public final class ForwardPass: @unchecked Sendable {
         relu = config.activation == "relu"
         self.llamaCppGELU = llamaCppGELU
         func w(_ name: String, narrow: Bool = false) throws -> Weight {
-            let weight = try narrow ? (try rowDecoder(name)).map(Weight.init(decoding:)) ?? Weight(tensor(name), narrow: true) : Weight(tensor(name))
+            let decoder = narrow ? try rowDecoder(name) : nil
+            let weight = try decoder.map(Weight.init(decoding:)) ?? Weight(tensor(name), narrow: narrow)
             weight.inputRounding = inputRounding(name)
             return weight
         }

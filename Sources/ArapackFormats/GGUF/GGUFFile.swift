@@ -106,36 +106,29 @@ public final class GGUFFile: TensorSource {
 
     public func tensor(named name: String) throws -> Tensor {
         let e = try entry(named: name)
-        let storage = TensorStorage(file: file, range: e.range)
-        if let dtype = e.type.dtype { return try Tensor(dtype: dtype, shape: e.shape, storage: storage) }
+        if let dtype = e.type.dtype { return try Tensor(dtype: dtype, shape: e.shape, storage: TensorStorage(file: file, range: e.range)) }
         // A block type: dequantized as ggml does (bounded: at most 4 bytes per 0.5625 of the file's, Q4_0's ratio).
-        // Straight into the tensor's storage, the blocks shared among the cores (each block decodes alone).
-        let blockCount = e.shape.reduce(1, *) / e.type.blockElements
-        let (type, perBlock, bytesPerBlock) = (Int32(e.type.rawValue), e.type.blockElements, e.type.blockBytes)
-        return try Tensor(float32Shape: e.shape) { out in
-            file.withUnsafeBytes { raw in
-                nonisolated(unsafe) let blocks = UnsafeRawBufferPointer(rebasing: raw[e.range]).baseAddress!.assumingMemoryBound(to: UInt8.self)
-                nonisolated(unsafe) let out = out.baseAddress!
-                let parts = blockCount >= 4096 ? Cores.online : 1
-                DispatchQueue.concurrentPerform(iterations: parts) { part in
-                    let first = blockCount * part / parts, end = blockCount * (part + 1) / parts
-                    _ = arapack_gguf_decode(type, blocks + first * bytesPerBlock, end - first, out + first * perBlock)
-                }
-            }
-        }
+        return try blockDecoder(e).decodeAll(shape: e.shape)
     }
 
     /// A block-type matrix (Q8_0, the K-quants, …) decoded a run of rows at a time, as `tensor(named:)` decodes it
-    /// whole (`arapack_gguf_decode`, block by block); nil for a float tensor or one whose rows are not whole blocks.
+    /// whole; nil for a float tensor or one that is not a matrix.
     public func rowDecoder(named name: String) throws -> RowDecoder? {
         let e = try entry(named: name)
-        guard e.type.dtype == nil, e.shape.count == 2, e.shape[1] % e.type.blockElements == 0 else { return nil }
-        let (type, perRow, bytesPerBlock) = (Int32(e.type.rawValue), e.shape[1] / e.type.blockElements, e.type.blockBytes)
+        guard e.type.dtype == nil, e.shape.count == 2 else { return nil }
+        return blockDecoder(e)
+    }
+
+    /// A block tensor's rows (its last dimension; each a whole number of blocks, as the header check requires)
+    /// decoded by `arapack_gguf_decode`, block by block as ggml's `dequantize_row_*`.
+    private func blockDecoder(_ e: Entry) -> RowDecoder {
+        let cols = e.shape.last ?? 1, count = e.shape.reduce(1, *)
+        let (type, perRow, bytesPerBlock) = (Int32(e.type.rawValue), cols / e.type.blockElements, e.type.blockBytes)
         let start = e.range.lowerBound, file = file
-        return RowDecoder(rows: e.shape[0], cols: e.shape[1], storage: [TensorStorage(file: file, range: e.range)]) { first, count, out in
+        return RowDecoder(rows: cols == 0 ? 0 : count / cols, cols: cols, storage: TensorStorage(file: file, range: e.range)) { first, rows, out in
             file.withUnsafeBytes { raw in
                 let blocks = raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + start + first * perRow * bytesPerBlock
-                _ = arapack_gguf_decode(type, blocks, count * perRow, out)
+                _ = arapack_gguf_decode(type, blocks, rows * perRow, out)
             }
         }
     }

@@ -113,16 +113,7 @@ public struct LinearQuantization: Equatable, Sendable {
     /// with its scale and `X_shape`, which must state the unpacked shape.
     public static func dequantize(_ stored: Tensor, scale: Tensor, shape: Tensor?, name: String) throws -> Tensor {
         let decoder = try rowDecoder(stored, scale: scale, shape: shape, name: name)
-        let rows = decoder.rows, cols = decoder.cols
-        // Straight into the tensor's storage, the rows shared among the cores (each value is one product).
-        return try Tensor(float32Shape: [rows, cols]) { out in
-            nonisolated(unsafe) let out = out.baseAddress!
-            let parts = rows * cols >= 1 << 20 ? Cores.online : 1
-            DispatchQueue.concurrentPerform(iterations: parts) { part in
-                let first = rows * part / parts
-                decoder.decode(first, rows * (part + 1) / parts - first, out + first * cols)
-            }
-        }
+        return try decoder.decodeAll(shape: [decoder.rows, decoder.cols])
     }
 
     /// A quantized weight (as `dequantize` takes it) decoded a run of rows at a time, each value `q · scale` as
@@ -131,7 +122,7 @@ public struct LinearQuantization: Equatable, Sendable {
         let (rows, cols, groups) = try checkParts(stored, scale: scale, shape: shape, name: name)
         let packed = stored.dtype == .i32, g = cols / groups
         let s = try scale.floats()
-        return RowDecoder(rows: rows, cols: cols, storage: [stored.storage]) { first, count, out in
+        return RowDecoder(rows: rows, cols: cols, storage: stored.storage) { first, count, out in
             stored.withUnsafeBytes { raw in
                 s.withUnsafeBufferPointer { s in
                     let bytes = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
