@@ -2,6 +2,7 @@ import ArapackFormats
 import ArapackTensor
 import CKernels
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -267,14 +268,16 @@ public final class ForwardPass: @unchecked Sendable {
             }
             arapack_pack_rows(xIn + first * inWidth, inWidth, last - first, inWidth, xp + first * inWidth)
         }
-        let chunk = Self.chunk(rows: packed)
-        // Each core takes a run of 64-column blocks, and computes it `chunk` columns at a time.
-        parallel(outWidth / 64, minimum: 2) { part, blocks in
-            let t = t + part * chunk * packed
-            let end = blocks.upperBound == outWidth / 64 ? outWidth : blocks.upperBound * 64
-            for first in stride(from: blocks.lowerBound * 64, to: end, by: chunk) {
-                let cols = min(chunk, end - first)
-                let w = weight.rows(first, cols, width: inWidth, scratch: widened + part * chunk * inWidth)
+        let chunk = Self.chunk(rows: packed), unit = Self.unit(outWidth: outWidth, chunk: chunk, threads: threads)
+        let units = (outWidth + unit - 1) / unit
+        // Each core takes the next `unit` columns until none are left, so a core that something else shares (a
+        // digest, the writer) takes fewer and no core waits for it.
+        let next = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: min(threads, units)) { part in
+            let t = t + part * chunk * packed, scratch = widened + part * chunk * inWidth
+            while case let u = next.wrappingAdd(1, ordering: .relaxed).oldValue, u < units {
+                let first = u * unit, cols = min(unit, outWidth - first)
+                let w = weight.rows(first, cols, width: inWidth, scratch: scratch)
                 arapack_gemm_nt(xp, rows, inWidth, w, inWidth, cols, t, packed)
                 arapack_add_transposed(t, packed, cols, rows, y + first, outWidth, b.map { $0 + first }, accumulate ? 1 : 0)
                 if activate {
@@ -282,6 +285,12 @@ public final class ForwardPass: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Output columns a core takes at a time in `linear`: a multiple of 64, at most `chunk`, and small enough that
+    /// each core has about four to take.
+    static func unit(outWidth: Int, chunk: Int, threads: Int) -> Int {
+        max(64, min(chunk, outWidth / (4 * threads)) / 64 * 64)
     }
 
     /// Output columns per GEMM call in `linear`, a multiple of 64, so that each core's scratch of `chunk × rows`
