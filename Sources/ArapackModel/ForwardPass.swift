@@ -247,10 +247,9 @@ public final class ForwardPass: @unchecked Sendable {
     }
 
     /// y = x · Wᵀ + b, or y = (y + b) + x · Wᵀ with `accumulate` (no bias: y = x · Wᵀ), x [rows, inWidth],
-    /// W [outWidth, inWidth]; with `activate`, the FFN's activation is applied to each chunk while it is in
-    /// cache. x is packed into 16-row panels once; the output columns are split across the cores, each computing
-    /// its share `chunk` columns at a time, transposed (`W[chunk] · xᵀ`, `arapack_gemm_nt`), into its scratch, then
-    /// added into y. Which core computes a column, and how many rows there are, change no bit of it.
+    /// W [outWidth, inWidth]; with `activate`, the FFN's activation is applied to each run of columns while it
+    /// is in cache. x is packed into 16-row panels once; the cores take runs of output columns in turn, each run
+    /// computed transposed (`W[run] · xᵀ`, `arapack_gemm_nt`) into the core's scratch, then added into y. Which core computes a column, and how many rows there are, change no bit of it.
     private func linear(_ x: UnsafePointer<Float>, rows: Int, inWidth: Int, weight: Weight, bias: Weight?,
                         outWidth: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false, activate: Bool = false,
                         work: Work) {
@@ -293,8 +292,8 @@ public final class ForwardPass: @unchecked Sendable {
         max(64, min(chunk, outWidth / (4 * threads)) / 64 * 64)
     }
 
-    /// Output columns per GEMM call in `linear`, a multiple of 64, so that each core's scratch of `chunk × rows`
-    /// floats stays within 8 MiB.
+    /// The most output columns of one GEMM call in `linear`, a multiple of 64, so that each core's scratch of
+    /// `chunk × rows` floats stays within 8 MiB.
     static func chunk(rows: Int) -> Int {
         max(64, min(4 * rows, 2048, (1 << 21) / max(rows, 1)) / 64 * 64)
     }
