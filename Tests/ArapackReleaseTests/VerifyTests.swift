@@ -80,8 +80,8 @@ final class VerifyTests: XCTestCase {
         XCTAssertTrue(extracted.stdout.hasPrefix(try SHA256.hex(ofFile: scratch + "/a/model.safetensors")))
     }
 
-    /// zstd's worker threads share the compression, and their count changes no byte: 40 MiB is several of zstd's
-    /// jobs at the pinned level. The zstd tool reads it back.
+    /// zstd's worker threads share the compression, and their count changes no byte: 40 MiB is five of zstd's 8 MiB
+    /// jobs. The zstd tool reads it back.
     func testArchiveBytesDoNotDependOnTheWorkerCount() throws {
         var random = SplitMix64(seed: 7)
         var data = [UInt8](repeating: 0, count: 40 << 20)
