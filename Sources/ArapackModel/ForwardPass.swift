@@ -249,7 +249,8 @@ public final class ForwardPass: @unchecked Sendable {
     /// y = x · Wᵀ + b, or y = (y + b) + x · Wᵀ with `accumulate` (no bias: y = x · Wᵀ), x [rows, inWidth],
     /// W [outWidth, inWidth]; with `activate`, the FFN's activation is applied to each run of columns while it
     /// is in cache. x is packed into 16-row panels once; the cores take runs of output columns in turn, each run
-    /// computed transposed (`W[run] · xᵀ`, `arapack_gemm_nt`) into the core's scratch, then added into y. Which core computes a column, and how many rows there are, change no bit of it.
+    /// computed transposed (`W[run] · xᵀ`, `arapack_gemm_nt`) into the core's scratch, then added into y. Which
+    /// core computes a column, and how many rows there are, change no bit of it.
     private func linear(_ x: UnsafePointer<Float>, rows: Int, inWidth: Int, weight: Weight, bias: Weight?,
                         outWidth: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false, activate: Bool = false,
                         work: Work) {
