@@ -269,13 +269,9 @@ public final class ForwardPass: @unchecked Sendable {
             arapack_pack_rows(xIn + first * inWidth, inWidth, last - first, inWidth, xp + first * inWidth)
         }
         let chunk = Self.chunk(rows: packed), unit = Self.unit(outWidth: outWidth, chunk: chunk, threads: threads)
-        let units = (outWidth + unit - 1) / unit
-        // Each core takes the next `unit` columns until none are left, so a core that something else shares (a
-        // digest, the writer) takes fewer and no core waits for it.
-        let next = Atomic<Int>(0)
-        DispatchQueue.concurrentPerform(iterations: min(threads, units)) { part in
+        parallel((outWidth + unit - 1) / unit, minimum: 2) { part, units in
             let t = t + part * chunk * packed, scratch = widened + part * chunk * inWidth
-            while case let u = next.wrappingAdd(1, ordering: .relaxed).oldValue, u < units {
+            for u in units {
                 let first = u * unit, cols = min(unit, outWidth - first)
                 let w = weight.rows(first, cols, width: inWidth, scratch: scratch)
                 arapack_gemm_nt(xp, rows, inWidth, w, inWidth, cols, t, packed)
@@ -287,8 +283,8 @@ public final class ForwardPass: @unchecked Sendable {
         }
     }
 
-    /// Output columns a core takes at a time in `linear`: a multiple of 64, at most `chunk`, and small enough that
-    /// each core has about four to take.
+    /// Output columns of one GEMM call in `linear`: a multiple of 64, at most `chunk`, and small enough that each
+    /// core has about four runs of them to take.
     static func unit(outWidth: Int, chunk: Int, threads: Int) -> Int {
         max(64, min(chunk, outWidth / (4 * threads)) / 64 * 64)
     }
@@ -299,13 +295,20 @@ public final class ForwardPass: @unchecked Sendable {
         max(64, min(4 * rows, 2048, (1 << 21) / max(rows, 1)) / 64 * 64)
     }
 
-    /// Runs `body(part, range)` over `0..<count` split into one contiguous range per core; `part` (below
-    /// `threads`) tells a call which core's scratch it owns.
+    /// Runs `body(part, range)` over `0..<count` in runs of about a quarter of a core's share: each core takes the
+    /// next run when done with its last, so a core that something else shares (a digest, the writer) takes fewer and
+    /// no core waits for it. `part` (below `threads`) tells a call which core's scratch it owns. Every region split
+    /// this way computes each item alone, so who takes what changes no bit.
     private func parallel(_ count: Int, minimum: Int = 64, _ body: (Int, Range<Int>) -> Void) {
         let parts = count >= minimum ? min(threads, count) : 1
-        nonisolated(unsafe) let run = body
-        DispatchQueue.concurrentPerform(iterations: parts) { i in
-            run(i, (count * i / parts)..<(count * (i + 1) / parts))
+        guard parts > 1 else { return body(0, 0..<count) }
+        let run = max(1, count / (4 * parts))
+        let next = Atomic<Int>(0)
+        nonisolated(unsafe) let body = body
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            while case let first = next.wrappingAdd(run, ordering: .relaxed).oldValue, first < count {
+                body(part, first..<min(count, first + run))
+            }
         }
     }
 
