@@ -49,6 +49,7 @@ final class TrainingCurveTests: XCTestCase {
         let cases: [(name: String, text: String, fragment: String)] = [
             ("log.csv", "_step,train/loss,lr\n0,1,0.1\n", "log.csv:1: no validation loss column (one of val/loss, val_loss, eval/loss"),
             ("log.csv", header + "0,3,3,0.1\n5,2,2,0.1\n4,1,1,0.1\n", "log.csv:4: step 4 is not after step 5 on line 3: steps must increase"),
+            ("log.csv", header + "0,3,3,0.1\n1022222222222222222222220,2,2,0.1\n", "log.csv:3: the step is 1.02e+24; a step is a count up to 10^15"),
             ("log.csv", header + "0,NaN,,0.1\n1,nan,3,0.1\n", "log.csv: no training loss value in 2 rows"),
             ("log.csv", "", "log.csv: empty: no header row"),
             ("log.jsonl", "{\"_step\": 0, \"train/loss\": 1}\n[1, 2]\n", "log.jsonl:2: not a JSON object"),
@@ -62,6 +63,11 @@ final class TrainingCurveTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(scratch + "/" + c.fragment), "\(c.fragment): \(r.stderr)")
             XCTAssertFalse(pathExists(scratch + "/out"))
         }
+        // Absurd but finite losses are drawn, not a crash: the plots' coordinates stay within their bounds.
+        try writeText(header + "0,6.2,-1e308,0.1\n10,1e308,1e308,0\n", to: scratch + "/extreme.csv")
+        let extreme = try TestSupport.arapack("convert", source, scratch + "/extreme", "--training-log", scratch + "/extreme.csv")
+        XCTAssertEqual(extreme.status, 0, extreme.stderr)
+        XCTAssertTrue(pathExists(scratch + "/extreme/training_loss.svg"))
         let gguf = try TestSupport.arapack("convert", source, scratch + "/x.gguf", "--to", "gguf", "--training-log", scratch + "/log.csv")
         XCTAssertEqual(gguf.status, 64)
         XCTAssertTrue(gguf.stderr.contains("--training-log applies to bundles"), gguf.stderr)

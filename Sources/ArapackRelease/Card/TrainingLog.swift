@@ -54,6 +54,8 @@ public struct TrainingLog: Sendable {
     public private(set) var rows = 0
 
     /// The names each column may have in an export (WandB's history keys as training scripts log them).
+    /// The largest step a log may name.
+    static let maximumStep = 1e15
     static let stepNames = ["_step", "step", "Step", "trainer/global_step", "global_step", "train/step"]
     static let trainNames = ["train/loss", "train_loss", "loss", "training_loss", "train/train_loss"]
     static let validationNames = ["val/loss", "val_loss", "eval/loss", "eval_loss", "validation/loss", "validation_loss", "valid/loss"]
@@ -93,7 +95,10 @@ public struct TrainingLog: Sendable {
     private var lastStep: (value: Double, line: Int)?
     mutating func add(step: Double?, train: Double?, validation: Double?, rate: Double?, tokens seen: Double?, line: Int, path: String) throws {
         guard let step else { return }  // a row without a step (a summary line) adds nothing
-        guard step.isFinite else { throw TrainingLogError(file: path, line: line, problem: "the step is \(step)") }
+        // A step counts optimizer steps: anything beyond 10^15 is an absurd log (and past what the plots print).
+        guard step.isFinite, step.magnitude <= Self.maximumStep else {
+            throw TrainingLogError(file: path, line: line, problem: "the step is \(metricNumber(step)); a step is a count up to 10^15")
+        }
         if let last = lastStep, !(step > last.value) {
             throw TrainingLogError(file: path, line: line, problem: "step \(metricNumber(step)) is not after step \(metricNumber(last.value)) on line \(last.line): steps must increase")
         }

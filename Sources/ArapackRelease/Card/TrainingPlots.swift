@@ -121,9 +121,9 @@ public enum TrainingPlots {
         return metricNumber(v)
     }
 
-    /// Two decimals, the same on every machine.
+    /// Two decimals, the same on every machine (a coordinate an absurd log pushes past ±1e15, or to NaN, is clamped).
     static func fixed(_ v: Double) -> String {
-        let hundredths = Int64((v * 100).rounded())
+        let hundredths = Int64((v.isNaN ? 0 : min(max(v, -1e15), 1e15) * 100).rounded())
         let sign = hundredths < 0 ? "-" : ""
         let magnitude = hundredths.magnitude
         let fraction = String(magnitude % 100)
