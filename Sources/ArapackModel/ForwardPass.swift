@@ -83,6 +83,11 @@ final class Weight: @unchecked Sendable {
     func discardMappedPages() {
         if owned == nil { owner.discardMappedPages() }
     }
+
+    /// Starts reading a weight read in place from a mapping into memory (see `MappedFile.adviseWillNeed`).
+    func adviseWillNeed() {
+        if owned == nil { owner.adviseWillNeed() }
+    }
 }
 
 /// Ids the forward pass cannot compute on.
@@ -168,6 +173,24 @@ public final class ForwardPass: @unchecked Sendable {
                          linear2: try t(.linear2Weight, narrow: true), bias2: try t(.linear2Bias),
                          norm1w: try t(.norm1Weight), norm1b: try t(.norm1Bias), norm2w: try t(.norm2Weight), norm2b: try t(.norm2Bias))
         }
+        readAhead()
+    }
+
+    /// The weights in the order a pass reads them whole (the embedding, of which the pass reads only its ids' rows
+    /// at the start, comes last: a tied head reads all of it at the end).
+    var weightsInOrderOfUse: [Weight] {
+        [positions] + layers.flatMap {
+            [$0.norm1w, $0.norm1b, $0.inProj, $0.inBias, $0.outProj, $0.outBias, $0.norm2w, $0.norm2b, $0.linear1, $0.bias1, $0.linear2, $0.bias2]
+        } + [lnfw, lnfb, head] + (head === embedding ? [] : [embedding])
+    }
+
+    /// Asks the kernel to read the mapped weights ahead, in the order the pass uses them, on a background thread: a
+    /// checkpoint not yet in memory (the first run after it was written or copied) is then read in large requests
+    /// while the pass computes, instead of a page fault at a time as each product reaches its matrix. Weights
+    /// already in memory cost a lookup of their pages. The bits do not depend on it.
+    func readAhead() {
+        let weights = weightsInOrderOfUse
+        DispatchQueue.global().async { for w in weights { w.adviseWillNeed() } }
     }
 
     /// Drops the mapped pages of every weight read in place: once a pass is done, the source's mapping stops

@@ -83,13 +83,33 @@ public final class MappedFile: @unchecked Sendable {
         try withExtendedLifetime(self) { try body(UnsafeRawBufferPointer(start: base, count: count)) }
     }
 
-    /// Advises the kernel that `range` will be read sequentially soon.
-    public func adviseSequential(_ range: Range<Int>) {
+    /// Asks the kernel to start reading `range` of the file into memory now (`MADV_WILLNEED`), without waiting for
+    /// it: a file not yet in the page cache is then read ahead in large requests, and later reads of `range` find it
+    /// there instead of faulting it in a little at a time. Pages already in memory cost only a lookup. Linux reads
+    /// at most one readahead window (the device's `read_ahead_kb`) per call, so a larger range is asked for in steps.
+    public func adviseWillNeed(_ range: Range<Int>) {
         guard let base, !range.isEmpty else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = range.lowerBound / page * page
-        madvise(UnsafeMutableRawPointer(mutating: base + start), range.upperBound - start, MADV_SEQUENTIAL | MADV_WILLNEED)
+        var start = range.lowerBound / page * page
+        while start < range.upperBound {
+            let end = min(start + MappedFile.willNeedStep, range.upperBound)
+            madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_WILLNEED)
+            start = end
+        }
     }
+
+    /// Calls `body` with the mapping advised for random access (`MADV_RANDOM`), then restores the default: a fault
+    /// then reads the page it needs, not the readahead window around it. For reads scattered across a large file
+    /// (a ZIP's local headers, one before each entry): each would otherwise read megabytes it does not need.
+    public func withRandomAccess<R>(_ body: () throws -> R) rethrows -> R {
+        guard let base else { return try body() }
+        madvise(UnsafeMutableRawPointer(mutating: base), count, MADV_RANDOM)
+        defer { madvise(UnsafeMutableRawPointer(mutating: base), count, MADV_NORMAL) }
+        return try body()
+    }
+
+    /// The most one `MADV_WILLNEED` asks for: 2 MiB, the step in which Linux issues readahead.
+    static let willNeedStep = 2 << 20
 
     /// Drops the resident pages wholly inside `range` (they are read again from the file if touched), so
     /// streaming through a large mapping keeps resident memory bounded.

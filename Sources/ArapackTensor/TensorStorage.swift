@@ -45,6 +45,12 @@ public final class TensorStorage: @unchecked Sendable {
         if case let .mapped(file, range) = backing { file.discardPages(range) }
     }
 
+    /// For mapped storage, starts reading its bytes from the file now (see `MappedFile.adviseWillNeed`); owned
+    /// storage is already in memory.
+    public func adviseWillNeed() {
+        if case let .mapped(file, range) = backing { file.adviseWillNeed(range) }
+    }
+
     /// Drops the resident pages of `bytes` (offsets within this storage) when mapped.
     public func discardMappedPages(_ bytes: Range<Int>) {
         if case let .mapped(file, range) = backing {

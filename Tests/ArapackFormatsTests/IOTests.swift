@@ -47,11 +47,7 @@ final class IOTests: XCTestCase {
     func testDirectWriterWritesTheSameBytesPastThePageCache() throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { removeTree(dir) }
-        // The file system holding dir: the longest mount point in /proc/self/mounts that is a prefix of its real path.
-        let real = URL(fileURLWithPath: dir).resolvingSymlinksInPath().path
-        let mounts = try String(contentsOfFile: "/proc/self/mounts", encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ") }
-        let mount = mounts.filter { $0.count > 2 && (real + "/").hasPrefix($0[1] == "/" ? "/" : $0[1] + "/") }.max { $0[1].count < $1[1].count }
-        let takesDirect = ["ext4", "xfs", "btrfs"].contains(mount.map { String($0[2]) } ?? "")
+        let takesDirect = try TestSupport.isOnDisk(dir)
         let buffer = 1 << 16
         for (name, sizes) in [("ragged.bin", [1, 4095, 200_000, 3, 70_000, 65_536, 10]), ("edge.bin", [buffer, 2 * buffer + 5, buffer - 5])] {
             let out = try AtomicFileWriter(destination: dir + "/" + name, bufferSize: buffer, hashing: true, direct: true)
@@ -65,17 +61,37 @@ final class IOTests: XCTestCase {
             try out.commit()
             if takesDirect {
                 // Before anything reads the file back into the page cache.
-                let file = try MappedFile(path: dir + "/" + name)
-                let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-                var resident = [UInt8](repeating: 0, count: (file.count + page - 1) / page)
-                file.withUnsafeBytes { XCTAssertEqual(mincore(UnsafeMutableRawPointer(mutating: $0.baseAddress!), $0.count, &resident), 0) }
-                let direct = expected.count / buffer * buffer / page
+                let resident = TestSupport.residentPages(try MappedFile(path: dir + "/" + name))
+                let direct = expected.count / buffer * buffer / Int(sysconf(Int32(_SC_PAGESIZE)))
                 XCTAssertGreaterThan(direct, 0)
-                XCTAssertEqual(resident[..<direct].filter { $0 & 1 != 0 }.count, 0, "\(name): pages written directly are not in the page cache")
+                XCTAssertEqual(resident[..<direct].filter { $0 }.count, 0, "\(name): pages written directly are not in the page cache")
             }
             XCTAssertEqual(FileManager.default.contents(atPath: dir + "/" + name).map { [UInt8]($0) }, expected, name)
             XCTAssertEqual(out.sha256, expected.withUnsafeBytes { SHA256.hex(of: $0) }, name)
         }
+    }
+
+    /// `adviseWillNeed` reads the whole range into memory, though Linux reads at most one readahead window (the
+    /// device's `read_ahead_kb`, 128 KiB to a few MiB) per request: a 24 MiB file not in memory is wholly in it soon
+    /// after one call, without being touched.
+    func testAdvisingAColdFileReadsAllOfIt() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        let path = dir + "/cold.bin"
+        try Data(count: 24 << 20).write(to: URL(fileURLWithPath: path))
+        guard try TestSupport.isOnDisk(dir) else { return }  // tmpfs keeps every page in memory: nothing to observe
+        try TestSupport.evictFromPageCache(path)
+        let file = try MappedFile(path: path)
+        XCTAssertEqual(TestSupport.residentPages(file).filter { $0 }.count, 0, "the file starts out of memory")
+        file.adviseWillNeed(0..<file.count)
+        func resident() -> Int { TestSupport.residentPages(file).filter { $0 }.count }
+        let pages = file.count / Int(sysconf(Int32(_SC_PAGESIZE)))
+        var waited = 0
+        while resident() < pages, waited < 200 {
+            usleep(50_000)
+            waited += 1
+        }
+        XCTAssertEqual(resident(), pages, "every page is read")
     }
 
     /// Buffers are written on another thread while the next fills: the file and its digest are those of the bytes in

@@ -178,6 +178,37 @@ final class ForwardPassTests: XCTestCase {
         }
     }
 
+    /// Making a pass asks the kernel to read its mapped weights ahead, so that a checkpoint not in memory is read in
+    /// large requests while the pass computes rather than a fault at a time: soon after, every page of every weight
+    /// is in memory, though the pass has not run and opening the checkpoint read only its directory and pickle.
+    func testMakingAPassReadsItsMappedWeightsAhead() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        let path = dir + "/cold.pt"
+        try FileManager.default.copyItem(atPath: TestSupport.fixture("golden/ar_odd.pt"), toPath: path)
+        guard try TestSupport.isOnDisk(dir) else { return }  // tmpfs keeps every page in memory: nothing to observe
+        try TestSupport.evictFromPageCache(path)
+        let source = try ReleaseModel(path: path)
+        let file = try MappedFile(path: path)  // another mapping of the same file: it sees the same page cache
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        // The pages wholly inside the weights' storages (the pages holding their ZIP headers are read to open it).
+        let pages = try ZipArchive(file: file).entries.filter { $0.name.contains("/data/") }.flatMap { e in
+            let first = (e.dataOffset + page - 1) / page
+            return first..<max(first, (e.dataOffset + e.size) / page)
+        }
+        func resident() -> Int { let r = TestSupport.residentPages(file); return pages.filter { r[$0] }.count }
+        XCTAssertGreaterThan(pages.count, 100)
+        XCTAssertLessThan(resident(), pages.count / 2, "opening the checkpoint does not read its weights")
+        let pass = try ForwardPass(source)
+        var waited = 0
+        while resident() < pages.count, waited < 200 {
+            usleep(50_000)
+            waited += 1
+        }
+        XCTAssertEqual(resident(), pages.count, "every weight page is read ahead")
+        withExtendedLifetime(pass) {}
+    }
+
     func testInputChecks() throws {
         let forward = try ForwardPass(try ReleaseModel(path: TestSupport.fixture("golden/ar_gelu.pt")))
         XCTAssertThrowsError(try forward.logits([[1, 2, 128]])) { XCTAssertEqual($0 as? ForwardError, .tokenOutsideVocabulary(id: 128, vocabSize: 128)) }

@@ -9,7 +9,6 @@ public enum TestSupport {
     public static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// `Fixtures/<relative>`.
     /// `Type.case` of a typed error (an enum's case with its payload; a struct's type alone), for tables that match
     /// errors by case rather than by message.
     public static func caseName(_ error: Error) -> String {
@@ -19,6 +18,7 @@ public enum TestSupport {
         return type + "." + (mirror.children.first?.label ?? String(describing: error))
     }
 
+    /// `Fixtures/<relative>`.
     public static func fixture(_ relative: String) -> String {
         repositoryRoot.appendingPathComponent("Fixtures").appendingPathComponent(relative).path
     }
@@ -47,6 +47,42 @@ public enum TestSupport {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url.path
+    }
+
+    /// The file system holding `path` (`ext4`, `tmpfs`, …): that of the longest mount point in /proc/self/mounts
+    /// that is a prefix of its real path.
+    public static func fileSystem(of path: String) throws -> String {
+        let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        let mounts = try String(contentsOfFile: "/proc/self/mounts", encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ") }
+        let mount = mounts.filter { $0.count > 2 && (real + "/").hasPrefix($0[1] == "/" ? "/" : $0[1] + "/") }.max { $0[1].count < $1[1].count }
+        return mount.map { String($0[2]) } ?? ""
+    }
+
+    /// Whether the file system holding `path` keeps files on a disk, the page cache holding copies of their pages
+    /// that can be dropped and read back (ext4, XFS, Btrfs; not tmpfs). Such file systems also take O_DIRECT.
+    public static func isOnDisk(_ path: String) throws -> Bool {
+        ["ext4", "xfs", "btrfs"].contains(try fileSystem(of: path))
+    }
+
+    /// Writes the file at `path` back to its disk and drops its pages from the page cache (`POSIX_FADV_DONTNEED`),
+    /// as if it had not been read since the machine started.
+    public static func evictFromPageCache(_ path: String) throws {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw FileError(path: path, operation: "fsync", code: errno) }
+        let status = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+        guard status == 0 else { throw FileError(path: path, operation: "posix_fadvise", code: status) }
+    }
+
+    /// For each page of `file`'s mapping, whether it is in memory (`mincore`).
+    public static func residentPages(_ file: MappedFile) -> [Bool] {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var resident = [UInt8](repeating: 0, count: (file.count + page - 1) / page)
+        guard file.count > 0 else { return [] }
+        let status = file.withUnsafeBytes { mincore(UnsafeMutableRawPointer(mutating: $0.baseAddress!), $0.count, &resident) }
+        precondition(status == 0, "mincore failed: \(errno)")
+        return resident.map { $0 & 1 != 0 }
     }
 
     /// The built `arapack` executable next to the test bundle.

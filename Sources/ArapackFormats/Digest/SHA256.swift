@@ -48,7 +48,7 @@ public final class SHA256 {
     public static func hex(ofFile path: String, cancelled: () -> Bool = { false }) throws -> String {
         let file = try MappedFile(path: path)
         let d = SHA256()
-        file.adviseSequential(0..<file.count)
+        file.adviseWillNeed(0..<file.count)
         file.withUnsafeBytes { all in
             var offset = 0
             while offset < all.count && !cancelled() {

@@ -57,8 +57,10 @@ public final class ZipArchive {
         self.inflateLimit = inflateLimit ?? Self.inflateBudget(archiveSize: r.count)
         let name = label ?? file.path
         self.label = name
-        let parsed = try file.withUnsafeBytes { all in
-            try ZipArchive.readDirectory(UnsafeRawBufferPointer(rebasing: all[r]), label: name)
+        // The local headers lie one before each entry, all through the file: each is read by itself, not with the
+        // readahead window around it (a cold 4.6 GB training checkpoint read 1.3 GB of optimizer state for them).
+        let parsed = try file.withRandomAccess {
+            try file.withUnsafeBytes { all in try ZipArchive.readDirectory(UnsafeRawBufferPointer(rebasing: all[r]), label: name) }
         }
         var index: [String: Int] = [:]
         var folded: [String: String] = [:]
