@@ -85,15 +85,22 @@ public final class MappedFile: @unchecked Sendable {
 
     /// Asks the kernel to start reading `range` of the file into memory now (`MADV_WILLNEED`), without waiting for
     /// it: a file not yet in the page cache is then read ahead in large requests, and later reads of `range` find it
-    /// there instead of faulting it in a little at a time. Pages already in memory cost only a lookup. Linux reads
-    /// at most one readahead window (the device's `read_ahead_kb`) per call, so a larger range is asked for in steps.
+    /// there instead of faulting it in a little at a time. Linux reads at most one readahead window (the device's
+    /// `read_ahead_kb`) per call, so a larger range is asked for in steps; a step whose first, middle and last pages
+    /// are in memory already is taken to be there and skipped (asking costs a lookup of every page: 70 ms for 4.6 GB).
     public func adviseWillNeed(_ range: Range<Int>) {
         guard let base, !range.isEmpty else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        func inMemory(_ offset: Int) -> Bool {
+            var resident: UInt8 = 0
+            return mincore(UnsafeMutableRawPointer(mutating: base + offset / page * page), 1, &resident) == 0 && resident & 1 != 0
+        }
         var start = range.lowerBound / page * page
         while start < range.upperBound {
             let end = min(start + MappedFile.willNeedStep, range.upperBound)
-            madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_WILLNEED)
+            if !(inMemory(start) && inMemory((start + end) / 2) && inMemory(end - 1)) {
+                madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_WILLNEED)
+            }
             start = end
         }
     }

@@ -43,16 +43,20 @@ public final class SHA256 {
         return d.hexDigest()
     }
 
-    /// SHA-256 of the file at `path`, read through a memory map in 64 MiB steps, as lower-case hex.
-    /// `cancelled`, checked between 64 MiB blocks, stops the hash early (the result is then meaningless).
+    /// SHA-256 of the file at `path`, read through a memory map in 64 MiB steps, as lower-case hex. Each step asks
+    /// the kernel for the next one before hashing it, so a file not in memory is read from the disk while it is
+    /// hashed, and no more than one step ahead of the hash is read (a file larger than the memory is not read all
+    /// at once). `cancelled`, checked between 64 MiB blocks, stops the hash early (the result is then meaningless).
     public static func hex(ofFile path: String, cancelled: () -> Bool = { false }) throws -> String {
         let file = try MappedFile(path: path)
         let d = SHA256()
-        file.adviseWillNeed(0..<file.count)
+        let step = 64 << 20
+        file.adviseWillNeed(0..<min(step, file.count))
         file.withUnsafeBytes { all in
             var offset = 0
             while offset < all.count && !cancelled() {
-                let end = min(offset + (64 << 20), all.count)
+                let end = min(offset + step, all.count)
+                file.adviseWillNeed(end..<min(end + step, all.count))
                 d.update(UnsafeRawBufferPointer(rebasing: all[offset..<end]))
                 file.discardPages(offset..<end)
                 offset = end
