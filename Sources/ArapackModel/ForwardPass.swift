@@ -187,7 +187,7 @@ public final class ForwardPass: @unchecked Sendable {
     /// Asks the kernel to read the mapped weights ahead, in the order the pass uses them, on a background thread: a
     /// checkpoint not yet in memory (the first run after it was written or copied) is then read in large requests
     /// while the pass computes, instead of a page fault at a time as each product reaches its matrix. Weights
-    /// already in memory cost a lookup of their pages. The bits do not depend on it.
+    /// already in memory cost a few lookups (`adviseWillNeed`). The bits do not depend on it.
     func readAhead() {
         let weights = weightsInOrderOfUse
         DispatchQueue.global().async { for w in weights { w.adviseWillNeed() } }
