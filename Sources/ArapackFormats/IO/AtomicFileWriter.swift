@@ -103,7 +103,8 @@ public final class AtomicFileWriter: @unchecked Sendable {
                 // Hash on one core while the kernel copies the same (read-only) bytes on the other.
                 nonisolated(unsafe) let shared = bytes
                 nonisolated(unsafe) var failure: Error?
-                nonisolated(unsafe) let writer = self, hasher = digest
+                let writer = self
+                nonisolated(unsafe) let hasher = digest
                 DispatchQueue.concurrentPerform(iterations: 2) { part in
                     if part == 0 { hasher.update(shared) } else { do { try writer.writeAll(shared) } catch { failure = error } }
                 }
