@@ -122,6 +122,9 @@ public final class ForwardPass: @unchecked Sendable {
         let inProj: Weight, inBias: Weight, outProj: Weight, outBias: Weight
         let linear1: Weight, bias1: Weight, linear2: Weight, bias2: Weight
         let norm1w: Weight, norm1b: Weight, norm2w: Weight, norm2b: Weight
+
+        /// Its weights in the order the pass reads them.
+        var weights: [Weight] { [norm1w, norm1b, inProj, inBias, outProj, outBias, norm2w, norm2b, linear1, bias1, linear2, bias2] }
     }
 
     /// The config the pass computes (tests change it, and the weights below, to break the pass on purpose).
@@ -179,9 +182,7 @@ public final class ForwardPass: @unchecked Sendable {
     /// The weights in the order a pass reads them whole (the embedding, of which the pass reads only its ids' rows
     /// at the start, comes last: a tied head reads all of it at the end).
     var weightsInOrderOfUse: [Weight] {
-        [positions] + layers.flatMap {
-            [$0.norm1w, $0.norm1b, $0.inProj, $0.inBias, $0.outProj, $0.outBias, $0.norm2w, $0.norm2b, $0.linear1, $0.bias1, $0.linear2, $0.bias2]
-        } + [lnfw, lnfb, head] + (head === embedding ? [] : [embedding])
+        [positions] + layers.flatMap(\.weights) + [lnfw, lnfb, head] + (head === embedding ? [] : [embedding])
     }
 
     /// Asks the kernel to read the mapped weights ahead, in the order the pass uses them, on a background thread: a
@@ -196,12 +197,7 @@ public final class ForwardPass: @unchecked Sendable {
     /// Drops the mapped pages of every weight read in place: once a pass is done, the source's mapping stops
     /// counting against the process (parity runs one model after the other).
     public func discardMappedPages() {
-        for w in [embedding, positions, head, lnfw, lnfb] { w.discardMappedPages() }
-        for l in layers {
-            for w in [l.inProj, l.inBias, l.outProj, l.outBias, l.linear1, l.bias1, l.linear2, l.bias2, l.norm1w, l.norm1b, l.norm2w, l.norm2b] {
-                w.discardMappedPages()
-            }
-        }
+        for w in weightsInOrderOfUse { w.discardMappedPages() }
     }
 
     /// Logits `[N, L, V]` (row-major) for `N` sequences of `L` token ids each.

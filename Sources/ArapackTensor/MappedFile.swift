@@ -34,8 +34,8 @@ public final class MappedFile: @unchecked Sendable {
     /// The file's size in bytes at the time of mapping.
     public let count: Int
     private let base: UnsafeRawPointer?
-    /// What one `MADV_WILLNEED` of this file asks for (`readaheadLimit`).
-    private let willNeedStep: Int
+    /// The device holding the file (`st_dev`), whose readahead limits `adviseWillNeed` reads; nil for a copy in memory.
+    private let device: UInt64?
 
     /// Maps the file at `path`. Throws `FileError` if it cannot be opened, is not a regular file or
     /// cannot be mapped.
@@ -51,7 +51,7 @@ public final class MappedFile: @unchecked Sendable {
             throw FileError(path: path, operation: "open (not a regular file)", code: EISDIR)
         }
         count = Int(st.st_size)
-        willNeedStep = MappedFile.readaheadLimit(device: UInt64(st.st_dev))
+        device = UInt64(st.st_dev)
         if count == 0 {
             base = nil
             return
@@ -66,7 +66,7 @@ public final class MappedFile: @unchecked Sendable {
     public init(copying bytes: UnsafeRawBufferPointer, label: String) throws {
         path = label
         count = bytes.count
-        willNeedStep = MappedFile.smallestReadahead
+        device = nil
         if count == 0 {
             base = nil
             return
@@ -100,12 +100,14 @@ public final class MappedFile: @unchecked Sendable {
             var resident: UInt8 = 0
             return mincore(UnsafeMutableRawPointer(mutating: base + offset / page * page), 1, &resident) == 0 && resident & 1 != 0
         }
-        var start = range.lowerBound / page * page
+        var start = range.lowerBound / page * page, step: Int?  // read from sysfs once something is to be read
         while start < range.upperBound {
             let end = min(start + MappedFile.residencySpan, range.upperBound)
             if !(inMemory(start) && inMemory((start + end) / 2) && inMemory(end - 1)) {
-                for step in stride(from: start, to: end, by: willNeedStep) {
-                    madvise(UnsafeMutableRawPointer(mutating: base + step), min(willNeedStep, end - step), MADV_WILLNEED)
+                let size = step ?? device.map(MappedFile.readaheadLimit) ?? MappedFile.smallestReadahead
+                step = size
+                for at in stride(from: start, to: end, by: size) {
+                    madvise(UnsafeMutableRawPointer(mutating: base + at), min(size, end - at), MADV_WILLNEED)
                 }
             }
             start = end

@@ -53,9 +53,9 @@ public struct TrainingLog: Sendable {
     /// Rows read.
     public private(set) var rows = 0
 
-    /// The names each column may have in an export (WandB's history keys as training scripts log them).
     /// The largest step a log may name.
     static let maximumStep = 1e15
+    /// The names each column may have in an export (WandB's history keys as training scripts log them).
     static let stepNames = ["_step", "step", "Step", "trainer/global_step", "global_step", "train/step"]
     static let trainNames = ["train/loss", "train_loss", "loss", "training_loss", "train/train_loss"]
     static let validationNames = ["val/loss", "val_loss", "eval/loss", "eval_loss", "validation/loss", "validation_loss", "valid/loss"]
