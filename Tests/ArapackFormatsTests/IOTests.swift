@@ -73,7 +73,9 @@ final class IOTests: XCTestCase {
 
     /// `adviseWillNeed` reads the whole range into memory, though Linux reads at most one readahead window (the
     /// device's `read_ahead_kb`, 128 KiB by default, 8 MiB on this project's VMs) per request: a 24 MiB file not in
-    /// memory is wholly in it soon after one call, without being touched.
+    /// memory is in it soon after one call, without being touched. Readahead is advice the kernel may cut short (it
+    /// gives up on a page it cannot allocate at once; a fresh-clone CI run once missed 50 pages of 6,144), so the
+    /// test asks for nine tenths: one call for the whole range reads a third here (8 MiB), 1/192 with a 128 KiB window.
     func testAdvisingAColdFileReadsAllOfIt() throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { removeTree(dir) }
@@ -87,11 +89,11 @@ final class IOTests: XCTestCase {
         func resident() -> Int { TestSupport.residentPages(file).filter { $0 }.count }
         let pages = file.count / Int(sysconf(Int32(_SC_PAGESIZE)))
         var waited = 0
-        while resident() < pages, waited < 200 {
+        while resident() < pages, waited < 100 {
             usleep(50_000)
             waited += 1
         }
-        XCTAssertEqual(resident(), pages, "every page is read")
+        XCTAssertGreaterThanOrEqual(resident(), pages * 9 / 10, "the range is read, not one readahead window of it")
     }
 
     /// Buffers are written on another thread while the next fills: the file and its digest are those of the bytes in
