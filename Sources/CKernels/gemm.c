@@ -120,29 +120,64 @@ AVX512_TILE(avx512_p3_c1, 3, 1)
 AVX512_TILE(avx512_p2_c1, 2, 1)
 AVX512_TILE(avx512_p1_c1, 1, 1)
 AVX2_TILE(avx2_p1_c6, 1, 6)
+// AVX2's ragged column edge (a 64-column run leaves 4 of every 64, a 4096-column one 4) as one tile of the edge's
+// width, so the panels pass once for all of its weight rows rather than once per row; narrow ones span more panels,
+// for enough independent chains to keep both FMA pipes busy.
+AVX2_TILE(avx2_p1_c5, 1, 5)
+AVX2_TILE(avx2_p1_c4, 1, 4)
+AVX2_TILE(avx2_p1_c3, 1, 3)
+AVX2_TILE(avx2_p2_c2, 2, 2)
+AVX2_TILE(avx2_p1_c2, 1, 2)
+AVX2_TILE(avx2_p4_c1, 4, 1)
+AVX2_TILE(avx2_p3_c1, 3, 1)
+AVX2_TILE(avx2_p2_c1, 2, 1)
 AVX2_TILE(avx2_p1_c1, 1, 1)
 
 typedef void (*tile_fn)(const float *, size_t, const float *, size_t, size_t, float *, size_t, int);
 
-// The blocked loops around the tiles: k blocks of KC, row blocks of MC, then columns NC at a time (the weight
-// rows stay in L1 while every row panel of the block passes them), the ragged column edge one weight row at a
-// time. `wide[n - 1]` and `one[n - 1]` take n panels (n up to p_wide) of NC weight rows and of one.
+// An instruction set's tiles: wide[n - 1] takes n panels (n up to wide_panels) of nc weight rows; at the ragged
+// column edge, edge[r - 1][n - 1] takes n panels (up to edge_panels[r - 1]) of r weight rows, r up to edge_widths
+// (a wider edge goes edge_widths rows at a time).
+typedef struct {
+    size_t nc, wide_panels, edge_widths;
+    tile_fn wide[3];
+    size_t edge_panels[5];
+    tile_fn edge[5][4];
+} tile_set;
+
+static const tile_set avx512_tiles = {
+    .nc = 8, .wide_panels = 3, .edge_widths = 1,
+    .wide = {avx512_p1_c8, avx512_p2_c8, avx512_p3_c8},
+    .edge_panels = {3}, .edge = {{avx512_p1_c1, avx512_p2_c1, avx512_p3_c1}},
+};
+static const tile_set avx2_tiles = {
+    .nc = 6, .wide_panels = 1, .edge_widths = 5,
+    .wide = {avx2_p1_c6},
+    .edge_panels = {4, 2, 1, 1, 1},
+    .edge = {{avx2_p1_c1, avx2_p2_c1, avx2_p3_c1, avx2_p4_c1}, {avx2_p1_c2, avx2_p2_c2}, {avx2_p1_c3}, {avx2_p1_c4}, {avx2_p1_c5}},
+};
+
+// The blocked loops around the tiles: k blocks of KC, row blocks of MC, then columns nc at a time (the weight
+// rows stay in L1 while every row panel of the block passes them), then the ragged column edge.
 static void gemm_tiled(const float *xp, size_t panels, size_t k, const float *w, size_t ldw, size_t cols, float *t,
-                       size_t ldt, size_t p_wide, size_t nc, const tile_fn *wide, const tile_fn *one) {
-    size_t pstride = k * PANEL, cols_tiled = cols - cols % nc;
+                       size_t ldt, const tile_set *set) {
+    size_t pstride = k * PANEL, cols_tiled = cols - cols % set->nc;
     for (size_t k0 = 0; k0 < k; k0 += KC) {
         size_t kc = k - k0 < KC ? k - k0 : KC;
         int first = k0 == 0;
         for (size_t p0 = 0; p0 < panels; p0 += MC / PANEL) {
             size_t p1 = p0 + MC / PANEL < panels ? p0 + MC / PANEL : panels;
-            for (size_t c = 0; c < cols; c += c < cols_tiled ? nc : 1) {
-                const tile_fn *tiles = c < cols_tiled ? wide : one;
+            for (size_t c = 0; c < cols;) {
+                size_t width = c < cols_tiled ? set->nc : cols - c < set->edge_widths ? cols - c : set->edge_widths;
+                const tile_fn *tiles = c < cols_tiled ? set->wide : set->edge[width - 1];
+                size_t most = c < cols_tiled ? set->wide_panels : set->edge_panels[width - 1];
                 const float *wc = w + c * ldw + k0;
                 for (size_t p = p0; p < p1;) {
-                    size_t n = p1 - p < p_wide ? p1 - p : p_wide;
+                    size_t n = p1 - p < most ? p1 - p : most;
                     tiles[n - 1](xp + p * pstride + k0 * PANEL, pstride, wc, ldw, kc, t + c * ldt + p * PANEL, ldt, first);
                     p += n;
                 }
+                c += width;
             }
         }
     }
@@ -157,18 +192,8 @@ void arapack_gemm_nt(const float *xp, size_t rows, size_t k, const float *w, siz
     }
 #if defined(__x86_64__)
     switch (arapack_isa()) {
-    case ARAPACK_ISA_AVX512:
-    {
-        static const tile_fn wide[] = {avx512_p1_c8, avx512_p2_c8, avx512_p3_c8}, one[] = {avx512_p1_c1, avx512_p2_c1, avx512_p3_c1};
-        gemm_tiled(xp, panels, k, w, ldw, cols, t, ldt, 3, 8, wide, one);
-        return;
-    }
-    case ARAPACK_ISA_AVX2:
-    {
-        static const tile_fn wide[] = {avx2_p1_c6}, one[] = {avx2_p1_c1};
-        gemm_tiled(xp, panels, k, w, ldw, cols, t, ldt, 1, 6, wide, one);
-        return;
-    }
+    case ARAPACK_ISA_AVX512: gemm_tiled(xp, panels, k, w, ldw, cols, t, ldt, &avx512_tiles); return;
+    case ARAPACK_ISA_AVX2: gemm_tiled(xp, panels, k, w, ldw, cols, t, ldt, &avx2_tiles); return;
     default: break;
     }
 #endif

@@ -37,8 +37,8 @@ final class KernelInvarianceTests: XCTestCase {
 
     func testGEMMIsOneFusedChainPerOutputOnEveryInstructionSet() throws {
         var rng = SplitMix64(seed: 11)
-        // Rows around the 16-row panels, the tiles of one, two and three panels and the 192-row blocks, columns
-        // around the 6- and 8-wide tiles, inner widths around the 512-wide k blocks and their multiples; values of
+        // Rows around the 16-row panels, the tiles of one to four panels and the 192-row blocks, columns around the
+        // 6- and 8-wide tiles (so the one-column edge tiles of every panel count run), inner widths around the 512-wide k blocks and their multiples; values of
         // mixed magnitude so that any other summation order shows.
         for (rows, cols, k) in [(1, 1, 1), (5, 13, 7), (16, 12, 64), (17, 25, 511), (33, 6, 512), (140, 37, 513), (65, 7, 1023),
                                 (64, 12, 1024), (3, 64, 1100), (80, 13, 2049), (48, 8, 96), (200, 17, 520), (208, 9, 33)] {
