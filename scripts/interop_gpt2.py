@@ -21,10 +21,10 @@ import os
 import sys
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from transformers_checks import DTYPES, Checks, card_quick_start, greedy, reference  # noqa: E402
+from transformers_checks import DTYPES, Checks, card_quick_start, generation, reference  # noqa: E402
 
 
 def main():
@@ -50,19 +50,7 @@ def main():
     diff = (a - b).abs().max().item()
     check(diff <= 1e-4, f"logits: max |ARBaseline - GPT2LMHeadModel| = {diff:.3g} over {tuple(a.shape)} (limit 1e-4)")
 
-    prompt = probe[:1, :3]
-    steps = positions - prompt.shape[1]
-    mine = model32.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=steps)
-    theirs = greedy(ref, prompt, steps, hf["eos_token_id"])
-    check(torch.equal(mine, theirs), f"greedy generate ({mine.shape[1] - prompt.shape[1]} of at most {steps} tokens) equals a greedy loop over ARBaseline")
-
-    generation = GenerationConfig.from_pretrained(bundle)
-    torch.manual_seed(0)
-    sampled = model32.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=generation, max_new_tokens=4)
-    check(generation.do_sample and generation.top_p == 0.9 and sampled.shape[1] <= prompt.shape[1] + 4,
-          f"top-p sampling (temperature {generation.temperature}, top_p {generation.top_p}) runs: {sampled[0].tolist()}")
-    plain = model32.generate(prompt, attention_mask=torch.ones_like(prompt))
-    check(plain.shape[1] <= positions, f"plain generate(ids) stops within the {positions} positions ({plain.shape[1]} tokens)")
+    generation(check, model32, ref, probe[:1, :3], hf, bundle, positions)
 
     if os.path.exists(os.path.join(bundle, "tokenizer.json")):
         tok = AutoTokenizer.from_pretrained(bundle)

@@ -38,11 +38,10 @@ import sys
 import torch
 import transformers
 from safetensors import safe_open
-from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, GenerationConfig,
-                          pipeline)
+from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, pipeline)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from transformers_checks import DTYPES, Checks, card_quick_start, greedy, reference  # noqa: E402
+from transformers_checks import DTYPES, Checks, card_quick_start, generation, greedy, reference  # noqa: E402
 
 def bundle_tensors(bundle):
     """Every tensor of the bundle's safetensors files, quantized weights dequantized (q * scale, per row or group):
@@ -208,23 +207,11 @@ def main():
 
     if causal:
         prompt = probe[:1, :3]
-        steps = positions - prompt.shape[1]
-        mine = model32.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=steps)
-        theirs = greedy(ref, prompt, steps, hf["eos_token_id"])
-        check(torch.equal(mine, theirs), f"greedy generate ({mine.shape[1] - prompt.shape[1]} of at most {steps} tokens) "
-                                         "equals a greedy loop over ARBaseline")
-        generation = GenerationConfig.from_pretrained(bundle)
-        torch.manual_seed(0)
-        sampled = model32.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=generation, max_new_tokens=4)
-        check(generation.do_sample and generation.top_p == 0.9 and sampled.shape[1] <= prompt.shape[1] + 4,
-              f"top-p sampling (temperature {generation.temperature}, top_p {generation.top_p}) runs: {sampled[0].tolist()}")
-        plain = model32.generate(prompt, attention_mask=torch.ones_like(prompt))
-        check(generation.max_length <= positions and plain.shape[1] <= positions,
-              f"plain generate(ids) stops within the {positions} positions ({plain.shape[1]} tokens)")
+        theirs = generation(check, model32, ref, prompt, hf, bundle, positions)
         own = inner.generate(prompt, max_new_tokens=2 * positions, temperature=0.8, top_p=0.9, eos_token_id=hf["eos_token_id"])
         check(own.shape[1] <= positions and torch.equal(own[:, :3], prompt),
               f"model.model.generate samples within the positions ({own.shape[1]} tokens)")
-        own_greedy = inner.generate(prompt, max_new_tokens=steps, temperature=0, eos_token_id=hf["eos_token_id"])
+        own_greedy = inner.generate(prompt, max_new_tokens=positions - prompt.shape[1], temperature=0, eos_token_id=hf["eos_token_id"])
         check(torch.equal(own_greedy, theirs), "model.model.generate with temperature 0 is the greedy loop")
 
     cache_and_padding(model32, ref, probe, hf, causal, check)

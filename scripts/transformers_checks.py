@@ -9,6 +9,7 @@ import tempfile
 import sys
 
 import torch
+from transformers import GenerationConfig
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Fixtures"))
 from arafusion import ARBaseline  # noqa: E402
@@ -37,6 +38,26 @@ def greedy(model, ids, steps, eos):
             if nxt.item() == eos:
                 break
     return out
+
+
+def generation(check, model, ref, prompt, hf, bundle, positions):
+    """generate() as users call it, on the float32 `model` loaded from `bundle`: greedy equals a greedy loop over the
+    reference `ref`, the bundle's generation_config.json samples (top p 0.9), and a plain generate(ids) stops within
+    the positions. Returns the greedy loop's ids."""
+    steps = positions - prompt.shape[1]
+    mine = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=steps)
+    theirs = greedy(ref, prompt, steps, hf["eos_token_id"])
+    check(torch.equal(mine, theirs), f"greedy generate ({mine.shape[1] - prompt.shape[1]} of at most {steps} tokens) "
+                                     "equals a greedy loop over ARBaseline")
+    config = GenerationConfig.from_pretrained(bundle)
+    torch.manual_seed(0)
+    sampled = model.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=config, max_new_tokens=4)
+    check(config.do_sample and config.top_p == 0.9 and sampled.shape[1] <= prompt.shape[1] + 4,
+          f"top-p sampling (temperature {config.temperature}, top_p {config.top_p}) runs: {sampled[0].tolist()}")
+    plain = model.generate(prompt, attention_mask=torch.ones_like(prompt))
+    check(config.max_length <= positions and plain.shape[1] <= positions,
+          f"plain generate(ids) stops within the {positions} positions ({plain.shape[1]} tokens)")
+    return theirs
 
 
 class Checks:
