@@ -13,7 +13,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import input_file, measure, row  # noqa: E402
+from harness import TORCH_STATE_DICT, input_file, measure, row  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARAPACK = os.path.join(ROOT, ".build/release/arapack")
@@ -22,16 +22,7 @@ TORCH_CONVERT = """
 import hashlib, json, os, sys, torch
 from safetensors.torch import save_file
 src, dst, dtype = sys.argv[1], sys.argv[2], sys.argv[3]
-ck = torch.load(src, mmap=True, weights_only=True)
-sd = {}
-for k, v in ck["model"].items():
-    for p in ("module.", "_orig_mod."):
-        while k.startswith(p):
-            k = k[len(p):]
-    sd[k] = v
-head, emb = sd.pop("lm_head.weight"), sd["token_embedding.weight"]
-assert head.data_ptr() == emb.data_ptr() or torch.equal(head, emb), "untied"
-out = {}
+""" + TORCH_STATE_DICT + """out = {}
 for k, v in sd.items():
     # int8: the weights of the layers' nn.Linear modules, as arapack quantizes them (what compressed-tensors loads)
     if dtype == "int8" and k.startswith("transformer.layers.") and k.endswith((".out_proj.weight", ".linear1.weight", ".linear2.weight")):

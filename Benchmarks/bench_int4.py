@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import run_once  # noqa: E402
+from harness import TORCH_STATE_DICT, run_once  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ARAPACK = os.path.join(ROOT, ".build-rel", "release", "arapack")
@@ -31,16 +31,7 @@ from safetensors.torch import save_file
 src, dst = sys.argv[1], sys.argv[2]
 args = QuantizationArgs(num_bits=4, type="int", symmetric=True, strategy="group", group_size=128, dynamic=False)
 scheme = QuantizationScheme(targets=["Linear"], weights=args, format="pack-quantized")
-ck = torch.load(src, mmap=True, weights_only=True)
-sd = {}
-for k, v in ck["model"].items():
-    for p in ("module.", "_orig_mod."):
-        while k.startswith(p):
-            k = k[len(p):]
-    sd[k] = v
-head, emb = sd.pop("lm_head.weight"), sd["token_embedding.weight"]
-assert head.data_ptr() == emb.data_ptr() or torch.equal(head, emb), "untied"
-out = {}
+""" + TORCH_STATE_DICT + """out = {}
 for k, v in sd.items():
     if k.startswith("transformer.layers.") and k.endswith((".out_proj.weight", ".linear1.weight", ".linear2.weight")):
         w = v.float()

@@ -10,6 +10,22 @@ import time
 BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
 
 
+# The start of the PyTorch side's script for a conversion (inside a `python -c` string that has imported torch and
+# read src from argv): the training checkpoint loaded mapped, its module prefixes stripped into `sd`, and the tied
+# head checked and dropped, as arapack does.
+TORCH_STATE_DICT = """
+ck = torch.load(src, mmap=True, weights_only=True)
+sd = {}
+for k, v in ck["model"].items():
+    for p in ("module.", "_orig_mod."):
+        while k.startswith(p):
+            k = k[len(p):]
+    sd[k] = v
+head, emb = sd.pop("lm_head.weight"), sd["token_embedding.weight"]
+assert head.data_ptr() == emb.data_ptr() or torch.equal(head, emb), "untied"
+"""
+
+
 def run_once(cmd):
     """Wall seconds, user CPU seconds and peak RSS (MiB) of one run of `cmd`; a failed run raises."""
     start = time.perf_counter()
