@@ -120,9 +120,9 @@ AVX512_TILE(avx512_p3_c1, 3, 1)
 AVX512_TILE(avx512_p2_c1, 2, 1)
 AVX512_TILE(avx512_p1_c1, 1, 1)
 AVX2_TILE(avx2_p1_c6, 1, 6)
-// AVX2's ragged column edge (a 64-column run leaves 4 of every 64, a 4096-column one 4) as one tile of the edge's
-// width, so the panels pass once for all of its weight rows rather than once per row; narrow ones span more panels,
-// for enough independent chains to keep both FMA pipes busy.
+// AVX2's ragged column edge (a run of 64 columns leaves 4 beside the 6-wide tiles, one of 128 leaves 2) is one tile
+// of the edge's width, so the panels pass once for all of its weight rows rather than once per row; the narrow ones
+// span more panels, for enough independent chains to keep both FMA pipes busy.
 AVX2_TILE(avx2_p1_c5, 1, 5)
 AVX2_TILE(avx2_p1_c4, 1, 4)
 AVX2_TILE(avx2_p1_c3, 1, 3)
