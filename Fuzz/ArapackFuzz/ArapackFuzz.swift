@@ -112,7 +112,7 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
         let rest = UnsafeRawBufferPointer(rebasing: bytes.dropFirst())
         let base = tokenScratch + "/shard-\(getpid())"
         let path = first % 2 == 0 ? base + ".npy" : base + ".idx"
-        guard let out = try? AtomicFileWriter(destination: path) else { return }
+        guard let out = try? AtomicFileWriter(destination: path, bufferSize: 64 << 10) else { return }
         try? out.write(rest)
         try? out.commit()
         if first % 2 == 1, !pathExists(base + ".bin") { _ = try? writeBytes([UInt8](repeating: 1, count: 4096), to: base + ".bin") }
@@ -138,7 +138,7 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
         }
     case .traininglog:
         let path = tokenScratch + "/log-\(getpid()).csv"
-        guard let out = try? AtomicFileWriter(destination: path) else { return }
+        guard let out = try? AtomicFileWriter(destination: path, bufferSize: 64 << 10) else { return }
         try? out.write(bytes)
         try? out.commit()
         if let log = try? TrainingLog(path: path) { _ = TrainingPlots.render(log) }

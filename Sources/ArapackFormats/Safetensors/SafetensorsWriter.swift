@@ -179,7 +179,8 @@ public func writeText(_ text: String, to path: String) throws -> WrittenFile {
 @discardableResult
 /// Writes bytes atomically; the written file is named by its last path component unless `name` is given.
 public func writeBytes(_ bytes: [UInt8], to path: String, name: String? = nil) throws -> WrittenFile {
-    let out = try AtomicFileWriter(destination: path, hashing: true)
+    // A buffer no larger than the bytes (most are a few KiB of JSON), within the writer's usual 8 MiB.
+    let out = try AtomicFileWriter(destination: path, bufferSize: min(8 << 20, max(4096, (bytes.count + 4095) / 4096 * 4096)), hashing: true)
     try bytes.withUnsafeBytes { try out.write($0) }
     try out.commit()
     return WrittenFile(name: name ?? splitPath(path).1, size: out.bytesWritten, sha256: out.sha256!)
