@@ -112,9 +112,7 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
         let rest = UnsafeRawBufferPointer(rebasing: bytes.dropFirst())
         let base = tokenScratch + "/shard-\(getpid())"
         let path = first % 2 == 0 ? base + ".npy" : base + ".idx"
-        guard let out = try? AtomicFileWriter(destination: path, bufferSize: 64 << 10) else { return }
-        try? out.write(rest)
-        try? out.commit()
+        guard (try? writeBytes(Array(rest), to: path)) != nil else { return }
         if first % 2 == 1, !pathExists(base + ".bin") { _ = try? writeBytes([UInt8](repeating: 1, count: 4096), to: base + ".bin") }
         if let shards = try? TokenShards(path: path, rawDType: nil, sequenceLength: 32) {
             for s in shards.sequences.prefix(4096) { _ = try? shards.ids(of: s, vocabulary: 1 << 20) }
@@ -138,9 +136,7 @@ func exercise(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) {
         }
     case .traininglog:
         let path = tokenScratch + "/log-\(getpid()).csv"
-        guard let out = try? AtomicFileWriter(destination: path, bufferSize: 64 << 10) else { return }
-        try? out.write(bytes)
-        try? out.commit()
+        guard (try? writeBytes(Array(bytes), to: path)) != nil else { return }
         if let log = try? TrainingLog(path: path) { _ = TrainingPlots.render(log) }
     case .gguf:
         // The strict reader, every tensor read (Q8_0 dequantized) and scanned, the metadata read as a config and as a tokenizer.

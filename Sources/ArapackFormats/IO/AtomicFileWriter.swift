@@ -42,6 +42,8 @@ public final class AtomicFileWriter: @unchecked Sendable {
     /// The file was opened with O_DIRECT: whole buffers go to the disk directly (O_DIRECT is cleared for the file's
     /// last partial buffer, or when the file system refuses an O_DIRECT write).
     public let writesDirectly: Bool
+    /// Each of the two buffers' size unless the caller asks for another (one fills while the other is written).
+    public static let defaultBufferSize = 8 << 20
     /// The alignment of O_DIRECT's buffers, sizes and offsets (at least any file system's logical block).
     private static let directAlignment = 4096
     /// The lower-case hex SHA-256 of the file, set by `sync()` (or `commit()`) when created with `hashing`.
@@ -50,7 +52,7 @@ public final class AtomicFileWriter: @unchecked Sendable {
     /// Creates the temporary file next to `destination`.
     /// With `hashing`, the SHA-256 of the bytes is computed as they are written (`sha256` after commit); with
     /// `direct`, whole buffers bypass the page cache (see above; `bufferSize` is then a multiple of 4096).
-    public init(destination: String, bufferSize: Int = 8 << 20, hashing: Bool = false, direct: Bool = false) throws {
+    public init(destination: String, bufferSize: Int = AtomicFileWriter.defaultBufferSize, hashing: Bool = false, direct: Bool = false) throws {
         precondition(!direct || bufferSize % Self.directAlignment == 0, "a direct writer's buffer is a multiple of 4096 bytes")
         self.destination = destination
         digest = hashing ? SHA256() : nil

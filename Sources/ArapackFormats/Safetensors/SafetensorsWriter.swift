@@ -179,8 +179,9 @@ public func writeText(_ text: String, to path: String) throws -> WrittenFile {
 @discardableResult
 /// Writes bytes atomically; the written file is named by its last path component unless `name` is given.
 public func writeBytes(_ bytes: [UInt8], to path: String, name: String? = nil) throws -> WrittenFile {
-    // A buffer no larger than the bytes (most are a few KiB of JSON), within the writer's usual 8 MiB.
-    let out = try AtomicFileWriter(destination: path, bufferSize: min(8 << 20, max(4096, (bytes.count + 4095) / 4096 * 4096)), hashing: true)
+    // Buffers no larger than the bytes, rounded up to 4 KiB (most are a few KiB of JSON), within the usual size.
+    let size = min(AtomicFileWriter.defaultBufferSize, max(4096, (bytes.count + 4095) / 4096 * 4096))
+    let out = try AtomicFileWriter(destination: path, bufferSize: size, hashing: true)
     try bytes.withUnsafeBytes { try out.write($0) }
     try out.commit()
     return WrittenFile(name: name ?? splitPath(path).1, size: out.bytesWritten, sha256: out.sha256!)
