@@ -13,7 +13,8 @@ import Dispatch
 ///
 /// Small writes fill a buffer; a full buffer is hashed and handed to the kernel on another thread while the caller
 /// fills the second buffer (what it writes is usually computed: cast, quantized, compressed), in order, so the file
-/// and its digest are what one thread would have made. A failure there is thrown by the next call.
+/// and its digest are what one thread would have made. A failure there is thrown by the next call. The last buffer
+/// is written by `sync()` on the caller's thread (a file smaller than a buffer never leaves it).
 ///
 /// A file nothing reads back soon (a release archive) can be written `direct`ly: whole buffers go from memory to the
 /// disk with `O_DIRECT`, past the page cache, instead of being copied into fresh page-cache pages (which costs a
@@ -137,13 +138,15 @@ public final class AtomicFileWriter: @unchecked Sendable {
     /// syncs them all first, to keep the window between the renames short.
     public func sync() throws {
         guard !finished else { return }
-        if writesDirectly, buffered % Self.directAlignment != 0 {
-            // The last partial buffer through the page cache (O_DIRECT takes whole blocks only).
-            try waitForFlush()
-            try stopWritingDirectly()
-        }
-        try flush()
         try waitForFlush()
+        // The last partial buffer through the page cache (O_DIRECT takes whole blocks only).
+        if writesDirectly, buffered % Self.directAlignment != 0 { try stopWritingDirectly() }
+        // The last buffer is hashed and written on this thread: handing it to another only to wait for it costs a
+        // thread's wake-up for every small file (a bundle's JSON files, a card) and leaves nothing to overlap.
+        let last = UnsafeRawBufferPointer(rebasing: buffer[0..<buffered])
+        buffered = 0
+        digest?.update(last)
+        try writeAll(last)
         guard fsync(fd) == 0 else { throw FileError(path: temporaryPath, operation: "fsync", code: errno) }
         finished = true
         sha256 = digest?.hexDigest()
