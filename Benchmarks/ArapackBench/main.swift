@@ -10,7 +10,7 @@ import Glibc
 /// Release-build benchmark driver.
 ///   arapack-bench read-model SOURCE            read every model tensor's bytes once (a NaN/Inf scan)
 ///   arapack-bench forward SOURCE L REPEATS [N] time the reference forward pass on N × L tokens (N = 1 unless given;
-///                                              after one warm-up)
+///                                              after one warm-up, whose time is printed as the first pass)
 ///   arapack-bench gemm M N K REPEATS           the forward pass's own invariant GEMM (arapack_gemm_nt, one thread,
 ///                                              the instruction set ARAPACK_ISA picks) on the same product
 /// Whole-process timing comes from Benchmarks/*.py; `forward` and `gemm` also print their own timings. OpenBLAS's
@@ -26,8 +26,13 @@ func now() -> Double {
 func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
 /// The median wall time of `repeats` runs of `body`, after one untimed run.
+/// The median of `repeats` timed runs of `body` after an untimed first one (whose time, with its page faults on
+/// mapped weights and first touches of scratch, is in `firstRun`).
+nonisolated(unsafe) var firstRun = 0.0
 func medianTime(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+    let start = now()
     try body()
+    firstRun = now() - start
     var times: [Double] = []
     for _ in 0..<repeats {
         let t0 = now()
@@ -58,7 +63,7 @@ do {
         let c = model.config
         let d = Double(c.hiddenSize), f = Double(c.intermediateSize), l = Double(length)
         let flops = Double(batch) * l * (Double(c.layers) * (2 * 4 * d * d + 2 * 2 * d * f + 4 * l * d) + 2 * d * Double(c.vocabSize))
-        print("forward \(batch)x\(length) (\(KernelISA.active), \(forward.threads) threads): median \(String(t)) s, \(flops / t / 1e9) GFLOP/s (\(flops / 1e9) GFLOP)")
+        print("forward \(batch)x\(length) (\(KernelISA.active), \(forward.threads) threads): median \(String(t)) s, \(flops / t / 1e9) GFLOP/s (\(flops / 1e9) GFLOP); first pass \(String(firstRun)) s")
     case (6, "gemm"):
         let m = Int(arguments[2])!, n = Int(arguments[3])!, k = Int(arguments[4])!, repeats = Int(arguments[5])!
         try KernelISA.configureFromEnvironment()
