@@ -25,21 +25,19 @@ func now() -> Double {
 
 func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
-/// The median wall time of `repeats` runs of `body`, after one untimed run.
-/// The median of `repeats` timed runs of `body` after an untimed first one (whose time, with its page faults on
-/// mapped weights and first touches of scratch, is in `firstRun`).
-nonisolated(unsafe) var firstRun = 0.0
-func medianTime(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+/// The median wall time of `repeats` runs of `body` after a first run, and that first run's time (its page faults on
+/// mapped weights and first touches of scratch included).
+func medianTime(_ repeats: Int, _ body: () throws -> Void) rethrows -> (median: Double, first: Double) {
     let start = now()
     try body()
-    firstRun = now() - start
+    let first = now() - start
     var times: [Double] = []
     for _ in 0..<repeats {
         let t0 = now()
         try body()
         times.append(now() - t0)
     }
-    return median(times)
+    return (median(times), first)
 }
 
 do {
@@ -59,11 +57,11 @@ do {
         let length = Int(arguments[3])!, repeats = Int(arguments[4])!, batch = arguments.count == 6 ? Int(arguments[5])! : 1
         let forward = try ForwardPass(model)
         let ids = Parity.probes(count: batch, length: length, vocab: model.config.vocabSize, seed: 0)
-        let t = try medianTime(repeats) { _ = try forward.logits(ids) }
+        let (t, first) = try medianTime(repeats) { _ = try forward.logits(ids) }
         let c = model.config
         let d = Double(c.hiddenSize), f = Double(c.intermediateSize), l = Double(length)
         let flops = Double(batch) * l * (Double(c.layers) * (2 * 4 * d * d + 2 * 2 * d * f + 4 * l * d) + 2 * d * Double(c.vocabSize))
-        print("forward \(batch)x\(length) (\(KernelISA.active), \(forward.threads) threads): median \(String(t)) s, \(flops / t / 1e9) GFLOP/s (\(flops / 1e9) GFLOP); first pass \(String(firstRun)) s")
+        print("forward \(batch)x\(length) (\(KernelISA.active), \(forward.threads) threads): median \(String(t)) s, \(flops / t / 1e9) GFLOP/s (\(flops / 1e9) GFLOP); first pass \(String(first)) s")
     case (6, "gemm"):
         let m = Int(arguments[2])!, n = Int(arguments[3])!, k = Int(arguments[4])!, repeats = Int(arguments[5])!
         try KernelISA.configureFromEnvironment()
@@ -74,7 +72,7 @@ do {
             arapack_pack_rows(a, k, m, k, &xp)
             arapack_gemm_nt(xp, m, k, b, k, n, &t, packed)
         }
-        let time = medianTime(repeats, run)
+        let time = medianTime(repeats, run).median
         print("gemm \(m)x\(n)x\(k) (\(KernelISA.active), one thread): median \(String(time)) s, \(2 * Double(m) * Double(n) * Double(k) / time / 1e9) GFLOP/s")
     default:
         print("usage: arapack-bench read-model SOURCE | forward SOURCE L REPEATS [N] | gemm M N K REPEATS")
