@@ -45,10 +45,10 @@ public final class TensorStorage: @unchecked Sendable {
         if case let .mapped(file, range) = backing { file.discardPages(range) }
     }
 
-    /// For mapped storage, starts reading its bytes from the file now (see `MappedFile.adviseWillNeed`); owned
-    /// storage is already in memory.
-    public func adviseWillNeed() {
-        if case let .mapped(file, range) = backing { file.adviseWillNeed(range) }
+    /// For mapped storage, reads its bytes into the page cache now (see `MappedFile.readIntoMemory`); owned storage is
+    /// already in memory.
+    public func readIntoMemory() {
+        if case let .mapped(file, range) = backing { file.readIntoMemory(range) }
     }
 
     /// Drops the resident pages of `bytes` (offsets within this storage) when mapped.

@@ -53,20 +53,19 @@ struct RunCommand: ParsableCommand {
                 return v
             }
             guard !tokens.isEmpty else { throw CommandError("\(idsFile ?? "--ids"): no token ids") }
-            let results = RunResults(model: try ReleaseModel(path: model, configFile: config, allowUntied: true))
-            let c = results.model!.config
-            let names = (try? results.model!.tokenizer.map { try $0.tokenStrings() }) ?? nil
-            let logits = try ForwardPass(results.model!).logits([tokens])
-            // The logits' digest on one core while the other lets go of the weights (unmapping 1.5 GB of mapped pages
-            // takes tens of milliseconds, paid at exit otherwise) and ranks the last position's tokens.
-            DispatchQueue.concurrentPerform(iterations: 2) { part in
-                if part == 0 {
-                    results.checksum = logits.withUnsafeBytes { SHA256.hex(of: $0) }
-                } else {
-                    results.model = nil
-                    results.next = ForwardPass.nextTokens(logits[((tokens.count - 1) * c.vocabSize)...], k: topK)
-                }
-            }
+            let release = try ReleaseModel(path: model, configFile: config, allowUntied: true)
+            let c = release.config
+            let names = (try? release.tokenizer.map { try $0.tokenStrings() }) ?? nil
+            let pass = try ForwardPass(release)
+            let results = RunResults()
+            let logits = try pass.logits([tokens])
+            // The logits' digest and the last position's ranking while the pass lets go of the weights' mapped pages
+            // (paid at exit otherwise), all on every core.
+            let topK = topK
+            pass.discardMappedPages(alongside: [
+                { results.checksum = logits.withUnsafeBytes { SHA256.hex(of: $0) } },
+                { results.next = ForwardPass.nextTokens(logits[((tokens.count - 1) * c.vocabSize)...], k: topK) },
+            ])
             let next = results.next, checksum = results.checksum
             if json {
                 let result = RunResult(model: model, modelType: c.modelType, layers: c.layers, hiddenSize: c.hiddenSize, vocabSize: c.vocabSize,
@@ -134,10 +133,8 @@ struct RunResult: Encodable {
     }
 }
 
-/// What `arapack run`'s last two steps fill in side by side; each writes only its own fields.
+/// What `arapack run`'s last two steps fill in side by side; each writes only its own field.
 private final class RunResults: @unchecked Sendable {
-    var model: ReleaseModel?
     var checksum = ""
     var next: [(id: Int, logit: Float, probability: Double)] = []
-    init(model: ReleaseModel) { self.model = model }
 }

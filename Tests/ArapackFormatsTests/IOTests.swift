@@ -96,6 +96,32 @@ final class IOTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(resident(), pages * 9 / 10, "the range is read, not one readahead window of it")
     }
 
+    /// `readIntoMemory` returns with the whole range in memory, held in large folios wherever a plain sequential
+    /// `read` of the file gets them. `adviseWillNeed` (`MADV_WILLNEED`) reads into 4 KiB pages (6,144 for this file),
+    /// which cost every later process about ten times as much to map and unmap.
+    func testReadingAColdRangeIntoMemoryReadsAllOfItInLargeFolios() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        defer { removeTree(dir) }
+        let path = dir + "/cold.bin"
+        try Data(count: 24 << 20).write(to: URL(fileURLWithPath: path))
+        guard try TestSupport.isOnDisk(dir) else { return }  // tmpfs keeps every page in memory: nothing to observe
+        let pages = (24 << 20) / Int(sysconf(Int32(_SC_PAGESIZE)))
+        // What a plain sequential read leaves in the page cache on this file system.
+        try TestSupport.evictFromPageCache(path)
+        let handle = try XCTUnwrap(FileHandle(forReadingAtPath: path))
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {}
+        try handle.close()
+        let sequential = try TestSupport.folioCount(try MappedFile(path: path))
+
+        try TestSupport.evictFromPageCache(path)
+        let file = try MappedFile(path: path)
+        XCTAssertEqual(TestSupport.residentPages(file).filter { $0 }.count, 0, "the file starts out of memory")
+        file.readIntoMemory(0..<file.count)
+        XCTAssertEqual(TestSupport.residentPages(file).filter { $0 }.count, pages, "the whole range is in memory on return")
+        let folios = try TestSupport.folioCount(file)
+        XCTAssertLessThanOrEqual(folios, max(sequential, 64), "\(folios) folios for \(pages) pages; a sequential read left \(sequential)")
+    }
+
     /// Buffers are written on another thread while the next fills: the file and its digest are those of the bytes in
     /// order, and a write that fails there (here: past a file-size limit) is thrown by a later call, naming the file,
     /// with nothing at the destination.

@@ -4,6 +4,7 @@ import ArapackRelease
 import ArapackTensor
 import ArapackTestSupport
 import Foundation
+import Synchronization
 import XCTest
 
 /// The forward pass against golden logits from PyTorch's `ARBaseline.eval()` for several twins; each
@@ -209,6 +210,41 @@ final class ForwardPassTests: XCTestCase {
         // 2 of 218 pages without it.
         XCTAssertGreaterThanOrEqual(resident(), pages.count * 9 / 10, "the weights are read ahead")
         withExtendedLifetime(pass) {}
+    }
+
+    /// Dropping a pass's mapped pages leaves no page of its weights read in place mapped in the process, the weights
+    /// shared out among its threads, and runs each piece of work given alongside once.
+    func testDiscardingMappedPagesUnmapsTheWeightsAndRunsTheWorkAlongside() throws {
+        let pass = try ForwardPass(try ReleaseModel(path: TestSupport.fixture("golden/ar_odd.pt")), threads: 2)
+        let logits = try pass.logits([[1, 2, 3, 4, 5]])
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let pagemap = open("/proc/self/pagemap", O_RDONLY)
+        XCTAssertGreaterThanOrEqual(pagemap, 0)
+        defer { close(pagemap) }
+        let inPlace = pass.weightsInOrderOfUse.filter { $0.owned == nil && !$0.isNarrow }
+        XCTAssertEqual(inPlace.count, pass.weightsInOrderOfUse.count, "a float32 checkpoint's weights are all read in place")
+        // The pages wholly inside each weight, and how many of them are mapped (pagemap's bit 63).
+        func mapped() -> (mapped: Int, pages: Int) {
+            var mapped = 0, pages = 0
+            for w in inPlace {
+                let start = UInt(bitPattern: w.pointer), end = start + UInt(w.count * MemoryLayout<Float>.size)
+                for p in stride(from: (start + UInt(page) - 1) / UInt(page), to: end / UInt(page), by: 1) {
+                    var entry: UInt64 = 0
+                    XCTAssertEqual(pread(pagemap, &entry, 8, off_t(p * 8)), 8)
+                    pages += 1
+                    if entry >> 63 == 1 { mapped += 1 }
+                }
+            }
+            return (mapped, pages)
+        }
+        let before = mapped()
+        XCTAssertGreaterThan(before.pages, 100)
+        XCTAssertEqual(before.mapped, before.pages, "the products read every page of the weights")
+        let ran = Mutex<[Int]>([])
+        pass.discardMappedPages(alongside: (0..<5).map { i in { ran.withLock { $0.append(i) } } })
+        XCTAssertEqual(mapped().mapped, 0, "no page of a weight stays mapped")
+        XCTAssertEqual(ran.withLock { $0.sorted() }, [0, 1, 2, 3, 4])
+        XCTAssertEqual(try pass.logits([[1, 2, 3, 4, 5]]), logits, "the pages are read in again when the pass runs again")
     }
 
     func testInputChecks() throws {

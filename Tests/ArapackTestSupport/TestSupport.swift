@@ -85,6 +85,34 @@ public enum TestSupport {
         return resident.map { $0 & 1 != 0 }
     }
 
+    /// How many folios of the page cache hold `file`'s pages (each mapped first, by reading a byte of it): a 4 KiB page
+    /// alone is one, a large folio (up to 2 MiB) one however many pages it spans. Reads `/proc/self/pagemap` and
+    /// `/proc/kpageflags`, whose page frame numbers only root may read (CI runs as root).
+    public static func folioCount(_ file: MappedFile) throws -> Int {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let pagemap = open("/proc/self/pagemap", O_RDONLY), flags = open("/proc/kpageflags", O_RDONLY)
+        defer { close(pagemap); close(flags) }
+        guard pagemap >= 0, flags >= 0 else { throw XCTSkip("/proc/kpageflags cannot be read: it needs root") }
+        return try file.withUnsafeBytes { bytes in
+            var folios = 0
+            for offset in stride(from: 0, to: bytes.count, by: page) {
+                _ = (bytes.baseAddress! + offset).load(as: UInt8.self)  // maps the page
+                var entry: UInt64 = 0, pageFlags: UInt64 = 0
+                let address = UInt(bitPattern: bytes.baseAddress! + offset)
+                guard pread(pagemap, &entry, 8, off_t(address / UInt(page) * 8)) == 8, entry >> 63 == 1 else {
+                    throw FileError(path: file.path, operation: "pagemap (page at \(offset) not mapped)", code: EIO)
+                }
+                let frame = entry & ((1 << 55) - 1)
+                guard frame != 0 else { throw XCTSkip("page frame numbers read as 0: they need root") }
+                guard pread(flags, &pageFlags, 8, off_t(frame * 8)) == 8 else {
+                    throw FileError(path: "/proc/kpageflags", operation: "pread", code: errno)
+                }
+                if pageFlags >> 16 & 1 == 0 { folios += 1 }  // KPF_COMPOUND_TAIL: a later page of a large folio
+            }
+            return folios
+        }
+    }
+
     /// The built `arapack` executable next to the test bundle.
     public static var arapackBinary: String {
         Bundle.main.bundleURL.appendingPathComponent("arapack").path
