@@ -79,10 +79,7 @@ final class IOTests: XCTestCase {
     func testAdvisingAColdFileReadsAllOfIt() throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { removeTree(dir) }
-        let path = dir + "/cold.bin"
-        try Data(count: 24 << 20).write(to: URL(fileURLWithPath: path))
-        guard try TestSupport.isOnDisk(dir) else { return }  // tmpfs keeps every page in memory: nothing to observe
-        try TestSupport.evictFromPageCache(path)
+        guard let path = try coldFile(in: dir) else { return }
         let file = try MappedFile(path: path)
         XCTAssertEqual(TestSupport.residentPages(file).filter { $0 }.count, 0, "the file starts out of memory")
         file.adviseWillNeed(0..<file.count)
@@ -96,18 +93,25 @@ final class IOTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(resident(), pages * 9 / 10, "the range is read, not one readahead window of it")
     }
 
+    /// A 24 MiB file in `dir`, dropped from the page cache; nil where the file system keeps every page in memory
+    /// (tmpfs: nothing to observe).
+    private func coldFile(in dir: String) throws -> String? {
+        let path = dir + "/cold.bin"
+        try Data(count: 24 << 20).write(to: URL(fileURLWithPath: path))
+        guard try TestSupport.isOnDisk(dir) else { return nil }
+        try TestSupport.evictFromPageCache(path)
+        return path
+    }
+
     /// `readIntoMemory` returns with the whole range in memory, held in large folios wherever a plain sequential
     /// `read` of the file gets them. `adviseWillNeed` (`MADV_WILLNEED`) reads into 4 KiB pages (6,144 for this file),
     /// which cost every later process about ten times as much to map and unmap.
     func testReadingAColdRangeIntoMemoryReadsAllOfItInLargeFolios() throws {
         let dir = try TestSupport.temporaryDirectory()
         defer { removeTree(dir) }
-        let path = dir + "/cold.bin"
-        try Data(count: 24 << 20).write(to: URL(fileURLWithPath: path))
-        guard try TestSupport.isOnDisk(dir) else { return }  // tmpfs keeps every page in memory: nothing to observe
+        guard let path = try coldFile(in: dir) else { return }
         let pages = (24 << 20) / Int(sysconf(Int32(_SC_PAGESIZE)))
         // What a plain sequential read leaves in the page cache on this file system.
-        try TestSupport.evictFromPageCache(path)
         let handle = try XCTUnwrap(FileHandle(forReadingAtPath: path))
         while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {}
         try handle.close()
