@@ -114,12 +114,12 @@ public final class MappedFile: @unchecked Sendable {
     /// (run it on another thread to overlap the disk with other work): the range is advised for large folios
     /// (`MADV_HUGEPAGE`) and faulted in (`MADV_POPULATE_READ`), so a page not in memory is read with the 2 MiB around
     /// it into one folio where the file system allows (ext4, XFS). `adviseWillNeed` reads into 4 KiB pages, and every
-    /// process that maps those later pays about ten times as much to map and unmap them: a full-size model's 1.5 GB
-    /// of weights takes ~100 ms to fault in and 50–70 ms to unmap, against ~8 and ~1 ms. (Where the hypervisor
-    /// reclaims a guest's free memory, as on this project's VMs, the first touch of a fresh 2 MiB folio costs more
-    /// than that of a 4 KiB page: a file read once, as a digest reads it, keeps `adviseWillNeed`.) A 2 MiB span whose
-    /// first, middle and last pages are in memory is taken to be there and skipped, as in `adviseWillNeed`. Before
-    /// Linux 5.14 this reads nothing, and the pages are read when first touched.
+    /// process that maps those later pays far more to map and unmap them: a full-size model's 1.5 GB of weights takes
+    /// ~120 ms to fault in and ~65 ms to unmap, against ~8 and under 1 ms (Benchmarks/kernels/page_cache_folios.c,
+    /// BENCHMARKS.md). (Where the hypervisor reclaims a guest's free memory, as on this project's VMs, the first touch
+    /// of a fresh 2 MiB folio costs more than that of a 4 KiB page: a file read once, as a digest reads it, keeps
+    /// `adviseWillNeed`.) A 2 MiB span whose first, middle and last pages are in memory is taken to be there and
+    /// skipped, as in `adviseWillNeed`. Before Linux 5.14 this reads nothing, and the pages are read when first touched.
     public func readIntoMemory(_ range: Range<Int>) {
         guard let base, !range.isEmpty else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
