@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "ArapackTensor"),
         .target(name: "ArapackFormats", dependencies: ["ArapackTensor", "COpenSSL", "CSystem", "CKernels"]),
         // One way down: arapack (CLI) → ArapackRelease → ArapackModel → ArapackFormats → ArapackTensor.
-        .target(name: "ArapackModel", dependencies: ["ArapackFormats", "ArapackTensor", "CKernels"]),
+        .target(name: "ArapackModel", dependencies: ["ArapackFormats", "ArapackTensor", "CKernels", "CSystem"]),
         .target(name: "ArapackRelease", dependencies: ["ArapackModel", "ArapackFormats", "ArapackTensor", "CZstd", "COpenSSL", "CKernels"],
                 resources: [.embedInCode("Forms/Native/Wrapper/configuration_arafusion.py"), .embedInCode("Forms/Native/Wrapper/modeling_arafusion.py")]),
         .executableTarget(

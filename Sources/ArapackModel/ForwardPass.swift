@@ -143,6 +143,8 @@ public final class ForwardPass: @unchecked Sendable {
     /// The reading ahead of the mapped weights (`readAhead`), and whether to stop it at the next weight.
     private let readingAhead = DispatchGroup()
     private let stopReadingAhead = Atomic<Bool>(false)
+    /// The threads beside the caller's that share the pass's parallel regions.
+    private let team: WorkerTeam
 
     /// Reads the weights of a model of `config`, each by its training name through `tensor` (any source: f32
     /// mapped in place, other dtypes widened once). A tied model's head is its embedding.
@@ -179,8 +181,11 @@ public final class ForwardPass: @unchecked Sendable {
                          linear2: try t(.linear2Weight, narrow: true), bias2: try t(.linear2Bias),
                          norm1w: try t(.norm1Weight), norm1b: try t(.norm1Bias), norm2w: try t(.norm2Weight), norm2b: try t(.norm2Bias))
         }
+        team = WorkerTeam(threads: self.threads)
         readAhead()
     }
+
+    deinit { team.stop() }
 
     /// The weights in the order a pass reads them whole (the embedding, of which the pass reads only its ids' rows
     /// at the start, comes last: a tied head reads all of it at the end).
@@ -341,8 +346,7 @@ public final class ForwardPass: @unchecked Sendable {
         let parts = count >= minimum ? min(threads, count) : 1
         guard parts > 1 else { return body(0, 0..<count) }
         let next = Atomic<Int>(0)
-        nonisolated(unsafe) let body = body
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        team.run(parts: parts) { part in
             var first = next.load(ordering: .relaxed)
             while first < count {
                 let run = max(1, (count - first) / (2 * parts))

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <linux/fs.h>
 #include <malloc.h>
+#include <pthread.h>
 #include "csystem.h"
 
 int arapack_rename_noreplace(const char *from, const char *to) {
@@ -53,4 +54,16 @@ int arapack_signals_to_pipe(int fd) {
         if (sigaction(signals[i], &action, NULL) != 0) return -1;
     }
     return 0;
+}
+
+void arapack_name_thread(const char *name) {
+    char shortened[16];
+    snprintf(shortened, sizeof shortened, "%s", name);
+    pthread_setname_np(pthread_self(), shortened);
+}
+
+void arapack_spin_pause(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
 }

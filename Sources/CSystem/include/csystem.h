@@ -24,4 +24,10 @@ int arapack_pipe(int fds[2]);
 /// process started (nohup, a shell's background job) stays ignored. Returns 0, or -1 with errno set.
 int arapack_signals_to_pipe(int fd);
 
+/// Names the calling thread (pthread_setname_np, a GNU extension; at most 15 bytes are kept).
+void arapack_name_thread(const char *name);
+
+/// The CPU's spin-wait hint (x86 `pause`; nothing elsewhere), for a thread that polls a flag another core sets.
+void arapack_spin_pause(void);
+
 #endif
