@@ -6,10 +6,10 @@ import Glibc
 #endif
 
 /// The threads a forward pass shares its parallel regions with, kept from one region to the next. A pass runs
-/// hundreds of short regions back to back (eleven per layer); handing each to libdispatch costs the thread that
-/// has gone to sleep in between a wake-up (45–80 µs per region on the 2-core VMs measured, while the caller waits). A helper here
-/// polls for the next region for up to `spinLimit` after it finishes one (yielding the core to any other runnable
-/// thread while it polls, after the first `pauseLimit`), and only then sleeps until it is given work.
+/// hundreds of short regions back to back (eleven per layer); handing each to libdispatch costs a wake-up of the
+/// worker that went to sleep in between, 45–80 µs per region on the 2-core VMs measured, while the caller waits. A
+/// helper here polls for the next region for up to `spinLimit` after it finishes one (yielding the core to any other
+/// runnable thread while it polls, after the first `pauseLimit`), and only then sleeps until it is given work.
 /// Regions of one team run one at a time; a region asked for while another runs (two callers on one pass) goes to
 /// libdispatch instead.
 final class WorkerTeam: @unchecked Sendable {
@@ -92,7 +92,8 @@ final class WorkerTeam: @unchecked Sendable {
         let number = (region.load(ordering: .relaxed) >> 16) + 1
         // Sequentially consistent, as a helper's going to sleep is: either it sees this region or this sees it asleep.
         region.store(number << 16 | parts, ordering: .sequentiallyConsistent)
-        for helper in helpers.prefix(count) where helper.asleep.compareExchange(expected: true, desired: false, ordering: .sequentiallyConsistent).exchanged {
+        for helper in helpers.prefix(count) where helper.asleep.compareExchange(
+            expected: true, desired: false, ordering: .sequentiallyConsistent).exchanged {
             helper.wake.signal()
         }
     }
@@ -112,7 +113,8 @@ final class WorkerTeam: @unchecked Sendable {
             let parts = current & 0xFFFF
             if parts == 0 { break }
             if helper.index + 1 < parts {
-                do { let body = job!; body(helper.index + 1) }  // let go of the body before reporting: `run` checks it is not kept
+                // The body is let go of before reporting: `run` checks that nothing keeps it.
+                do { let body = job!; body(helper.index + 1) }
                 finished.add(1, ordering: .releasing)
             }
         }
