@@ -6,15 +6,16 @@ import Glibc
 #endif
 
 /// The threads a forward pass shares its parallel regions with, kept from one region to the next. A pass runs
-/// hundreds of short regions back to back (eleven per layer); handing each to libdispatch costs a wake-up of the
-/// worker that went to sleep in between, 45–80 µs per region on the 2-core VMs measured, while the caller waits. A
-/// helper here polls for the next region for up to `spinLimit` after it finishes one (yielding the core to any other
-/// runnable thread while it polls, after the first `pauseLimit`), and only then sleeps until it is given work.
+/// hundreds of short regions back to back (eleven per layer); `DispatchQueue.concurrentPerform` added 45–80 µs to
+/// each on the 2-core VMs measured (its pool's workers take turns and are woken through the pool), while the caller
+/// waits. A helper here is one thread of its own, woken for its part directly; after a part it polls for the next
+/// region for `pollLimit` (regions that follow at once) and then sleeps, so an idle pass holds no core.
 /// Regions of one team run one at a time; a region asked for while another runs (two callers on one pass) goes to
 /// libdispatch instead.
 final class WorkerTeam: @unchecked Sendable {
-    /// How long a helper polls before it sleeps, and how long of that it keeps the core to itself.
-    static let spinLimit: UInt64 = 2_000_000, pauseLimit: UInt64 = 50_000
+    /// How long a helper polls for the next region before it sleeps, and the caller for the helpers' parts before it
+    /// yields its core between polls (nanoseconds).
+    static let pollLimit: UInt64 = 50_000
     /// The name of a helper's thread (in `top -H`, perf and a debugger).
     static let threadName = "arapack helper"
 
@@ -98,10 +99,10 @@ final class WorkerTeam: @unchecked Sendable {
         }
     }
 
-    /// One step of a poll begun at `start`: the CPU's pause for the first `pauseLimit`, then a yield of the core to
-    /// any other thread that can run (more threads than cores, a digest or a writer beside the pass).
+    /// One step of the caller's wait for the helpers, begun at `start`: the CPU's pause for the first `pollLimit`,
+    /// then a yield of the core to any other thread that can run (more threads than cores, a digest or a writer).
     private static func pause(since start: UInt64) {
-        if DispatchTime.now().uptimeNanoseconds - start < pauseLimit { arapack_spin_pause() } else { sched_yield() }
+        if DispatchTime.now().uptimeNanoseconds - start < pollLimit { arapack_spin_pause() } else { sched_yield() }
     }
 
     /// A helper's life: wait for a region, take its part if it has one, report, again; exit on a region of 0 parts.
@@ -127,8 +128,8 @@ final class WorkerTeam: @unchecked Sendable {
         while true {
             let current = region.load(ordering: .acquiring)
             if current != seen { return current }
-            if DispatchTime.now().uptimeNanoseconds - start < Self.spinLimit {
-                Self.pause(since: start)
+            if DispatchTime.now().uptimeNanoseconds - start < Self.pollLimit {
+                arapack_spin_pause()
             } else {
                 helper.asleep.store(true, ordering: .sequentiallyConsistent)
                 let now = region.load(ordering: .sequentiallyConsistent)

@@ -50,9 +50,9 @@ final class WorkerTeamTests: XCTestCase {
         let done = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
             // Longer than the helpers poll: each region finds them asleep.
-            WorkerTeamTests.runRegions(team, regions: 12, parts: { $0 % 2 == 0 ? 3 : 2 }, between: { usleep(useconds_t(WorkerTeam.spinLimit / 1000 * 3)) })
+            WorkerTeamTests.runRegions(team, regions: 50, parts: { $0 % 2 == 0 ? 3 : 2 }, between: { usleep(useconds_t(WorkerTeam.pollLimit / 1000 * 20)) })
             // And regions arriving just as a helper goes to sleep.
-            WorkerTeamTests.runRegions(team, regions: 60, parts: { _ in 3 }, between: { usleep(useconds_t(WorkerTeam.spinLimit / 1000) + 1) })
+            WorkerTeamTests.runRegions(team, regions: 400, parts: { _ in 3 }, between: { usleep(useconds_t(WorkerTeam.pollLimit / 1000) + 1) })
             done.signal()
         }
         if done.wait(timeout: .now() + 60) == .timedOut { return XCTFail("a region never ended: a sleeping helper was not woken") }
