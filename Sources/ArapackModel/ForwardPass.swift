@@ -352,7 +352,7 @@ public final class ForwardPass: @unchecked Sendable {
                 let run = max(1, (count - first) / (2 * parts))
                 let (taken, seen) = next.compareExchange(expected: first, desired: first + run, ordering: .relaxed)
                 if taken { body(part, first..<first + run) }
-                first = taken ? next.load(ordering: .relaxed) : seen
+                first = taken ? first + run : seen  // a stale guess fails the next exchange, which returns the value
             }
         }
     }

@@ -72,7 +72,11 @@ final class WorkerTeam: @unchecked Sendable {
     /// Runs `body(part)` for every part in `0..<parts`, part 0 on the calling thread, and returns when all have
     /// returned. More parts than the team has threads, or a team already running a region, go to libdispatch.
     func run(parts: Int, _ body: (Int) -> Void) {
-        guard parts > 1, parts <= started + 1, busy.withLock({ taken in defer { taken = true }; return !taken }) else {
+        guard parts > 1, parts <= started + 1, busy.withLock({ taken in
+            if taken { return false }
+            taken = true
+            return true
+        }) else {
             nonisolated(unsafe) let body = body
             return DispatchQueue.concurrentPerform(iterations: parts) { body($0) }
         }

@@ -85,7 +85,7 @@ static void gemm_generic(const float *xp, size_t panels, size_t k, const float *
 // partial sums (rows contiguous, columns ldt apart), loaded first unless this is the first k block. With `next` (the
 // next tile's weight rows, given to the first panel's tile of each column group), it also asks for those rows' k block
 // in L2 ahead of use, a cache line of each row every 16 values of k: the weights come from the page cache, cold, and
-// the first panel would otherwise wait on them (+3 % for the forward pass on one AVX2 thread). No bit changes.
+// the first panel would otherwise wait on them (2–4 % for the forward pass on one thread). No bit changes.
 #define UNROLL _Pragma("clang loop unroll(full)")
 #define PREFETCH_STEP 16  // one cache line of a weight row
 #define TILE_KERNEL(NAME, TARGET, VEC, LANES, LOADU, STOREU, ZERO, SET1, FMADD, P, NC)                          \
